@@ -1,0 +1,107 @@
+/**
+ * The action catalogue: every remediation type Quell knows, what it targets,
+ * how it is undone and who may undo it. Server, agent, CLI and console read
+ * these tables; nobody re-types an action type string.
+ */
+import type { Role } from './roles.ts';
+
+export const PLATFORMS = ['linux', 'windows', 'macos'] as const;
+export type Platform = (typeof PLATFORMS)[number];
+
+export const ENTITY_TYPES = [
+  'device', 'user', 'file', 'process', 'service', 'driver', 'scheduled_task', 'registry_key', 'ip', 'url',
+] as const;
+export type EntityType = (typeof ENTITY_TYPES)[number];
+
+export const ACTION_SOURCES = [
+  'automated_investigation', 'antivirus', 'manual', 'api', 'advanced_hunting', 'incident',
+] as const;
+export type ActionSource = (typeof ACTION_SOURCES)[number];
+
+export const ACTION_TYPES = [
+  'isolate_device', 'release_isolation',
+  'contain_device', 'release_containment',
+  'contain_user', 'release_user',
+  'restrict_code_execution', 'remove_code_restriction',
+  'quarantine_file', 'stop_and_quarantine_file', 'restore_file',
+  'remove_registry_key', 'restore_registry_key',
+  'stop_service', 'restore_service',
+  'disable_driver', 'restore_driver',
+  'remove_scheduled_task', 'restore_scheduled_task',
+  'run_antivirus_scan', 'collect_investigation_package',
+] as const;
+export type ActionType = (typeof ACTION_TYPES)[number];
+
+export interface ActionDefinition {
+  label: string;
+  entityType: EntityType;
+  /** The action type that reverses this one, or null when it cannot be undone. */
+  undoType: ActionType | null;
+  /** The lowest role allowed to undo it (meaningless when undoType is null). */
+  undoRole: Role | null;
+  /** True for the types that exist only as the undo of another type. */
+  isUndo: boolean;
+}
+
+/** `satisfies Record<ActionType, …>`: a new action type does not compile until it is described here. */
+export const ACTION_CATALOGUE = {
+  isolate_device: { label: 'Isolate device', entityType: 'device', undoType: 'release_isolation', undoRole: 'security_operator', isUndo: false },
+  release_isolation: { label: 'Release from isolation', entityType: 'device', undoType: null, undoRole: null, isUndo: true },
+  contain_device: { label: 'Contain device', entityType: 'ip', undoType: 'release_containment', undoRole: 'security_operator', isUndo: false },
+  release_containment: { label: 'Release containment', entityType: 'ip', undoType: null, undoRole: null, isUndo: true },
+  contain_user: { label: 'Contain user', entityType: 'user', undoType: 'release_user', undoRole: 'global_admin', isUndo: false },
+  release_user: { label: 'Release user', entityType: 'user', undoType: null, undoRole: null, isUndo: true },
+  restrict_code_execution: { label: 'Restrict code execution', entityType: 'device', undoType: 'remove_code_restriction', undoRole: 'security_operator', isUndo: false },
+  remove_code_restriction: { label: 'Remove code execution restriction', entityType: 'device', undoType: null, undoRole: null, isUndo: true },
+  quarantine_file: { label: 'Quarantine file', entityType: 'file', undoType: 'restore_file', undoRole: 'security_admin', isUndo: false },
+  stop_and_quarantine_file: { label: 'Stop and quarantine file', entityType: 'file', undoType: 'restore_file', undoRole: 'security_admin', isUndo: false },
+  restore_file: { label: 'Restore file', entityType: 'file', undoType: null, undoRole: null, isUndo: true },
+  remove_registry_key: { label: 'Remove registry key', entityType: 'registry_key', undoType: 'restore_registry_key', undoRole: 'security_operator', isUndo: false },
+  restore_registry_key: { label: 'Restore registry key', entityType: 'registry_key', undoType: null, undoRole: null, isUndo: true },
+  stop_service: { label: 'Stop service', entityType: 'service', undoType: 'restore_service', undoRole: 'security_operator', isUndo: false },
+  restore_service: { label: 'Restore service', entityType: 'service', undoType: null, undoRole: null, isUndo: true },
+  disable_driver: { label: 'Disable driver', entityType: 'driver', undoType: 'restore_driver', undoRole: 'security_operator', isUndo: false },
+  restore_driver: { label: 'Restore driver', entityType: 'driver', undoType: null, undoRole: null, isUndo: true },
+  remove_scheduled_task: { label: 'Remove scheduled task', entityType: 'scheduled_task', undoType: 'restore_scheduled_task', undoRole: 'security_operator', isUndo: false },
+  restore_scheduled_task: { label: 'Restore scheduled task', entityType: 'scheduled_task', undoType: null, undoRole: null, isUndo: true },
+  run_antivirus_scan: { label: 'Run antivirus scan', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
+  collect_investigation_package: { label: 'Collect investigation package', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
+} as const satisfies Record<ActionType, ActionDefinition>;
+
+export type Support = 'supported' | 'unsupported';
+
+const ALL: Record<Platform, Support> = { linux: 'supported', windows: 'supported', macos: 'supported' };
+const WINDOWS_ONLY: Record<Platform, Support> = { linux: 'unsupported', windows: 'supported', macos: 'unsupported' };
+const NOT_MAC: Record<Platform, Support> = { linux: 'supported', windows: 'supported', macos: 'unsupported' };
+
+/** Which action types each platform's agent can carry out. */
+export const CAPABILITY_MATRIX = {
+  isolate_device: ALL,
+  release_isolation: ALL,
+  contain_device: ALL,
+  release_containment: ALL,
+  contain_user: ALL,
+  release_user: ALL,
+  restrict_code_execution: NOT_MAC,
+  remove_code_restriction: NOT_MAC,
+  quarantine_file: ALL,
+  stop_and_quarantine_file: ALL,
+  restore_file: ALL,
+  remove_registry_key: WINDOWS_ONLY,
+  restore_registry_key: WINDOWS_ONLY,
+  stop_service: ALL,
+  restore_service: ALL,
+  disable_driver: NOT_MAC,
+  restore_driver: NOT_MAC,
+  remove_scheduled_task: ALL,
+  restore_scheduled_task: ALL,
+  run_antivirus_scan: ALL,
+  collect_investigation_package: ALL,
+} as const satisfies Record<ActionType, Record<Platform, Support>>;
+
+/** Action types whose completed instances can be undone across devices by SHA-256. */
+export const FILE_QUARANTINE_TYPES: readonly ActionType[] = ['quarantine_file', 'stop_and_quarantine_file'];
+
+export function isUndoable(type: ActionType): boolean {
+  return ACTION_CATALOGUE[type].undoType !== null;
+}

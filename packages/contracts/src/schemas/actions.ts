@@ -1,0 +1,150 @@
+import { Type, type Static } from 'typebox';
+import { ACTION_SOURCES, ACTION_TYPES, ENTITY_TYPES } from '../catalogue.ts';
+import { ACTION_EVENTS, ACTION_STATUSES, ACTION_VIEWS } from '../lifecycle.ts';
+import { CommentSchema, IdSchema, TimestampSchema } from './common.ts';
+
+export const ActionTypeSchema = Type.Enum(ACTION_TYPES);
+export const ActionStatusSchema = Type.Enum(ACTION_STATUSES);
+export const ActionSourceSchema = Type.Enum(ACTION_SOURCES);
+export const EntityTypeSchema = Type.Enum(ENTITY_TYPES);
+export const Sha256Schema = Type.String({ pattern: '^[a-fA-F0-9]{64}$' });
+
+/** Entity names come from attackers: they are stored and returned as plain data. */
+export const EntitySchema = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 1024 }),
+  sha256: Type.Optional(Sha256Schema),
+  path: Type.Optional(Type.String({ maxLength: 4096 })),
+}, { additionalProperties: false });
+export type Entity = Static<typeof EntitySchema>;
+
+/** Type-specific options, e.g. `{ "isolation": "selective" }`, `{ "scan": "quick" }`. */
+export const ActionParametersSchema = Type.Record(
+  Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9_]{0,63}$' }),
+  Type.Union([Type.String({ maxLength: 1024 }), Type.Number(), Type.Boolean()]),
+  { maxProperties: 16 },
+);
+
+export const CreateActionBodySchema = Type.Object({
+  type: ActionTypeSchema,
+  deviceId: IdSchema,
+  entity: EntitySchema,
+  source: ActionSourceSchema,
+  /** The creator says whether the action waits for approval; manual actions never do. */
+  status: Type.Optional(Type.Enum(['pending_approval', 'queued'] as const)),
+  parameters: Type.Optional(ActionParametersSchema),
+  investigationId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  incidentId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  comment: Type.Optional(CommentSchema),
+}, { additionalProperties: false });
+export type CreateActionBody = Static<typeof CreateActionBodySchema>;
+
+export const ActionResultSchema = Type.Object({
+  output: Type.Optional(Type.String()),
+  error: Type.Optional(Type.String()),
+});
+export type ActionResult = Static<typeof ActionResultSchema>;
+
+export const ActionSchema = Type.Object({
+  id: IdSchema,
+  type: ActionTypeSchema,
+  status: ActionStatusSchema,
+  entityType: EntityTypeSchema,
+  entity: EntitySchema,
+  parameters: ActionParametersSchema,
+  deviceId: IdSchema,
+  deviceName: Type.String(),
+  deviceGroupId: Type.Union([IdSchema, Type.Null()]),
+  source: ActionSourceSchema,
+  investigationId: Type.Union([Type.String(), Type.Null()]),
+  incidentId: Type.Union([Type.String(), Type.Null()]),
+  approvalId: Type.Union([Type.String(), Type.Null()]),
+  requestedBy: Type.String(),
+  requestedAt: TimestampSchema,
+  comment: Type.Union([Type.String(), Type.Null()]),
+  decidedBy: Type.Union([Type.String(), Type.Null()]),
+  decidedAt: Type.Union([TimestampSchema, Type.Null()]),
+  decisionComment: Type.Union([Type.String(), Type.Null()]),
+  expiresAt: Type.Union([TimestampSchema, Type.Null()]),
+  updatedAt: TimestampSchema,
+  undoOf: Type.Union([IdSchema, Type.Null()]),
+  undoneBy: Type.Union([IdSchema, Type.Null()]),
+  result: Type.Union([ActionResultSchema, Type.Null()]),
+});
+export type Action = Static<typeof ActionSchema>;
+
+export const ActionTimelineEntrySchema = Type.Object({
+  at: TimestampSchema,
+  event: Type.Union([Type.Enum(ACTION_EVENTS), Type.Literal('create'), Type.Literal('undo_requested')]),
+  fromStatus: Type.Union([ActionStatusSchema, Type.Null()]),
+  toStatus: ActionStatusSchema,
+  actor: Type.String(),
+  comment: Type.Union([Type.String(), Type.Null()]),
+});
+export type ActionTimelineEntry = Static<typeof ActionTimelineEntrySchema>;
+
+export const ActionDetailSchema = Type.Object({
+  action: ActionSchema,
+  timeline: Type.Array(ActionTimelineEntrySchema),
+});
+
+export const ACTION_SORT_FIELDS = ['requestedAt', 'updatedAt', 'decidedAt', 'expiresAt'] as const;
+export type ActionSortField = (typeof ACTION_SORT_FIELDS)[number];
+export const TIME_RANGES = ['day', 'week', '30d', '6m', 'custom'] as const;
+export type TimeRange = (typeof TIME_RANGES)[number];
+
+export const ListActionsQuerySchema = Type.Object({
+  view: Type.Enum(ACTION_VIEWS),
+  range: Type.Optional(Type.Enum(TIME_RANGES)),
+  from: Type.Optional(TimestampSchema),
+  to: Type.Optional(TimestampSchema),
+  type: Type.Optional(ActionTypeSchema),
+  source: Type.Optional(ActionSourceSchema),
+  status: Type.Optional(ActionStatusSchema),
+  entityType: Type.Optional(EntityTypeSchema),
+  deviceId: Type.Optional(IdSchema),
+  investigationId: Type.Optional(Type.String({ maxLength: 64 })),
+  decidedBy: Type.Optional(Type.String({ maxLength: 128 })),
+  sort: Type.Optional(Type.Enum(ACTION_SORT_FIELDS)),
+  order: Type.Optional(Type.Enum(['asc', 'desc'] as const)),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  cursor: Type.Optional(Type.String({ maxLength: 512 })),
+  /** Counting matches costs a scan; ask for it on the first page only. */
+  withTotal: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+export type ListActionsQuery = Static<typeof ListActionsQuerySchema>;
+export type ExportActionsQuery = Omit<ListActionsQuery, 'limit' | 'cursor' | 'withTotal' | 'view'>;
+
+export const ExportActionsQuerySchema = Type.Omit(ListActionsQuerySchema, ['limit', 'cursor', 'withTotal', 'view']);
+
+export const ActionPageSchema = Type.Object({
+  items: Type.Array(ActionSchema),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+  total: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+export const BULK_MAX = 500;
+export const BulkDecisionBodySchema = Type.Object({
+  ids: Type.Array(IdSchema, { minItems: 1, maxItems: BULK_MAX }),
+  comment: Type.Optional(CommentSchema),
+}, { additionalProperties: false });
+export type BulkDecisionBody = Static<typeof BulkDecisionBodySchema>;
+
+export const BulkResultSchema = Type.Object({ items: Type.Array(ActionSchema) });
+
+export const InstancesSchema = Type.Object({
+  action: ActionSchema,
+  sha256: Sha256Schema,
+  instances: Type.Array(ActionSchema),
+});
+
+export const UndoInstancesBodySchema = Type.Object({
+  comment: Type.Optional(CommentSchema),
+}, { additionalProperties: false });
+
+export const ActionSummarySchema = Type.Object({
+  pendingByType: Type.Array(Type.Object({ type: ActionTypeSchema, count: Type.Integer() })),
+  pendingTotal: Type.Integer(),
+  oldestPendingAt: Type.Union([TimestampSchema, Type.Null()]),
+  oldestPendingAgeSeconds: Type.Union([Type.Integer(), Type.Null()]),
+  byStatusPerDay: Type.Array(Type.Object({ day: Type.String(), status: ActionStatusSchema, count: Type.Integer() })),
+});

@@ -1,0 +1,42 @@
+import { Type, type Static } from 'typebox';
+import { TimestampSchema } from './common.ts';
+
+export const AuditEntrySchema = Type.Object({
+  seq: Type.Integer(),
+  at: TimestampSchema,
+  actor: Type.String(),
+  sourceIp: Type.Union([Type.String(), Type.Null()]),
+  kind: Type.String(),
+  targetType: Type.String(),
+  targetId: Type.Union([Type.String(), Type.Null()]),
+  before: Type.Unknown(),
+  after: Type.Unknown(),
+  hash: Type.String(),
+});
+export type AuditEntry = Static<typeof AuditEntrySchema>;
+
+export const ListAuditQuerySchema = Type.Object({
+  actor: Type.Optional(Type.String({ maxLength: 128 })),
+  kind: Type.Optional(Type.String({ maxLength: 64 })),
+  targetId: Type.Optional(Type.String({ maxLength: 64 })),
+  from: Type.Optional(TimestampSchema),
+  to: Type.Optional(TimestampSchema),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+  /** The seq to continue below (pages go newest first). */
+  before: Type.Optional(Type.Integer({ minimum: 1 })),
+}, { additionalProperties: false });
+export type ListAuditQuery = Static<typeof ListAuditQuerySchema>;
+
+export const AuditPageSchema = Type.Object({
+  items: Type.Array(AuditEntrySchema),
+  nextBefore: Type.Union([Type.Integer(), Type.Null()]),
+});
+
+export const AuditVerificationSchema = Type.Object({
+  ok: Type.Boolean(),
+  checked: Type.Integer(),
+  /** The first entry whose content, link or position does not match, when not ok. */
+  firstBadSeq: Type.Union([Type.Integer(), Type.Null()]),
+  reason: Type.Union([Type.String(), Type.Null()]),
+});
+export type AuditVerification = Static<typeof AuditVerificationSchema>;
