@@ -87,7 +87,7 @@ export const ActionDetailSchema = Type.Object({
   timeline: Type.Array(ActionTimelineEntrySchema),
 });
 
-export const ACTION_SORT_FIELDS = ['requestedAt', 'updatedAt', 'decidedAt', 'expiresAt'] as const;
+export const ACTION_SORT_FIELDS = ['requestedAt', 'updatedAt'] as const;
 export type ActionSortField = (typeof ACTION_SORT_FIELDS)[number];
 export const TIME_RANGES = ['day', 'week', '30d', '6m', 'custom'] as const;
 export type TimeRange = (typeof TIME_RANGES)[number];

@@ -1,0 +1,133 @@
+import { userInfo } from 'node:os';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { PERMISSIONS, type Permission, ROLES, type Role } from '@quell/contracts';
+import { type Actor, ConfigError, QuellError, type Services, createServices, loadConfig, migrate, openStore, startServer, systemActor } from '@quell/server';
+
+const program = new Command('quell')
+  .description('Quell: a self-hosted action center for endpoint remediation.\nConfiguration comes from QUELL_* environment variables or the JSON file named by QUELL_CONFIG.')
+  .showHelpAfterError();
+
+/** Opens the configured database, runs a command against the services and closes it again. */
+async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const store = openStore(config.store);
+  try {
+    await migrate(store);
+    return await run(createServices({ store, settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours, fourEyesActionTypes: [] } }));
+  } finally {
+    await store.close();
+  }
+}
+
+/** Commands run on the server machine act as the local operating-system user, which the audit log records. */
+const cliActor = (): Actor => ({ ...systemActor(`cli:${userInfo().username}`), sourceIp: 'local' });
+
+function parseRole(value: string): Role {
+  if (!(ROLES as readonly string[]).includes(value)) throw new InvalidArgumentError(`choose one of ${ROLES.join(', ')}`);
+  return value as Role;
+}
+
+function parseScopes(value: string): Permission[] {
+  const scopes = value.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = scopes.filter((s) => !(PERMISSIONS as readonly string[]).includes(s));
+  if (unknown.length > 0 || scopes.length === 0) throw new InvalidArgumentError(`unknown scope ${unknown.join(', ')}; known: ${PERMISSIONS.join(', ')}`);
+  return scopes as Permission[];
+}
+
+function parseDays(value: string): number {
+  const days = Number(value);
+  if (!Number.isInteger(days) || days < 1 || days > 365) throw new InvalidArgumentError('a whole number of days from 1 to 365');
+  return days;
+}
+
+program.command('server')
+  .description('Start the Quell server (HTTP API, docs at /api/docs, jobs). Migrates the database first.')
+  .action(async () => {
+    const config = loadConfig();
+    const server = await startServer(config, { handleSignals: true });
+    process.stdout.write(`\nQuell is running at ${server.url}  (API docs: ${server.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})\n`);
+    if (server.generatedAdminPassword) {
+      process.stdout.write(`First administrator created. User: admin  One-time password: ${server.generatedAdminPassword}\nIt is shown only now; keep it safe.\n\n`);
+    }
+  });
+
+const user = program.command('user').description('Manage users');
+user.command('add')
+  .description('Create a user')
+  .requiredOption('--username <name>', 'sign-in name')
+  .addOption(new Option('--role <role>', `one of ${ROLES.join(', ')}`).argParser(parseRole).makeOptionMandatory())
+  .option('--display-name <text>', 'name shown in the console')
+  .option('--password <password>', 'at least 12 characters (default: read QUELL_NEW_PASSWORD)')
+  .action(async (opts: { username: string; role: Role; displayName?: string; password?: string }) => {
+    const password = opts.password ?? process.env.QUELL_NEW_PASSWORD;
+    if (!password) throw new InvalidArgumentError('give --password or set QUELL_NEW_PASSWORD');
+    const created = await withServices((s) => s.users.create(cliActor(), { username: opts.username, role: opts.role, password, displayName: opts.displayName }));
+    process.stdout.write(`Created ${created.username} (${created.role}), id ${created.id}\n`);
+  });
+user.command('list')
+  .description('List users')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const users = await withServices((s) => s.users.list(cliActor()));
+    if (opts.json) return void process.stdout.write(JSON.stringify(users, null, 2) + '\n');
+    for (const u of users) process.stdout.write(`${u.username.padEnd(24)} ${u.role.padEnd(18)} ${u.disabled ? 'disabled' : 'active'}\n`);
+  });
+user.command('disable')
+  .description('Disable a user and end their sessions')
+  .argument('<username>')
+  .action(async (username: string) => {
+    await withServices(async (s) => {
+      const found = await s.users.findByUsername(username);
+      if (!found) throw new QuellError('user_not_found', `No user named ${username}`);
+      await s.users.update(cliActor(), found.id, { disabled: true });
+    });
+    process.stdout.write(`Disabled ${username}\n`);
+  });
+
+const token = program.command('token').description('Manage API tokens');
+token.command('create')
+  .description('Create an API token acting as a user; prints the secret once')
+  .requiredOption('--user <username>', 'the user the token acts as')
+  .requiredOption('--name <name>', 'what the token is for')
+  .addOption(new Option('--scopes <list>', `comma-separated, from: ${PERMISSIONS.join(', ')}`).argParser(parseScopes).makeOptionMandatory())
+  .addOption(new Option('--days <n>', 'days until it expires').argParser(parseDays).default(90))
+  .action(async (opts: { user: string; name: string; scopes: Permission[]; days: number }) => {
+    const created = await withServices(async (s) => {
+      const owner = await s.users.findByUsername(opts.user);
+      if (!owner || owner.disabled) throw new QuellError('user_not_found', `No active user named ${opts.user}`);
+      const actor: Actor = { kind: 'user', userId: owner.id, name: owner.username, role: owner.role, scopes: null, groupIds: owner.deviceGroupIds.length ? owner.deviceGroupIds : null, sourceIp: 'local' };
+      return s.tokens.create(actor, { name: opts.name, scopes: opts.scopes, expiresInDays: opts.days });
+    });
+    process.stdout.write(`Token ${created.token.id} (expires ${created.token.expiresAt}). Secret, shown once:\n${created.secret}\n`);
+  });
+token.command('revoke')
+  .description('Revoke an API token')
+  .argument('<id>')
+  .action(async (id: string) => {
+    await withServices((s) => s.tokens.revoke(cliActor(), id));
+    process.stdout.write(`Revoked ${id}\n`);
+  });
+
+const audit = program.command('audit').description('The audit log');
+audit.command('verify')
+  .description('Check the hash chain: exits 1 if any entry was edited, removed or reordered')
+  .action(async () => {
+    const result = await withServices((s) => s.audit.verify((n) => process.stderr.write(`\rchecked ${n} entries`)));
+    process.stderr.write('\n');
+    if (result.ok) {
+      process.stdout.write(`Audit log intact: ${result.checked} entries verified\n`);
+    } else {
+      process.stdout.write(`Audit log BROKEN at entry ${result.firstBadSeq}: ${result.reason} (${result.checked} entries before it verified)\n`);
+      process.exitCode = 1;
+    }
+  });
+
+try {
+  await program.parseAsync();
+} catch (error) {
+  if (error instanceof ConfigError || error instanceof QuellError || error instanceof InvalidArgumentError) {
+    process.stderr.write(`quell: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}

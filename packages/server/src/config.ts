@@ -1,0 +1,94 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { StoreLocation } from './db/store.ts';
+
+/** Configuration, read and validated once at start (DESIGN.md §5). */
+export interface Config {
+  dataDir: string;
+  store: StoreLocation;
+  host: string;
+  port: number;
+  publicUrl: string;
+  adminPassword: string | null;
+  pendingExpiryHours: number;
+  logLevel: string;
+  /** How often each process looks for due jobs, in milliseconds. */
+  jobPollMs: number;
+}
+
+export class ConfigError extends Error {}
+
+const NAMES = [
+  'QUELL_DATA_DIR', 'QUELL_DATABASE_URL', 'QUELL_HOST', 'QUELL_PORT', 'QUELL_ADMIN_PASSWORD',
+  'QUELL_PUBLIC_URL', 'QUELL_PENDING_EXPIRY_HOURS', 'QUELL_LOG_LEVEL', 'QUELL_JOB_POLL_MS',
+] as const;
+type Name = (typeof NAMES)[number];
+type Source = Partial<Record<Name, string>>;
+
+/**
+ * Builds the configuration from the environment, or from the JSON file named by
+ * QUELL_CONFIG (same names as keys); the environment wins over the file.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const fromFile = env.QUELL_CONFIG ? readConfigFile(env.QUELL_CONFIG) : {};
+  const source: Source = { ...fromFile };
+  for (const name of NAMES) if (env[name] !== undefined && env[name] !== '') source[name] = env[name];
+  return parseConfig(source);
+}
+
+function readConfigFile(path: string): Source {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`QUELL_CONFIG: cannot read ${path} as JSON (${(error as Error).message})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`QUELL_CONFIG: ${path} must hold a JSON object`);
+  const source: Source = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    if (!(NAMES as readonly string[]).includes(key)) throw new ConfigError(`QUELL_CONFIG: unknown key ${key} in ${path}; known keys: ${NAMES.join(', ')}`);
+    source[key as Name] = String(value);
+  }
+  return source;
+}
+
+export function parseConfig(source: Source): Config {
+  const dataDir = resolve(source.QUELL_DATA_DIR ?? './data');
+  const url = source.QUELL_DATABASE_URL;
+  if (url !== undefined && !/^postgres(ql)?:\/\//.test(url)) {
+    throw new ConfigError('QUELL_DATABASE_URL must start with postgres:// (leave it unset to use the embedded SQLite database)');
+  }
+  const host = source.QUELL_HOST ?? '127.0.0.1';
+  const port = integer(source, 'QUELL_PORT', 8080, 0, 65535);
+  const adminPassword = source.QUELL_ADMIN_PASSWORD ?? null;
+  if (adminPassword !== null && adminPassword.length < 12) throw new ConfigError('QUELL_ADMIN_PASSWORD must be at least 12 characters long');
+  const publicUrl = source.QUELL_PUBLIC_URL ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (!/^https?:\/\//.test(publicUrl)) throw new ConfigError('QUELL_PUBLIC_URL must be an http:// or https:// URL');
+  return {
+    dataDir,
+    store: url ? { dialect: 'postgres', url } : { dialect: 'sqlite', file: join(dataDir, 'quell.sqlite') },
+    host,
+    port,
+    publicUrl,
+    adminPassword,
+    pendingExpiryHours: integer(source, 'QUELL_PENDING_EXPIRY_HOURS', 24 * 7, 1, 24 * 90),
+    logLevel: oneOf(source, 'QUELL_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    jobPollMs: integer(source, 'QUELL_JOB_POLL_MS', 5000, 10, 3_600_000),
+  };
+}
+
+function integer(source: Source, name: Name, fallback: number, min: number, max: number): number {
+  const raw = source[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw) || value < min || value > max) throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, not "${raw}"`);
+  return value;
+}
+
+function oneOf<T extends string>(source: Source, name: Name, fallback: T, allowed: readonly T[]): T {
+  const raw = source[name];
+  if (raw === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, not "${raw}"`);
+  return raw as T;
+}
+

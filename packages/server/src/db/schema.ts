@@ -1,0 +1,141 @@
+/** Row types of the tables in migrations/. Times are epoch milliseconds. */
+export interface UsersTable {
+  id: string;
+  username: string;
+  display_name: string;
+  role: string;
+  password_hash: string;
+  disabled: number;
+  created_at: number;
+}
+
+export interface SessionsTable {
+  id_hash: string;
+  user_id: string;
+  csrf_token: string;
+  created_at: number;
+  expires_at: number;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  name: string;
+  user_id: string;
+  secret_hash: string;
+  scopes: string;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+export interface DeviceGroupsTable {
+  id: string;
+  name: string;
+  rank: number;
+  automation_level: string;
+  created_at: number;
+}
+
+export interface UserDeviceGroupsTable {
+  user_id: string;
+  group_id: string;
+}
+
+export interface DevicesTable {
+  id: string;
+  name: string;
+  platform: string;
+  group_id: string | null;
+  created_at: number;
+  last_seen_at: number | null;
+}
+
+export interface ActionsTable {
+  id: string;
+  type: string;
+  status: string;
+  entity_type: string;
+  entity_name: string;
+  entity_sha256: string | null;
+  entity_path: string | null;
+  parameters: string;
+  device_id: string;
+  device_name: string;
+  group_id: string | null;
+  source: string;
+  investigation_id: string | null;
+  incident_id: string | null;
+  approval_id: string | null;
+  requested_by: string;
+  requested_by_user_id: string | null;
+  requested_at: number;
+  comment: string | null;
+  decided_by: string | null;
+  decided_at: number | null;
+  decision_comment: string | null;
+  expires_at: number | null;
+  updated_at: number;
+  undo_of: string | null;
+  undone_by: string | null;
+  result: string | null;
+}
+
+export interface ActionEventsTable {
+  id: string;
+  action_id: string;
+  at: number;
+  event: string;
+  from_status: string | null;
+  to_status: string;
+  actor: string;
+  comment: string | null;
+}
+
+export interface AuditLogTable {
+  seq: number;
+  at: number;
+  actor: string;
+  source_ip: string | null;
+  kind: string;
+  target_type: string;
+  target_id: string | null;
+  before_json: string | null;
+  after_json: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface SettingsTable {
+  key: string;
+  value: string;
+}
+
+export interface JobsTable {
+  name: string;
+  run_at: number;
+  locked_by: string | null;
+  locked_until: number | null;
+  last_run_at: number | null;
+  last_error: string | null;
+}
+
+export interface SchemaMigrationsTable {
+  version: number;
+  name: string;
+  applied_at: number;
+}
+
+export interface Database {
+  users: UsersTable;
+  sessions: SessionsTable;
+  api_tokens: ApiTokensTable;
+  device_groups: DeviceGroupsTable;
+  user_device_groups: UserDeviceGroupsTable;
+  devices: DevicesTable;
+  actions: ActionsTable;
+  action_events: ActionEventsTable;
+  audit_log: AuditLogTable;
+  settings: SettingsTable;
+  jobs: JobsTable;
+  schema_migrations: SchemaMigrationsTable;
+}

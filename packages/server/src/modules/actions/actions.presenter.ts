@@ -1,0 +1,75 @@
+import type { Action, ActionTimelineEntry } from '@quell/contracts';
+import type { ActionEventsTable, ActionsTable } from '../../db/schema.ts';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+/** The boundary between rows and what clients see: every API response goes through here. */
+export function presentAction(row: ActionsTable): Action {
+  return {
+    id: row.id,
+    type: row.type as Action['type'],
+    status: row.status as Action['status'],
+    entityType: row.entity_type as Action['entityType'],
+    entity: {
+      name: row.entity_name,
+      ...(row.entity_sha256 !== null ? { sha256: row.entity_sha256 } : {}),
+      ...(row.entity_path !== null ? { path: row.entity_path } : {}),
+    },
+    parameters: JSON.parse(row.parameters) as Action['parameters'],
+    deviceId: row.device_id,
+    deviceName: row.device_name,
+    deviceGroupId: row.group_id,
+    source: row.source as Action['source'],
+    investigationId: row.investigation_id,
+    incidentId: row.incident_id,
+    approvalId: row.approval_id,
+    requestedBy: row.requested_by,
+    requestedAt: iso(row.requested_at),
+    comment: row.comment,
+    decidedBy: row.decided_by,
+    decidedAt: isoOrNull(row.decided_at),
+    decisionComment: row.decision_comment,
+    expiresAt: isoOrNull(row.expires_at),
+    updatedAt: iso(row.updated_at),
+    undoOf: row.undo_of,
+    undoneBy: row.undone_by,
+    result: row.result === null ? null : (JSON.parse(row.result) as Action['result']),
+  };
+}
+
+export function presentTimelineEntry(row: ActionEventsTable): ActionTimelineEntry {
+  return {
+    at: iso(row.at),
+    event: row.event as ActionTimelineEntry['event'],
+    fromStatus: row.from_status as ActionTimelineEntry['fromStatus'],
+    toStatus: row.to_status as ActionTimelineEntry['toStatus'],
+    actor: row.actor,
+    comment: row.comment,
+  };
+}
+
+/** CSV columns of the History export, in order. */
+export const CSV_COLUMNS = [
+  'id', 'type', 'status', 'entityType', 'entity', 'sha256', 'deviceId', 'deviceName', 'source', 'investigationId',
+  'incidentId', 'approvalId', 'requestedBy', 'requestedAt', 'decidedBy', 'decidedAt', 'comment', 'decisionComment', 'updatedAt',
+] as const;
+
+export function csvRow(row: ActionsTable): string {
+  const cells = [
+    row.id, row.type, row.status, row.entity_type, row.entity_name, row.entity_sha256, row.device_id, row.device_name, row.source,
+    row.investigation_id, row.incident_id, row.approval_id, row.requested_by, iso(row.requested_at), row.decided_by,
+    isoOrNull(row.decided_at), row.comment, row.decision_comment, iso(row.updated_at),
+  ];
+  return cells.map(csvCell).join(',') + '\r\n';
+}
+
+/**
+ * Quotes a cell and defuses spreadsheet formulas: entity names come from
+ * attackers, and a cell starting with = + - @ would run in Excel.
+ */
+export function csvCell(value: string | null): string {
+  if (value === null) return '';
+  const safe = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
+  return /[",\r\n]/.test(safe) || safe !== value ? `"${safe.replace(/"/g, '""')}"` : safe;
+}

@@ -1,0 +1,132 @@
+import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
+import type { ActionStatus, ActionType } from '@quell/contracts';
+import type { ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
+import type { Db } from '../../db/store.ts';
+
+export interface ActionFilter {
+  view?: 'pending' | 'history';
+  from?: number;
+  to?: number;
+  type?: string;
+  source?: string;
+  status?: string;
+  entityType?: string;
+  deviceId?: string;
+  investigationId?: string;
+  decidedBy?: string;
+  /** Scope: only these device groups; null for every group. */
+  groupIds: readonly string[] | null;
+}
+
+export type SortColumn = 'requested_at' | 'updated_at';
+export interface Keyset { column: SortColumn; order: 'asc' | 'desc'; after: { value: number; id: string } | null; limit: number }
+
+function applyFilter<O>(query: SelectQueryBuilder<Database, 'actions', O>, filter: ActionFilter): SelectQueryBuilder<Database, 'actions', O> {
+  let q = query;
+  if (filter.view === 'pending') q = q.where('status', '=', 'pending_approval');
+  if (filter.view === 'history') q = q.where('status', '<>', 'pending_approval');
+  if (filter.from !== undefined) q = q.where('requested_at', '>=', filter.from);
+  if (filter.to !== undefined) q = q.where('requested_at', '<', filter.to);
+  if (filter.type !== undefined) q = q.where('type', '=', filter.type);
+  if (filter.source !== undefined) q = q.where('source', '=', filter.source);
+  if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+  if (filter.entityType !== undefined) q = q.where('entity_type', '=', filter.entityType);
+  if (filter.deviceId !== undefined) q = q.where('device_id', '=', filter.deviceId);
+  if (filter.investigationId !== undefined) q = q.where('investigation_id', '=', filter.investigationId);
+  if (filter.decidedBy !== undefined) q = q.where('decided_by', '=', filter.decidedBy);
+  if (filter.groupIds !== null) {
+    // An empty scope sees nothing; `IN ()` is not valid SQL.
+    q = filter.groupIds.length === 0 ? q.where(sql<boolean>`1 = 0`) : q.where('group_id', 'in', filter.groupIds);
+  }
+  return q;
+}
+
+export function createActionsRepository() {
+  return {
+    async insert(db: Db, row: ActionsTable): Promise<void> {
+      await db.insertInto('actions').values(row).execute();
+    },
+
+    async insertEvent(db: Db, row: ActionEventsTable): Promise<void> {
+      await db.insertInto('action_events').values(row).execute();
+    },
+
+    async findById(db: Db, id: string): Promise<ActionsTable | undefined> {
+      return db.selectFrom('actions').selectAll().where('id', '=', id).executeTakeFirst();
+    },
+
+    async findByIds(db: Db, ids: readonly string[]): Promise<ActionsTable[]> {
+      if (ids.length === 0) return [];
+      return db.selectFrom('actions').selectAll().where('id', 'in', ids).execute();
+    },
+
+    async events(db: Db, actionId: string): Promise<ActionEventsTable[]> {
+      return db.selectFrom('action_events').selectAll().where('action_id', '=', actionId).orderBy('at').orderBy('id').execute();
+    },
+
+    /**
+     * Compare-and-set: changes the row only if it is still in `from`.
+     * Returns false when another decision got there first.
+     */
+    async transition(db: Db, id: string, from: ActionStatus, patch: Partial<ActionsTable> & { status: ActionStatus; updated_at: number }): Promise<boolean> {
+      const result = await db.updateTable('actions').set(patch).where('id', '=', id).where('status', '=', from).executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+
+    /** Links an original to its undo; only succeeds once per original. */
+    async linkUndo(db: Db, id: string, undoId: string, now: number): Promise<boolean> {
+      const result = await db.updateTable('actions').set({ undone_by: undoId, updated_at: now })
+        .where('id', '=', id).where('status', '=', 'completed').where('undone_by', 'is', null).executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+
+    async page(db: Db, filter: ActionFilter, keyset: Keyset): Promise<ActionsTable[]> {
+      const { column, order, after, limit } = keyset;
+      let query = applyFilter(db.selectFrom('actions').selectAll(), filter);
+      if (after !== null) {
+        const cmp = order === 'desc' ? sql.raw('<') : sql.raw('>');
+        query = query.where(sql<boolean>`(${sql.ref(column)}, id) ${cmp} (${after.value}, ${after.id})`);
+      }
+      return query.orderBy(column, order).orderBy('id', order).limit(limit).execute();
+    },
+
+    async count(db: Db, filter: ActionFilter): Promise<number> {
+      const row = await applyFilter(db.selectFrom('actions'), filter)
+        .select((eb: ExpressionBuilder<Database, 'actions'>) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+
+    async pendingDue(db: Db, now: number, limit: number): Promise<Array<Pick<ActionsTable, 'id'>>> {
+      return db.selectFrom('actions').select('id').where('status', '=', 'pending_approval').where('expires_at', '<=', now)
+        .orderBy('expires_at').limit(limit).execute();
+    },
+
+    /** Completed quarantines of the same file on other devices that have not been undone. */
+    async quarantineInstances(db: Db, sha256: string, types: readonly ActionType[], excludeId: string, groupIds: readonly string[] | null): Promise<ActionsTable[]> {
+      return applyFilter(db.selectFrom('actions').selectAll(), { groupIds })
+        .where('entity_sha256', '=', sha256.toLowerCase()).where('type', 'in', types).where('status', '=', 'completed')
+        .where('undone_by', 'is', null).where('id', '<>', excludeId).orderBy('requested_at', 'desc').limit(1000).execute();
+    },
+
+    async pendingByType(db: Db, groupIds: readonly string[] | null): Promise<Array<{ type: string; count: number; oldest: number }>> {
+      const rows = await applyFilter(db.selectFrom('actions'), { view: 'pending', groupIds })
+        .select('type').select((eb: ExpressionBuilder<Database, 'actions'>) => [eb.fn.countAll<number>().as('count'), eb.fn.min('requested_at').as('oldest')])
+        .groupBy('type').orderBy('type').execute();
+      return rows.map((r) => ({ type: r.type, count: Number(r.count), oldest: Number(r.oldest) }));
+    },
+
+    async statusPerDay(db: Db, since: number, groupIds: readonly string[] | null): Promise<Array<{ day: number; status: string; count: number }>> {
+      const day = sql<number>`requested_at / 86400000`;
+      const rows = await applyFilter(db.selectFrom('actions'), { from: since, groupIds })
+        .select('status').select((eb: ExpressionBuilder<Database, 'actions'>) => [day.as('day'), eb.fn.countAll<number>().as('count')])
+        .groupBy([day, 'status']).orderBy(day).orderBy('status').execute();
+      return rows.map((r) => ({ day: Number(r.day), status: r.status, count: Number(r.count) }));
+    },
+
+    async countByStatusAndType(db: Db): Promise<Array<{ status: string; type: string; count: number }>> {
+      const rows = await db.selectFrom('actions').select(['status', 'type']).select((eb) => eb.fn.countAll<number>().as('count')).groupBy(['status', 'type']).execute();
+      return rows.map((r) => ({ status: r.status, type: r.type, count: Number(r.count) }));
+    },
+  };
+}
+export type ActionsRepository = ReturnType<typeof createActionsRepository>;

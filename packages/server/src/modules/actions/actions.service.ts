@@ -1,0 +1,363 @@
+import {
+  ACTION_CATALOGUE, type Action, type ActionEvent, type ActionStatus, type ActionType, type BulkDecisionBody,
+  CAPABILITY_MATRIX, type CreateActionBody, type ExportActionsQuery, FILE_QUARANTINE_TYPES, type ListActionsQuery,
+  type Platform, nextStatus, roleAtLeast,
+} from '@quell/contracts';
+import { type Actor, inScope, requirePermission } from '../../actor.ts';
+import type { ActionsTable } from '../../db/schema.ts';
+import type { Db, Store } from '../../db/store.ts';
+import { QuellError } from '../../errors.ts';
+import type { Clock, Ids } from '../../infra.ts';
+import type { AuditService } from '../audit/audit.service.ts';
+import type { DevicesRepository } from '../devices/devices.repository.ts';
+import type { SettingsService } from '../settings/settings.service.ts';
+import { presentAction, presentTimelineEntry } from './actions.presenter.ts';
+import { type ActionFilter, type ActionsRepository, type SortColumn } from './actions.repository.ts';
+import { decodeCursor, encodeCursor, resolveTimeRange } from './actions.query.ts';
+
+/** Who decided an action that its creator queued without approval. */
+export const AUTOMATION = 'Automation';
+
+export interface ActionsServiceDeps {
+  store: Store;
+  repo: ActionsRepository;
+  devices: DevicesRepository;
+  audit: AuditService;
+  settings: SettingsService;
+  clock: Clock;
+  ids: Ids;
+  /** Told of every approve/reject with the time the action waited, for metrics. */
+  onDecision?: (type: ActionType, waitedMs: number) => void;
+}
+
+export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
+
+export function createActionsService(deps: ActionsServiceDeps) {
+  const { store, repo, devices, audit, settings, clock, ids } = deps;
+
+  /**
+   * The only place a status is written: checks the lifecycle table, then
+   * compare-and-sets on the status it read, records the timeline and audit.
+   */
+  async function apply(trx: Db, actor: Actor, row: ActionsTable, event: ActionEvent, patch: Partial<ActionsTable>, comment: string | null): Promise<ActionsTable> {
+    const from = row.status as ActionStatus;
+    const to = nextStatus(from, event);
+    if (to === null) throw new QuellError('action_state_conflict', `Action ${row.id} is ${from}; ${event} is not possible`, { actions: [{ id: row.id, status: from, decidedBy: row.decided_by }] });
+    const now = clock.now();
+    const changed = { ...patch, status: to, updated_at: now };
+    if (!(await repo.transition(trx, row.id, from, changed))) {
+      const current = await repo.findById(trx, row.id);
+      throw new QuellError('action_state_conflict', `Action ${row.id} changed meanwhile; it is now ${current?.status}`, { actions: [{ id: row.id, status: current?.status, decidedBy: current?.decided_by ?? null }] });
+    }
+    await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: now, event, from_status: from, to_status: to, actor: actor.name, comment });
+    await audit.record(trx, actor, { kind: `action.${event}`, targetType: 'action', targetId: row.id, before: { status: from }, after: { status: to, ...(comment ? { comment } : {}) } });
+    return { ...row, ...changed };
+  }
+
+  /** Loads the named actions inside the transaction; any unknown or out-of-scope id fails the whole call. */
+  async function loadAll(trx: Db, actor: Actor, idList: readonly string[]): Promise<ActionsTable[]> {
+    if (new Set(idList).size !== idList.length) throw new QuellError('duplicate_ids', 'Each action id may appear once');
+    const rows = await repo.findByIds(trx, idList);
+    const visible = new Map(rows.filter((r) => inScope(actor, r.group_id)).map((r) => [r.id, r]));
+    const missing = idList.filter((id) => !visible.has(id));
+    if (missing.length > 0) throw new QuellError('action_not_found', `No such action: ${missing.join(', ')}`, { actions: missing.map((id) => ({ id })) });
+    return idList.map((id) => visible.get(id)!);
+  }
+
+  function requireOneType(rows: ActionsTable[]): void {
+    const types = [...new Set(rows.map((r) => r.type))];
+    if (types.length > 1) throw new QuellError('mixed_action_types', `A bulk call takes actions of one type; these are ${types.join(', ')}`);
+  }
+
+  function requireStatus(rows: ActionsTable[], allowed: readonly ActionStatus[], code: 'action_not_pending' | 'action_not_cancelable' | 'action_not_completed'): void {
+    const wrong = rows.filter((r) => !allowed.includes(r.status as ActionStatus));
+    if (wrong.length === 0) return;
+    const list = wrong.map((r) => `${r.id} is ${r.status}${r.decided_by ? ` (decided by ${r.decided_by})` : ''}`).join('; ');
+    throw new QuellError(code, `Nothing was changed: ${list}`, { actions: wrong.map((r) => ({ id: r.id, status: r.status, decidedBy: r.decided_by })) });
+  }
+
+  async function decide(actor: Actor, body: BulkDecisionBody, event: 'approve' | 'reject'): Promise<Action[]> {
+    requirePermission(actor, 'actions:decide');
+    const comment = body.comment ?? null;
+    const decided = await store.transaction(async (trx) => {
+      const rows = await loadAll(trx, actor, body.ids);
+      requireOneType(rows);
+      requireStatus(rows, ['pending_approval'], 'action_not_pending');
+      if (event === 'approve') {
+        const { fourEyesActionTypes } = await settings.read(trx);
+        const own = rows.filter((r) => fourEyesActionTypes.includes(r.type as ActionType) && r.requested_by_user_id !== null && r.requested_by_user_id === actor.userId);
+        if (own.length > 0) throw new QuellError('four_eyes_violation', `Four-eyes rule for ${own[0]!.type}: you requested ${own.map((r) => r.id).join(', ')}; another person must approve`);
+      }
+      const now = clock.now();
+      const out: ActionsTable[] = [];
+      for (const row of rows) out.push(await apply(trx, actor, row, event, { decided_by: actor.name, decided_at: now, decision_comment: comment }, comment));
+      return out;
+    });
+    for (const row of decided) deps.onDecision?.(row.type as ActionType, (row.decided_at ?? row.requested_at) - row.requested_at);
+    return decided.map(presentAction);
+  }
+
+  /** Creates the undo actions for completed originals; the caller has checked type and role. */
+  async function undoRows(trx: Db, actor: Actor, rows: ActionsTable[], comment: string | null): Promise<ActionsTable[]> {
+    requireStatus(rows, ['completed'], 'action_not_completed');
+    const undone: ActionsTable[] = [];
+    for (const row of rows) {
+      const def = ACTION_CATALOGUE[row.type as ActionType];
+      if (def.undoType === null || def.undoRole === null) throw new QuellError('not_undoable', `${row.type} cannot be undone`);
+      if (!roleAtLeast(actor.role, def.undoRole)) throw new QuellError('undo_role_required', `Undoing ${row.type} needs the ${def.undoRole} role or higher`);
+      const now = clock.now();
+      const undo: ActionsTable = {
+        ...row,
+        id: ids.next(),
+        type: def.undoType,
+        status: 'queued',
+        source: 'manual',
+        approval_id: null,
+        requested_by: actor.name,
+        requested_by_user_id: actor.userId,
+        requested_at: now,
+        comment,
+        decided_by: actor.name,
+        decided_at: now,
+        decision_comment: null,
+        expires_at: null,
+        updated_at: now,
+        undo_of: row.id,
+        undone_by: null,
+        result: null,
+      };
+      await repo.insert(trx, undo);
+      if (!(await repo.linkUndo(trx, row.id, undo.id, now))) throw new QuellError('undo_in_progress', `Action ${row.id} already has an undo (${row.undone_by ?? 'just created'})`);
+      await repo.insertEvent(trx, { id: ids.next(), action_id: undo.id, at: now, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment });
+      await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: now, event: 'undo_requested', from_status: 'completed', to_status: 'completed', actor: actor.name, comment });
+      await audit.record(trx, actor, { kind: 'action.undo_requested', targetType: 'action', targetId: row.id, after: { undoActionId: undo.id, undoType: undo.type } });
+      undone.push(undo);
+    }
+    return undone;
+  }
+
+  function toFilter(actor: Actor, query: ExportActionsQuery & { view?: ListActionsQuery['view'] }): ActionFilter {
+    const { from, to } = resolveTimeRange(query, clock.now());
+    return {
+      view: query.view, from, to, type: query.type, source: query.source, status: query.status, entityType: query.entityType,
+      deviceId: query.deviceId, investigationId: query.investigationId, decidedBy: query.decidedBy, groupIds: actor.groupIds,
+    };
+  }
+
+  const sortColumn = (sort: ListActionsQuery['sort']): SortColumn => (sort === 'updatedAt' ? 'updated_at' : 'requested_at');
+
+  return {
+    async create(actor: Actor, body: CreateActionBody): Promise<Action> {
+      requirePermission(actor, 'actions:create');
+      const def = ACTION_CATALOGUE[body.type];
+      if (def.isUndo) throw new QuellError('undo_types_not_creatable', `${body.type} is created by undoing an action, through /api/actions/undo`);
+      if (def.entityType === 'file' && body.entity.sha256 === undefined) throw new QuellError('validation_failed', `${body.type} needs entity.sha256`);
+      const manual = body.source === 'manual';
+      if (manual && body.status === 'pending_approval') throw new QuellError('manual_actions_are_queued');
+      const status: ActionStatus = manual ? 'queued' : (body.status ?? 'pending_approval');
+      return presentAction(await store.transaction(async (trx) => {
+        const device = await devices.findDevice(trx, body.deviceId);
+        if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
+        if (CAPABILITY_MATRIX[body.type][device.platform as Platform] !== 'supported') throw new QuellError('unsupported_platform', `${body.type} is not supported on ${device.platform}`);
+        const now = clock.now();
+        const { pendingExpiryHours } = await settings.read(trx);
+        const id = ids.next();
+        const pending = status === 'pending_approval';
+        const row: ActionsTable = {
+          id,
+          type: body.type,
+          status,
+          entity_type: def.entityType,
+          entity_name: body.entity.name,
+          entity_sha256: body.entity.sha256?.toLowerCase() ?? null,
+          entity_path: body.entity.path ?? null,
+          parameters: JSON.stringify(body.parameters ?? {}),
+          device_id: device.id,
+          device_name: device.name,
+          group_id: device.group_id,
+          source: body.source,
+          investigation_id: body.investigationId ?? null,
+          incident_id: body.incidentId ?? null,
+          approval_id: pending ? `AP-${id.slice(-12)}` : null,
+          requested_by: actor.name,
+          requested_by_user_id: actor.userId,
+          requested_at: now,
+          comment: body.comment ?? null,
+          decided_by: pending ? null : manual ? actor.name : AUTOMATION,
+          decided_at: pending ? null : now,
+          decision_comment: null,
+          expires_at: pending ? now + pendingExpiryHours * 3_600_000 : null,
+          updated_at: now,
+          undo_of: null,
+          undone_by: null,
+          result: null,
+        };
+        await repo.insert(trx, row);
+        await repo.insertEvent(trx, { id: ids.next(), action_id: id, at: now, event: 'create', from_status: null, to_status: status, actor: actor.name, comment: row.comment });
+        await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, after: presentAction(row) });
+        return row;
+      }));
+    },
+
+    async list(actor: Actor, query: ListActionsQuery): Promise<{ items: Action[]; nextCursor: string | null; total: number | null }> {
+      requirePermission(actor, 'actions:read');
+      const filter = toFilter(actor, query);
+      const column = sortColumn(query.sort);
+      const order = query.order ?? 'desc';
+      const limit = query.limit ?? 50;
+      const after = query.cursor === undefined ? null : decodeCursor(query.cursor, column, order);
+      const rows = await repo.page(store.db, filter, { column, order, after, limit });
+      const last = rows.length === limit ? rows[rows.length - 1] : undefined;
+      return {
+        items: rows.map(presentAction),
+        nextCursor: last ? encodeCursor(column, order, last[column], last.id) : null,
+        total: query.withTotal ? await repo.count(store.db, filter) : null,
+      };
+    },
+
+    /** History rows in export order, a page at a time, so memory stays flat whatever the size. */
+    async *exportRows(actor: Actor, query: ExportActionsQuery): AsyncGenerator<ActionsTable> {
+      requirePermission(actor, 'actions:read');
+      const filter = toFilter(actor, { ...query, view: 'history' });
+      const column = sortColumn(query.sort);
+      const order = query.order ?? 'desc';
+      let after: { value: number; id: string } | null = null;
+      for (;;) {
+        const rows = await repo.page(store.db, filter, { column, order, after, limit: 2000 });
+        yield* rows;
+        if (rows.length < 2000) return;
+        const last = rows[rows.length - 1]!;
+        after = { value: last[column], id: last.id };
+      }
+    },
+
+    async get(actor: Actor, id: string) {
+      requirePermission(actor, 'actions:read');
+      const row = await repo.findById(store.db, id);
+      if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
+      return { action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry) };
+    },
+
+    approve: (actor: Actor, body: BulkDecisionBody) => decide(actor, body, 'approve'),
+    reject: (actor: Actor, body: BulkDecisionBody) => decide(actor, body, 'reject'),
+
+    async cancel(actor: Actor, body: BulkDecisionBody): Promise<Action[]> {
+      requirePermission(actor, 'actions:cancel');
+      const comment = body.comment ?? null;
+      return (await store.transaction(async (trx) => {
+        const rows = await loadAll(trx, actor, body.ids);
+        requireStatus(rows, ['pending_approval', 'queued'], 'action_not_cancelable');
+        const out: ActionsTable[] = [];
+        for (const row of rows) {
+          const decision = row.status === 'pending_approval' ? { decided_by: actor.name, decided_at: clock.now(), decision_comment: comment } : {};
+          out.push(await apply(trx, actor, row, 'cancel', decision, comment));
+          await releaseUndoLink(trx, row);
+        }
+        return out;
+      })).map(presentAction);
+    },
+
+    async undo(actor: Actor, body: BulkDecisionBody): Promise<Action[]> {
+      requirePermission(actor, 'actions:undo');
+      return (await store.transaction(async (trx) => {
+        const rows = await loadAll(trx, actor, body.ids);
+        requireOneType(rows);
+        return undoRows(trx, actor, rows, body.comment ?? null);
+      })).map(presentAction);
+    },
+
+    /** The other devices where the same file was quarantined and not yet restored. */
+    async instances(actor: Actor, id: string) {
+      requirePermission(actor, 'actions:read');
+      const row = await repo.findById(store.db, id);
+      if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
+      if (!FILE_QUARANTINE_TYPES.includes(row.type as ActionType) || row.entity_sha256 === null) throw new QuellError('not_a_file_quarantine', `${row.type} is not a file quarantine`);
+      const others = await repo.quarantineInstances(store.db, row.entity_sha256, FILE_QUARANTINE_TYPES, row.id, actor.groupIds);
+      return { action: presentAction(row), sha256: row.entity_sha256, instances: others.map(presentAction) };
+    },
+
+    /** Undoes this quarantine and every other completed quarantine of the same file, all or nothing. */
+    async undoInstances(actor: Actor, id: string, comment: string | null): Promise<Action[]> {
+      requirePermission(actor, 'actions:undo');
+      return (await store.transaction(async (trx) => {
+        const row = await repo.findById(trx, id);
+        if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
+        if (!FILE_QUARANTINE_TYPES.includes(row.type as ActionType) || row.entity_sha256 === null) throw new QuellError('not_a_file_quarantine', `${row.type} is not a file quarantine`);
+        const others = await repo.quarantineInstances(trx, row.entity_sha256, FILE_QUARANTINE_TYPES, row.id, actor.groupIds);
+        return undoRows(trx, actor, [row, ...others], comment);
+      })).map(presentAction);
+    },
+
+    /** Called by the agent gateway when an agent has taken the command. */
+    async recordDelivery(actor: Actor, id: string): Promise<Action> {
+      return presentAction(await store.transaction(async (trx) => {
+        const row = await repo.findById(trx, id);
+        if (!row) throw new QuellError('action_not_found');
+        return apply(trx, actor, row, 'deliver', {}, null);
+      }));
+    },
+
+    /**
+     * Called by the agent gateway with an agent's result. A completed undo
+     * marks its original undone; a failed one frees the original for another try.
+     */
+    async recordResult(actor: Actor, id: string, result: AgentResult): Promise<Action> {
+      return presentAction(await store.transaction(async (trx) => {
+        const row = await repo.findById(trx, id);
+        if (!row) throw new QuellError('action_not_found');
+        const stored = JSON.stringify({ ...(result.output !== undefined ? { output: result.output } : {}), ...(result.error !== undefined ? { error: result.error } : {}) });
+        const done = await apply(trx, actor, row, result.outcome === 'completed' ? 'complete' : 'fail', { result: stored }, result.error ?? null);
+        if (row.undo_of !== null) {
+          if (result.outcome === 'completed') {
+            const original = await repo.findById(trx, row.undo_of);
+            if (original) await apply(trx, actor, original, 'undo_complete', {}, `Undone by ${row.id}`);
+          } else {
+            await releaseUndoLink(trx, row);
+          }
+        }
+        return done;
+      }));
+    },
+
+    /** Expires every pending action past its deadline; each is its own compare-and-set, so concurrent runs expire each action once. */
+    async expireDue(actor: Actor): Promise<number> {
+      let expired = 0;
+      for (;;) {
+        const due = await repo.pendingDue(store.db, clock.now(), 200);
+        if (due.length === 0) return expired;
+        for (const { id } of due) {
+          const done = await store.transaction(async (trx) => {
+            const row = await repo.findById(trx, id);
+            if (!row || row.status !== 'pending_approval') return false;
+            await apply(trx, actor, row, 'expire', { decided_by: actor.name, decided_at: clock.now(), decision_comment: 'No decision before the deadline' }, 'No decision before the deadline');
+            return true;
+          });
+          if (done) expired++;
+        }
+      }
+    },
+
+    async summary(actor: Actor) {
+      requirePermission(actor, 'actions:read');
+      const now = clock.now();
+      const pending = await repo.pendingByType(store.db, actor.groupIds);
+      const oldest = pending.length === 0 ? null : Math.min(...pending.map((p) => p.oldest));
+      const since = Math.floor(now / 86_400_000 - 29) * 86_400_000;
+      const perDay = await repo.statusPerDay(store.db, since, actor.groupIds);
+      return {
+        pendingByType: pending.map((p) => ({ type: p.type as ActionType, count: p.count })),
+        pendingTotal: pending.reduce((sum, p) => sum + p.count, 0),
+        oldestPendingAt: oldest === null ? null : new Date(oldest).toISOString(),
+        oldestPendingAgeSeconds: oldest === null ? null : Math.floor((now - oldest) / 1000),
+        byStatusPerDay: perDay.map((d) => ({ day: new Date(d.day * 86_400_000).toISOString().slice(0, 10), status: d.status as ActionStatus, count: d.count })),
+      };
+    },
+  };
+
+  /** When an undo action ends without completing, its original may be undone again. */
+  async function releaseUndoLink(trx: Db, undo: ActionsTable): Promise<void> {
+    if (undo.undo_of === null) return;
+    await trx.updateTable('actions').set({ undone_by: null, updated_at: clock.now() }).where('id', '=', undo.undo_of).where('undone_by', '=', undo.id).execute();
+  }
+}
+export type ActionsService = ReturnType<typeof createActionsService>;

@@ -1,0 +1,111 @@
+import { createHash } from 'node:crypto';
+import type { AuditEntry, AuditVerification, ListAuditQuery } from '@quell/contracts';
+import { type Actor, requirePermission } from '../../actor.ts';
+import type { AuditLogTable } from '../../db/schema.ts';
+import type { Db, Store } from '../../db/store.ts';
+import type { Clock } from '../../infra.ts';
+import type { AuditRepository } from './audit.repository.ts';
+
+export interface AuditRecord {
+  kind: string;
+  targetType: string;
+  targetId: string | null;
+  before?: unknown;
+  after?: unknown;
+}
+
+const GENESIS = '0'.repeat(64);
+
+/** The hash that links an entry to the one before it; any edit to any field changes it. */
+export function chainHash(row: Omit<AuditLogTable, 'hash'>): string {
+  const canonical = JSON.stringify([
+    row.prev_hash, row.seq, row.at, row.actor, row.source_ip, row.kind, row.target_type, row.target_id, row.before_json, row.after_json,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+export function createAuditService(deps: { store: Store; repo: AuditRepository; clock: Clock }) {
+  const { store, repo, clock } = deps;
+
+  return {
+    /** Appends to the chain inside the caller's transaction, so the entry and the change it records commit together. */
+    async record(trx: Db, actor: Actor, record: AuditRecord): Promise<void> {
+      await repo.lockChain(trx);
+      const head = await repo.head(trx);
+      const row: Omit<AuditLogTable, 'hash'> = {
+        seq: (head?.seq ?? 0) + 1,
+        at: clock.now(),
+        actor: actor.name,
+        source_ip: actor.sourceIp,
+        kind: record.kind,
+        target_type: record.targetType,
+        target_id: record.targetId,
+        before_json: record.before === undefined ? null : JSON.stringify(record.before),
+        after_json: record.after === undefined ? null : JSON.stringify(record.after),
+        prev_hash: head?.hash ?? GENESIS,
+      };
+      await repo.insert(trx, { ...row, hash: chainHash(row) });
+    },
+
+    /** Convenience for events that change nothing else (a sign-in, a failed sign-in). */
+    async recordAlone(actor: Actor, record: AuditRecord): Promise<void> {
+      await store.transaction((trx) => this.record(trx, actor, record));
+    },
+
+    async list(actor: Actor, query: ListAuditQuery): Promise<{ items: AuditEntry[]; nextBefore: number | null }> {
+      requirePermission(actor, 'audit:read');
+      const limit = query.limit ?? 100;
+      const rows = await repo.list(store.db, {
+        ...query,
+        from: query.from ? Date.parse(query.from) : undefined,
+        to: query.to ? Date.parse(query.to) : undefined,
+        limit,
+      });
+      return { items: rows.map(presentAuditEntry), nextBefore: rows.length === limit ? rows[rows.length - 1]!.seq : null };
+    },
+
+    /**
+     * Walks the whole chain: every seq present and consecutive from 1, every
+     * entry linked to its predecessor's hash, every hash matching its content.
+     */
+    async verify(onProgress?: (checked: number) => void): Promise<AuditVerification> {
+      let previous = { seq: 0, hash: GENESIS };
+      let checked = 0;
+      for (;;) {
+        const rows = await repo.range(store.db, previous.seq, 5000);
+        if (rows.length === 0) break;
+        for (const row of rows) {
+          const bad = (reason: string): AuditVerification => ({ ok: false, checked, firstBadSeq: row.seq, reason });
+          if (row.seq !== previous.seq + 1) return { ok: false, checked, firstBadSeq: previous.seq + 1, reason: `entry ${previous.seq + 1} is missing` };
+          if (row.prev_hash !== previous.hash) return bad(`entry ${row.seq} does not link to entry ${previous.seq}`);
+          const { hash, ...rest } = row;
+          if (chainHash(rest) !== hash) return bad(`entry ${row.seq} was altered after it was written`);
+          previous = { seq: row.seq, hash };
+          checked++;
+        }
+        onProgress?.(checked);
+      }
+      const recorded = await repo.recordedHead(store.db);
+      if (recorded !== null && (recorded.seq !== previous.seq || recorded.hash !== previous.hash)) {
+        return { ok: false, checked, firstBadSeq: previous.seq + 1, reason: `the log ends at entry ${previous.seq} but entry ${recorded.seq} was written` };
+      }
+      return { ok: true, checked, firstBadSeq: null, reason: null };
+    },
+  };
+}
+export type AuditService = ReturnType<typeof createAuditService>;
+
+function presentAuditEntry(row: AuditLogTable): AuditEntry {
+  return {
+    seq: row.seq,
+    at: new Date(row.at).toISOString(),
+    actor: row.actor,
+    sourceIp: row.source_ip,
+    kind: row.kind,
+    targetType: row.target_type,
+    targetId: row.target_id,
+    before: row.before_json === null ? null : JSON.parse(row.before_json),
+    after: row.after_json === null ? null : JSON.parse(row.after_json),
+    hash: row.hash,
+  };
+}

@@ -1,0 +1,81 @@
+import type { CreateDeviceBody, CreateDeviceGroupBody, Device, DeviceGroup } from '@quell/contracts';
+import { type Actor, inScope, requirePermission } from '../../actor.ts';
+import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
+import type { Store } from '../../db/store.ts';
+import { QuellError } from '../../errors.ts';
+import type { Clock, Ids } from '../../infra.ts';
+import type { AuditService } from '../audit/audit.service.ts';
+import type { DevicesRepository } from './devices.repository.ts';
+
+export function presentDevice(row: DevicesTable): Device {
+  return {
+    id: row.id,
+    name: row.name,
+    platform: row.platform as Device['platform'],
+    groupId: row.group_id,
+    createdAt: new Date(row.created_at).toISOString(),
+    lastSeenAt: row.last_seen_at === null ? null : new Date(row.last_seen_at).toISOString(),
+  };
+}
+
+export function presentDeviceGroup(row: DeviceGroupsTable): DeviceGroup {
+  return {
+    id: row.id,
+    name: row.name,
+    rank: row.rank,
+    automationLevel: row.automation_level as DeviceGroup['automationLevel'],
+    createdAt: new Date(row.created_at).toISOString(),
+  };
+}
+
+/**
+ * Devices and device groups. Agents register devices when they enrol; until
+ * then (and for unmanaged devices) administrators register them here.
+ */
+export function createDevicesService(deps: { store: Store; repo: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids }) {
+  const { store, repo, audit, clock, ids } = deps;
+
+  return {
+    async create(actor: Actor, body: CreateDeviceBody): Promise<Device> {
+      requirePermission(actor, 'devices:manage');
+      return store.transaction(async (trx) => {
+        if (body.groupId !== undefined && !(await repo.findGroup(trx, body.groupId))) throw new QuellError('device_group_not_found');
+        if (!inScope(actor, body.groupId ?? null)) throw new QuellError('device_group_not_found');
+        const row: DevicesTable = { id: ids.next(), name: body.name, platform: body.platform, group_id: body.groupId ?? null, created_at: clock.now(), last_seen_at: null };
+        await repo.insertDevice(trx, row);
+        await audit.record(trx, actor, { kind: 'device.create', targetType: 'device', targetId: row.id, after: presentDevice(row) });
+        return presentDevice(row);
+      });
+    },
+
+    async list(actor: Actor): Promise<Device[]> {
+      requirePermission(actor, 'devices:read');
+      return (await repo.listDevices(store.db, actor.groupIds)).map(presentDevice);
+    },
+
+    async get(actor: Actor, id: string): Promise<Device> {
+      requirePermission(actor, 'devices:read');
+      const row = await repo.findDevice(store.db, id);
+      // Out of scope looks exactly like absent: a scoped user learns nothing about other groups.
+      if (!row || !inScope(actor, row.group_id)) throw new QuellError('device_not_found');
+      return presentDevice(row);
+    },
+
+    async createGroup(actor: Actor, body: CreateDeviceGroupBody): Promise<DeviceGroup> {
+      requirePermission(actor, 'device_groups:manage');
+      return store.transaction(async (trx) => {
+        if (await repo.findGroupByName(trx, body.name)) throw new QuellError('device_group_name_taken');
+        const row: DeviceGroupsTable = { id: ids.next(), name: body.name, rank: body.rank, automation_level: body.automationLevel, created_at: clock.now() };
+        await repo.insertGroup(trx, row);
+        await audit.record(trx, actor, { kind: 'device_group.create', targetType: 'device_group', targetId: row.id, after: presentDeviceGroup(row) });
+        return presentDeviceGroup(row);
+      });
+    },
+
+    async listGroups(actor: Actor): Promise<DeviceGroup[]> {
+      requirePermission(actor, 'devices:read');
+      return (await repo.listGroups(store.db)).filter((g) => inScope(actor, g.id)).map(presentDeviceGroup);
+    },
+  };
+}
+export type DevicesService = ReturnType<typeof createDevicesService>;

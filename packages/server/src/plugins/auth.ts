@@ -1,0 +1,68 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Actor } from '../actor.ts';
+import { QuellError } from '../errors.ts';
+import type { AuthService, SessionIdentity } from '../modules/auth/auth.service.ts';
+
+export const SESSION_COOKIE = 'quell_session';
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set for every authenticated request; routes marked public leave it unset. */
+    actor: Actor | null;
+    session: (SessionIdentity & { sessionId: string }) | null;
+  }
+  interface FastifyContextConfig {
+    public?: boolean;
+  }
+}
+
+export function readCookie(request: FastifyRequest, name: string): string | null {
+  const header = request.headers.cookie;
+  if (!header) return null;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return null;
+}
+
+export function setSessionCookie(reply: FastifyReply, value: string, maxAgeSeconds: number, secure: boolean): void {
+  reply.header('set-cookie', `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`);
+}
+
+/**
+ * Resolves the caller on every /api request: `Authorization: Bearer` first,
+ * else the session cookie. Cookie callers must echo their session's CSRF
+ * token in `x-csrf-token` on any state-changing request.
+ */
+export function registerAuth(app: FastifyInstance, auth: AuthService): void {
+  app.decorateRequest('actor', null);
+  app.decorateRequest('session', null);
+  // onRequest, before the body is even parsed: a stranger learns nothing about a route's schema.
+  app.addHook('onRequest', async (request) => {
+    if (request.routeOptions.config.public || !request.url.startsWith('/api/')) return;
+    const header = request.headers.authorization;
+    if (header !== undefined) {
+      const token = /^Bearer (.+)$/.exec(header)?.[1];
+      const actor = token ? await auth.bearer(token, request.ip) : null;
+      if (!actor) throw new QuellError('unauthenticated', 'The bearer token is unknown, expired or revoked');
+      request.actor = actor;
+      return;
+    }
+    const sessionId = readCookie(request, SESSION_COOKIE);
+    const session = sessionId ? await auth.session(sessionId, request.ip) : null;
+    if (!session || !sessionId) throw new QuellError('unauthenticated', 'Sign in at POST /api/auth/login or send Authorization: Bearer <token>');
+    if (!SAFE_METHODS.has(request.method) && request.headers['x-csrf-token'] !== session.csrfToken) {
+      throw new QuellError('csrf_token_invalid', 'Send the csrfToken from the sign-in response in the x-csrf-token header');
+    }
+    request.actor = session.actor;
+    request.session = { ...session, sessionId };
+  });
+}
+
+/** The authenticated caller; the onRequest hook guarantees it on non-public routes. */
+export function actorOf(request: FastifyRequest): Actor {
+  if (!request.actor) throw new QuellError('unauthenticated');
+  return request.actor;
+}

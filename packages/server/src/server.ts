@@ -1,0 +1,76 @@
+import { hostname } from 'node:os';
+import pino from 'pino';
+import { systemActor } from './actor.ts';
+import { buildApp } from './app.ts';
+import type { Config } from './config.ts';
+import { migrate } from './db/migrate.ts';
+import { openStore } from './db/store.ts';
+import { createJobRunner } from './modules/jobs/jobs.ts';
+import { createMetrics } from './plugins/metrics.ts';
+import { createServices } from './services.ts';
+
+export interface RunningServer {
+  url: string;
+  /** The generated first password of `admin`, when this start created it. */
+  generatedAdminPassword: string | null;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts Quell: migrates, creates the first administrator if there is no
+ * user, listens, runs the durable jobs, and on SIGTERM/SIGINT stops taking
+ * work, finishes in-flight requests and closes the database.
+ */
+export async function startServer(config: Config, options: { handleSignals?: boolean } = {}): Promise<RunningServer> {
+  const logger = pino({ level: config.logLevel, base: { service: 'quell', pid: process.pid } });
+  const store = openStore(config.store);
+  await migrate(store);
+  const metrics = createMetrics();
+  const services = createServices({
+    store,
+    settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours, fourEyesActionTypes: [] },
+    onDecision: (type, waited) => metrics.observeDecision(type, waited),
+  });
+  metrics.bind(services);
+  const { generatedPassword } = await services.users.bootstrapAdmin(config.adminPassword);
+
+  let ready = false;
+  const app = await buildApp({ services, metrics, publicUrl: config.publicUrl, logger, isReady: () => ready });
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+
+  const jobs = createJobRunner({
+    store,
+    clock: services.clock,
+    owner: `${hostname()}:${process.pid}`,
+    pollMs: config.jobPollMs,
+    jobs: [{ name: 'expire_pending_actions', intervalMs: config.jobPollMs, run: () => services.actions.expireDue(systemActor()) }],
+    onError: (job, error) => logger.error({ err: error, job }, 'job failed'),
+  });
+  jobs.start();
+  ready = true;
+  logger.info({ url, store: config.store.dialect }, 'Quell is listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      ready = false;
+      await jobs.stop();
+      await app.close();
+      await store.close();
+      logger.info('Quell stopped');
+    })();
+    return closing;
+  };
+  if (options.handleSignals) {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        logger.info({ signal }, 'shutting down: finishing in-flight requests');
+        void close().then(() => process.exit(0));
+      });
+    }
+  }
+  return { url, generatedAdminPassword: generatedPassword, close };
+}
