@@ -95,8 +95,7 @@ token.command('create')
     const created = await withServices(async (s) => {
       const owner = await s.users.findByUsername(opts.user);
       if (!owner || owner.disabled) throw new QuellError('user_not_found', `No active user named ${opts.user}`);
-      const actor: Actor = { kind: 'user', userId: owner.id, name: owner.username, role: owner.role, scopes: null, groupIds: owner.deviceGroupIds.length ? owner.deviceGroupIds : null, sourceIp: 'local' };
-      return s.tokens.create(actor, { name: opts.name, scopes: opts.scopes, expiresInDays: opts.days });
+      return s.tokens.create(cliActor(), { name: opts.name, scopes: opts.scopes, expiresInDays: opts.days }, { userId: owner.id, role: owner.role, scopes: null });
     });
     process.stdout.write(`Token ${created.token.id} (expires ${created.token.expiresAt}). Secret, shown once:\n${created.secret}\n`);
   });

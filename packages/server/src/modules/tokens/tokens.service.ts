@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type CreateTokenBody, type Permission, type Token, roleHas } from '@quell/contracts';
+import { type CreateTokenBody, type Permission, type Token, roleAtLeast, roleHas } from '@quell/contracts';
 import { type Actor, requirePermission } from '../../actor.ts';
 import type { ApiTokensTable } from '../../db/schema.ts';
 import type { Store } from '../../db/store.ts';
@@ -24,15 +24,24 @@ export function createTokensService(deps: { store: Store; audit: AuditService; c
   const { store, audit, clock, ids } = deps;
 
   return {
-    async create(actor: Actor, body: CreateTokenBody): Promise<{ token: Token; secret: string }> {
+    /**
+     * Creates a token acting as `owner` (by default the caller). Its scopes
+     * can never exceed what the owner holds; making one for someone else
+     * needs authority over that user's role.
+     */
+    async create(actor: Actor, body: CreateTokenBody, owner: Pick<Actor, 'userId' | 'role' | 'scopes'> = actor): Promise<{ token: Token; secret: string }> {
       requirePermission(actor, 'tokens:manage');
-      if (actor.userId === null) throw new QuellError('forbidden', 'Tokens belong to a user; create them as one (quell token create --user NAME)');
-      const beyond = body.scopes.filter((scope) => !roleHas(actor.role, scope) || (actor.scopes !== null && !actor.scopes.includes(scope)));
+      if (owner.userId === null) throw new QuellError('forbidden', 'Tokens belong to a user; create them as one (quell token create --user NAME)');
+      if (owner.userId !== actor.userId) {
+        requirePermission(actor, 'users:manage');
+        if (!roleAtLeast(actor.role, owner.role)) throw new QuellError('role_too_high', `Your role (${actor.role}) cannot create tokens for ${owner.role} users`);
+      }
+      const beyond = body.scopes.filter((scope) => !roleHas(owner.role, scope) || (owner.scopes !== null && !owner.scopes.includes(scope)) || (actor.scopes !== null && !actor.scopes.includes(scope)));
       if (beyond.length > 0) throw new QuellError('forbidden', `You cannot grant scopes you do not hold: ${beyond.join(', ')}`);
       const secret = randomBytes(32).toString('base64url');
       const now = clock.now();
       const row: ApiTokensTable = {
-        id: ids.next(), name: body.name, user_id: actor.userId, secret_hash: createHash('sha256').update(secret).digest('hex'),
+        id: ids.next(), name: body.name, user_id: owner.userId, secret_hash: createHash('sha256').update(secret).digest('hex'),
         scopes: JSON.stringify([...new Set(body.scopes)]), created_at: now, expires_at: now + body.expiresInDays * 86_400_000, revoked_at: null,
       };
       await store.transaction(async (trx) => {

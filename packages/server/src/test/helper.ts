@@ -1,0 +1,105 @@
+import { type Role, ROLES, type Permission, ROLE_PERMISSIONS, type CreateActionBody } from '@quell/contracts';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll } from 'vitest';
+import { type Actor, systemActor } from '../actor.ts';
+import { buildApp } from '../app.ts';
+import type { Store } from '../db/store.ts';
+import { type Clock, uuidIds } from '../infra.ts';
+import { createMetrics } from '../plugins/metrics.ts';
+import { type Services, createServices } from '../services.ts';
+import { type TestDatabase, createTestDatabase, openMigratedStore } from './store.ts';
+
+export { TEST_DIALECT } from './store.ts';
+
+/** A clock the test moves by hand. */
+export interface TestClock extends Clock { advance(ms: number): void; set(ms: number): void }
+export function testClock(start = Date.parse('2026-11-01T12:00:00Z')): TestClock {
+  let now = start;
+  return { now: () => now, advance: (ms) => void (now += ms), set: (ms) => void (now = ms) };
+}
+
+export const PASSWORD = 'correct horse battery staple';
+
+export interface TestUser { id: string; username: string; role: Role; token: string; actor: Actor }
+
+export interface TestContext {
+  db: TestDatabase;
+  store: Store;
+  clock: TestClock;
+  services: Services;
+  app: FastifyInstance;
+  /** One user per role, each with an all-scopes bearer token. */
+  users: Record<Role, TestUser>;
+  /** Headers that authenticate as the given user. */
+  as(user: TestUser): Record<string, string>;
+  request(user: TestUser | null, method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown): Promise<LightMyRequestResponse>;
+  createDevice(options?: { groupId?: string; platform?: 'linux' | 'windows' | 'macos'; name?: string }): Promise<string>;
+  createAction(overrides?: Partial<CreateActionBody> & { by?: TestUser }): Promise<string>;
+  /** Drives a queued action through the agent-facing service methods: delivered, then completed (or failed). */
+  complete(actionId: string, outcome?: 'completed' | 'failed'): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the real app on a fresh real database (SQLite or PostgreSQL per
+ * QUELL_TEST_DB) and closes it after the file's tests.
+ */
+export async function setupTestApp(options: { clock?: TestClock } = {}): Promise<TestContext> {
+  const db = await createTestDatabase();
+  const store = await openMigratedStore(db.location);
+  const clock = options.clock ?? testClock();
+  const metrics = createMetrics();
+  const services = createServices({ store, clock, ids: uuidIds(clock), settingsDefaults: { pendingExpiryHours: 168, fourEyesActionTypes: [] }, onDecision: metrics.observeDecision });
+  metrics.bind(services);
+  const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1' });
+
+  const users = {} as Record<Role, TestUser>;
+  for (const role of ROLES) users[role] = await createUser(services, role, role.replace('_', '-'));
+
+  const as = (user: TestUser): Record<string, string> => ({ authorization: `Bearer ${user.token}` });
+  const ctx: TestContext = {
+    db, store, clock, services, app, users, as,
+    request: (user, method, url, body) => app.inject({ method, url, headers: user ? as(user) : {}, ...(body !== undefined ? { payload: body as object } : {}) }),
+    async createDevice(opts = {}) {
+      const device = await services.devices.create(systemActor(), { name: opts.name ?? `host-${Math.random().toString(36).slice(2, 8)}`, platform: opts.platform ?? 'linux', ...(opts.groupId ? { groupId: opts.groupId } : {}) });
+      return device.id;
+    },
+    async createAction(overrides = {}) {
+      const { by, ...body } = overrides;
+      const deviceId = body.deviceId ?? (await ctx.createDevice());
+      const action = await services.actions.create((by ?? users.security_operator).actor, {
+        type: 'isolate_device', entity: { name: 'device' }, source: 'automated_investigation', status: 'pending_approval', ...body, deviceId,
+      });
+      return action.id;
+    },
+    async complete(actionId, outcome = 'completed') {
+      const agent = systemActor('agent');
+      await services.actions.recordDelivery(agent, actionId);
+      await services.actions.recordResult(agent, actionId, outcome === 'completed' ? { outcome, output: 'done' } : { outcome, error: 'it broke' });
+    },
+    async close() {
+      await app.close();
+      await store.close();
+      await db.drop();
+    },
+  };
+  return ctx;
+}
+
+/** setupTestApp() for a whole test file: built before its tests, closed after them. */
+export function useTestApp(options: { clock?: TestClock } = {}): () => TestContext {
+  let ctx: TestContext | undefined;
+  beforeAll(async () => {
+    ctx = await setupTestApp(options);
+  });
+  afterAll(async () => ctx?.close());
+  return () => ctx!;
+}
+
+export async function createUser(services: Services, role: Role, username: string, groupIds: string[] = []): Promise<TestUser> {
+  const user = await services.users.create(systemActor(), { username, role, password: PASSWORD, deviceGroupIds: groupIds });
+  const actor: Actor = { kind: 'user', userId: user.id, name: username, role, scopes: null, groupIds: groupIds.length ? groupIds : null, sourceIp: null };
+  const scopes = ROLE_PERMISSIONS[role] as readonly Permission[];
+  const { secret } = await services.tokens.create(systemActor(), { name: `${username} test token`, scopes: [...scopes], expiresInDays: 30 }, actor);
+  return { id: user.id, username, role, token: secret, actor };
+}
