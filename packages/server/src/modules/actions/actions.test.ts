@@ -1,0 +1,223 @@
+import { describe, expect, it } from 'vitest';
+import { systemActor } from '../../actor.ts';
+import { TEST_DIALECT, createUser, useTestApp } from '../../test/helper.ts';
+
+const SHA = (n: number): string => n.toString(16).padStart(64, '0');
+
+describe(`actions API rules (${TEST_DIALECT})`, () => {
+  const ctx = useTestApp();
+
+  it('rejects a bulk decision over mixed action types with 400 and changes nothing', async () => {
+    const { users, request } = ctx();
+    const a = await ctx().createAction({ type: 'isolate_device' });
+    const b = await ctx().createAction({ type: 'stop_service', entity: { name: 'svc' } });
+    const res = await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [a, b] });
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json().code).toBe('mixed_action_types');
+    for (const id of [a, b]) expect((await request(users.security_reader, 'GET', `/api/actions/${id}`)).json().action.status).toBe('pending_approval');
+  });
+
+  it('is all or nothing: one stale action in a bulk approve fails the call with 409 and leaves the others pending', async () => {
+    const { users, request } = ctx();
+    const stale = await ctx().createAction();
+    const fresh = await ctx().createAction();
+    await request(users.security_operator, 'POST', '/api/actions/reject', { ids: [stale] });
+    const res = await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [fresh, stale] });
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'action_not_pending', actions: [{ id: stale, status: 'rejected' }] });
+    expect((await request(users.security_reader, 'GET', `/api/actions/${fresh}`)).json().action.status).toBe('pending_approval');
+  });
+
+  it('answers 400 for duplicate ids and 404 for unknown ids, changing nothing', async () => {
+    const { users, request } = ctx();
+    const id = await ctx().createAction();
+    expect((await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [id, id] })).json().code).toBe('duplicate_ids');
+    const unknown = await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [id, '01900000-0000-7000-8000-000000000000'] });
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json().code).toBe('action_not_found');
+    expect((await request(users.security_reader, 'GET', `/api/actions/${id}`)).json().action.status).toBe('pending_approval');
+  });
+
+  it('applies the four-eyes rule per action type: the requester cannot approve, someone else can', async () => {
+    const { users, request } = ctx();
+    expect((await request(users.security_operator, 'PATCH', '/api/settings', { fourEyesActionTypes: ['contain_device'] })).statusCode).toBe(403);
+    expect((await request(users.security_admin, 'PATCH', '/api/settings', { fourEyesActionTypes: ['contain_device'] })).statusCode).toBe(200);
+    const id = await ctx().createAction({ type: 'contain_device', entity: { name: '10.0.0.9' }, by: users.security_operator });
+    const own = await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [id] });
+    expect(own.statusCode).toBe(403);
+    expect(own.json().code).toBe('four_eyes_violation');
+    expect((await request(users.security_admin, 'POST', '/api/actions/approve', { ids: [id] })).statusCode).toBe(200);
+    await request(users.security_admin, 'PATCH', '/api/settings', { fourEyesActionTypes: [] });
+  });
+
+  it('lets only a Global Administrator undo contain user', async () => {
+    const { users, request } = ctx();
+    const id = await ctx().createAction({ type: 'contain_user', entity: { name: 'CORP\\mallory' }, status: 'queued' });
+    await ctx().complete(id);
+    for (const role of ['security_reader', 'security_operator', 'security_admin'] as const) {
+      expect((await request(users[role], 'POST', '/api/actions/undo', { ids: [id] })).statusCode).toBe(403);
+    }
+    const res = await request(users.global_admin, 'POST', '/api/actions/undo', { ids: [id] });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().items[0]).toMatchObject({ type: 'release_user', status: 'queued', undoOf: id });
+  });
+
+  it('refuses to undo what cannot be undone or is not completed', async () => {
+    const { users, request } = ctx();
+    const scan = await ctx().createAction({ type: 'run_antivirus_scan', status: 'queued', parameters: { scan: 'quick' } });
+    await ctx().complete(scan);
+    expect((await request(users.global_admin, 'POST', '/api/actions/undo', { ids: [scan] })).json().code).toBe('not_undoable');
+    const pending = await ctx().createAction();
+    const res = await request(users.global_admin, 'POST', '/api/actions/undo', { ids: [pending] });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().code).toBe('action_not_completed');
+  });
+
+  it('frees the original for another undo when its undo fails', async () => {
+    const { users, request } = ctx();
+    const id = await ctx().createAction({ type: 'stop_service', entity: { name: 'evil.service' }, status: 'queued' });
+    await ctx().complete(id);
+    const first = (await request(users.security_operator, 'POST', '/api/actions/undo', { ids: [id] })).json().items[0].id as string;
+    await ctx().complete(first, 'failed');
+    const original = (await request(users.security_reader, 'GET', `/api/actions/${id}`)).json().action;
+    expect(original).toMatchObject({ status: 'completed', undoneBy: null });
+    expect((await request(users.security_operator, 'POST', '/api/actions/undo', { ids: [id] })).statusCode).toBe(200);
+  });
+
+  it('cancels pending and queued actions, and refuses to cancel one that already ran', async () => {
+    const { users, request } = ctx();
+    const queued = await ctx().createAction({ status: 'queued' });
+    const res = await request(users.security_operator, 'POST', '/api/actions/cancel', { ids: [queued], comment: 'wrong host' });
+    expect(res.json().items[0].status).toBe('cancelled');
+    const ran = await ctx().createAction({ status: 'queued' });
+    await ctx().complete(ran);
+    expect((await request(users.security_operator, 'POST', '/api/actions/cancel', { ids: [ran] })).json().code).toBe('action_not_cancelable');
+  });
+
+  it('creates manual actions queued and decided by their requester, and refuses manual pending ones', async () => {
+    const { users, request } = ctx();
+    const deviceId = await ctx().createDevice();
+    const manual = await request(users.security_operator, 'POST', '/api/actions', { type: 'isolate_device', deviceId, entity: { name: 'host' }, source: 'manual', parameters: { isolation: 'full' } });
+    expect(manual.statusCode).toBe(201);
+    expect(manual.json()).toMatchObject({ status: 'queued', decidedBy: 'security-operator', requestedBy: 'security-operator', expiresAt: null, parameters: { isolation: 'full' } });
+    const bad = await request(users.security_operator, 'POST', '/api/actions', { type: 'isolate_device', deviceId, entity: { name: 'host' }, source: 'manual', status: 'pending_approval' });
+    expect(bad.json().code).toBe('manual_actions_are_queued');
+    const auto = await request(users.security_operator, 'POST', '/api/actions', { type: 'isolate_device', deviceId, entity: { name: 'host' }, source: 'antivirus', status: 'queued' });
+    expect(auto.json()).toMatchObject({ status: 'queued', decidedBy: 'Automation' });
+    const reader = await request(users.security_reader, 'POST', '/api/actions', { type: 'isolate_device', deviceId, entity: { name: 'host' }, source: 'manual' });
+    expect(reader.statusCode).toBe(403);
+  });
+
+  it('refuses undo types, unsupported platforms and file actions without a hash', async () => {
+    const { users, request } = ctx();
+    const linux = await ctx().createDevice({ platform: 'linux' });
+    const post = (body: object) => request(users.security_operator, 'POST', '/api/actions', { source: 'api', deviceId: linux, ...body });
+    expect((await post({ type: 'restore_file', entity: { name: 'x', sha256: SHA(1) } })).json().code).toBe('undo_types_not_creatable');
+    expect((await post({ type: 'remove_registry_key', entity: { name: 'HKLM\\Run\\evil' } })).json().code).toBe('unsupported_platform');
+    expect((await post({ type: 'quarantine_file', entity: { name: '/tmp/x' } })).json().code).toBe('validation_failed');
+    expect((await post({ type: 'isolate_device', entity: { name: 'x' }, unknownField: 1 })).json().code).toBe('validation_failed');
+  });
+
+  it('pages the History with keyset cursors: every row once, in order', async () => {
+    const { users, request, clock } = ctx();
+    const deviceId = await ctx().createDevice();
+    const made: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      clock.advance(1000);
+      made.push(await ctx().createAction({ deviceId, status: 'queued', type: 'collect_investigation_package' }));
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&limit=3${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(res.statusCode).toBe(200);
+      seen.push(...res.json().items.map((a: { id: string }) => a.id));
+      cursor = res.json().nextCursor;
+    } while (cursor);
+    expect(seen).toEqual([...made].reverse());
+    const asc = await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&order=asc&limit=3&withTotal=true`);
+    expect(asc.json().items.map((a: { id: string }) => a.id)).toEqual(made.slice(0, 3));
+    expect(asc.json().total).toBe(7);
+    const wrong = await request(users.security_reader, 'GET', `/api/actions?view=history&limit=3&cursor=${asc.json().nextCursor}`);
+    expect(wrong.json().code).toBe('invalid_cursor');
+    expect((await request(users.security_reader, 'GET', '/api/actions?view=history&cursor=garbage')).json().code).toBe('invalid_cursor');
+  });
+
+  it('filters by time range and rejects inconsistent ranges', async () => {
+    const { users, request, clock } = ctx();
+    const deviceId = await ctx().createDevice();
+    const old = await ctx().createAction({ deviceId, status: 'queued' });
+    clock.advance(3 * 86_400_000);
+    const recent = await ctx().createAction({ deviceId, status: 'queued' });
+    const ids = async (query: string) => (await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&${query}`)).json().items.map((a: { id: string }) => a.id);
+    expect(await ids('range=day')).toEqual([recent]);
+    expect(await ids('range=week')).toEqual([recent, old]);
+    const from = new Date(clock.now() - 86_400_000).toISOString();
+    expect(await ids(`range=custom&from=${from}`)).toEqual([recent]);
+    expect((await request(users.security_reader, 'GET', `/api/actions?view=history&range=day&from=${from}`)).json().code).toBe('invalid_time_range');
+    expect((await request(users.security_reader, 'GET', '/api/actions?view=history&range=custom')).json().code).toBe('invalid_time_range');
+  });
+
+  it('exports History as CSV with formulas defused and pending actions left out', async () => {
+    const { users, request } = ctx();
+    const deviceId = await ctx().createDevice({ name: '=cmd|calc' });
+    const queued = await ctx().createAction({ deviceId, status: 'queued', type: 'quarantine_file', entity: { name: '=HYPERLINK("http://x","a, b")', sha256: SHA(9) } });
+    const pending = await ctx().createAction({ deviceId });
+    const res = await request(users.security_reader, 'GET', `/api/actions/export.csv?deviceId=${deviceId}`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/csv');
+    const lines = res.body.trim().split('\r\n');
+    expect(lines[0]).toMatch(/^id,type,status,/);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toContain(queued);
+    expect(lines[1]).toContain(`"'=HYPERLINK(""http://x"",""a, b"")"`);
+    expect(lines[1]).toContain(`"'=cmd|calc"`);
+    expect(res.body).not.toContain(pending);
+  });
+
+  it('summarises pending actions by type with the oldest age', async () => {
+    const { users, request } = ctx();
+    const res = await request(users.security_reader, 'GET', '/api/actions/summary');
+    expect(res.statusCode).toBe(200);
+    const body = res.json();
+    expect(body.pendingTotal).toBe(body.pendingByType.reduce((s: number, p: { count: number }) => s + p.count, 0));
+    expect(body.pendingTotal).toBeGreaterThan(0);
+    expect(body.oldestPendingAgeSeconds).toBeGreaterThanOrEqual(0);
+    expect(body.byStatusPerDay.length).toBeGreaterThan(0);
+  });
+
+  it('keeps scoped users inside their device groups: lists, counts, exports, gets and decisions', async () => {
+    const { services, request } = ctx();
+    const red = await services.devices.createGroup(systemActor(), { name: 'red', rank: 10, automationLevel: 'semi_any_folder' });
+    const blue = await services.devices.createGroup(systemActor(), { name: 'blue', rank: 5, automationLevel: 'full' });
+    const redUser = await createUser(services, 'security_operator', 'red-analyst', [red.id]);
+    const redDevice = await ctx().createDevice({ groupId: red.id });
+    const blueDevice = await ctx().createDevice({ groupId: blue.id });
+    const redAction = await ctx().createAction({ deviceId: redDevice, type: 'restrict_code_execution' });
+    const blueAction = await ctx().createAction({ deviceId: blueDevice, type: 'restrict_code_execution' });
+
+    const list = await request(redUser, 'GET', '/api/actions?view=pending&type=restrict_code_execution&withTotal=true');
+    expect(list.json().items.map((a: { id: string }) => a.id)).toEqual([redAction]);
+    expect(list.json().total).toBe(1);
+    expect((await request(redUser, 'GET', `/api/actions/${blueAction}`)).statusCode).toBe(404);
+    expect((await request(redUser, 'GET', `/api/devices/${blueDevice}`)).statusCode).toBe(404);
+    expect((await request(redUser, 'GET', '/api/devices')).json().items.map((d: { id: string }) => d.id)).toEqual([redDevice]);
+    expect((await request(redUser, 'POST', '/api/actions/approve', { ids: [blueAction] })).statusCode).toBe(404);
+    const summary = (await request(redUser, 'GET', '/api/actions/summary')).json();
+    expect(summary.pendingTotal).toBe(1);
+    await request(ctx().users.security_operator, 'POST', '/api/actions/reject', { ids: [blueAction] });
+    expect((await request(redUser, 'GET', '/api/actions/export.csv')).body).not.toContain(blueAction);
+    const create = await request(redUser, 'POST', '/api/actions', { type: 'isolate_device', deviceId: blueDevice, entity: { name: 'x' }, source: 'manual' });
+    expect(create.statusCode).toBe(404);
+    expect((await request(redUser, 'POST', '/api/actions/approve', { ids: [redAction] })).statusCode).toBe(200);
+  });
+
+  it('reports actions by status and type on /metrics', async () => {
+    const res = await ctx().request(null, 'GET', '/metrics');
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toMatch(/quell_actions\{status="pending_approval",type="isolate_device"\} \d+/);
+    expect(res.body).toContain('quell_action_decision_latency_seconds_bucket');
+    expect(res.body).toContain('quell_pending_oldest_age_seconds');
+  });
+});
