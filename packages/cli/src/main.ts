@@ -45,10 +45,9 @@ program.command('server')
   .action(async () => {
     const config = loadConfig();
     const server = await startServer(config, { handleSignals: true });
-    process.stdout.write(`\nQuell is running at ${server.url}  (API docs: ${server.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})\n`);
-    if (server.generatedAdminPassword) {
-      process.stdout.write(`First administrator created. User: admin  One-time password: ${server.generatedAdminPassword}\nIt is shown only now; keep it safe.\n\n`);
-    }
+    const banner = [`\nQuell is running at ${server.url}  (API docs: ${server.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})`];
+    if (server.generatedAdminPassword) banner.push(`First administrator created. User: admin  One-time password: ${server.generatedAdminPassword}`, 'It is shown only now; keep it safe.');
+    process.stdout.write(banner.join('\n') + '\n\n');
   });
 
 const user = program.command('user').description('Manage users');

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from './config.ts';
+
+describe('configuration', () => {
+  it('defaults to the embedded SQLite database under ./data on 127.0.0.1:8080', () => {
+    const config = parseConfig({});
+    expect(config.store).toMatchObject({ dialect: 'sqlite' });
+    expect(config.store.dialect === 'sqlite' && config.store.file.endsWith('data/quell.sqlite')).toBe(true);
+    expect(config).toMatchObject({ host: '127.0.0.1', port: 8080, publicUrl: 'http://127.0.0.1:8080', pendingExpiryHours: 168, adminPassword: null });
+  });
+
+  it('uses PostgreSQL when QUELL_DATABASE_URL is set', () => {
+    expect(parseConfig({ QUELL_DATABASE_URL: 'postgres://db.internal/quell' }).store).toEqual({ dialect: 'postgres', url: 'postgres://db.internal/quell' });
+  });
+
+  it.each([
+    [{ QUELL_PORT: 'eighty' }, /QUELL_PORT must be a whole number/],
+    [{ QUELL_PORT: '70000' }, /QUELL_PORT must be a whole number from 0 to 65535/],
+    [{ QUELL_DATABASE_URL: 'mysql://x' }, /must start with postgres:\/\//],
+    [{ QUELL_ADMIN_PASSWORD: 'short' }, /at least 12 characters/],
+    [{ QUELL_LOG_LEVEL: 'loud' }, /QUELL_LOG_LEVEL must be one of/],
+    [{ QUELL_PUBLIC_URL: 'ftp://x' }, /QUELL_PUBLIC_URL must be an http/],
+  ])('refuses %o with a message that says what to fix', (source, message) => {
+    expect(() => parseConfig(source)).toThrow(ConfigError);
+    expect(() => parseConfig(source)).toThrow(message);
+  });
+});
