@@ -1,3 +1,4 @@
+import { API_PATHS } from '@quell/contracts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../actor.ts';
 import { QuellError } from '../errors.ts';
@@ -22,7 +23,14 @@ export function readCookie(request: FastifyRequest, name: string): string | null
   if (!header) return null;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq > 0 && part.slice(0, eq).trim() === name) {
+      // A value that is not valid percent-encoding was never issued by us: treat it as no cookie (401), not a crash.
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        return null;
+      }
+    }
   }
   return null;
 }
@@ -41,7 +49,8 @@ export function registerAuth(app: FastifyInstance, auth: AuthService): void {
   app.decorateRequest('session', null);
   // onRequest, before the body is even parsed: a stranger learns nothing about a route's schema.
   app.addHook('onRequest', async (request) => {
-    if (request.routeOptions.config.public || !request.url.startsWith('/api/')) return;
+    // The API documentation is public, like the OpenAPI document it renders.
+    if (request.routeOptions.config.public || !request.url.startsWith('/api/') || request.url.startsWith(API_PATHS.docs)) return;
     const header = request.headers.authorization;
     if (header !== undefined) {
       const token = /^Bearer (.+)$/.exec(header)?.[1];
