@@ -54,5 +54,5 @@ describe(`quell command line (${TEST_DIALECT})`, () => {
 
     const verified = await quell('audit', 'verify');
     expect(verified.stdout).toMatch(/Audit log intact: [4-9] entries verified/);
-  });
+  }, 120_000);
 });

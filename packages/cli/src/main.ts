@@ -1,6 +1,7 @@
 import { userInfo } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PERMISSIONS, type Permission, ROLES, type Role } from '@quell/contracts';
+import { DEFAULT_AGENT_DIR, enrolAgent, startAgent } from '@quell/agent';
 import { type Actor, ConfigError, QuellError, type Services, createServices, loadConfig, migrate, openStore, startServer, systemActor } from '@quell/server';
 
 const program = new Command('quell')
@@ -13,7 +14,7 @@ async function withServices<T>(run: (services: Services) => Promise<T>): Promise
   const store = openStore(config.store);
   try {
     await migrate(store);
-    return await run(createServices({ store, settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours, fourEyesActionTypes: [] } }));
+    return await run(createServices({ store, settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours } }));
   } finally {
     await store.close();
   }
@@ -34,6 +35,12 @@ function parseScopes(value: string): Permission[] {
   return scopes as Permission[];
 }
 
+function parsePositive(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new InvalidArgumentError('a whole number from 1 to 100000');
+  return n;
+}
+
 function parseDays(value: string): number {
   const days = Number(value);
   if (!Number.isInteger(days) || days < 1 || days > 365) throw new InvalidArgumentError('a whole number of days from 1 to 365');
@@ -45,7 +52,10 @@ program.command('server')
   .action(async () => {
     const config = loadConfig();
     const server = await startServer(config, { handleSignals: true });
-    const banner = [`\nQuell is running at ${server.url}  (API docs: ${server.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})`];
+    const banner = [
+      `\nQuell is running at ${server.url}  (API docs: ${server.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})`,
+      `Agent command-signing key: ${server.signingKeyId}`,
+    ];
     if (server.generatedAdminPassword) banner.push(`First administrator created. User: admin  One-time password: ${server.generatedAdminPassword}`, 'It is shown only now; keep it safe.');
     process.stdout.write(banner.join('\n') + '\n\n');
   });
@@ -83,18 +93,27 @@ user.command('disable')
     process.stdout.write(`Disabled ${username}\n`);
   });
 
-const token = program.command('token').description('Manage API tokens');
+const token = program.command('token').description('Manage API tokens and agent enrolment tokens');
 token.command('create')
-  .description('Create an API token acting as a user; prints the secret once')
-  .requiredOption('--user <username>', 'the user the token acts as')
+  .description('Create an API token acting as a user, or with --enrolment a token that enrols agents; prints the secret once')
+  .option('--enrolment', 'an agent enrolment token (limited uses) instead of an API token')
+  .option('--user <username>', 'API token: the user it acts as')
   .requiredOption('--name <name>', 'what the token is for')
-  .addOption(new Option('--scopes <list>', `comma-separated, from: ${PERMISSIONS.join(', ')}`).argParser(parseScopes).makeOptionMandatory())
-  .addOption(new Option('--days <n>', 'days until it expires').argParser(parseDays).default(90))
-  .action(async (opts: { user: string; name: string; scopes: Permission[]; days: number }) => {
+  .addOption(new Option('--scopes <list>', `API token: comma-separated, from: ${PERMISSIONS.join(', ')}`).argParser(parseScopes))
+  .addOption(new Option('--uses <n>', 'enrolment token: how many agents may enrol with it').argParser(parsePositive).default(1))
+  .addOption(new Option('--days <n>', 'days until it expires').argParser(parseDays).default(30))
+  .action(async (opts: { enrolment?: boolean; user?: string; name: string; scopes?: Permission[]; uses: number; days: number }) => {
+    if (opts.enrolment) {
+      const created = await withServices((s) => s.agents.createEnrolmentToken(cliActor(), { name: opts.name, uses: opts.uses, expiresInDays: Math.min(opts.days, 90) }));
+      process.stdout.write(`Enrolment token ${created.token.id} (${created.token.usesLeft} uses, expires ${created.token.expiresAt}). Secret, shown once:\n${created.secret}\n`);
+      return;
+    }
+    if (!opts.user || !opts.scopes) throw new InvalidArgumentError('an API token needs --user and --scopes (or pass --enrolment)');
+    const { user: username, scopes } = opts;
     const created = await withServices(async (s) => {
-      const owner = await s.users.findByUsername(opts.user);
-      if (!owner || owner.disabled) throw new QuellError('user_not_found', `No active user named ${opts.user}`);
-      return s.tokens.create(cliActor(), { name: opts.name, scopes: opts.scopes, expiresInDays: opts.days }, { userId: owner.id, role: owner.role, scopes: null });
+      const owner = await s.users.findByUsername(username);
+      if (!owner || owner.disabled) throw new QuellError('user_not_found', `No active user named ${username}`);
+      return s.tokens.create(cliActor(), { name: opts.name, scopes, expiresInDays: opts.days }, { userId: owner.id, role: owner.role, scopes: null });
     });
     process.stdout.write(`Token ${created.token.id} (expires ${created.token.expiresAt}). Secret, shown once:\n${created.secret}\n`);
   });
@@ -104,6 +123,33 @@ token.command('revoke')
   .action(async (id: string) => {
     await withServices((s) => s.tokens.revoke(cliActor(), id));
     process.stdout.write(`Revoked ${id}\n`);
+  });
+
+const device = program.command('device').description('Devices');
+device.command('offboard')
+  .description('Revoke the agent of a device: it can no longer connect or receive commands')
+  .argument('<deviceId>')
+  .action(async (deviceId: string) => {
+    await withServices((s) => s.agents.offboard(cliActor(), deviceId));
+    process.stdout.write(`Offboarded ${deviceId}\n`);
+  });
+
+const agent = program.command('agent').description('The endpoint agent (run as root on the endpoint)');
+agent.command('enrol')
+  .description('Enrol this machine with a Quell server and store its identity root-only')
+  .requiredOption('--server <url>', 'the Quell server URL, e.g. https://quell.example:8443')
+  .requiredOption('--token <token>', 'an enrolment token from quell token create --enrolment')
+  .option('--dir <path>', 'where the agent keeps its identity, journal and vault', DEFAULT_AGENT_DIR)
+  .action(async (opts: { server: string; token: string; dir: string }) => {
+    const enrolled = await enrolAgent({ serverUrl: opts.server, token: opts.token, dir: opts.dir });
+    process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}: compare it with the one quell server printed.\nStart the agent with: quell agent run --dir ${opts.dir}\n`);
+  });
+agent.command('run')
+  .description('Run the agent: connect to the server and carry out signed commands')
+  .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
+  .action(async (opts: { dir: string }) => {
+    const running = await startAgent({ dir: opts.dir });
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
   });
 
 const audit = program.command('audit').description('The audit log');

@@ -105,3 +105,6 @@ export const FILE_QUARANTINE_TYPES: readonly ActionType[] = ['quarantine_file', 
 export function isUndoable(type: ActionType): boolean {
   return ACTION_CATALOGUE[type].undoType !== null;
 }
+
+/** Isolation waits this long for an offline device; other types use the deliveryWindowHours setting. */
+export const ISOLATION_DELIVERY_WINDOW_HOURS = 72;

@@ -30,6 +30,7 @@ export const ERRORS = {
   device_group_not_found: { status: 404, title: 'No such device group' },
   user_not_found: { status: 404, title: 'No such user' },
   token_not_found: { status: 404, title: 'No such token' },
+  enrolment_token_invalid: { status: 401, title: 'The enrolment token is unknown, used up, expired or revoked' },
   route_not_found: { status: 404, title: 'No such route' },
   action_not_pending: { status: 409, title: 'The action is no longer pending approval' },
   action_not_cancelable: { status: 409, title: 'Only pending or queued actions can be cancelled' },

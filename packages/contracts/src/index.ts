@@ -9,3 +9,4 @@ export * from './schemas/auth.ts';
 export * from './schemas/devices.ts';
 export * from './schemas/audit.ts';
 export * from './schemas/settings.ts';
+export * from './schemas/agent.ts';

@@ -28,4 +28,8 @@ export const API_PATHS = {
   settings: '/api/settings',
   audit: '/api/audit',
   auditVerify: '/api/audit/verify',
+  enrolmentTokens: '/api/enrolment-tokens',
+  deviceOffboard: '/api/devices/:id/offboard',
+  agentEnrol: '/agent/v1/enrol',
+  agentConnect: '/agent/v1/connect',
 } as const;

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { TypeBoxValidatorCompiler, registerAjvFormats } from '@fastify/type-provider-typebox';
+import { Format, TypeBoxValidatorCompiler, registerAjvFormats } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { QuellError } from './errors.ts';
 import { registerAuth } from './plugins/auth.ts';
-import { registerErrorHandling } from './plugins/errors.ts';
+import { handleError, registerErrorHandling } from './plugins/errors.ts';
 import { type Metrics } from './plugins/metrics.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import type { Services } from './services.ts';
+import type { AgentGateway } from './modules/agents/agents.gateway.ts';
+import { agentsRoutes } from './modules/agents/agents.routes.ts';
 import { actionsRoutes } from './modules/actions/actions.routes.ts';
 import { auditRoutes } from './modules/audit/audit.routes.ts';
 import { authRoutes } from './modules/auth/auth.routes.ts';
@@ -23,9 +26,14 @@ export interface AppOptions {
   logger?: FastifyBaseLogger;
   /** Read by /readyz; the server flips it off when shutdown begins. */
   isReady?: () => boolean;
+  /** The agents' WebSocket endpoint, attached to the HTTP server's upgrades. */
+  gateway?: AgentGateway;
 }
 
 registerAjvFormats();
+// RFC 3339 allows a leap second (`…T23:59:60Z`) that a Date cannot hold; a date-time we accept must name an instant we can store and compare.
+const isRfc3339DateTime = Format.Get('date-time')!;
+Format.Set('date-time', (value) => isRfc3339DateTime(value) && !Number.isNaN(Date.parse(value)));
 
 /** Builds the HTTP app around ready services; it never listens (server.ts does). */
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -38,6 +46,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true },
+    // The router's own rejections (a malformed or over-long path) take the one problem shape too.
+    frameworkErrors: handleError,
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.addHook('onRequest', async (request, reply) => {
@@ -45,6 +55,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
     if (!request.url.startsWith(`/api/docs`)) reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+  });
+  // Text neither store keeps as sent is refused alike on both, as a 400: PostgreSQL cannot hold U+0000, and an
+  // unpaired surrogate is written as U+FFFD, so the row (and the audit entry's hash) would no longer match what was sent.
+  app.addHook('preValidation', async (request) => {
+    for (const [part, value] of [['body', request.body], ['querystring', request.query], ['params', request.params]] as const) {
+      const at = findUnstorableText(value, part);
+      if (at !== null) throw new QuellError('validation_failed', `${at} contains a NUL character (U+0000) or an unpaired UTF-16 surrogate`);
+    }
   });
   app.addHook('onResponse', async (request, reply) => {
     metrics.httpDuration.observe({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) }, reply.elapsedTime / 1000);
@@ -62,5 +80,37 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(tokensRoutes, { tokens: services.tokens });
   await app.register(settingsRoutes, { settings: services.settings });
   await app.register(auditRoutes, { audit: services.audit });
+  await app.register(agentsRoutes, { agents: services.agents, onOffboard: (deviceId) => options.gateway?.disconnect(deviceId) });
+  const { gateway } = options;
+  if (gateway) {
+    app.server.on('upgrade', (request, socket, head) => {
+      if (!gateway.handleUpgrade(request, socket, head)) socket.destroy();
+    });
+    app.addHook('preClose', async () => gateway.close());
+  }
   return app;
+}
+
+/** U+0000, or a surrogate that is not half of a pair (the `u` flag matches only those). */
+// eslint-disable-next-line no-control-regex -- matching U+0000 is the point
+const UNSTORABLE = /\u0000|\p{Surrogate}/u;
+
+/**
+ * Where the first string (or key) holding unstorable text sits, as `part/field`, or null.
+ * Iterative and without per-level paths: a 256 KiB body can nest deeper than the stack.
+ */
+function findUnstorableText(root: unknown, rootPath: string): string | null {
+  const stack: Array<[unknown, string]> = [[root, rootPath]];
+  while (stack.length > 0) {
+    const [value, path] = stack.pop()!;
+    if (typeof value === 'string') {
+      if (UNSTORABLE.test(value)) return path;
+    } else if (typeof value === 'object' && value !== null) {
+      for (const [key, child] of Object.entries(value)) {
+        if (UNSTORABLE.test(key)) return path;
+        stack.push([child, path === rootPath ? `${path}/${key}` : path]);
+      }
+    }
+  }
+  return null;
 }

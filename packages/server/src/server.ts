@@ -8,9 +8,14 @@ import { openStore } from './db/store.ts';
 import { createJobRunner } from './modules/jobs/jobs.ts';
 import { createMetrics } from './plugins/metrics.ts';
 import { createServices } from './services.ts';
+import { createAgentGateway } from './modules/agents/agents.gateway.ts';
+import { createCommandSigner, loadOrCreateSigningKey } from './modules/agents/command-signer.ts';
+import { createDispatchBus } from './modules/agents/dispatch-bus.ts';
 
 export interface RunningServer {
   url: string;
+  /** The thumbprint of the command-signing key, for agent owners to compare. */
+  signingKeyId: string;
   /** The generated first password of `admin`, when this start created it. */
   generatedAdminPassword: string | null;
   close(): Promise<void>;
@@ -26,16 +31,22 @@ export async function startServer(config: Config, options: { handleSignals?: boo
   const store = openStore(config.store);
   await migrate(store);
   const metrics = createMetrics();
+  const signer = createCommandSigner(loadOrCreateSigningKey(config.dataDir));
+  const bus = await createDispatchBus(config.store, (error) => logger.error({ err: error }, 'dispatch bus error'));
   const services = createServices({
     store,
-    settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours, fourEyesActionTypes: [] },
+    signer,
+    settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours },
     onDecision: (type, waited) => metrics.observeDecision(type, waited),
+    dispatch: (deviceIds) => bus.publish(deviceIds),
   });
   metrics.bind(services);
+  const gateway = createAgentGateway({ agents: services.agents, log: logger });
+  bus.subscribe((deviceIds) => gateway.dispatch(deviceIds));
   const { generatedPassword } = await services.users.bootstrapAdmin(config.adminPassword);
 
   let ready = false;
-  const app = await buildApp({ services, metrics, publicUrl: config.publicUrl, logger, isReady: () => ready });
+  const app = await buildApp({ services, metrics, publicUrl: config.publicUrl, logger, isReady: () => ready, gateway });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
@@ -46,7 +57,10 @@ export async function startServer(config: Config, options: { handleSignals?: boo
     clock: services.clock,
     owner: `${hostname()}:${process.pid}`,
     pollMs: config.jobPollMs,
-    jobs: [{ name: 'expire_pending_actions', intervalMs: config.jobPollMs, run: () => services.actions.expireDue(systemActor()) }],
+    jobs: [
+      { name: 'expire_pending_actions', intervalMs: config.jobPollMs, run: () => services.actions.expireDue(systemActor()) },
+      { name: 'time_out_undelivered_actions', intervalMs: config.jobPollMs, run: () => services.actions.timeOutUndelivered(systemActor()) },
+    ],
     onError: (job, error) => logger.error({ err: error, job }, 'job failed'),
   });
   jobs.start();
@@ -59,6 +73,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       ready = false;
       await jobs.stop();
       await app.close();
+      await bus.close();
       await store.close();
       logger.info('Quell stopped');
     })();
@@ -72,5 +87,5 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       });
     }
   }
-  return { url, generatedAdminPassword: generatedPassword, close };
+  return { url, signingKeyId: signer.keyId, generatedAdminPassword: generatedPassword, close };
 }

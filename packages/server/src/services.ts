@@ -1,6 +1,8 @@
 import type { Settings } from '@quell/contracts';
 import type { Store } from './db/store.ts';
 import { type Clock, type Ids, systemClock, uuidIds } from './infra.ts';
+import { createAgentsService } from './modules/agents/agents.service.ts';
+import { type CommandSigner, createCommandSigner } from './modules/agents/command-signer.ts';
 import { createActionsRepository } from './modules/actions/actions.repository.ts';
 import { type ActionsServiceDeps, createActionsService } from './modules/actions/actions.service.ts';
 import { createAuditRepository } from './modules/audit/audit.repository.ts';
@@ -13,12 +15,19 @@ import { createTokensService } from './modules/tokens/tokens.service.ts';
 import { createUsersRepository } from './modules/users/users.repository.ts';
 import { createUsersService } from './modules/users/users.service.ts';
 
+/** Settings until an administrator changes them (PATCH /api/settings). */
+export const DEFAULT_SETTINGS: Settings = { pendingExpiryHours: 168, fourEyesActionTypes: [], deliveryWindowHours: 168 };
+
 export interface ServiceOptions {
   store: Store;
-  settingsDefaults: Settings;
+  settingsDefaults?: Partial<Settings>;
   clock?: Clock;
   ids?: Ids;
   onDecision?: ActionsServiceDeps['onDecision'];
+  /** Signs agent commands with the key of loadOrCreateSigningKey; without one, a throwaway key no agent trusts. */
+  signer?: CommandSigner;
+  /** Told of devices with new queued actions (the dispatch bus). */
+  dispatch?: ActionsServiceDeps['dispatch'];
 }
 
 /** Wires every service from what it uses; the HTTP app, the CLI and the benchmarks all start here. */
@@ -29,15 +38,18 @@ export function createServices(options: ServiceOptions) {
   const audit = createAuditService({ store, repo: createAuditRepository(store.dialect), clock });
   const devicesRepo = createDevicesRepository();
   const usersRepo = createUsersRepository();
-  const settings = createSettingsService({ store, audit, defaults: options.settingsDefaults });
+  const settings = createSettingsService({ store, audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
   const actionsRepo = createActionsRepository();
+  const signer = options.signer ?? createCommandSigner();
+  const actions = createActionsService({ store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch });
   return {
     store,
     clock,
     audit,
     settings,
     actionsRepo,
-    actions: createActionsService({ store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision }),
+    actions,
+    agents: createAgentsService({ store, actions, actionsRepo, audit, signer, clock, ids }),
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
     auth: createAuthService({ store, users: usersRepo, audit, clock }),

@@ -23,7 +23,7 @@ export const ListAuditQuerySchema = Type.Object({
   to: Type.Optional(TimestampSchema),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
   /** The seq to continue below (pages go newest first). */
-  before: Type.Optional(Type.Integer({ minimum: 1 })),
+  before: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
 }, { additionalProperties: false });
 export type ListAuditQuery = Static<typeof ListAuditQuerySchema>;
 

@@ -78,6 +78,8 @@ export interface ActionsTable {
   undo_of: string | null;
   undone_by: string | null;
   result: string | null;
+  command_jws?: string | null;
+  deliver_by?: number | null;
 }
 
 export interface ActionEventsTable {
@@ -119,6 +121,25 @@ export interface JobsTable {
   last_error: string | null;
 }
 
+export interface EnrolmentTokensTable {
+  id: string;
+  name: string;
+  secret_hash: string;
+  uses_left: number;
+  created_by: string;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+export interface AgentsTable {
+  device_id: string;
+  public_key: string;
+  facts: string;
+  enrolled_at: number;
+  revoked_at: number | null;
+}
+
 export interface SchemaMigrationsTable {
   version: number;
   name: string;
@@ -137,5 +158,7 @@ export interface Database {
   audit_log: AuditLogTable;
   settings: SettingsTable;
   jobs: JobsTable;
+  enrolment_tokens: EnrolmentTokensTable;
+  agents: AgentsTable;
   schema_migrations: SchemaMigrationsTable;
 }

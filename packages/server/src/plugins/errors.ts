@@ -9,6 +9,9 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'malformed_json',
   FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed_json',
   FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
+  // Raised by the router before any route runs, e.g. `/api/actions/%` or an over-long id.
+  FST_ERR_BAD_URL: 'validation_failed',
+  FST_ERR_MAX_PARAM_LENGTH: 'validation_failed',
 };
 
 export function sendProblem(reply: FastifyReply, request: FastifyRequest, code: ErrorCode, detail: string, extra?: Pick<Problem, 'actions'>): FastifyReply {
@@ -22,21 +25,23 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, code: 
  * a stable code. Anything unexpected becomes a bare 500 and a log line; its
  * message never reaches the client.
  */
+export function handleError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (error instanceof QuellError) {
+    return sendProblem(reply, request, error.code, error.message, error.actions ? { actions: error.actions } : undefined);
+  }
+  if (error.validation) return sendProblem(reply, request, 'validation_failed', `${error.validationContext ?? 'request'}: ${error.message}`);
+  const mapped = error.code ? FASTIFY_CODES[error.code] : undefined;
+  if (mapped) return sendProblem(reply, request, mapped, error.message);
+  if (error instanceof SyntaxError || (error.statusCode === 400 && /JSON/i.test(error.message))) return sendProblem(reply, request, 'malformed_json', 'The body is not valid JSON');
+  if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+    request.log.warn({ err: error }, 'client error without a catalogue code');
+    return sendProblem(reply, request, error.statusCode === 413 ? 'payload_too_large' : error.statusCode === 415 ? 'unsupported_media_type' : 'validation_failed', error.message);
+  }
+  request.log.error({ err: error }, 'unhandled error');
+  return sendProblem(reply, request, 'internal_error', 'Internal error; the server log has the details under this requestId');
+}
+
 export function registerErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof QuellError) {
-      return sendProblem(reply, request, error.code, error.message, error.actions ? { actions: error.actions } : undefined);
-    }
-    if (error.validation) return sendProblem(reply, request, 'validation_failed', `${error.validationContext ?? 'request'}: ${error.message}`);
-    const mapped = error.code ? FASTIFY_CODES[error.code] : undefined;
-    if (mapped) return sendProblem(reply, request, mapped, error.message);
-    if (error instanceof SyntaxError || (error.statusCode === 400 && /JSON/i.test(error.message))) return sendProblem(reply, request, 'malformed_json', 'The body is not valid JSON');
-    if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
-      request.log.warn({ err: error }, 'client error without a catalogue code');
-      return sendProblem(reply, request, error.statusCode === 413 ? 'payload_too_large' : error.statusCode === 415 ? 'unsupported_media_type' : 'validation_failed', error.message);
-    }
-    request.log.error({ err: error }, 'unhandled error');
-    return sendProblem(reply, request, 'internal_error', 'Internal error; the server log has the details under this requestId');
-  });
+  app.setErrorHandler(handleError);
   app.setNotFoundHandler((request, reply) => sendProblem(reply, request, 'route_not_found', `${request.method} ${request.url.split('?')[0]} is not a route`));
 }

@@ -4,7 +4,10 @@ import { afterAll, beforeAll } from 'vitest';
 import { type Actor, systemActor } from '../actor.ts';
 import { buildApp } from '../app.ts';
 import type { Store } from '../db/store.ts';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
 import { type Clock, uuidIds } from '../infra.ts';
+import { type AgentGateway, createAgentGateway } from '../modules/agents/agents.gateway.ts';
 import { createMetrics } from '../plugins/metrics.ts';
 import { type Services, createServices } from '../services.ts';
 import { type TestDatabase, createTestDatabase, openMigratedStore } from './store.ts';
@@ -18,6 +21,12 @@ export function testClock(start = Date.parse('2026-11-01T12:00:00Z')): TestClock
   return { now: () => now, advance: (ms) => void (now += ms), set: (ms) => void (now = ms) };
 }
 
+/** Real time, which a test can still move forward: for tests where agents check expiry against their own clock. */
+export function liveClock(): TestClock {
+  let offset = 0;
+  return { now: () => Date.now() + offset, advance: (ms) => void (offset += ms), set: (ms) => void (offset = ms - Date.now()) };
+}
+
 export const PASSWORD = 'correct horse battery staple';
 
 export interface TestUser { id: string; username: string; role: Role; token: string; actor: Actor }
@@ -25,6 +34,8 @@ export interface TestUser { id: string; username: string; role: Role; token: str
 export interface TestContext {
   db: TestDatabase;
   store: Store;
+  /** The server's address when started with `listen` (agents connect here), else ''. */
+  url: string;
   clock: TestClock;
   services: Services;
   app: FastifyInstance;
@@ -44,21 +55,29 @@ export interface TestContext {
  * Builds the real app on a fresh real database (SQLite or PostgreSQL per
  * QUELL_TEST_DB) and closes it after the file's tests.
  */
-export async function setupTestApp(options: { clock?: TestClock } = {}): Promise<TestContext> {
+export async function setupTestApp(options: { clock?: TestClock; listen?: { host: string } } = {}): Promise<TestContext> {
   const db = await createTestDatabase();
   const store = await openMigratedStore(db.location);
   const clock = options.clock ?? testClock();
   const metrics = createMetrics();
-  const services = createServices({ store, clock, ids: uuidIds(clock), settingsDefaults: { pendingExpiryHours: 168, fourEyesActionTypes: [] }, onDecision: metrics.observeDecision });
+  let gateway: AgentGateway | undefined;
+  const services = createServices({ store, clock, ids: uuidIds(clock), onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids) });
   metrics.bind(services);
-  const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1' });
+  if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: pino({ level: 'silent' }) });
+  const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway });
+  let url = '';
+  if (options.listen) {
+    await app.listen({ host: options.listen.host, port: 0 });
+    const address = app.server.address() as AddressInfo;
+    url = `http://${options.listen.host}:${address.port}`;
+  }
 
   const users = {} as Record<Role, TestUser>;
   for (const role of ROLES) users[role] = await createUser(services, role, role.replace('_', '-'));
 
   const as = (user: TestUser): Record<string, string> => ({ authorization: `Bearer ${user.token}` });
   const ctx: TestContext = {
-    db, store, clock, services, app, users, as,
+    db, store, url, clock, services, app, users, as,
     request: (user, method, url, body) => app.inject({ method, url, headers: user ? as(user) : {}, ...(body !== undefined ? { payload: body as object } : {}) }),
     async createDevice(opts = {}) {
       const device = await services.devices.create(systemActor(), { name: opts.name ?? `host-${Math.random().toString(36).slice(2, 8)}`, platform: opts.platform ?? 'linux', ...(opts.groupId ? { groupId: opts.groupId } : {}) });
@@ -87,7 +106,7 @@ export async function setupTestApp(options: { clock?: TestClock } = {}): Promise
 }
 
 /** setupTestApp() for a whole test file: built before its tests, closed after them. */
-export function useTestApp(options: { clock?: TestClock } = {}): () => TestContext {
+export function useTestApp(options: { clock?: TestClock; listen?: { host: string } } = {}): () => TestContext {
   let ctx: TestContext | undefined;
   beforeAll(async () => {
     ctx = await setupTestApp(options);

@@ -12,7 +12,7 @@ import { createServices } from '../services.ts';
 
 const [mode, startAt, ...ids] = process.argv.slice(2);
 const store = openStore(JSON.parse(process.env.QUELL_TEST_LOCATION!));
-const services = createServices({ store, settingsDefaults: { pendingExpiryHours: 168, fourEyesActionTypes: [] } });
+const services = createServices({ store });
 const actor: Actor = { ...systemActor(`worker-${process.pid}`), kind: 'user' };
 
 await new Promise((resolve) => setTimeout(resolve, Math.max(0, Number(startAt) - Date.now())));

@@ -30,7 +30,8 @@ export function decodeCursor(cursor: string, column: SortColumn, order: 'asc' | 
   } catch {
     throw new QuellError('invalid_cursor', 'The cursor is not one this server issued');
   }
-  if (!Array.isArray(parsed) || parsed.length !== 4 || typeof parsed[2] !== 'number' || typeof parsed[3] !== 'string' || !Number.isFinite(parsed[2])) {
+  // Only what encodeCursor writes gets through: an integer time in the database's range and an id.
+  if (!Array.isArray(parsed) || parsed.length !== 4 || !Number.isSafeInteger(parsed[2]) || typeof parsed[3] !== 'string' || !/^[\w-]{1,64}$/.test(parsed[3])) {
     throw new QuellError('invalid_cursor', 'The cursor is not one this server issued');
   }
   if (parsed[0] !== column || parsed[1] !== order) throw new QuellError('invalid_cursor', 'The cursor belongs to another sort; start again without it');

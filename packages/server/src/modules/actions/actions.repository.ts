@@ -101,6 +101,17 @@ export function createActionsRepository() {
         .orderBy('expires_at').limit(limit).execute();
     },
 
+    async queuedPastDeadline(db: Db, now: number, limit: number): Promise<Array<Pick<ActionsTable, 'id'>>> {
+      return db.selectFrom('actions').select('id').where('status', '=', 'queued').where('deliver_by', '<=', now)
+        .orderBy('deliver_by').limit(limit).execute();
+    },
+
+    /** The actions an agent should hold: queued ones to run, in-progress ones whose result it may still owe. */
+    async openCommandsForDevice(db: Db, deviceId: string): Promise<Array<Pick<ActionsTable, 'id' | 'status' | 'command_jws'>>> {
+      return db.selectFrom('actions').select(['id', 'status', 'command_jws']).where('device_id', '=', deviceId)
+        .where('status', 'in', ['queued', 'in_progress']).where('command_jws', 'is not', null).orderBy('requested_at').limit(1000).execute();
+    },
+
     /** Completed quarantines of the same file on other devices that have not been undone. */
     async quarantineInstances(db: Db, sha256: string, types: readonly ActionType[], excludeId: string, groupIds: readonly string[] | null): Promise<ActionsTable[]> {
       return applyFilter(db.selectFrom('actions').selectAll(), { groupIds })

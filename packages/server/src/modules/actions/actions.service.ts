@@ -1,6 +1,6 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionEvent, type ActionStatus, type ActionType, type BulkDecisionBody,
-  CAPABILITY_MATRIX, type CreateActionBody, type ExportActionsQuery, FILE_QUARANTINE_TYPES, type ListActionsQuery,
+  CAPABILITY_MATRIX, type CreateActionBody, ISOLATION_DELIVERY_WINDOW_HOURS, type ExportActionsQuery, FILE_QUARANTINE_TYPES, type ListActionsQuery,
   type Platform, nextStatus, roleAtLeast,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -14,6 +14,7 @@ import type { SettingsService } from '../settings/settings.service.ts';
 import { presentAction, presentTimelineEntry } from './actions.presenter.ts';
 import { type ActionFilter, type ActionsRepository, type SortColumn } from './actions.repository.ts';
 import { decodeCursor, encodeCursor, resolveTimeRange } from './actions.query.ts';
+import type { CommandSigner } from '../agents/command-signer.ts';
 
 /** Who decided an action that its creator queued without approval. */
 export const AUTOMATION = 'Automation';
@@ -28,6 +29,10 @@ export interface ActionsServiceDeps {
   ids: Ids;
   /** Told of every approve/reject with the time the action waited, for metrics. */
   onDecision?: (type: ActionType, waitedMs: number) => void;
+  /** Signs the command of every action that becomes queued; without it actions carry no command (no agents). */
+  signer?: CommandSigner;
+  /** Told, after commit, of the devices that have new queued actions. */
+  dispatch?: (deviceIds: string[]) => void;
 }
 
 export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
@@ -64,6 +69,23 @@ export function createActionsService(deps: ActionsServiceDeps) {
     return idList.map((id) => visible.get(id)!);
   }
 
+  /**
+   * What an action gets when it becomes queued: the deadline for its device
+   * to take it, and its command, signed now — what the agent will run is
+   * exactly what was decided.
+   */
+  async function queueFields(trx: Db, row: ActionsTable, now: number): Promise<Pick<ActionsTable, 'command_jws' | 'deliver_by'>> {
+    const hours = row.type === 'isolate_device' ? ISOLATION_DELIVERY_WINDOW_HOURS : (await settings.read(trx)).deliveryWindowHours;
+    const deliverBy = now + hours * 3_600_000;
+    if (!deps.signer) return { command_jws: null, deliver_by: deliverBy };
+    const entity = presentAction(row).entity;
+    const command_jws = await deps.signer.sign({
+      actionId: row.id, deviceId: row.device_id, type: row.type as ActionType, entity,
+      parameters: JSON.parse(row.parameters) as Action['parameters'], undoOf: row.undo_of, exp: Math.floor(deliverBy / 1000),
+    }, now);
+    return { command_jws, deliver_by: deliverBy };
+  }
+
   function requireOneType(rows: ActionsTable[]): void {
     const types = [...new Set(rows.map((r) => r.type))];
     if (types.length > 1) throw new QuellError('mixed_action_types', `A bulk call takes actions of one type; these are ${types.join(', ')}`);
@@ -90,10 +112,14 @@ export function createActionsService(deps: ActionsServiceDeps) {
       }
       const now = clock.now();
       const out: ActionsTable[] = [];
-      for (const row of rows) out.push(await apply(trx, actor, row, event, { decided_by: actor.name, decided_at: now, decision_comment: comment }, comment));
+      for (const row of rows) {
+        const queued = event === 'approve' ? await queueFields(trx, row, now) : {};
+        out.push(await apply(trx, actor, row, event, { decided_by: actor.name, decided_at: now, decision_comment: comment, ...queued }, comment));
+      }
       return out;
     });
     for (const row of decided) deps.onDecision?.(row.type as ActionType, (row.decided_at ?? row.requested_at) - row.requested_at);
+    if (event === 'approve') notify(decided);
     return decided.map(presentAction);
   }
 
@@ -125,7 +151,10 @@ export function createActionsService(deps: ActionsServiceDeps) {
         undo_of: row.id,
         undone_by: null,
         result: null,
+        command_jws: null,
+        deliver_by: null,
       };
+      Object.assign(undo, await queueFields(trx, undo, now));
       await repo.insert(trx, undo);
       if (!(await repo.linkUndo(trx, row.id, undo.id, now))) throw new QuellError('undo_in_progress', `Action ${row.id} already has an undo (${row.undone_by ?? 'just created'})`);
       await repo.insertEvent(trx, { id: ids.next(), action_id: undo.id, at: now, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment });
@@ -155,7 +184,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       const manual = body.source === 'manual';
       if (manual && body.status === 'pending_approval') throw new QuellError('manual_actions_are_queued');
       const status: ActionStatus = manual ? 'queued' : (body.status ?? 'pending_approval');
-      return presentAction(await store.transaction(async (trx) => {
+      const created = await store.transaction(async (trx) => {
         const device = await devices.findDevice(trx, body.deviceId);
         if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
         if (CAPABILITY_MATRIX[body.type][device.platform as Platform] !== 'supported') throw new QuellError('unsupported_platform', `${body.type} is not supported on ${device.platform}`);
@@ -191,12 +220,17 @@ export function createActionsService(deps: ActionsServiceDeps) {
           undo_of: null,
           undone_by: null,
           result: null,
+          command_jws: null,
+          deliver_by: null,
         };
+        if (!pending) Object.assign(row, await queueFields(trx, row, now));
         await repo.insert(trx, row);
         await repo.insertEvent(trx, { id: ids.next(), action_id: id, at: now, event: 'create', from_status: null, to_status: status, actor: actor.name, comment: row.comment });
         await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, after: presentAction(row) });
         return row;
-      }));
+      });
+      notify([created]);
+      return presentAction(created);
     },
 
     async list(actor: Actor, query: ListActionsQuery): Promise<{ items: Action[]; nextCursor: string | null; total: number | null }> {
@@ -259,11 +293,13 @@ export function createActionsService(deps: ActionsServiceDeps) {
 
     async undo(actor: Actor, body: BulkDecisionBody): Promise<Action[]> {
       requirePermission(actor, 'actions:undo');
-      return (await store.transaction(async (trx) => {
+      const undos = await store.transaction(async (trx) => {
         const rows = await loadAll(trx, actor, body.ids);
         requireOneType(rows);
         return undoRows(trx, actor, rows, body.comment ?? null);
-      })).map(presentAction);
+      });
+      notify(undos);
+      return undos.map(presentAction);
     },
 
     /** The other devices where the same file was quarantined and not yet restored. */
@@ -279,13 +315,15 @@ export function createActionsService(deps: ActionsServiceDeps) {
     /** Undoes this quarantine and every other completed quarantine of the same file, all or nothing. */
     async undoInstances(actor: Actor, id: string, comment: string | null): Promise<Action[]> {
       requirePermission(actor, 'actions:undo');
-      return (await store.transaction(async (trx) => {
+      const undos = await store.transaction(async (trx) => {
         const row = await repo.findById(trx, id);
         if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
         if (!FILE_QUARANTINE_TYPES.includes(row.type as ActionType) || row.entity_sha256 === null) throw new QuellError('not_a_file_quarantine', `${row.type} is not a file quarantine`);
         const others = await repo.quarantineInstances(trx, row.entity_sha256, FILE_QUARANTINE_TYPES, row.id, actor.groupIds);
         return undoRows(trx, actor, [row, ...others], comment);
-      })).map(presentAction);
+      });
+      notify(undos);
+      return undos.map(presentAction);
     },
 
     /** Called by the agent gateway when an agent has taken the command. */
@@ -337,6 +375,25 @@ export function createActionsService(deps: ActionsServiceDeps) {
       }
     },
 
+    /** Times out queued actions whose device did not take them within the delivery window. */
+    async timeOutUndelivered(actor: Actor): Promise<number> {
+      let timedOut = 0;
+      for (;;) {
+        const due = await repo.queuedPastDeadline(store.db, clock.now(), 200);
+        if (due.length === 0) return timedOut;
+        for (const { id } of due) {
+          const done = await store.transaction(async (trx) => {
+            const row = await repo.findById(trx, id);
+            if (!row || row.status !== 'queued') return false;
+            await apply(trx, actor, row, 'time_out', { result: JSON.stringify({ error: 'The device did not take the action within its delivery window' }) }, 'Delivery window over');
+            await releaseUndoLink(trx, row);
+            return true;
+          });
+          if (done) timedOut++;
+        }
+      }
+    },
+
     async summary(actor: Actor) {
       requirePermission(actor, 'actions:read');
       const now = clock.now();
@@ -353,6 +410,11 @@ export function createActionsService(deps: ActionsServiceDeps) {
       };
     },
   };
+
+  function notify(rows: ActionsTable[]): void {
+    const devices = [...new Set(rows.filter((r) => r.status === 'queued').map((r) => r.device_id))];
+    if (devices.length > 0) deps.dispatch?.(devices);
+  }
 
   /** When an undo action ends without completing, its original may be undone again. */
   async function releaseUndoLink(trx: Db, undo: ActionsTable): Promise<void> {

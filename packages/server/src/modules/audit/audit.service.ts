@@ -35,7 +35,8 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
       const row: Omit<AuditLogTable, 'hash'> = {
         seq: (head?.seq ?? 0) + 1,
         at: clock.now(),
-        actor: actor.name,
+        // Stored text must read back exactly as hashed: a lone UTF-16 surrogate (say, in a user name typed at sign-in) would not survive UTF-8.
+        actor: actor.name.toWellFormed(),
         source_ip: actor.sourceIp,
         kind: record.kind,
         target_type: record.targetType,

@@ -1,0 +1,221 @@
+import { createPrivateKey, sign as signBytes, type KeyObject } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import {
+  AGENT_MAX_FRAME_BYTES, AGENT_PROTOCOL_VERSION, API_PATHS, type AgentFrame, type CommandPayload, type Platform, type ResultPayload,
+  type ServerFrame, challengeMessage,
+} from '@quell/contracts';
+import { CompactSign, compactVerify, importJWK } from 'jose';
+import WebSocket from 'ws';
+import { type ExecutionResult } from './executors/executor.ts';
+import { executorFor } from './executors/registry.ts';
+import { type AgentIdentity, loadIdentity } from './identity.ts';
+import { Journal, type Outcome } from './journal.ts';
+import { type CommandRunner, systemRunner } from './runner.ts';
+
+export interface AgentLog {
+  info(message: string, fields?: object): void;
+  warn(message: string, fields?: object): void;
+}
+
+export interface AgentOptions {
+  dir: string;
+  platform?: Platform;
+  runner?: CommandRunner;
+  log?: AgentLog;
+  /** Clock skew tolerated on a command's issued-at, in seconds. */
+  maxSkewSeconds?: number;
+}
+
+export interface RunningAgent {
+  deviceId: string;
+  /** Resolves once connected and welcomed (again after each reconnect). */
+  connected(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const jsonLog: AgentLog = {
+  info: (msg, fields) => process.stdout.write(JSON.stringify({ level: 'info', time: Date.now(), msg, ...fields }) + '\n'),
+  warn: (msg, fields) => process.stdout.write(JSON.stringify({ level: 'warn', time: Date.now(), msg, ...fields }) + '\n'),
+};
+
+/** A command the agent will not run; reported to the server and logged. */
+class Refusal extends Error {
+  constructor(readonly actionId: string | null, reason: string) {
+    super(reason);
+  }
+}
+
+/**
+ * The endpoint agent: dials the server, proves who it is, and carries out
+ * each signed command for this device exactly once, reporting signed results.
+ * It reconnects on its own, with backoff, for as long as it runs.
+ */
+export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
+  const identity: AgentIdentity = loadIdentity(options.dir);
+  const log = options.log ?? jsonLog;
+  const runner = options.runner ?? systemRunner;
+  const platform = options.platform ?? 'linux';
+  const maxSkew = options.maxSkewSeconds ?? 300;
+  const journal = new Journal(options.dir);
+  const privateKey: KeyObject = createPrivateKey(identity.privateKeyPem);
+  const serverKey = await importJWK(identity.serverKey, 'EdDSA');
+  const serverUrl = new URL(identity.serverUrl);
+  const serverAddresses = await resolveAll(serverUrl.hostname);
+
+  let socket: WebSocket | null = null;
+  let stopping = false;
+  let backoffMs = 500;
+  let reconnectTimer: NodeJS.Timeout | null = null;
+  let onWelcome: Array<() => void> = [];
+  let welcomed = false;
+  const running = new Set<Promise<void>>();
+
+  const send = (frame: AgentFrame): void => {
+    if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  };
+
+  async function signResult(actionId: string, outcome: Outcome): Promise<string> {
+    const payload: ResultPayload = {
+      v: AGENT_PROTOCOL_VERSION, actionId, deviceId: identity.deviceId, outcome: outcome.outcome, iat: Math.floor(Date.now() / 1000),
+      ...(outcome.output !== undefined ? { output: outcome.output } : {}), ...(outcome.error !== undefined ? { error: outcome.error } : {}),
+    };
+    return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: 'quell-result+jws' }).sign(privateKey);
+  }
+
+  async function report(actionId: string, outcome: Outcome): Promise<void> {
+    send({ t: 'result', jws: await signResult(actionId, outcome) });
+  }
+
+  /** Checks everything about a command before anything runs. */
+  async function verifyCommand(jws: string): Promise<CommandPayload> {
+    let payload: CommandPayload;
+    try {
+      const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
+      payload = JSON.parse(new TextDecoder().decode(verified.payload)) as CommandPayload;
+    } catch (error) {
+      throw new Refusal(null, `command signature does not verify against the pinned server key: ${(error as Error).message}`);
+    }
+    const actionId = typeof payload.actionId === 'string' ? payload.actionId : null;
+    const now = Math.floor(Date.now() / 1000);
+    if (payload.v !== AGENT_PROTOCOL_VERSION) throw new Refusal(actionId, `unknown protocol version ${String(payload.v)}`);
+    if (payload.deviceId !== identity.deviceId) throw new Refusal(actionId, 'command is addressed to another device');
+    if (typeof payload.exp !== 'number' || payload.exp <= now) throw new Refusal(actionId, 'command has expired');
+    if (typeof payload.iat !== 'number' || payload.iat > now + maxSkew) throw new Refusal(actionId, 'command is issued in the future');
+    if (typeof payload.nonce !== 'string' || payload.nonce.length < 16) throw new Refusal(actionId, 'command has no nonce');
+    return payload;
+  }
+
+  async function execute(jws: string): Promise<void> {
+    const command = await verifyCommand(jws);
+    const { actionId } = command;
+    const known = journal.outcomeOf(actionId);
+    if (known) {
+      // Redelivered after a lost result: report again, never run again.
+      send({ t: 'ack', actionId });
+      return report(actionId, known);
+    }
+    if (journal.wasStarted(actionId)) {
+      const interrupted: Outcome = { outcome: 'failed', error: 'The agent stopped while carrying out this action; its effect is unknown and it was not run again. Check the device before retrying.' };
+      journal.finish(actionId, interrupted);
+      send({ t: 'ack', actionId });
+      return report(actionId, interrupted);
+    }
+    if (journal.nonceSeen(command.nonce)) throw new Refusal(actionId, 'command nonce was already used (replay)');
+
+    journal.start(actionId, command.nonce, command.exp);
+    send({ t: 'ack', actionId });
+    let outcome: Outcome;
+    const executor = executorFor(platform, command.type);
+    if (typeof executor === 'string') {
+      outcome = { outcome: 'failed', error: executor };
+    } else {
+      try {
+        const result: ExecutionResult = await executor({
+          command, runner, agentDir: options.dir, serverAddresses,
+          priorSnapshot: command.undoOf ? journal.snapshotOf(command.undoOf) : undefined,
+        });
+        outcome = { outcome: 'completed', output: result.output, snapshot: result.snapshot };
+      } catch (error) {
+        outcome = { outcome: 'failed', error: (error as Error).message };
+      }
+    }
+    journal.finish(actionId, outcome);
+    log.info('action finished', { actionId, type: command.type, outcome: outcome.outcome, error: outcome.error });
+    await report(actionId, { outcome: outcome.outcome, output: outcome.output, error: outcome.error });
+  }
+
+  function onFrame(text: string): void {
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text) as ServerFrame;
+    } catch {
+      log.warn('server sent a frame that is not JSON');
+      return;
+    }
+    switch (frame.t) {
+      case 'challenge': {
+        const signature = signBytes(null, Buffer.from(challengeMessage(frame.nonce, identity.deviceId)), privateKey).toString('base64url');
+        send({ t: 'hello', deviceId: identity.deviceId, signature });
+        return;
+      }
+      case 'welcome':
+        welcomed = true;
+        backoffMs = 500;
+        log.info('connected', { server: identity.serverUrl, deviceId: identity.deviceId });
+        onWelcome.forEach((resolve) => resolve());
+        onWelcome = [];
+        return;
+      case 'command': {
+        const work = execute(String(frame.jws)).catch((error: unknown) => {
+          const refusal = error instanceof Refusal ? error : new Refusal(null, (error as Error).message);
+          log.warn('command refused', { actionId: refusal.actionId, reason: refusal.message });
+          send({ t: 'rejected', actionId: refusal.actionId, reason: refusal.message });
+        });
+        running.add(work);
+        void work.finally(() => running.delete(work));
+        return;
+      }
+      case 'refused':
+        log.warn('server refused the connection', { reason: frame.reason });
+        return;
+    }
+  }
+
+  function connect(): void {
+    const url = new URL(API_PATHS.agentConnect, identity.serverUrl);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(url, { maxPayload: AGENT_MAX_FRAME_BYTES, handshakeTimeout: 10_000 });
+    socket = ws;
+    welcomed = false;
+    ws.on('message', (data) => onFrame(data.toString()));
+    ws.on('error', (error) => log.warn('connection error', { error: error.message }));
+    ws.on('close', () => {
+      if (socket === ws) socket = null;
+      if (stopping) return;
+      reconnectTimer = setTimeout(connect, backoffMs);
+      backoffMs = Math.min(backoffMs * 2, 30_000);
+    });
+  }
+
+  connect();
+  return {
+    deviceId: identity.deviceId,
+    connected: () => (welcomed ? Promise.resolve() : new Promise<void>((resolve) => onWelcome.push(resolve))),
+    async stop() {
+      stopping = true;
+      if (reconnectTimer) clearTimeout(reconnectTimer);
+      socket?.close();
+      await Promise.allSettled(running);
+      journal.close();
+    },
+  };
+}
+
+async function resolveAll(hostname: string): Promise<string[]> {
+  const bare = hostname.replace(/^\[|\]$/g, '');
+  try {
+    return [...new Set((await lookup(bare, { all: true })).map((a) => a.address))];
+  } catch {
+    return [];
+  }
+}

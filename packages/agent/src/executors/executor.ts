@@ -1,0 +1,24 @@
+import type { CommandPayload } from '@quell/contracts';
+import type { CommandRunner } from '../runner.ts';
+
+export interface ExecutionContext {
+  command: CommandPayload;
+  /** For undo types: the snapshot the original action took before it acted. */
+  priorSnapshot: unknown;
+  runner: CommandRunner;
+  /** The agent's own directory (root-only), home of the quarantine vault. */
+  agentDir: string;
+  /** Addresses of the Quell server, which isolation always keeps reachable. */
+  serverAddresses: readonly string[];
+}
+
+/** What an action left behind: words for the analyst and the prior state for its undo. */
+export interface ExecutionResult { output: string; snapshot?: unknown }
+
+/**
+ * One action type on one platform. It snapshots what it will change, acts,
+ * then verifies the effect itself and throws if it does not hold.
+ */
+export type Executor = (ctx: ExecutionContext) => Promise<ExecutionResult>;
+
+export class ExecutionError extends Error {}

@@ -1,0 +1,42 @@
+import { type ActionType, CAPABILITY_MATRIX, type Platform } from '@quell/contracts';
+import type { Executor } from './executor.ts';
+import { isolateDevice, releaseIsolation } from './isolation.linux.ts';
+import { quarantineFile, restoreFile } from './quarantine.linux.ts';
+
+/**
+ * The executors of each platform. `null` means this agent version cannot
+ * carry the type out yet: the agent refuses it with that reason instead of
+ * pretending. A new action type does not compile until it has a cell here.
+ */
+export const EXECUTORS = {
+  linux: {
+    isolate_device: isolateDevice,
+    release_isolation: releaseIsolation,
+    quarantine_file: quarantineFile,
+    stop_and_quarantine_file: quarantineFile,
+    restore_file: restoreFile,
+    contain_device: null,
+    release_containment: null,
+    contain_user: null,
+    release_user: null,
+    restrict_code_execution: null,
+    remove_code_restriction: null,
+    remove_registry_key: null,
+    restore_registry_key: null,
+    stop_service: null,
+    restore_service: null,
+    disable_driver: null,
+    restore_driver: null,
+    remove_scheduled_task: null,
+    restore_scheduled_task: null,
+    run_antivirus_scan: null,
+    collect_investigation_package: null,
+  },
+} as const satisfies Partial<Record<Platform, Record<ActionType, Executor | null>>>;
+
+/** The executor for a type on this platform, or the reason there is none. */
+export function executorFor(platform: Platform, type: ActionType): Executor | string {
+  if (CAPABILITY_MATRIX[type][platform] !== 'supported') return `${type} is not supported on ${platform}`;
+  const table: Partial<Record<ActionType, Executor | null>> | undefined = (EXECUTORS as Partial<Record<Platform, Record<ActionType, Executor | null>>>)[platform];
+  return table?.[type] ?? `this agent version cannot carry out ${type} on ${platform} yet`;
+}

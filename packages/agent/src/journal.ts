@@ -1,0 +1,87 @@
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** One line of the journal. */
+type Entry =
+  | { k: 'start'; actionId: string; nonce: string; exp: number; at: number }
+  | { k: 'done'; actionId: string; outcome: 'completed' | 'failed'; output?: string; error?: string; snapshot?: unknown; at: number };
+
+export interface Outcome { outcome: 'completed' | 'failed'; output?: string; error?: string; snapshot?: unknown }
+
+/**
+ * The agent's append-only journal, written and fsynced before each step it
+ * records. It makes execution exactly-once per action id: a command seen
+ * again returns the stored outcome instead of running again, and an action
+ * started but never finished (the agent died mid-way) is reported as
+ * interrupted rather than re-run blindly. It also keeps the snapshot that
+ * undo restores.
+ */
+export class Journal {
+  private readonly fd: number;
+  private readonly started = new Map<string, Extract<Entry, { k: 'start' }>>();
+  private readonly done = new Map<string, Extract<Entry, { k: 'done' }>>();
+  private readonly nonces = new Map<string, number>();
+
+  constructor(dir: string) {
+    const file = join(dir, 'journal.jsonl');
+    if (existsSync(file)) {
+      for (const line of readFileSync(file, 'utf8').split('\n')) {
+        if (!line) continue;
+        let entry: Entry;
+        try {
+          entry = JSON.parse(line) as Entry;
+        } catch {
+          continue; // a line torn by a crash mid-write: its step never completed
+        }
+        if (entry.k === 'start') {
+          this.started.set(entry.actionId, entry);
+          this.nonces.set(entry.nonce, entry.exp);
+        } else {
+          this.done.set(entry.actionId, entry);
+        }
+      }
+    }
+    this.fd = openSync(file, 'a', 0o600);
+  }
+
+  private append(entry: Entry): void {
+    writeSync(this.fd, JSON.stringify(entry) + '\n');
+    fsyncSync(this.fd);
+  }
+
+  outcomeOf(actionId: string): Outcome | null {
+    const entry = this.done.get(actionId);
+    return entry ? { outcome: entry.outcome, output: entry.output, error: entry.error, snapshot: entry.snapshot } : null;
+  }
+
+  wasStarted(actionId: string): boolean {
+    return this.started.has(actionId);
+  }
+
+  nonceSeen(nonce: string): boolean {
+    return this.nonces.has(nonce);
+  }
+
+  /** The snapshot a completed action left, which its undo restores. */
+  snapshotOf(actionId: string): unknown {
+    const entry = this.done.get(actionId);
+    return entry?.outcome === 'completed' ? entry.snapshot : undefined;
+  }
+
+  start(actionId: string, nonce: string, exp: number): void {
+    const entry = { k: 'start' as const, actionId, nonce, exp, at: Date.now() };
+    this.append(entry);
+    this.started.set(actionId, entry);
+    this.nonces.set(nonce, exp);
+  }
+
+  finish(actionId: string, outcome: Outcome): void {
+    const entry = { k: 'done' as const, actionId, ...outcome, at: Date.now() };
+    this.append(entry);
+    this.done.set(actionId, entry);
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}

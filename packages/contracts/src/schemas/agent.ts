@@ -1,0 +1,106 @@
+import { Type, type Static } from 'typebox';
+import { PLATFORMS } from '../catalogue.ts';
+import type { ActionParametersSchema, ActionTypeSchema, EntitySchema } from './actions.ts';
+import { IdSchema, TimestampSchema } from './common.ts';
+
+/**
+ * The agent protocol (DESIGN.md §3): enrolment over HTTPS, then one
+ * WebSocket the agent dials out. Commands are JWS (EdDSA) signed by the
+ * server; results are JWS signed by the agent.
+ */
+export const AGENT_PROTOCOL_VERSION = 1;
+/** Frames larger than this are refused and the connection closed. */
+export const AGENT_MAX_FRAME_BYTES = 256 * 1024;
+
+/** An Ed25519 public key as a JWK. */
+export const Ed25519PublicJwkSchema = Type.Object({
+  kty: Type.Literal('OKP'),
+  crv: Type.Literal('Ed25519'),
+  x: Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' }),
+}, { additionalProperties: true });
+export type Ed25519PublicJwk = Static<typeof Ed25519PublicJwkSchema>;
+
+export const DeviceFactsSchema = Type.Object({
+  hostname: Type.String({ minLength: 1, maxLength: 255 }),
+  platform: Type.Enum(PLATFORMS),
+  os: Type.String({ maxLength: 255 }),
+  kernel: Type.String({ maxLength: 255 }),
+  ips: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 }),
+  macs: Type.Array(Type.String({ maxLength: 32 }), { maxItems: 64 }),
+  agentVersion: Type.String({ maxLength: 64 }),
+}, { additionalProperties: false });
+export type DeviceFacts = Static<typeof DeviceFactsSchema>;
+
+export const EnrolBodySchema = Type.Object({
+  token: Type.String({ minLength: 1, maxLength: 200 }),
+  publicKey: Ed25519PublicJwkSchema,
+  facts: DeviceFactsSchema,
+}, { additionalProperties: false });
+export type EnrolBody = Static<typeof EnrolBodySchema>;
+
+export const EnrolResponseSchema = Type.Object({
+  deviceId: IdSchema,
+  /** The server's command-signing key: the agent pins it and trusts nothing else. */
+  serverKey: Ed25519PublicJwkSchema,
+  serverKeyId: Type.String(),
+});
+export type EnrolResponse = Static<typeof EnrolResponseSchema>;
+
+export const CreateEnrolmentTokenBodySchema = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 128 }),
+  uses: Type.Integer({ minimum: 1, maximum: 100_000 }),
+  expiresInDays: Type.Integer({ minimum: 1, maximum: 90 }),
+}, { additionalProperties: false });
+export type CreateEnrolmentTokenBody = Static<typeof CreateEnrolmentTokenBodySchema>;
+
+export const EnrolmentTokenSchema = Type.Object({
+  id: IdSchema,
+  name: Type.String(),
+  usesLeft: Type.Integer(),
+  expiresAt: TimestampSchema,
+  revokedAt: Type.Union([TimestampSchema, Type.Null()]),
+});
+export const CreatedEnrolmentTokenSchema = Type.Object({ token: EnrolmentTokenSchema, secret: Type.String() });
+
+/** What the server signs for one action on one device. */
+export interface CommandPayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  actionId: string;
+  deviceId: string;
+  type: Static<typeof ActionTypeSchema>;
+  entity: Static<typeof EntitySchema>;
+  parameters: Static<typeof ActionParametersSchema>;
+  /** For undo types: the action whose prior state this one restores. */
+  undoOf: string | null;
+  /** Seconds since the epoch, as in JWT. */
+  iat: number;
+  exp: number;
+  nonce: string;
+}
+
+/** What the agent signs when it reports the end of an action. */
+export interface ResultPayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  actionId: string;
+  deviceId: string;
+  outcome: 'completed' | 'failed';
+  output?: string;
+  error?: string;
+  iat: number;
+}
+
+/** Frames on the WebSocket, as JSON text. */
+export type ServerFrame =
+  | { t: 'challenge'; nonce: string }
+  | { t: 'welcome'; deviceId: string }
+  | { t: 'command'; jws: string }
+  | { t: 'refused'; reason: string };
+
+export type AgentFrame =
+  | { t: 'hello'; deviceId: string; signature: string }
+  | { t: 'ack'; actionId: string }
+  | { t: 'result'; jws: string }
+  | { t: 'rejected'; actionId: string | null; reason: string };
+
+/** The bytes an agent signs to answer the connection challenge. */
+export const challengeMessage = (nonce: string, deviceId: string): string => `quell-agent-hello:v1:${nonce}:${deviceId}`;

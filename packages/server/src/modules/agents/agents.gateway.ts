@@ -1,0 +1,144 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type ServerFrame } from '@quell/contracts';
+import type { FastifyBaseLogger } from 'fastify';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { AgentProtocolError, type AgentsService } from './agents.service.ts';
+
+export interface AgentGateway {
+  /** Upgrades HTTP requests to /agent/v1/connect; everything else is not ours. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  /** Sends the open commands of these devices to those connected here. */
+  dispatch(deviceIds: readonly string[]): void;
+  connectedDevices(): string[];
+  /** Drops an agent's connection, e.g. after offboarding. */
+  disconnect(deviceId: string): void;
+  close(): Promise<void>;
+}
+
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const PING_INTERVAL_MS = 15_000;
+
+/**
+ * The agents' WebSocket endpoint. A connection is authenticated by a signed
+ * challenge before anything else; afterwards the gateway pushes signed
+ * commands and takes acknowledgements and signed results. Any protocol
+ * violation closes that one connection and is logged; nobody else notices.
+ */
+export function createAgentGateway(deps: { agents: AgentsService; log: FastifyBaseLogger }): AgentGateway {
+  const { agents, log } = deps;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: AGENT_MAX_FRAME_BYTES });
+  const connections = new Map<string, { ws: WebSocket; sent: Set<string> }>();
+
+  const send = (ws: WebSocket, frame: ServerFrame): void => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
+  };
+
+  async function pushCommands(deviceId: string): Promise<void> {
+    const connection = connections.get(deviceId);
+    if (!connection) return;
+    for (const command of await agents.openCommands(deviceId)) {
+      if (connection.sent.has(command.actionId)) continue;
+      connection.sent.add(command.actionId);
+      send(connection.ws, { t: 'command', jws: command.jws });
+    }
+  }
+
+  function refuse(ws: WebSocket, reason: string, deviceId: string | null): void {
+    log.warn({ deviceId, reason }, 'agent connection refused');
+    send(ws, { t: 'refused', reason });
+    ws.close(1008, reason.slice(0, 120));
+  }
+
+  wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
+    const nonce = randomBytes(32).toString('base64url');
+    let deviceId: string | null = null;
+    let alive = true;
+    const handshakeTimer = setTimeout(() => refuse(ws, 'no hello within the handshake time', null), HANDSHAKE_TIMEOUT_MS);
+    const pingTimer = setInterval(() => {
+      if (!alive) return void ws.terminate();
+      alive = false;
+      ws.ping();
+    }, PING_INTERVAL_MS);
+    ws.on('pong', () => {
+      alive = true;
+      if (deviceId) void agents.touch(deviceId).catch((error: unknown) => log.error({ err: error }, 'touch failed'));
+    });
+    ws.on('error', (error) => log.warn({ err: error, deviceId }, 'agent socket error'));
+    ws.on('close', () => {
+      clearTimeout(handshakeTimer);
+      clearInterval(pingTimer);
+      if (deviceId && connections.get(deviceId)?.ws === ws) connections.delete(deviceId);
+    });
+
+    // Frames are handled one after another so that an ack is recorded before the result that follows it.
+    let queue: Promise<void> = Promise.resolve();
+    ws.on('message', (data, isBinary) => {
+      queue = queue.then(() => onFrame(data as Buffer, isBinary)).catch((error: unknown) => {
+        if (error instanceof AgentProtocolError) return refuse(ws, error.message, deviceId);
+        log.error({ err: error, deviceId }, 'agent frame failed');
+        ws.close(1011, 'server error');
+      });
+    });
+
+    async function onFrame(data: Buffer, isBinary: boolean): Promise<void> {
+      if (isBinary) throw new AgentProtocolError('binary frames are not part of the protocol');
+      let frame: AgentFrame;
+      try {
+        frame = JSON.parse(data.toString('utf8')) as AgentFrame;
+      } catch {
+        throw new AgentProtocolError('frame is not JSON');
+      }
+      if (typeof frame !== 'object' || frame === null) throw new AgentProtocolError('frame is not an object');
+      if (deviceId === null) {
+        if (frame.t !== 'hello' || typeof frame.deviceId !== 'string' || typeof frame.signature !== 'string') throw new AgentProtocolError('expected hello');
+        if (!(await agents.authenticate(frame.deviceId, nonce, frame.signature))) throw new AgentProtocolError('unknown, offboarded or unproven agent');
+        clearTimeout(handshakeTimer);
+        deviceId = frame.deviceId;
+        connections.get(deviceId)?.ws.close(4000, 'replaced by a newer connection');
+        connections.set(deviceId, { ws, sent: new Set() });
+        log.info({ deviceId, remote: request.socket.remoteAddress }, 'agent connected');
+        send(ws, { t: 'welcome', deviceId });
+        await agents.touch(deviceId);
+        await pushCommands(deviceId);
+        return;
+      }
+      switch (frame.t) {
+        case 'ack':
+          if (typeof frame.actionId !== 'string') throw new AgentProtocolError('ack without actionId');
+          return agents.acknowledge(deviceId, frame.actionId);
+        case 'result':
+          if (typeof frame.jws !== 'string') throw new AgentProtocolError('result without jws');
+          return agents.result(deviceId, frame.jws);
+        case 'rejected':
+          return agents.refused(deviceId, typeof frame.actionId === 'string' ? frame.actionId : null, String(frame.reason));
+        default:
+          throw new AgentProtocolError(`unexpected frame ${String((frame as { t?: unknown }).t)}`);
+      }
+    }
+
+    send(ws, { t: 'challenge', nonce });
+  });
+
+  return {
+    handleUpgrade(request, socket, head) {
+      if (new URL(request.url ?? '/', 'http://x').pathname !== API_PATHS.agentConnect) return false;
+      wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+      return true;
+    },
+    dispatch(deviceIds) {
+      for (const deviceId of deviceIds) {
+        if (connections.has(deviceId)) void pushCommands(deviceId).catch((error: unknown) => log.error({ err: error, deviceId }, 'dispatch failed'));
+      }
+    },
+    connectedDevices: () => [...connections.keys()],
+    disconnect(deviceId) {
+      connections.get(deviceId)?.ws.close(4001, 'offboarded');
+    },
+    async close() {
+      for (const { ws } of connections.values()) ws.close(1001, 'server shutting down');
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,153 @@
+import { createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
+import {
+  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type ResultPayload, challengeMessage,
+} from '@quell/contracts';
+import { compactVerify, importJWK } from 'jose';
+import { type Actor, requirePermission, systemActor } from '../../actor.ts';
+import type { AgentsTable, EnrolmentTokensTable } from '../../db/schema.ts';
+import type { Store } from '../../db/store.ts';
+import { QuellError } from '../../errors.ts';
+import type { Clock, Ids } from '../../infra.ts';
+import type { ActionsRepository } from '../actions/actions.repository.ts';
+import type { ActionsService } from '../actions/actions.service.ts';
+import type { AuditService } from '../audit/audit.service.ts';
+import type { CommandSigner } from './command-signer.ts';
+
+const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
+
+export function presentEnrolmentToken(row: EnrolmentTokensTable) {
+  return {
+    id: row.id,
+    name: row.name,
+    usesLeft: row.uses_left,
+    expiresAt: new Date(row.expires_at).toISOString(),
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at).toISOString(),
+  };
+}
+
+/** A protocol step the agent got wrong; the gateway logs it and closes the connection. */
+export class AgentProtocolError extends Error {}
+
+/**
+ * Enrolment and the agent side of the action lifecycle. The gateway calls
+ * these with a device id it has authenticated; every result is checked
+ * against that agent's own key and that device's own actions.
+ */
+export function createAgentsService(deps: { store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; signer: CommandSigner; clock: Clock; ids: Ids }) {
+  const { store, actions, actionsRepo, audit, signer, clock, ids } = deps;
+  const agentActor = (deviceId: string): Actor => systemActor(`agent:${deviceId}`);
+
+  async function activeAgent(deviceId: string): Promise<AgentsTable | null> {
+    const row = await store.db.selectFrom('agents').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+    return row && row.revoked_at === null ? row : null;
+  }
+
+  return {
+    serverKey: signer.publicJwk,
+
+    async createEnrolmentToken(actor: Actor, body: CreateEnrolmentTokenBody) {
+      requirePermission(actor, 'devices:manage');
+      const secret = randomBytes(32).toString('base64url');
+      const now = clock.now();
+      const row: EnrolmentTokensTable = {
+        id: ids.next(), name: body.name, secret_hash: sha256(secret), uses_left: body.uses, created_by: actor.name,
+        created_at: now, expires_at: now + body.expiresInDays * 86_400_000, revoked_at: null,
+      };
+      await store.transaction(async (trx) => {
+        await trx.insertInto('enrolment_tokens').values(row).execute();
+        await audit.record(trx, actor, { kind: 'enrolment_token.create', targetType: 'enrolment_token', targetId: row.id, after: presentEnrolmentToken(row) });
+      });
+      return { token: presentEnrolmentToken(row), secret: `qe_${row.id}_${secret}` };
+    },
+
+    /** Registers a new agent: spends one use of the token, creates its device, and answers with the key to pin. */
+    async enrol(body: EnrolBody, sourceIp: string | null): Promise<EnrolResponse> {
+      const match = /^qe_([0-9a-f-]{36})_([A-Za-z0-9_-]{43})$/.exec(body.token);
+      const now = clock.now();
+      const deviceId = await store.transaction(async (trx) => {
+        const token = match ? await trx.selectFrom('enrolment_tokens').selectAll().where('id', '=', match[1]!).executeTakeFirst() : undefined;
+        const given = Buffer.from(sha256(match?.[2] ?? ''), 'hex');
+        if (!token || token.revoked_at !== null || token.expires_at <= now || token.uses_left <= 0 || !timingSafeEqual(Buffer.from(token.secret_hash, 'hex'), given)) {
+          throw new QuellError('enrolment_token_invalid');
+        }
+        const spent = await trx.updateTable('enrolment_tokens').set({ uses_left: token.uses_left - 1 }).where('id', '=', token.id).where('uses_left', '=', token.uses_left).executeTakeFirst();
+        if (Number(spent.numUpdatedRows) !== 1) throw new QuellError('enrolment_token_invalid', 'The enrolment token was used up meanwhile');
+        const id = ids.next();
+        await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now }).execute();
+        await trx.insertInto('agents').values({ device_id: id, public_key: JSON.stringify(body.publicKey), facts: JSON.stringify(body.facts), enrolled_at: now, revoked_at: null }).execute();
+        await audit.record(trx, { ...systemActor(`enrolment:${token.name}`), sourceIp }, { kind: 'agent.enrol', targetType: 'device', targetId: id, after: { facts: body.facts, tokenId: token.id } });
+        return id;
+      });
+      return { deviceId, serverKey: signer.publicJwk, serverKeyId: signer.keyId };
+    },
+
+    /** Checks an agent's answer to the connection challenge against its enrolled key. */
+    async authenticate(deviceId: string, nonce: string, signature: string): Promise<boolean> {
+      const agent = await activeAgent(deviceId);
+      if (!agent) return false;
+      const key = createPublicKey({ key: JSON.parse(agent.public_key) as object, format: 'jwk' } as Parameters<typeof createPublicKey>[0]);
+      const sig = Buffer.from(signature, 'base64url');
+      return sig.length === 64 && verifySignature(null, Buffer.from(challengeMessage(nonce, deviceId)), key, sig);
+    },
+
+    /** Signed commands this device should hold: every queued action, and in-progress ones whose result may have been lost. */
+    async openCommands(deviceId: string): Promise<Array<{ actionId: string; jws: string }>> {
+      const rows = await actionsRepo.openCommandsForDevice(store.db, deviceId);
+      return rows.map((r) => ({ actionId: r.id, jws: r.command_jws! }));
+    },
+
+    async touch(deviceId: string): Promise<void> {
+      await store.db.updateTable('devices').set({ last_seen_at: clock.now() }).where('id', '=', deviceId).execute();
+    },
+
+    /** The agent took the command: queued → in_progress. A repeated acknowledgement changes nothing. */
+    async acknowledge(deviceId: string, actionId: string): Promise<void> {
+      const row = await actionsRepo.findById(store.db, actionId);
+      if (!row || row.device_id !== deviceId) throw new AgentProtocolError(`acknowledged action ${actionId} is not this device's`);
+      if (row.status === 'queued') await actions.recordDelivery(agentActor(deviceId), actionId).catch(ignoreStale);
+    },
+
+    /** A signed result: verified with the agent's own key, then recorded once. */
+    async result(deviceId: string, jws: string): Promise<void> {
+      const agent = await activeAgent(deviceId);
+      if (!agent) throw new AgentProtocolError('the agent was offboarded');
+      const key = await importJWK(JSON.parse(agent.public_key) as Parameters<typeof importJWK>[0], 'EdDSA');
+      let payload: ResultPayload;
+      try {
+        const verified = await compactVerify(jws, key, { algorithms: ['EdDSA'] });
+        payload = JSON.parse(new TextDecoder().decode(verified.payload)) as ResultPayload;
+      } catch (error) {
+        throw new AgentProtocolError(`result signature does not verify: ${(error as Error).message}`);
+      }
+      if (payload.v !== AGENT_PROTOCOL_VERSION || payload.deviceId !== deviceId) throw new AgentProtocolError('result is for another device');
+      const row = await actionsRepo.findById(store.db, payload.actionId);
+      if (!row || row.device_id !== deviceId) throw new AgentProtocolError(`result for action ${payload.actionId} which is not this device's`);
+      const actor = agentActor(deviceId);
+      // The acknowledgement may have been lost on the way: the result proves delivery.
+      if (row.status === 'queued') await actions.recordDelivery(actor, row.id).catch(ignoreStale);
+      const outcome = payload.outcome === 'completed' ? 'completed' : 'failed';
+      await actions.recordResult(actor, row.id, { outcome, ...(payload.output !== undefined ? { output: String(payload.output).slice(0, 65_536) } : {}), ...(payload.error !== undefined ? { error: String(payload.error).slice(0, 65_536) } : {}) }).catch(ignoreStale);
+    },
+
+    /** The agent refused a command (bad signature, expired, replayed, wrong device…): kept in the audit log. */
+    async refused(deviceId: string, actionId: string | null, reason: string): Promise<void> {
+      await audit.recordAlone(agentActor(deviceId), { kind: 'agent.command_refused', targetType: 'action', targetId: actionId, after: { reason: reason.slice(0, 1000) } });
+    },
+
+    async offboard(actor: Actor, deviceId: string): Promise<void> {
+      requirePermission(actor, 'devices:manage');
+      await store.transaction(async (trx) => {
+        const result = await trx.updateTable('agents').set({ revoked_at: clock.now() }).where('device_id', '=', deviceId).where('revoked_at', 'is', null).executeTakeFirst();
+        if (Number(result.numUpdatedRows) !== 1) throw new QuellError('device_not_found', `No enrolled agent on device ${deviceId}`);
+        await audit.record(trx, actor, { kind: 'agent.offboard', targetType: 'device', targetId: deviceId });
+      });
+    },
+  };
+}
+export type AgentsService = ReturnType<typeof createAgentsService>;
+
+/** A result or acknowledgement for an action that already moved on (a redelivery): nothing to do. */
+function ignoreStale(error: unknown): void {
+  if (error instanceof QuellError && error.code === 'action_state_conflict') return;
+  throw error;
+}

@@ -1,0 +1,44 @@
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AGENT_PROTOCOL_VERSION, type CommandPayload, type Ed25519PublicJwk } from '@quell/contracts';
+import { CompactSign } from 'jose';
+
+export interface CommandSigner {
+  publicJwk: Ed25519PublicJwk;
+  keyId: string;
+  sign(command: Omit<CommandPayload, 'v' | 'iat' | 'nonce'>, now: number): Promise<string>;
+}
+
+/**
+ * The server's Ed25519 command-signing key, kept in the data directory with
+ * root-only permissions — never in the database, so that a stolen or edited
+ * database row cannot yield a command an agent would accept. Replicas that
+ * share a PostgreSQL database share this file too.
+ */
+export function loadOrCreateSigningKey(dataDir: string): KeyObject {
+  const file = join(dataDir, 'keys', 'command-signing-key.pem');
+  if (!existsSync(file)) {
+    mkdirSync(join(dataDir, 'keys'), { recursive: true, mode: 0o700 });
+    const { privateKey } = generateKeyPairSync('ed25519');
+    writeFileSync(file, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+  }
+  chmodSync(file, 0o600);
+  return createPrivateKey(readFileSync(file));
+}
+
+/** The key id is the key's RFC 7638 thumbprint, which the server prints for agents' owners to compare. */
+export function createCommandSigner(privateKey: KeyObject = generateKeyPairSync('ed25519').privateKey): CommandSigner {
+  const publicJwk = createPublicKey(privateKey).export({ format: 'jwk' }) as Ed25519PublicJwk;
+  const keyId = createHash('sha256').update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x: publicJwk.x })).digest('base64url');
+  return {
+    publicJwk: { kty: 'OKP', crv: 'Ed25519', x: publicJwk.x },
+    keyId,
+    async sign(command, now) {
+      const payload: CommandPayload = { v: AGENT_PROTOCOL_VERSION, ...command, iat: Math.floor(now / 1000), nonce: randomBytes(16).toString('base64url') };
+      return new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+        .setProtectedHeader({ alg: 'EdDSA', kid: keyId, typ: 'quell-command+jws' })
+        .sign(privateKey);
+    },
+  };
+}
