@@ -18,7 +18,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 /** Runs `quell …` to completion, optionally inside a network namespace. */
 export async function quell(args: string[], netns?: string): Promise<string> {
   const [command, argv] = netns ? ['ip', ['netns', 'exec', netns, process.execPath, QUELL, ...args]] : [process.execPath, [QUELL, ...args]];
-  const { stdout } = await exec(command, argv as string[], { env: process.env, timeout: 60_000 });
+  const { stdout } = await exec(command, argv as string[], { timeout: 60_000 });
   return stdout;
 }
 
