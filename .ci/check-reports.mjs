@@ -15,9 +15,12 @@ for (const [dialect, path] of [['sqlite', sqlitePath], ['postgres', postgresPath
   const skipped = report.numPendingTests + report.numTodoTests;
   if (report.numTotalTests === 0) problems.push(`${dialect}: no test ran`);
   if (skipped > 0) problems.push(`${dialect}: ${skipped} tests were skipped`);
+  if (report.numFailedTestSuites > 0) problems.push(`${dialect}: ${report.numFailedTestSuites} test files failed to run`);
   const titles = report.testResults.flatMap((file) => file.assertionResults.map((t) => t.fullName));
-  // The end-to-end suite names its database in its title: proof the run used it.
-  if (!titles.some((title) => title.includes(`end to end over HTTP (${dialect})`))) problems.push(`${dialect}: the end-to-end suite did not run on ${dialect}`);
+  // The suites that need real parts name their database in their titles: proof they ran, on it.
+  for (const suite of ['end to end over HTTP', 'a real agent process over a real WebSocket', 'isolation of a real endpoint in a network namespace']) {
+    if (!titles.some((title) => title.includes(`${suite} (${dialect})`))) problems.push(`${dialect}: the suite "${suite}" did not run`);
+  }
 }
 
 console.log(`\n${passed} passed, ${failed} failed`);

@@ -82,8 +82,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: 'quell-result+jws' }).sign(privateKey);
   }
 
+  /** A result that cannot be sent now is not lost: the server resends the command on reconnect and the journal answers it. */
   async function report(actionId: string, outcome: Outcome): Promise<void> {
-    send({ t: 'result', jws: await signResult(actionId, outcome) });
+    const jws = await signResult(actionId, outcome);
+    if (socket?.readyState !== WebSocket.OPEN) log.warn('result held until the server is back', { actionId });
+    send({ t: 'result', jws });
   }
 
   /** Checks everything about a command before anything runs. */
@@ -124,6 +127,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
     journal.start(actionId, command.nonce, command.exp);
     send({ t: 'ack', actionId });
+    log.info('action started', { actionId, type: command.type });
     let outcome: Outcome;
     const executor = executorFor(platform, command.type);
     if (typeof executor === 'string') {
@@ -189,7 +193,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     welcomed = false;
     ws.on('message', (data) => onFrame(data.toString()));
     ws.on('error', (error) => log.warn('connection error', { error: error.message }));
-    ws.on('close', () => {
+    ws.on('close', (code, reason) => {
+      log.info('disconnected', { code, reason: reason.toString() });
       if (socket === ws) socket = null;
       if (stopping) return;
       reconnectTimer = setTimeout(connect, backoffMs);

@@ -14,14 +14,18 @@ export interface CommandRunner {
 export const systemRunner: CommandRunner = {
   run(command, args, input) {
     return new Promise((resolve, reject) => {
-      const child = spawn(command, [...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(command, [...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       child.on('error', reject);
       child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-      child.stdin.end(input ?? '');
+      if (child.stdin) {
+        // A command that exits before reading its input must not take the agent down with EPIPE.
+        child.stdin.on('error', () => {});
+        child.stdin.end(input);
+      }
     });
   },
 };

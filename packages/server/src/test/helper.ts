@@ -63,7 +63,7 @@ export async function setupTestApp(options: { clock?: TestClock; listen?: { host
   let gateway: AgentGateway | undefined;
   const services = createServices({ store, clock, ids: uuidIds(clock), onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids) });
   metrics.bind(services);
-  if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: pino({ level: 'silent' }) });
+  if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: pino({ level: process.env.QUELL_TEST_VERBOSE ? 'debug' : 'silent' }) });
   const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway });
   let url = '';
   if (options.listen) {

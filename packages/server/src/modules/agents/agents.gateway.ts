@@ -41,6 +41,7 @@ export function createAgentGateway(deps: { agents: AgentsService; log: FastifyBa
     for (const command of await agents.openCommands(deviceId)) {
       if (connection.sent.has(command.actionId)) continue;
       connection.sent.add(command.actionId);
+      log.debug({ deviceId, actionId: command.actionId }, 'command sent');
       send(connection.ws, { t: 'command', jws: command.jws });
     }
   }
@@ -128,6 +129,7 @@ export function createAgentGateway(deps: { agents: AgentsService; log: FastifyBa
       return true;
     },
     dispatch(deviceIds) {
+      log.debug({ deviceIds, connected: [...connections.keys()] }, 'dispatch');
       for (const deviceId of deviceIds) {
         if (connections.has(deviceId)) void pushCommands(deviceId).catch((error: unknown) => log.error({ err: error, deviceId }, 'dispatch failed'));
       }

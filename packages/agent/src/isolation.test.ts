@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemActor } from '@quell/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
+import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor } from './test-support.ts';
+
+/**
+ * Isolation observed from outside: real endpoints in network namespaces, a
+ * real agent applying real nftables rules, and TCP probes that do not care
+ * which code made the rules.
+ */
+describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`, () => {
+  let lab: NetnsLab;
+  let ctx: TestContext;
+  let endpoint: Endpoint;
+  let peer: Endpoint;
+  let agent: AgentProcess;
+  let deviceId: string;
+  const work = mkdtempSync(join(tmpdir(), 'quell-isolation-'));
+
+  beforeAll(async () => {
+    lab = await createNetnsLab();
+    endpoint = await lab.endpoint('ep');
+    peer = await lab.endpoint('peer');
+    ctx = await setupTestApp({ listen: { host: endpoint.gateway }, clock: liveClock() });
+    await lab.listen(endpoint.ns, endpoint.address, 7000);
+    await lab.listen(peer.ns, peer.address, 7000);
+    const { secret } = await ctx.services.agents.createEnrolmentToken(systemActor(), { name: 'lab', uses: 1, expiresInDays: 1 });
+    const out = await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', join(work, 'agent')], endpoint.ns);
+    deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(out)![1]!;
+    agent = spawnAgent(join(work, 'agent'), endpoint.ns);
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    if (process.env.QUELL_TEST_VERBOSE) process.stdout.write(agent.log());
+    await ctx?.close();
+    await lab?.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const settled = (id: string) => waitFor(`action ${id} to finish`, async () => {
+    const { action } = await ctx.services.actions.get(ctx.users.security_reader.actor, id);
+    return ['completed', 'failed', 'timed_out'].includes(action.status) ? action : undefined;
+  });
+  const serverPort = () => Number(new URL(ctx.url).port);
+
+  it('approved through the API, isolation cuts the endpoint off from its peer but not from the server; undo restores it', async () => {
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
+    expect(await lab.canConnect(endpoint.ns, peer.address, 7000)).toBe(true);
+
+    const proposed = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'isolate_device', deviceId, source: 'automated_investigation', status: 'pending_approval', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
+    });
+    const approve = await ctx.request(ctx.users.security_admin, 'POST', '/api/actions/approve', { ids: [proposed.json().id], comment: 'ransomware' });
+    expect(approve.statusCode).toBe(200);
+    const isolated = await settled(proposed.json().id);
+    expect(isolated.status, JSON.stringify(isolated.result)).toBe('completed');
+
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(false);
+    expect(await lab.canConnect(endpoint.ns, peer.address, 7000)).toBe(false);
+    expect(await lab.canConnect(endpoint.ns, endpoint.gateway, serverPort())).toBe(true);
+
+    const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [isolated.id], comment: 'cleaned' });
+    const released = await settled(undo.json().items[0].id);
+    expect(released.status, JSON.stringify(released.result)).toBe('completed');
+    expect((await ctx.services.actions.get(ctx.users.security_reader.actor, isolated.id)).action.status).toBe('undone');
+
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
+    expect(await lab.canConnect(endpoint.ns, peer.address, 7000)).toBe(true);
+  });
+
+  it('selective isolation keeps the named allowances reachable', async () => {
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'selective', allow: peer.address },
+    });
+    const isolated = await settled(created.json().id);
+    expect(isolated.status, JSON.stringify(isolated.result)).toBe('completed');
+    expect(await lab.canConnect(endpoint.ns, peer.address, 7000)).toBe(true);
+    expect(await lab.canConnect(endpoint.ns, endpoint.gateway, 7000)).toBe(false);
+    const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [isolated.id] });
+    expect((await settled(undo.json().items[0].id)).status).toBe('completed');
+  });
+});

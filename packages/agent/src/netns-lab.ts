@@ -1,0 +1,91 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
+
+/**
+ * A small network of real hosts for tests: each endpoint is a network
+ * namespace joined to this host by a veth pair on its own /24, routed
+ * through the host. The test's server listens on an endpoint's gateway
+ * address, so agents reach it the way a real endpoint reaches its server.
+ */
+export interface Endpoint { ns: string; address: string; gateway: string }
+
+export interface NetnsLab {
+  endpoint(name: string): Promise<Endpoint>;
+  /** True when a TCP connection from `ns` to host:port is accepted within a second. */
+  canConnect(ns: string | null, host: string, port: number): Promise<boolean>;
+  /** Keeps a TCP listener running inside `ns` until the lab closes. */
+  listen(ns: string, host: string, port: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const PROBE = `
+const net = require('node:net');
+const [host, port] = process.argv.slice(-2);
+const socket = net.connect({ host, port: Number(port), timeout: 1000 });
+socket.on('connect', () => process.exit(0));
+socket.on('timeout', () => process.exit(1));
+socket.on('error', () => process.exit(1));
+`;
+
+const LISTENER = `
+const net = require('node:net');
+const [host, port] = process.argv.slice(-2);
+net.createServer((s) => { s.on('error', () => {}); s.end('hello\\n'); }).listen(Number(port), host, () => console.log('listening'));
+`;
+
+export async function createNetnsLab(): Promise<NetnsLab> {
+  const tag = Math.random().toString(36).slice(2, 7);
+  // A /16 chosen at random per lab so that parallel runs do not collide.
+  const base = `10.${200 + Math.floor(Math.random() * 50)}`;
+  const endpoints: Endpoint[] = [];
+  const children: ChildProcess[] = [];
+  const forwarding = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
+  writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+  const ip = (...args: string[]) => exec('ip', args);
+
+  return {
+    async endpoint(name) {
+      const index = endpoints.length + 1;
+      const ns = `q${tag}${name}`.slice(0, 15);
+      const hostSide = `qv${tag}${index}`;
+      const gateway = `${base}.${index}.1`;
+      const address = `${base}.${index}.2`;
+      await ip('netns', 'add', ns);
+      await ip('link', 'add', hostSide, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+      await ip('addr', 'add', `${gateway}/24`, 'dev', hostSide);
+      await ip('link', 'set', hostSide, 'up');
+      await ip('netns', 'exec', ns, 'ip', 'addr', 'add', `${address}/24`, 'dev', 'eth0');
+      await ip('netns', 'exec', ns, 'ip', 'link', 'set', 'eth0', 'up');
+      await ip('netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up');
+      await ip('netns', 'exec', ns, 'ip', 'route', 'add', 'default', 'via', gateway);
+      const endpoint = { ns, address, gateway };
+      endpoints.push(endpoint);
+      return endpoint;
+    },
+    async canConnect(ns, host, port) {
+      const argv = [...(ns ? ['netns', 'exec', ns] : []), process.execPath, '-e', PROBE, host, String(port)];
+      try {
+        await exec(ns ? 'ip' : process.execPath, ns ? argv : argv.slice(1), { timeout: 5000 });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async listen(ns, host, port) {
+      const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', LISTENER, host, String(port)]);
+      children.push(child);
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.once('data', () => resolve());
+        child.once('exit', (code) => reject(new Error(`listener in ${ns} exited with ${code}`)));
+      });
+    },
+    async close() {
+      for (const child of children) child.kill();
+      for (const { ns } of endpoints) await ip('netns', 'del', ns).catch(() => {});
+      writeFileSync('/proc/sys/net/ipv4/ip_forward', forwarding);
+    },
+  };
+}
