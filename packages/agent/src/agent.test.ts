@@ -47,6 +47,32 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
     expect(again.json().code).toBe('enrolment_token_invalid');
   });
 
+  it('shows the device online with its facts while connected, and a queued action waiting with the last-seen time once it is not', async () => {
+    const device = (await ctx().request(ctx().users.security_reader, 'GET', `/api/devices/${deviceId}`)).json();
+    expect(device).toMatchObject({ health: 'online', platform: 'linux', agent: { agentVersion: '0.1.0' } });
+    expect(device.agent.kernel.length).toBeGreaterThan(0);
+    const unmanaged = await ctx().createDevice();
+    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/devices/${unmanaged}`)).json().health).toBe('unmanaged');
+    const queued = await ctx().createAction({ deviceId: unmanaged, status: 'queued' });
+    const detail = (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${queued}`)).json();
+    expect(detail.waiting.reason).toContain('the device has none enrolled');
+
+    // The agent stops; a minute later its device is offline and new work waits for it, saying since when.
+    await agent.stop();
+    ctx().clock.advance(60_000);
+    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/devices/${deviceId}`)).json().health).toBe('offline');
+    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'stop_service', deviceId, source: 'manual', entity: { name: 'x.service' } });
+    const seen = (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${created.json().id}`)).json();
+    expect(seen.action.status).toBe('queued');
+    expect(seen.waiting.reason).toMatch(/^Waiting for device, last seen \d{4}-.*; times out \d{4}-/);
+    ctx().clock.set(Date.now());
+
+    // As soon as it is back, the waiting action reaches it.
+    agent = spawnAgent(agentDir);
+    const done = await actionStatus(created.json().id, ['completed', 'failed']);
+    expect(done.result?.error).toContain('cannot carry out stop_service');
+  });
+
   it('quarantines a real file and restores the identical file with its mode, owner and times', async () => {
     const dir = mkdtempSync(join(work, 'files-'));
     const path = join(dir, 'invoice.pdf.elf');

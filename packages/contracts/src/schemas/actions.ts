@@ -85,6 +85,12 @@ export type ActionTimelineEntry = Static<typeof ActionTimelineEntrySchema>;
 export const ActionDetailSchema = Type.Object({
   action: ActionSchema,
   timeline: Type.Array(ActionTimelineEntrySchema),
+  /** For a queued action whose device is not connected: why it waits, in words, and until when. */
+  waiting: Type.Union([Type.Object({
+    reason: Type.String(),
+    deviceLastSeenAt: Type.Union([TimestampSchema, Type.Null()]),
+    deliverBy: Type.Union([TimestampSchema, Type.Null()]),
+  }), Type.Null()]),
 });
 
 export const ACTION_SORT_FIELDS = ['requestedAt', 'updatedAt'] as const;

@@ -7,6 +7,11 @@ export type AutomationLevel = (typeof AUTOMATION_LEVELS)[number];
 
 export const PlatformSchema = Type.Enum(PLATFORMS);
 
+/** An agent that has not been heard from for this long counts as offline (it is pinged every 15 s). */
+export const DEVICE_OFFLINE_AFTER_MS = 45_000;
+export const DEVICE_HEALTH = ['online', 'offline', 'unmanaged'] as const;
+export type DeviceHealth = (typeof DEVICE_HEALTH)[number];
+
 export const DeviceSchema = Type.Object({
   id: IdSchema,
   name: Type.String(),
@@ -14,6 +19,15 @@ export const DeviceSchema = Type.Object({
   groupId: Type.Union([IdSchema, Type.Null()]),
   createdAt: TimestampSchema,
   lastSeenAt: Type.Union([TimestampSchema, Type.Null()]),
+  /** unmanaged: no enrolled agent; online/offline from the agent's last contact. */
+  health: Type.Enum(DEVICE_HEALTH),
+  agent: Type.Union([Type.Object({
+    os: Type.String(),
+    kernel: Type.String(),
+    agentVersion: Type.String(),
+    ips: Type.Array(Type.String()),
+    enrolledAt: TimestampSchema,
+  }), Type.Null()]),
 });
 export type Device = Static<typeof DeviceSchema>;
 

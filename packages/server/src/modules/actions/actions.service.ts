@@ -10,6 +10,7 @@ import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { DevicesRepository } from '../devices/devices.repository.ts';
+import { deviceHealth } from '../devices/devices.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
 import { presentAction, presentTimelineEntry } from './actions.presenter.ts';
 import { type ActionFilter, type ActionsRepository, type SortColumn } from './actions.repository.ts';
@@ -269,7 +270,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       requirePermission(actor, 'actions:read');
       const row = await repo.findById(store.db, id);
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
-      return { action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry) };
+      return { action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row) };
     },
 
     approve: (actor: Actor, body: BulkDecisionBody) => decide(actor, body, 'approve'),
@@ -410,6 +411,21 @@ export function createActionsService(deps: ActionsServiceDeps) {
       };
     },
   };
+
+  /** Why a queued action has not reached its device yet, in words an analyst can act on. */
+  async function waitingFor(row: ActionsTable): Promise<{ reason: string; deviceLastSeenAt: string | null; deliverBy: string | null } | null> {
+    if (row.status !== 'queued') return null;
+    const device = await devices.findDevice(store.db, row.device_id);
+    if (!device) return null;
+    const health = deviceHealth(device, clock.now());
+    if (health === 'online') return null;
+    const lastSeen = device.last_seen_at === null ? null : new Date(device.last_seen_at).toISOString();
+    const deliverBy = row.deliver_by == null ? null : new Date(row.deliver_by).toISOString();
+    const reason = health === 'unmanaged'
+      ? 'Waiting for an agent: the device has none enrolled'
+      : `Waiting for device, last seen ${lastSeen ?? 'never'}${deliverBy ? `; times out ${deliverBy}` : ''}`;
+    return { reason, deviceLastSeenAt: lastSeen, deliverBy };
+  }
 
   function notify(rows: ActionsTable[]): void {
     const devices = [...new Set(rows.filter((r) => r.status === 'queued').map((r) => r.device_id))];

@@ -2,18 +2,28 @@ import { sql } from 'kysely';
 import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
 import type { Db } from '../../db/store.ts';
 
+/** A device with its active agent's facts, if it has one. */
+export interface DeviceRow extends DevicesTable { agent_facts: string | null; agent_enrolled_at: number | null }
+
+function withAgent(db: Db) {
+  return db.selectFrom('devices')
+    .leftJoin('agents', (join) => join.onRef('agents.device_id', '=', 'devices.id').on('agents.revoked_at', 'is', null))
+    .selectAll('devices')
+    .select(['agents.facts as agent_facts', 'agents.enrolled_at as agent_enrolled_at']);
+}
+
 export function createDevicesRepository() {
   return {
     async insertDevice(db: Db, row: DevicesTable): Promise<void> {
       await db.insertInto('devices').values(row).execute();
     },
-    async findDevice(db: Db, id: string): Promise<DevicesTable | undefined> {
-      return db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst();
+    async findDevice(db: Db, id: string): Promise<DeviceRow | undefined> {
+      return withAgent(db).where('devices.id', '=', id).executeTakeFirst();
     },
-    async listDevices(db: Db, groupIds: readonly string[] | null): Promise<DevicesTable[]> {
-      let query = db.selectFrom('devices').selectAll();
-      if (groupIds !== null) query = groupIds.length === 0 ? query.where(sql<boolean>`1 = 0`) : query.where('group_id', 'in', groupIds);
-      return query.orderBy('name').limit(10_000).execute();
+    async listDevices(db: Db, groupIds: readonly string[] | null): Promise<DeviceRow[]> {
+      let query = withAgent(db);
+      if (groupIds !== null) query = groupIds.length === 0 ? query.where(sql<boolean>`1 = 0`) : query.where('devices.group_id', 'in', groupIds);
+      return query.orderBy('devices.name').limit(10_000).execute();
     },
     async insertGroup(db: Db, row: DeviceGroupsTable): Promise<void> {
       await db.insertInto('device_groups').values(row).execute();

@@ -1,13 +1,19 @@
-import type { CreateDeviceBody, CreateDeviceGroupBody, Device, DeviceGroup } from '@quell/contracts';
+import { type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceHealth } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
 import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import type { AuditService } from '../audit/audit.service.ts';
-import type { DevicesRepository } from './devices.repository.ts';
+import type { DeviceRow, DevicesRepository } from './devices.repository.ts';
 
-export function presentDevice(row: DevicesTable): Device {
+export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
+  if (row.agent_facts === null) return 'unmanaged';
+  return row.last_seen_at !== null && now - row.last_seen_at < DEVICE_OFFLINE_AFTER_MS ? 'online' : 'offline';
+}
+
+export function presentDevice(row: DeviceRow, now: number): Device {
+  const facts = row.agent_facts === null ? null : (JSON.parse(row.agent_facts) as DeviceFacts);
   return {
     id: row.id,
     name: row.name,
@@ -15,6 +21,8 @@ export function presentDevice(row: DevicesTable): Device {
     groupId: row.group_id,
     createdAt: new Date(row.created_at).toISOString(),
     lastSeenAt: row.last_seen_at === null ? null : new Date(row.last_seen_at).toISOString(),
+    health: deviceHealth(row, now),
+    agent: facts === null ? null : { os: facts.os, kernel: facts.kernel, agentVersion: facts.agentVersion, ips: facts.ips, enrolledAt: new Date(row.agent_enrolled_at!).toISOString() },
   };
 }
 
@@ -43,14 +51,16 @@ export function createDevicesService(deps: { store: Store; repo: DevicesReposito
         if (!inScope(actor, body.groupId ?? null)) throw new QuellError('device_group_not_found');
         const row: DevicesTable = { id: ids.next(), name: body.name, platform: body.platform, group_id: body.groupId ?? null, created_at: clock.now(), last_seen_at: null };
         await repo.insertDevice(trx, row);
-        await audit.record(trx, actor, { kind: 'device.create', targetType: 'device', targetId: row.id, after: presentDevice(row) });
-        return presentDevice(row);
+        const device = presentDevice({ ...row, agent_facts: null, agent_enrolled_at: null }, clock.now());
+        await audit.record(trx, actor, { kind: 'device.create', targetType: 'device', targetId: row.id, after: device });
+        return device;
       });
     },
 
     async list(actor: Actor): Promise<Device[]> {
       requirePermission(actor, 'devices:read');
-      return (await repo.listDevices(store.db, actor.groupIds)).map(presentDevice);
+      const now = clock.now();
+      return (await repo.listDevices(store.db, actor.groupIds)).map((row) => presentDevice(row, now));
     },
 
     async get(actor: Actor, id: string): Promise<Device> {
@@ -58,7 +68,7 @@ export function createDevicesService(deps: { store: Store; repo: DevicesReposito
       const row = await repo.findDevice(store.db, id);
       // Out of scope looks exactly like absent: a scoped user learns nothing about other groups.
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('device_not_found');
-      return presentDevice(row);
+      return presentDevice(row, clock.now());
     },
 
     async createGroup(actor: Actor, body: CreateDeviceGroupBody): Promise<DeviceGroup> {
