@@ -2,3 +2,4 @@ export { startAgent, type RunningAgent, type AgentOptions } from './agent.ts';
 export { enrolAgent, deviceFacts, AGENT_VERSION } from './enrol.ts';
 export { loadIdentity, DEFAULT_AGENT_DIR } from './identity.ts';
 export { type CommandRunner, systemRunner } from './runner.ts';
+export { startFleet, type Fleet, type FleetOptions } from './simulator.ts';

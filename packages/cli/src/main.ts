@@ -1,7 +1,7 @@
 import { userInfo } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PERMISSIONS, type Permission, ROLES, type Role } from '@quell/contracts';
-import { DEFAULT_AGENT_DIR, enrolAgent, startAgent } from '@quell/agent';
+import { DEFAULT_AGENT_DIR, enrolAgent, startAgent, startFleet } from '@quell/agent';
 import { type Actor, ConfigError, QuellError, type Services, createServices, loadConfig, migrate, openStore, startServer, systemActor } from '@quell/server';
 
 const program = new Command('quell')
@@ -150,6 +150,30 @@ agent.command('run')
   .action(async (opts: { dir: string }) => {
     const running = await startAgent({ dir: opts.dir });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
+  });
+
+program.command('simulate')
+  .description('Run N simulated agents (real keys, enrolment, WebSockets and signatures; a fake platform that completes every command) until interrupted')
+  .requiredOption('--server <url>', 'the Quell server URL')
+  .requiredOption('--token <token>', 'an enrolment token with at least N uses (quell token create --enrolment --uses N)')
+  .addOption(new Option('--agents <n>', 'how many agents').argParser(parsePositive).default(10))
+  .action(async (opts: { server: string; token: string; agents: number }) => {
+    const fleet = await startFleet({
+      serverUrl: opts.server, token: opts.token, agents: opts.agents,
+      onProgress: (phase, done, total) => process.stderr.write(`\r${phase} ${done}/${total}`),
+    });
+    process.stderr.write('\n');
+    process.stdout.write(`${fleet.connectedCount()} simulated agents connected to ${opts.server}; Ctrl-C to stop\n`);
+    const report = setInterval(() => {
+      const executed = fleet.agents.reduce((n, a) => n + a.executed.length, 0);
+      process.stderr.write(`\rconnected ${fleet.connectedCount()}/${opts.agents}, commands carried out ${executed}`);
+    }, 2000);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        clearInterval(report);
+        void fleet.close().then(() => process.exit(0));
+      });
+    }
   });
 
 const audit = program.command('audit').description('The audit log');
