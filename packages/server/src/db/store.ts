@@ -35,7 +35,21 @@ function openSqlite(file: string): Store {
   database.pragma('synchronous = NORMAL');
   database.pragma('busy_timeout = 10000');
   database.pragma('foreign_keys = ON');
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database }) });
+  // Kysely prepares every query afresh; the same few dozen statements run over and over, so keep them prepared.
+  const statements = new Map<string, BetterSqlite3.Statement>();
+  const cached = {
+    prepare(query: string): BetterSqlite3.Statement {
+      let statement = statements.get(query);
+      if (!statement) {
+        if (statements.size >= 1000) statements.clear();
+        statement = database.prepare(query);
+        statements.set(query, statement);
+      }
+      return statement;
+    },
+    close: () => database.close(),
+  };
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cached }) });
   return {
     dialect: 'sqlite',
     db,
