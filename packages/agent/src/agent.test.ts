@@ -61,7 +61,7 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
     await agent.stop();
     ctx().clock.advance(60_000);
     expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/devices/${deviceId}`)).json().health).toBe('offline');
-    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'stop_service', deviceId, source: 'manual', entity: { name: 'x.service' } });
+    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'collect_investigation_package', deviceId, source: 'manual', entity: { name: 'device' } });
     const seen = (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${created.json().id}`)).json();
     expect(seen.action.status).toBe('queued');
     expect(seen.waiting.reason).toMatch(/^Waiting for device, last seen \d{4}-.*; times out \d{4}-/);
@@ -70,7 +70,7 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
     // As soon as it is back, the waiting action reaches it.
     agent = spawnAgent(agentDir);
     const done = await actionStatus(created.json().id, ['completed', 'failed']);
-    expect(done.result?.error).toContain('cannot carry out stop_service');
+    expect(done.result?.error).toContain('cannot carry out collect_investigation_package');
   });
 
   it('quarantines a real file and restores the identical file with its mode, owner and times', async () => {
@@ -134,8 +134,8 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
   });
 
   it('fails types this agent cannot carry out yet with the reason, instead of pretending', async () => {
-    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'stop_service', deviceId, source: 'manual', entity: { name: 'cups.service' } });
+    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'collect_investigation_package', deviceId, source: 'manual', entity: { name: 'device' } });
     const failed = await actionStatus(created.json().id, ['completed', 'failed']);
-    expect(failed.result?.error).toContain('cannot carry out stop_service');
+    expect(failed.result?.error).toContain('cannot carry out collect_investigation_package');
   });
 });

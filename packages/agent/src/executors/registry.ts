@@ -2,6 +2,13 @@ import { type ActionType, CAPABILITY_MATRIX, type Platform } from '@quell/contra
 import type { Executor } from './executor.ts';
 import { isolateDevice, releaseIsolation } from './isolation.linux.ts';
 import { quarantineFile, restoreFile } from './quarantine.linux.ts';
+import { containUser, releaseUser } from './contain-user.linux.ts';
+import { removeScheduledTask, restoreScheduledTask } from './scheduled-task.linux.ts';
+import { removeCodeRestriction, restrictCodeExecution } from './restrict-code.linux.ts';
+import { restoreService, stopService } from './service.linux.ts';
+import { disableDriver, restoreDriver } from './driver.linux.ts';
+import { runAntivirusScan } from './antivirus-scan.linux.ts';
+import { removeRegistryKey, restoreRegistryKey } from './registry-key.windows.ts';
 
 /**
  * The executors of each platform. `null` means this agent version cannot
@@ -17,12 +24,36 @@ export const EXECUTORS = {
     restore_file: restoreFile,
     contain_device: null,
     release_containment: null,
+    contain_user: containUser,
+    release_user: releaseUser,
+    restrict_code_execution: restrictCodeExecution,
+    remove_code_restriction: removeCodeRestriction,
+    remove_registry_key: null,
+    restore_registry_key: null,
+    stop_service: stopService,
+    restore_service: restoreService,
+    disable_driver: disableDriver,
+    restore_driver: restoreDriver,
+    remove_scheduled_task: removeScheduledTask,
+    restore_scheduled_task: restoreScheduledTask,
+    run_antivirus_scan: runAntivirusScan,
+    collect_investigation_package: null,
+  },
+  // The Windows agent shares the command channel and journal; only registry keys are implemented so far.
+  windows: {
+    remove_registry_key: removeRegistryKey,
+    restore_registry_key: restoreRegistryKey,
+    isolate_device: null,
+    release_isolation: null,
+    quarantine_file: null,
+    stop_and_quarantine_file: null,
+    restore_file: null,
+    contain_device: null,
+    release_containment: null,
     contain_user: null,
     release_user: null,
     restrict_code_execution: null,
     remove_code_restriction: null,
-    remove_registry_key: null,
-    restore_registry_key: null,
     stop_service: null,
     restore_service: null,
     disable_driver: null,

@@ -1,0 +1,288 @@
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, lstatSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, normalize } from 'node:path';
+import { mustRun } from '../runner.ts';
+import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
+
+/**
+ * Remove scheduled task / restore scheduled task: cron entries and systemd
+ * timers. What is removed is recorded byte for byte (with mode, owner and
+ * times) in the action's snapshot; restore writes exactly those bytes back
+ * and checks their SHA-256.
+ *
+ * How a task is named (the entity of the action):
+ *
+ * | task | entity | parameters |
+ * |---|---|---|
+ * | a whole file in /etc/cron.d | `path: '/etc/cron.d/NAME'`, or just `name: 'NAME'` | — |
+ * | a run-parts script | `path: '/etc/cron.{hourly,daily,weekly,monthly}/NAME'` | — |
+ * | a user's whole crontab | `path: '/var/spool/cron/crontabs/USER'` | — |
+ * | one line of any of these, or of /etc/crontab | the file's `path` as above | `line`: the exact text of the line, without its newline |
+ * | a systemd timer | `name: 'NAME.timer'` or `path: '/etc/systemd/system/NAME.timer'` | — |
+ *
+ * - `parameters.line` removes every line equal to it (a trailing `\r` is
+ *   ignored when comparing) and leaves every other byte alone. /etc/crontab
+ *   itself is only ever edited by line, never removed.
+ * - `entity.sha256`, when given for a whole file, must match the file, or
+ *   nothing is removed (the evidence and the device disagree).
+ * - Only regular files are handled; a symbolic link is refused, and so is
+ *   any path that is not directly inside one of the directories above.
+ * - A timer is disabled and stopped (`systemctl disable --now`), its unit file
+ *   removed and systemd reloaded; restore puts the file back, reloads, and
+ *   enables and starts it again only if it was enabled and active before.
+ *   Only unit files under /etc/systemd/system are removed (units shipped by
+ *   packages would come back with the next upgrade), drop-in directories
+ *   are left alone, and the service the timer triggered is not stopped if
+ *   it is running right now: that is what stop service is for.
+ * - Files are rewritten through a temporary file in the same directory and
+ *   a rename, the way crontab(1) does, so cron never reads half a file.
+ *   Its name starts with a dot, which cron ignores in /etc/cron.d.
+ * - A line is restored only if the file is still exactly as the removal
+ *   left it; if it was edited since, restore refuses instead of overwriting
+ *   those edits.
+ */
+
+const CRON_FILE_DIRS = ['/etc/cron.d', '/etc/cron.hourly', '/etc/cron.daily', '/etc/cron.weekly', '/etc/cron.monthly'] as const;
+const USER_CRONTAB_DIR = '/var/spool/cron/crontabs';
+const SYSTEM_CRONTAB = '/etc/crontab';
+const SYSTEMD_DIR = '/etc/systemd/system';
+/** What one snapshot may hold: cron files and unit files are tiny, and the snapshot lives in the agent's journal. */
+const MAX_FILE_BYTES = 256 * 1024;
+
+const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,254}$/;
+const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
+const TIMER_UNIT = /^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]{0,248}\.timer$/;
+
+type Task =
+  | { kind: 'cron_file'; path: string }
+  | { kind: 'cron_line'; path: string; line: string }
+  | { kind: 'systemd_timer'; path: string; unit: string };
+
+/** A file exactly as it was: its bytes and the metadata restore puts back. */
+export interface FileRecord {
+  contentBase64: string;
+  sha256: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  atimeMs: number;
+  mtimeMs: number;
+}
+
+export type ScheduledTaskSnapshot =
+  | { kind: 'cron_file'; path: string; file: FileRecord }
+  | { kind: 'cron_line'; path: string; line: string; removedLineNumbers: number[]; file: FileRecord; sha256After: string }
+  | { kind: 'systemd_timer'; path: string; unit: string; file: FileRecord; enabled: string; active: string };
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+function checkedDirectory(path: string, allowed: readonly string[]): void {
+  const dir = dirname(path);
+  if (!allowed.includes(dir)) throw new ExecutionError(`${path} is not directly inside ${allowed.join(', ')}`);
+  let real: string;
+  try {
+    real = realpathSync(dir);
+  } catch {
+    throw new ExecutionError(`${dir} does not exist on this device`);
+  }
+  if (real !== dir) throw new ExecutionError(`${dir} resolves to ${real}; refusing to follow it`);
+}
+
+/** Turns the entity and parameters into one task, refusing anything outside the scheduled-task locations. */
+export function taskOf(ctx: ExecutionContext): Task {
+  const { entity, parameters } = ctx.command;
+  const line = parameters.line;
+  if (line !== undefined && (typeof line !== 'string' || line.length === 0 || /[\r\n]/.test(line))) throw new ExecutionError('parameters.line must be the text of one line, without a newline');
+  let path = entity.path;
+  if (path === undefined) {
+    if (TIMER_UNIT.test(entity.name)) path = join(SYSTEMD_DIR, entity.name);
+    else if (FILE_NAME.test(entity.name)) path = join('/etc/cron.d', entity.name);
+    else throw new ExecutionError(`${JSON.stringify(entity.name)} names neither a file in /etc/cron.d nor a systemd timer; give entity.path`);
+  }
+  if (!path.startsWith('/') || normalize(path) !== path || path.endsWith('/')) throw new ExecutionError(`not a plain absolute path: ${JSON.stringify(path)}`);
+  const name = basename(path);
+
+  if (path === SYSTEM_CRONTAB) {
+    if (line === undefined) throw new ExecutionError('/etc/crontab is never removed whole: name the line to remove in parameters.line');
+    checkedDirectory(path, ['/etc']);
+    return { kind: 'cron_line', path, line };
+  }
+  if (dirname(path) === SYSTEMD_DIR) {
+    if (!TIMER_UNIT.test(name)) throw new ExecutionError(`${path} is not a systemd timer unit`);
+    if (line !== undefined) throw new ExecutionError('parameters.line applies to cron files, not to systemd timers');
+    checkedDirectory(path, [SYSTEMD_DIR]);
+    return { kind: 'systemd_timer', path, unit: name };
+  }
+  if (dirname(path) === USER_CRONTAB_DIR) {
+    if (!USER_NAME.test(name)) throw new ExecutionError(`${path} does not name a user's crontab`);
+  } else if (!FILE_NAME.test(name)) {
+    throw new ExecutionError(`${JSON.stringify(name)} is not a cron file name`);
+  }
+  checkedDirectory(path, [...CRON_FILE_DIRS, USER_CRONTAB_DIR]);
+  return line === undefined ? { kind: 'cron_file', path } : { kind: 'cron_line', path, line };
+}
+
+function record(path: string): { record: FileRecord; bytes: Buffer } {
+  const stat = lstatSync(path, { throwIfNoEntry: false });
+  if (!stat) throw new ExecutionError(`no file at ${path}`);
+  if (!stat.isFile()) throw new ExecutionError(`${path} is not a regular file (symbolic links are not followed)`);
+  if (stat.size > MAX_FILE_BYTES) throw new ExecutionError(`${path} is ${stat.size} bytes, more than a scheduled task file can be (${MAX_FILE_BYTES})`);
+  const bytes = readFileSync(path);
+  return {
+    bytes,
+    record: { contentBase64: bytes.toString('base64'), sha256: sha256(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, atimeMs: stat.atimeMs, mtimeMs: stat.mtimeMs },
+  };
+}
+
+/** Replaces (or creates) `path` in one rename, with the given owner, mode and, when given, times. */
+function writeExactly(path: string, bytes: Buffer, meta: Pick<FileRecord, 'mode' | 'uid' | 'gid'> & Partial<Pick<FileRecord, 'atimeMs' | 'mtimeMs'>>, tag: string): void {
+  const temp = join(dirname(path), `.quell-${tag}`);
+  try {
+    writeFileSync(temp, bytes, { mode: 0o600, flag: 'wx' });
+    chownSync(temp, meta.uid, meta.gid);
+    chmodSync(temp, meta.mode);
+    if (meta.atimeMs !== undefined && meta.mtimeMs !== undefined) utimesSync(temp, meta.atimeMs / 1000, meta.mtimeMs / 1000);
+    renameSync(temp, path);
+  } finally {
+    rmSync(temp, { force: true });
+  }
+}
+
+/** Throws unless `path` holds exactly the recorded file: bytes, mode, owner and modification time. */
+function verifyRestored(path: string, file: FileRecord): void {
+  const stat = lstatSync(path, { throwIfNoEntry: false });
+  if (!stat?.isFile()) throw new ExecutionError(`${path} is not there after restoring it`);
+  const hash = sha256(readFileSync(path));
+  if (hash !== file.sha256) throw new ExecutionError(`${path} has SHA-256 ${hash} after restoring, not ${file.sha256}`);
+  if ((stat.mode & 0o7777) !== file.mode || stat.uid !== file.uid || stat.gid !== file.gid || Math.abs(stat.mtimeMs - file.mtimeMs) > 1) {
+    throw new ExecutionError(`${path} was written back but its mode, owner or time differ from what was removed`);
+  }
+}
+
+/**
+ * The file without the lines equal to `line`. Bytes are handled as latin1
+ * so that a file that is not valid UTF-8 comes back byte for byte.
+ */
+function withoutLine(bytes: Buffer, line: string): { bytes: Buffer; removed: number[] } {
+  const target = Buffer.from(line, 'utf8').toString('latin1');
+  const lines = bytes.toString('latin1').split('\n');
+  const removed: number[] = [];
+  const kept = lines.filter((text, index) => {
+    const match = text.replace(/\r$/, '') === target;
+    if (match) removed.push(index + 1);
+    return !match;
+  });
+  return { bytes: Buffer.from(kept.join('\n'), 'latin1'), removed };
+}
+
+async function unitState(ctx: ExecutionContext, verb: 'is-enabled' | 'is-active', unit: string): Promise<string> {
+  // Both verbs exit non-zero for "disabled" and "inactive": the answer is what they print.
+  const result = await ctx.runner.run('systemctl', [verb, unit]);
+  return result.stdout.trim().split('\n')[0] || 'unknown';
+}
+
+export const removeScheduledTask: Executor = async (ctx) => {
+  const task = taskOf(ctx);
+  const { record: file, bytes } = record(task.path);
+
+  switch (task.kind) {
+    case 'cron_file': {
+      const expected = ctx.command.entity.sha256?.toLowerCase();
+      if (expected && expected !== file.sha256) throw new ExecutionError(`${task.path} has SHA-256 ${file.sha256}, not ${expected}: left alone`);
+      const snapshot: ScheduledTaskSnapshot = { kind: 'cron_file', path: task.path, file };
+      unlinkSync(task.path);
+      if (lstatSync(task.path, { throwIfNoEntry: false })) throw new ExecutionError(`${task.path} is still there after removing it`);
+      return { output: `Removed ${task.path} (SHA-256 ${file.sha256}, ${bytes.length} bytes)`, snapshot };
+    }
+    case 'cron_line': {
+      const after = withoutLine(bytes, task.line);
+      if (after.removed.length === 0) throw new ExecutionError(`${task.path} has no line ${JSON.stringify(task.line)}`);
+      const sha256After = sha256(after.bytes);
+      const snapshot: ScheduledTaskSnapshot = { kind: 'cron_line', path: task.path, line: task.line, removedLineNumbers: after.removed, file, sha256After };
+      // New modification time on purpose: it is how cron notices the change.
+      writeExactly(task.path, after.bytes, { mode: file.mode, uid: file.uid, gid: file.gid }, ctx.command.actionId);
+      const now = record(task.path);
+      if (now.record.sha256 !== sha256After || withoutLine(now.bytes, task.line).removed.length) {
+        // A failed action keeps no snapshot: the original goes back now or it would be lost.
+        writeExactly(task.path, bytes, file, ctx.command.actionId);
+        throw new ExecutionError(`${task.path} did not read as expected after removing the line; the original was written back`);
+      }
+      const lines = after.removed.length === 1 ? `line ${after.removed[0]}` : `lines ${after.removed.join(', ')}`;
+      return { output: `Removed ${lines} of ${task.path}: ${task.line}`, snapshot };
+    }
+    case 'systemd_timer': {
+      const enabled = await unitState(ctx, 'is-enabled', task.unit);
+      const active = await unitState(ctx, 'is-active', task.unit);
+      const snapshot: ScheduledTaskSnapshot = { kind: 'systemd_timer', path: task.path, unit: task.unit, file, enabled, active };
+      await mustRun(ctx.runner, 'systemctl', ['disable', '--now', task.unit]);
+      unlinkSync(task.path);
+      try {
+        await mustRun(ctx.runner, 'systemctl', ['daemon-reload']);
+        const activeAfter = await unitState(ctx, 'is-active', task.unit);
+        if (activeAfter === 'active' || activeAfter === 'activating') throw new ExecutionError(`${task.unit} is still ${activeAfter} after stopping it`);
+      } catch (error) {
+        // A failed action keeps no snapshot: the unit file goes back now or it would be lost.
+        writeExactly(task.path, bytes, file, ctx.command.actionId);
+        throw new ExecutionError(`removing ${task.unit} failed, its unit file was written back (it stays disabled and stopped; it was ${enabled}, ${active}): ${(error as Error).message}`, { cause: error });
+      }
+      return { output: `Removed timer ${task.unit} (was ${enabled}, ${active}); unit file ${task.path} (SHA-256 ${file.sha256}) removed`, snapshot };
+    }
+  }
+};
+
+function isSnapshot(value: unknown): value is ScheduledTaskSnapshot {
+  const s = value as Partial<ScheduledTaskSnapshot> | undefined;
+  const f = s?.file as Partial<FileRecord> | undefined;
+  return (s?.kind === 'cron_file' || s?.kind === 'cron_line' || s?.kind === 'systemd_timer') && typeof s.path === 'string'
+    && typeof f?.contentBase64 === 'string' && typeof f.sha256 === 'string' && typeof f.mode === 'number' && typeof f.uid === 'number'
+    && typeof f.gid === 'number' && typeof f.atimeMs === 'number' && typeof f.mtimeMs === 'number';
+}
+
+/** Writes back exactly what was removed and checks it by hash; never overwrites a file that differs from what removal left. */
+export const restoreScheduledTask: Executor = async (ctx) => {
+  const snapshot = ctx.priorSnapshot;
+  if (!isSnapshot(snapshot)) throw new ExecutionError('this agent holds no record of the removed task');
+  // The recorded path is checked again, as if it came from a command: a record is data too.
+  const task = taskOf({ ...ctx, command: { ...ctx.command, entity: { name: basename(snapshot.path), path: snapshot.path }, parameters: snapshot.kind === 'cron_line' ? { line: snapshot.line } : {} } });
+  if (task.kind !== snapshot.kind) throw new ExecutionError(`the record of ${snapshot.path} is inconsistent`);
+  const { file, path } = snapshot;
+  const original = Buffer.from(file.contentBase64, 'base64');
+  if (sha256(original) !== file.sha256) throw new ExecutionError(`the recorded content of ${path} does not match its recorded hash; not restored`);
+  const present = lstatSync(path, { throwIfNoEntry: false });
+  const presentHash = present?.isFile() ? sha256(readFileSync(path)) : null;
+
+  switch (snapshot.kind) {
+    case 'cron_file': {
+      if (present) {
+        if (presentHash !== file.sha256) throw new ExecutionError(`a different file now exists at ${path}; it was not overwritten`);
+        return { output: `The identical file is already at ${path}` };
+      }
+      writeExactly(path, original, file, ctx.command.actionId);
+      verifyRestored(path, file);
+      return { output: `Restored ${path} (SHA-256 ${file.sha256}, mode ${file.mode.toString(8)}, owner ${file.uid}:${file.gid})` };
+    }
+    case 'cron_line': {
+      if (presentHash === file.sha256) return { output: `${path} already holds the line again, exactly as before` };
+      if (presentHash !== snapshot.sha256After) {
+        throw new ExecutionError(`${path} ${present ? 'was changed' : 'was removed'} after the line was taken out; restoring would overwrite that, so nothing was written`);
+      }
+      writeExactly(path, original, file, ctx.command.actionId);
+      verifyRestored(path, file);
+      return { output: `Restored ${path} byte for byte (SHA-256 ${file.sha256}), with its line ${JSON.stringify(snapshot.line)}` };
+    }
+    case 'systemd_timer': {
+      if (present && presentHash !== file.sha256) throw new ExecutionError(`a different file now exists at ${path}; it was not overwritten`);
+      if (!present) writeExactly(path, original, file, ctx.command.actionId);
+      verifyRestored(path, file);
+      await mustRun(ctx.runner, 'systemctl', ['daemon-reload']);
+      if (snapshot.enabled === 'enabled') await mustRun(ctx.runner, 'systemctl', ['enable', snapshot.unit]);
+      if (snapshot.active === 'active') await mustRun(ctx.runner, 'systemctl', ['start', snapshot.unit]);
+      const enabled = await unitState(ctx, 'is-enabled', snapshot.unit);
+      const active = await unitState(ctx, 'is-active', snapshot.unit);
+      if (enabled !== snapshot.enabled || (active === 'active') !== (snapshot.active === 'active')) {
+        throw new ExecutionError(`${snapshot.unit} is ${enabled}, ${active} after restoring; it was ${snapshot.enabled}, ${snapshot.active}`);
+      }
+      return { output: `Restored timer ${snapshot.unit} (${enabled}, ${active}); unit file ${path} back byte for byte (SHA-256 ${file.sha256})` };
+    }
+  }
+};
