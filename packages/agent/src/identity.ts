@@ -13,7 +13,7 @@ export interface AgentIdentity {
   serverKeyId: string;
 }
 
-export const DEFAULT_AGENT_DIR = '/var/lib/quell-agent';
+export { DEFAULT_AGENT_DIR } from '@quell/contracts';
 
 export function ensureAgentDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });

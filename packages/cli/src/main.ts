@@ -1,8 +1,17 @@
 import { userInfo } from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { PERMISSIONS, type Permission, ROLES, type Role } from '@quell/contracts';
-import { DEFAULT_AGENT_DIR, enrolAgent, startAgent, startFleet } from '@quell/agent';
-import { type Actor, ConfigError, QuellError, type Services, createServices, loadConfig, migrate, openStore, startServer, systemActor } from '@quell/server';
+import { DEFAULT_AGENT_DIR, PERMISSIONS, type Permission, ROLES, type Role } from '@quell/contracts';
+import type { Actor, Services } from '@quell/server';
+
+/**
+ * The server and the agent are loaded only by the commands that need them:
+ * `quell agent run` on an endpoint never loads the server's dependencies.
+ */
+const server = () => import('@quell/server');
+const agentModule = () => import('@quell/agent');
+
+/** A user error: printed as one line, exit code 2. */
+class UsageError extends Error {}
 
 const program = new Command('quell')
   .description('Quell: a self-hosted action center for endpoint remediation.\nConfiguration comes from QUELL_* environment variables or the JSON file named by QUELL_CONFIG.')
@@ -10,6 +19,7 @@ const program = new Command('quell')
 
 /** Opens the configured database, runs a command against the services and closes it again. */
 async function withServices<T>(run: (services: Services) => Promise<T>): Promise<T> {
+  const { createServices, loadConfig, migrate, openStore } = await server();
   const config = loadConfig();
   const store = openStore(config.store);
   try {
@@ -21,7 +31,7 @@ async function withServices<T>(run: (services: Services) => Promise<T>): Promise
 }
 
 /** Commands run on the server machine act as the local operating-system user, which the audit log records. */
-const cliActor = (): Actor => ({ ...systemActor(`cli:${userInfo().username}`), sourceIp: 'local' });
+const cliActor = (): Actor => ({ kind: 'system', userId: null, name: `cli:${userInfo().username}`, role: 'global_admin', scopes: null, groupIds: null, sourceIp: 'local' });
 
 function parseRole(value: string): Role {
   if (!(ROLES as readonly string[]).includes(value)) throw new InvalidArgumentError(`choose one of ${ROLES.join(', ')}`);
@@ -50,13 +60,14 @@ function parseDays(value: string): number {
 program.command('server')
   .description('Start the Quell server (HTTP API, docs at /api/docs, jobs). Migrates the database first.')
   .action(async () => {
+    const { loadConfig, startServer } = await server();
     const config = loadConfig();
-    const server = await startServer(config, { handleSignals: true });
+    const running = await startServer(config, { handleSignals: true });
     const banner = [
-      `\nQuell is running at ${server.url}  (API docs: ${server.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})`,
-      `Agent command-signing key: ${server.signingKeyId}`,
+      `\nQuell is running at ${running.url}  (API docs: ${running.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})`,
+      `Agent command-signing key: ${running.signingKeyId}`,
     ];
-    if (server.generatedAdminPassword) banner.push(`First administrator created. User: admin  One-time password: ${server.generatedAdminPassword}`, 'It is shown only now; keep it safe.');
+    if (running.generatedAdminPassword) banner.push(`First administrator created. User: admin  One-time password: ${running.generatedAdminPassword}`, 'It is shown only now; keep it safe.');
     process.stdout.write(banner.join('\n') + '\n\n');
   });
 
@@ -87,7 +98,7 @@ user.command('disable')
   .action(async (username: string) => {
     await withServices(async (s) => {
       const found = await s.users.findByUsername(username);
-      if (!found) throw new QuellError('user_not_found', `No user named ${username}`);
+      if (!found) throw new UsageError(`No user named ${username}`);
       await s.users.update(cliActor(), found.id, { disabled: true });
     });
     process.stdout.write(`Disabled ${username}\n`);
@@ -112,7 +123,7 @@ token.command('create')
     const { user: username, scopes } = opts;
     const created = await withServices(async (s) => {
       const owner = await s.users.findByUsername(username);
-      if (!owner || owner.disabled) throw new QuellError('user_not_found', `No active user named ${username}`);
+      if (!owner || owner.disabled) throw new UsageError(`No active user named ${username}`);
       return s.tokens.create(cliActor(), { name: opts.name, scopes, expiresInDays: opts.days }, { userId: owner.id, role: owner.role, scopes: null });
     });
     process.stdout.write(`Token ${created.token.id} (expires ${created.token.expiresAt}). Secret, shown once:\n${created.secret}\n`);
@@ -141,6 +152,7 @@ agent.command('enrol')
   .requiredOption('--token <token>', 'an enrolment token from quell token create --enrolment')
   .option('--dir <path>', 'where the agent keeps its identity, journal and vault', DEFAULT_AGENT_DIR)
   .action(async (opts: { server: string; token: string; dir: string }) => {
+    const { enrolAgent } = await agentModule();
     const enrolled = await enrolAgent({ serverUrl: opts.server, token: opts.token, dir: opts.dir });
     process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}: compare it with the one quell server printed.\nStart the agent with: quell agent run --dir ${opts.dir}\n`);
   });
@@ -148,6 +160,7 @@ agent.command('run')
   .description('Run the agent: connect to the server and carry out signed commands')
   .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
   .action(async (opts: { dir: string }) => {
+    const { startAgent } = await agentModule();
     const running = await startAgent({ dir: opts.dir });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
   });
@@ -158,6 +171,7 @@ program.command('simulate')
   .requiredOption('--token <token>', 'an enrolment token with at least N uses (quell token create --enrolment --uses N)')
   .addOption(new Option('--agents <n>', 'how many agents').argParser(parsePositive).default(10))
   .action(async (opts: { server: string; token: string; agents: number }) => {
+    const { startFleet } = await agentModule();
     const fleet = await startFleet({
       serverUrl: opts.server, token: opts.token, agents: opts.agents,
       onProgress: (phase, done, total) => process.stderr.write(`\r${phase} ${done}/${total}`),
@@ -193,7 +207,8 @@ audit.command('verify')
 try {
   await program.parseAsync();
 } catch (error) {
-  if (error instanceof ConfigError || error instanceof QuellError || error instanceof InvalidArgumentError) {
+  const { ConfigError, QuellError } = await server();
+  if (error instanceof ConfigError || error instanceof QuellError || error instanceof InvalidArgumentError || error instanceof UsageError) {
     process.stderr.write(`quell: ${error.message}\n`);
     process.exit(2);
   }

@@ -9,6 +9,8 @@ import { IdSchema, TimestampSchema } from './common.ts';
  * server; results are JWS signed by the agent.
  */
 export const AGENT_PROTOCOL_VERSION = 1;
+/** Where the agent keeps its identity, journal and quarantine vault unless told otherwise. */
+export const DEFAULT_AGENT_DIR = '/var/lib/quell-agent';
 /** Frames larger than this are refused and the connection closed. */
 export const AGENT_MAX_FRAME_BYTES = 256 * 1024;
 
