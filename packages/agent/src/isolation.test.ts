@@ -31,7 +31,8 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     const { secret } = await ctx.services.agents.createEnrolmentToken(systemActor(), { name: 'lab', uses: 1, expiresInDays: 1 });
     const out = await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', join(work, 'agent')], endpoint.ns);
     deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(out)![1]!;
-    agent = spawnAgent(join(work, 'agent'), endpoint.ns);
+    // The bundled agent, as endpoints run it.
+    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true });
   });
 
   afterAll(async () => {

@@ -25,8 +25,12 @@ export async function quell(args: string[], netns?: string): Promise<string> {
 /** A running `quell agent run` process; its JSON log lines are kept for assertions. */
 export interface AgentProcess { child: ChildProcess; log: () => string; stop(signal?: NodeJS.Signals): Promise<number | null> }
 
-export function spawnAgent(dir: string, netns?: string): AgentProcess {
-  const args = [QUELL, 'agent', 'run', '--dir', dir];
+/** The bundled agent that endpoints run (built by `npm run build:agent` at install). */
+export const AGENT_BUNDLE = new URL('../dist/quell-agent.mjs', import.meta.url).pathname;
+
+/** Starts `quell agent run`, or with `bundle` the built quell-agent that endpoints run. */
+export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean } = {}): AgentProcess {
+  const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir] : [QUELL, 'agent', 'run', '--dir', dir];
   const child = netns ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...args]) : spawn(process.execPath, args);
   let log = '';
   child.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));

@@ -1,0 +1,38 @@
+/**
+ * `quell-agent`: the agent alone, bundled into one JavaScript file
+ * (dist/quell-agent.mjs, built by `npm run build:agent`, run at install) so
+ * that an endpoint runs plain JavaScript with nothing but the agent loaded.
+ * `quell agent …` offers the same commands from the full command line.
+ */
+import { parseArgs } from 'node:util';
+import { DEFAULT_AGENT_DIR } from '@quell/contracts';
+import { startAgent } from './agent.ts';
+import { enrolAgent } from './enrol.ts';
+
+const USAGE = `Usage:
+  quell-agent enrol --server URL --token TOKEN [--dir ${DEFAULT_AGENT_DIR}]
+  quell-agent run [--dir ${DEFAULT_AGENT_DIR}]`;
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { server: { type: 'string' }, token: { type: 'string' }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
+});
+const dir = values.dir ?? DEFAULT_AGENT_DIR;
+
+if (values.help || positionals.length !== 1) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(values.help ? 0 : 2);
+} else if (positionals[0] === 'enrol') {
+  if (!values.server || !values.token) {
+    process.stderr.write(`quell-agent enrol needs --server and --token\n${USAGE}\n`);
+    process.exit(2);
+  }
+  const enrolled = await enrolAgent({ serverUrl: values.server, token: values.token, dir });
+  process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}.\n`);
+} else if (positionals[0] === 'run') {
+  const running = await startAgent({ dir });
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
+} else {
+  process.stderr.write(`unknown command ${positionals[0]}\n${USAGE}\n`);
+  process.exit(2);
+}
