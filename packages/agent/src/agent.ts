@@ -69,6 +69,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let onWelcome: Array<() => void> = [];
   let welcomed = false;
   const running = new Set<Promise<void>>();
+  /** Actions this process is carrying out right now (journal started, not yet finished). */
+  const inFlight = new Set<string>();
 
   const send = (frame: AgentFrame): void => {
     if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
@@ -118,6 +120,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       return report(actionId, known);
     }
     if (journal.wasStarted(actionId)) {
+      if (inFlight.has(actionId)) {
+        // Redelivered while this process is still carrying it out (the connection dropped and the server resent
+        // its open commands): it was not interrupted, and the run in progress reports its result when it ends.
+        send({ t: 'ack', actionId });
+        return;
+      }
       const interrupted: Outcome = { outcome: 'failed', error: 'The agent stopped while carrying out this action; its effect is unknown and it was not run again. Check the device before retrying.' };
       journal.finish(actionId, interrupted);
       send({ t: 'ack', actionId });
@@ -126,6 +134,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     if (journal.nonceSeen(command.nonce)) throw new Refusal(actionId, 'command nonce was already used (replay)');
 
     journal.start(actionId, command.nonce, command.exp);
+    inFlight.add(actionId);
     send({ t: 'ack', actionId });
     log.info('action started', { actionId, type: command.type });
     let outcome: Outcome;
@@ -144,6 +153,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       }
     }
     journal.finish(actionId, outcome);
+    inFlight.delete(actionId);
     log.info('action finished', { actionId, type: command.type, outcome: outcome.outcome, error: outcome.error });
     await report(actionId, { outcome: outcome.outcome, output: outcome.output, error: outcome.error });
   }
@@ -154,6 +164,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       frame = JSON.parse(text) as ServerFrame;
     } catch {
       log.warn('server sent a frame that is not JSON');
+      return;
+    }
+    // Anything can arrive on the wire (`null`, a number, an array): reading `.t` of null would throw inside
+    // the socket's event handler and take the whole agent down, so whatever is not a frame is logged and dropped.
+    if (typeof frame !== 'object' || frame === null || Array.isArray(frame)) {
+      log.warn('server sent a frame that is not an object');
       return;
     }
     switch (frame.t) {
@@ -182,6 +198,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       case 'refused':
         log.warn('server refused the connection', { reason: frame.reason });
         return;
+      default:
+        log.warn('server sent a frame that is not part of the protocol', { t: String((frame as { t?: unknown }).t) });
     }
   }
 

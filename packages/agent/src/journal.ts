@@ -24,8 +24,11 @@ export class Journal {
 
   constructor(dir: string) {
     const file = join(dir, 'journal.jsonl');
+    let tornTail = false;
     if (existsSync(file)) {
-      for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const text = readFileSync(file, 'utf8');
+      tornTail = text.length > 0 && !text.endsWith('\n');
+      for (const line of text.split('\n')) {
         if (!line) continue;
         let entry: Entry;
         try {
@@ -42,11 +45,20 @@ export class Journal {
       }
     }
     this.fd = openSync(file, 'a', 0o600);
+    // End a line torn by a crash before appending: glued onto it, the next entry (say, the start of an
+    // action) would be unreadable at the next start, and that action could then run a second time.
+    if (tornTail) this.write('\n');
+  }
+
+  /** Writes all of `text` (a write may take only part of it) and makes it durable before returning. */
+  private write(text: string): void {
+    const bytes = Buffer.from(text);
+    for (let offset = 0; offset < bytes.length;) offset += writeSync(this.fd, bytes, offset);
+    fsyncSync(this.fd);
   }
 
   private append(entry: Entry): void {
-    writeSync(this.fd, JSON.stringify(entry) + '\n');
-    fsyncSync(this.fd);
+    this.write(JSON.stringify(entry) + '\n');
   }
 
   outcomeOf(actionId: string): Outcome | null {

@@ -13,6 +13,8 @@ export interface FleetOptions {
   /** Enrolments and connections in flight at once. */
   concurrency?: number;
   onProgress?: (phase: 'enrolling' | 'connecting', done: number, total: number) => void;
+  /** Told of every verified command as it arrives, before it is acknowledged (for latency measurements). */
+  onCommand?: (deviceId: string, actionId: string, at: number) => void;
 }
 
 export interface SimulatedAgent {
@@ -76,6 +78,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         void (async () => {
           try {
             const command = await verifyCommand(frame.jws, key, agent.deviceId, 300);
+            options.onCommand?.(agent.deviceId, command.actionId, performance.now());
             const seen = agent.executed.some((e) => e.actionId === command.actionId);
             send({ t: 'ack', actionId: command.actionId });
             if (!seen) agent.executed.push({ actionId: command.actionId, type: command.type, at: Date.now() });

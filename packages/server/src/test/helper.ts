@@ -1,5 +1,5 @@
 import { type Role, ROLES, type Permission, ROLE_PERMISSIONS, type CreateActionBody } from '@quell/contracts';
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll } from 'vitest';
 import { type Actor, systemActor } from '../actor.ts';
 import { buildApp } from '../app.ts';
@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { type Clock, uuidIds } from '../infra.ts';
 import { type AgentGateway, createAgentGateway } from '../modules/agents/agents.gateway.ts';
+import { type CommandSigner, createCommandSigner } from '../modules/agents/command-signer.ts';
 import { createMetrics } from '../plugins/metrics.ts';
 import { type Services, createServices } from '../services.ts';
 import { type TestDatabase, createTestDatabase, openMigratedStore } from './store.ts';
@@ -48,29 +49,55 @@ export interface TestContext {
   createAction(overrides?: Partial<CreateActionBody> & { by?: TestUser }): Promise<string>;
   /** Drives a queued action through the agent-facing service methods: delivered, then completed (or failed). */
   complete(actionId: string, outcome?: 'completed' | 'failed'): Promise<void>;
+  /**
+   * Stops the server (HTTP, agent gateway, database connection) and starts a
+   * new one on the same database, signing key and address, as after a crash
+   * or an upgrade; `whileDown` runs in between. `store`, `services` and `app`
+   * are the new server's afterwards; users and their tokens stay valid.
+   */
+  restart(whileDown?: () => Promise<void>): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  clock?: TestClock;
+  listen?: { host: string };
+  /** The command-signing key, for tests that sign commands themselves; by default a new key per test app. */
+  signer?: CommandSigner;
+  /** Passed to the agent gateway (with `listen`), e.g. a short handshake timeout. */
+  gateway?: { handshakeTimeoutMs?: number };
+  /** Where the agent gateway logs; silent by default (debug with QUELL_TEST_VERBOSE). */
+  gatewayLog?: FastifyBaseLogger;
 }
 
 /**
  * Builds the real app on a fresh real database (SQLite or PostgreSQL per
  * QUELL_TEST_DB) and closes it after the file's tests.
  */
-export async function setupTestApp(options: { clock?: TestClock; listen?: { host: string } } = {}): Promise<TestContext> {
+export async function setupTestApp(options: TestAppOptions = {}): Promise<TestContext> {
   const db = await createTestDatabase();
-  const store = await openMigratedStore(db.location);
   const clock = options.clock ?? testClock();
-  const metrics = createMetrics();
-  let gateway: AgentGateway | undefined;
-  const services = createServices({ store, clock, ids: uuidIds(clock), onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids) });
-  metrics.bind(services);
-  if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: pino({ level: process.env.QUELL_TEST_VERBOSE ? 'debug' : 'silent' }) });
-  const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway });
-  let url = '';
-  if (options.listen) {
-    await app.listen({ host: options.listen.host, port: 0 });
-    const address = app.server.address() as AddressInfo;
-    url = `http://${options.listen.host}:${address.port}`;
+  const signer = options.signer ?? createCommandSigner();
+  const gatewayLog = options.gatewayLog ?? pino({ level: process.env.QUELL_TEST_VERBOSE ? 'debug' : 'silent' });
+
+  /** One server process's worth: its own database connection, services, gateway and listener. */
+  async function startServer(port: number): Promise<{ store: Store; services: Services; app: FastifyInstance; url: string }> {
+    const store = await openMigratedStore(db.location);
+    const metrics = createMetrics();
+    let gateway: AgentGateway | undefined;
+    const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids) });
+    metrics.bind(services);
+    if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: gatewayLog, ...options.gateway });
+    const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway });
+    let url = '';
+    if (options.listen) {
+      await app.listen({ host: options.listen.host, port });
+      const address = app.server.address() as AddressInfo;
+      url = `http://${options.listen.host}:${address.port}`;
+    }
+    return { store, services, app, url };
   }
+  const { store, services, app, url } = await startServer(0);
 
   const users = {} as Record<Role, TestUser>;
   for (const role of ROLES) users[role] = await createUser(services, role, role.replace('_', '-'));
@@ -78,27 +105,33 @@ export async function setupTestApp(options: { clock?: TestClock; listen?: { host
   const as = (user: TestUser): Record<string, string> => ({ authorization: `Bearer ${user.token}` });
   const ctx: TestContext = {
     db, store, url, clock, services, app, users, as,
-    request: (user, method, url, body) => app.inject({ method, url, headers: user ? as(user) : {}, ...(body !== undefined ? { payload: body as object } : {}) }),
+    request: (user, method, url, body) => ctx.app.inject({ method, url, headers: user ? as(user) : {}, ...(body !== undefined ? { payload: body as object } : {}) }),
     async createDevice(opts = {}) {
-      const device = await services.devices.create(systemActor(), { name: opts.name ?? `host-${Math.random().toString(36).slice(2, 8)}`, platform: opts.platform ?? 'linux', ...(opts.groupId ? { groupId: opts.groupId } : {}) });
+      const device = await ctx.services.devices.create(systemActor(), { name: opts.name ?? `host-${Math.random().toString(36).slice(2, 8)}`, platform: opts.platform ?? 'linux', ...(opts.groupId ? { groupId: opts.groupId } : {}) });
       return device.id;
     },
     async createAction(overrides = {}) {
       const { by, ...body } = overrides;
       const deviceId = body.deviceId ?? (await ctx.createDevice());
-      const action = await services.actions.create((by ?? users.security_operator).actor, {
+      const action = await ctx.services.actions.create((by ?? users.security_operator).actor, {
         type: 'isolate_device', entity: { name: 'device' }, source: 'automated_investigation', status: 'pending_approval', ...body, deviceId,
       });
       return action.id;
     },
     async complete(actionId, outcome = 'completed') {
       const agent = systemActor('agent');
-      await services.actions.recordDelivery(agent, actionId);
-      await services.actions.recordResult(agent, actionId, outcome === 'completed' ? { outcome, output: 'done' } : { outcome, error: 'it broke' });
+      await ctx.services.actions.recordDelivery(agent, actionId);
+      await ctx.services.actions.recordResult(agent, actionId, outcome === 'completed' ? { outcome, output: 'done' } : { outcome, error: 'it broke' });
+    },
+    async restart(whileDown) {
+      await ctx.app.close();
+      await ctx.store.close();
+      await whileDown?.();
+      Object.assign(ctx, await startServer(ctx.url ? Number(new URL(ctx.url).port) : 0));
     },
     async close() {
-      await app.close();
-      await store.close();
+      await ctx.app.close();
+      await ctx.store.close();
       await db.drop();
     },
   };
@@ -106,7 +139,7 @@ export async function setupTestApp(options: { clock?: TestClock; listen?: { host
 }
 
 /** setupTestApp() for a whole test file: built before its tests, closed after them. */
-export function useTestApp(options: { clock?: TestClock; listen?: { host: string } } = {}): () => TestContext {
+export function useTestApp(options: TestAppOptions = {}): () => TestContext {
   let ctx: TestContext | undefined;
   beforeAll(async () => {
     ctx = await setupTestApp(options);

@@ -20,14 +20,22 @@ export interface AgentGateway {
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const PING_INTERVAL_MS = 15_000;
 
+export interface AgentGatewayDeps {
+  agents: AgentsService;
+  log: FastifyBaseLogger;
+  /** How long a connection may stay without a valid hello before it is refused; 10 s by default. */
+  handshakeTimeoutMs?: number;
+}
+
 /**
  * The agents' WebSocket endpoint. A connection is authenticated by a signed
  * challenge before anything else; afterwards the gateway pushes signed
  * commands and takes acknowledgements and signed results. Any protocol
  * violation closes that one connection and is logged; nobody else notices.
  */
-export function createAgentGateway(deps: { agents: AgentsService; log: FastifyBaseLogger }): AgentGateway {
+export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   const { agents, log } = deps;
+  const handshakeTimeoutMs = deps.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: AGENT_MAX_FRAME_BYTES });
   const connections = new Map<string, { ws: WebSocket; sent: Set<string> }>();
 
@@ -56,7 +64,7 @@ export function createAgentGateway(deps: { agents: AgentsService; log: FastifyBa
     const nonce = randomBytes(32).toString('base64url');
     let deviceId: string | null = null;
     let alive = true;
-    const handshakeTimer = setTimeout(() => refuse(ws, 'no hello within the handshake time', null), HANDSHAKE_TIMEOUT_MS);
+    const handshakeTimer = setTimeout(() => refuse(ws, 'no hello within the handshake time', null), handshakeTimeoutMs);
     const pingTimer = setInterval(() => {
       if (!alive) return void ws.terminate();
       alive = false;

@@ -70,7 +70,10 @@ export function createAgentsService(deps: { store: Store; actions: ActionsServic
         if (!token || token.revoked_at !== null || token.expires_at <= now || token.uses_left <= 0 || !timingSafeEqual(Buffer.from(token.secret_hash, 'hex'), given)) {
           throw new QuellError('enrolment_token_invalid');
         }
-        const spent = await trx.updateTable('enrolment_tokens').set({ uses_left: token.uses_left - 1 }).where('id', '=', token.id).where('uses_left', '=', token.uses_left).executeTakeFirst();
+        // Decrement in the database, not compare-and-set on the count read above: agents enrolling at once on
+        // PostgreSQL all read the same count, and all but one would be refused while uses remain. Each UPDATE
+        // waits for the row lock and rechecks `uses_left > 0`, so the token is never spent beyond its uses.
+        const spent = await trx.updateTable('enrolment_tokens').set((eb) => ({ uses_left: eb('uses_left', '-', 1) })).where('id', '=', token.id).where('uses_left', '>', 0).executeTakeFirst();
         if (Number(spent.numUpdatedRows) !== 1) throw new QuellError('enrolment_token_invalid', 'The enrolment token was used up meanwhile');
         const id = ids.next();
         await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now }).execute();
@@ -131,7 +134,13 @@ export function createAgentsService(deps: { store: Store; actions: ActionsServic
 
     /** The agent refused a command (bad signature, expired, replayed, wrong device…): kept in the audit log. */
     async refused(deviceId: string, actionId: string | null, reason: string): Promise<void> {
-      await audit.recordAlone(agentActor(deviceId), { kind: 'agent.command_refused', targetType: 'action', targetId: actionId, after: { reason: reason.slice(0, 1000) } });
+      // An agent speaks only for its own actions: a refusal naming another device's is kept without the link.
+      const row = actionId === null ? undefined : await actionsRepo.findById(store.db, actionId);
+      const own = row !== undefined && row.device_id === deviceId;
+      await audit.recordAlone(agentActor(deviceId), {
+        kind: 'agent.command_refused', targetType: 'action', targetId: own ? actionId : null,
+        after: { reason: reason.slice(0, 1000), ...(actionId !== null && !own ? { claimedActionId: actionId.slice(0, 64) } : {}) },
+      });
     },
 
     async offboard(actor: Actor, deviceId: string): Promise<void> {
