@@ -19,6 +19,7 @@ export interface AgentGateway {
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const PING_INTERVAL_MS = 15_000;
+const HEARD_FLUSH_MS = 5_000;
 
 export interface AgentGatewayDeps {
   agents: AgentsService;
@@ -38,6 +39,16 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   const handshakeTimeoutMs = deps.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: AGENT_MAX_FRAME_BYTES });
   const connections = new Map<string, { ws: WebSocket; sent: Set<string> }>();
+  // Pongs are gathered and written in one statement every few seconds: with ten thousand agents a
+  // write per pong would keep the database busy while nothing happens.
+  const heard = new Set<string>();
+  const flushHeard = async (): Promise<void> => {
+    if (heard.size === 0) return;
+    const ids = [...heard];
+    heard.clear();
+    await agents.touch(ids).catch((error: unknown) => log.error({ err: error }, 'recording last contact failed'));
+  };
+  const heardTimer = setInterval(() => void flushHeard(), HEARD_FLUSH_MS);
 
   const send = (ws: WebSocket, frame: ServerFrame): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
@@ -72,7 +83,7 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
     }, PING_INTERVAL_MS);
     ws.on('pong', () => {
       alive = true;
-      if (deviceId) void agents.touch(deviceId).catch((error: unknown) => log.error({ err: error }, 'touch failed'));
+      if (deviceId) heard.add(deviceId);
     });
     ws.on('error', (error) => log.warn({ err: error, deviceId }, 'agent socket error'));
     ws.on('close', () => {
@@ -109,7 +120,7 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         connections.set(deviceId, { ws, sent: new Set() });
         log.info({ deviceId, remote: request.socket.remoteAddress }, 'agent connected');
         send(ws, { t: 'welcome', deviceId });
-        await agents.touch(deviceId);
+        await agents.touch([deviceId]);
         await pushCommands(deviceId);
         return;
       }
@@ -147,6 +158,8 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       connections.get(deviceId)?.ws.close(4001, 'offboarded');
     },
     async close() {
+      clearInterval(heardTimer);
+      await flushHeard();
       for (const { ws } of connections.values()) ws.close(1001, 'server shutting down');
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },

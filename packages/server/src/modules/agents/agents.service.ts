@@ -99,8 +99,12 @@ export function createAgentsService(deps: { store: Store; actions: ActionsServic
       return rows.map((r) => ({ actionId: r.id, jws: r.command_jws! }));
     },
 
-    async touch(deviceId: string): Promise<void> {
-      await store.db.updateTable('devices').set({ last_seen_at: clock.now() }).where('id', '=', deviceId).execute();
+    /** Records that these devices' agents were heard from now. */
+    async touch(deviceIds: readonly string[]): Promise<void> {
+      const now = clock.now();
+      for (let i = 0; i < deviceIds.length; i += 500) {
+        await store.db.updateTable('devices').set({ last_seen_at: now }).where('id', 'in', deviceIds.slice(i, i + 500)).execute();
+      }
     },
 
     /** The agent took the command: queued → in_progress. A repeated acknowledgement changes nothing. */
