@@ -8,6 +8,7 @@ import { CompactSign, compactVerify, importJWK } from 'jose';
 import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
 import { executorFor } from './executors/registry.ts';
+import { reapplyIsolation } from './executors/isolation.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
@@ -133,7 +134,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
     if (journal.nonceSeen(command.nonce)) throw new Refusal(actionId, 'command nonce was already used (replay)');
 
-    journal.start(actionId, command.nonce, command.exp);
+    journal.start(actionId, command.nonce, command.exp, command.type, command.undoOf);
     inFlight.add(actionId);
     send({ t: 'ack', actionId });
     log.info('action started', { actionId, type: command.type });
@@ -203,6 +204,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
   }
 
+  /** State that must hold on this device whatever happened while the agent was down (a reboot empties the firewall). */
+  async function restoreDesiredState(): Promise<void> {
+    const isolation = journal.inForce('isolate_device', 'release_isolation');
+    if (!isolation || platform !== 'linux') return;
+    try {
+      if (await reapplyIsolation(runner, isolation.snapshot)) log.warn('isolation was missing and has been re-applied', { actionId: isolation.actionId });
+    } catch (error) {
+      log.warn('could not re-apply isolation', { actionId: isolation.actionId, error: (error as Error).message });
+    }
+  }
+
   function connect(): void {
     const url = new URL(API_PATHS.agentConnect, identity.serverUrl);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
@@ -220,6 +232,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     });
   }
 
+  await restoreDesiredState();
   connect();
   return {
     deviceId: identity.deviceId,

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,6 +73,25 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
 
     expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
     expect(await lab.canConnect(endpoint.ns, peer.address, 7000)).toBe(true);
+  });
+
+  it('isolation is desired state: after a reboot empties the firewall, the agent puts it back before anything else', async () => {
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
+    });
+    const isolated = await settled(created.json().id);
+    expect(isolated.status, JSON.stringify(isolated.result)).toBe('completed');
+    await agent.stop();
+    // A reboot: the kernel's rules are gone while the agent is down.
+    execFileSync('ip', ['netns', 'exec', endpoint.ns, 'nft', 'flush', 'ruleset']);
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
+    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true });
+    await waitFor('the isolation to be re-applied', async () => (agent.log().includes('re-applied') ? true : undefined));
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(false);
+    expect(await lab.canConnect(endpoint.ns, endpoint.gateway, serverPort())).toBe(true);
+    const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [isolated.id] });
+    expect((await settled(undo.json().items[0].id)).status).toBe('completed');
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
   });
 
   it('selective isolation keeps the named allowances reachable', async () => {

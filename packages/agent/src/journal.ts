@@ -3,7 +3,7 @@ import { join } from 'node:path';
 
 /** One line of the journal. */
 type Entry =
-  | { k: 'start'; actionId: string; nonce: string; exp: number; at: number }
+  | { k: 'start'; actionId: string; nonce: string; exp: number; at: number; type?: string; undoOf?: string | null }
   | { k: 'done'; actionId: string; outcome: 'completed' | 'failed'; output?: string; error?: string; snapshot?: unknown; at: number };
 
 export interface Outcome { outcome: 'completed' | 'failed'; output?: string; error?: string; snapshot?: unknown }
@@ -80,8 +80,8 @@ export class Journal {
     return entry?.outcome === 'completed' ? entry.snapshot : undefined;
   }
 
-  start(actionId: string, nonce: string, exp: number): void {
-    const entry = { k: 'start' as const, actionId, nonce, exp, at: Date.now() };
+  start(actionId: string, nonce: string, exp: number, type: string, undoOf: string | null): void {
+    const entry = { k: 'start' as const, actionId, nonce, exp, at: Date.now(), type, undoOf };
     this.append(entry);
     this.started.set(actionId, entry);
     this.nonces.set(nonce, exp);
@@ -91,6 +91,21 @@ export class Journal {
     const entry = { k: 'done' as const, actionId, ...outcome, at: Date.now() };
     this.append(entry);
     this.done.set(actionId, entry);
+  }
+
+  /**
+   * The last completed action of `type` that no completed `undoType` action
+   * has undone since: the state this device must be in (e.g. isolated).
+   */
+  inForce(type: string, undoType: string): { actionId: string; snapshot: unknown } | null {
+    let current: { actionId: string; snapshot: unknown } | null = null;
+    for (const [actionId, start] of this.started) {
+      const done = this.done.get(actionId);
+      if (done?.outcome !== 'completed') continue;
+      if (start.type === type) current = { actionId, snapshot: done.snapshot };
+      else if (start.type === undoType && current !== null && start.undoOf === current.actionId) current = null;
+    }
+    return current;
   }
 
   close(): void {

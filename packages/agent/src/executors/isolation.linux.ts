@@ -1,11 +1,11 @@
 import { isIP } from 'node:net';
-import { mustRun } from '../runner.ts';
+import { type CommandRunner, mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
 /** Our own nftables table: isolation never touches rules that others own. */
 const TABLE = 'quell_isolation';
 
-interface IsolationSnapshot { priorRuleset: string | null }
+interface IsolationSnapshot { priorRuleset: string | null; appliedRuleset?: string }
 
 function addressRules(direction: 'saddr' | 'daddr', addresses: readonly string[]): string[] {
   return addresses.map((address) => `    ${isIP(address) === 6 ? 'ip6' : 'ip'} ${direction} ${address} accept`);
@@ -30,9 +30,22 @@ export function isolationRuleset(allowed: readonly string[]): string {
   ].join('\n');
 }
 
-async function currentTable(ctx: ExecutionContext): Promise<string | null> {
+async function currentTable(ctx: Pick<ExecutionContext, 'runner'>): Promise<string | null> {
   const result = await ctx.runner.run('nft', ['list', 'table', 'inet', TABLE]);
   return result.code === 0 ? result.stdout : null;
+}
+
+/**
+ * Isolation is desired state: after a reboot (or anyone flushing the
+ * firewall) the agent puts the rules of the isolation still in force back
+ * before it does anything else. Returns true when it had to.
+ */
+export async function reapplyIsolation(runner: CommandRunner, snapshot: unknown): Promise<boolean> {
+  const applied = (snapshot as IsolationSnapshot | undefined)?.appliedRuleset;
+  if (!applied || (await currentTable({ runner })) !== null) return false;
+  await mustRun(runner, 'nft', ['-f', '-'], `${applied}\n`);
+  if ((await currentTable({ runner })) === null) throw new ExecutionError('could not put the isolation rules back');
+  return true;
 }
 
 export const isolateDevice: Executor = async (ctx) => {
@@ -40,8 +53,8 @@ export const isolateDevice: Executor = async (ctx) => {
   const allowances = selective ? String(ctx.command.parameters.allow ?? '').split(',').map((a) => a.trim()).filter(Boolean) : [];
   const allowed = [...ctx.serverAddresses, ...allowances];
   if (ctx.serverAddresses.length === 0) throw new ExecutionError('the Quell server address is unknown: isolating now would cut the agent off for good');
-  const snapshot: IsolationSnapshot = { priorRuleset: await currentTable(ctx) };
   const ruleset = isolationRuleset(allowed);
+  const snapshot: IsolationSnapshot = { priorRuleset: await currentTable(ctx), appliedRuleset: ruleset };
   // Replace atomically: one nft transaction deletes any old table and adds the new one.
   const script = `${snapshot.priorRuleset ? `delete table inet ${TABLE}\n` : ''}${ruleset}\n`;
   await mustRun(ctx.runner, 'nft', ['-f', '-'], script);
