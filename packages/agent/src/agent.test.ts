@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,7 +62,7 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
     await agent.stop();
     ctx().clock.advance(60_000);
     expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/devices/${deviceId}`)).json().health).toBe('offline');
-    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'collect_investigation_package', deviceId, source: 'manual', entity: { name: 'device' } });
+    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'contain_device', deviceId, source: 'manual', entity: { name: '192.0.2.10' } });
     const seen = (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${created.json().id}`)).json();
     expect(seen.action.status).toBe('queued');
     expect(seen.waiting.reason).toMatch(/^Waiting for device, last seen \d{4}-.*; times out \d{4}-/);
@@ -70,7 +71,7 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
     // As soon as it is back, the waiting action reaches it.
     agent = spawnAgent(agentDir);
     const done = await actionStatus(created.json().id, ['completed', 'failed']);
-    expect(done.result?.error).toContain('cannot carry out collect_investigation_package');
+    expect(done.result?.error).toContain('cannot carry out contain_device');
   });
 
   it('quarantines a real file and restores the identical file with its mode, owner and times', async () => {
@@ -133,9 +134,29 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
     expect(readFileSync(path, 'utf8')).toBe('an innocent document');
   });
 
-  it('fails types this agent cannot carry out yet with the reason, instead of pretending', async () => {
+  it('collects an investigation package that permitted users can download, and nobody can replace', async () => {
     const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'collect_investigation_package', deviceId, source: 'manual', entity: { name: 'device' } });
+    const done = await actionStatus(created.json().id, ['completed', 'failed']);
+    expect(done.status, JSON.stringify(done.result)).toBe('completed');
+    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${done.id}/package`)).statusCode).toBe(403);
+    const download = await ctx().app.inject({ method: 'GET', url: `/api/actions/${done.id}/package`, headers: ctx().as(ctx().users.security_operator) });
+    expect(download.statusCode).toBe(200);
+    expect(download.headers['content-type']).toBe('application/gzip');
+    const listing = execFileSync('tar', ['-tzf', '-'], { input: download.rawPayload }).toString();
+    for (const file of ['processes.txt', 'network-tcp.txt', 'users.txt', 'cron.txt', 'kernel-modules.txt', 'auth-log.txt', 'packages.txt']) expect(listing).toContain(file);
+    const processes = execFileSync('tar', ['-xzOf', '-', './processes.txt'], { input: download.rawPayload }).toString();
+    expect(processes).toMatch(/PID\s+PPID/);
+    const replaced = await ctx().app.inject({
+      method: 'PUT', url: `/agent/v1/actions/${done.id}/package`, payload: Buffer.from('forged'),
+      headers: { 'content-type': 'application/octet-stream', 'x-quell-device': deviceId, 'x-quell-signature': 'A'.repeat(86) },
+    });
+    expect(replaced.statusCode).toBe(401);
+    expect(replaced.json().code).toBe('agent_signature_invalid');
+  });
+
+  it('fails types this agent cannot carry out yet with the reason, instead of pretending', async () => {
+    const created = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'contain_device', deviceId, source: 'manual', entity: { name: '192.0.2.10' } });
     const failed = await actionStatus(created.json().id, ['completed', 'failed']);
-    expect(failed.result?.error).toContain('cannot carry out collect_investigation_package');
+    expect(failed.result?.error).toContain('cannot carry out contain_device');
   });
 });

@@ -1,16 +1,14 @@
-import { createPrivateKey, sign as signBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, sign as signBytes, type KeyObject } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import {
-  AGENT_MAX_FRAME_BYTES, AGENT_PROTOCOL_VERSION, API_PATHS, type AgentFrame, type CommandPayload, type Platform, type ResultPayload,
-  type ServerFrame, challengeMessage,
-} from '@quell/contracts';
-import { CompactSign, compactVerify, importJWK } from 'jose';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type Platform, type ServerFrame, packageUploadMessage } from '@quell/contracts';
+import { importJWK } from 'jose';
 import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
 import { executorFor } from './executors/registry.ts';
 import { reapplyIsolation } from './executors/isolation.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
+import { Refusal, helloSignature, signResult, verifyCommand } from './protocol.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 
 export interface AgentLog {
@@ -38,13 +36,6 @@ const jsonLog: AgentLog = {
   info: (msg, fields) => process.stdout.write(JSON.stringify({ level: 'info', time: Date.now(), msg, ...fields }) + '\n'),
   warn: (msg, fields) => process.stdout.write(JSON.stringify({ level: 'warn', time: Date.now(), msg, ...fields }) + '\n'),
 };
-
-/** A command the agent will not run; reported to the server and logged. */
-class Refusal extends Error {
-  constructor(readonly actionId: string | null, reason: string) {
-    super(reason);
-  }
-}
 
 /**
  * The endpoint agent: dials the server, proves who it is, and carries out
@@ -77,42 +68,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
   };
 
-  async function signResult(actionId: string, outcome: Outcome): Promise<string> {
-    const payload: ResultPayload = {
-      v: AGENT_PROTOCOL_VERSION, actionId, deviceId: identity.deviceId, outcome: outcome.outcome, iat: Math.floor(Date.now() / 1000),
-      ...(outcome.output !== undefined ? { output: outcome.output } : {}), ...(outcome.error !== undefined ? { error: outcome.error } : {}),
-    };
-    return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: 'quell-result+jws' }).sign(privateKey);
-  }
-
   /** A result that cannot be sent now is not lost: the server resends the command on reconnect and the journal answers it. */
   async function report(actionId: string, outcome: Outcome): Promise<void> {
-    const jws = await signResult(actionId, outcome);
+    const jws = await signResult(privateKey, identity.deviceId, actionId, outcome);
     if (socket?.readyState !== WebSocket.OPEN) log.warn('result held until the server is back', { actionId });
     send({ t: 'result', jws });
   }
 
-  /** Checks everything about a command before anything runs. */
-  async function verifyCommand(jws: string): Promise<CommandPayload> {
-    let payload: CommandPayload;
-    try {
-      const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
-      payload = JSON.parse(new TextDecoder().decode(verified.payload)) as CommandPayload;
-    } catch (error) {
-      throw new Refusal(null, `command signature does not verify against the pinned server key: ${(error as Error).message}`);
-    }
-    const actionId = typeof payload.actionId === 'string' ? payload.actionId : null;
-    const now = Math.floor(Date.now() / 1000);
-    if (payload.v !== AGENT_PROTOCOL_VERSION) throw new Refusal(actionId, `unknown protocol version ${String(payload.v)}`);
-    if (payload.deviceId !== identity.deviceId) throw new Refusal(actionId, 'command is addressed to another device');
-    if (typeof payload.exp !== 'number' || payload.exp <= now) throw new Refusal(actionId, 'command has expired');
-    if (typeof payload.iat !== 'number' || payload.iat > now + maxSkew) throw new Refusal(actionId, 'command is issued in the future');
-    if (typeof payload.nonce !== 'string' || payload.nonce.length < 16) throw new Refusal(actionId, 'command has no nonce');
-    return payload;
-  }
-
   async function execute(jws: string): Promise<void> {
-    const command = await verifyCommand(jws);
+    const command = await verifyCommand(jws, serverKey, identity.deviceId, maxSkew);
     const { actionId } = command;
     const known = journal.outcomeOf(actionId);
     if (known) {
@@ -145,7 +109,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     } else {
       try {
         const result: ExecutionResult = await executor({
-          command, runner, agentDir: options.dir, serverAddresses,
+          command, runner, agentDir: options.dir, serverAddresses, upload: (bytes) => uploadPackage(actionId, bytes),
           priorSnapshot: command.undoOf ? journal.snapshotOf(command.undoOf) : undefined,
         });
         outcome = { outcome: 'completed', output: result.output, snapshot: result.snapshot };
@@ -175,8 +139,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
     switch (frame.t) {
       case 'challenge': {
-        const signature = signBytes(null, Buffer.from(challengeMessage(frame.nonce, identity.deviceId)), privateKey).toString('base64url');
-        send({ t: 'hello', deviceId: identity.deviceId, signature });
+        send({ t: 'hello', deviceId: identity.deviceId, signature: helloSignature(privateKey, frame.nonce, identity.deviceId) });
         return;
       }
       case 'welcome':
@@ -202,6 +165,18 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       default:
         log.warn('server sent a frame that is not part of the protocol', { t: String((frame as { t?: unknown }).t) });
     }
+  }
+
+  /** PUTs a package to the server, signed over the action, this device and the package's hash. */
+  async function uploadPackage(actionId: string, bytes: Buffer): Promise<void> {
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const signature = signBytes(null, Buffer.from(packageUploadMessage(actionId, identity.deviceId, sha256)), privateKey).toString('base64url');
+    const response = await fetch(new URL(API_PATHS.agentPackageUpload.replace(':id', actionId), identity.serverUrl), {
+      method: 'PUT',
+      headers: { 'content-type': 'application/octet-stream', 'x-quell-device': identity.deviceId, 'x-quell-signature': signature },
+      body: bytes,
+    });
+    if (response.status !== 201) throw new Error(`the server refused the package (${response.status}): ${await response.text()}`);
   }
 
   /** State that must hold on this device whatever happened while the agent was down (a reboot empties the firewall). */

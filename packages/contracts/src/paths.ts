@@ -31,5 +31,7 @@ export const API_PATHS = {
   enrolmentTokens: '/api/enrolment-tokens',
   deviceOffboard: '/api/devices/:id/offboard',
   agentEnrol: '/agent/v1/enrol',
+  agentPackageUpload: '/agent/v1/actions/:id/package',
+  actionPackage: '/api/actions/:id/package',
   agentConnect: '/agent/v1/connect',
 } as const;

@@ -15,6 +15,7 @@ export const PERMISSIONS = [
   'actions:decide',
   'actions:cancel',
   'actions:undo',
+  'investigation_packages:read',
   'devices:read',
   'devices:manage',
   'device_groups:manage',
@@ -26,7 +27,7 @@ export const PERMISSIONS = [
 export type Permission = (typeof PERMISSIONS)[number];
 
 const READER: readonly Permission[] = ['actions:read', 'devices:read', 'audit:read'];
-const OPERATOR: readonly Permission[] = [...READER, 'actions:create', 'actions:decide', 'actions:cancel', 'actions:undo'];
+const OPERATOR: readonly Permission[] = [...READER, 'actions:create', 'actions:decide', 'actions:cancel', 'actions:undo', 'investigation_packages:read'];
 const ADMIN: readonly Permission[] = [...OPERATOR, 'devices:manage', 'device_groups:manage', 'users:manage', 'tokens:manage', 'settings:manage'];
 
 export const ROLE_PERMISSIONS = {

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { systemActor } from './actor.ts';
 import { buildApp } from './app.ts';
@@ -36,6 +37,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
   const services = createServices({
     store,
     signer,
+    packagesDir: join(config.dataDir, 'packages'),
     settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours },
     onDecision: (type, waited) => metrics.observeDecision(type, waited),
     dispatch: (deviceIds) => bus.publish(deviceIds),

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Settings } from '@quell/contracts';
 import type { Store } from './db/store.ts';
 import { type Clock, type Ids, systemClock, uuidIds } from './infra.ts';
@@ -26,6 +28,8 @@ export interface ServiceOptions {
   onDecision?: ActionsServiceDeps['onDecision'];
   /** Signs agent commands with the key of loadOrCreateSigningKey; without one, a throwaway key no agent trusts. */
   signer?: CommandSigner;
+  /** Where uploaded investigation packages are kept (the data directory's packages/). */
+  packagesDir?: string;
   /** Told of devices with new queued actions (the dispatch bus). */
   dispatch?: ActionsServiceDeps['dispatch'];
 }
@@ -49,7 +53,7 @@ export function createServices(options: ServiceOptions) {
     settings,
     actionsRepo,
     actions,
-    agents: createAgentsService({ store, actions, actionsRepo, audit, signer, clock, ids }),
+    agents: createAgentsService({ store, actions, actionsRepo, audit, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
     auth: createAuthService({ store, users: usersRepo, audit, clock }),

@@ -10,6 +10,8 @@ export interface ExecutionContext {
   agentDir: string;
   /** Addresses of the Quell server, which isolation always keeps reachable. */
   serverAddresses: readonly string[];
+  /** Sends a file this action produced (an investigation package) to the server, signed by this agent. */
+  upload(bytes: Buffer): Promise<void>;
 }
 
 /** What an action left behind: words for the analyst and the prior state for its undo. */

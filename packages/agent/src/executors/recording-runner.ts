@@ -43,6 +43,9 @@ export function executionContext(
       iat: now, exp: now + 3600, nonce: randomUUID(), ...command,
     },
     priorSnapshot: options.priorSnapshot,
+    upload: async () => {
+      throw new Error('this test context has no server to upload to');
+    },
     runner,
     agentDir: options.agentDir ?? '/nonexistent/agent',
     serverAddresses: [],

@@ -8,6 +8,7 @@ import { removeCodeRestriction, restrictCodeExecution } from './restrict-code.li
 import { restoreService, stopService } from './service.linux.ts';
 import { disableDriver, restoreDriver } from './driver.linux.ts';
 import { runAntivirusScan } from './antivirus-scan.linux.ts';
+import { collectInvestigationPackage } from './investigation-package.linux.ts';
 import { removeRegistryKey, restoreRegistryKey } from './registry-key.windows.ts';
 
 /**
@@ -37,7 +38,7 @@ export const EXECUTORS = {
     remove_scheduled_task: removeScheduledTask,
     restore_scheduled_task: restoreScheduledTask,
     run_antivirus_scan: runAntivirusScan,
-    collect_investigation_package: null,
+    collect_investigation_package: collectInvestigationPackage,
   },
   // The Windows agent shares the command channel and journal; only registry keys are implemented so far.
   windows: {

@@ -104,5 +104,10 @@ export type AgentFrame =
   | { t: 'result'; jws: string }
   | { t: 'rejected'; actionId: string | null; reason: string };
 
+/** The largest investigation package the server accepts. */
+export const INVESTIGATION_PACKAGE_MAX_BYTES = 64 * 1024 * 1024;
+/** What an agent signs to upload an investigation package: the action and the package's SHA-256. */
+export const packageUploadMessage = (actionId: string, deviceId: string, sha256: string): string => `quell-package:v1:${actionId}:${deviceId}:${sha256}`;
+
 /** The bytes an agent signs to answer the connection challenge. */
 export const challengeMessage = (nonce: string, deviceId: string): string => `quell-agent-hello:v1:${nonce}:${deviceId}`;

@@ -1,9 +1,11 @@
 import { createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
-  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type ResultPayload, challengeMessage,
+  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type ResultPayload, challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
 import { compactVerify, importJWK } from 'jose';
-import { type Actor, requirePermission, systemActor } from '../../actor.ts';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { AgentsTable, EnrolmentTokensTable } from '../../db/schema.ts';
 import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
@@ -33,8 +35,9 @@ export class AgentProtocolError extends Error {}
  * these with a device id it has authenticated; every result is checked
  * against that agent's own key and that device's own actions.
  */
-export function createAgentsService(deps: { store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; signer: CommandSigner; clock: Clock; ids: Ids }) {
-  const { store, actions, actionsRepo, audit, signer, clock, ids } = deps;
+export function createAgentsService(deps: { store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; signer: CommandSigner; clock: Clock; ids: Ids; packagesDir: string }) {
+  const { store, actions, actionsRepo, audit, signer, clock, ids, packagesDir } = deps;
+  const packageFile = (actionId: string): string => join(packagesDir, `${actionId}.tar.gz`);
   const agentActor = (deviceId: string): Actor => systemActor(`agent:${deviceId}`);
 
   async function activeAgent(deviceId: string): Promise<AgentsTable | null> {
@@ -145,6 +148,38 @@ export function createAgentsService(deps: { store: Store; actions: ActionsServic
         kind: 'agent.command_refused', targetType: 'action', targetId: own ? actionId : null,
         after: { reason: reason.slice(0, 1000), ...(actionId !== null && !own ? { claimedActionId: actionId.slice(0, 64) } : {}) },
       });
+    },
+
+    /**
+     * Stores the investigation package an agent collected, once: the upload
+     * must be signed by the enrolled key of the action's own device, for a
+     * collect action still in progress.
+     */
+    async storePackage(actionId: string, deviceId: string, signature: string, body: Buffer): Promise<{ sha256: string; bytes: number }> {
+      const agent = await activeAgent(deviceId);
+      const row = await actionsRepo.findById(store.db, actionId);
+      const sha256 = createHash('sha256').update(body).digest('hex');
+      const sig = Buffer.from(signature, 'base64url');
+      const key = agent ? createPublicKey({ key: JSON.parse(agent.public_key) as object, format: 'jwk' } as Parameters<typeof createPublicKey>[0]) : null;
+      if (!key || !row || row.device_id !== deviceId || sig.length !== 64 || !verifySignature(null, Buffer.from(packageUploadMessage(actionId, deviceId, sha256)), key, sig)) {
+        throw new QuellError('agent_signature_invalid');
+      }
+      if (row.type !== 'collect_investigation_package' || row.status !== 'in_progress' || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
+      mkdirSync(packagesDir, { recursive: true, mode: 0o700 });
+      writeFileSync(packageFile(actionId), body, { mode: 0o600, flag: 'wx' });
+      await audit.recordAlone(agentActor(deviceId), { kind: 'action.package_uploaded', targetType: 'action', targetId: actionId, after: { sha256, bytes: body.length } });
+      return { sha256, bytes: body.length };
+    },
+
+    /** The package of a completed collect action, for people allowed to read investigation packages. */
+    async openPackage(actor: Actor, actionId: string): Promise<{ path: string; bytes: number }> {
+      requirePermission(actor, 'investigation_packages:read');
+      const row = await actionsRepo.findById(store.db, actionId);
+      if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found');
+      const path = packageFile(actionId);
+      if (row.type !== 'collect_investigation_package' || row.status !== 'completed' || !existsSync(path)) throw new QuellError('package_not_found');
+      await audit.recordAlone(actor, { kind: 'action.package_downloaded', targetType: 'action', targetId: actionId });
+      return { path, bytes: statSync(path).size };
     },
 
     async offboard(actor: Actor, deviceId: string): Promise<void> {
