@@ -358,42 +358,15 @@ export function createActionsService(deps: ActionsServiceDeps) {
       }));
     },
 
-    /** Expires every pending action past its deadline; each is its own compare-and-set, so concurrent runs expire each action once. */
-    async expireDue(actor: Actor): Promise<number> {
-      let expired = 0;
-      for (;;) {
-        const due = await repo.pendingDue(store.db, clock.now(), 200);
-        if (due.length === 0) return expired;
-        for (const { id } of due) {
-          const done = await store.transaction(async (trx) => {
-            const row = await repo.findById(trx, id);
-            if (!row || row.status !== 'pending_approval') return false;
-            await apply(trx, actor, row, 'expire', { decided_by: actor.name, decided_at: clock.now(), decision_comment: 'No decision before the deadline' }, 'No decision before the deadline');
-            return true;
-          });
-          if (done) expired++;
-        }
-      }
-    },
+    /** Expires every pending action past its deadline, recorded as a decision of `actor` (the system). */
+    expireDue: (actor: Actor): Promise<number> => sweep((now) => repo.pendingDue(store.db, now, 200), 'pending_approval', (trx, row) =>
+      apply(trx, actor, row, 'expire', { decided_by: actor.name, decided_at: clock.now(), decision_comment: 'No decision before the deadline' }, 'No decision before the deadline')),
 
     /** Times out queued actions whose device did not take them within the delivery window. */
-    async timeOutUndelivered(actor: Actor): Promise<number> {
-      let timedOut = 0;
-      for (;;) {
-        const due = await repo.queuedPastDeadline(store.db, clock.now(), 200);
-        if (due.length === 0) return timedOut;
-        for (const { id } of due) {
-          const done = await store.transaction(async (trx) => {
-            const row = await repo.findById(trx, id);
-            if (!row || row.status !== 'queued') return false;
-            await apply(trx, actor, row, 'time_out', { result: JSON.stringify({ error: 'The device did not take the action within its delivery window' }) }, 'Delivery window over');
-            await releaseUndoLink(trx, row);
-            return true;
-          });
-          if (done) timedOut++;
-        }
-      }
-    },
+    timeOutUndelivered: (actor: Actor): Promise<number> => sweep((now) => repo.queuedPastDeadline(store.db, now, 200), 'queued', async (trx, row) => {
+      await apply(trx, actor, row, 'time_out', { result: JSON.stringify({ error: 'The device did not take the action within its delivery window' }) }, 'Delivery window over');
+      await releaseUndoLink(trx, row);
+    }),
 
     async summary(actor: Actor) {
       requirePermission(actor, 'actions:read');
@@ -425,6 +398,27 @@ export function createActionsService(deps: ActionsServiceDeps) {
       ? 'Waiting for an agent: the device has none enrolled'
       : `Waiting for device, last seen ${lastSeen ?? 'never'}${deliverBy ? `; times out ${deliverBy}` : ''}`;
     return { reason, deviceLastSeenAt: lastSeen, deliverBy };
+  }
+
+  /**
+   * Moves every due action a step, each in its own transaction after
+   * re-reading it: concurrent sweeps (several servers) move each action once.
+   */
+  async function sweep(findDue: (now: number) => Promise<Array<{ id: string }>>, expected: ActionStatus, step: (trx: Db, row: ActionsTable) => Promise<unknown>): Promise<number> {
+    let moved = 0;
+    for (;;) {
+      const due = await findDue(clock.now());
+      if (due.length === 0) return moved;
+      for (const { id } of due) {
+        const done = await store.transaction(async (trx) => {
+          const row = await repo.findById(trx, id);
+          if (!row || row.status !== expected) return false;
+          await step(trx, row);
+          return true;
+        });
+        if (done) moved++;
+      }
+    }
   }
 
   function notify(rows: ActionsTable[]): void {
