@@ -261,6 +261,9 @@ export function createActionsService(deps: ActionsServiceDeps) {
         const rows = await repo.page(store.db, filter, { column, order, after, limit: 2000 });
         yield* rows;
         if (rows.length < 2000) return;
+        // SQLite answers synchronously: without this pause a long export would hold the event loop
+        // and every other request (health checks included) would wait until it ends.
+        await new Promise((resolve) => setImmediate(resolve));
         const last = rows[rows.length - 1]!;
         after = { value: last[column], id: last.id };
       }
