@@ -78,8 +78,8 @@ export interface ActionsTable {
   undo_of: string | null;
   undone_by: string | null;
   result: string | null;
-  command_jws?: string | null;
-  deliver_by?: number | null;
+  command_jws: string | null;
+  deliver_by: number | null;
 }
 
 export interface ActionEventsTable {

@@ -396,7 +396,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
     const health = deviceHealth(device, clock.now());
     if (health === 'online') return null;
     const lastSeen = device.last_seen_at === null ? null : new Date(device.last_seen_at).toISOString();
-    const deliverBy = row.deliver_by == null ? null : new Date(row.deliver_by).toISOString();
+    const deliverBy = row.deliver_by === null ? null : new Date(row.deliver_by).toISOString();
     const reason = health === 'unmanaged'
       ? 'Waiting for an agent: the device has none enrolled'
       : `Waiting for device, last seen ${lastSeen ?? 'never'}${deliverBy ? `; times out ${deliverBy}` : ''}`;
