@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
 import { executorFor } from './executors/registry.ts';
 import { reapplyIsolation } from './executors/isolation.linux.ts';
+import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
 import { Refusal, helloSignature, signResult, verifyCommand } from './protocol.ts';
@@ -181,12 +182,29 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   /** State that must hold on this device whatever happened while the agent was down (a reboot empties the firewall). */
   async function restoreDesiredState(): Promise<void> {
+    if (platform !== 'linux') return;
     const isolation = journal.inForce('isolate_device', 'release_isolation');
-    if (!isolation || platform !== 'linux') return;
-    try {
-      if (await reapplyIsolation(runner, isolation.snapshot)) log.warn('isolation was missing and has been re-applied', { actionId: isolation.actionId });
-    } catch (error) {
-      log.warn('could not re-apply isolation', { actionId: isolation.actionId, error: (error as Error).message });
+    if (isolation) {
+      try {
+        if (await reapplyIsolation(runner, isolation.snapshot)) log.warn('isolation was missing and has been re-applied', { actionId: isolation.actionId });
+      } catch (error) {
+        log.warn('could not re-apply isolation', { actionId: isolation.actionId, error: (error as Error).message });
+      }
+    }
+    // Mount options do not survive a reboot either. Restricting again is idempotent (restricted places are
+    // left alone), and undo still restores from the snapshot the original action took.
+    const restriction = journal.inForce('restrict_code_execution', 'remove_code_restriction');
+    if (restriction) {
+      const now = Math.floor(Date.now() / 1000);
+      try {
+        const result = await restrictCodeExecution({
+          command: { v: 1, actionId: restriction.actionId, deviceId: identity.deviceId, type: 'restrict_code_execution', entity: { name: 'device' }, parameters: {}, undoOf: null, iat: now, exp: now, nonce: 'desired-state' },
+          runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {},
+        });
+        log.info('code restriction re-applied', { actionId: restriction.actionId, output: result.output });
+      } catch (error) {
+        log.warn('could not re-apply the code restriction', { actionId: restriction.actionId, error: (error as Error).message });
+      }
     }
   }
 
