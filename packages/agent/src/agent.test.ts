@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor } from './test-support.ts';
+import { type AgentProcess, quell, spawnAgent, waitForAction } from './test-support.ts';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 
@@ -29,10 +29,7 @@ describe(`a real agent process over a real WebSocket (${TEST_DIALECT})`, () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  const actionStatus = (id: string, wanted: string[]) => waitFor(`action ${id} to reach ${wanted.join('/')}`, async () => {
-    const { action } = await ctx().services.actions.get(ctx().users.security_reader.actor, id);
-    return wanted.includes(action.status) ? action : undefined;
-  });
+  const actionStatus = (id: string, wanted: string[]) => waitForAction(ctx(), id, wanted);
 
   it('enrols: the device is listed, the identity is root-only, and the token cannot be used twice', async () => {
     const devices = (await ctx().request(ctx().users.security_reader, 'GET', '/api/devices')).json().items;

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces, release } from 'node:os';
 import { API_PATHS, type DeviceFacts, type EnrolResponse, type Ed25519PublicJwk } from '@quell/contracts';
@@ -27,26 +27,35 @@ export function deviceFacts(): DeviceFacts {
 }
 
 /**
- * Enrols this machine: makes the agent's Ed25519 key pair, registers the
- * public key and device facts with the enrolment token, pins the server's
- * command-signing key, and stores the identity root-only.
+ * Registers a new agent identity with an enrolment token: makes its Ed25519
+ * key pair and sends the public half with the device facts. The private key
+ * never leaves the caller.
  */
-export async function enrolAgent(options: { serverUrl: string; token: string; dir: string }): Promise<EnrolResponse> {
+export async function registerAgent(options: { serverUrl: string; token: string; facts: DeviceFacts; label?: string }): Promise<{ enrolled: EnrolResponse; privateKey: KeyObject }> {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const jwk = publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk;
   const response = await fetch(new URL(API_PATHS.agentEnrol, options.serverUrl), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ token: options.token, publicKey: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, facts: deviceFacts() }),
+    body: JSON.stringify({ token: options.token, publicKey: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, facts: options.facts }),
   });
   const body = (await response.json().catch(() => ({}))) as EnrolResponse & { detail?: string };
-  if (response.status !== 201) throw new Error(`enrolment refused (${response.status}): ${body.detail ?? 'no detail'}`);
+  if (response.status !== 201) throw new Error(`${options.label ?? 'enrolment'} refused (${response.status}): ${body.detail ?? 'no detail'}`);
+  return { enrolled: body, privateKey };
+}
+
+/**
+ * Enrols this machine: registers it, pins the server's command-signing key,
+ * and stores the identity root-only.
+ */
+export async function enrolAgent(options: { serverUrl: string; token: string; dir: string }): Promise<EnrolResponse> {
+  const { enrolled, privateKey } = await registerAgent({ serverUrl: options.serverUrl, token: options.token, facts: deviceFacts() });
   saveIdentity(options.dir, {
     serverUrl: options.serverUrl,
-    deviceId: body.deviceId,
+    deviceId: enrolled.deviceId,
     privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-    serverKey: body.serverKey,
-    serverKeyId: body.serverKeyId,
+    serverKey: enrolled.serverKey,
+    serverKeyId: enrolled.serverKeyId,
   });
-  return body;
+  return enrolled;
 }

@@ -7,7 +7,7 @@ import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
 import { agentLogLines, journalEntries, makeSparseFile, runsOf, sha256OfFile, slowFileBytes } from './channel-test-support.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor } from './test-support.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
 
 const DAY_MS = 86_400_000;
 const INTERRUPTED = /The agent stopped while carrying out this action; its effect is unknown and it was not run again/;
@@ -68,10 +68,7 @@ describe(`faults between the server and a real agent (${TEST_DIALECT})`, () => {
   });
 
   const action = async (id: string) => (await ctx().services.actions.get(systemActor(), id)).action;
-  const status = (id: string, wanted: string[], timeoutMs = 15_000) => waitFor(`action ${id} to be ${wanted.join('/')}`, async () => {
-    const current = await action(id);
-    return wanted.includes(current.status) ? current : undefined;
-  }, timeoutMs);
+  const status = (id: string, wanted: string[], timeoutMs = 15_000) => waitForAction(ctx(), id, wanted, timeoutMs);
   const eventCounts = async (id: string): Promise<Record<string, number>> => {
     const counts: Record<string, number> = {};
     for (const entry of (await ctx().services.actions.get(systemActor(), id)).timeline) counts[entry.event] = (counts[entry.event] ?? 0) + 1;

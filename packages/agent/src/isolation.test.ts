@@ -6,7 +6,7 @@ import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
 import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor } from './test-support.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
 
 /**
  * Isolation observed from outside: real endpoints in network namespaces, a
@@ -44,10 +44,7 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     rmSync(work, { recursive: true, force: true });
   });
 
-  const settled = (id: string) => waitFor(`action ${id} to finish`, async () => {
-    const { action } = await ctx.services.actions.get(ctx.users.security_reader.actor, id);
-    return ['completed', 'failed', 'timed_out'].includes(action.status) ? action : undefined;
-  });
+  const settled = (id: string) => waitForAction(ctx, id);
   const serverPort = () => Number(new URL(ctx.url).port);
 
   it('approved through the API, isolation cuts the endpoint off from its peer but not from the server; undo restores it', async () => {

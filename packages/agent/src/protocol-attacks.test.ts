@@ -17,7 +17,7 @@ import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helpe
 import { type RunningAgent, startAgent } from './agent.ts';
 import { journalEntries, makeSparseFile, recordingLog, recordingRunner, sha256OfFile, slowFileBytes } from './channel-test-support.ts';
 import { enrolAgent } from './enrol.ts';
-import { waitFor } from './test-support.ts';
+import { waitFor, waitForAction } from './test-support.ts';
 
 /**
  * Attacks on the command channel, from both ends, against the real agent
@@ -57,10 +57,7 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  const settled = (id: string) => waitFor(`action ${id} to finish`, async () => {
-    const { action } = await ctx().services.actions.get(systemActor(), id);
-    return ['completed', 'failed', 'timed_out'].includes(action.status) ? action : undefined;
-  });
+  const settled = (id: string) => waitForAction(ctx(), id);
 
   /** A real file the genuine agent quarantines through the real server, proving it still works. */
   async function quarantineThroughServer(name: string, bytes?: number): Promise<{ id: string; path: string }> {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
-import { AGENT_BUNDLE, quell, waitFor } from './test-support.ts';
+import { AGENT_BUNDLE, quell, waitFor, waitForAction } from './test-support.ts';
 
 /** The per-mount options of the topmost mount at `path`, as the given process sees them. */
 function mountOptions(pid: number, path: string): string[] {
@@ -39,10 +39,7 @@ describe(`code restriction re-applied after a reboot (${TEST_DIALECT})`, () => {
     agent.child.kill('SIGTERM');
     await exited;
   };
-  const settled = (id: string) => waitFor(`action ${id} to finish`, async () => {
-    const { action } = await ctx().services.actions.get(ctx().users.security_reader.actor, id);
-    return ['completed', 'failed'].includes(action.status) ? action : undefined;
-  });
+  const settled = (id: string) => waitForAction(ctx(), id);
 
   beforeAll(async () => {
     const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'lab', uses: 1, expiresInDays: 1 });

@@ -1,8 +1,8 @@
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type EnrolResponse, type Ed25519PublicJwk, type ServerFrame } from '@quell/contracts';
+import type { KeyObject } from 'node:crypto';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type Ed25519PublicJwk, type ServerFrame } from '@quell/contracts';
 import { importJWK } from 'jose';
 import WebSocket from 'ws';
-import { deviceFacts } from './enrol.ts';
+import { deviceFacts, registerAgent } from './enrol.ts';
 import { Refusal, helloSignature, signResult, verifyCommand } from './protocol.ts';
 
 export interface FleetOptions {
@@ -41,16 +41,11 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const facts = deviceFacts();
 
   await inBatches(options.agents, concurrency, async (i) => {
-    const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-    const jwk = publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk;
-    const response = await fetch(new URL(API_PATHS.agentEnrol, options.serverUrl), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ token: options.token, publicKey: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, facts: { ...facts, hostname: `sim-${String(i).padStart(5, '0')}`, ips: [], macs: [] } }),
+    const { enrolled, privateKey } = await registerAgent({
+      serverUrl: options.serverUrl, token: options.token, label: `enrolment ${i}`,
+      facts: { ...facts, hostname: `sim-${String(i).padStart(5, '0')}`, ips: [], macs: [] },
     });
-    const body = (await response.json()) as EnrolResponse & { detail?: string };
-    if (response.status !== 201) throw new Error(`enrolment ${i} refused (${response.status}): ${body.detail ?? ''}`);
-    agents.push({ deviceId: body.deviceId, executed: [], connected: false, privateKey, serverKey: body.serverKey, ws: null });
+    agents.push({ deviceId: enrolled.deviceId, executed: [], connected: false, privateKey, serverKey: enrolled.serverKey, ws: null });
   }, (done) => options.onProgress?.('enrolling', done, options.agents));
 
   let closing = false;

@@ -1,5 +1,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import type { Action } from '@quell/contracts';
+import { systemActor } from '@quell/server';
+import type { TestContext } from '../../server/src/test/helper.ts';
 
 const exec = promisify(execFile);
 export const QUELL = new URL('../../cli/bin/quell.js', import.meta.url).pathname;
@@ -13,6 +16,17 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** The statuses in which an action has stopped moving. */
+export const SETTLED = ['completed', 'failed', 'timed_out'] as const;
+
+/** Polls an action through the service until it reaches one of `wanted`, and returns it. */
+export function waitForAction(ctx: TestContext, id: string, wanted: readonly string[] = SETTLED, timeoutMs = 15_000): Promise<Action> {
+  return waitFor(`action ${id} to reach ${wanted.join('/')}`, async () => {
+    const { action } = await ctx.services.actions.get(systemActor(), id);
+    return wanted.includes(action.status) ? action : undefined;
+  }, timeoutMs);
 }
 
 /** Runs `quell …` to completion, optionally inside a network namespace. */

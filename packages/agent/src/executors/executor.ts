@@ -24,3 +24,13 @@ export interface ExecutionResult { output: string; snapshot?: unknown }
 export type Executor = (ctx: ExecutionContext) => Promise<ExecutionResult>;
 
 export class ExecutionError extends Error {}
+
+/** What a file restore puts back besides the bytes: their hash, permissions, owner and times. */
+export interface FileMetadata {
+  sha256: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  atimeMs: number;
+  mtimeMs: number;
+}

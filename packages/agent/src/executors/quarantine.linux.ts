@@ -1,16 +1,10 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, copyFileSync, createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, unlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
-import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
+import { ExecutionError, type ExecutionContext, type Executor, type FileMetadata } from './executor.ts';
 
-interface QuarantineSnapshot {
+interface QuarantineSnapshot extends FileMetadata {
   path: string;
-  sha256: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  atimeMs: number;
-  mtimeMs: number;
   vaultFile: string;
   killedPids: number[];
 }

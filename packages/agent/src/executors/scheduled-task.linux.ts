@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, lstatSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, normalize } from 'node:path';
 import { mustRun } from '../runner.ts';
-import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
+import { ExecutionError, type ExecutionContext, type Executor, type FileMetadata } from './executor.ts';
 
 /**
  * Remove scheduled task / restore scheduled task: cron entries and systemd
@@ -59,14 +59,8 @@ type Task =
   | { kind: 'systemd_timer'; path: string; unit: string };
 
 /** A file exactly as it was: its bytes and the metadata restore puts back. */
-export interface FileRecord {
+export interface FileRecord extends FileMetadata {
   contentBase64: string;
-  sha256: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  atimeMs: number;
-  mtimeMs: number;
 }
 
 export type ScheduledTaskSnapshot =

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, type RawBuilder, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.ts';
 
@@ -17,6 +17,16 @@ export interface Store {
    */
   transaction<T>(fn: (trx: Db) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+}
+
+/**
+ * The condition that keeps rows to an actor's device groups (`column` holds
+ * the group id); a null scope is every group, an empty one none at all.
+ */
+export function groupScope(column: string, groupIds: readonly string[] | null): RawBuilder<boolean> {
+  if (groupIds === null) return sql<boolean>`1 = 1`;
+  if (groupIds.length === 0) return sql<boolean>`1 = 0`;
+  return sql<boolean>`${sql.ref(column)} in (${sql.join(groupIds)})`;
 }
 
 export type StoreLocation = { dialect: 'sqlite'; file: string } | { dialect: 'postgres'; url: string };

@@ -1,7 +1,7 @@
 import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
 import type { ActionStatus, ActionType } from '@quell/contracts';
 import type { ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
-import type { Db } from '../../db/store.ts';
+import { type Db, groupScope } from '../../db/store.ts';
 
 export interface ActionFilter {
   view?: 'pending' | 'history';
@@ -34,11 +34,7 @@ function applyFilter<O>(query: SelectQueryBuilder<Database, 'actions', O>, filte
   if (filter.deviceId !== undefined) q = q.where('device_id', '=', filter.deviceId);
   if (filter.investigationId !== undefined) q = q.where('investigation_id', '=', filter.investigationId);
   if (filter.decidedBy !== undefined) q = q.where('decided_by', '=', filter.decidedBy);
-  if (filter.groupIds !== null) {
-    // An empty scope sees nothing; `IN ()` is not valid SQL.
-    q = filter.groupIds.length === 0 ? q.where(sql<boolean>`1 = 0`) : q.where('group_id', 'in', filter.groupIds);
-  }
-  return q;
+  return q.where(groupScope('group_id', filter.groupIds));
 }
 
 export function createActionsRepository() {

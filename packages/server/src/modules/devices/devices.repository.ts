@@ -1,6 +1,5 @@
-import { sql } from 'kysely';
 import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
-import type { Db } from '../../db/store.ts';
+import { type Db, groupScope } from '../../db/store.ts';
 
 /** A device with its active agent's facts, if it has one. */
 export interface DeviceRow extends DevicesTable { agent_facts: string | null; agent_enrolled_at: number | null }
@@ -21,9 +20,7 @@ export function createDevicesRepository() {
       return withAgent(db).where('devices.id', '=', id).executeTakeFirst();
     },
     async listDevices(db: Db, groupIds: readonly string[] | null): Promise<DeviceRow[]> {
-      let query = withAgent(db);
-      if (groupIds !== null) query = groupIds.length === 0 ? query.where(sql<boolean>`1 = 0`) : query.where('devices.group_id', 'in', groupIds);
-      return query.orderBy('devices.name').limit(10_000).execute();
+      return withAgent(db).where(groupScope('devices.group_id', groupIds)).orderBy('devices.name').limit(10_000).execute();
     },
     async insertGroup(db: Db, row: DeviceGroupsTable): Promise<void> {
       await db.insertInto('device_groups').values(row).execute();
