@@ -1,15 +1,18 @@
 import { createHash, createPrivateKey, sign as signBytes, type KeyObject } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
+import { networkInterfaces } from 'node:os';
 import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type Platform, type ServerFrame, packageUploadMessage } from '@quell/contracts';
 import { importJWK } from 'jose';
 import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
 import { executorFor } from './executors/registry.ts';
+import { type ContainmentOutcome, applyContainment } from './executors/containment.linux.ts';
 import { reapplyIsolation } from './executors/isolation.linux.ts';
+import { loadState, saveState } from './desired-state.ts';
 import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
-import { Refusal, helloSignature, signResult, verifyCommand } from './protocol.ts';
+import { Refusal, helloSignature, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 
 export interface AgentLog {
@@ -62,6 +65,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let onWelcome: Array<() => void> = [];
   let welcomed = false;
   const running = new Set<Promise<void>>();
+  /** Desired states are applied one after another, in the order they arrive. */
+  let stateWork: Promise<void> = Promise.resolve();
   /** Actions this process is carrying out right now (journal started, not yet finished). */
   const inFlight = new Set<string>();
 
@@ -124,6 +129,24 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     await report(actionId, { outcome: outcome.outcome, output: outcome.output, error: outcome.error });
   }
 
+  /** Enforces a signed state and keeps it for the next start; refuses one older than a state already applied. */
+  async function enforceState(jws: string): Promise<{ version: number; outcome: ContainmentOutcome }> {
+    const state = await verifyState(jws, serverKey);
+    const stored = loadState(options.dir);
+    if (stored && state.version < stored.version) throw new Refusal(null, `state version ${state.version} is older than version ${stored.version} already applied`);
+    const outcome: ContainmentOutcome = platform === 'linux'
+      ? await applyContainment(runner, state.containment, { own: ownAddresses(), server: serverAddresses })
+      : { failures: Object.fromEntries(state.containment.map((e) => [e.actionId, `containment is not supported on ${platform} by this agent yet`])) };
+    saveState(options.dir, { version: state.version, jws });
+    return { version: state.version, outcome };
+  }
+
+  async function onState(jws: string): Promise<void> {
+    const { version, outcome } = await enforceState(jws);
+    log.info('containment state applied', { version, failures: outcome.failures, error: outcome.error });
+    send({ t: 'state_applied', jws: signStateReport(privateKey, identity.deviceId, version, outcome) });
+  }
+
   function onFrame(text: string): void {
     let frame: ServerFrame;
     try {
@@ -160,6 +183,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         void work.finally(() => running.delete(work));
         return;
       }
+      case 'state': {
+        const jws = String(frame.jws);
+        stateWork = stateWork.then(() => onState(jws)).catch((error: unknown) => {
+          const reason = (error as Error).message;
+          log.warn('desired state refused', { reason });
+          send({ t: 'rejected', actionId: null, reason });
+        });
+        return;
+      }
       case 'refused':
         log.warn('server refused the connection', { reason: frame.reason });
         return;
@@ -183,6 +215,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   /** State that must hold on this device whatever happened while the agent was down (a reboot empties the firewall). */
   async function restoreDesiredState(): Promise<void> {
     if (platform !== 'linux') return;
+    const stored = loadState(options.dir);
+    if (stored) {
+      try {
+        const applied = await enforceState(stored.jws);
+        log.info('containment state re-applied', { version: applied.version, failures: applied.outcome.failures, error: applied.outcome.error });
+      } catch (error) {
+        log.warn('could not re-apply the containment state', { error: (error as Error).message });
+      }
+    }
     const isolation = journal.inForce('isolate_device', 'release_isolation');
     if (isolation) {
       try {
@@ -234,10 +275,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       stopping = true;
       if (reconnectTimer) clearTimeout(reconnectTimer);
       socket?.close();
-      await Promise.allSettled(running);
+      await Promise.allSettled([...running, stateWork]);
       journal.close();
     },
   };
+}
+
+/** This device's own addresses (IP and MAC), which it never contains. */
+function ownAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((i) => !i.internal).flatMap((i) => [i.address.replace(/%.*$/, ''), i.mac]));
 }
 
 async function resolveAll(hostname: string): Promise<string[]> {

@@ -5,7 +5,8 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  AGENT_MAX_FRAME_BYTES, AGENT_PROTOCOL_VERSION, API_PATHS, type AgentFrame, type CommandPayload, type Ed25519PublicJwk, type ServerFrame, challengeMessage,
+  AGENT_MAX_FRAME_BYTES, AGENT_PROTOCOL_VERSION, API_PATHS, type AgentFrame, type CommandPayload, type Ed25519PublicJwk, type ServerFrame, type StatePayload,
+  type StateReportPayload, challengeMessage,
 } from '@quell/contracts';
 import { systemActor } from '@quell/server';
 import { CompactSign } from 'jose';
@@ -354,6 +355,92 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
         expect(journalEntries(agentDir).filter((e) => e.actionId === victim.id && e.k === 'start')).toHaveLength(1);
         expect(log.count('connected')).toBe(1);
       });
+    });
+  });
+
+  describe('the agent enforces only the containment state the server signed, never an older one', () => {
+    const stateFile = join(agentDir, 'desired-state.json');
+    const stored = () => JSON.parse(readFileSync(stateFile, 'utf8')) as { version: number; jws: string };
+    const signState = (key: KeyObject, payload: StatePayload): Promise<string> =>
+      new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: 'quell-state+jws' }).sign(key);
+    const statePayload = (version: number, address: string): StatePayload => ({
+      v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', version, containment: [{ actionId: randomUUID(), address }], iat: Math.floor(Date.now() / 1000),
+    });
+    const reports = () => relay.fromAgent.filter((f): f is Extract<AgentFrame, { t: 'state_applied' }> => f.t === 'state_applied')
+      .map((f) => JSON.parse(Buffer.from(f.jws.split('.')[1]!, 'base64url').toString()) as StateReportPayload);
+    let unmanaged: string;
+    let first: { version: number; jws: string };
+
+    beforeAll(async () => {
+      unmanaged = await ctx().createDevice({ name: 'unmanaged' });
+    });
+
+    async function contain(address: string): Promise<number> {
+      const before = reports().length;
+      await ctx().services.actions.create(ctx().users.security_operator.actor, { type: 'contain_device', deviceId: unmanaged, source: 'manual', entity: { name: address } });
+      return (await waitFor('the agent to report the new state', async () => reports()[before])).version;
+    }
+
+    it('applies a genuine state, reports it signed, and keeps it', async () => {
+      const version = await contain('192.0.2.50');
+      first = stored();
+      expect(first.version).toBe(version);
+      // The recording runner fails every command: the agent says so instead of claiming the containment holds.
+      expect(reports().at(-1)).toMatchObject({ deviceId, version, error: expect.stringMatching(/^could not apply the containment rules/) });
+      expect(runner.calls.at(-1)).toMatchObject({ command: 'nft' });
+      await contain('192.0.2.51');
+    });
+
+    const FORGED: Array<{ name: string; reason: RegExp; forge: () => Promise<string> }> = [
+      { name: 'signed by another key', reason: /state signature does not verify/, forge: () => signState(generateKeyPairSync('ed25519').privateKey, statePayload(stored().version + 1, '192.0.2.66')) },
+      {
+        name: 'tampered with under a genuine signature', reason: /state signature does not verify/,
+        forge: async () => {
+          const [header, , signature] = stored().jws.split('.');
+          return `${header}.${Buffer.from(JSON.stringify(statePayload(stored().version + 1, '10.0.0.1'))).toString('base64url')}.${signature}`;
+        },
+      },
+      { name: 'older than the one in force (a replay of a genuine state)', reason: /^state version \d+ is older than version \d+ already applied$/, forge: async () => first.jws },
+      { name: 'that is garbage', reason: /state signature does not verify/, forge: async () => 'a.b.c' },
+    ];
+
+    it.each(FORGED)('refuses a state $name: a rejected frame, a log line, nothing applied or kept', async ({ reason, forge }) => {
+      const keep = stored();
+      const calls = runner.calls.length;
+      const seen = relay.fromAgent.length;
+      relay.inject({ t: 'state', jws: await forge() });
+      const rejected = await waitFor('the agent to reject the state', async () => relay.fromAgent.slice(seen).find((f) => f.t === 'rejected'));
+      expect(rejected).toEqual({ t: 'rejected', actionId: null, reason: expect.stringMatching(reason) });
+      expect(log.entries.at(-1)).toMatchObject({ level: 'warn', msg: 'desired state refused' });
+      expect(runner.calls.length).toBe(calls);
+      expect(stored()).toEqual(keep);
+      expect(relay.fromAgent.slice(seen).filter((f) => f.t === 'state_applied')).toEqual([]);
+    });
+
+    it('refuses a state report that another agent signed or sent in another device\'s name', async () => {
+      const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+      const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'reporter', uses: 1, expiresInDays: 1 });
+      const { deviceId: reporter } = await ctx().services.agents.enrol({
+        token: secret, publicKey: { kty: 'OKP', crv: 'Ed25519', x: (publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk).x },
+        facts: { hostname: 'reporter', platform: 'linux', os: 'test', kernel: 'test', ips: [], macs: [], agentVersion: 'raw' },
+      }, null);
+      const report = (who: string, key: KeyObject) => new CompactSign(new TextEncoder().encode(JSON.stringify({ v: AGENT_PROTOCOL_VERSION, deviceId: who, version: stored().version, failures: {}, iat: 0 })))
+        .setProtectedHeader({ alg: 'EdDSA' }).sign(key);
+      for (const [jws, reason] of [[await report(deviceId, privateKey), /^state report is for another device$/], [await report(reporter, generateKeyPairSync('ed25519').privateKey), /^state report signature does not verify$/]] as const) {
+        const ws = new WebSocket(`${ctx().url.replace(/^http/, 'ws')}${API_PATHS.agentConnect}`);
+        const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, why) => resolve({ code, reason: why.toString() })));
+        ws.on('message', (data) => {
+          const frame = JSON.parse(data.toString()) as ServerFrame;
+          if (frame.t === 'challenge') ws.send(JSON.stringify({ t: 'hello', deviceId: reporter, signature: signBytes(null, Buffer.from(challengeMessage(frame.nonce, reporter)), privateKey).toString('base64url') }));
+          if (frame.t === 'welcome') ws.send(JSON.stringify({ t: 'state_applied', jws }));
+        });
+        const { code, reason: why } = await closed;
+        expect(code).toBe(1008);
+        expect(why).toMatch(reason);
+      }
+      await ctx().services.containment.drain();
+      const row = await ctx().store.db.selectFrom('agents').select(['state_version']).where('device_id', '=', reporter).executeTakeFirstOrThrow();
+      expect(row.state_version).toBeNull();
     });
   });
 });

@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { AGENT_PROTOCOL_VERSION, type CommandPayload, type ResultPayload, challengeMessage } from '@quell/contracts';
+import { AGENT_PROTOCOL_VERSION, type CommandPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** A command the agent will not run, with the reason it reports to the server. */
@@ -44,4 +44,32 @@ export async function signResult(privateKey: KeyObject, deviceId: string, action
     ...(result.output !== undefined ? { output: result.output } : {}), ...(result.error !== undefined ? { error: result.error } : {}),
   };
   return new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: 'quell-result+jws' }).sign(privateKey);
+}
+
+/** Checks a desired-state frame: the pinned server key's signature, the protocol version and the shape of its entries. */
+export async function verifyState(jws: string, serverKey: Parameters<typeof compactVerify>[1]): Promise<StatePayload> {
+  let payload: StatePayload;
+  try {
+    const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
+    payload = JSON.parse(new TextDecoder().decode(verified.payload)) as StatePayload;
+  } catch (error) {
+    throw new Refusal(null, `state signature does not verify against the pinned server key: ${(error as Error).message}`);
+  }
+  if (payload.v !== AGENT_PROTOCOL_VERSION || payload.kind !== 'quell-state') throw new Refusal(null, 'not a desired-state payload of this protocol version');
+  if (!Number.isSafeInteger(payload.version) || payload.version < 1) throw new Refusal(null, 'state has no valid version');
+  if (!Array.isArray(payload.containment) || !payload.containment.every((e) => typeof e === 'object' && e !== null && typeof e.actionId === 'string' && typeof e.address === 'string')) {
+    throw new Refusal(null, 'state has a malformed containment list');
+  }
+  return payload;
+}
+
+/**
+ * The agent's signed report of the state version it applied and what it could not enforce: a compact JWS
+ * made with node:crypto in place (every agent answers each new state at once).
+ */
+export function signStateReport(privateKey: KeyObject, deviceId: string, version: number, outcome: { failures: Record<string, string>; error?: string }): string {
+  const payload: StateReportPayload = { v: AGENT_PROTOCOL_VERSION, deviceId, version, failures: outcome.failures, ...(outcome.error !== undefined ? { error: outcome.error } : {}), iat: Math.floor(Date.now() / 1000) };
+  const encode = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const signingInput = `${encode({ alg: 'EdDSA', typ: 'quell-state-report+jws' })}.${encode(payload)}`;
+  return `${signingInput}.${signBytes(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
 }

@@ -28,6 +28,18 @@ describe(`fleet simulator (${TEST_DIALECT})`, () => {
     for (const agent of fleet.agents) expect(agent.executed.map((e) => e.type)).toEqual(['collect_investigation_package']);
   });
 
+  it('fans a containment out to every connected agent and completes once all of them applied it', async () => {
+    const printer = await ctx().createDevice({ name: 'printer' });
+    const id = await ctx().createAction({ type: 'contain_device', deviceId: printer, entity: { name: '198.51.100.7' }, status: 'queued' });
+    const done = await waitFor('the containment to complete', async () => {
+      const detail = (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${id}`)).json();
+      return detail.action.status === 'completed' ? detail : undefined;
+    });
+    expect(done.enforcement).toEqual({ succeeded: 25, failed: 0, waiting: 0, waitingOnline: 0, failures: [] });
+    expect(done.action.result.output).toBe('Contained 198.51.100.7 on 25 of 25 managed devices');
+    for (const agent of fleet!.agents) expect(agent.state?.contained).toEqual(['198.51.100.7']);
+  });
+
   it('refuses to enrol more agents than the token allows', async () => {
     const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'small', uses: 2, expiresInDays: 1 });
     await expect(startFleet({ serverUrl: ctx().url, token: secret, agents: 3, concurrency: 1 })).rejects.toThrow(/enrolment 2 refused \(401\)/);

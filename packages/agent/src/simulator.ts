@@ -3,7 +3,7 @@ import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type Ed25519PublicJw
 import { importJWK } from 'jose';
 import WebSocket from 'ws';
 import { deviceFacts, registerAgent } from './enrol.ts';
-import { Refusal, helloSignature, signResult, verifyCommand } from './protocol.ts';
+import { Refusal, helloSignature, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
 
 export interface FleetOptions {
   serverUrl: string;
@@ -17,10 +17,14 @@ export interface FleetOptions {
   onCommand?: (deviceId: string, actionId: string, at: number) => void;
 }
 
+export interface SimulatedState { version: number; contained: string[] }
+
 export interface SimulatedAgent {
   deviceId: string;
   /** Every command this agent carried out, in order, with when it arrived. */
   executed: Array<{ actionId: string; type: string; at: number }>;
+  /** The containment state it enforces (on its fake platform). */
+  state: SimulatedState | null;
   connected: boolean;
 }
 
@@ -45,10 +49,17 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       serverUrl: options.serverUrl, token: options.token, label: `enrolment ${i}`,
       facts: { ...facts, hostname: `sim-${String(i).padStart(5, '0')}`, ips: [], macs: [] },
     });
-    agents.push({ deviceId: enrolled.deviceId, executed: [], connected: false, privateKey, serverKey: enrolled.serverKey, ws: null });
+    agents.push({ deviceId: enrolled.deviceId, executed: [], state: null, connected: false, privateKey, serverKey: enrolled.serverKey, ws: null });
   }, (done) => options.onProgress?.('enrolling', done, options.agents));
 
   let closing = false;
+  // Every agent gets the same signed bytes for one state version: verified once for the whole fleet, which
+  // is what ten thousand machines verifying in parallel would cost each of them, not ten thousand times one core.
+  const verifiedStates = new Map<string, ReturnType<typeof verifyState>>();
+  const verifyStateOnce = (jws: string, key: Parameters<typeof verifyState>[1]) => {
+    if (!verifiedStates.has(jws)) verifiedStates.set(jws, verifyState(jws, key));
+    return verifiedStates.get(jws)!;
+  };
   const connect = async (agent: (typeof agents)[number]): Promise<void> => {
     const key = await importJWK(agent.serverKey, 'EdDSA');
     const url = new URL(API_PATHS.agentConnect, options.serverUrl);
@@ -68,6 +79,19 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
         if (frame.t === 'welcome') {
           agent.connected = true;
           return resolve();
+        }
+        if (frame.t === 'state') {
+          void (async () => {
+            try {
+              const state = await verifyStateOnce(frame.jws, key);
+              if (agent.state && state.version < agent.state.version) throw new Refusal(null, `state version ${state.version} is older than ${agent.state.version}`);
+              agent.state = { version: state.version, contained: state.containment.map((e) => e.address) };
+              send({ t: 'state_applied', jws: signStateReport(agent.privateKey, agent.deviceId, state.version, { failures: {} }) });
+            } catch (error) {
+              send({ t: 'rejected', actionId: null, reason: (error as Error).message });
+            }
+          })();
+          return;
         }
         if (frame.t !== 'command') return;
         void (async () => {

@@ -102,6 +102,13 @@ export const CAPABILITY_MATRIX = {
 /** Action types whose completed instances can be undone across devices by SHA-256. */
 export const FILE_QUARANTINE_TYPES: readonly ActionType[] = ['quarantine_file', 'stop_and_quarantine_file'];
 
+/**
+ * Types carried out by every managed agent rather than the target device's
+ * own: containment of an (unmanaged) device is desired state that each agent
+ * enforces, including agents that enrol later, until it is released.
+ */
+export const FLEET_ACTION_TYPES: readonly ActionType[] = ['contain_device', 'release_containment'];
+
 export function isUndoable(type: ActionType): boolean {
   return ACTION_CATALOGUE[type].undoType !== null;
 }

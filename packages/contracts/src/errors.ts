@@ -16,6 +16,7 @@ export const ERRORS = {
   entity_type_mismatch: { status: 400, title: 'The entity type does not match the action type' },
   invalid_initial_status: { status: 400, title: 'A new action is born pending_approval or queued' },
   manual_actions_are_queued: { status: 400, title: 'Manual actions need no approval and are born queued' },
+  device_is_managed: { status: 400, title: 'Contain device is for devices without an agent; isolate a managed device instead' },
   undo_types_not_creatable: { status: 400, title: 'Undo actions are created through /api/actions/undo' },
   unauthenticated: { status: 401, title: 'Sign in or send a valid bearer token' },
   invalid_credentials: { status: 401, title: 'Wrong user name or password' },

@@ -41,10 +41,13 @@ export async function startServer(config: Config, options: { handleSignals?: boo
     settingsDefaults: { pendingExpiryHours: config.pendingExpiryHours },
     onDecision: (type, waited) => metrics.observeDecision(type, waited),
     dispatch: (deviceIds) => bus.publish(deviceIds),
+    publishState: () => bus.publishState(),
+    onError: (error) => logger.error({ err: error }, 'recording agents\' state reports failed'),
   });
   metrics.bind(services);
   const gateway = createAgentGateway({ agents: services.agents, log: logger });
   bus.subscribe((deviceIds) => gateway.dispatch(deviceIds));
+  bus.onState(() => gateway.publishState());
   const { generatedPassword } = await services.users.bootstrapAdmin(config.adminPassword);
 
   let ready = false;
@@ -62,6 +65,8 @@ export async function startServer(config: Config, options: { handleSignals?: boo
     jobs: [
       { name: 'expire_pending_actions', intervalMs: config.jobPollMs, run: () => services.actions.expireDue(systemActor()) },
       { name: 'time_out_undelivered_actions', intervalMs: config.jobPollMs, run: () => services.actions.timeOutUndelivered(systemActor()) },
+      // Containment that waited only on agents which have since gone offline is settled here.
+      { name: 'settle_containment', intervalMs: config.jobPollMs, run: () => services.containment.settle() },
     ],
     onError: (job, error) => logger.error({ err: error, job }, 'job failed'),
   });
@@ -75,6 +80,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       ready = false;
       await jobs.stop();
       await app.close();
+      await services.containment.drain();
       await bus.close();
       await store.close();
       logger.info('Quell stopped');

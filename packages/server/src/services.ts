@@ -10,6 +10,7 @@ import { type ActionsServiceDeps, createActionsService } from './modules/actions
 import { createAuditRepository } from './modules/audit/audit.repository.ts';
 import { createAuditService } from './modules/audit/audit.service.ts';
 import { createAuthService } from './modules/auth/auth.service.ts';
+import { createContainmentService } from './modules/containment/containment.service.ts';
 import { createDevicesRepository } from './modules/devices/devices.repository.ts';
 import { createDevicesService } from './modules/devices/devices.service.ts';
 import { createSettingsService } from './modules/settings/settings.service.ts';
@@ -32,6 +33,10 @@ export interface ServiceOptions {
   packagesDir?: string;
   /** Told of devices with new queued actions (the dispatch bus). */
   dispatch?: ActionsServiceDeps['dispatch'];
+  /** Told of each new version of the containment state (the dispatch bus). */
+  publishState?: ActionsServiceDeps['publishState'];
+  /** Where failures of background work (writing agents' reports) go. */
+  onError?: (error: unknown) => void;
 }
 
 /** Wires every service from what it uses; the HTTP app, the CLI and the benchmarks all start here. */
@@ -45,7 +50,10 @@ export function createServices(options: ServiceOptions) {
   const settings = createSettingsService({ store, audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
   const actionsRepo = createActionsRepository();
   const signer = options.signer ?? createCommandSigner();
-  const actions = createActionsService({ store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch });
+  const actions = createActionsService({
+    store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch, publishState: options.publishState,
+  });
+  const containment = createContainmentService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
     store,
     clock,
@@ -53,7 +61,8 @@ export function createServices(options: ServiceOptions) {
     settings,
     actionsRepo,
     actions,
-    agents: createAgentsService({ store, actions, actionsRepo, audit, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
+    containment,
+    agents: createAgentsService({ store, actions, actionsRepo, audit, containment, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
     auth: createAuthService({ store, users: usersRepo, audit, clock }),

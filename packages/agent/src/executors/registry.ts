@@ -15,6 +15,8 @@ import { removeRegistryKey, restoreRegistryKey } from './registry-key.windows.ts
  * The executors of each platform. `null` means this agent version cannot
  * carry the type out yet: the agent refuses it with that reason instead of
  * pretending. A new action type does not compile until it has a cell here.
+ * Containment is not a command to one device: every agent enforces it from
+ * the signed containment state (containment.linux.ts).
  */
 export const EXECUTORS = {
   linux: {

@@ -82,6 +82,17 @@ export const ActionTimelineEntrySchema = Type.Object({
 });
 export type ActionTimelineEntry = Static<typeof ActionTimelineEntrySchema>;
 
+function EnforcementSchema() {
+  return Type.Object({
+    succeeded: Type.Integer(),
+    failed: Type.Integer(),
+    /** Agents that have not applied it yet; offline ones apply it when they reconnect. */
+    waiting: Type.Integer(),
+    waitingOnline: Type.Integer(),
+    failures: Type.Array(Type.Object({ deviceId: IdSchema, deviceName: Type.String(), reason: Type.String() }), { description: 'The first 50' }),
+  });
+}
+
 export const ActionDetailSchema = Type.Object({
   action: ActionSchema,
   timeline: Type.Array(ActionTimelineEntrySchema),
@@ -91,6 +102,8 @@ export const ActionDetailSchema = Type.Object({
     deviceLastSeenAt: Type.Union([TimestampSchema, Type.Null()]),
     deliverBy: Type.Union([TimestampSchema, Type.Null()]),
   }), Type.Null()]),
+  /** For actions every managed agent carries out (containment): how many have, how many failed and why, how many have yet to. */
+  enforcement: Type.Union([EnforcementSchema(), Type.Null()]),
 });
 
 export const ACTION_SORT_FIELDS = ['requestedAt', 'updatedAt'] as const;

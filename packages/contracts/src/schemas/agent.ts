@@ -91,17 +91,52 @@ export interface ResultPayload {
   iat: number;
 }
 
+/** One contained address: traffic to and from it is dropped on every managed device. */
+export interface ContainmentEntry {
+  /** The contain_device action that put it there. */
+  actionId: string;
+  address: string;
+  mac?: string;
+}
+
+/**
+ * The desired state every agent enforces, signed by the server once per
+ * version and sent to all agents alike. Versions only grow: an agent never
+ * goes back to an older state it is shown again.
+ */
+export interface StatePayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  kind: 'quell-state';
+  version: number;
+  containment: ContainmentEntry[];
+  iat: number;
+}
+
+/** What the agent signs after applying a state: the version, and what it could not enforce and why. */
+export interface StateReportPayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  deviceId: string;
+  version: number;
+  /** Set when the state as a whole could not be applied. */
+  error?: string;
+  /** Entries refused one by one (e.g. the address of the Quell server itself), by action id. */
+  failures: Record<string, string>;
+  iat: number;
+}
+
 /** Frames on the WebSocket, as JSON text. */
 export type ServerFrame =
   | { t: 'challenge'; nonce: string }
   | { t: 'welcome'; deviceId: string }
   | { t: 'command'; jws: string }
+  | { t: 'state'; jws: string }
   | { t: 'refused'; reason: string };
 
 export type AgentFrame =
   | { t: 'hello'; deviceId: string; signature: string }
   | { t: 'ack'; actionId: string }
   | { t: 'result'; jws: string }
+  | { t: 'state_applied'; jws: string }
   | { t: 'rejected'; actionId: string | null; reason: string };
 
 /** The largest investigation package the server accepts. */

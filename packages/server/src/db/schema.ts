@@ -80,6 +80,8 @@ export interface ActionsTable {
   result: string | null;
   command_jws: string | null;
   deliver_by: number | null;
+  /** Containment types: the desired-state version at which this action took effect. */
+  state_version: number | null;
 }
 
 export interface ActionEventsTable {
@@ -138,6 +140,17 @@ export interface AgentsTable {
   facts: string;
   enrolled_at: number;
   revoked_at: number | null;
+  state_version: number | null;
+  state_error: string | null;
+  /** JSON object: action id → why this agent could not enforce that entry. */
+  state_failures: string | null;
+}
+
+export interface DesiredStateTable {
+  name: string;
+  version: number;
+  jws: string | null;
+  updated_at: number;
 }
 
 export interface SchemaMigrationsTable {
@@ -160,5 +173,6 @@ export interface Database {
   jobs: JobsTable;
   enrolment_tokens: EnrolmentTokensTable;
   agents: AgentsTable;
+  desired_state: DesiredStateTable;
   schema_migrations: SchemaMigrationsTable;
 }

@@ -68,6 +68,8 @@ export interface TestAppOptions {
   gateway?: { handshakeTimeoutMs?: number };
   /** Where the agent gateway logs; silent by default (debug with QUELL_TEST_VERBOSE). */
   gatewayLog?: FastifyBaseLogger;
+  /** The built web console to serve, for the browser tests. */
+  consoleDir?: string;
 }
 
 /**
@@ -85,10 +87,10 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     const store = await openMigratedStore(db.location);
     const metrics = createMetrics();
     let gateway: AgentGateway | undefined;
-    const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids) });
+    const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids), publishState: () => gateway?.publishState() });
     metrics.bind(services);
     if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: gatewayLog, ...options.gateway });
-    const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway });
+    const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway, consoleDir: options.consoleDir });
     let url = '';
     if (options.listen) {
       await app.listen({ host: options.listen.host, port });
@@ -125,12 +127,14 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     },
     async restart(whileDown) {
       await ctx.app.close();
+      await ctx.services.containment.drain();
       await ctx.store.close();
       await whileDown?.();
       Object.assign(ctx, await startServer(ctx.url ? Number(new URL(ctx.url).port) : 0));
     },
     async close() {
       await ctx.app.close();
+      await ctx.services.containment.drain();
       await ctx.store.close();
       await db.drop();
     },

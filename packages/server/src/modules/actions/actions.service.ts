@@ -1,8 +1,9 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionEvent, type ActionStatus, type ActionType, type BulkDecisionBody,
-  CAPABILITY_MATRIX, type CreateActionBody, ISOLATION_DELIVERY_WINDOW_HOURS, type ExportActionsQuery, FILE_QUARANTINE_TYPES, type ListActionsQuery,
-  type Platform, nextStatus, roleAtLeast,
+  CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
+  type ExportActionsQuery, type ListActionsQuery, type Platform, nextStatus, roleAtLeast,
 } from '@quell/contracts';
+import { isIP } from 'node:net';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { ActionsTable } from '../../db/schema.ts';
 import type { Db, Store } from '../../db/store.ts';
@@ -16,6 +17,7 @@ import { presentAction, presentTimelineEntry } from './actions.presenter.ts';
 import { type ActionFilter, type ActionsRepository, type SortColumn } from './actions.repository.ts';
 import { decodeCursor, encodeCursor, resolveTimeRange } from './actions.query.ts';
 import type { CommandSigner } from '../agents/command-signer.ts';
+import { type Enforcement, enforcementOf, writeContainmentState } from '../containment/containment.state.ts';
 
 /** Who decided an action that its creator queued without approval. */
 export const AUTOMATION = 'Automation';
@@ -34,7 +36,12 @@ export interface ActionsServiceDeps {
   signer?: CommandSigner;
   /** Told, after commit, of the devices that have new queued actions. */
   dispatch?: (deviceIds: string[]) => void;
+  /** Told, after commit, that the containment state every agent enforces has a new version. */
+  publishState?: () => void;
 }
+
+const isFleet = (row: Pick<ActionsTable, 'type'>): boolean => FLEET_ACTION_TYPES.includes(row.type as ActionType);
+const MAC_ADDRESS = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
 
@@ -78,13 +85,25 @@ export function createActionsService(deps: ActionsServiceDeps) {
   async function queueFields(trx: Db, row: ActionsTable, now: number): Promise<Pick<ActionsTable, 'command_jws' | 'deliver_by'>> {
     const hours = row.type === 'isolate_device' ? ISOLATION_DELIVERY_WINDOW_HOURS : (await settings.read(trx)).deliveryWindowHours;
     const deliverBy = now + hours * 3_600_000;
-    if (!deps.signer) return { command_jws: null, deliver_by: deliverBy };
+    // Fleet types reach agents as the signed containment state, not as a command to one device.
+    if (!deps.signer || isFleet(row)) return { command_jws: null, deliver_by: deliverBy };
     const entity = presentAction(row).entity;
     const command_jws = await deps.signer.sign({
       actionId: row.id, deviceId: row.device_id, type: row.type as ActionType, entity,
       parameters: JSON.parse(row.parameters) as Action['parameters'], undoOf: row.undo_of, exp: Math.floor(deliverBy / 1000),
     }, now);
     return { command_jws, deliver_by: deliverBy };
+  }
+
+  /**
+   * Signs the next containment state after a change to a fleet action; the
+   * action that made the change (`stamp`) records the version it took effect at.
+   */
+  async function refreshContainment(trx: Db, stamp: ActionsTable | null): Promise<void> {
+    const version = await writeContainmentState(trx, deps.signer, clock.now());
+    if (stamp === null) return;
+    await trx.updateTable('actions').set({ state_version: version }).where('id', '=', stamp.id).execute();
+    stamp.state_version = version;
   }
 
   function requireOneType(rows: ActionsTable[]): void {
@@ -115,7 +134,9 @@ export function createActionsService(deps: ActionsServiceDeps) {
       const out: ActionsTable[] = [];
       for (const row of rows) {
         const queued = event === 'approve' ? await queueFields(trx, row, now) : {};
-        out.push(await apply(trx, actor, row, event, { decided_by: actor.name, decided_at: now, decision_comment: comment, ...queued }, comment));
+        const decidedRow = await apply(trx, actor, row, event, { decided_by: actor.name, decided_at: now, decision_comment: comment, ...queued }, comment);
+        if (event === 'approve' && isFleet(row)) await refreshContainment(trx, decidedRow);
+        out.push(decidedRow);
       }
       return out;
     });
@@ -154,10 +175,12 @@ export function createActionsService(deps: ActionsServiceDeps) {
         result: null,
         command_jws: null,
         deliver_by: null,
+        state_version: null,
       };
       Object.assign(undo, await queueFields(trx, undo, now));
       await repo.insert(trx, undo);
       if (!(await repo.linkUndo(trx, row.id, undo.id, now))) throw new QuellError('undo_in_progress', `Action ${row.id} already has an undo (${row.undone_by ?? 'just created'})`);
+      if (isFleet(undo)) await refreshContainment(trx, undo);
       await repo.insertEvent(trx, { id: ids.next(), action_id: undo.id, at: now, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment });
       await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: now, event: 'undo_requested', from_status: 'completed', to_status: 'completed', actor: actor.name, comment });
       await audit.record(trx, actor, { kind: 'action.undo_requested', targetType: 'action', targetId: row.id, after: { undoActionId: undo.id, undoType: undo.type } });
@@ -184,11 +207,17 @@ export function createActionsService(deps: ActionsServiceDeps) {
       if (def.entityType === 'file' && body.entity.sha256 === undefined) throw new QuellError('validation_failed', `${body.type} needs entity.sha256`);
       const manual = body.source === 'manual';
       if (manual && body.status === 'pending_approval') throw new QuellError('manual_actions_are_queued');
+      if (body.type === 'contain_device') {
+        if (isIP(body.entity.name) === 0) throw new QuellError('validation_failed', 'contain_device needs entity.name to be the IPv4 or IPv6 address of the device to contain');
+        const mac = body.parameters?.mac;
+        if (mac !== undefined && (typeof mac !== 'string' || !MAC_ADDRESS.test(mac))) throw new QuellError('validation_failed', 'parameters.mac must be a MAC address such as 52:54:00:12:34:56');
+      }
       const status: ActionStatus = manual ? 'queued' : (body.status ?? 'pending_approval');
       const created = await store.transaction(async (trx) => {
         const device = await devices.findDevice(trx, body.deviceId);
         if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
         if (CAPABILITY_MATRIX[body.type][device.platform as Platform] !== 'supported') throw new QuellError('unsupported_platform', `${body.type} is not supported on ${device.platform}`);
+        if (body.type === 'contain_device' && device.agent_facts !== null) throw new QuellError('device_is_managed', `${device.name} runs a Quell agent: isolate it instead`);
         const now = clock.now();
         const { pendingExpiryHours } = await settings.read(trx);
         const id = ids.next();
@@ -223,9 +252,11 @@ export function createActionsService(deps: ActionsServiceDeps) {
           result: null,
           command_jws: null,
           deliver_by: null,
+        state_version: null,
         };
         if (!pending) Object.assign(row, await queueFields(trx, row, now));
         await repo.insert(trx, row);
+        if (!pending && isFleet(row)) await refreshContainment(trx, row);
         await repo.insertEvent(trx, { id: ids.next(), action_id: id, at: now, event: 'create', from_status: null, to_status: status, actor: actor.name, comment: row.comment });
         await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, after: presentAction(row) });
         return row;
@@ -273,7 +304,8 @@ export function createActionsService(deps: ActionsServiceDeps) {
       requirePermission(actor, 'actions:read');
       const row = await repo.findById(store.db, id);
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
-      return { action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row) };
+      const enforcement = isFleet(row) && row.state_version !== null ? await enforcementOf(store.db, row, clock.now() - DEVICE_OFFLINE_AFTER_MS) : null;
+      return { action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row, enforcement), enforcement };
     },
 
     approve: (actor: Actor, body: BulkDecisionBody) => decide(actor, body, 'approve'),
@@ -282,7 +314,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
     async cancel(actor: Actor, body: BulkDecisionBody): Promise<Action[]> {
       requirePermission(actor, 'actions:cancel');
       const comment = body.comment ?? null;
-      return (await store.transaction(async (trx) => {
+      const canceled = await store.transaction(async (trx) => {
         const rows = await loadAll(trx, actor, body.ids);
         requireStatus(rows, ['pending_approval', 'queued'], 'action_not_cancelable');
         const out: ActionsTable[] = [];
@@ -290,9 +322,12 @@ export function createActionsService(deps: ActionsServiceDeps) {
           const decision = row.status === 'pending_approval' ? { decided_by: actor.name, decided_at: clock.now(), decision_comment: comment } : {};
           out.push(await apply(trx, actor, row, 'cancel', decision, comment));
           await releaseUndoLink(trx, row);
+          if (isFleet(row) && row.status === 'queued') await refreshContainment(trx, null);
         }
         return out;
-      })).map(presentAction);
+      });
+      notify(canceled);
+      return canceled.map(presentAction);
     },
 
     async undo(actor: Actor, body: BulkDecisionBody): Promise<Action[]> {
@@ -344,7 +379,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
      * marks its original undone; a failed one frees the original for another try.
      */
     async recordResult(actor: Actor, id: string, result: AgentResult): Promise<Action> {
-      return presentAction(await store.transaction(async (trx) => {
+      const done = await store.transaction(async (trx) => {
         const row = await repo.findById(trx, id);
         if (!row) throw new QuellError('action_not_found');
         const stored = JSON.stringify({ ...(result.output !== undefined ? { output: result.output } : {}), ...(result.error !== undefined ? { error: result.error } : {}) });
@@ -357,8 +392,12 @@ export function createActionsService(deps: ActionsServiceDeps) {
             await releaseUndoLink(trx, row);
           }
         }
+        // A release that failed leaves the containment in force; a containment no agent could enforce is withdrawn.
+        if (isFleet(row) && result.outcome === 'failed') await refreshContainment(trx, null);
         return done;
-      }));
+      });
+      if (result.outcome === 'failed') notify([done]);
+      return presentAction(done);
     },
 
     /** Expires every pending action past its deadline, recorded as a decision of `actor` (the system). */
@@ -367,8 +406,11 @@ export function createActionsService(deps: ActionsServiceDeps) {
 
     /** Times out queued actions whose device did not take them within the delivery window. */
     timeOutUndelivered: (actor: Actor): Promise<number> => sweep((now) => repo.queuedPastDeadline(store.db, now, 200), 'queued', async (trx, row) => {
-      await apply(trx, actor, row, 'time_out', { result: JSON.stringify({ error: 'The device did not take the action within its delivery window' }) }, 'Delivery window over');
+      const error = isFleet(row) ? 'No managed agent applied it within its delivery window' : 'The device did not take the action within its delivery window';
+      const timedOut = await apply(trx, actor, row, 'time_out', { result: JSON.stringify({ error }) }, 'Delivery window over');
       await releaseUndoLink(trx, row);
+      if (isFleet(row)) await refreshContainment(trx, null);
+      return timedOut;
     }),
 
     async summary(actor: Actor) {
@@ -389,8 +431,15 @@ export function createActionsService(deps: ActionsServiceDeps) {
   };
 
   /** Why a queued action has not reached its device yet, in words an analyst can act on. */
-  async function waitingFor(row: ActionsTable): Promise<{ reason: string; deviceLastSeenAt: string | null; deliverBy: string | null } | null> {
+  async function waitingFor(row: ActionsTable, enforcement: Enforcement | null): Promise<{ reason: string; deviceLastSeenAt: string | null; deliverBy: string | null } | null> {
     if (row.status !== 'queued') return null;
+    if (enforcement) {
+      const deliverBy = row.deliver_by === null ? null : new Date(row.deliver_by).toISOString();
+      const reason = enforcement.waitingOnline > 0
+        ? `Waiting for ${enforcement.waitingOnline} online agents to apply it`
+        : `Waiting for a managed agent to come online and apply it${deliverBy ? `; times out ${deliverBy}` : ''}`;
+      return { reason, deviceLastSeenAt: null, deliverBy };
+    }
     const device = await devices.findDevice(store.db, row.device_id);
     if (!device) return null;
     const health = deviceHealth(device, clock.now());
@@ -407,26 +456,29 @@ export function createActionsService(deps: ActionsServiceDeps) {
    * Moves every due action a step, each in its own transaction after
    * re-reading it: concurrent sweeps (several servers) move each action once.
    */
-  async function sweep(findDue: (now: number) => Promise<Array<{ id: string }>>, expected: ActionStatus, step: (trx: Db, row: ActionsTable) => Promise<unknown>): Promise<number> {
+  async function sweep(findDue: (now: number) => Promise<Array<{ id: string }>>, expected: ActionStatus, step: (trx: Db, row: ActionsTable) => Promise<ActionsTable>): Promise<number> {
     let moved = 0;
     for (;;) {
       const due = await findDue(clock.now());
       if (due.length === 0) return moved;
       for (const { id } of due) {
-        const done = await store.transaction(async (trx) => {
-          const row = await repo.findById(trx, id);
-          if (!row || row.status !== expected) return false;
-          await step(trx, row);
-          return true;
+        const row = await store.transaction(async (trx) => {
+          const current = await repo.findById(trx, id);
+          if (!current || current.status !== expected) return null;
+          return step(trx, current);
         });
-        if (done) moved++;
+        if (row === null) continue;
+        moved++;
+        notify([row]);
       }
     }
   }
 
+  /** After commit: tells agents' connections of new commands, and of a new containment state. */
   function notify(rows: ActionsTable[]): void {
-    const devices = [...new Set(rows.filter((r) => r.status === 'queued').map((r) => r.device_id))];
+    const devices = [...new Set(rows.filter((r) => r.status === 'queued' && !isFleet(r)).map((r) => r.device_id))];
     if (devices.length > 0) deps.dispatch?.(devices);
+    if (rows.some((r) => isFleet(r) && r.state_version !== null)) deps.publishState?.();
   }
 
   /** When an undo action ends without completing, its original may be undone again. */

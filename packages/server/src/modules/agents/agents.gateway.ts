@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { type KeyObject, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type ServerFrame } from '@quell/contracts';
@@ -11,6 +11,8 @@ export interface AgentGateway {
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): boolean;
   /** Sends the open commands of these devices to those connected here. */
   dispatch(deviceIds: readonly string[]): void;
+  /** Sends the latest containment state to every agent connected here. */
+  publishState(): void;
   connectedDevices(): string[];
   /** Drops an agent's connection, e.g. after offboarding. */
   disconnect(deviceId: string): void;
@@ -39,6 +41,12 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   const handshakeTimeoutMs = deps.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: AGENT_MAX_FRAME_BYTES });
   const connections = new Map<string, { ws: WebSocket; sent: Set<string> }>();
+  // The latest signed state, read once per version rather than once per connecting agent.
+  let state: Promise<{ version: number; jws: string } | null> | null = null;
+  const latestState = () => (state ??= agents.currentState().catch((error: unknown) => {
+    state = null;
+    throw error;
+  }));
   // Pongs are gathered and written in one statement every few seconds: with ten thousand agents a
   // write per pong would keep the database busy while nothing happens.
   const heard = new Set<string>();
@@ -74,6 +82,7 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
     const nonce = randomBytes(32).toString('base64url');
     let deviceId: string | null = null;
+    let key: KeyObject | null = null;
     let alive = true;
     const handshakeTimer = setTimeout(() => refuse(ws, 'no hello within the handshake time', null), handshakeTimeoutMs);
     const pingTimer = setInterval(() => {
@@ -113,14 +122,19 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       if (typeof frame !== 'object' || frame === null) throw new AgentProtocolError('frame is not an object');
       if (deviceId === null) {
         if (frame.t !== 'hello' || typeof frame.deviceId !== 'string' || typeof frame.signature !== 'string') throw new AgentProtocolError('expected hello');
-        if (!(await agents.authenticate(frame.deviceId, nonce, frame.signature))) throw new AgentProtocolError('unknown, offboarded or unproven agent');
+        const proven = await agents.authenticate(frame.deviceId, nonce, frame.signature);
+        if (!proven) throw new AgentProtocolError('unknown, offboarded or unproven agent');
         clearTimeout(handshakeTimer);
         deviceId = frame.deviceId;
+        key = proven;
         connections.get(deviceId)?.ws.close(4000, 'replaced by a newer connection');
         connections.set(deviceId, { ws, sent: new Set() });
         log.info({ deviceId, remote: request.socket.remoteAddress }, 'agent connected');
         send(ws, { t: 'welcome', deviceId });
         await agents.touch([deviceId]);
+        // Desired state first, on every connection: the agent may have missed versions while away.
+        const current = await latestState();
+        if (current) send(ws, { t: 'state', jws: current.jws });
         await pushCommands(deviceId);
         return;
       }
@@ -131,6 +145,9 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         case 'result':
           if (typeof frame.jws !== 'string') throw new AgentProtocolError('result without jws');
           return agents.result(deviceId, frame.jws);
+        case 'state_applied':
+          if (typeof frame.jws !== 'string') throw new AgentProtocolError('state report without jws');
+          return agents.stateApplied(deviceId, key!, frame.jws);
         case 'rejected':
           return agents.refused(deviceId, typeof frame.actionId === 'string' ? frame.actionId : null, String(frame.reason));
         default:
@@ -152,6 +169,16 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       for (const deviceId of deviceIds) {
         if (connections.has(deviceId)) void pushCommands(deviceId).catch((error: unknown) => log.error({ err: error, deviceId }, 'dispatch failed'));
       }
+    },
+    publishState() {
+      state = null;
+      void latestState().then((current) => {
+        if (!current) return;
+        // One frame for all: the same signed bytes go to every agent.
+        const frame = JSON.stringify({ t: 'state', jws: current.jws } satisfies ServerFrame);
+        for (const { ws } of connections.values()) if (ws.readyState === ws.OPEN) ws.send(frame);
+        log.info({ version: current.version, agents: connections.size }, 'containment state sent');
+      }).catch((error: unknown) => log.error({ err: error }, 'sending the containment state failed'));
     },
     connectedDevices: () => [...connections.keys()],
     disconnect(deviceId) {

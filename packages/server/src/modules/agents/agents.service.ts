@@ -1,6 +1,6 @@
-import { createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
+import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
-  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type ResultPayload, challengeMessage, packageUploadMessage,
+  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
 import { compactVerify, importJWK } from 'jose';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import type { Clock, Ids } from '../../infra.ts';
 import type { ActionsRepository } from '../actions/actions.repository.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
+import type { ContainmentService } from '../containment/containment.service.ts';
 import type { CommandSigner } from './command-signer.ts';
 
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
@@ -35,8 +36,11 @@ export class AgentProtocolError extends Error {}
  * these with a device id it has authenticated; every result is checked
  * against that agent's own key and that device's own actions.
  */
-export function createAgentsService(deps: { store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; signer: CommandSigner; clock: Clock; ids: Ids; packagesDir: string }) {
-  const { store, actions, actionsRepo, audit, signer, clock, ids, packagesDir } = deps;
+export function createAgentsService(deps: {
+  store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; containment: ContainmentService;
+  signer: CommandSigner; clock: Clock; ids: Ids; packagesDir: string;
+}) {
+  const { store, actions, actionsRepo, audit, containment, signer, clock, ids, packagesDir } = deps;
   const packageFile = (actionId: string): string => join(packagesDir, `${actionId}.tar.gz`);
   const agentActor = (deviceId: string): Actor => systemActor(`agent:${deviceId}`);
 
@@ -80,20 +84,33 @@ export function createAgentsService(deps: { store: Store; actions: ActionsServic
         if (Number(spent.numUpdatedRows) !== 1) throw new QuellError('enrolment_token_invalid', 'The enrolment token was used up meanwhile');
         const id = ids.next();
         await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now }).execute();
-        await trx.insertInto('agents').values({ device_id: id, public_key: JSON.stringify(body.publicKey), facts: JSON.stringify(body.facts), enrolled_at: now, revoked_at: null }).execute();
+        await trx.insertInto('agents').values({ device_id: id, public_key: JSON.stringify(body.publicKey), facts: JSON.stringify(body.facts), enrolled_at: now, revoked_at: null, state_version: null, state_error: null, state_failures: null }).execute();
         await audit.record(trx, { ...systemActor(`enrolment:${token.name}`), sourceIp }, { kind: 'agent.enrol', targetType: 'device', targetId: id, after: { facts: body.facts, tokenId: token.id } });
         return id;
       });
       return { deviceId, serverKey: signer.publicJwk, serverKeyId: signer.keyId };
     },
 
-    /** Checks an agent's answer to the connection challenge against its enrolled key. */
-    async authenticate(deviceId: string, nonce: string, signature: string): Promise<boolean> {
+    /** Checks an agent's answer to the connection challenge against its enrolled key; returns that key when it holds. */
+    async authenticate(deviceId: string, nonce: string, signature: string): Promise<KeyObject | null> {
       const agent = await activeAgent(deviceId);
-      if (!agent) return false;
+      if (!agent) return null;
       const key = createPublicKey({ key: JSON.parse(agent.public_key) as object, format: 'jwk' } as Parameters<typeof createPublicKey>[0]);
       const sig = Buffer.from(signature, 'base64url');
-      return sig.length === 64 && verifySignature(null, Buffer.from(challengeMessage(nonce, deviceId)), key, sig);
+      return sig.length === 64 && verifySignature(null, Buffer.from(challengeMessage(nonce, deviceId)), key, sig) ? key : null;
+    },
+
+    /** The signed containment state every agent should enforce now, or null when nothing was ever contained. */
+    currentState: () => containment.current(),
+
+    /** An agent's signed report of the state it applied, checked with the key its connection proved. */
+    stateApplied(deviceId: string, key: KeyObject, jws: string): void {
+      const report = verifyCompactJws(jws, key) as StateReportPayload | null;
+      if (!report) throw new AgentProtocolError('state report signature does not verify');
+      if (report.v !== AGENT_PROTOCOL_VERSION || report.deviceId !== deviceId) throw new AgentProtocolError('state report is for another device');
+      if (!Number.isSafeInteger(report.version) || report.version < 1 || typeof report.failures !== 'object' || report.failures === null) throw new AgentProtocolError('state report is malformed');
+      const failures = Object.fromEntries(Object.entries(report.failures).slice(0, 1000).map(([id, why]) => [id.slice(0, 64), String(why).slice(0, 1000)]));
+      containment.report(deviceId, { ...report, failures, ...(report.error !== undefined ? { error: String(report.error).slice(0, 4000) } : {}) });
     },
 
     /** Signed commands this device should hold: every queued action, and in-progress ones whose result may have been lost. */
@@ -193,6 +210,23 @@ export function createAgentsService(deps: { store: Store; actions: ActionsServic
   };
 }
 export type AgentsService = ReturnType<typeof createAgentsService>;
+
+/**
+ * The payload of a compact JWS signed with EdDSA by `key`, or null. Verified
+ * with node:crypto in place: ten thousand agents report each new state.
+ */
+function verifyCompactJws(jws: string, key: KeyObject): unknown {
+  const parts = jws.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as { alg?: unknown };
+    if (header.alg !== 'EdDSA') return null;
+    if (!verifySignature(null, Buffer.from(`${parts[0]}.${parts[1]}`), key, Buffer.from(parts[2]!, 'base64url'))) return null;
+    return JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
+  } catch {
+    return null;
+  }
+}
 
 /** A result or acknowledgement for an action that already moved on (a redelivery): nothing to do. */
 function ignoreStale(error: unknown): void {

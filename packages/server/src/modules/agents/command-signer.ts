@@ -1,12 +1,14 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as signBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AGENT_PROTOCOL_VERSION, type CommandPayload, type Ed25519PublicJwk } from '@quell/contracts';
+import { AGENT_PROTOCOL_VERSION, type CommandPayload, type ContainmentEntry, type Ed25519PublicJwk, type StatePayload } from '@quell/contracts';
 
 export interface CommandSigner {
   publicJwk: Ed25519PublicJwk;
   keyId: string;
   sign(command: Omit<CommandPayload, 'v' | 'iat' | 'nonce'>, now: number): Promise<string>;
+  /** The fleet-wide desired state of one version, signed once for every agent. */
+  signState(version: number, containment: ContainmentEntry[], now: number): string;
 }
 
 /**
@@ -30,16 +32,25 @@ export function loadOrCreateSigningKey(dataDir: string): KeyObject {
 export function createCommandSigner(privateKey: KeyObject = generateKeyPairSync('ed25519').privateKey): CommandSigner {
   const publicJwk = createPublicKey(privateKey).export({ format: 'jwk' }) as Ed25519PublicJwk;
   const keyId = createHash('sha256').update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x: publicJwk.x })).digest('base64url');
-  const header = Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: keyId, typ: 'quell-command+jws' })).toString('base64url');
+  const header = (typ: string) => Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: keyId, typ })).toString('base64url');
+  const commandHeader = header('quell-command+jws');
+  const stateHeader = header('quell-state+jws');
+  // A compact JWS (RFC 7515) signed with node:crypto directly: the same bytes jose would produce,
+  // without its round trip through the thread pool on every approval.
+  const compactJws = (protectedHeader: string, payload: object): string => {
+    const signingInput = `${protectedHeader}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
+    return `${signingInput}.${signBytes(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
+  };
   return {
     publicJwk: { kty: 'OKP', crv: 'Ed25519', x: publicJwk.x },
     keyId,
-    // A compact JWS (RFC 7515) signed with node:crypto directly: the same bytes jose would produce,
-    // without its round trip through the thread pool on every approval.
     async sign(command, now) {
       const payload: CommandPayload = { v: AGENT_PROTOCOL_VERSION, ...command, iat: Math.floor(now / 1000), nonce: randomBytes(16).toString('base64url') };
-      const signingInput = `${header}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
-      return `${signingInput}.${signBytes(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
+      return compactJws(commandHeader, payload);
+    },
+    signState(version, containment, now) {
+      const payload: StatePayload = { v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', version, containment, iat: Math.floor(now / 1000) };
+      return compactJws(stateHeader, payload);
     },
   };
 }

@@ -1,0 +1,98 @@
+import { DEVICE_OFFLINE_AFTER_MS, FLEET_ACTION_TYPES, type StateReportPayload } from '@quell/contracts';
+import { sql } from 'kysely';
+import { systemActor } from '../../actor.ts';
+import type { Store } from '../../db/store.ts';
+import { QuellError } from '../../errors.ts';
+import type { Clock } from '../../infra.ts';
+import type { ActionsService } from '../actions/actions.service.ts';
+import { enforcementOf, readContainmentState } from './containment.state.ts';
+
+/** Reports are written together: ten thousand agents answering one state must not mean ten thousand transactions. */
+const REPORT_BATCH = 500;
+const FLUSH_AFTER_MS = 50;
+
+/**
+ * The server side of containment once the state is signed: takes the
+ * agents' reports of what they applied, keeps each agent's last one, and
+ * moves containment actions along their lifecycle from those reports —
+ * in progress once any agent applied it, completed once no online agent
+ * is still to apply it (offline ones apply it when they reconnect).
+ */
+export function createContainmentService(deps: { store: Store; actions: ActionsService; clock: Clock; onError: (error: unknown) => void }) {
+  const { store, actions, clock } = deps;
+  const queued = new Map<string, StateReportPayload>();
+  let timer: NodeJS.Timeout | null = null;
+  let flushing: Promise<void> = Promise.resolve();
+
+  async function write(reports: Array<[string, StateReportPayload]>): Promise<void> {
+    for (let i = 0; i < reports.length; i += REPORT_BATCH) {
+      const rows = reports.slice(i, i + REPORT_BATCH).map(([deviceId, report]) =>
+        sql`(${deviceId}, CAST(${report.version} AS BIGINT), ${report.error ?? null}, ${JSON.stringify(report.failures)})`);
+      // One statement per batch; an older report never overwrites a newer one.
+      await sql`WITH reported (device_id, version, error, failures) AS (VALUES ${sql.join(rows)})
+        UPDATE agents SET state_version = reported.version, state_error = reported.error, state_failures = reported.failures
+        FROM reported WHERE agents.device_id = reported.device_id AND (agents.state_version IS NULL OR agents.state_version <= reported.version)`.execute(store.db);
+    }
+  }
+
+  async function flush(): Promise<void> {
+    timer = null;
+    const reports = [...queued];
+    queued.clear();
+    if (reports.length === 0) return;
+    await write(reports);
+    await settle();
+  }
+
+  async function settle(): Promise<number> {
+    const open = await store.db.selectFrom('actions').select(['id', 'status', 'type', 'entity_name', 'state_version'])
+      .where('status', 'in', ['queued', 'in_progress']).where('type', 'in', FLEET_ACTION_TYPES).where('state_version', 'is not', null).execute();
+    let moved = 0;
+    for (const action of open) {
+      const actor = systemActor('containment');
+      const e = await enforcementOf(store.db, action, clock.now() - DEVICE_OFFLINE_AFTER_MS);
+      try {
+        if (action.status === 'queued' && e.succeeded + e.failed > 0) await actions.recordDelivery(actor, action.id);
+        if (e.succeeded + e.failed === 0 || e.waitingOnline > 0) continue;
+        const release = action.type === 'release_containment';
+        const done = release ? `Released ${action.entity_name}` : `Contained ${action.entity_name}`;
+        const notes = [
+          e.failed > 0 ? `${e.failed} could not (${e.failures.slice(0, 3).map((f) => `${f.deviceName}: ${f.reason}`).join('; ')})` : '',
+          e.waiting > 0 ? `${e.waiting} offline will apply it when they reconnect` : '',
+        ].filter(Boolean).join('; ');
+        const summary = `${done} on ${e.succeeded} of ${e.succeeded + e.failed + e.waiting} managed devices${notes ? `; ${notes}` : ''}`;
+        await actions.recordResult(actor, action.id, e.succeeded > 0 ? { outcome: 'completed', output: summary } : { outcome: 'failed', error: summary });
+        moved++;
+      } catch (error) {
+        // Another server process settled it first.
+        if (!(error instanceof QuellError && error.code === 'action_state_conflict')) throw error;
+      }
+    }
+    return moved;
+  }
+
+  return {
+    current: () => readContainmentState(store.db),
+
+    /** Takes a verified report; it is written with the others that arrive within a few milliseconds. */
+    report(deviceId: string, report: StateReportPayload): void {
+      queued.set(deviceId, report);
+      if (timer && queued.size < REPORT_BATCH) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        flushing = flushing.then(flush).catch(deps.onError);
+      }, queued.size >= REPORT_BATCH ? 0 : FLUSH_AFTER_MS);
+    },
+
+    /** Moves containment actions whose agents went offline meanwhile (run by a job). */
+    settle,
+
+    /** Writes what is still queued (at shutdown, and in tests). */
+    async drain(): Promise<void> {
+      if (timer) clearTimeout(timer);
+      flushing = flushing.then(flush).catch(deps.onError);
+      await flushing;
+    },
+  };
+}
+export type ContainmentService = ReturnType<typeof createContainmentService>;
