@@ -14,6 +14,7 @@ import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
 import { Refusal, helloSignature, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
+import { callServer, pinnedTls } from './transport.ts';
 
 export interface AgentLog {
   info(message: string, fields?: object): void;
@@ -204,12 +205,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   async function uploadPackage(actionId: string, bytes: Buffer): Promise<void> {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const signature = signBytes(null, Buffer.from(packageUploadMessage(actionId, identity.deviceId, sha256)), privateKey).toString('base64url');
-    const response = await fetch(new URL(API_PATHS.agentPackageUpload.replace(':id', actionId), identity.serverUrl), {
+    const response = await callServer(new URL(API_PATHS.agentPackageUpload.replace(':id', actionId), identity.serverUrl), {
       method: 'PUT',
       headers: { 'content-type': 'application/octet-stream', 'x-quell-device': identity.deviceId, 'x-quell-signature': signature },
       body: bytes,
+      pin: identity.serverCert,
     });
-    if (response.status !== 201) throw new Error(`the server refused the package (${response.status}): ${await response.text()}`);
+    if (response.status !== 201) throw new Error(`the server refused the package (${response.status}): ${response.text}`);
   }
 
   /** State that must hold on this device whatever happened while the agent was down (a reboot empties the firewall). */
@@ -252,7 +254,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   function connect(): void {
     const url = new URL(API_PATHS.agentConnect, identity.serverUrl);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(url, { maxPayload: AGENT_MAX_FRAME_BYTES, handshakeTimeout: 10_000 });
+    // ws hands TLS options to tls.connect as they are; its own type for checkServerIdentity is narrower than Node's.
+    const ws = new WebSocket(url, { maxPayload: AGENT_MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pinnedTls(identity.serverCert) as WebSocket.ClientOptions) });
     socket = ws;
     welcomed = false;
     ws.on('message', (data) => onFrame(data.toString()));

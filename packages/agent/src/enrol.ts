@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname, networkInterfaces, release } from 'node:os';
 import { API_PATHS, type DeviceFacts, type EnrolResponse, type Ed25519PublicJwk } from '@quell/contracts';
 import { saveIdentity } from './identity.ts';
+import { type ServerPin, callServer, fetchPinnedCertificate } from './transport.ts';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -31,26 +32,38 @@ export function deviceFacts(): DeviceFacts {
  * key pair and sends the public half with the device facts. The private key
  * never leaves the caller.
  */
-export async function registerAgent(options: { serverUrl: string; token: string; facts: DeviceFacts; label?: string }): Promise<{ enrolled: EnrolResponse; privateKey: KeyObject }> {
+export async function registerAgent(options: { serverUrl: string; token: string; facts: DeviceFacts; label?: string; pin?: ServerPin }): Promise<{ enrolled: EnrolResponse; privateKey: KeyObject }> {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const jwk = publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk;
-  const response = await fetch(new URL(API_PATHS.agentEnrol, options.serverUrl), {
+  const response = await callServer(new URL(API_PATHS.agentEnrol, options.serverUrl), {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ token: options.token, publicKey: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, facts: options.facts }),
+    pin: options.pin,
   });
-  const body = (await response.json().catch(() => ({}))) as EnrolResponse & { detail?: string };
+  let body: EnrolResponse & { detail?: string };
+  try {
+    body = JSON.parse(response.text) as typeof body;
+  } catch {
+    body = {} as typeof body;
+  }
   if (response.status !== 201) throw new Error(`${options.label ?? 'enrolment'} refused (${response.status}): ${body.detail ?? 'no detail'}`);
   return { enrolled: body, privateKey };
 }
 
 /**
- * Enrols this machine: registers it, pins the server's command-signing key,
- * and stores the identity root-only.
+ * Enrols this machine: pins the server's TLS certificate (HTTPS needs the
+ * fingerprint the server printed), registers, pins the server's
+ * command-signing key, and stores the identity root-only.
  */
-export async function enrolAgent(options: { serverUrl: string; token: string; dir: string }): Promise<EnrolResponse> {
-  const { enrolled, privateKey } = await registerAgent({ serverUrl: options.serverUrl, token: options.token, facts: deviceFacts() });
+export async function enrolAgent(options: { serverUrl: string; token: string; dir: string; fingerprint?: string }): Promise<EnrolResponse> {
+  const url = new URL(options.serverUrl);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('--server must be an https:// (or, on a trusted network, http://) URL');
+  if (url.protocol === 'https:' && !options.fingerprint) throw new Error('an https server needs --fingerprint: the TLS certificate fingerprint that quell server printed');
+  const pin = url.protocol === 'https:' ? await fetchPinnedCertificate(url, options.fingerprint!) : undefined;
+  const { enrolled, privateKey } = await registerAgent({ serverUrl: options.serverUrl, token: options.token, facts: deviceFacts(), pin });
   saveIdentity(options.dir, {
+    ...(pin ? { serverCert: pin } : {}),
     serverUrl: options.serverUrl,
     deviceId: enrolled.deviceId,
     privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),

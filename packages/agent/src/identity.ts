@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Ed25519PublicJwk } from '@quell/contracts';
+import type { ServerPin } from './transport.ts';
 
 /** What an enrolled agent knows about itself and its server; root-only on disk. */
 export interface AgentIdentity {
@@ -11,6 +12,8 @@ export interface AgentIdentity {
   /** The server's command-signing key, pinned at enrolment: nothing else is trusted. */
   serverKey: Ed25519PublicJwk;
   serverKeyId: string;
+  /** Over HTTPS: the server's certificate, pinned at enrolment; it alone is trusted. */
+  serverCert?: ServerPin;
 }
 
 export { DEFAULT_AGENT_DIR } from '@quell/contracts';

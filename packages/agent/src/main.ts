@@ -10,12 +10,13 @@ import { startAgent } from './agent.ts';
 import { enrolAgent } from './enrol.ts';
 
 const USAGE = `Usage:
-  quell-agent enrol --server URL --token TOKEN [--dir ${DEFAULT_AGENT_DIR}]
+  quell-agent enrol --server URL --token TOKEN [--fingerprint SHA256] [--dir ${DEFAULT_AGENT_DIR}]
+    (an https server needs --fingerprint: the TLS certificate fingerprint quell server printed)
   quell-agent run [--dir ${DEFAULT_AGENT_DIR}]`;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { server: { type: 'string' }, token: { type: 'string' }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
+  options: { server: { type: 'string' }, token: { type: 'string' }, fingerprint: { type: 'string' }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
 });
 const dir = values.dir ?? DEFAULT_AGENT_DIR;
 
@@ -27,7 +28,7 @@ if (values.help || positionals.length !== 1) {
     process.stderr.write(`quell-agent enrol needs --server and --token\n${USAGE}\n`);
     process.exit(2);
   }
-  const enrolled = await enrolAgent({ serverUrl: values.server, token: values.token, dir });
+  const enrolled = await enrolAgent({ serverUrl: values.server, token: values.token, dir, fingerprint: values.fingerprint });
   process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}.\n`);
 } else if (positionals[0] === 'run') {
   const running = await startAgent({ dir });

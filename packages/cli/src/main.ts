@@ -66,6 +66,9 @@ program.command('server')
     const banner = [
       `\nQuell is running at ${running.url}  (API docs: ${running.url}/api/docs, database: ${config.store.dialect === 'sqlite' ? config.store.file : 'PostgreSQL'})`,
       `Agent command-signing key: ${running.signingKeyId}`,
+      running.tlsFingerprint
+        ? `TLS certificate SHA-256 fingerprint: ${running.tlsFingerprint}\n  enrol agents with: quell agent enrol --server ${running.url} --fingerprint ${running.tlsFingerprint} --token <enrolment token>`
+        : 'Plain HTTP: set QUELL_TLS=self-signed (or QUELL_TLS_CERT and QUELL_TLS_KEY) before enrolling agents over a network.',
     ];
     if (running.generatedAdminPassword) banner.push(`First administrator created. User: admin  One-time password: ${running.generatedAdminPassword}`, 'It is shown only now; keep it safe.');
     process.stdout.write(banner.join('\n') + '\n\n');
@@ -150,10 +153,11 @@ agent.command('enrol')
   .description('Enrol this machine with a Quell server and store its identity root-only')
   .requiredOption('--server <url>', 'the Quell server URL, e.g. https://quell.example:8443')
   .requiredOption('--token <token>', 'an enrolment token from quell token create --enrolment')
+  .option('--fingerprint <sha256>', 'https servers: the TLS certificate fingerprint quell server printed; the agent trusts that certificate alone')
   .option('--dir <path>', 'where the agent keeps its identity, journal and vault', DEFAULT_AGENT_DIR)
-  .action(async (opts: { server: string; token: string; dir: string }) => {
+  .action(async (opts: { server: string; token: string; dir: string; fingerprint?: string }) => {
     const { enrolAgent } = await agentModule();
-    const enrolled = await enrolAgent({ serverUrl: opts.server, token: opts.token, dir: opts.dir });
+    const enrolled = await enrolAgent({ serverUrl: opts.server, token: opts.token, dir: opts.dir, fingerprint: opts.fingerprint });
     process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}: compare it with the one quell server printed.\nStart the agent with: quell agent run --dir ${opts.dir}\n`);
   });
 agent.command('run')

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { Format, TypeBoxValidatorCompiler, registerAjvFormats } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
 import { QuellError } from './errors.ts';
 import { registerAuth } from './plugins/auth.ts';
 import { handleError, registerErrorHandling } from './plugins/errors.ts';
@@ -28,6 +30,10 @@ export interface AppOptions {
   isReady?: () => boolean;
   /** The agents' WebSocket endpoint, attached to the HTTP server's upgrades. */
   gateway?: AgentGateway;
+  /** Serve HTTPS (and WSS for agents) with this key and certificate, PEM. */
+  tls?: { key: string; cert: string };
+  /** The built web console (default packages/console/dist). */
+  consoleDir?: string;
 }
 
 registerAjvFormats();
@@ -48,6 +54,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true },
     // The router's own rejections (a malformed or over-long path) take the one problem shape too.
     frameworkErrors: handleError,
+    ...(options.tls ? { serverFactory: httpsServer(options.tls) } : {}),
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.addHook('onRequest', async (request, reply) => {
@@ -89,6 +96,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     app.addHook('preClose', async () => gateway.close());
   }
   return app;
+}
+
+/** An https.Server takes requests exactly as an http.Server does; Fastify's types only know the latter here. */
+function httpsServer(tls: { key: string; cert: string }): FastifyServerFactory {
+  return (handler) => createHttpsServer({ key: tls.key, cert: tls.cert }, handler) as unknown as HttpServer;
 }
 
 /** U+0000, or a surrogate that is not half of a pair (the `u` flag matches only those). */

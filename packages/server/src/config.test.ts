@@ -13,7 +13,16 @@ describe('configuration', () => {
     expect(parseConfig({ QUELL_DATABASE_URL: 'postgres://db.internal/quell' }).store).toEqual({ dialect: 'postgres', url: 'postgres://db.internal/quell' });
   });
 
+  it('serves HTTPS with a self-signed certificate, or with the administrator\'s own files', () => {
+    expect(parseConfig({}).tls).toBeNull();
+    expect(parseConfig({ QUELL_TLS: 'self-signed' })).toMatchObject({ tls: { mode: 'self-signed' }, publicUrl: 'https://127.0.0.1:8080' });
+    expect(parseConfig({ QUELL_TLS_CERT: '/etc/quell/cert.pem', QUELL_TLS_KEY: '/etc/quell/key.pem' }).tls).toEqual({ mode: 'files', certFile: '/etc/quell/cert.pem', keyFile: '/etc/quell/key.pem' });
+  });
+
   it.each([
+    [{ QUELL_TLS: 'yes' }, /QUELL_TLS must be one of off, self-signed, files/],
+    [{ QUELL_TLS_CERT: '/etc/quell/cert.pem' }, /QUELL_TLS_CERT and QUELL_TLS_KEY go together/],
+    [{ QUELL_TLS: 'files' }, /QUELL_TLS=files needs QUELL_TLS_CERT and QUELL_TLS_KEY/],
     [{ QUELL_PORT: 'eighty' }, /QUELL_PORT must be a whole number/],
     [{ QUELL_PORT: '70000' }, /QUELL_PORT must be a whole number from 0 to 65535/],
     [{ QUELL_DATABASE_URL: 'mysql://x' }, /must start with postgres:\/\//],

@@ -14,13 +14,15 @@ export interface Config {
   logLevel: string;
   /** How often each process looks for due jobs, in milliseconds. */
   jobPollMs: number;
+  /** HTTPS: a self-signed certificate made on first start, the administrator's own files, or none (plain HTTP). */
+  tls: { mode: 'self-signed' } | { mode: 'files'; certFile: string; keyFile: string } | null;
 }
 
 export class ConfigError extends Error {}
 
 const NAMES = [
   'QUELL_DATA_DIR', 'QUELL_DATABASE_URL', 'QUELL_HOST', 'QUELL_PORT', 'QUELL_ADMIN_PASSWORD',
-  'QUELL_PUBLIC_URL', 'QUELL_PENDING_EXPIRY_HOURS', 'QUELL_LOG_LEVEL', 'QUELL_JOB_POLL_MS',
+  'QUELL_PUBLIC_URL', 'QUELL_PENDING_EXPIRY_HOURS', 'QUELL_LOG_LEVEL', 'QUELL_JOB_POLL_MS', 'QUELL_TLS', 'QUELL_TLS_CERT', 'QUELL_TLS_KEY',
 ] as const;
 type Name = (typeof NAMES)[number];
 type Source = Partial<Record<Name, string>>;
@@ -62,7 +64,8 @@ export function parseConfig(source: Source): Config {
   const port = integer(source, 'QUELL_PORT', 8080, 0, 65535);
   const adminPassword = source.QUELL_ADMIN_PASSWORD ?? null;
   if (adminPassword !== null && adminPassword.length < 12) throw new ConfigError('QUELL_ADMIN_PASSWORD must be at least 12 characters long');
-  const publicUrl = source.QUELL_PUBLIC_URL ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const tls = parseTls(source);
+  const publicUrl = source.QUELL_PUBLIC_URL ?? `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (!/^https?:\/\//.test(publicUrl)) throw new ConfigError('QUELL_PUBLIC_URL must be an http:// or https:// URL');
   return {
     dataDir,
@@ -74,7 +77,17 @@ export function parseConfig(source: Source): Config {
     pendingExpiryHours: integer(source, 'QUELL_PENDING_EXPIRY_HOURS', 24 * 7, 1, 24 * 90),
     logLevel: oneOf(source, 'QUELL_LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
     jobPollMs: integer(source, 'QUELL_JOB_POLL_MS', 5000, 10, 3_600_000),
+    tls,
   };
+}
+
+function parseTls(source: Source): Config['tls'] {
+  const { QUELL_TLS_CERT: certFile, QUELL_TLS_KEY: keyFile } = source;
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new ConfigError('QUELL_TLS_CERT and QUELL_TLS_KEY go together: give both PEM files, or neither');
+  const mode = oneOf(source, 'QUELL_TLS', certFile ? 'files' : 'off', ['off', 'self-signed', 'files']);
+  if (mode === 'files' && !certFile) throw new ConfigError('QUELL_TLS=files needs QUELL_TLS_CERT and QUELL_TLS_KEY');
+  if (mode === 'files') return { mode, certFile: resolve(certFile!), keyFile: resolve(keyFile!) };
+  return mode === 'self-signed' ? { mode } : null;
 }
 
 function integer(source: Source, name: Name, fallback: number, min: number, max: number): number {

@@ -1,6 +1,7 @@
 export { buildApp } from './app.ts';
 export { loadConfig, parseConfig, ConfigError, type Config } from './config.ts';
 export { startServer } from './server.ts';
+export { loadOrCreateSelfSignedTls, type TlsMaterial } from './tls.ts';
 export { openStore, type Store, type StoreLocation } from './db/store.ts';
 export { migrate } from './db/migrate.ts';
 export { createServices, type Services } from './services.ts';

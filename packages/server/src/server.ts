@@ -12,11 +12,14 @@ import { createServices } from './services.ts';
 import { createAgentGateway } from './modules/agents/agents.gateway.ts';
 import { createCommandSigner, loadOrCreateSigningKey } from './modules/agents/command-signer.ts';
 import { createDispatchBus } from './modules/agents/dispatch-bus.ts';
+import { loadOrCreateSelfSignedTls, readTlsFiles } from './tls.ts';
 
 export interface RunningServer {
   url: string;
   /** The thumbprint of the command-signing key, for agent owners to compare. */
   signingKeyId: string;
+  /** With HTTPS: the SHA-256 fingerprint of the TLS certificate, which agents pin at enrolment. */
+  tlsFingerprint: string | null;
   /** The generated first password of `admin`, when this start created it. */
   generatedAdminPassword: string | null;
   close(): Promise<void>;
@@ -51,11 +54,12 @@ export async function startServer(config: Config, options: { handleSignals?: boo
   const { generatedPassword } = await services.users.bootstrapAdmin(config.adminPassword);
 
   let ready = false;
-  const app = await buildApp({ services, metrics, publicUrl: config.publicUrl, logger, isReady: () => ready, gateway });
+  const tls = config.tls === null ? null : config.tls.mode === 'files' ? readTlsFiles(config.tls.certFile, config.tls.keyFile) : loadOrCreateSelfSignedTls(config.dataDir, config.host);
+  const app = await buildApp({ services, metrics, publicUrl: config.publicUrl, logger, isReady: () => ready, gateway, ...(tls ? { tls } : {}) });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
-  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
+  const url = `${tls ? 'https' : 'http'}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
 
   const jobs = createJobRunner({
     store,
@@ -95,5 +99,5 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       });
     }
   }
-  return { url, signingKeyId: signer.keyId, generatedAdminPassword: generatedPassword, close };
+  return { url, signingKeyId: signer.keyId, tlsFingerprint: tls?.fingerprint ?? null, generatedAdminPassword: generatedPassword, close };
 }

@@ -61,7 +61,8 @@ export interface TestContext {
 
 export interface TestAppOptions {
   clock?: TestClock;
-  listen?: { host: string };
+  /** Listen on a real port (agents connect there); with `tls`, over HTTPS and WSS. */
+  listen?: { host: string; tls?: { key: string; cert: string } };
   /** The command-signing key, for tests that sign commands themselves; by default a new key per test app. */
   signer?: CommandSigner;
   /** Passed to the agent gateway (with `listen`), e.g. a short handshake timeout. */
@@ -90,12 +91,13 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids), publishState: () => gateway?.publishState() });
     metrics.bind(services);
     if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: gatewayLog, ...options.gateway });
-    const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway, consoleDir: options.consoleDir });
+    const tls = options.listen?.tls;
+    const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway, consoleDir: options.consoleDir, ...(tls ? { tls } : {}) });
     let url = '';
     if (options.listen) {
       await app.listen({ host: options.listen.host, port });
       const address = app.server.address() as AddressInfo;
-      url = `http://${options.listen.host}:${address.port}`;
+      url = `${tls ? 'https' : 'http'}://${options.listen.host}:${address.port}`;
     }
     return { store, services, app, url };
   }
