@@ -29,6 +29,7 @@ export const ERRORS = {
   action_not_found: { status: 404, title: 'No such action' },
   device_not_found: { status: 404, title: 'No such device' },
   device_group_not_found: { status: 404, title: 'No such device group' },
+  alert_not_found: { status: 404, title: 'No such alert' },
   user_not_found: { status: 404, title: 'No such user' },
   token_not_found: { status: 404, title: 'No such token' },
   enrolment_token_invalid: { status: 401, title: 'The enrolment token is unknown, used up, expired or revoked' },

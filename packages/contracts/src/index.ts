@@ -10,3 +10,4 @@ export * from './schemas/devices.ts';
 export * from './schemas/audit.ts';
 export * from './schemas/settings.ts';
 export * from './schemas/agent.ts';
+export * from './schemas/alerts.ts';

@@ -34,4 +34,7 @@ export const API_PATHS = {
   agentPackageUpload: '/agent/v1/actions/:id/package',
   actionPackage: '/api/actions/:id/package',
   agentConnect: '/agent/v1/connect',
+  alerts: '/api/alerts',
+  alert: '/api/alerts/:id',
+  wazuhAlerts: '/api/alerts/wazuh',
 } as const;

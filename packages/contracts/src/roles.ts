@@ -23,11 +23,14 @@ export const PERMISSIONS = [
   'tokens:manage',
   'settings:manage',
   'audit:read',
+  'alerts:read',
+  'alerts:create',
+  'alerts:manage',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
-const READER: readonly Permission[] = ['actions:read', 'devices:read', 'audit:read'];
-const OPERATOR: readonly Permission[] = [...READER, 'actions:create', 'actions:decide', 'actions:cancel', 'actions:undo', 'investigation_packages:read'];
+const READER: readonly Permission[] = ['actions:read', 'devices:read', 'audit:read', 'alerts:read'];
+const OPERATOR: readonly Permission[] = [...READER, 'actions:create', 'actions:decide', 'actions:cancel', 'actions:undo', 'investigation_packages:read', 'alerts:create', 'alerts:manage'];
 const ADMIN: readonly Permission[] = [...OPERATOR, 'devices:manage', 'device_groups:manage', 'users:manage', 'tokens:manage', 'settings:manage'];
 
 export const ROLE_PERMISSIONS = {

@@ -11,6 +11,7 @@ import { registerOpenApi } from './plugins/openapi.ts';
 import type { Services } from './services.ts';
 import type { AgentGateway } from './modules/agents/agents.gateway.ts';
 import { agentsRoutes } from './modules/agents/agents.routes.ts';
+import { alertsRoutes } from './modules/alerts/alerts.routes.ts';
 import { actionsRoutes } from './modules/actions/actions.routes.ts';
 import { auditRoutes } from './modules/audit/audit.routes.ts';
 import { authRoutes } from './modules/auth/auth.routes.ts';
@@ -83,6 +84,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(authRoutes, { auth: services.auth, secureCookies: options.publicUrl.startsWith('https://') });
   await app.register(actionsRoutes, { actions: services.actions });
   await app.register(devicesRoutes, { devices: services.devices });
+  await app.register(alertsRoutes, { alerts: services.alerts });
   await app.register(usersRoutes, { users: services.users });
   await app.register(tokensRoutes, { tokens: services.tokens });
   await app.register(settingsRoutes, { settings: services.settings });

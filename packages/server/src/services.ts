@@ -9,6 +9,7 @@ import { createActionsRepository } from './modules/actions/actions.repository.ts
 import { type ActionsServiceDeps, createActionsService } from './modules/actions/actions.service.ts';
 import { createAuditRepository } from './modules/audit/audit.repository.ts';
 import { createAuditService } from './modules/audit/audit.service.ts';
+import { createAlertsService } from './modules/alerts/alerts.service.ts';
 import { createAuthService } from './modules/auth/auth.service.ts';
 import { createContainmentService } from './modules/containment/containment.service.ts';
 import { createDevicesRepository } from './modules/devices/devices.repository.ts';
@@ -63,6 +64,7 @@ export function createServices(options: ServiceOptions) {
     actions,
     containment,
     agents: createAgentsService({ store, actions, actionsRepo, audit, containment, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
+    alerts: createAlertsService({ store, devices: devicesRepo, audit, clock, ids }),
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
     auth: createAuthService({ store, users: usersRepo, audit, clock }),

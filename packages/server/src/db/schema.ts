@@ -146,6 +146,35 @@ export interface AgentsTable {
   state_failures: string | null;
 }
 
+export interface AlertsTable {
+  id: string;
+  title: string;
+  description: string | null;
+  severity: string;
+  category: string;
+  detection_source: string;
+  external_id: string | null;
+  device_id: string;
+  device_name: string;
+  group_id: string | null;
+  occurred_at: number;
+  received_at: number;
+  status: string;
+  classification: string | null;
+  determination: string | null;
+  updated_at: number;
+  updated_by: string | null;
+  /** JSON array of the evidence entities. */
+  evidence: string;
+}
+
+export interface AlertEvidenceTable {
+  alert_id: string;
+  /** sha256, sha1, md5, path, process, service, driver, scheduled_task, registry_key, user, ip, url */
+  kind: string;
+  value: string;
+}
+
 export interface DesiredStateTable {
   name: string;
   version: number;
@@ -174,5 +203,7 @@ export interface Database {
   enrolment_tokens: EnrolmentTokensTable;
   agents: AgentsTable;
   desired_state: DesiredStateTable;
+  alerts: AlertsTable;
+  alert_evidence: AlertEvidenceTable;
   schema_migrations: SchemaMigrationsTable;
 }

@@ -1,0 +1,163 @@
+import type { Alert, AlertSeverity, CreateAlertBody, Evidence, ListAlertsQuery, UpdateAlertBody } from '@quell/contracts';
+import { type Actor, inScope, requirePermission } from '../../actor.ts';
+import type { AlertEvidenceTable, AlertsTable } from '../../db/schema.ts';
+import { type Db, type Store, groupScope } from '../../db/store.ts';
+import { QuellError } from '../../errors.ts';
+import type { Clock, Ids } from '../../infra.ts';
+import type { AuditService } from '../audit/audit.service.ts';
+import type { DevicesRepository } from '../devices/devices.repository.ts';
+import { type WazuhAlert, fromWazuh } from './wazuh.ts';
+
+export function presentAlert(row: AlertsTable): Alert {
+  return {
+    id: row.id,
+    title: row.title,
+    description: row.description,
+    severity: row.severity as AlertSeverity,
+    category: row.category,
+    detectionSource: row.detection_source,
+    externalId: row.external_id,
+    deviceId: row.device_id,
+    deviceName: row.device_name,
+    deviceGroupId: row.group_id,
+    occurredAt: new Date(row.occurred_at).toISOString(),
+    receivedAt: new Date(row.received_at).toISOString(),
+    status: row.status as Alert['status'],
+    classification: row.classification as Alert['classification'],
+    determination: row.determination as Alert['determination'],
+    updatedAt: new Date(row.updated_at).toISOString(),
+    updatedBy: row.updated_by,
+    evidence: JSON.parse(row.evidence) as Evidence[],
+  };
+}
+
+/** The values an alert is found by across alerts and devices: hashes, paths, names, addresses. */
+export function evidenceKeys(evidence: readonly Evidence[]): Array<Pick<AlertEvidenceTable, 'kind' | 'value'>> {
+  const keys = evidence.flatMap((e): Array<[string, string | undefined]> => {
+    switch (e.kind) {
+      case 'file': return [['sha256', e.sha256?.toLowerCase()], ['sha1', e.sha1?.toLowerCase()], ['md5', e.md5?.toLowerCase()], ['path', e.path]];
+      case 'process': return [['process', e.name], ['sha256', e.sha256?.toLowerCase()]];
+      case 'registry_key': return [['registry_key', e.key]];
+      case 'ip': return [['ip', e.address]];
+      case 'url': return [['url', e.url]];
+      default: return [[e.kind, e.name]];
+    }
+  });
+  const unique = new Map(keys.filter((k): k is [string, string] => k[1] !== undefined).map(([kind, value]) => [`${kind}\u0000${value}`, { kind, value }]));
+  return [...unique.values()];
+}
+
+const encodeCursor = (row: AlertsTable): string => Buffer.from(JSON.stringify([row.received_at, row.id])).toString('base64url');
+function decodeCursor(cursor: string): [number, string] {
+  try {
+    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(parsed) && parsed.length === 2 && Number.isSafeInteger(parsed[0]) && typeof parsed[1] === 'string' && /^[\w-]{1,64}$/.test(parsed[1])) return [parsed[0], parsed[1]];
+  } catch {
+    // falls through to the refusal
+  }
+  throw new QuellError('invalid_cursor', 'The cursor is not one this server issued');
+}
+
+/**
+ * Alerts from detection sources (an API token, the Wazuh mapping, the
+ * agents' antivirus): stored once with their evidence, listed and read
+ * within the reader's device groups, and triaged by analysts.
+ */
+export function createAlertsService(deps: { store: Store; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids }) {
+  const { store, devices, audit, clock, ids } = deps;
+
+  async function findVisible(db: Db, actor: Actor, id: string): Promise<AlertsTable> {
+    const row = await db.selectFrom('alerts').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row || !inScope(actor, row.group_id)) throw new QuellError('alert_not_found', `No such alert: ${id}`);
+    return row;
+  }
+
+  return {
+    /** Stores an alert; the same externalId from the same source again returns the stored alert (`created: false`). */
+    async create(actor: Actor, body: CreateAlertBody): Promise<{ alert: Alert; created: boolean }> {
+      requirePermission(actor, 'alerts:create');
+      const existing = async () => body.externalId === undefined ? undefined
+        : store.db.selectFrom('alerts').selectAll().where('detection_source', '=', body.detectionSource).where('external_id', '=', body.externalId).executeTakeFirst();
+      const before = await existing();
+      if (before && inScope(actor, before.group_id)) return { alert: presentAlert(before), created: false };
+      if (before) throw new QuellError('validation_failed', `externalId ${body.externalId} is already used by another alert from ${body.detectionSource}`);
+      try {
+        return await store.transaction(async (trx) => {
+          const device = await devices.findDevice(trx, body.deviceId);
+          if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
+          const now = clock.now();
+          const row: AlertsTable = {
+            id: ids.next(), title: body.title, description: body.description ?? null, severity: body.severity, category: body.category,
+            detection_source: body.detectionSource, external_id: body.externalId ?? null, device_id: device.id, device_name: device.name, group_id: device.group_id,
+            occurred_at: Date.parse(body.occurredAt), received_at: now, status: 'new', classification: null, determination: null,
+            updated_at: now, updated_by: null, evidence: JSON.stringify(body.evidence),
+          };
+          await trx.insertInto('alerts').values(row).execute();
+          const keys = evidenceKeys(body.evidence);
+          if (keys.length > 0) await trx.insertInto('alert_evidence').values(keys.map((k) => ({ alert_id: row.id, ...k }))).execute();
+          await audit.record(trx, actor, { kind: 'alert.create', targetType: 'alert', targetId: row.id, after: { title: row.title, severity: row.severity, deviceId: row.device_id, detectionSource: row.detection_source } });
+          return { alert: presentAlert(row), created: true };
+        });
+      } catch (error) {
+        // Two deliveries of one alert at once: the loser of the unique index returns the winner's alert.
+        const winner = await existing();
+        if (!winner) throw error;
+        if (!inScope(actor, winner.group_id)) throw new QuellError('validation_failed', `externalId ${body.externalId} is already used by another alert from ${body.detectionSource}`);
+        return { alert: presentAlert(winner), created: false };
+      }
+    },
+
+    /** A Wazuh alert, on the device named like its Wazuh agent. */
+    async createFromWazuh(actor: Actor, alert: WazuhAlert): Promise<{ alert: Alert; created: boolean }> {
+      requirePermission(actor, 'alerts:create');
+      if (Number.isNaN(Date.parse(alert.timestamp.replace(/([+-]\d{2})(\d{2})$/, '$1:$2')))) throw new QuellError('validation_failed', `timestamp ${alert.timestamp} is not a date`);
+      const named = (await store.db.selectFrom('devices').select(['id', 'group_id']).where('name', '=', alert.agent.name).execute()).filter((d) => inScope(actor, d.group_id));
+      if (named.length !== 1) throw new QuellError('device_not_found', named.length === 0 ? `No device is named ${alert.agent.name}` : `${named.length} devices are named ${alert.agent.name}; send the alert with POST /api/alerts and a deviceId`);
+      return this.create(actor, fromWazuh(alert, named[0]!.id));
+    },
+
+    async list(actor: Actor, query: ListAlertsQuery): Promise<{ items: Alert[]; nextCursor: string | null }> {
+      requirePermission(actor, 'alerts:read');
+      const limit = query.limit ?? 50;
+      let q = store.db.selectFrom('alerts').selectAll().where(groupScope('group_id', actor.groupIds));
+      if (query.status) q = q.where('status', '=', query.status);
+      if (query.severity) q = q.where('severity', '=', query.severity);
+      if (query.deviceId) q = q.where('device_id', '=', query.deviceId);
+      if (query.cursor !== undefined) {
+        const [at, id] = decodeCursor(query.cursor);
+        q = q.where((eb) => eb.or([eb('received_at', '<', at), eb.and([eb('received_at', '=', at), eb('id', '<', id)])]));
+      }
+      const rows = await q.orderBy('received_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      return { items: rows.map(presentAlert), nextCursor: rows.length === limit ? encodeCursor(rows[rows.length - 1]!) : null };
+    },
+
+    get: async (actor: Actor, id: string): Promise<Alert> => {
+      requirePermission(actor, 'alerts:read');
+      return presentAlert(await findVisible(store.db, actor, id));
+    },
+
+    /** Triage: status, classification and determination, each change in the audit log with its comment. */
+    async update(actor: Actor, id: string, body: UpdateAlertBody): Promise<Alert> {
+      requirePermission(actor, 'alerts:manage');
+      return store.transaction(async (trx) => {
+        const row = await findVisible(trx, actor, id);
+        const patch: Partial<AlertsTable> = {
+          ...(body.status !== undefined ? { status: body.status } : {}),
+          ...(body.classification !== undefined ? { classification: body.classification } : {}),
+          ...(body.determination !== undefined ? { determination: body.determination } : {}),
+          updated_at: clock.now(),
+          updated_by: actor.name,
+        };
+        await trx.updateTable('alerts').set(patch).where('id', '=', id).execute();
+        const after = { ...row, ...patch };
+        await audit.record(trx, actor, {
+          kind: 'alert.update', targetType: 'alert', targetId: id,
+          before: { status: row.status, classification: row.classification, determination: row.determination },
+          after: { status: after.status, classification: after.classification, determination: after.determination, ...(body.comment ? { comment: body.comment } : {}) },
+        });
+        return presentAlert(after);
+      });
+    },
+  };
+}
+export type AlertsService = ReturnType<typeof createAlertsService>;
