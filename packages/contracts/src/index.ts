@@ -11,3 +11,4 @@ export * from './schemas/audit.ts';
 export * from './schemas/settings.ts';
 export * from './schemas/agent.ts';
 export * from './schemas/alerts.ts';
+export * from './schemas/indicators.ts';

@@ -37,4 +37,8 @@ export const API_PATHS = {
   alerts: '/api/alerts',
   alert: '/api/alerts/:id',
   wazuhAlerts: '/api/alerts/wazuh',
+  indicators: '/api/indicators',
+  indicator: '/api/indicators/:id',
+  indicatorsCsv: '/api/indicators/export.csv',
+  indicatorsImport: '/api/indicators/import.csv',
 } as const;

@@ -11,6 +11,7 @@ import { createAuditRepository } from './modules/audit/audit.repository.ts';
 import { createAuditService } from './modules/audit/audit.service.ts';
 import { createAlertsService } from './modules/alerts/alerts.service.ts';
 import { createAuthService } from './modules/auth/auth.service.ts';
+import { createIndicatorsService } from './modules/indicators/indicators.service.ts';
 import { createContainmentService } from './modules/containment/containment.service.ts';
 import { createDevicesRepository } from './modules/devices/devices.repository.ts';
 import { createDevicesService } from './modules/devices/devices.service.ts';
@@ -51,8 +52,10 @@ export function createServices(options: ServiceOptions) {
   const settings = createSettingsService({ store, audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
   const actionsRepo = createActionsRepository();
   const signer = options.signer ?? createCommandSigner();
+  const indicators = createIndicatorsService({ store, audit, clock, ids });
   const actions = createActionsService({
     store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch, publishState: options.publishState,
+    allowing: indicators.allowing,
   });
   const containment = createContainmentService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
@@ -64,6 +67,7 @@ export function createServices(options: ServiceOptions) {
     actions,
     containment,
     agents: createAgentsService({ store, actions, actionsRepo, audit, containment, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
+    indicators,
     alerts: createAlertsService({ store, devices: devicesRepo, audit, clock, ids }),
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),

@@ -175,6 +175,21 @@ export interface AlertEvidenceTable {
   value: string;
 }
 
+export interface IndicatorsTable {
+  id: string;
+  type: string;
+  value: string;
+  action: string;
+  title: string;
+  description: string | null;
+  /** JSON array of device group ids; empty means every device. */
+  device_group_ids: string;
+  expires_at: number | null;
+  created_by: string;
+  created_at: number;
+  updated_at: number;
+}
+
 export interface DesiredStateTable {
   name: string;
   version: number;
@@ -205,5 +220,6 @@ export interface Database {
   desired_state: DesiredStateTable;
   alerts: AlertsTable;
   alert_evidence: AlertEvidenceTable;
+  indicators: IndicatorsTable;
   schema_migrations: SchemaMigrationsTable;
 }

@@ -1,4 +1,5 @@
 import type { Action, ActionTimelineEntry } from '@quell/contracts';
+import { csvCell } from '../../csv.ts';
 import type { ActionEventsTable, ActionsTable } from '../../db/schema.ts';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -62,14 +63,4 @@ export function csvRow(row: ActionsTable): string {
     isoOrNull(row.decided_at), row.comment, row.decision_comment, iso(row.updated_at),
   ];
   return cells.map(csvCell).join(',') + '\r\n';
-}
-
-/**
- * Quotes a cell and defuses spreadsheet formulas: entity names come from
- * attackers, and a cell starting with = + - @ would run in Excel.
- */
-export function csvCell(value: string | null): string {
-  if (value === null) return '';
-  const safe = /^[=+\-@\t\r]/.test(value) ? `'${value}` : value;
-  return /[",\r\n]/.test(safe) || safe !== value ? `"${safe.replace(/"/g, '""')}"` : safe;
 }

@@ -1,7 +1,7 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionEvent, type ActionStatus, type ActionType, type BulkDecisionBody,
   CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
-  type ExportActionsQuery, type ListActionsQuery, type Platform, nextStatus, roleAtLeast,
+  type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, roleAtLeast,
 } from '@quell/contracts';
 import { isIP } from 'node:net';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -38,6 +38,8 @@ export interface ActionsServiceDeps {
   dispatch?: (deviceIds: string[]) => void;
   /** Told, after commit, that the containment state every agent enforces has a new version. */
   publishState?: () => void;
+  /** The allow indicator protecting one of these values on a device of this group, if any (indicators service). */
+  allowing?: (db: Db, values: Array<{ type: IndicatorType; value: string }>, groupId: string | null) => Promise<{ id: string; title: string } | null>;
 }
 
 const isFleet = (row: Pick<ActionsTable, 'type'>): boolean => FLEET_ACTION_TYPES.includes(row.type as ActionType);
@@ -106,6 +108,16 @@ export function createActionsService(deps: ActionsServiceDeps) {
     stamp.state_version = version;
   }
 
+  /** An allow indicator keeps its entity from ever being remediated: proposing or approving it is refused. */
+  async function requireNotAllowed(trx: Db, row: Pick<ActionsTable, 'type' | 'entity_sha256' | 'entity_name' | 'group_id'>): Promise<void> {
+    if (ACTION_CATALOGUE[row.type as ActionType].isUndo || !deps.allowing) return;
+    const values: Array<{ type: IndicatorType; value: string }> = [];
+    if (row.entity_sha256 !== null) values.push({ type: 'sha256', value: row.entity_sha256 });
+    if (row.type === 'contain_device') values.push({ type: 'ip', value: row.entity_name });
+    const indicator = values.length === 0 ? null : await deps.allowing(trx, values, row.group_id);
+    if (indicator) throw new QuellError('entity_allowed', `Allow indicator ${indicator.id} ("${indicator.title}") protects ${values.map((v) => v.value).join(', ')}; expire or change it to remediate`);
+  }
+
   function requireOneType(rows: ActionsTable[]): void {
     const types = [...new Set(rows.map((r) => r.type))];
     if (types.length > 1) throw new QuellError('mixed_action_types', `A bulk call takes actions of one type; these are ${types.join(', ')}`);
@@ -133,6 +145,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       const now = clock.now();
       const out: ActionsTable[] = [];
       for (const row of rows) {
+        if (event === 'approve') await requireNotAllowed(trx, row);
         const queued = event === 'approve' ? await queueFields(trx, row, now) : {};
         const decidedRow = await apply(trx, actor, row, event, { decided_by: actor.name, decided_at: now, decision_comment: comment, ...queued }, comment);
         if (event === 'approve' && isFleet(row)) await refreshContainment(trx, decidedRow);
@@ -254,6 +267,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
           deliver_by: null,
         state_version: null,
         };
+        await requireNotAllowed(trx, row);
         if (!pending) Object.assign(row, await queueFields(trx, row, now));
         await repo.insert(trx, row);
         if (!pending && isFleet(row)) await refreshContainment(trx, row);

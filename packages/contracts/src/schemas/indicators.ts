@@ -1,0 +1,62 @@
+import { Type, type Static } from 'typebox';
+import { IdSchema, TimestampSchema } from './common.ts';
+
+/** What an indicator matches: file hashes, network addresses, and certificate thumbprints. */
+export const INDICATOR_TYPES = ['sha256', 'sha1', 'md5', 'ip', 'url', 'domain', 'certificate'] as const;
+export type IndicatorType = (typeof INDICATOR_TYPES)[number];
+/**
+ * allow: never remediated; audit: an alert only; block: malicious, prevented;
+ * block_and_remediate: malicious, and what exists is remediated.
+ */
+export const INDICATOR_ACTIONS = ['allow', 'audit', 'block', 'block_and_remediate'] as const;
+export type IndicatorAction = (typeof INDICATOR_ACTIONS)[number];
+
+export const CreateIndicatorBodySchema = Type.Object({
+  type: Type.Enum(INDICATOR_TYPES),
+  value: Type.String({ minLength: 1, maxLength: 2048 }),
+  action: Type.Enum(INDICATOR_ACTIONS),
+  title: Type.String({ minLength: 1, maxLength: 256 }),
+  description: Type.Optional(Type.String({ maxLength: 4000 })),
+  /** Device groups it applies to; omitted or empty: every device. */
+  deviceGroupIds: Type.Optional(Type.Array(IdSchema, { maxItems: 100 })),
+  expiresAt: Type.Optional(Type.Union([TimestampSchema, Type.Null()])),
+}, { additionalProperties: false });
+export type CreateIndicatorBody = Static<typeof CreateIndicatorBodySchema>;
+
+export const UpdateIndicatorBodySchema = Type.Object({
+  action: Type.Optional(Type.Enum(INDICATOR_ACTIONS)),
+  title: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  description: Type.Optional(Type.Union([Type.String({ maxLength: 4000 }), Type.Null()])),
+  deviceGroupIds: Type.Optional(Type.Array(IdSchema, { maxItems: 100 })),
+  expiresAt: Type.Optional(Type.Union([TimestampSchema, Type.Null()])),
+}, { additionalProperties: false, minProperties: 1 });
+export type UpdateIndicatorBody = Static<typeof UpdateIndicatorBodySchema>;
+
+export const IndicatorSchema = Type.Object({
+  id: IdSchema,
+  type: Type.Enum(INDICATOR_TYPES),
+  /** Normalised: hashes in lower case, domains in lower case. */
+  value: Type.String(),
+  action: Type.Enum(INDICATOR_ACTIONS),
+  title: Type.String(),
+  description: Type.Union([Type.String(), Type.Null()]),
+  deviceGroupIds: Type.Array(IdSchema),
+  expiresAt: Type.Union([TimestampSchema, Type.Null()]),
+  /** False once expired: expired indicators are kept for the record and match nothing. */
+  active: Type.Boolean(),
+  createdBy: Type.String(),
+  createdAt: TimestampSchema,
+  updatedAt: TimestampSchema,
+});
+export type Indicator = Static<typeof IndicatorSchema>;
+
+export const ListIndicatorsQuerySchema = Type.Object({
+  type: Type.Optional(Type.Enum(INDICATOR_TYPES)),
+  action: Type.Optional(Type.Enum(INDICATOR_ACTIONS)),
+  value: Type.Optional(Type.String({ maxLength: 2048 })),
+  includeExpired: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+export type ListIndicatorsQuery = Static<typeof ListIndicatorsQuerySchema>;
+
+/** The columns of the indicator CSV, for export and import alike. */
+export const INDICATOR_CSV_COLUMNS = ['type', 'value', 'action', 'title', 'description', 'deviceGroupIds', 'expiresAt'] as const;

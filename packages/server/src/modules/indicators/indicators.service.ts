@@ -1,0 +1,230 @@
+import { isIP } from 'node:net';
+import {
+  type CreateIndicatorBody, INDICATOR_ACTIONS, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
+  type ListIndicatorsQuery, type UpdateIndicatorBody,
+} from '@quell/contracts';
+import { type Actor, requirePermission } from '../../actor.ts';
+import { csvCell, parseCsv } from '../../csv.ts';
+import type { ExpressionBuilder } from 'kysely';
+import type { Database, IndicatorsTable } from '../../db/schema.ts';
+import type { Db, Store } from '../../db/store.ts';
+import { QuellError } from '../../errors.ts';
+import type { Clock, Ids } from '../../infra.ts';
+import type { AuditService } from '../audit/audit.service.ts';
+
+const HEX = { sha256: 64, sha1: 40, md5: 32 } as const;
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/** The value as it is stored and matched, or why it is not a value of that type. */
+export function normaliseIndicator(type: IndicatorType, raw: string): string {
+  const value = raw.trim();
+  switch (type) {
+    case 'sha256': case 'sha1': case 'md5':
+      if (!new RegExp(`^[0-9a-fA-F]{${HEX[type]}}$`).test(value)) throw new QuellError('validation_failed', `a ${type} indicator is ${HEX[type]} hex digits, not ${JSON.stringify(raw.slice(0, 100))}`);
+      return value.toLowerCase();
+    case 'certificate':
+      // Certificate thumbprints: SHA-1 (as Windows shows them) or SHA-256, with or without separators.
+      if (!/^([0-9a-fA-F]{40}|[0-9a-fA-F]{64})$/.test(value.replace(/[:\s]/g, ''))) throw new QuellError('validation_failed', 'a certificate indicator is a SHA-1 or SHA-256 thumbprint');
+      return value.replace(/[:\s]/g, '').toLowerCase();
+    case 'ip':
+      if (isIP(value) === 0) throw new QuellError('validation_failed', `not an IP address: ${JSON.stringify(raw.slice(0, 100))}`);
+      return isIP(value) === 6 ? new URL(`http://[${value}]/`).hostname.slice(1, -1) : value;
+    case 'domain':
+      if (!DOMAIN.test(value.toLowerCase())) throw new QuellError('validation_failed', `not a domain name: ${JSON.stringify(raw.slice(0, 100))}`);
+      return value.toLowerCase();
+    case 'url': {
+      let url: URL;
+      try {
+        url = new URL(value);
+      } catch {
+        throw new QuellError('validation_failed', `not a URL: ${JSON.stringify(raw.slice(0, 100))}`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new QuellError('validation_failed', 'a URL indicator is an http or https URL');
+      return url.href;
+    }
+  }
+}
+
+export function presentIndicator(row: IndicatorsTable, now: number): Indicator {
+  return {
+    id: row.id,
+    type: row.type as IndicatorType,
+    value: row.value,
+    action: row.action as IndicatorAction,
+    title: row.title,
+    description: row.description,
+    deviceGroupIds: JSON.parse(row.device_group_ids) as string[],
+    expiresAt: row.expires_at === null ? null : new Date(row.expires_at).toISOString(),
+    active: row.expires_at === null || row.expires_at > now,
+    createdBy: row.created_by,
+    createdAt: new Date(row.created_at).toISOString(),
+    updatedAt: new Date(row.updated_at).toISOString(),
+  };
+}
+
+/** Not expired at `now`. */
+const active = (now: number) => (eb: ExpressionBuilder<Database, 'indicators'>) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]);
+
+/**
+ * Indicators: values (hashes, addresses, URLs, domains, certificates) that
+ * are always allowed, audited or blocked, per device group and until they
+ * expire. Expired indicators stay for the record and match nothing.
+ */
+export function createIndicatorsService(deps: { store: Store; audit: AuditService; clock: Clock; ids: Ids }) {
+  const { store, audit, clock, ids } = deps;
+
+  async function checkGroups(db: Db, groupIds: readonly string[]): Promise<void> {
+    if (groupIds.length === 0) return;
+    const found = await db.selectFrom('device_groups').select('id').where('id', 'in', groupIds).execute();
+    const missing = groupIds.filter((id) => !found.some((f) => f.id === id));
+    if (missing.length > 0) throw new QuellError('device_group_not_found', `No such device group: ${missing.join(', ')}`);
+  }
+
+  /** Inserts one indicator inside `trx`; an active indicator of the same type and value is a conflict. */
+  async function insert(trx: Db, actor: Actor, body: CreateIndicatorBody): Promise<IndicatorsTable> {
+    const now = clock.now();
+    const value = normaliseIndicator(body.type, body.value);
+    const expiresAt = body.expiresAt ? Date.parse(body.expiresAt) : null;
+    if (expiresAt !== null && expiresAt <= now) throw new QuellError('validation_failed', 'expiresAt must be in the future');
+    const groups = [...new Set(body.deviceGroupIds ?? [])];
+    await checkGroups(trx, groups);
+    const clash = await trx.selectFrom('indicators').select(['id', 'action']).where('type', '=', body.type).where('value', '=', value).where(active(now)).executeTakeFirst();
+    if (clash) throw new QuellError('indicator_exists', `Indicator ${clash.id} already ${clash.action}s ${body.type} ${value}`);
+    const row: IndicatorsTable = {
+      id: ids.next(), type: body.type, value, action: body.action, title: body.title, description: body.description ?? null,
+      device_group_ids: JSON.stringify(groups), expires_at: expiresAt, created_by: actor.name, created_at: now, updated_at: now,
+    };
+    await trx.insertInto('indicators').values(row).execute();
+    await audit.record(trx, actor, { kind: 'indicator.create', targetType: 'indicator', targetId: row.id, after: presentIndicator(row, now) });
+    return row;
+  }
+
+  async function find(db: Db, id: string): Promise<IndicatorsTable> {
+    const row = await db.selectFrom('indicators').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new QuellError('indicator_not_found', `No such indicator: ${id}`);
+    return row;
+  }
+
+  async function update(actor: Actor, id: string, body: UpdateIndicatorBody, kind: 'indicator.update' | 'indicator.expire'): Promise<Indicator> {
+    requirePermission(actor, 'indicators:manage');
+    return store.transaction(async (trx) => {
+      const row = await find(trx, id);
+      const now = clock.now();
+      if (body.deviceGroupIds) await checkGroups(trx, body.deviceGroupIds);
+      const patch: Partial<IndicatorsTable> = {
+        ...(body.action !== undefined ? { action: body.action } : {}),
+        ...(body.title !== undefined ? { title: body.title } : {}),
+        ...(body.description !== undefined ? { description: body.description } : {}),
+        ...(body.deviceGroupIds !== undefined ? { device_group_ids: JSON.stringify([...new Set(body.deviceGroupIds)]) } : {}),
+        ...(body.expiresAt !== undefined ? { expires_at: body.expiresAt === null ? null : Date.parse(body.expiresAt) } : {}),
+        updated_at: now,
+      };
+      await trx.updateTable('indicators').set(patch).where('id', '=', id).execute();
+      const after = { ...row, ...patch };
+      await audit.record(trx, actor, { kind, targetType: 'indicator', targetId: id, before: presentIndicator(row, now), after: presentIndicator(after, now) });
+      return presentIndicator(after, now);
+    });
+  }
+
+  return {
+    async create(actor: Actor, body: CreateIndicatorBody): Promise<Indicator> {
+      requirePermission(actor, 'indicators:manage');
+      return presentIndicator(await store.transaction((trx) => insert(trx, actor, body)), clock.now());
+    },
+
+    async list(actor: Actor, query: ListIndicatorsQuery): Promise<Indicator[]> {
+      requirePermission(actor, 'indicators:read');
+      const now = clock.now();
+      let q = store.db.selectFrom('indicators').selectAll();
+      if (query.type) q = q.where('type', '=', query.type);
+      if (query.action) q = q.where('action', '=', query.action);
+      if (query.value) q = q.where('value', '=', query.type ? normaliseIndicator(query.type, query.value) : query.value.trim().toLowerCase());
+      if (!query.includeExpired) q = q.where(active(now));
+      return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(10_000).execute()).map((row) => presentIndicator(row, now));
+    },
+
+    update: (actor: Actor, id: string, body: UpdateIndicatorBody) => update(actor, id, body, 'indicator.update'),
+    /** Expires now; the indicator stays for the record. */
+    expire: (actor: Actor, id: string) => update(actor, id, { expiresAt: new Date(clock.now()).toISOString() }, 'indicator.expire'),
+
+    /** The active indicators as CSV, in the columns import reads. */
+    async exportCsv(actor: Actor): Promise<string> {
+      const items = await this.list(actor, {});
+      const rows = items.map((i) => [i.type, i.value, i.action, i.title, i.description, i.deviceGroupIds.join(' '), i.expiresAt].map(csvCell).join(','));
+      return [INDICATOR_CSV_COLUMNS.join(','), ...rows].join('\r\n') + '\r\n';
+    },
+
+    /**
+     * Imports indicators from CSV with a header row naming at least type,
+     * value, action and title: all rows or none, and every bad row named
+     * by its line.
+     */
+    async importCsv(actor: Actor, text: string): Promise<Indicator[]> {
+      requirePermission(actor, 'indicators:manage');
+      let rows: string[][];
+      try {
+        rows = parseCsv(text);
+      } catch (error) {
+        throw new QuellError('validation_failed', `The CSV cannot be read: ${(error as Error).message}`);
+      }
+      const [header, ...data] = rows;
+      const column = (name: string) => header?.findIndex((h) => h.trim() === name) ?? -1;
+      const missing = ['type', 'value', 'action', 'title'].filter((name) => column(name) < 0);
+      if (!header || missing.length > 0) throw new QuellError('validation_failed', `The header row must name ${missing.join(', ') || 'type, value, action, title'}`);
+      if (data.length === 0 || data.length > 10_000) throw new QuellError('validation_failed', 'Import 1 to 10,000 indicators at a time');
+      const cell = (row: string[], name: string): string | undefined => {
+        const value = row[column(name)]?.trim();
+        // Export defuses formula cells with a leading quote; import takes the value back.
+        return value ? value.replace(/^'(?=[=+\-@])/, '') : undefined;
+      };
+      const bodies = data.map((row, i): CreateIndicatorBody => {
+        const type = cell(row, 'type') as IndicatorType;
+        const action = cell(row, 'action') as IndicatorAction;
+        const title = cell(row, 'title');
+        const expiresAt = cell(row, 'expiresAt');
+        const problem = !INDICATOR_TYPES.includes(type) ? `type must be one of ${INDICATOR_TYPES.join(', ')}`
+          : !INDICATOR_ACTIONS.includes(action) ? `action must be one of ${INDICATOR_ACTIONS.join(', ')}`
+            : !title || title.length > 256 ? 'title is required (up to 256 characters)'
+              : expiresAt !== undefined && Number.isNaN(Date.parse(expiresAt)) ? 'expiresAt is not a date' : null;
+        if (problem) throw new QuellError('validation_failed', `Line ${i + 2}: ${problem}; nothing was imported`);
+        return {
+          type, action, title: title!, value: cell(row, 'value') ?? '',
+          ...(cell(row, 'description') ? { description: cell(row, 'description')!.slice(0, 4000) } : {}),
+          ...(cell(row, 'deviceGroupIds') ? { deviceGroupIds: cell(row, 'deviceGroupIds')!.split(/\s+/) } : {}),
+          ...(expiresAt ? { expiresAt: new Date(Date.parse(expiresAt)).toISOString() } : {}),
+        };
+      });
+      const now = clock.now();
+      return (await store.transaction(async (trx) => {
+        const inserted: IndicatorsTable[] = [];
+        for (const [i, body] of bodies.entries()) {
+          try {
+            inserted.push(await insert(trx, actor, body));
+          } catch (error) {
+            if (error instanceof QuellError) throw new QuellError(error.code, `Line ${i + 2}: ${error.message}; nothing was imported`);
+            throw error;
+          }
+        }
+        return inserted;
+      })).map((row) => presentIndicator(row, now));
+    },
+
+    /**
+     * The active allow indicator protecting any of these values on a device
+     * of `groupId`, if there is one: such an entity is never remediated.
+     */
+    async allowing(db: Db, values: Array<{ type: IndicatorType; value: string }>, groupId: string | null): Promise<IndicatorsTable | null> {
+      const now = clock.now();
+      for (const { type, value } of values) {
+        const rows = await db.selectFrom('indicators').selectAll().where('type', '=', type).where('value', '=', value).where('action', '=', 'allow').where(active(now)).execute();
+        const applies = rows.find((row) => {
+          const groups = JSON.parse(row.device_group_ids) as string[];
+          return groups.length === 0 || (groupId !== null && groups.includes(groupId));
+        });
+        if (applies) return applies;
+      }
+      return null;
+    },
+  };
+}
+export type IndicatorsService = ReturnType<typeof createIndicatorsService>;
