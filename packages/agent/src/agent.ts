@@ -1,7 +1,11 @@
-import { createHash, createPrivateKey, sign as signBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, randomUUID, sign as signBytes, type KeyObject } from 'node:crypto';
+import { basename } from 'node:path';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type Platform, type ServerFrame, packageUploadMessage } from '@quell/contracts';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Platform, type ServerFrame, packageUploadMessage } from '@quell/contracts';
+import { type MalwareWatch, watchForMalware } from './antivirus-watch.ts';
+import type { ScanFinding } from './executors/antivirus-scan.linux.ts';
+import { quarantineFile } from './executors/quarantine.linux.ts';
 import { importJWK } from 'jose';
 import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
@@ -12,7 +16,7 @@ import { loadState, saveState } from './desired-state.ts';
 import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
-import { Refusal, helloSignature, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
+import { Refusal, helloSignature, signLocalAction, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { callServer, pinnedTls } from './transport.ts';
 
@@ -28,6 +32,8 @@ export interface AgentOptions {
   log?: AgentLog;
   /** Clock skew tolerated on a command's issued-at, in seconds. */
   maxSkewSeconds?: number;
+  /** Folders the antivirus watches for new files (Linux); none unless given. */
+  watch?: readonly string[];
 }
 
 export interface RunningAgent {
@@ -68,6 +74,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const running = new Set<Promise<void>>();
   /** Desired states are applied one after another, in the order they arrive. */
   let stateWork: Promise<void> = Promise.resolve();
+  /** The block indicators of the last desired state applied, for the antivirus. */
+  let blocked: ReadonlySet<string> = new Set();
+  let malwareWatch: MalwareWatch | null = null;
   /** Actions this process is carrying out right now (journal started, not yet finished). */
   const inFlight = new Set<string>();
 
@@ -139,6 +148,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       ? await applyContainment(runner, state.containment, { own: ownAddresses(), server: serverAddresses })
       : { failures: Object.fromEntries(state.containment.map((e) => [e.actionId, `containment is not supported on ${platform} by this agent yet`])) };
     saveState(options.dir, { version: state.version, jws });
+    const blocks = new Set(state.antivirus.blockSha256);
+    const newBlocks = [...blocks].some((hash) => !blocked.has(hash));
+    blocked = blocks;
+    // Files already sitting in watched folders are looked at again against the new block indicators.
+    if (newBlocks) void malwareWatch?.sweep();
     return { version: state.version, outcome };
   }
 
@@ -146,6 +160,36 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const { version, outcome } = await enforceState(jws);
     log.info('containment state applied', { version, failures: outcome.failures, error: outcome.error });
     send({ t: 'state_applied', jws: signStateReport(privateKey, identity.deviceId, version, outcome) });
+  }
+
+  /**
+   * The antivirus found malware: quarantine it at once, exactly once (the
+   * journal), and report the action, signed, until the server has it.
+   */
+  async function quarantineOnSight(finding: ScanFinding): Promise<void> {
+    if (journal.restoredFile(finding.path, finding.sha256)) {
+      log.info('antivirus left alone a file an analyst restored', { path: finding.path, sha256: finding.sha256, signature: finding.signature });
+      return;
+    }
+    const actionId = randomUUID();
+    const now = Math.floor(Date.now() / 1000);
+    const entity = { name: basename(finding.path), path: finding.path, sha256: finding.sha256 };
+    const command: CommandPayload = { v: 1, actionId, deviceId: identity.deviceId, type: 'quarantine_file', entity, parameters: {}, undoOf: null, iat: now, exp: now, nonce: `antivirus-${actionId}` };
+    journal.start(actionId, command.nonce, now, command.type, null);
+    let output: string;
+    try {
+      const result = await quarantineFile({ command, runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {} });
+      journal.finish(actionId, { outcome: 'completed', output: result.output, snapshot: result.snapshot });
+      output = result.output;
+    } catch (error) {
+      journal.finish(actionId, { outcome: 'failed', error: (error as Error).message });
+      log.warn('antivirus could not quarantine', { path: finding.path, signature: finding.signature, error: (error as Error).message });
+      return;
+    }
+    log.info('antivirus quarantined a file', { actionId, path: finding.path, sha256: finding.sha256, signature: finding.signature });
+    const report = signLocalAction(privateKey, { deviceId: identity.deviceId, actionId, type: 'quarantine_file', entity, detection: finding.signature, output, at: Date.now() });
+    journal.reportLocal(actionId, report);
+    send({ t: 'local_action', jws: report });
   }
 
   function onFrame(text: string): void {
@@ -173,6 +217,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         log.info('connected', { server: identity.serverUrl, deviceId: identity.deviceId });
         onWelcome.forEach((resolve) => resolve());
         onWelcome = [];
+        // What the antivirus did while the server was out of reach, or before it answered.
+        for (const report of journal.unacknowledgedReports()) send({ t: 'local_action', jws: report });
+        return;
+      case 'local_ack':
+        journal.acknowledgeLocal(String(frame.actionId));
         return;
       case 'command': {
         const work = execute(String(frame.jws)).catch((error: unknown) => {
@@ -270,12 +319,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   await restoreDesiredState();
+  if (platform === 'linux' && options.watch && options.watch.length > 0) {
+    malwareWatch = watchForMalware({
+      folders: options.watch,
+      blocked: () => blocked,
+      onDetection: quarantineOnSight,
+      onError: (path, error) => log.warn('antivirus could not examine a file', { path, error: error.message }),
+    });
+    log.info('antivirus watching', { folders: options.watch });
+    void malwareWatch.sweep();
+  }
   connect();
   return {
     deviceId: identity.deviceId,
     connected: () => (welcomed ? Promise.resolve() : new Promise<void>((resolve) => onWelcome.push(resolve))),
     async stop() {
       stopping = true;
+      malwareWatch?.close();
       if (reconnectTimer) clearTimeout(reconnectTimer);
       socket?.close();
       await Promise.allSettled([...running, stateWork]);

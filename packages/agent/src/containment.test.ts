@@ -123,9 +123,9 @@ describe(`containment of an unmanaged device by every agent, in network namespac
       type: 'contain_device', deviceId: server, source: 'manual', entity: { name: first.gateway },
     });
     const failed = await waitForAction(ctx, created.json().id);
-    expect(failed.status).toBe('failed');
-    expect(failed.result?.error).toMatch(new RegExp(`^Contained ${first.gateway.replaceAll('.', '\\.')} on 0 of 3 managed devices; 3 could not \\(.*is the Quell server`));
     const { enforcement } = await detail(failed.id);
+    expect(failed.status, JSON.stringify({ failed, enforcement })).toBe('failed');
+    expect(failed.result?.error).toMatch(new RegExp(`^Contained ${first.gateway.replaceAll('.', '\\.')} on 0 of 3 managed devices; 3 could not \\(.*is the Quell server`));
     expect(enforcement).toMatchObject({ succeeded: 0, failed: 3, waiting: 0 });
     expect(enforcement.failures[0].reason).toContain('containing it would cut this agent off');
     for (const endpoint of [first, second, late]) expect(await lab.canConnect(endpoint.ns, first.gateway, Number(new URL(ctx.url).port))).toBe(true);

@@ -1,4 +1,5 @@
 export { startAgent, type RunningAgent, type AgentOptions } from './agent.ts';
+export { DEFAULT_WATCHED_FOLDERS } from './antivirus-watch.ts';
 export { enrolAgent, deviceFacts, AGENT_VERSION } from './enrol.ts';
 export { loadIdentity, DEFAULT_AGENT_DIR } from './identity.ts';
 export { type CommandRunner, systemRunner } from './runner.ts';

@@ -4,7 +4,10 @@ import { join } from 'node:path';
 /** One line of the journal. */
 type Entry =
   | { k: 'start'; actionId: string; nonce: string; exp: number; at: number; type?: string; undoOf?: string | null }
-  | { k: 'done'; actionId: string; outcome: 'completed' | 'failed'; output?: string; error?: string; snapshot?: unknown; at: number };
+  | { k: 'done'; actionId: string; outcome: 'completed' | 'failed'; output?: string; error?: string; snapshot?: unknown; at: number }
+  /** An action the agent took on its own, and its signed report, kept until the server acknowledges it. */
+  | { k: 'local'; actionId: string; report: string; at: number }
+  | { k: 'local_ack'; actionId: string; at: number };
 
 export interface Outcome { outcome: 'completed' | 'failed'; output?: string; error?: string; snapshot?: unknown }
 
@@ -21,6 +24,7 @@ export class Journal {
   private readonly started = new Map<string, Extract<Entry, { k: 'start' }>>();
   private readonly done = new Map<string, Extract<Entry, { k: 'done' }>>();
   private readonly nonces = new Map<string, number>();
+  private readonly unreported = new Map<string, string>();
 
   constructor(dir: string) {
     const file = join(dir, 'journal.jsonl');
@@ -39,8 +43,12 @@ export class Journal {
         if (entry.k === 'start') {
           this.started.set(entry.actionId, entry);
           this.nonces.set(entry.nonce, entry.exp);
-        } else {
+        } else if (entry.k === 'done') {
           this.done.set(entry.actionId, entry);
+        } else if (entry.k === 'local') {
+          this.unreported.set(entry.actionId, entry.report);
+        } else {
+          this.unreported.delete(entry.actionId);
         }
       }
     }
@@ -106,6 +114,36 @@ export class Journal {
       else if (start.type === undoType && current !== null && start.undoOf === current.actionId) current = null;
     }
     return current;
+  }
+
+  /**
+   * Files an analyst had restored from quarantine, as `path` and SHA-256:
+   * the antivirus leaves exactly those alone rather than taking them again.
+   */
+  restoredFile(path: string, sha256: string): boolean {
+    for (const [actionId, start] of this.started) {
+      if (start.type !== 'restore_file' || !start.undoOf || this.done.get(actionId)?.outcome !== 'completed') continue;
+      const original = this.snapshotOf(start.undoOf) as { path?: string; sha256?: string } | undefined;
+      if (original?.path === path && original.sha256 === sha256) return true;
+    }
+    return false;
+  }
+
+  /** Keeps the signed report of an action the agent took on its own until the server has it. */
+  reportLocal(actionId: string, report: string): void {
+    this.append({ k: 'local', actionId, report, at: Date.now() });
+    this.unreported.set(actionId, report);
+  }
+
+  acknowledgeLocal(actionId: string): void {
+    if (!this.unreported.has(actionId)) return;
+    this.append({ k: 'local_ack', actionId, at: Date.now() });
+    this.unreported.delete(actionId);
+  }
+
+  /** Reports the server has not acknowledged yet: sent again on every connection. */
+  unacknowledgedReports(): string[] {
+    return [...this.unreported.values()];
   }
 
   close(): void {

@@ -7,16 +7,18 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_AGENT_DIR } from '@quell/contracts';
 import { startAgent } from './agent.ts';
+import { DEFAULT_WATCHED_FOLDERS } from './antivirus-watch.ts';
 import { enrolAgent } from './enrol.ts';
 
 const USAGE = `Usage:
   quell-agent enrol --server URL --token TOKEN [--fingerprint SHA256] [--dir ${DEFAULT_AGENT_DIR}]
     (an https server needs --fingerprint: the TLS certificate fingerprint quell server printed)
-  quell-agent run [--dir ${DEFAULT_AGENT_DIR}]`;
+  quell-agent run [--dir ${DEFAULT_AGENT_DIR}] [--watch ${DEFAULT_WATCHED_FOLDERS.join(',')}]
+    (--watch: folders the antivirus watches for new files; empty for none)`;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { server: { type: 'string' }, token: { type: 'string' }, fingerprint: { type: 'string' }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
+  options: { server: { type: 'string' }, token: { type: 'string' }, fingerprint: { type: 'string' }, watch: { type: 'string', default: DEFAULT_WATCHED_FOLDERS.join(',') }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
 });
 const dir = values.dir ?? DEFAULT_AGENT_DIR;
 
@@ -31,7 +33,7 @@ if (values.help || positionals.length !== 1) {
   const enrolled = await enrolAgent({ serverUrl: values.server, token: values.token, dir, fingerprint: values.fingerprint });
   process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}.\n`);
 } else if (positionals[0] === 'run') {
-  const running = await startAgent({ dir });
+  const running = await startAgent({ dir, watch: (values.watch ?? '').split(',').map((f) => f.trim()).filter(Boolean) });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
 } else {
   process.stderr.write(`unknown command ${positionals[0]}\n${USAGE}\n`);

@@ -18,6 +18,7 @@ import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helpe
 import { type RunningAgent, startAgent } from './agent.ts';
 import { journalEntries, makeSparseFile, recordingLog, recordingRunner, sha256OfFile, slowFileBytes } from './channel-test-support.ts';
 import { enrolAgent } from './enrol.ts';
+import { signLocalAction } from './protocol.ts';
 import { waitFor, waitForAction } from './test-support.ts';
 
 /**
@@ -334,6 +335,14 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
         { name: 'a result in the other device\'s name', reason: /^result is for another device$/, frame: async () => ({ t: 'result', jws: await signResult(enrolled.intruder.key, { actionId: victim.id, deviceId }) }) },
         { name: 'a result signed by a key that is not its own', reason: /^result signature does not verify/, frame: async () => ({ t: 'result', jws: await signResult(generateKeyPairSync('ed25519').privateKey, { actionId: victim.id, deviceId: enrolled.intruder.id }) }) },
         { name: 'an acknowledgement of the other device\'s action', reason: /is not this device's/, frame: async () => ({ t: 'ack', actionId: victim.id }) },
+        {
+          name: 'an antivirus quarantine reported in the other device\'s name', reason: /^local action report is for another device$/,
+          frame: async () => ({ t: 'local_action', jws: signLocalAction(enrolled.intruder.key, { deviceId, actionId: randomUUID(), type: 'quarantine_file', entity: { name: 'x', path: '/x', sha256: 'a'.repeat(64) }, detection: 'forged', output: 'forged', at: Date.now() }) }),
+        },
+        {
+          name: 'an antivirus quarantine report signed by a key that is not its own', reason: /^local action report signature does not verify$/,
+          frame: async () => ({ t: 'local_action', jws: signLocalAction(generateKeyPairSync('ed25519').privateKey, { deviceId: enrolled.intruder.id, actionId: randomUUID(), type: 'quarantine_file', entity: { name: 'x', path: '/x', sha256: 'a'.repeat(64) }, detection: 'forged', output: 'forged', at: Date.now() }) }),
+        },
       ];
 
       it.each(IMPERSONATIONS)('is refused for $name, and the action is untouched', async ({ reason, frame }) => {
@@ -364,7 +373,7 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
     const signState = (key: KeyObject, payload: StatePayload): Promise<string> =>
       new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: 'quell-state+jws' }).sign(key);
     const statePayload = (version: number, address: string): StatePayload => ({
-      v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', version, containment: [{ actionId: randomUUID(), address }], iat: Math.floor(Date.now() / 1000),
+      v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', version, containment: [{ actionId: randomUUID(), address }], antivirus: { blockSha256: [] }, iat: Math.floor(Date.now() / 1000),
     });
     const reports = () => relay.fromAgent.filter((f): f is Extract<AgentFrame, { t: 'state_applied' }> => f.t === 'state_applied')
       .map((f) => JSON.parse(Buffer.from(f.jws.split('.')[1]!, 'base64url').toString()) as StateReportPayload);
@@ -438,7 +447,7 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
         expect(code).toBe(1008);
         expect(why).toMatch(reason);
       }
-      await ctx().services.containment.drain();
+      await ctx().services.desiredState.drain();
       const row = await ctx().store.db.selectFrom('agents').select(['state_version']).where('device_id', '=', reporter).executeTakeFirstOrThrow();
       expect(row.state_version).toBeNull();
     });

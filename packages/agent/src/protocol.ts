@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { AGENT_PROTOCOL_VERSION, type CommandPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { AGENT_PROTOCOL_VERSION, type CommandPayload, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** A command the agent will not run, with the reason it reports to the server. */
@@ -60,16 +60,26 @@ export async function verifyState(jws: string, serverKey: Parameters<typeof comp
   if (!Array.isArray(payload.containment) || !payload.containment.every((e) => typeof e === 'object' && e !== null && typeof e.actionId === 'string' && typeof e.address === 'string')) {
     throw new Refusal(null, 'state has a malformed containment list');
   }
+  const blocks: unknown = (payload.antivirus as { blockSha256?: unknown } | undefined)?.blockSha256;
+  if (!Array.isArray(blocks) || !blocks.every((h) => typeof h === 'string' && /^[0-9a-f]{64}$/.test(h))) throw new Refusal(null, 'state has a malformed block list');
   return payload;
 }
 
-/**
- * The agent's signed report of the state version it applied and what it could not enforce: a compact JWS
- * made with node:crypto in place (every agent answers each new state at once).
- */
+/** A compact JWS made with node:crypto in place: reports every agent sends at once need no round trip through jose. */
+function signCompact(privateKey: KeyObject, typ: string, payload: object): string {
+  const encode = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const signingInput = `${encode({ alg: 'EdDSA', typ })}.${encode(payload)}`;
+  return `${signingInput}.${signBytes(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
+}
+
+/** The agent's signed report of the state version it applied and what it could not enforce. */
 export function signStateReport(privateKey: KeyObject, deviceId: string, version: number, outcome: { failures: Record<string, string>; error?: string }): string {
   const payload: StateReportPayload = { v: AGENT_PROTOCOL_VERSION, deviceId, version, failures: outcome.failures, ...(outcome.error !== undefined ? { error: outcome.error } : {}), iat: Math.floor(Date.now() / 1000) };
-  const encode = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');
-  const signingInput = `${encode({ alg: 'EdDSA', typ: 'quell-state-report+jws' })}.${encode(payload)}`;
-  return `${signingInput}.${signBytes(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
+  return signCompact(privateKey, 'quell-state-report+jws', payload);
+}
+
+/** The agent's signed report of an action it took on its own. */
+export function signLocalAction(privateKey: KeyObject, action: Omit<LocalActionPayload, 'v' | 'iat'>): string {
+  const payload: LocalActionPayload = { v: AGENT_PROTOCOL_VERSION, ...action, iat: Math.floor(Date.now() / 1000) };
+  return signCompact(privateKey, 'quell-local-action+jws', payload);
 }

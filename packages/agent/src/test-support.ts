@@ -42,9 +42,14 @@ export interface AgentProcess { child: ChildProcess; log: () => string; stop(sig
 /** The bundled agent that endpoints run (built by `npm run build:agent` at install). */
 export const AGENT_BUNDLE = new URL('../dist/quell-agent.mjs', import.meta.url).pathname;
 
-/** Starts `quell agent run`, or with `bundle` the built quell-agent that endpoints run. */
-export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean } = {}): AgentProcess {
-  const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir] : [QUELL, 'agent', 'run', '--dir', dir];
+/**
+ * Starts `quell agent run`, or with `bundle` the built quell-agent that
+ * endpoints run. Its antivirus watches only the folders in `watch` (none by
+ * default: tests must not quarantine the test machine's /tmp).
+ */
+export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean; watch?: string[] } = {}): AgentProcess {
+  const watch = `--watch=${(options.watch ?? []).join(',')}`;
+  const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir, watch] : [QUELL, 'agent', 'run', '--dir', dir, watch];
   const child = netns ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...args]) : spawn(process.execPath, args);
   let log = '';
   child.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));

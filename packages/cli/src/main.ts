@@ -163,9 +163,10 @@ agent.command('enrol')
 agent.command('run')
   .description('Run the agent: connect to the server and carry out signed commands')
   .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
-  .action(async (opts: { dir: string }) => {
+  .option('--watch <folders>', 'comma-separated folders the antivirus watches for new files (empty: none)', '/tmp,/var/tmp,/dev/shm')
+  .action(async (opts: { dir: string; watch: string }) => {
     const { startAgent } = await agentModule();
-    const running = await startAgent({ dir: opts.dir });
+    const running = await startAgent({ dir: opts.dir, watch: opts.watch.split(',').map((f) => f.trim()).filter(Boolean) });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
   });
 

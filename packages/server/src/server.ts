@@ -70,7 +70,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       { name: 'expire_pending_actions', intervalMs: config.jobPollMs, run: () => services.actions.expireDue(systemActor()) },
       { name: 'time_out_undelivered_actions', intervalMs: config.jobPollMs, run: () => services.actions.timeOutUndelivered(systemActor()) },
       // Containment that waited only on agents which have since gone offline is settled here.
-      { name: 'settle_containment', intervalMs: config.jobPollMs, run: () => services.containment.settle() },
+      { name: 'settle_containment', intervalMs: config.jobPollMs, run: () => services.desiredState.settle() },
     ],
     onError: (job, error) => logger.error({ err: error, job }, 'job failed'),
   });
@@ -84,7 +84,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       ready = false;
       await jobs.stop();
       await app.close();
-      await services.containment.drain();
+      await services.desiredState.drain();
       await bus.close();
       await store.close();
       logger.info('Quell stopped');

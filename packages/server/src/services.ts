@@ -12,7 +12,7 @@ import { createAuditService } from './modules/audit/audit.service.ts';
 import { createAlertsService } from './modules/alerts/alerts.service.ts';
 import { createAuthService } from './modules/auth/auth.service.ts';
 import { createIndicatorsService } from './modules/indicators/indicators.service.ts';
-import { createContainmentService } from './modules/containment/containment.service.ts';
+import { createDesiredStateService } from './modules/desired-state/desired-state.service.ts';
 import { createDevicesRepository } from './modules/devices/devices.repository.ts';
 import { createDevicesService } from './modules/devices/devices.service.ts';
 import { createSettingsService } from './modules/settings/settings.service.ts';
@@ -35,7 +35,7 @@ export interface ServiceOptions {
   packagesDir?: string;
   /** Told of devices with new queued actions (the dispatch bus). */
   dispatch?: ActionsServiceDeps['dispatch'];
-  /** Told of each new version of the containment state (the dispatch bus). */
+  /** Told of each new version of the desired state (the dispatch bus). */
   publishState?: ActionsServiceDeps['publishState'];
   /** Where failures of background work (writing agents' reports) go. */
   onError?: (error: unknown) => void;
@@ -52,12 +52,13 @@ export function createServices(options: ServiceOptions) {
   const settings = createSettingsService({ store, audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
   const actionsRepo = createActionsRepository();
   const signer = options.signer ?? createCommandSigner();
-  const indicators = createIndicatorsService({ store, audit, clock, ids });
+  const indicators = createIndicatorsService({ store, audit, clock, ids, signer, publishState: options.publishState });
   const actions = createActionsService({
     store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch, publishState: options.publishState,
     allowing: indicators.allowing,
   });
-  const containment = createContainmentService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
+  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids });
+  const desiredState = createDesiredStateService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
     store,
     clock,
@@ -65,10 +66,10 @@ export function createServices(options: ServiceOptions) {
     settings,
     actionsRepo,
     actions,
-    containment,
-    agents: createAgentsService({ store, actions, actionsRepo, audit, containment, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
+    desiredState,
+    agents: createAgentsService({ store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
     indicators,
-    alerts: createAlertsService({ store, devices: devicesRepo, audit, clock, ids }),
+    alerts,
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
     auth: createAuthService({ store, users: usersRepo, audit, clock }),

@@ -121,6 +121,26 @@ async function openForScan(path: string): Promise<FileHandle> {
   }
 }
 
+/**
+ * Whether one file is malware: its SHA-256 against the built-in signatures
+ * and the block indicators, and its first bytes against the signatures'.
+ * Null for a clean file, or one that is not a regular file within the size limit.
+ */
+export async function detectFile(path: string, blocked: ReadonlySet<string>, maxFileBytes = SYSTEM.maxFileBytes): Promise<ScanFinding | null> {
+  const handle = await openForScan(path);
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile() || stat.size > maxFileBytes) return null;
+    const bytes = await handle.readFile();
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const signature = SIGNATURES.find((candidate) => candidate.sha256 === sha256 || (candidate.prefix && bytes.subarray(0, candidate.prefix.length).equals(candidate.prefix)))?.name
+      ?? (blocked.has(sha256) ? BLOCK_INDICATOR : undefined);
+    return signature === undefined ? null : { path, sha256, signature };
+  } finally {
+    await handle.close();
+  }
+}
+
 const errorCode = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
 /** Builds the scan over the given mount table and size limit; the agent uses the system's. */

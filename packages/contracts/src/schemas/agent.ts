@@ -101,14 +101,17 @@ export interface ContainmentEntry {
 
 /**
  * The desired state every agent enforces, signed by the server once per
- * version and sent to all agents alike. Versions only grow: an agent never
- * goes back to an older state it is shown again.
+ * version for each device group (block indicators can be scoped to groups;
+ * containment is the same for all). Versions only grow: an agent never goes
+ * back to an older state it is shown again.
  */
 export interface StatePayload {
   v: typeof AGENT_PROTOCOL_VERSION;
   kind: 'quell-state';
   version: number;
   containment: ContainmentEntry[];
+  /** Files the agent's antivirus treats as malicious beyond its built-in signatures (block indicators). */
+  antivirus: { blockSha256: string[] };
   iat: number;
 }
 
@@ -124,12 +127,33 @@ export interface StateReportPayload {
   iat: number;
 }
 
+/**
+ * An action the agent took on its own (its antivirus quarantined a file),
+ * signed, so that the server records it as a completed action that can be
+ * undone like any other, and raises an alert.
+ */
+export interface LocalActionPayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  deviceId: string;
+  /** Chosen by the agent; its journal keeps the snapshot under this id for the undo. */
+  actionId: string;
+  type: 'quarantine_file';
+  entity: { name: string; path: string; sha256: string };
+  /** What matched: a built-in signature's name, or "Block indicator". */
+  detection: string;
+  output: string;
+  /** When it happened, epoch milliseconds. */
+  at: number;
+  iat: number;
+}
+
 /** Frames on the WebSocket, as JSON text. */
 export type ServerFrame =
   | { t: 'challenge'; nonce: string }
   | { t: 'welcome'; deviceId: string }
   | { t: 'command'; jws: string }
   | { t: 'state'; jws: string }
+  | { t: 'local_ack'; actionId: string }
   | { t: 'refused'; reason: string };
 
 export type AgentFrame =
@@ -137,6 +161,7 @@ export type AgentFrame =
   | { t: 'ack'; actionId: string }
   | { t: 'result'; jws: string }
   | { t: 'state_applied'; jws: string }
+  | { t: 'local_action'; jws: string }
   | { t: 'rejected'; actionId: string | null; reason: string };
 
 /** The largest investigation package the server accepts. */

@@ -27,7 +27,7 @@ export const EvidenceSchema = Type.Union([
   Type.Object({ kind: Type.Literal('scheduled_task'), name: Text(1024), path: Type.Optional(Text(4096)) }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('registry_key'), key: Text(4096), value: Type.Optional(Type.String({ maxLength: 1024 })) }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('user'), name: Text(256), domain: Type.Optional(Type.String({ maxLength: 256 })) }, { additionalProperties: false }),
-  Type.Object({ kind: Type.Literal('ip'), address: Type.String({ anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }] }) }, { additionalProperties: false }),
+  Type.Object({ kind: Type.Literal('ip'), address: Type.Union([Type.String({ format: 'ipv4' }), Type.String({ format: 'ipv6' })]) }, { additionalProperties: false }),
   Type.Object({ kind: Type.Literal('url'), url: Text(4096) }, { additionalProperties: false }),
 ]);
 export type Evidence = Static<typeof EvidenceSchema>;

@@ -129,14 +129,14 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     },
     async restart(whileDown) {
       await ctx.app.close();
-      await ctx.services.containment.drain();
+      await ctx.services.desiredState.drain();
       await ctx.store.close();
       await whileDown?.();
       Object.assign(ctx, await startServer(ctx.url ? Number(new URL(ctx.url).port) : 0));
     },
     async close() {
       await ctx.app.close();
-      await ctx.services.containment.drain();
+      await ctx.services.desiredState.drain();
       await ctx.store.close();
       await db.drop();
     },

@@ -17,7 +17,7 @@ import { presentAction, presentTimelineEntry } from './actions.presenter.ts';
 import { type ActionFilter, type ActionsRepository, type SortColumn } from './actions.repository.ts';
 import { decodeCursor, encodeCursor, resolveTimeRange } from './actions.query.ts';
 import type { CommandSigner } from '../agents/command-signer.ts';
-import { type Enforcement, enforcementOf, writeContainmentState } from '../containment/containment.state.ts';
+import { type Enforcement, enforcementOf, writeDesiredState } from '../desired-state/desired-state.ts';
 
 /** Who decided an action that its creator queued without approval. */
 export const AUTOMATION = 'Automation';
@@ -102,7 +102,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
    * action that made the change (`stamp`) records the version it took effect at.
    */
   async function refreshContainment(trx: Db, stamp: ActionsTable | null): Promise<void> {
-    const version = await writeContainmentState(trx, deps.signer, clock.now());
+    const version = await writeDesiredState(trx, deps.signer, clock.now());
     if (stamp === null) return;
     await trx.updateTable('actions').set({ state_version: version }).where('id', '=', stamp.id).execute();
     stamp.state_version = version;
@@ -377,6 +377,37 @@ export function createActionsService(deps: ActionsServiceDeps) {
       });
       notify(undos);
       return undos.map(presentAction);
+    },
+
+    /**
+     * An action an agent took on its own (its antivirus quarantined a file),
+     * recorded as it happened: created, taken and completed by that agent,
+     * under the id the agent chose, so that it is undone like any other. A
+     * repeated report returns the action already recorded.
+     */
+    async recordLocalAction(actor: Actor, local: { id: string; deviceId: string; type: ActionType; entity: { name: string; path: string; sha256: string }; output: string; at: number; source: 'antivirus' }): Promise<Action> {
+      return presentAction(await store.transaction(async (trx) => {
+        const existing = await repo.findById(trx, local.id);
+        if (existing) {
+          if (existing.device_id !== local.deviceId) throw new QuellError('action_state_conflict', `Action ${local.id} belongs to another device`);
+          return existing;
+        }
+        const device = await devices.findDevice(trx, local.deviceId);
+        if (!device) throw new QuellError('device_not_found');
+        const def = ACTION_CATALOGUE[local.type];
+        const row: ActionsTable = {
+          id: local.id, type: local.type, status: 'queued', entity_type: def.entityType, entity_name: local.entity.name, entity_sha256: local.entity.sha256,
+          entity_path: local.entity.path, parameters: '{}', device_id: device.id, device_name: device.name, group_id: device.group_id, source: local.source,
+          investigation_id: null, incident_id: null, approval_id: null, requested_by: actor.name, requested_by_user_id: null, requested_at: local.at, comment: null,
+          decided_by: AUTOMATION, decided_at: local.at, decision_comment: null, expires_at: null, updated_at: local.at, undo_of: null, undone_by: null,
+          result: null, command_jws: null, deliver_by: null, state_version: null,
+        };
+        await repo.insert(trx, row);
+        await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: local.at, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment: null });
+        await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: row.id, after: presentAction(row) });
+        const taken = await apply(trx, actor, row, 'deliver', {}, null);
+        return apply(trx, actor, taken, 'complete', { result: JSON.stringify({ output: local.output }) }, null);
+      }));
     },
 
     /** Called by the agent gateway when an agent has taken the command. */

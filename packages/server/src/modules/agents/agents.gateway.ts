@@ -40,13 +40,18 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   const { agents, log } = deps;
   const handshakeTimeoutMs = deps.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: AGENT_MAX_FRAME_BYTES });
-  const connections = new Map<string, { ws: WebSocket; sent: Set<string> }>();
-  // The latest signed state, read once per version rather than once per connecting agent.
-  let state: Promise<{ version: number; jws: string } | null> | null = null;
-  const latestState = () => (state ??= agents.currentState().catch((error: unknown) => {
-    state = null;
-    throw error;
-  }));
+  const connections = new Map<string, { ws: WebSocket; sent: Set<string>; groupId: string | null }>();
+  // The latest signed state of each device group, read once per version rather than once per connecting agent.
+  const states = new Map<string | null, Promise<{ version: number; jws: string } | null>>();
+  const latestState = (groupId: string | null) => {
+    if (!states.has(groupId)) {
+      states.set(groupId, agents.currentState(groupId).catch((error: unknown) => {
+        states.delete(groupId);
+        throw error;
+      }));
+    }
+    return states.get(groupId)!;
+  };
   // Pongs are gathered and written in one statement every few seconds: with ten thousand agents a
   // write per pong would keep the database busy while nothing happens.
   const heard = new Set<string>();
@@ -126,14 +131,14 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         if (!proven) throw new AgentProtocolError('unknown, offboarded or unproven agent');
         clearTimeout(handshakeTimer);
         deviceId = frame.deviceId;
-        key = proven;
+        key = proven.key;
         connections.get(deviceId)?.ws.close(4000, 'replaced by a newer connection');
-        connections.set(deviceId, { ws, sent: new Set() });
+        connections.set(deviceId, { ws, sent: new Set(), groupId: proven.groupId });
         log.info({ deviceId, remote: request.socket.remoteAddress }, 'agent connected');
         send(ws, { t: 'welcome', deviceId });
         await agents.touch([deviceId]);
         // Desired state first, on every connection: the agent may have missed versions while away.
-        const current = await latestState();
+        const current = await latestState(proven.groupId);
         if (current) send(ws, { t: 'state', jws: current.jws });
         await pushCommands(deviceId);
         return;
@@ -145,6 +150,12 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         case 'result':
           if (typeof frame.jws !== 'string') throw new AgentProtocolError('result without jws');
           return agents.result(deviceId, frame.jws);
+        case 'local_action': {
+          if (typeof frame.jws !== 'string') throw new AgentProtocolError('local action report without jws');
+          const actionId = await agents.localAction(deviceId, key!, frame.jws);
+          send(ws, { t: 'local_ack', actionId });
+          return;
+        }
         case 'state_applied':
           if (typeof frame.jws !== 'string') throw new AgentProtocolError('state report without jws');
           return agents.stateApplied(deviceId, key!, frame.jws);
@@ -171,14 +182,17 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       }
     },
     publishState() {
-      state = null;
-      void latestState().then((current) => {
-        if (!current) return;
-        // One frame for all: the same signed bytes go to every agent.
-        const frame = JSON.stringify({ t: 'state', jws: current.jws } satisfies ServerFrame);
-        for (const { ws } of connections.values()) if (ws.readyState === ws.OPEN) ws.send(frame);
-        log.info({ version: current.version, agents: connections.size }, 'containment state sent');
-      }).catch((error: unknown) => log.error({ err: error }, 'sending the containment state failed'));
+      states.clear();
+      const groups = new Set([...connections.values()].map((c) => c.groupId));
+      void Promise.all([...groups].map(async (groupId) => [groupId, await latestState(groupId)] as const)).then((loaded) => {
+        // One frame per group: the same signed bytes go to every agent of it.
+        const frames = new Map(loaded.map(([groupId, current]) => [groupId, current && JSON.stringify({ t: 'state', jws: current.jws } satisfies ServerFrame)]));
+        for (const { ws, groupId } of connections.values()) {
+          const frame = frames.get(groupId);
+          if (frame && ws.readyState === ws.OPEN) ws.send(frame);
+        }
+        log.info({ version: loaded[0]?.[1]?.version, agents: connections.size }, 'desired state sent');
+      }).catch((error: unknown) => log.error({ err: error }, 'sending the desired state failed'));
     },
     connectedDevices: () => [...connections.keys()],
     disconnect(deviceId) {

@@ -1,6 +1,6 @@
 import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
-  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
+  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type LocalActionPayload, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
 import { compactVerify, importJWK } from 'jose';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
@@ -13,10 +13,12 @@ import type { Clock, Ids } from '../../infra.ts';
 import type { ActionsRepository } from '../actions/actions.repository.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
-import type { ContainmentService } from '../containment/containment.service.ts';
+import type { AlertsService } from '../alerts/alerts.service.ts';
+import type { DesiredStateService } from '../desired-state/desired-state.service.ts';
 import type { CommandSigner } from './command-signer.ts';
 
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function presentEnrolmentToken(row: EnrolmentTokensTable) {
   return {
@@ -37,10 +39,10 @@ export class AgentProtocolError extends Error {}
  * against that agent's own key and that device's own actions.
  */
 export function createAgentsService(deps: {
-  store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; containment: ContainmentService;
+  store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; desiredState: DesiredStateService; alerts: AlertsService;
   signer: CommandSigner; clock: Clock; ids: Ids; packagesDir: string;
 }) {
-  const { store, actions, actionsRepo, audit, containment, signer, clock, ids, packagesDir } = deps;
+  const { store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir } = deps;
   const packageFile = (actionId: string): string => join(packagesDir, `${actionId}.tar.gz`);
   const agentActor = (deviceId: string): Actor => systemActor(`agent:${deviceId}`);
 
@@ -91,17 +93,22 @@ export function createAgentsService(deps: {
       return { deviceId, serverKey: signer.publicJwk, serverKeyId: signer.keyId };
     },
 
-    /** Checks an agent's answer to the connection challenge against its enrolled key; returns that key when it holds. */
-    async authenticate(deviceId: string, nonce: string, signature: string): Promise<KeyObject | null> {
+    /**
+     * Checks an agent's answer to the connection challenge against its
+     * enrolled key; when it holds, returns that key and the device's group.
+     */
+    async authenticate(deviceId: string, nonce: string, signature: string): Promise<{ key: KeyObject; groupId: string | null } | null> {
       const agent = await activeAgent(deviceId);
       if (!agent) return null;
       const key = createPublicKey({ key: JSON.parse(agent.public_key) as object, format: 'jwk' } as Parameters<typeof createPublicKey>[0]);
       const sig = Buffer.from(signature, 'base64url');
-      return sig.length === 64 && verifySignature(null, Buffer.from(challengeMessage(nonce, deviceId)), key, sig) ? key : null;
+      if (sig.length !== 64 || !verifySignature(null, Buffer.from(challengeMessage(nonce, deviceId)), key, sig)) return null;
+      const device = await store.db.selectFrom('devices').select('group_id').where('id', '=', deviceId).executeTakeFirstOrThrow();
+      return { key, groupId: device.group_id };
     },
 
-    /** The signed containment state every agent should enforce now, or null when nothing was ever contained. */
-    currentState: () => containment.current(),
+    /** The signed desired state agents of this device group should enforce now, or null when there has never been one. */
+    currentState: (groupId: string | null) => desiredState.current(groupId),
 
     /** An agent's signed report of the state it applied, checked with the key its connection proved. */
     stateApplied(deviceId: string, key: KeyObject, jws: string): void {
@@ -110,7 +117,7 @@ export function createAgentsService(deps: {
       if (report.v !== AGENT_PROTOCOL_VERSION || report.deviceId !== deviceId) throw new AgentProtocolError('state report is for another device');
       if (!Number.isSafeInteger(report.version) || report.version < 1 || typeof report.failures !== 'object' || report.failures === null) throw new AgentProtocolError('state report is malformed');
       const failures = Object.fromEntries(Object.entries(report.failures).slice(0, 1000).map(([id, why]) => [id.slice(0, 64), String(why).slice(0, 1000)]));
-      containment.report(deviceId, { ...report, failures, ...(report.error !== undefined ? { error: String(report.error).slice(0, 4000) } : {}) });
+      desiredState.report(deviceId, { ...report, failures, ...(report.error !== undefined ? { error: String(report.error).slice(0, 4000) } : {}) });
     },
 
     /** Signed commands this device should hold: every queued action, and in-progress ones whose result may have been lost. */
@@ -154,6 +161,36 @@ export function createAgentsService(deps: {
       if (row.status === 'queued') await actions.recordDelivery(actor, row.id).catch(ignoreStale);
       const outcome = payload.outcome === 'completed' ? 'completed' : 'failed';
       await actions.recordResult(actor, row.id, { outcome, ...(payload.output !== undefined ? { output: String(payload.output).slice(0, 65_536) } : {}), ...(payload.error !== undefined ? { error: String(payload.error).slice(0, 65_536) } : {}) }).catch(ignoreStale);
+    },
+
+    /**
+     * An action the agent took on its own, signed with the key its
+     * connection proved: recorded as a completed action with source
+     * antivirus, with an alert. Both are idempotent, so the agent's resends
+     * until acknowledged never double them.
+     */
+    async localAction(deviceId: string, key: KeyObject, jws: string): Promise<string> {
+      const local = verifyCompactJws(jws, key) as LocalActionPayload | null;
+      if (!local) throw new AgentProtocolError('local action report signature does not verify');
+      if (local.v !== AGENT_PROTOCOL_VERSION || local.deviceId !== deviceId) throw new AgentProtocolError('local action report is for another device');
+      const entity = local.entity as Partial<LocalActionPayload['entity']> | undefined;
+      const valid = local.type === 'quarantine_file' && typeof local.actionId === 'string' && UUID.test(local.actionId)
+        && typeof entity?.path === 'string' && entity.path.startsWith('/') && entity.path.length <= 4096 && typeof entity.name === 'string' && entity.name.length <= 1024
+        && typeof entity.sha256 === 'string' && /^[0-9a-f]{64}$/.test(entity.sha256) && typeof local.detection === 'string' && typeof local.output === 'string'
+        && Number.isSafeInteger(local.at);
+      if (!valid) throw new AgentProtocolError('local action report is malformed');
+      const actor = agentActor(deviceId);
+      const action = await actions.recordLocalAction(actor, {
+        id: local.actionId, deviceId, type: local.type, entity: { name: entity.name!, path: entity.path!, sha256: entity.sha256! },
+        output: local.output.slice(0, 65_536), at: Math.min(local.at, clock.now()), source: 'antivirus',
+      });
+      const detection = local.detection.slice(0, 128);
+      await alerts.create(actor, {
+        title: `Malware quarantined: ${detection}`, description: action.result?.output ?? undefined, severity: 'high', category: 'malware',
+        detectionSource: 'antivirus', externalId: action.id, deviceId, occurredAt: action.requestedAt,
+        evidence: [{ kind: 'file', path: entity.path!, sha256: entity.sha256! }],
+      });
+      return action.id;
     },
 
     /** The agent refused a command (bad signature, expired, replayed, wrong device…): kept in the audit log. */

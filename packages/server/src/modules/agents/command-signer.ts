@@ -1,14 +1,14 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as signBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AGENT_PROTOCOL_VERSION, type CommandPayload, type ContainmentEntry, type Ed25519PublicJwk, type StatePayload } from '@quell/contracts';
+import { AGENT_PROTOCOL_VERSION, type CommandPayload, type Ed25519PublicJwk, type StatePayload } from '@quell/contracts';
 
 export interface CommandSigner {
   publicJwk: Ed25519PublicJwk;
   keyId: string;
   sign(command: Omit<CommandPayload, 'v' | 'iat' | 'nonce'>, now: number): Promise<string>;
-  /** The fleet-wide desired state of one version, signed once for every agent. */
-  signState(version: number, containment: ContainmentEntry[], now: number): string;
+  /** The desired state of one version, signed once for all the agents it is for. */
+  signState(state: Pick<StatePayload, 'version' | 'containment' | 'antivirus'>, now: number): string;
 }
 
 /**
@@ -48,8 +48,8 @@ export function createCommandSigner(privateKey: KeyObject = generateKeyPairSync(
       const payload: CommandPayload = { v: AGENT_PROTOCOL_VERSION, ...command, iat: Math.floor(now / 1000), nonce: randomBytes(16).toString('base64url') };
       return compactJws(commandHeader, payload);
     },
-    signState(version, containment, now) {
-      const payload: StatePayload = { v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', version, containment, iat: Math.floor(now / 1000) };
+    signState(state, now) {
+      const payload: StatePayload = { v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', ...state, iat: Math.floor(now / 1000) };
       return compactJws(stateHeader, payload);
     },
   };

@@ -10,7 +10,9 @@ import type { Database, IndicatorsTable } from '../../db/schema.ts';
 import type { Db, Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
+import type { CommandSigner } from '../agents/command-signer.ts';
 import type { AuditService } from '../audit/audit.service.ts';
+import { writeDesiredState } from '../desired-state/desired-state.ts';
 
 const HEX = { sha256: 64, sha1: 40, md5: 32 } as const;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
@@ -70,8 +72,21 @@ const active = (now: number) => (eb: ExpressionBuilder<Database, 'indicators'>) 
  * are always allowed, audited or blocked, per device group and until they
  * expire. Expired indicators stay for the record and match nothing.
  */
-export function createIndicatorsService(deps: { store: Store; audit: AuditService; clock: Clock; ids: Ids }) {
+export function createIndicatorsService(deps: {
+  store: Store; audit: AuditService; clock: Clock; ids: Ids;
+  /** Signs the desired state that carries SHA-256 block indicators to the agents' antivirus. */
+  signer?: CommandSigner;
+  /** Told, after commit, that the desired state has a new version. */
+  publishState?: () => void;
+}) {
   const { store, audit, clock, ids } = deps;
+
+  /** SHA-256 indicators reach the agents' antivirus through the desired state: a change signs a new version. */
+  async function refreshIfAgentsCare(trx: Db, rows: Array<Pick<IndicatorsTable, 'type'>>): Promise<boolean> {
+    if (!rows.some((row) => row.type === 'sha256')) return false;
+    await writeDesiredState(trx, deps.signer, clock.now());
+    return true;
+  }
 
   async function checkGroups(db: Db, groupIds: readonly string[]): Promise<void> {
     if (groupIds.length === 0) return;
@@ -99,6 +114,16 @@ export function createIndicatorsService(deps: { store: Store; audit: AuditServic
     return row;
   }
 
+  /** Runs `change` in one transaction, then tells the agents of a new desired state when it signed one. */
+  async function changing<T>(change: (trx: Db) => Promise<{ result: T; rows: IndicatorsTable[] }>): Promise<T> {
+    const { result, refreshed } = await store.transaction(async (trx) => {
+      const { result, rows } = await change(trx);
+      return { result, refreshed: await refreshIfAgentsCare(trx, rows) };
+    });
+    if (refreshed) deps.publishState?.();
+    return result;
+  }
+
   async function find(db: Db, id: string): Promise<IndicatorsTable> {
     const row = await db.selectFrom('indicators').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw new QuellError('indicator_not_found', `No such indicator: ${id}`);
@@ -107,7 +132,7 @@ export function createIndicatorsService(deps: { store: Store; audit: AuditServic
 
   async function update(actor: Actor, id: string, body: UpdateIndicatorBody, kind: 'indicator.update' | 'indicator.expire'): Promise<Indicator> {
     requirePermission(actor, 'indicators:manage');
-    return store.transaction(async (trx) => {
+    return changing(async (trx) => {
       const row = await find(trx, id);
       const now = clock.now();
       if (body.deviceGroupIds) await checkGroups(trx, body.deviceGroupIds);
@@ -122,14 +147,17 @@ export function createIndicatorsService(deps: { store: Store; audit: AuditServic
       await trx.updateTable('indicators').set(patch).where('id', '=', id).execute();
       const after = { ...row, ...patch };
       await audit.record(trx, actor, { kind, targetType: 'indicator', targetId: id, before: presentIndicator(row, now), after: presentIndicator(after, now) });
-      return presentIndicator(after, now);
+      return { result: presentIndicator(after, now), rows: [after] };
     });
   }
 
   return {
     async create(actor: Actor, body: CreateIndicatorBody): Promise<Indicator> {
       requirePermission(actor, 'indicators:manage');
-      return presentIndicator(await store.transaction((trx) => insert(trx, actor, body)), clock.now());
+      return presentIndicator(await changing(async (trx) => {
+        const row = await insert(trx, actor, body);
+        return { result: row, rows: [row] };
+      }), clock.now());
     },
 
     async list(actor: Actor, query: ListIndicatorsQuery): Promise<Indicator[]> {
@@ -195,7 +223,7 @@ export function createIndicatorsService(deps: { store: Store; audit: AuditServic
         };
       });
       const now = clock.now();
-      return (await store.transaction(async (trx) => {
+      return (await changing(async (trx) => {
         const inserted: IndicatorsTable[] = [];
         for (const [i, body] of bodies.entries()) {
           try {
@@ -205,7 +233,7 @@ export function createIndicatorsService(deps: { store: Store; audit: AuditServic
             throw error;
           }
         }
-        return inserted;
+        return { result: inserted, rows: inserted };
       })).map((row) => presentIndicator(row, now));
     },
 

@@ -5,7 +5,7 @@ import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock } from '../../infra.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
-import { enforcementOf, readContainmentState } from './containment.state.ts';
+import { enforcementOf, readDesiredState } from './desired-state.ts';
 
 /** Reports are written together: ten thousand agents answering one state must not mean ten thousand transactions. */
 const REPORT_BATCH = 500;
@@ -18,7 +18,7 @@ const FLUSH_AFTER_MS = 50;
  * in progress once any agent applied it, completed once no online agent
  * is still to apply it (offline ones apply it when they reconnect).
  */
-export function createContainmentService(deps: { store: Store; actions: ActionsService; clock: Clock; onError: (error: unknown) => void }) {
+export function createDesiredStateService(deps: { store: Store; actions: ActionsService; clock: Clock; onError: (error: unknown) => void }) {
   const { store, actions, clock } = deps;
   const queued = new Map<string, StateReportPayload>();
   let timer: NodeJS.Timeout | null = null;
@@ -72,7 +72,8 @@ export function createContainmentService(deps: { store: Store; actions: ActionsS
   }
 
   return {
-    current: () => readContainmentState(store.db),
+    /** The signed desired state for agents of this device group (null: of no group). */
+    current: (groupId: string | null) => readDesiredState(store.db, groupId),
 
     /** Takes a verified report; it is written with the others that arrive within a few milliseconds. */
     report(deviceId: string, report: StateReportPayload): void {
@@ -95,4 +96,4 @@ export function createContainmentService(deps: { store: Store; actions: ActionsS
     },
   };
 }
-export type ContainmentService = ReturnType<typeof createContainmentService>;
+export type DesiredStateService = ReturnType<typeof createDesiredStateService>;

@@ -4,34 +4,50 @@ import type { Database } from '../../db/schema.ts';
 import type { Db } from '../../db/store.ts';
 import type { CommandSigner } from '../agents/command-signer.ts';
 
-const NAME = 'containment';
+/** The state of agents outside any device group; each group has its own row, `group:<id>`. */
+const FLEET = 'fleet';
+const rowName = (groupId: string | null): string => (groupId === null ? FLEET : `group:${groupId}`);
 
 /** The statuses in which a contain_device action is enforced (until its release is under way). */
 const IN_FORCE = ['queued', 'in_progress', 'completed'];
 
 /**
- * Writes the next version of the containment state: every contain_device
- * action in force, signed once for all agents. Called inside the
- * transaction that changed such an action; returns the new version.
+ * Writes the next version of the desired state every agent enforces: the
+ * containment list (the same for all) and the SHA-256 block indicators
+ * (those of no group, plus each group's own), signed once per device group.
+ * Called inside the transaction that changed a containment action or an
+ * indicator; returns the new version.
  */
-export async function writeContainmentState(trx: Db, signer: CommandSigner | undefined, now: number): Promise<number> {
-  // The row lock comes first: on PostgreSQL a concurrent change then waits, and reads the actions this one committed.
+export async function writeDesiredState(trx: Db, signer: CommandSigner | undefined, now: number): Promise<number> {
+  // The row lock comes first: on PostgreSQL a concurrent change then waits, and reads the rows this one committed.
   const { version } = await trx.updateTable('desired_state').set((eb) => ({ version: eb('version', '+', 1), updated_at: now }))
-    .where('name', '=', NAME).returning('version').executeTakeFirstOrThrow();
-  const rows = await trx.selectFrom('actions').select(['id', 'entity_name', 'parameters'])
+    .where('name', '=', FLEET).returning('version').executeTakeFirstOrThrow();
+  const contained = await trx.selectFrom('actions').select(['id', 'entity_name', 'parameters'])
     .where('type', '=', 'contain_device').where('status', 'in', IN_FORCE).where('undone_by', 'is', null)
     .orderBy('requested_at').orderBy('id').execute();
-  const containment = rows.map((row): ContainmentEntry => {
+  const containment = contained.map((row): ContainmentEntry => {
     const mac = (JSON.parse(row.parameters) as { mac?: unknown }).mac;
     return { actionId: row.id, address: row.entity_name, ...(typeof mac === 'string' ? { mac } : {}) };
   });
-  await trx.updateTable('desired_state').set({ jws: signer ? signer.signState(version, containment, now) : null }).where('name', '=', NAME).execute();
+  const blocks = (await trx.selectFrom('indicators').select(['value', 'device_group_ids'])
+    .where('type', '=', 'sha256').where('action', 'in', ['block', 'block_and_remediate'])
+    .where((eb: ExpressionBuilder<Database, 'indicators'>) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .orderBy('value').execute()).map((row) => ({ sha256: row.value, groups: JSON.parse(row.device_group_ids) as string[] }));
+  const groups = (await trx.selectFrom('device_groups').select('id').execute()).map((g) => g.id);
+  for (const groupId of [null, ...groups]) {
+    const blockSha256 = [...new Set(blocks.filter((b) => b.groups.length === 0 || (groupId !== null && b.groups.includes(groupId))).map((b) => b.sha256))];
+    const jws = signer ? signer.signState({ version, containment, antivirus: { blockSha256 } }, now) : null;
+    await trx.insertInto('desired_state').values({ name: rowName(groupId), version, jws, updated_at: now })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ version, jws, updated_at: now })).execute();
+  }
   return version;
 }
 
-/** The signed containment state of the latest version, or null when there has never been any. */
-export async function readContainmentState(db: Db): Promise<{ version: number; jws: string } | null> {
-  const row = await db.selectFrom('desired_state').select(['version', 'jws']).where('name', '=', NAME).executeTakeFirst();
+/** The signed desired state for agents of this device group (or of none), or null when there has never been any. */
+export async function readDesiredState(db: Db, groupId: string | null): Promise<{ version: number; jws: string } | null> {
+  const rows = await db.selectFrom('desired_state').select(['name', 'version', 'jws']).where('name', 'in', [FLEET, rowName(groupId)]).execute();
+  // A group made after the last state has no row yet: nothing is scoped to it, so the fleet's state is its state.
+  const row = rows.find((r) => r.name === rowName(groupId)) ?? rows.find((r) => r.name === FLEET);
   return row?.jws ? { version: row.version, jws: row.jws } : null;
 }
 

@@ -21,10 +21,10 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
     return deviceId;
   }
   const report = (deviceId: string, version: number, failures: Record<string, string> = {}) =>
-    ctx().services.containment.report(deviceId, { v: AGENT_PROTOCOL_VERSION, deviceId, version, failures, iat: 0 });
+    ctx().services.desiredState.report(deviceId, { v: AGENT_PROTOCOL_VERSION, deviceId, version, failures, iat: 0 });
   const detail = (id: string) => ctx().services.actions.get(systemActor(), id);
   const signedState = async () => {
-    const state = (await ctx().services.containment.current())!;
+    const state = (await ctx().services.desiredState.current(null))!;
     return { version: state.version, payload: JSON.parse(Buffer.from(state.jws.split('.')[1]!, 'base64url').toString()) as StatePayload };
   };
 
@@ -38,7 +38,7 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
 
     report(a, version);
     report(b, version, { [id]: '203.0.113.9 is this device itself' });
-    await ctx().services.containment.drain();
+    await ctx().services.desiredState.drain();
     let seen = await detail(id);
     expect(seen.action.status).toBe('in_progress');
     expect(seen.enforcement).toEqual({ succeeded: 1, failed: 1, waiting: 1, waitingOnline: 1, failures: [{ deviceId: b, deviceName: 'b', reason: '203.0.113.9 is this device itself' }] });
@@ -46,17 +46,17 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
     // c goes quiet: once it counts as offline the containment is complete, and c applies it when it is back.
     ctx().clock.advance(DEVICE_OFFLINE_AFTER_MS + 1000);
     await ctx().services.agents.touch([a, b]);
-    expect(await ctx().services.containment.settle()).toBe(1);
+    expect(await ctx().services.desiredState.settle()).toBe(1);
     seen = await detail(id);
     expect(seen.action.status).toBe('completed');
     expect(seen.action.result?.output).toBe('Contained 203.0.113.9 on 1 of 3 managed devices; 1 could not (b: 203.0.113.9 is this device itself); 1 offline will apply it when they reconnect');
     report(c, version);
-    await ctx().services.containment.drain();
+    await ctx().services.desiredState.drain();
     expect((await detail(id)).enforcement).toMatchObject({ succeeded: 2, failed: 1, waiting: 0 });
 
     // An older report never overwrites a newer one.
     report(a, version - 1);
-    await ctx().services.containment.drain();
+    await ctx().services.desiredState.drain();
     expect((await detail(id)).enforcement).toMatchObject({ succeeded: 2 });
   });
 

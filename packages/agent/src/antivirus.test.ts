@@ -1,0 +1,98 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Action } from '@quell/contracts';
+import { systemActor } from '@quell/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { EICAR } from './executors/antivirus-scan.linux.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+
+const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
+
+/**
+ * The agent's antivirus on real files: it watches a folder, quarantines
+ * what matches its signatures or a block indicator the moment it lands,
+ * and the server records a completed action with source antivirus (undoable
+ * like any quarantine) and an alert.
+ */
+describe(`on-access antivirus of a real agent (${TEST_DIALECT})`, () => {
+  const ctx = useTestApp({ listen: { host: '127.0.0.1' }, clock: liveClock() });
+  const work = mkdtempSync(join(tmpdir(), 'quell-av-'));
+  const watched = mkdtempSync(join(work, 'downloads-'));
+  const agentDir = join(work, 'agent');
+  let agent: AgentProcess;
+  let deviceId: string;
+
+  beforeAll(async () => {
+    const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'av', uses: 1, expiresInDays: 1 });
+    deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(await quell(['agent', 'enrol', '--server', ctx().url, '--token', secret, '--dir', agentDir]))![1]!;
+    agent = spawnAgent(agentDir, undefined, { watch: [watched] });
+    await waitFor('the agent to connect and watch', async () => (agent.log().includes('antivirus watching') && agent.log().includes('"msg":"connected"') ? true : undefined));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    if (process.env.QUELL_TEST_VERBOSE) process.stdout.write(agent.log());
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const antivirusActions = async (): Promise<Action[]> =>
+    (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions?view=history&source=antivirus&deviceId=${deviceId}&limit=100`)).json().items;
+  const quarantineOf = (path: string) => waitFor(`the antivirus to quarantine ${path}`, async () => (await antivirusActions()).find((a) => a.entity.path === path));
+
+  it('quarantines the EICAR file the moment it lands, records it as a completed antivirus action with an alert, and undo restores it byte for byte', async () => {
+    const path = join(watched, 'invoice.pdf.com');
+    writeFileSync(path, EICAR);
+    chmodSync(path, 0o640);
+    utimesSync(path, new Date('2026-01-02T03:04:05Z'), new Date('2026-01-02T03:04:05Z'));
+    const before = statSync(path);
+
+    const action = await quarantineOf(path);
+    expect(action).toMatchObject({ type: 'quarantine_file', status: 'completed', source: 'antivirus', decidedBy: 'Automation', entity: { name: 'invoice.pdf.com', sha256: sha256(EICAR) } });
+    expect(existsSync(path)).toBe(false);
+    const alerts = (await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts?deviceId=${deviceId}`)).json().items;
+    expect(alerts.find((a: { externalId: string }) => a.externalId === action.id)).toMatchObject({
+      title: 'Malware quarantined: EICAR-Test-File', detectionSource: 'antivirus', category: 'malware', evidence: [{ kind: 'file', path, sha256: sha256(EICAR) }],
+    });
+
+    const undo = await ctx().request(ctx().users.security_admin, 'POST', '/api/actions/undo', { ids: [action.id], comment: 'test file, expected' });
+    expect(undo.statusCode).toBe(200);
+    const restored = await waitForAction(ctx(), undo.json().items[0].id);
+    expect(restored.status, JSON.stringify(restored.result)).toBe('completed');
+    expect(readFileSync(path, 'latin1')).toBe(EICAR);
+    const after = statSync(path);
+    expect([after.mode, after.uid, after.gid, after.mtimeMs]).toEqual([before.mode, before.uid, before.gid, before.mtimeMs]);
+    // The analyst's decision stands: the restored file is not taken again.
+    await waitFor('the antivirus to leave the restored file alone', async () => (agent.log().includes('antivirus left alone a file an analyst restored') ? true : undefined));
+    expect(readFileSync(path, 'latin1')).toBe(EICAR);
+    expect((await antivirusActions()).filter((a) => a.entity.path === path)).toHaveLength(1);
+    rmSync(path);
+  });
+
+  it('a new block indicator reaches the agent within seconds and catches a file already in the folder', async () => {
+    const path = join(watched, 'helper.bin');
+    const bytes = `not a known signature ${randomUUID()}`;
+    writeFileSync(path, bytes);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(existsSync(path)).toBe(true);
+
+    const created = await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256(bytes), action: 'block', title: 'dropper from IR-9' });
+    expect(created.statusCode).toBe(201);
+    const action = await quarantineOf(path);
+    expect(action.status).toBe('completed');
+    expect(existsSync(path)).toBe(false);
+    expect(agent.log()).toContain('"signature":"Block indicator"');
+  });
+
+  it('reports each quarantine once: a restarted agent sends nothing the server already acknowledged', async () => {
+    const count = (await antivirusActions()).length;
+    await agent.stop();
+    agent = spawnAgent(agentDir, undefined, { watch: [watched] });
+    await waitFor('the agent to reconnect', async () => (agent.log().includes('"msg":"connected"') ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect((await antivirusActions()).length).toBe(count);
+    const alerts = await ctx().store.db.selectFrom('alerts').select('external_id').where('device_id', '=', deviceId).where('detection_source', '=', 'antivirus').execute();
+    expect(alerts).toHaveLength(count);
+  });
+});
