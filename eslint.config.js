@@ -1,4 +1,5 @@
 import js from '@eslint/js';
+import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -12,6 +13,12 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-restricted-syntax': ['error', { selector: "MemberExpression[object.name='process'][property.name='env']", message: 'Read configuration through config.ts, validated once at start.' }],
     },
+  },
+  {
+    // The web console (React): hooks rules for its components; JSX settings stay in this package only.
+    files: ['packages/console/**/*.tsx', 'packages/console/src/**/*.ts'],
+    plugins: { 'react-hooks': reactHooks },
+    rules: reactHooks.configs.recommended.rules,
   },
   {
     files: ['packages/server/src/config.ts', 'packages/cli/src/**', '**/*.test.ts', 'packages/server/src/test/**', 'bench/**'],

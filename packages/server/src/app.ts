@@ -16,6 +16,7 @@ import { indicatorsRoutes } from './modules/indicators/indicators.routes.ts';
 import { actionsRoutes } from './modules/actions/actions.routes.ts';
 import { auditRoutes } from './modules/audit/audit.routes.ts';
 import { authRoutes } from './modules/auth/auth.routes.ts';
+import { consoleRoutes } from './modules/console/console.routes.ts';
 import { devicesRoutes } from './modules/devices/devices.routes.ts';
 import { healthRoutes } from './modules/health/health.routes.ts';
 import { settingsRoutes } from './modules/settings/settings.routes.ts';
@@ -63,6 +64,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
+    // The console's pages replace this with their own policy (modules/console/console.routes.ts).
     if (!request.url.startsWith(`/api/docs`)) reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
   });
   // Text neither store keeps as sent is refused alike on both, as a 400: PostgreSQL cannot hold U+0000, and an
@@ -92,6 +94,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(settingsRoutes, { settings: services.settings });
   await app.register(auditRoutes, { audit: services.audit });
   await app.register(agentsRoutes, { agents: services.agents, onOffboard: (deviceId) => options.gateway?.disconnect(deviceId) });
+  // Last: its catch-all answers every path the routes above do not own with the console's index.html.
+  await app.register(consoleRoutes, { dir: options.consoleDir });
   const { gateway } = options;
   if (gateway) {
     app.server.on('upgrade', (request, socket, head) => {

@@ -1,0 +1,148 @@
+import {
+  Button, DrawerBody, DrawerHeader, DrawerHeaderTitle, MessageBar, MessageBarBody, OverlayDrawer, Spinner, Subtitle2, Text, Tooltip,
+  makeStyles, tokens,
+} from '@fluentui/react-components';
+import { type Action, type ActionTimelineEntry, FILE_QUARANTINE_TYPES } from '@quell/contracts';
+import { type ReactNode, useState } from 'react';
+import { problemText } from '../api/problem-text.ts';
+import { ENTITY_TYPE_LABELS, SOURCE_LABELS, formatDateTime, statusLabel, typeLabel } from '../format.ts';
+import { Link } from '../router.tsx';
+import { usePermissions } from '../session/session.tsx';
+import { DecisionDialog } from './decision-dialog.tsx';
+import { undoRefusal } from './refusals.ts';
+import type { Decision } from './use-actions.ts';
+import { useActionDetail, useInstances, useNow } from './use-actions.ts';
+import { StatusWithDeadline } from './status-badge.tsx';
+
+const useStyles = makeStyles({
+  buttons: { display: 'flex', flexWrap: 'wrap', alignItems: 'center', gap: tokens.spacingHorizontalM, margin: `${tokens.spacingVerticalM} 0` },
+  details: { display: 'grid', gridTemplateColumns: 'max-content 1fr', columnGap: tokens.spacingHorizontalL, rowGap: tokens.spacingVerticalXS, margin: 0 },
+  term: { color: tokens.colorNeutralForeground2 },
+  value: { margin: 0, wordBreak: 'break-all' },
+  timeline: { listStyle: 'none', padding: 0, margin: 0, display: 'flex', flexDirection: 'column', gap: tokens.spacingVerticalS },
+  event: { borderLeft: `2px solid ${tokens.colorBrandStroke1}`, paddingLeft: tokens.spacingHorizontalM },
+  section: { marginTop: tokens.spacingVerticalL, marginBottom: tokens.spacingVerticalS },
+  note: { color: tokens.colorNeutralForeground2 },
+});
+
+const EVENT_LABELS: Record<ActionTimelineEntry['event'], string> = {
+  create: 'Created', approve: 'Approved', reject: 'Rejected', expire: 'Expired', cancel: 'Cancelled', deliver: 'Delivered to the device',
+  complete: 'Completed', fail: 'Failed', time_out: 'Timed out', undo_complete: 'Undone', undo_requested: 'Undo requested',
+};
+
+/** A button that is either usable or disabled with the reason in a tooltip (and in its description for screen readers). */
+function GuardedButton({ refusal, children, onClick }: { refusal: string | null; children: ReactNode; onClick: () => void }) {
+  const button = <Button disabledFocusable={refusal !== null} onClick={refusal === null ? onClick : undefined}>{children}</Button>;
+  return refusal === null ? button : <Tooltip content={refusal} relationship="description">{button}</Tooltip>;
+}
+
+function Details({ action, onClose }: { action: Action; onClose: () => void }) {
+  const styles = useStyles();
+  const row = (term: string, value: ReactNode) => (
+    <>
+      <dt className={styles.term}>{term}</dt>
+      <dd className={styles.value}>{value ?? '—'}</dd>
+    </>
+  );
+  return (
+    <dl className={styles.details}>
+      {row('Action ID', action.id)}
+      {row('Action type', typeLabel(action.type))}
+      {row('Entity type', ENTITY_TYPE_LABELS[action.entityType])}
+      {row('Entity', action.entity.name)}
+      {action.entity.sha256 && row('SHA-256', action.entity.sha256)}
+      {action.entity.path && row('Path', action.entity.path)}
+      {row('Asset', <Link to={`/devices/${action.deviceId}`} closeFirst={onClose}>{action.deviceName}</Link>)}
+      {row('Source', SOURCE_LABELS[action.source])}
+      {row('Investigation ID', action.investigationId)}
+      {row('Incident ID', action.incidentId)}
+      {row('Approval ID', action.approvalId)}
+      {row('Requested by', action.requestedBy)}
+      {row('Requested at', formatDateTime(action.requestedAt))}
+      {row('Comment', action.comment)}
+      {row('Decided by', action.decidedBy)}
+      {row('Decided at', formatDateTime(action.decidedAt))}
+      {row('Decision comment', action.decisionComment)}
+      {action.expiresAt && row('Expires at', formatDateTime(action.expiresAt))}
+      {row('Last update', formatDateTime(action.updatedAt))}
+      {action.undoOf && row('Undo of', action.undoOf)}
+      {action.undoneBy && row('Undone by', action.undoneBy)}
+      {Object.keys(action.parameters).length > 0 && row('Parameters', Object.entries(action.parameters).map(([k, v]) => `${k}: ${String(v)}`).join(', '))}
+      {action.result?.output && row('Result', action.result.output)}
+      {action.result?.error && row('Error', action.result.error)}
+    </dl>
+  );
+}
+
+/** Every detail of one action, its timeline, and what the signed-in role may do with it. */
+export default function ActionFlyout({ actionId, onClose }: { actionId: string | null; onClose: () => void }) {
+  const styles = useStyles();
+  const [decision, setDecision] = useState<Decision | null>(null);
+  const now = useNow();
+  const permissions = usePermissions();
+  const detail = useActionDetail(actionId);
+  const action = detail.data?.action;
+  const timeline = detail.data?.timeline ?? [];
+  const isQuarantine = action !== undefined && FILE_QUARANTINE_TYPES.includes(action.type) && action.entity.sha256 !== undefined;
+  const mayUndo = permissions.has('actions:undo');
+  const instances = useInstances(action, isQuarantine && action.status === 'completed' && mayUndo);
+  const decideRefusal = permissions.decideRefusal();
+
+  return (
+    <OverlayDrawer open={actionId !== null} position="end" size="medium" onOpenChange={(_, data) => !data.open && onClose()}>
+      <DrawerHeader>
+        <DrawerHeaderTitle action={<Button appearance="subtle" aria-label="Close" onClick={onClose}>✕</Button>}>
+          {action ? typeLabel(action.type) : 'Action'}
+        </DrawerHeaderTitle>
+        {action && <Text className={styles.value}>{action.entity.name} on {action.deviceName}</Text>}
+      </DrawerHeader>
+      <DrawerBody>
+        {detail.isPending && <Spinner label="Loading the action…" />}
+        {detail.isError && <MessageBar intent="error"><MessageBarBody>{problemText(detail.error)}</MessageBarBody></MessageBar>}
+        {action && (
+          <>
+            <StatusWithDeadline action={action} now={now} />
+            {detail.data?.waiting && <Text block className={styles.note}>{detail.data.waiting.reason}</Text>}
+            <div className={styles.buttons} role="group" aria-label="Actions on this action">
+              {action.investigationId
+                ? <Link to={`/investigations/${encodeURIComponent(action.investigationId)}`} closeFirst={onClose}>Open investigation page</Link>
+                : <Text className={styles.note}>No investigation proposed this action</Text>}
+              {action.status === 'pending_approval' && decideRefusal === null && (
+                <>
+                  <Button appearance="primary" onClick={() => setDecision({ kind: 'approve', actions: [action] })}>Approve</Button>
+                  <Button onClick={() => setDecision({ kind: 'reject', actions: [action] })}>Reject</Button>
+                </>
+              )}
+              <Link to={`/devices/${action.deviceId}?entity=${encodeURIComponent(action.entity.name)}`} closeFirst={onClose}>Go hunt</Link>
+              {action.status !== 'pending_approval' && mayUndo && (
+                <GuardedButton refusal={undoRefusal(action, permissions.undoRefusal)} onClick={() => setDecision({ kind: 'undo', actions: [action] })}>Undo</GuardedButton>
+              )}
+              {action.status !== 'pending_approval' && isQuarantine && mayUndo && instances.data && instances.data.instances.length > 0 && (
+                <GuardedButton
+                  refusal={undoRefusal(action, permissions.undoRefusal)}
+                  onClick={() => setDecision({ kind: 'undo_instances', actions: [action], instances: instances.data.instances })}
+                >
+                  Apply to {instances.data.instances.length} more {instances.data.instances.length === 1 ? 'instance' : 'instances'} of this file
+                </GuardedButton>
+              )}
+            </div>
+            {action.status === 'pending_approval' && decideRefusal !== null && <Text block className={styles.note}>{decideRefusal}.</Text>}
+            <Subtitle2 as="h3" block className={styles.section}>Details</Subtitle2>
+            <Details action={action} onClose={onClose} />
+            <Subtitle2 as="h3" block className={styles.section}>Timeline</Subtitle2>
+            <ol className={styles.timeline} aria-label="Timeline">
+              {timeline.map((entry, i) => (
+                <li key={i} className={styles.event}>
+                  <Text weight="semibold">{EVENT_LABELS[entry.event]}</Text> <Text size={200}>{formatDateTime(entry.at)} · {entry.actor}</Text>
+                  <Text block size={200}>{entry.fromStatus ? `${statusLabel(entry.fromStatus)} → ` : ''}{statusLabel(entry.toStatus)}</Text>
+                  {entry.comment && <Text block size={200} className={styles.value}>“{entry.comment}”</Text>}
+                </li>
+              ))}
+            </ol>
+          </>
+        )}
+      </DrawerBody>
+      {decision && <DecisionDialog decision={decision} onClose={() => setDecision(null)} />}
+    </OverlayDrawer>
+  );
+}

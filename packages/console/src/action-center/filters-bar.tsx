@@ -1,0 +1,85 @@
+import { Button, Field, Input, Select, makeStyles, tokens } from '@fluentui/react-components';
+import {
+  ACTION_SOURCES, ACTION_STATUSES, ACTION_TYPES, ENTITY_TYPES, TIME_RANGES, type ActionView, type Device, type TimeRange,
+} from '@quell/contracts';
+import { type ReactNode, useState } from 'react';
+import { ENTITY_TYPE_LABELS, SOURCE_LABELS, STATUS_LABELS, typeLabel } from '../format.ts';
+import type { ActionFilters } from './action-filters.ts';
+
+const RANGE_LABELS: Record<TimeRange, string> = { day: 'Last day', week: 'Last week', '30d': 'Last 30 days', '6m': 'Last 6 months', custom: 'Custom range' };
+
+const useStyles = makeStyles({
+  bar: { display: 'flex', flexWrap: 'wrap', alignItems: 'flex-end', gap: tokens.spacingHorizontalM, margin: `${tokens.spacingVerticalM} 0` },
+  field: { minWidth: '150px' },
+});
+
+/** A text filter that applies when the user presses Enter or leaves the box, not on every key. */
+function TextFilter({ label, value, onCommit }: { label: string; value: string | undefined; onCommit: (value: string | undefined) => void }) {
+  const [draft, setDraft] = useState(value ?? '');
+  const commit = (): void => {
+    if (draft.trim() !== (value ?? '')) onCommit(draft.trim() || undefined);
+  };
+  return (
+    <Field label={label} className={useStyles().field}>
+      <Input value={draft} onChange={(_, data) => setDraft(data.value)} onBlur={commit} onKeyDown={(event) => event.key === 'Enter' && commit()} />
+    </Field>
+  );
+}
+
+function Choice<T extends string>({ label, value, options, onChange }: { label: string; value: T | undefined; options: Array<[T, string]>; onChange: (value: T | undefined) => void }) {
+  return (
+    <Field label={label} className={useStyles().field}>
+      <Select value={value ?? ''} onChange={(_, data) => onChange((data.value || undefined) as T | undefined)}>
+        <option value="">Any</option>
+        {options.map(([v, text]) => <option key={v} value={v}>{text}</option>)}
+      </Select>
+    </Field>
+  );
+}
+
+const toLocalInput = (iso: string | undefined): string => {
+  if (!iso) return '';
+  const date = new Date(iso);
+  return new Date(date.getTime() - date.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+};
+const fromLocalInput = (value: string): string | undefined => (value ? new Date(value).toISOString() : undefined);
+
+export function FiltersBar({ view, filters, devices, onChange }: { view: ActionView; filters: ActionFilters; devices: Device[]; onChange: (filters: ActionFilters) => void }) {
+  const styles = useStyles();
+  const set = <K extends keyof ActionFilters>(key: K, value: ActionFilters[K]): void => onChange({ ...filters, [key]: value });
+  const statuses = ACTION_STATUSES.filter((s) => s !== 'pending_approval');
+  const fields: ReactNode[] = [
+    <Choice key="range" label="Time range" value={filters.range} options={TIME_RANGES.map((r) => [r, RANGE_LABELS[r]])}
+      onChange={(range) => onChange({ ...filters, range, from: undefined, to: undefined })} />,
+  ];
+  if (filters.range === 'custom') {
+    fields.push(
+      <Field key="from" label="From" className={styles.field}>
+        <Input type="datetime-local" value={toLocalInput(filters.from)} onChange={(_, data) => set('from', fromLocalInput(data.value))} />
+      </Field>,
+      <Field key="to" label="To" className={styles.field}>
+        <Input type="datetime-local" value={toLocalInput(filters.to)} onChange={(_, data) => set('to', fromLocalInput(data.value))} />
+      </Field>,
+    );
+  }
+  fields.push(
+    <Choice key="type" label="Action type" value={filters.type} options={ACTION_TYPES.map((t) => [t, typeLabel(t)])} onChange={(v) => set('type', v)} />,
+    <Choice key="source" label="Source" value={filters.source} options={ACTION_SOURCES.map((s) => [s, SOURCE_LABELS[s]])} onChange={(v) => set('source', v)} />,
+  );
+  if (view === 'history') {
+    fields.push(<Choice key="status" label="Status" value={filters.status} options={statuses.map((s) => [s, STATUS_LABELS[s]])} onChange={(v) => set('status', v)} />);
+  }
+  fields.push(
+    <Choice key="entityType" label="Entity type" value={filters.entityType} options={ENTITY_TYPES.map((e) => [e, ENTITY_TYPE_LABELS[e]])} onChange={(v) => set('entityType', v)} />,
+    <Choice key="device" label="Device" value={filters.deviceId} options={devices.map((d) => [d.id, d.name])} onChange={(v) => set('deviceId', v)} />,
+    <TextFilter key={`inv-${filters.investigationId ?? ''}`} label="Investigation" value={filters.investigationId} onCommit={(v) => set('investigationId', v)} />,
+    <TextFilter key={`by-${filters.decidedBy ?? ''}`} label="Decided by" value={filters.decidedBy} onCommit={(v) => set('decidedBy', v)} />,
+  );
+  const any = Object.entries(filters).some(([key, value]) => value !== undefined && !['sort', 'order', 'limit'].includes(key));
+  return (
+    <div className={styles.bar} role="search" aria-label="Filters">
+      {fields}
+      <Button appearance="subtle" disabled={!any} onClick={() => onChange({ sort: filters.sort, order: filters.order, limit: filters.limit })}>Clear filters</Button>
+    </div>
+  );
+}
