@@ -12,3 +12,4 @@ export * from './schemas/settings.ts';
 export * from './schemas/agent.ts';
 export * from './schemas/alerts.ts';
 export * from './schemas/indicators.ts';
+export * from './schemas/investigations.ts';

@@ -28,11 +28,13 @@ export const PERMISSIONS = [
   'alerts:manage',
   'indicators:read',
   'indicators:manage',
+  'investigations:read',
+  'investigations:manage',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
-const READER: readonly Permission[] = ['actions:read', 'devices:read', 'audit:read', 'alerts:read', 'indicators:read'];
-const OPERATOR: readonly Permission[] = [...READER, 'actions:create', 'actions:decide', 'actions:cancel', 'actions:undo', 'investigation_packages:read', 'alerts:create', 'alerts:manage'];
+const READER: readonly Permission[] = ['actions:read', 'devices:read', 'audit:read', 'alerts:read', 'indicators:read', 'investigations:read'];
+const OPERATOR: readonly Permission[] = [...READER, 'actions:create', 'actions:decide', 'actions:cancel', 'actions:undo', 'investigation_packages:read', 'alerts:create', 'alerts:manage', 'investigations:manage'];
 const ADMIN: readonly Permission[] = [...OPERATOR, 'devices:manage', 'device_groups:manage', 'users:manage', 'tokens:manage', 'settings:manage', 'indicators:manage'];
 
 export const ROLE_PERMISSIONS = {

@@ -71,6 +71,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       { name: 'time_out_undelivered_actions', intervalMs: config.jobPollMs, run: () => services.actions.timeOutUndelivered(systemActor()) },
       // Containment that waited only on agents which have since gone offline is settled here.
       { name: 'settle_containment', intervalMs: config.jobPollMs, run: () => services.desiredState.settle() },
+      { name: 'run_investigations', intervalMs: config.jobPollMs, run: () => services.investigations.runDue() },
     ],
     onError: (job, error) => logger.error({ err: error, job }, 'job failed'),
   });

@@ -1,4 +1,4 @@
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Settings } from '@quell/contracts';
 import type { Store } from './db/store.ts';
@@ -12,6 +12,7 @@ import { createAuditService } from './modules/audit/audit.service.ts';
 import { createAlertsService } from './modules/alerts/alerts.service.ts';
 import { createAuthService } from './modules/auth/auth.service.ts';
 import { createIndicatorsService } from './modules/indicators/indicators.service.ts';
+import { createInvestigationsService } from './modules/investigations/investigations.service.ts';
 import { createDesiredStateService } from './modules/desired-state/desired-state.service.ts';
 import { createDevicesRepository } from './modules/devices/devices.repository.ts';
 import { createDevicesService } from './modules/devices/devices.service.ts';
@@ -37,6 +38,8 @@ export interface ServiceOptions {
   dispatch?: ActionsServiceDeps['dispatch'];
   /** Told of each new version of the desired state (the dispatch bus). */
   publishState?: ActionsServiceDeps['publishState'];
+  /** Which process runs investigation steps, for their leases; host and pid by default. */
+  owner?: string;
   /** Where failures of background work (writing agents' reports) go. */
   onError?: (error: unknown) => void;
 }
@@ -57,7 +60,8 @@ export function createServices(options: ServiceOptions) {
     store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch, publishState: options.publishState,
     allowing: indicators.allowing,
   });
-  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids });
+  const investigations = createInvestigationsService({ store, actions, audit, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
+  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids, onCreated: investigations.onAlert });
   const desiredState = createDesiredStateService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
     store,
@@ -70,6 +74,7 @@ export function createServices(options: ServiceOptions) {
     agents: createAgentsService({ store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
     indicators,
     alerts,
+    investigations,
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
     auth: createAuthService({ store, users: usersRepo, audit, clock }),

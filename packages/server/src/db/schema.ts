@@ -190,6 +190,41 @@ export interface IndicatorsTable {
   updated_at: number;
 }
 
+export interface InvestigationsTable {
+  id: string;
+  device_id: string;
+  device_name: string;
+  group_id: string | null;
+  status: string;
+  /** The next step to run (collect, verdicts, expand, remediate, wait), or done. */
+  step: string;
+  started_by: string;
+  started_at: number;
+  ended_at: number | null;
+  updated_at: number;
+  waiting_ms: number;
+  waiting_since: number | null;
+  run_after: number;
+  locked_by: string | null;
+  locked_until: number | null;
+}
+
+export interface InvestigationAlertsTable { investigation_id: string; alert_id: string }
+
+export interface InvestigationEntitiesTable {
+  id: string;
+  investigation_id: string;
+  device_id: string;
+  kind: string;
+  value: string;
+  path: string | null;
+  verdict: string | null;
+  reason: string | null;
+  action_id: string | null;
+}
+
+export interface InvestigationLogTable { id: string; investigation_id: string; step: string; started_at: number; ended_at: number; result: string }
+
 export interface DesiredStateTable {
   name: string;
   version: number;
@@ -221,5 +256,9 @@ export interface Database {
   alerts: AlertsTable;
   alert_evidence: AlertEvidenceTable;
   indicators: IndicatorsTable;
+  investigations: InvestigationsTable;
+  investigation_alerts: InvestigationAlertsTable;
+  investigation_entities: InvestigationEntitiesTable;
+  investigation_log: InvestigationLogTable;
   schema_migrations: SchemaMigrationsTable;
 }

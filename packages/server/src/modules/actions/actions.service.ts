@@ -212,72 +212,79 @@ export function createActionsService(deps: ActionsServiceDeps) {
 
   const sortColumn = (sort: ListActionsQuery['sort']): SortColumn => (sort === 'updatedAt' ? 'updated_at' : 'requested_at');
 
+  /** Checks and inserts a new action inside `trx`; the caller tells the agents (notify) after commit. */
+  async function createIn(trx: Db, actor: Actor, body: CreateActionBody): Promise<ActionsTable> {
+    requirePermission(actor, 'actions:create');
+    const def = ACTION_CATALOGUE[body.type];
+    if (def.isUndo) throw new QuellError('undo_types_not_creatable', `${body.type} is created by undoing an action, through /api/actions/undo`);
+    if (def.entityType === 'file' && body.entity.sha256 === undefined) throw new QuellError('validation_failed', `${body.type} needs entity.sha256`);
+    const manual = body.source === 'manual';
+    if (manual && body.status === 'pending_approval') throw new QuellError('manual_actions_are_queued');
+    if (body.type === 'contain_device') {
+      if (isIP(body.entity.name) === 0) throw new QuellError('validation_failed', 'contain_device needs entity.name to be the IPv4 or IPv6 address of the device to contain');
+      const mac = body.parameters?.mac;
+      if (mac !== undefined && (typeof mac !== 'string' || !MAC_ADDRESS.test(mac))) throw new QuellError('validation_failed', 'parameters.mac must be a MAC address such as 52:54:00:12:34:56');
+    }
+    const status: ActionStatus = manual ? 'queued' : (body.status ?? 'pending_approval');
+    const device = await devices.findDevice(trx, body.deviceId);
+    if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
+    if (CAPABILITY_MATRIX[body.type][device.platform as Platform] !== 'supported') throw new QuellError('unsupported_platform', `${body.type} is not supported on ${device.platform}`);
+    if (body.type === 'contain_device' && device.agent_facts !== null) throw new QuellError('device_is_managed', `${device.name} runs a Quell agent: isolate it instead`);
+    const now = clock.now();
+    const { pendingExpiryHours } = await settings.read(trx);
+    const id = ids.next();
+    const pending = status === 'pending_approval';
+    const row: ActionsTable = {
+      id,
+      type: body.type,
+      status,
+      entity_type: def.entityType,
+      entity_name: body.entity.name,
+      entity_sha256: body.entity.sha256?.toLowerCase() ?? null,
+      entity_path: body.entity.path ?? null,
+      parameters: JSON.stringify(body.parameters ?? {}),
+      device_id: device.id,
+      device_name: device.name,
+      group_id: device.group_id,
+      source: body.source,
+      investigation_id: body.investigationId ?? null,
+      incident_id: body.incidentId ?? null,
+      approval_id: pending ? `AP-${id.slice(-12)}` : null,
+      requested_by: actor.name,
+      requested_by_user_id: actor.userId,
+      requested_at: now,
+      comment: body.comment ?? null,
+      decided_by: pending ? null : manual ? actor.name : AUTOMATION,
+      decided_at: pending ? null : now,
+      decision_comment: null,
+      expires_at: pending ? now + pendingExpiryHours * 3_600_000 : null,
+      updated_at: now,
+      undo_of: null,
+      undone_by: null,
+      result: null,
+      command_jws: null,
+      deliver_by: null,
+      state_version: null,
+    };
+    await requireNotAllowed(trx, row);
+    if (!pending) Object.assign(row, await queueFields(trx, row, now));
+    await repo.insert(trx, row);
+    if (!pending && isFleet(row)) await refreshContainment(trx, row);
+    await repo.insertEvent(trx, { id: ids.next(), action_id: id, at: now, event: 'create', from_status: null, to_status: status, actor: actor.name, comment: row.comment });
+    await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, after: presentAction(row) });
+    return row;
+  }
+
   return {
     async create(actor: Actor, body: CreateActionBody): Promise<Action> {
-      requirePermission(actor, 'actions:create');
-      const def = ACTION_CATALOGUE[body.type];
-      if (def.isUndo) throw new QuellError('undo_types_not_creatable', `${body.type} is created by undoing an action, through /api/actions/undo`);
-      if (def.entityType === 'file' && body.entity.sha256 === undefined) throw new QuellError('validation_failed', `${body.type} needs entity.sha256`);
-      const manual = body.source === 'manual';
-      if (manual && body.status === 'pending_approval') throw new QuellError('manual_actions_are_queued');
-      if (body.type === 'contain_device') {
-        if (isIP(body.entity.name) === 0) throw new QuellError('validation_failed', 'contain_device needs entity.name to be the IPv4 or IPv6 address of the device to contain');
-        const mac = body.parameters?.mac;
-        if (mac !== undefined && (typeof mac !== 'string' || !MAC_ADDRESS.test(mac))) throw new QuellError('validation_failed', 'parameters.mac must be a MAC address such as 52:54:00:12:34:56');
-      }
-      const status: ActionStatus = manual ? 'queued' : (body.status ?? 'pending_approval');
-      const created = await store.transaction(async (trx) => {
-        const device = await devices.findDevice(trx, body.deviceId);
-        if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
-        if (CAPABILITY_MATRIX[body.type][device.platform as Platform] !== 'supported') throw new QuellError('unsupported_platform', `${body.type} is not supported on ${device.platform}`);
-        if (body.type === 'contain_device' && device.agent_facts !== null) throw new QuellError('device_is_managed', `${device.name} runs a Quell agent: isolate it instead`);
-        const now = clock.now();
-        const { pendingExpiryHours } = await settings.read(trx);
-        const id = ids.next();
-        const pending = status === 'pending_approval';
-        const row: ActionsTable = {
-          id,
-          type: body.type,
-          status,
-          entity_type: def.entityType,
-          entity_name: body.entity.name,
-          entity_sha256: body.entity.sha256?.toLowerCase() ?? null,
-          entity_path: body.entity.path ?? null,
-          parameters: JSON.stringify(body.parameters ?? {}),
-          device_id: device.id,
-          device_name: device.name,
-          group_id: device.group_id,
-          source: body.source,
-          investigation_id: body.investigationId ?? null,
-          incident_id: body.incidentId ?? null,
-          approval_id: pending ? `AP-${id.slice(-12)}` : null,
-          requested_by: actor.name,
-          requested_by_user_id: actor.userId,
-          requested_at: now,
-          comment: body.comment ?? null,
-          decided_by: pending ? null : manual ? actor.name : AUTOMATION,
-          decided_at: pending ? null : now,
-          decision_comment: null,
-          expires_at: pending ? now + pendingExpiryHours * 3_600_000 : null,
-          updated_at: now,
-          undo_of: null,
-          undone_by: null,
-          result: null,
-          command_jws: null,
-          deliver_by: null,
-        state_version: null,
-        };
-        await requireNotAllowed(trx, row);
-        if (!pending) Object.assign(row, await queueFields(trx, row, now));
-        await repo.insert(trx, row);
-        if (!pending && isFleet(row)) await refreshContainment(trx, row);
-        await repo.insertEvent(trx, { id: ids.next(), action_id: id, at: now, event: 'create', from_status: null, to_status: status, actor: actor.name, comment: row.comment });
-        await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, after: presentAction(row) });
-        return row;
-      });
+      const created = await store.transaction((trx) => createIn(trx, actor, body));
       notify([created]);
       return presentAction(created);
     },
+
+    /** For services that propose actions as one step of their own transaction (investigations); call notify after commit. */
+    createIn,
+    notify,
 
     async list(actor: Actor, query: ListActionsQuery): Promise<{ items: Action[]; nextCursor: string | null; total: number | null }> {
       requirePermission(actor, 'actions:read');

@@ -63,7 +63,11 @@ function decodeCursor(cursor: string): [number, string] {
  * agents' antivirus): stored once with their evidence, listed and read
  * within the reader's device groups, and triaged by analysts.
  */
-export function createAlertsService(deps: { store: Store; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids }) {
+export function createAlertsService(deps: {
+  store: Store; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids;
+  /** Told of each new alert inside the transaction that stores it (investigations start there). */
+  onCreated?: (trx: Db, alert: AlertsTable) => Promise<void>;
+}) {
   const { store, devices, audit, clock, ids } = deps;
 
   async function findVisible(db: Db, actor: Actor, id: string): Promise<AlertsTable> {
@@ -96,6 +100,7 @@ export function createAlertsService(deps: { store: Store; devices: DevicesReposi
           const keys = evidenceKeys(body.evidence);
           if (keys.length > 0) await trx.insertInto('alert_evidence').values(keys.map((k) => ({ alert_id: row.id, ...k }))).execute();
           await audit.record(trx, actor, { kind: 'alert.create', targetType: 'alert', targetId: row.id, after: { title: row.title, severity: row.severity, deviceId: row.device_id, detectionSource: row.detection_source } });
+          await deps.onCreated?.(trx, row);
           return { alert: presentAlert(row), created: true };
         });
       } catch (error) {

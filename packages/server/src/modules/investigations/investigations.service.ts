@@ -1,0 +1,363 @@
+import { basename } from 'node:path';
+import {
+  type AlertSeverity, type AutomationLevel, type Evidence, INVESTIGATION_ENDED, type Investigation, type InvestigationStatus, type Verdict,
+} from '@quell/contracts';
+import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
+import type { ActionsTable, AlertsTable, InvestigationEntitiesTable, InvestigationsTable } from '../../db/schema.ts';
+import { type Db, type Store, groupScope } from '../../db/store.ts';
+import { QuellError } from '../../errors.ts';
+import type { Clock, Ids } from '../../infra.ts';
+import { presentAction } from '../actions/actions.presenter.ts';
+import type { ActionsService } from '../actions/actions.service.ts';
+import type { AuditService } from '../audit/audit.service.ts';
+import { fileVerdict, needsApproval } from './verdicts.ts';
+
+/** Devices of no group get the cautious level: every remediation waits for an analyst. */
+const UNGROUPED_LEVEL: AutomationLevel = 'semi_any_folder';
+/** Finding the same file on this many other devices or more is not followed without an analyst. */
+const EXPANSION_LIMIT = 10;
+/** How long one step may hold an investigation before another server may take it over. */
+const LEASE_MS = 60_000;
+/** How often a waiting investigation looks at its actions again. */
+const WAIT_POLL_MS = 1000;
+const SEVERITY_RANK: Record<AlertSeverity, number> = { informational: 0, low: 1, medium: 2, high: 3 };
+const ACTION_OPEN = ['pending_approval', 'queued', 'in_progress'];
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+export function presentInvestigation(row: InvestigationsTable, now: number): Investigation {
+  const waiting = row.waiting_ms + (row.waiting_since === null ? 0 : (row.ended_at ?? now) - row.waiting_since);
+  return {
+    id: row.id, status: row.status as InvestigationStatus, deviceId: row.device_id, deviceName: row.device_name, deviceGroupId: row.group_id,
+    startedBy: row.started_by, startedAt: iso(row.started_at), endedAt: row.ended_at === null ? null : iso(row.ended_at),
+    waitingSeconds: Math.floor(waiting / 1000), updatedAt: iso(row.updated_at),
+  };
+}
+
+type StepName = 'collect' | 'verdicts' | 'expand' | 'remediate' | 'wait';
+/** What a step did: its line in the log (none for an unchanged wait), the next step, and the row's new fields. */
+interface StepOutcome { result: string | null; next: StepName | 'done'; patch?: Partial<InvestigationsTable>; proposed?: ActionsTable[] }
+
+/**
+ * Automated investigations. An alert starts one on its device, or joins the
+ * one running there. Each investigation runs as a sequence of durable steps
+ * — collect the evidence, give each file a verdict, look for the same files
+ * on other devices, propose remediation, wait for the actions — and each
+ * step runs in one transaction together with the record that it ran, by the
+ * one server process that holds the investigation's lease: a restart
+ * resumes at the step that had not committed, and no step runs twice.
+ */
+export function createInvestigationsService(deps: { store: Store; actions: ActionsService; audit: AuditService; clock: Clock; ids: Ids; owner: string }) {
+  const { store, actions, audit, clock, ids, owner } = deps;
+  const engine = systemActor('Automated investigation');
+
+  async function automationLevel(db: Db, groupId: string | null): Promise<AutomationLevel> {
+    if (groupId === null) return UNGROUPED_LEVEL;
+    const group = await db.selectFrom('device_groups').select('automation_level').where('id', '=', groupId).executeTakeFirst();
+    return (group?.automation_level as AutomationLevel | undefined) ?? UNGROUPED_LEVEL;
+  }
+
+  async function log(trx: Db, investigationId: string, step: string, startedAt: number, result: string): Promise<void> {
+    await trx.insertInto('investigation_log').values({ id: ids.next(), investigation_id: investigationId, step, started_at: startedAt, ended_at: clock.now(), result }).execute();
+  }
+
+  /** Opens an investigation on the device (or returns the one running there) and links the alerts to it. */
+  async function openFor(trx: Db, device: { id: string; name: string; group_id: string | null }, startedBy: string, alertIds: string[]): Promise<InvestigationsTable> {
+    const now = clock.now();
+    let row = await trx.selectFrom('investigations').selectAll().where('device_id', '=', device.id).where('step', '<>', 'done').executeTakeFirst();
+    if (!row) {
+      row = {
+        id: ids.next(), device_id: device.id, device_name: device.name, group_id: device.group_id, status: 'running', step: 'collect', started_by: startedBy,
+        started_at: now, ended_at: null, updated_at: now, waiting_ms: 0, waiting_since: null, run_after: now, locked_by: null, locked_until: null,
+      };
+      await trx.insertInto('investigations').values(row).execute();
+      await audit.record(trx, startedBy === engine.name ? engine : systemActor(startedBy), { kind: 'investigation.start', targetType: 'investigation', targetId: row.id, after: { deviceId: device.id } });
+    } else if (row.step === 'wait') {
+      // New evidence for a running investigation: it goes through the steps again (entities already judged stay as they are).
+      await trx.updateTable('investigations').set({ step: 'collect', run_after: now, updated_at: now }).where('id', '=', row.id).execute();
+    }
+    for (const alertId of alertIds) {
+      await trx.insertInto('investigation_alerts').values({ investigation_id: row.id, alert_id: alertId }).onConflict((oc) => oc.doNothing()).execute();
+    }
+    return row;
+  }
+
+  /** The files the investigation's alerts name, with the highest severity that names each. */
+  async function filesOfAlerts(trx: Db, investigationId: string): Promise<Map<string, { sha256: string; path: string | null; deviceId: string; severity: AlertSeverity }>> {
+    const alerts = await trx.selectFrom('alerts').innerJoin('investigation_alerts', 'investigation_alerts.alert_id', 'alerts.id')
+      .select(['alerts.device_id', 'alerts.severity', 'alerts.evidence']).where('investigation_alerts.investigation_id', '=', investigationId).execute();
+    const files = new Map<string, { sha256: string; path: string | null; deviceId: string; severity: AlertSeverity }>();
+    for (const alert of alerts) {
+      for (const e of JSON.parse(alert.evidence) as Evidence[]) {
+        if (e.kind !== 'file' && e.kind !== 'process') continue;
+        const sha256 = e.sha256?.toLowerCase();
+        if (!sha256) continue;
+        const key = `${alert.device_id}:${sha256}`;
+        const severity = alert.severity as AlertSeverity;
+        const known = files.get(key);
+        if (!known || SEVERITY_RANK[severity] > SEVERITY_RANK[known.severity]) files.set(key, { sha256, path: e.path ?? known?.path ?? null, deviceId: alert.device_id, severity });
+      }
+    }
+    return files;
+  }
+
+  async function entitiesOf(trx: Db, investigationId: string): Promise<InvestigationEntitiesTable[]> {
+    return trx.selectFrom('investigation_entities').selectAll().where('investigation_id', '=', investigationId).orderBy('id').execute();
+  }
+
+  /** The indicator for a hash in a device group's scope: allow wins over block, block over audit. */
+  async function indicatorFor(trx: Db, sha256: string, groupId: string | null): Promise<{ action: 'allow' | 'audit' | 'block' | 'block_and_remediate'; title: string } | null> {
+    const now = clock.now();
+    const rows = await trx.selectFrom('indicators').select(['action', 'title', 'device_group_ids']).where('type', '=', 'sha256').where('value', '=', sha256)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)])).execute();
+    const applies = rows.filter((row) => {
+      const groups = JSON.parse(row.device_group_ids) as string[];
+      return groups.length === 0 || (groupId !== null && groups.includes(groupId));
+    });
+    for (const action of ['allow', 'block_and_remediate', 'block', 'audit'] as const) {
+      const found = applies.find((row) => row.action === action);
+      if (found) return { action, title: found.title };
+    }
+    return null;
+  }
+
+  const STEPS: Record<StepName, (trx: Db, inv: InvestigationsTable) => Promise<StepOutcome>> = {
+    /** The files named in the investigation's alerts, one entity per device and hash. */
+    async collect(trx, inv) {
+      const files = await filesOfAlerts(trx, inv.id);
+      const known = new Set((await entitiesOf(trx, inv.id)).map((e) => `${e.device_id}:${e.value}`));
+      let added = 0;
+      for (const [key, file] of files) {
+        if (known.has(key)) continue;
+        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: file.deviceId, kind: 'file', value: file.sha256, path: file.path, verdict: null, reason: null, action_id: null }).execute();
+        added++;
+      }
+      const alerts = await trx.selectFrom('investigation_alerts').select((eb) => eb.fn.countAll<number>().as('n')).where('investigation_id', '=', inv.id).executeTakeFirstOrThrow();
+      return { result: `${added} new file${added === 1 ? '' : 's'} from ${Number(alerts.n)} alert${Number(alerts.n) === 1 ? '' : 's'}`, next: 'verdicts' };
+    },
+
+    async verdicts(trx, inv) {
+      const files = await filesOfAlerts(trx, inv.id);
+      const counts: Record<Verdict, number> = { malicious: 0, suspicious: 0, no_threats_found: 0 };
+      for (const entity of await entitiesOf(trx, inv.id)) {
+        if (entity.verdict !== null) continue;
+        const device = await trx.selectFrom('devices').select('group_id').where('id', '=', entity.device_id).executeTakeFirstOrThrow();
+        const severity = files.get(`${entity.device_id}:${entity.value}`)?.severity ?? 'low';
+        const { verdict, reason } = fileVerdict({ sha256: entity.value, path: entity.path, severity, indicator: await indicatorFor(trx, entity.value, device.group_id) });
+        await trx.updateTable('investigation_entities').set({ verdict, reason }).where('id', '=', entity.id).execute();
+        counts[verdict]++;
+      }
+      return { result: `${counts.malicious} malicious, ${counts.suspicious} suspicious, ${counts.no_threats_found} with no threats found`, next: 'expand' };
+    },
+
+    /** The same malicious or suspicious files named in other devices' alerts: those devices join the investigation. */
+    async expand(trx, inv) {
+      const entities = await entitiesOf(trx, inv.id);
+      const present = new Set(entities.map((e) => `${e.device_id}:${e.value}`));
+      const threats = entities.filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious');
+      const found: Array<{ source: InvestigationEntitiesTable; deviceId: string; deviceName: string; groupId: string | null; path: string | null }> = [];
+      for (const threat of threats) {
+        const elsewhere = await trx.selectFrom('alert_evidence').innerJoin('alerts', 'alerts.id', 'alert_evidence.alert_id')
+          .select(['alerts.device_id', 'alerts.device_name', 'alerts.group_id', 'alerts.evidence']).where('alert_evidence.kind', '=', 'sha256').where('alert_evidence.value', '=', threat.value)
+          .where('alerts.device_id', '<>', threat.device_id).execute();
+        for (const other of elsewhere) {
+          const key = `${other.device_id}:${threat.value}`;
+          if (present.has(key)) continue;
+          present.add(key);
+          const path = (JSON.parse(other.evidence) as Evidence[]).find((e) => e.kind === 'file' && e.sha256?.toLowerCase() === threat.value);
+          found.push({ source: threat, deviceId: other.device_id, deviceName: other.device_name, groupId: other.group_id, path: path?.kind === 'file' ? path.path : null });
+        }
+      }
+      const devices = new Set(found.map((f) => f.deviceId));
+      if (devices.size >= EXPANSION_LIMIT) {
+        return { result: `the same files are on ${devices.size} other devices: expanding to ${EXPANSION_LIMIT} or more devices waits for an analyst; not followed`, next: 'remediate' };
+      }
+      for (const f of found) {
+        // A file judged malicious by its hash alone is malicious everywhere; the rest is judged again on each device.
+        const indicator = await indicatorFor(trx, f.source.value, f.groupId);
+        const judged = indicator?.action === 'allow' ? { verdict: 'no_threats_found', reason: `allowed by indicator "${indicator.title}"` } : { verdict: f.source.verdict, reason: `the same file as on ${inv.device_name} (${f.source.reason})` };
+        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: f.deviceId, kind: 'file', value: f.source.value, path: f.path, verdict: judged.verdict, reason: judged.reason, action_id: null }).execute();
+      }
+      return { result: devices.size === 0 ? 'not found on other devices' : `found on ${devices.size} other device${devices.size === 1 ? '' : 's'}: ${[...new Set(found.map((f) => f.deviceName))].join(', ')}`, next: 'remediate' };
+    },
+
+    /** Proposes a quarantine for each malicious or suspicious file: queued or pending approval as the device group's automation level says. */
+    async remediate(trx, inv) {
+      const proposed: ActionsTable[] = [];
+      const notes: string[] = [];
+      for (const entity of await entitiesOf(trx, inv.id)) {
+        if (entity.action_id !== null || (entity.verdict !== 'malicious' && entity.verdict !== 'suspicious')) continue;
+        const device = await trx.selectFrom('devices').select(['group_id', 'name']).where('id', '=', entity.device_id).executeTakeFirstOrThrow();
+        const level = await automationLevel(trx, device.group_id);
+        if (level === 'none') {
+          notes.push(`${device.name}: its device group has no automated response`);
+          continue;
+        }
+        const path = entity.path ?? entity.value;
+        try {
+          const action = await actions.createIn(trx, engine, {
+            type: 'quarantine_file', deviceId: entity.device_id, source: 'automated_investigation', investigationId: inv.id,
+            status: needsApproval(level, entity.verdict as Verdict, entity.path) ? 'pending_approval' : 'queued',
+            entity: { name: basename(path), path, sha256: entity.value }, comment: `${entity.verdict}: ${entity.reason}`,
+          });
+          await trx.updateTable('investigation_entities').set({ action_id: action.id }).where('id', '=', entity.id).execute();
+          proposed.push(action);
+        } catch (error) {
+          if (!(error instanceof QuellError)) throw error;
+          notes.push(`${device.name}: ${error.message}`);
+        }
+      }
+      const pending = proposed.filter((a) => a.status === 'pending_approval').length;
+      const result = `${proposed.length} action${proposed.length === 1 ? '' : 's'} proposed (${proposed.length - pending} automatic, ${pending} pending approval)${notes.length ? `; ${notes.join('; ')}` : ''}`;
+      return { result, next: 'wait', proposed };
+    },
+
+    /** Follows the investigation's actions until each has ended, then says how it ended. */
+    async wait(trx, inv) {
+      const now = clock.now();
+      const rows = await trx.selectFrom('actions').select(['status']).where('investigation_id', '=', inv.id).where('source', '=', 'automated_investigation').execute();
+      const threats = (await entitiesOf(trx, inv.id)).filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious').length;
+      const pending = rows.some((a) => a.status === 'pending_approval');
+      if (rows.some((a) => ACTION_OPEN.includes(a.status))) {
+        const status: InvestigationStatus = pending ? 'pending_action' : 'running';
+        const waiting = pending ? { waiting_since: inv.waiting_since ?? now } : { waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : now - inv.waiting_since) };
+        const changed = status !== inv.status;
+        return { result: changed ? (pending ? 'waiting for analysts to decide pending actions' : 'actions approved; waiting for them to be carried out') : null, next: 'wait', patch: { status, ...waiting } };
+      }
+      const done = rows.filter((a) => a.status === 'completed' || a.status === 'undone').length;
+      const expired = rows.filter((a) => a.status === 'expired').length;
+      const status: InvestigationStatus = threats === 0 ? 'no_threats_found'
+        : done === rows.length && rows.length === threats ? 'remediated'
+          : done > 0 ? 'partially_remediated'
+            : expired > 0 && expired === rows.length ? 'terminated_by_system'
+              : 'partially_remediated';
+      const closeWaiting = { waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : now - inv.waiting_since) };
+      return { result: `${status.replaceAll('_', ' ')}: ${done} of ${threats} threat${threats === 1 ? '' : 's'} remediated${expired ? `, ${expired} expired without a decision` : ''}`, next: 'done', patch: { status, ended_at: now, ...closeWaiting } };
+    },
+  };
+
+  /** Runs the next step of one investigation, if this process can take its lease. */
+  async function runStep(id: string): Promise<boolean> {
+    const now = clock.now();
+    const claimed = await store.db.updateTable('investigations').set({ locked_by: owner, locked_until: now + LEASE_MS })
+      .where('id', '=', id).where('step', '<>', 'done').where('run_after', '<=', now)
+      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)])).executeTakeFirst();
+    if (Number(claimed.numUpdatedRows) !== 1) return false;
+    let proposed: ActionsTable[] = [];
+    try {
+      await store.transaction(async (trx) => {
+        const inv = await trx.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+        if (inv.locked_by !== owner || inv.step === 'done') return;
+        const started = clock.now();
+        const outcome = await STEPS[inv.step as StepName](trx, inv);
+        proposed = outcome.proposed ?? [];
+        if (outcome.result !== null) await log(trx, inv.id, inv.step, started, outcome.result);
+        const next = outcome.next;
+        await trx.updateTable('investigations').set({
+          ...outcome.patch, step: next, updated_at: clock.now(), locked_by: null, locked_until: null,
+          run_after: next === 'wait' && inv.step === 'wait' ? clock.now() + WAIT_POLL_MS : clock.now(),
+        }).where('id', '=', id).where('locked_by', '=', owner).execute();
+      });
+    } catch (error) {
+      // A step that cannot run is not retried blindly: the investigation ends as failed, with the reason in its log.
+      const message = (error as Error).message;
+      await store.transaction(async (trx) => {
+        await log(trx, id, 'error', now, `failed: ${message}`);
+        await trx.updateTable('investigations').set({ status: 'failed', step: 'done', ended_at: clock.now(), updated_at: clock.now(), locked_by: null, locked_until: null }).where('id', '=', id).execute();
+      });
+    }
+    actions.notify(proposed);
+    return true;
+  }
+
+  async function findVisible(actor: Actor, id: string): Promise<InvestigationsTable> {
+    const row = await store.db.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row || !inScope(actor, row.group_id)) throw new QuellError('investigation_not_found', `No such investigation: ${id}`);
+    return row;
+  }
+
+  return {
+    /** Called inside the transaction that stores an alert: starts or joins the device's investigation unless its group has no automated response. */
+    async onAlert(trx: Db, alert: AlertsTable): Promise<void> {
+      if ((await automationLevel(trx, alert.group_id)) === 'none') return;
+      await openFor(trx, { id: alert.device_id, name: alert.device_name, group_id: alert.group_id }, engine.name, [alert.id]);
+    },
+
+    /** Starts an investigation by hand on a device, over its open alerts of the last 30 days. */
+    async start(actor: Actor, deviceId: string): Promise<Investigation> {
+      requirePermission(actor, 'investigations:manage');
+      const row = await store.transaction(async (trx) => {
+        const device = await trx.selectFrom('devices').select(['id', 'name', 'group_id']).where('id', '=', deviceId).executeTakeFirst();
+        if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${deviceId}`);
+        const alerts = await trx.selectFrom('alerts').select('id').where('device_id', '=', deviceId).where('status', '<>', 'resolved')
+          .where('received_at', '>=', clock.now() - 30 * 86_400_000).execute();
+        return openFor(trx, device, actor.name, alerts.map((a) => a.id));
+      });
+      return presentInvestigation(row, clock.now());
+    },
+
+    /** Runs every due step this process can take; the job calls it. Returns how many steps ran. */
+    async runDue(): Promise<number> {
+      let ran = 0;
+      for (let round = 0; round < 50; round++) {
+        const due = await store.db.selectFrom('investigations').select('id').where('step', '<>', 'done').where('run_after', '<=', clock.now())
+          .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', clock.now())])).orderBy('run_after').limit(50).execute();
+        let progressed = 0;
+        for (const { id } of due) if (await runStep(id)) progressed++;
+        ran += progressed;
+        if (progressed === 0) break;
+      }
+      return ran;
+    },
+
+    async list(actor: Actor): Promise<Investigation[]> {
+      requirePermission(actor, 'investigations:read');
+      const now = clock.now();
+      return (await store.db.selectFrom('investigations').selectAll().where(groupScope('group_id', actor.groupIds)).orderBy('started_at', 'desc').limit(500).execute())
+        .map((row) => presentInvestigation(row, now));
+    },
+
+    async get(actor: Actor, id: string) {
+      requirePermission(actor, 'investigations:read');
+      const row = await findVisible(actor, id);
+      const [alerts, entities, logRows, actionRows] = await Promise.all([
+        store.db.selectFrom('investigation_alerts').select('alert_id').where('investigation_id', '=', id).execute(),
+        store.db.selectFrom('investigation_entities').innerJoin('devices', 'devices.id', 'investigation_entities.device_id').selectAll('investigation_entities').select('devices.name as device_name')
+          .where('investigation_id', '=', id).orderBy('investigation_entities.id').execute(),
+        store.db.selectFrom('investigation_log').selectAll().where('investigation_id', '=', id).orderBy('started_at').orderBy('id').execute(),
+        store.db.selectFrom('actions').selectAll().where('investigation_id', '=', id).orderBy('requested_at').execute(),
+      ]);
+      return {
+        investigation: presentInvestigation(row, clock.now()),
+        alertIds: alerts.map((a) => a.alert_id),
+        entities: entities.map((e) => ({ deviceId: e.device_id, deviceName: e.device_name, kind: e.kind, value: e.value, path: e.path, verdict: e.verdict as Verdict | null, reason: e.reason, actionId: e.action_id })),
+        log: logRows.map((l) => ({ step: l.step, startedAt: iso(l.started_at), endedAt: iso(l.ended_at), result: l.result })),
+        actions: actionRows.filter((a) => inScope(actor, a.group_id)).map(presentAction),
+      };
+    },
+
+    /** Ends an investigation by hand: its pending actions are cancelled, and nothing more is proposed. */
+    async terminate(actor: Actor, id: string, comment: string | null): Promise<Investigation> {
+      requirePermission(actor, 'investigations:manage');
+      const row = await findVisible(actor, id);
+      if (INVESTIGATION_ENDED.includes(row.status as InvestigationStatus)) throw new QuellError('investigation_ended', `Investigation ${id} has ended: ${row.status}`);
+      const pending = await store.db.selectFrom('actions').select('id').where('investigation_id', '=', id).where('status', '=', 'pending_approval').execute();
+      if (pending.length > 0) await actions.cancel({ ...actor, groupIds: null }, { ids: pending.map((p) => p.id), comment: comment ?? 'Investigation terminated' });
+      const ended = await store.transaction(async (trx) => {
+        const now = clock.now();
+        const current = await trx.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+        if (current.step === 'done') throw new QuellError('investigation_ended', `Investigation ${id} has ended: ${current.status}`);
+        const patch: Partial<InvestigationsTable> = {
+          status: 'terminated_by_user', step: 'done', ended_at: now, updated_at: now,
+          waiting_since: null, waiting_ms: current.waiting_ms + (current.waiting_since === null ? 0 : now - current.waiting_since),
+        };
+        await trx.updateTable('investigations').set(patch).where('id', '=', id).execute();
+        await log(trx, id, 'terminate', now, `terminated by ${actor.name}${comment ? `: ${comment}` : ''}`);
+        await audit.record(trx, actor, { kind: 'investigation.terminate', targetType: 'investigation', targetId: id, before: { status: current.status }, after: { status: 'terminated_by_user', ...(comment ? { comment } : {}) } });
+        return { ...current, ...patch };
+      });
+      return presentInvestigation(ended, clock.now());
+    },
+  };
+}
+export type InvestigationsService = ReturnType<typeof createInvestigationsService>;
