@@ -123,6 +123,8 @@ export const ListActionsQuerySchema = Type.Object({
   deviceId: Type.Optional(IdSchema),
   investigationId: Type.Optional(Type.String({ maxLength: 64 })),
   decidedBy: Type.Optional(Type.String({ maxLength: 128 })),
+  /** Free text: matches the entity's name or path (contains, any case) or its SHA-256 (exact). */
+  entity: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
   sort: Type.Optional(Type.Enum(ACTION_SORT_FIELDS)),
   order: Type.Optional(Type.Enum(['asc', 'desc'] as const)),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),

@@ -14,6 +14,7 @@ export interface ActionFilter {
   deviceId?: string;
   investigationId?: string;
   decidedBy?: string;
+  entity?: string;
   /** Scope: only these device groups; null for every group. */
   groupIds: readonly string[] | null;
 }
@@ -34,6 +35,16 @@ function applyFilter<O>(query: SelectQueryBuilder<Database, 'actions', O>, filte
   if (filter.deviceId !== undefined) q = q.where('device_id', '=', filter.deviceId);
   if (filter.investigationId !== undefined) q = q.where('investigation_id', '=', filter.investigationId);
   if (filter.decidedBy !== undefined) q = q.where('decided_by', '=', filter.decidedBy);
+  if (filter.entity !== undefined) {
+    // LIKE wildcards in the search are matched literally.
+    const pattern = `%${filter.entity.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    const sha256 = /^[0-9a-fA-F]{64}$/.test(filter.entity) ? filter.entity.toLowerCase() : null;
+    q = q.where((eb) => eb.or([
+      sql<boolean>`lower(entity_name) LIKE ${pattern} ESCAPE '\\'`,
+      sql<boolean>`lower(coalesce(entity_path, '')) LIKE ${pattern} ESCAPE '\\'`,
+      ...(sha256 ? [eb('entity_sha256', '=', sha256)] : []),
+    ]));
+  }
   return q.where(groupScope('group_id', filter.groupIds));
 }
 

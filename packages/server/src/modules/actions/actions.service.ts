@@ -206,7 +206,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
     const { from, to } = resolveTimeRange(query, clock.now());
     return {
       view: query.view, from, to, type: query.type, source: query.source, status: query.status, entityType: query.entityType,
-      deviceId: query.deviceId, investigationId: query.investigationId, decidedBy: query.decidedBy, groupIds: actor.groupIds,
+      deviceId: query.deviceId, investigationId: query.investigationId, decidedBy: query.decidedBy, entity: query.entity, groupIds: actor.groupIds,
     };
   }
 

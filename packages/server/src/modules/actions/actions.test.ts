@@ -159,6 +159,22 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect((await request(users.security_reader, 'GET', '/api/actions?view=history&range=custom')).json().code).toBe('invalid_time_range');
   });
 
+  it('searches entities by name or path (any case, wildcards literal) or exact SHA-256, in the list and the export', async () => {
+    const { users, request } = ctx();
+    const deviceId = await ctx().createDevice();
+    const invoice = await ctx().createAction({ deviceId, status: 'queued', type: 'quarantine_file', entity: { name: 'Invoice_100%.PDF.exe', path: '/home/ann/Downloads/Invoice_100%.PDF.exe', sha256: SHA(77) } });
+    const other = await ctx().createAction({ deviceId, status: 'queued', type: 'quarantine_file', entity: { name: 'invoiceX100y.pdf.exe', path: '/tmp/invoiceX100y.pdf.exe', sha256: SHA(78) } });
+    const ids = async (entity: string) => (await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&entity=${encodeURIComponent(entity)}`)).json().items.map((a: { id: string }) => a.id);
+    expect(await ids('invoice')).toEqual([other, invoice]);
+    expect(await ids('_100%')).toEqual([invoice]);
+    expect(await ids('downloads/')).toEqual([invoice]);
+    expect(await ids(SHA(78).toUpperCase())).toEqual([other]);
+    expect(await ids('nothing like it')).toEqual([]);
+    const csv = (await request(users.security_reader, 'GET', `/api/actions/export.csv?deviceId=${deviceId}&entity=_100%25`)).body;
+    expect(csv).toContain(invoice);
+    expect(csv).not.toContain(other);
+  });
+
   it('exports History as CSV with formulas defused and pending actions left out', async () => {
     const { users, request } = ctx();
     const deviceId = await ctx().createDevice({ name: '=cmd|calc' });
