@@ -125,7 +125,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     } else {
       try {
         const result: ExecutionResult = await executor({
-          command, runner, agentDir: options.dir, serverAddresses, upload: (bytes) => uploadPackage(actionId, bytes),
+          command, runner, agentDir: options.dir, serverAddresses, upload: (bytes) => uploadPackage(actionId, bytes), blockSha256: blocked,
           priorSnapshot: command.undoOf ? journal.snapshotOf(command.undoOf) : undefined,
         });
         outcome = { outcome: 'completed', output: result.output, snapshot: result.snapshot };

@@ -85,14 +85,31 @@ describe(`on-access antivirus of a real agent (${TEST_DIALECT})`, () => {
     expect(agent.log()).toContain('"signature":"Block indicator"');
   });
 
+  it('an on-demand scan uses the block indicators in force, and each finding comes back as an alert', async () => {
+    const elsewhere = mkdtempSync(join(work, 'share-'));
+    writeFileSync(join(elsewhere, 'eicar.txt'), EICAR);
+    const bytes = `blocked by indicator ${randomUUID()}`;
+    writeFileSync(join(elsewhere, 'tool.bin'), bytes);
+    await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256(bytes), action: 'block', title: 'tool of IR-12' });
+    await waitFor('the agent to hold the new block list', async () => ((await ctx().store.db.selectFrom('agents').select('state_version').where('device_id', '=', deviceId).executeTakeFirstOrThrow()).state_version
+      === (await ctx().services.desiredState.current(null))!.version ? true : undefined));
+    const scan = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'run_antivirus_scan', deviceId, source: 'manual', entity: { name: 'device' }, parameters: { roots: elsewhere } });
+    const done = await waitForAction(ctx(), scan.json().id);
+    expect(done.status, JSON.stringify(done.result)).toBe('completed');
+    const alerts = (await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts?deviceId=${deviceId}`)).json().items as Array<{ title: string; externalId: string; evidence: Array<{ path: string }> }>;
+    const fromScan = alerts.filter((a) => a.externalId.startsWith(`${done.id}:`)).map((a) => [a.title, a.evidence[0]!.path]).sort();
+    expect(fromScan).toEqual([['Malware found by a scan: Block indicator', join(elsewhere, 'tool.bin')], ['Malware found by a scan: EICAR-Test-File', join(elsewhere, 'eicar.txt')]]);
+  });
+
   it('reports each quarantine once: a restarted agent sends nothing the server already acknowledged', async () => {
     const count = (await antivirusActions()).length;
     await agent.stop();
     agent = spawnAgent(agentDir, undefined, { watch: [watched] });
     await waitFor('the agent to reconnect', async () => (agent.log().includes('"msg":"connected"') ? true : undefined));
     await new Promise((resolve) => setTimeout(resolve, 1000));
-    expect((await antivirusActions()).length).toBe(count);
-    const alerts = await ctx().store.db.selectFrom('alerts').select('external_id').where('device_id', '=', deviceId).where('detection_source', '=', 'antivirus').execute();
+    const actions = await antivirusActions();
+    expect(actions.length).toBe(count);
+    const alerts = await ctx().store.db.selectFrom('alerts').select('external_id').where('external_id', 'in', actions.map((a) => a.id)).execute();
     expect(alerts).toHaveLength(count);
   });
 });

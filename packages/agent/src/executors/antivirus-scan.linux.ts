@@ -148,7 +148,7 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
   return async (ctx) => {
     const started = Date.now();
     const { kind, roots } = scanRoots(ctx.command.parameters.scan, ctx.command.parameters.roots);
-    const blocked = blockHashes(ctx.command.parameters.blockSha256);
+    const blocked = new Set([...blockHashes(ctx.command.parameters.blockSha256), ...(ctx.blockSha256 ?? [])]);
     const byHash = new Map<string, string>(SIGNATURES.map((signature) => [signature.sha256, signature.name]));
     for (const hash of blocked) if (!byHash.has(hash)) byHash.set(hash, BLOCK_INDICATOR);
     const prefixes = SIGNATURES.filter((signature) => signature.prefix);

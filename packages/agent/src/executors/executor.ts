@@ -12,6 +12,8 @@ export interface ExecutionContext {
   serverAddresses: readonly string[];
   /** Sends a file this action produced (an investigation package) to the server, signed by this agent. */
   upload(bytes: Buffer): Promise<void>;
+  /** The block indicators (SHA-256) of the desired state in force, for antivirus scans. */
+  blockSha256?: ReadonlySet<string>;
 }
 
 /** What an action left behind: words for the analyst and the prior state for its undo. */

@@ -51,6 +51,30 @@ export function createAgentsService(deps: {
     return row && row.revoked_at === null ? row : null;
   }
 
+  /**
+   * Every file an antivirus scan found becomes an alert on the device (and
+   * so starts or joins its investigation). Keyed by scan and file, a result
+   * delivered twice raises each alert once.
+   */
+  async function scanFindingsToAlerts(actionId: string, deviceId: string, output: string): Promise<void> {
+    let findings: Array<{ path?: unknown; sha256?: unknown; signature?: unknown }>;
+    try {
+      findings = (JSON.parse(output) as { findings?: typeof findings }).findings ?? [];
+    } catch {
+      return; // not a scan report: nothing to raise
+    }
+    for (const finding of findings.slice(0, 100)) {
+      const { path, sha256: hash, signature } = finding;
+      if (typeof path !== 'string' || !path.startsWith('/') || path.length > 4096 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) continue;
+      const detection = typeof signature === 'string' ? signature.slice(0, 128) : 'unknown';
+      await alerts.create(agentActor(deviceId), {
+        title: `Malware found by a scan: ${detection}`, severity: 'high', category: 'malware', detectionSource: 'antivirus',
+        externalId: `${actionId}:${sha256(`${hash}:${path}`).slice(0, 32)}`, deviceId, occurredAt: new Date(clock.now()).toISOString(),
+        evidence: [{ kind: 'file', path, sha256: hash }],
+      });
+    }
+  }
+
   return {
     serverKey: signer.publicJwk,
 
@@ -161,6 +185,7 @@ export function createAgentsService(deps: {
       if (row.status === 'queued') await actions.recordDelivery(actor, row.id).catch(ignoreStale);
       const outcome = payload.outcome === 'completed' ? 'completed' : 'failed';
       await actions.recordResult(actor, row.id, { outcome, ...(payload.output !== undefined ? { output: String(payload.output).slice(0, 65_536) } : {}), ...(payload.error !== undefined ? { error: String(payload.error).slice(0, 65_536) } : {}) }).catch(ignoreStale);
+      if (row.type === 'run_antivirus_scan' && outcome === 'completed') await scanFindingsToAlerts(row.id, deviceId, String(payload.output ?? ''));
     },
 
     /**
