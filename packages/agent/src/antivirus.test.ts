@@ -85,6 +85,20 @@ describe(`on-access antivirus of a real agent (${TEST_DIALECT})`, () => {
     expect(agent.log()).toContain('"signature":"Block indicator"');
   });
 
+  it('a block indicator scoped to a device group reaches only that group: moving the device there brings it', async () => {
+    const group = (await ctx().services.devices.createGroup(ctx().users.security_admin.actor, { name: 'finance', rank: 1, automationLevel: 'full' })).id;
+    const path = join(watched, 'payroll-helper.bin');
+    const bytes = `finance-only block ${randomUUID()}`;
+    await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256(bytes), action: 'block', title: 'finance only', deviceGroupIds: [group] });
+    writeFileSync(path, bytes);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(existsSync(path)).toBe(true);
+
+    expect((await ctx().request(ctx().users.security_admin, 'PATCH', `/api/devices/${deviceId}`, { groupId: group })).statusCode).toBe(200);
+    expect((await quarantineOf(path)).status).toBe('completed');
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('an on-demand scan uses the block indicators in force, and each finding comes back as an alert', async () => {
     const elsewhere = mkdtempSync(join(work, 'share-'));
     writeFileSync(join(elsewhere, 'eicar.txt'), EICAR);

@@ -87,7 +87,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes, { store: services.store, metrics, isReady: options.isReady ?? (() => true) });
   await app.register(authRoutes, { auth: services.auth, secureCookies: options.publicUrl.startsWith('https://') });
   await app.register(actionsRoutes, { actions: services.actions });
-  await app.register(devicesRoutes, { devices: services.devices });
+  await app.register(devicesRoutes, { devices: services.devices, onMoved: (deviceId) => options.gateway?.reconnect(deviceId, 'moved to another device group') });
   await app.register(alertsRoutes, { alerts: services.alerts });
   await app.register(indicatorsRoutes, { indicators: services.indicators });
   await app.register(investigationsRoutes, { investigations: services.investigations });
@@ -95,7 +95,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(tokensRoutes, { tokens: services.tokens });
   await app.register(settingsRoutes, { settings: services.settings });
   await app.register(auditRoutes, { audit: services.audit });
-  await app.register(agentsRoutes, { agents: services.agents, onOffboard: (deviceId) => options.gateway?.disconnect(deviceId) });
+  await app.register(agentsRoutes, { agents: services.agents, onOffboard: (deviceId) => options.gateway?.reconnect(deviceId, 'offboarded') });
   // Last: its catch-all answers every path the routes above do not own with the console's index.html.
   await app.register(consoleRoutes, { dir: options.consoleDir });
   const { gateway } = options;

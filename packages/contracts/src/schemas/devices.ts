@@ -38,6 +38,10 @@ export const CreateDeviceBodySchema = Type.Object({
 }, { additionalProperties: false });
 export type CreateDeviceBody = Static<typeof CreateDeviceBodySchema>;
 
+/** Moves a device to a device group (null: to none). Its past actions and alerts keep the group they had. */
+export const UpdateDeviceBodySchema = Type.Object({ groupId: Type.Union([IdSchema, Type.Null()]) }, { additionalProperties: false });
+export type UpdateDeviceBody = Static<typeof UpdateDeviceBodySchema>;
+
 export const DeviceGroupSchema = Type.Object({
   id: IdSchema,
   name: Type.String(),

@@ -14,8 +14,11 @@ export interface AgentGateway {
   /** Sends the latest containment state to every agent connected here. */
   publishState(): void;
   connectedDevices(): string[];
-  /** Drops an agent's connection, e.g. after offboarding. */
-  disconnect(deviceId: string): void;
+  /**
+   * Drops an agent's connection: after offboarding it cannot come back; after
+   * a move to another device group it comes back to its new group's state.
+   */
+  reconnect(deviceId: string, reason: string): void;
   close(): Promise<void>;
 }
 
@@ -195,8 +198,8 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       }).catch((error: unknown) => log.error({ err: error }, 'sending the desired state failed'));
     },
     connectedDevices: () => [...connections.keys()],
-    disconnect(deviceId) {
-      connections.get(deviceId)?.ws.close(4001, 'offboarded');
+    reconnect(deviceId, reason) {
+      connections.get(deviceId)?.ws.close(4001, reason);
     },
     async close() {
       clearInterval(heardTimer);

@@ -1,11 +1,11 @@
 import { Type } from 'typebox';
-import { API_PATHS, CreateDeviceBodySchema, CreateDeviceGroupBodySchema, DeviceGroupSchema, DeviceSchema, IdParamsSchema } from '@quell/contracts';
+import { API_PATHS, CreateDeviceBodySchema, CreateDeviceGroupBodySchema, DeviceGroupSchema, DeviceSchema, IdParamsSchema, UpdateDeviceBodySchema } from '@quell/contracts';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actorOf } from '../../plugins/auth.ts';
 import { problemResponses } from '../../plugins/openapi.ts';
 import type { DevicesService } from './devices.service.ts';
 
-export const devicesRoutes: FastifyPluginAsyncTypebox<{ devices: DevicesService }> = async (app, { devices }) => {
+export const devicesRoutes: FastifyPluginAsyncTypebox<{ devices: DevicesService; onMoved: (deviceId: string) => void }> = async (app, { devices, onMoved }) => {
   app.get(API_PATHS.devices, {
     schema: { tags: ['Devices'], summary: 'Devices in your scope', response: { 200: Type.Object({ items: Type.Array(DeviceSchema) }), ...problemResponses } },
   }, async (request) => ({ items: await devices.list(actorOf(request)) }));
@@ -17,6 +17,14 @@ export const devicesRoutes: FastifyPluginAsyncTypebox<{ devices: DevicesService 
   app.get(API_PATHS.device, {
     schema: { tags: ['Devices'], summary: 'One device', params: IdParamsSchema, response: { 200: DeviceSchema, ...problemResponses } },
   }, (request) => devices.get(actorOf(request), request.params.id));
+
+  app.patch(API_PATHS.device, {
+    schema: { tags: ['Devices'], summary: 'Move a device to a device group (null: none)', params: IdParamsSchema, body: UpdateDeviceBodySchema, response: { 200: DeviceSchema, ...problemResponses } },
+  }, async (request) => {
+    const device = await devices.update(actorOf(request), request.params.id, request.body);
+    onMoved(device.id);
+    return device;
+  });
 
   app.get(API_PATHS.deviceGroups, {
     schema: { tags: ['Device groups'], summary: 'Device groups in your scope, highest rank first', response: { 200: Type.Object({ items: Type.Array(DeviceGroupSchema) }), ...problemResponses } },

@@ -1,4 +1,6 @@
-import { type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceHealth } from '@quell/contracts';
+import {
+  type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceHealth, type UpdateDeviceBody,
+} from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
 import type { Store } from '../../db/store.ts';
@@ -69,6 +71,21 @@ export function createDevicesService(deps: { store: Store; repo: DevicesReposito
       // Out of scope looks exactly like absent: a scoped user learns nothing about other groups.
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('device_not_found');
       return presentDevice(row, clock.now());
+    },
+
+    /** Moves a device to another device group; both the old and the new group must be in the actor's scope. */
+    async update(actor: Actor, id: string, body: UpdateDeviceBody): Promise<Device> {
+      requirePermission(actor, 'devices:manage');
+      return store.transaction(async (trx) => {
+        const row = await repo.findDevice(trx, id);
+        if (!row || !inScope(actor, row.group_id)) throw new QuellError('device_not_found');
+        if (body.groupId !== null && (!(await repo.findGroup(trx, body.groupId)) || !inScope(actor, body.groupId))) throw new QuellError('device_group_not_found');
+        await trx.updateTable('devices').set({ group_id: body.groupId }).where('id', '=', id).execute();
+        const before = presentDevice(row, clock.now());
+        const after = presentDevice({ ...row, group_id: body.groupId }, clock.now());
+        await audit.record(trx, actor, { kind: 'device.update', targetType: 'device', targetId: id, before: { groupId: before.groupId }, after: { groupId: after.groupId } });
+        return after;
+      });
     },
 
     async createGroup(actor: Actor, body: CreateDeviceGroupBody): Promise<DeviceGroup> {

@@ -1,0 +1,146 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { systemActor } from '@quell/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
+import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+
+const sha256 = (data: string): string => createHash('sha256').update(data).digest('hex');
+
+/**
+ * The investigation scenario end to end: real agents on endpoints in network
+ * namespaces, real files under /tmp, alerts through the HTTP API, the engine
+ * as the server's job runs it, and decisions through the HTTP API.
+ */
+describe(`automated investigation with real agents in network namespaces (${TEST_DIALECT})`, () => {
+  let lab: NetnsLab;
+  let ctx: TestContext;
+  const endpoints: Record<'a' | 'b' | 'c', { endpoint: Endpoint; deviceId: string; agent: AgentProcess }> = {} as never;
+  // Under /tmp: the folder where droppers land, which the verdict heuristics know.
+  const root = mkdtempSync('/tmp/quell-investigation-');
+  let engine: NodeJS.Timeout;
+
+  beforeAll(async () => {
+    lab = await createNetnsLab();
+    const a = await lab.endpoint('a');
+    ctx = await setupTestApp({ listen: { host: a.gateway }, clock: liveClock() });
+    // The engine as the server runs it: a job that runs due steps.
+    engine = setInterval(() => void ctx.services.investigations.runDue().catch(() => {}), 200);
+    const full = (await ctx.services.devices.createGroup(ctx.users.security_admin.actor, { name: 'web (full)', rank: 2, automationLevel: 'full' })).id;
+    const semi = (await ctx.services.devices.createGroup(ctx.users.security_admin.actor, { name: 'finance (semi)', rank: 1, automationLevel: 'semi_any_folder' })).id;
+    for (const [name, group, endpoint] of [['a', full, a], ['b', semi, await lab.endpoint('b')], ['c', semi, await lab.endpoint('c')]] as const) {
+      const { secret } = await ctx.services.agents.createEnrolmentToken(systemActor(), { name, uses: 1, expiresInDays: 1 });
+      const dir = join(root, `agent-${name}`);
+      const deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', dir], endpoint.ns))![1]!;
+      expect((await ctx.request(ctx.users.security_admin, 'PATCH', `/api/devices/${deviceId}`, { groupId: group })).statusCode).toBe(200);
+      endpoints[name] = { endpoint, deviceId, agent: spawnAgent(dir, endpoint.ns, { bundle: true }) };
+    }
+  });
+
+  afterAll(async () => {
+    clearInterval(engine);
+    for (const { agent } of Object.values(endpoints)) await agent?.stop();
+    await ctx?.close();
+    await lab?.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** The same bytes on each named device, each in its own folder under /tmp. */
+  function plant(content: string, devices: Array<'a' | 'b' | 'c'>): Record<string, string> {
+    const paths: Record<string, string> = {};
+    for (const device of devices) {
+      const dir = join(root, `files-${device}-${randomUUID().slice(0, 8)}`);
+      mkdirSync(dir);
+      paths[device] = join(dir, 'kworker');
+      writeFileSync(paths[device], content, { mode: 0o755 });
+    }
+    return paths;
+  }
+  async function alert(device: 'a' | 'b' | 'c', path: string, hash: string, severity: string): Promise<void> {
+    const response = await ctx.request(ctx.users.security_operator, 'POST', '/api/alerts', {
+      title: 'Process launched from a temp folder', severity, category: 'execution', detectionSource: 'edr-rules', deviceId: endpoints[device].deviceId,
+      occurredAt: new Date().toISOString(), evidence: [{ kind: 'file', path, sha256: hash }],
+    });
+    expect(response.statusCode, response.body).toBe(201);
+  }
+  const investigationOf = async (device: 'a' | 'b' | 'c', after: number) => waitFor(`an investigation on ${device}`, async () => {
+    const items = (await ctx.request(ctx.users.security_reader, 'GET', '/api/investigations')).json().items as Array<{ id: string; deviceId: string; startedAt: string }>;
+    return items.find((i) => i.deviceId === endpoints[device].deviceId && Date.parse(i.startedAt) >= after)?.id;
+  });
+  const detail = async (id: string) => (await ctx.request(ctx.users.security_reader, 'GET', `/api/investigations/${id}`)).json();
+  const statusOf = (id: string, wanted: string) => waitFor(`investigation ${id} to be ${wanted}`, async () => ((await detail(id)).investigation.status === wanted ? true : undefined));
+
+  it('remediates on A by itself, asks for B and C, and ends partially remediated when B is approved and C rejected', async () => {
+    const content = `dropper ${randomUUID()}`;
+    const hash = sha256(content);
+    const files = plant(content, ['a', 'b', 'c']);
+    const started = Date.now();
+    // B and C reported the file before, in alerts that said little.
+    await alert('b', files.b!, hash, 'informational');
+    await alert('c', files.c!, hash, 'informational');
+    await alert('a', files.a!, hash, 'high');
+    const id = await investigationOf('a', started);
+    await statusOf(id, 'pending_action');
+
+    const seen = await detail(id);
+    const byDevice = new Map(seen.actions.map((x: { deviceId: string }) => [x.deviceId, x])) as Map<string, { id: string; status: string; source: string }>;
+    const onA = await waitForAction(ctx, byDevice.get(endpoints.a.deviceId)!.id);
+    expect(onA).toMatchObject({ status: 'completed', source: 'automated_investigation', investigationId: id });
+    expect(existsSync(files.a!)).toBe(false);
+    const history = (await ctx.request(ctx.users.security_reader, 'GET', `/api/actions?view=history&source=automated_investigation&deviceId=${endpoints.a.deviceId}`)).json().items;
+    expect(history.map((x: { id: string }) => x.id)).toContain(onA.id);
+    expect(byDevice.get(endpoints.b.deviceId)!.status).toBe('pending_approval');
+    expect(byDevice.get(endpoints.c.deviceId)!.status).toBe('pending_approval');
+
+    expect((await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/approve', { ids: [byDevice.get(endpoints.b.deviceId)!.id], comment: 'same dropper' })).statusCode).toBe(200);
+    expect((await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/reject', { ids: [byDevice.get(endpoints.c.deviceId)!.id], comment: 'build artefact' })).statusCode).toBe(200);
+    expect((await waitForAction(ctx, byDevice.get(endpoints.b.deviceId)!.id)).status).toBe('completed');
+    await statusOf(id, 'partially_remediated');
+    expect(existsSync(files.b!)).toBe(false);
+    expect(readFileSync(files.c!, 'utf8')).toBe(content);
+  });
+
+  it('ends terminated by the system when the only pending action expires', async () => {
+    const content = `second dropper ${randomUUID()}`;
+    const files = plant(content, ['b']);
+    const started = Date.now();
+    await alert('b', files.b!, sha256(content), 'high');
+    const id = await investigationOf('b', started);
+    await statusOf(id, 'pending_action');
+    ctx.clock.advance(8 * 24 * 3_600_000);
+    await ctx.services.actions.expireDue(systemActor());
+    await statusOf(id, 'terminated_by_system');
+    ctx.clock.set(Date.now());
+    expect(existsSync(files.b!)).toBe(true);
+  });
+
+  it('an allow indicator keeps a file from being remediated even where automation is full', async () => {
+    const content = `in-house tool ${randomUUID()}`;
+    const files = plant(content, ['a']);
+    await ctx.request(ctx.users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256(content), action: 'allow', title: 'in-house tool' });
+    const started = Date.now();
+    await alert('a', files.a!, sha256(content), 'high');
+    const id = await investigationOf('a', started);
+    await statusOf(id, 'no_threats_found');
+    expect((await detail(id)).actions).toEqual([]);
+    expect(existsSync(files.a!)).toBe(true);
+  });
+
+  it('resumes after a server restart in the middle of an investigation and finishes once', async () => {
+    const content = `third dropper ${randomUUID()}`;
+    const files = plant(content, ['a']);
+    clearInterval(engine);
+    const started = Date.now();
+    await alert('a', files.a!, sha256(content), 'high');
+    const id = await investigationOf('a', started);
+    await ctx.restart();
+    engine = setInterval(() => void ctx.services.investigations.runDue().catch(() => {}), 200);
+    await statusOf(id, 'remediated');
+    const seen = await detail(id);
+    expect(seen.actions).toHaveLength(1);
+    expect(seen.log.filter((l: { step: string }) => l.step === 'remediate')).toHaveLength(1);
+    expect(existsSync(files.a!)).toBe(false);
+  });
+});
