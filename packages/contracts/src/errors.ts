@@ -32,6 +32,7 @@ export const ERRORS = {
   alert_not_found: { status: 404, title: 'No such alert' },
   indicator_not_found: { status: 404, title: 'No such indicator' },
   investigation_not_found: { status: 404, title: 'No such investigation' },
+  incident_not_found: { status: 404, title: 'No such incident' },
   user_not_found: { status: 404, title: 'No such user' },
   token_not_found: { status: 404, title: 'No such token' },
   enrolment_token_invalid: { status: 401, title: 'The enrolment token is unknown, used up, expired or revoked' },

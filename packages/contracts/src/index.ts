@@ -13,3 +13,4 @@ export * from './schemas/agent.ts';
 export * from './schemas/alerts.ts';
 export * from './schemas/indicators.ts';
 export * from './schemas/investigations.ts';
+export * from './schemas/incidents.ts';

@@ -44,4 +44,6 @@ export const API_PATHS = {
   investigations: '/api/investigations',
   investigation: '/api/investigations/:id',
   investigationTerminate: '/api/investigations/:id/terminate',
+  incidents: '/api/incidents',
+  incident: '/api/incidents/:id',
 } as const;

@@ -12,6 +12,7 @@ import type { Services } from './services.ts';
 import type { AgentGateway } from './modules/agents/agents.gateway.ts';
 import { agentsRoutes } from './modules/agents/agents.routes.ts';
 import { alertsRoutes } from './modules/alerts/alerts.routes.ts';
+import { incidentsRoutes } from './modules/incidents/incidents.routes.ts';
 import { indicatorsRoutes } from './modules/indicators/indicators.routes.ts';
 import { investigationsRoutes } from './modules/investigations/investigations.routes.ts';
 import { actionsRoutes } from './modules/actions/actions.routes.ts';
@@ -91,6 +92,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(alertsRoutes, { alerts: services.alerts });
   await app.register(indicatorsRoutes, { indicators: services.indicators });
   await app.register(investigationsRoutes, { investigations: services.investigations });
+  await app.register(incidentsRoutes, { incidents: services.incidents });
   await app.register(usersRoutes, { users: services.users });
   await app.register(tokensRoutes, { tokens: services.tokens });
   await app.register(settingsRoutes, { settings: services.settings });

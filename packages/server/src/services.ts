@@ -11,6 +11,7 @@ import { createAuditRepository } from './modules/audit/audit.repository.ts';
 import { createAuditService } from './modules/audit/audit.service.ts';
 import { createAlertsService } from './modules/alerts/alerts.service.ts';
 import { createAuthService } from './modules/auth/auth.service.ts';
+import { createIncidentsService } from './modules/incidents/incidents.service.ts';
 import { createIndicatorsService } from './modules/indicators/indicators.service.ts';
 import { createInvestigationsService } from './modules/investigations/investigations.service.ts';
 import { createDesiredStateService } from './modules/desired-state/desired-state.service.ts';
@@ -61,7 +62,8 @@ export function createServices(options: ServiceOptions) {
     allowing: indicators.allowing,
   });
   const investigations = createInvestigationsService({ store, actions, audit, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
-  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids, onCreated: investigations.onAlert });
+  const incidents = createIncidentsService({ store, audit, clock, ids });
+  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids, onCreated: [incidents.onAlert, investigations.onAlert] });
   const desiredState = createDesiredStateService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
     store,
@@ -74,6 +76,7 @@ export function createServices(options: ServiceOptions) {
     agents: createAgentsService({ store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
     indicators,
     alerts,
+    incidents,
     investigations,
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),

@@ -66,6 +66,8 @@ export const AlertSchema = Type.Object({
   updatedAt: TimestampSchema,
   updatedBy: Type.Union([Type.String(), Type.Null()]),
   evidence: Type.Array(EvidenceSchema),
+  /** The incident the alert was correlated into. */
+  incidentId: Type.Union([IdSchema, Type.Null()]),
 });
 export type Alert = Static<typeof AlertSchema>;
 

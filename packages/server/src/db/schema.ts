@@ -166,6 +166,18 @@ export interface AlertsTable {
   updated_by: string | null;
   /** JSON array of the evidence entities. */
   evidence: string;
+  incident_id: string | null;
+}
+
+export interface IncidentsTable {
+  id: string;
+  title: string;
+  status: string;
+  severity: string;
+  first_activity_at: number;
+  last_activity_at: number;
+  created_at: number;
+  updated_at: number;
 }
 
 export interface AlertEvidenceTable {
@@ -255,6 +267,7 @@ export interface Database {
   desired_state: DesiredStateTable;
   alerts: AlertsTable;
   alert_evidence: AlertEvidenceTable;
+  incidents: IncidentsTable;
   indicators: IndicatorsTable;
   investigations: InvestigationsTable;
   investigation_alerts: InvestigationAlertsTable;

@@ -28,6 +28,7 @@ export function presentAlert(row: AlertsTable): Alert {
     updatedAt: new Date(row.updated_at).toISOString(),
     updatedBy: row.updated_by,
     evidence: JSON.parse(row.evidence) as Evidence[],
+    incidentId: row.incident_id,
   };
 }
 
@@ -65,8 +66,8 @@ function decodeCursor(cursor: string): [number, string] {
  */
 export function createAlertsService(deps: {
   store: Store; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids;
-  /** Told of each new alert inside the transaction that stores it (investigations start there). */
-  onCreated?: (trx: Db, alert: AlertsTable) => Promise<void>;
+  /** Told of each new alert, in order, inside the transaction that stores it (incidents gather it, investigations start there). */
+  onCreated?: Array<(trx: Db, alert: AlertsTable) => Promise<void>>;
 }) {
   const { store, devices, audit, clock, ids } = deps;
 
@@ -94,13 +95,13 @@ export function createAlertsService(deps: {
             id: ids.next(), title: body.title, description: body.description ?? null, severity: body.severity, category: body.category,
             detection_source: body.detectionSource, external_id: body.externalId ?? null, device_id: device.id, device_name: device.name, group_id: device.group_id,
             occurred_at: Date.parse(body.occurredAt), received_at: now, status: 'new', classification: null, determination: null,
-            updated_at: now, updated_by: null, evidence: JSON.stringify(body.evidence),
+            updated_at: now, updated_by: null, evidence: JSON.stringify(body.evidence), incident_id: null,
           };
           await trx.insertInto('alerts').values(row).execute();
           const keys = evidenceKeys(body.evidence);
           if (keys.length > 0) await trx.insertInto('alert_evidence').values(keys.map((k) => ({ alert_id: row.id, ...k }))).execute();
           await audit.record(trx, actor, { kind: 'alert.create', targetType: 'alert', targetId: row.id, after: { title: row.title, severity: row.severity, deviceId: row.device_id, detectionSource: row.detection_source } });
-          await deps.onCreated?.(trx, row);
+          for (const told of deps.onCreated ?? []) await told(trx, row);
           return { alert: presentAlert(row), created: true };
         });
       } catch (error) {
