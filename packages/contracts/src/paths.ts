@@ -37,6 +37,7 @@ export const API_PATHS = {
   alerts: '/api/alerts',
   alert: '/api/alerts/:id',
   wazuhAlerts: '/api/alerts/wazuh',
+  alertFalsePositive: '/api/alerts/:id/false-positive',
   indicators: '/api/indicators',
   indicator: '/api/indicators/:id',
   indicatorsCsv: '/api/indicators/export.csv',

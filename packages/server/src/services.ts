@@ -63,7 +63,7 @@ export function createServices(options: ServiceOptions) {
   });
   const investigations = createInvestigationsService({ store, actions, audit, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
   const incidents = createIncidentsService({ store, audit, clock, ids });
-  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids, onCreated: [incidents.onAlert, investigations.onAlert] });
+  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids, actions, indicators, onCreated: [incidents.onAlert, investigations.onAlert] });
   const desiredState = createDesiredStateService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
     store,

@@ -79,6 +79,16 @@ export const UpdateAlertBodySchema = Type.Object({
 }, { additionalProperties: false, minProperties: 1 });
 export type UpdateAlertBody = Static<typeof UpdateAlertBodySchema>;
 
+/** One flow for a false positive: classify the alert, undo what was done about it, and allow its files from now on. */
+export const FalsePositiveBodySchema = Type.Object({
+  /** none; the remediation this alert led to; or that and every other quarantine of the same files. */
+  undo: Type.Enum(['none', 'remediation', 'all_instances'] as const),
+  /** An allow indicator for each file hash the alert names, so it is never remediated again. */
+  allowIndicator: Type.Boolean(),
+  comment: Type.Optional(CommentSchema),
+}, { additionalProperties: false });
+export type FalsePositiveBody = Static<typeof FalsePositiveBodySchema>;
+
 export const ListAlertsQuerySchema = Type.Object({
   status: Type.Optional(Type.Enum(ALERT_STATUSES)),
   severity: Type.Optional(Type.Enum(ALERT_SEVERITIES)),

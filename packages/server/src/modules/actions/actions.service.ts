@@ -373,6 +373,21 @@ export function createActionsService(deps: ActionsServiceDeps) {
     },
 
     /** Undoes this quarantine and every other completed quarantine of the same file, all or nothing. */
+    /**
+     * Undoes these completed actions inside `trx` — with `allInstances`, also
+     * every other completed quarantine of the same files; the caller notifies after commit.
+     */
+    async undoIn(trx: Db, actor: Actor, idList: readonly string[], comment: string | null, allInstances: boolean): Promise<ActionsTable[]> {
+      requirePermission(actor, 'actions:undo');
+      const rows = await loadAll(trx, actor, idList);
+      const all = new Map(rows.map((row) => [row.id, row]));
+      for (const row of allInstances ? rows : []) {
+        if (!FILE_QUARANTINE_TYPES.includes(row.type as ActionType) || row.entity_sha256 === null) continue;
+        for (const other of await repo.quarantineInstances(trx, row.entity_sha256, FILE_QUARANTINE_TYPES, row.id, actor.groupIds)) all.set(other.id, other);
+      }
+      return undoRows(trx, actor, [...all.values()], comment);
+    },
+
     async undoInstances(actor: Actor, id: string, comment: string | null): Promise<Action[]> {
       requirePermission(actor, 'actions:undo');
       const undos = await store.transaction(async (trx) => {

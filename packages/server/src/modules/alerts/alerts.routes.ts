@@ -1,4 +1,7 @@
-import { API_PATHS, AlertPageSchema, AlertSchema, CreateAlertBodySchema, IdParamsSchema, ListAlertsQuerySchema, UpdateAlertBodySchema } from '@quell/contracts';
+import {
+  API_PATHS, ActionSchema, AlertPageSchema, AlertSchema, CreateAlertBodySchema, FalsePositiveBodySchema, IdParamsSchema, IndicatorSchema, ListAlertsQuerySchema, UpdateAlertBodySchema,
+} from '@quell/contracts';
+import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actorOf } from '../../plugins/auth.ts';
 import { problemResponses } from '../../plugins/openapi.ts';
@@ -39,4 +42,12 @@ export const alertsRoutes: FastifyPluginAsyncTypebox<{ alerts: AlertsService }> 
   app.patch(API_PATHS.alert, {
     schema: { tags, summary: 'Triage an alert: status, classification, determination', params: IdParamsSchema, body: UpdateAlertBodySchema, response: { 200: AlertSchema, ...problemResponses } },
   }, (request) => alerts.update(actorOf(request), request.params.id, request.body));
+
+  app.post(API_PATHS.alertFalsePositive, {
+    schema: {
+      tags, summary: 'A false positive in one flow: resolve the alert as such, undo its remediation (or every instance), allow its files',
+      params: IdParamsSchema, body: FalsePositiveBodySchema,
+      response: { 200: Type.Object({ alert: AlertSchema, undone: Type.Array(ActionSchema), indicators: Type.Array(IndicatorSchema) }), ...problemResponses },
+    },
+  }, (request) => alerts.falsePositive(actorOf(request), request.params.id, request.body));
 };

@@ -1,11 +1,14 @@
-import type { Alert, AlertSeverity, CreateAlertBody, Evidence, ListAlertsQuery, UpdateAlertBody } from '@quell/contracts';
+import type { Alert, AlertSeverity, CreateAlertBody, Evidence, FalsePositiveBody, ListAlertsQuery, UpdateAlertBody } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
-import type { AlertEvidenceTable, AlertsTable } from '../../db/schema.ts';
+import type { ActionsTable, AlertEvidenceTable, AlertsTable } from '../../db/schema.ts';
 import { type Db, type Store, groupScope } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
+import { presentAction } from '../actions/actions.presenter.ts';
+import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { DevicesRepository } from '../devices/devices.repository.ts';
+import type { IndicatorsService } from '../indicators/indicators.service.ts';
 import { type WazuhAlert, fromWazuh } from './wazuh.ts';
 
 export function presentAlert(row: AlertsTable): Alert {
@@ -65,7 +68,7 @@ function decodeCursor(cursor: string): [number, string] {
  * within the reader's device groups, and triaged by analysts.
  */
 export function createAlertsService(deps: {
-  store: Store; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids;
+  store: Store; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids; actions: ActionsService; indicators: IndicatorsService;
   /** Told of each new alert, in order, inside the transaction that stores it (incidents gather it, investigations start there). */
   onCreated?: Array<(trx: Db, alert: AlertsTable) => Promise<void>>;
 }) {
@@ -143,27 +146,62 @@ export function createAlertsService(deps: {
     },
 
     /** Triage: status, classification and determination, each change in the audit log with its comment. */
-    async update(actor: Actor, id: string, body: UpdateAlertBody): Promise<Alert> {
+    update: (actor: Actor, id: string, body: UpdateAlertBody): Promise<Alert> => store.transaction((trx) => updateIn(trx, actor, id, body)),
+
+    /**
+     * A false positive in one flow, all or nothing: the alert is resolved as
+     * a false positive, what it led to is undone (the antivirus quarantine it
+     * reports, or its investigations' completed quarantines of its files —
+     * with `all_instances` every other quarantine of those files too), and
+     * each file it names gets an allow indicator.
+     */
+    async falsePositive(actor: Actor, id: string, body: FalsePositiveBody) {
       requirePermission(actor, 'alerts:manage');
-      return store.transaction(async (trx) => {
-        const row = await findVisible(trx, actor, id);
-        const patch: Partial<AlertsTable> = {
-          ...(body.status !== undefined ? { status: body.status } : {}),
-          ...(body.classification !== undefined ? { classification: body.classification } : {}),
-          ...(body.determination !== undefined ? { determination: body.determination } : {}),
-          updated_at: clock.now(),
-          updated_by: actor.name,
-        };
-        await trx.updateTable('alerts').set(patch).where('id', '=', id).execute();
-        const after = { ...row, ...patch };
-        await audit.record(trx, actor, {
-          kind: 'alert.update', targetType: 'alert', targetId: id,
-          before: { status: row.status, classification: row.classification, determination: row.determination },
-          after: { status: after.status, classification: after.classification, determination: after.determination, ...(body.comment ? { comment: body.comment } : {}) },
-        });
-        return presentAlert(after);
+      const comment = body.comment ?? 'False positive';
+      const result = await store.transaction(async (trx) => {
+        const alert = presentAlert(await findVisible(trx, actor, id));
+        const hashes = [...new Set(alert.evidence.flatMap((e) => (e.kind === 'file' || e.kind === 'process') && e.sha256 ? [e.sha256.toLowerCase()] : []))];
+        let undone: ActionsTable[] = [];
+        if (body.undo !== 'none' && hashes.length > 0) {
+          const investigations = trx.selectFrom('investigation_alerts').select('investigation_id').where('alert_id', '=', id);
+          const done = await trx.selectFrom('actions').select('id').where('status', '=', 'completed').where('entity_sha256', 'in', hashes)
+            .where((eb) => eb.or([eb('id', '=', alert.externalId ?? ''), eb('investigation_id', 'in', investigations)])).execute();
+          if (done.length > 0) undone = await deps.actions.undoIn(trx, actor, done.map((d) => d.id), comment, body.undo === 'all_instances');
+        }
+        const allowed = [];
+        let blockLifted = false;
+        for (const sha256 of body.allowIndicator ? hashes : []) {
+          const allow = await deps.indicators.allowIn(trx, actor, sha256, `False positive: ${alert.title}`);
+          allowed.push(allow.indicator);
+          blockLifted ||= allow.blockLifted;
+        }
+        const resolved = await updateIn(trx, actor, id, { status: 'resolved', classification: 'false_positive', comment });
+        return { resolved, undone, allowed, blockLifted };
       });
+      deps.actions.notify(result.undone);
+      if (result.blockLifted) deps.indicators.announce();
+      return { alert: result.resolved, undone: result.undone.map(presentAction), indicators: result.allowed };
     },
   };
+
+  async function updateIn(trx: Db, actor: Actor, id: string, body: UpdateAlertBody): Promise<Alert> {
+    requirePermission(actor, 'alerts:manage');
+    const row = await findVisible(trx, actor, id);
+    const patch: Partial<AlertsTable> = {
+      ...(body.status !== undefined ? { status: body.status } : {}),
+      ...(body.classification !== undefined ? { classification: body.classification } : {}),
+      ...(body.determination !== undefined ? { determination: body.determination } : {}),
+      updated_at: clock.now(),
+      updated_by: actor.name,
+    };
+    await trx.updateTable('alerts').set(patch).where('id', '=', id).execute();
+    const after = { ...row, ...patch };
+    await audit.record(trx, actor, {
+      kind: 'alert.update', targetType: 'alert', targetId: id,
+      before: { status: row.status, classification: row.classification, determination: row.determination },
+      after: { status: after.status, classification: after.classification, determination: after.determination, ...(body.comment ? { comment: body.comment } : {}) },
+    });
+    return presentAlert(after);
+  }
 }
 export type AlertsService = ReturnType<typeof createAlertsService>;

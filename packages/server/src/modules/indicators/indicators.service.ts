@@ -160,6 +160,29 @@ export function createIndicatorsService(deps: {
       }), clock.now());
     },
 
+    /**
+     * Allows a SHA-256 inside the caller's transaction (the false-positive
+     * flow): an active allow indicator for it stays as it is; any other
+     * active indicator for it (a block) is expired first, which changes what
+     * agents enforce — `blockLifted` says so, and the caller calls `announce` after commit.
+     */
+    async allowIn(trx: Db, actor: Actor, sha256: string, title: string): Promise<{ indicator: Indicator; blockLifted: boolean }> {
+      requirePermission(actor, 'indicators:manage');
+      const now = clock.now();
+      const existing = await trx.selectFrom('indicators').selectAll().where('type', '=', 'sha256').where('value', '=', sha256).where(active(now)).executeTakeFirst();
+      if (existing?.action === 'allow') return { indicator: presentIndicator(existing, now), blockLifted: false };
+      if (existing) {
+        await trx.updateTable('indicators').set({ expires_at: now, updated_at: now }).where('id', '=', existing.id).execute();
+        await audit.record(trx, actor, { kind: 'indicator.expire', targetType: 'indicator', targetId: existing.id, before: presentIndicator(existing, now), after: presentIndicator({ ...existing, expires_at: now }, now) });
+      }
+      const row = await insert(trx, actor, { type: 'sha256', value: sha256, action: 'allow', title: title.slice(0, 256) });
+      if (existing) await writeDesiredState(trx, deps.signer, now);
+      return { indicator: presentIndicator(row, now), blockLifted: existing !== undefined };
+    },
+
+    /** Tells the agents of a desired state signed in a caller's transaction (after commit). */
+    announce: () => deps.publishState?.(),
+
     async list(actor: Actor, query: ListIndicatorsQuery): Promise<Indicator[]> {
       requirePermission(actor, 'indicators:read');
       const now = clock.now();

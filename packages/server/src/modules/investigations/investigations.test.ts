@@ -128,6 +128,40 @@ describe(`automated investigations (${TEST_DIALECT})`, () => {
     expect((await ctx().request(ctx().users.security_operator, 'POST', `/api/investigations/${id}/terminate`, {})).json().code).toBe('investigation_ended');
   });
 
+  it('a false positive in one flow: the alert resolved as such, every instance undone, the file allowed from then on', async () => {
+    const full = await group('full');
+    const [d1, d2] = [await ctx().createDevice({ groupId: full }), await ctx().createDevice({ groupId: full })];
+    const sha256 = hash();
+    await alert(d2, sha256, '/tmp/build/signer', 'informational');
+    await run();
+    const alertId = await alert(d1, sha256, '/tmp/signer', 'high');
+    await run();
+    const { actions } = await detail(await investigationOf(d1));
+    expect(actions).toHaveLength(2);
+    for (const action of actions) await ctx().complete(action.id);
+    await ctx().request(admin(), 'POST', '/api/indicators', { type: 'sha256', value: sha256, action: 'block', title: 'looked bad' });
+
+    // An operator may not undo a quarantine nor create indicators: nothing of the flow happens.
+    const refused = await ctx().request(ctx().users.security_operator, 'POST', `/api/alerts/${alertId}/false-positive`, { undo: 'all_instances', allowIndicator: true });
+    expect(refused.statusCode).toBe(403);
+    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts/${alertId}`)).json().classification).toBeNull();
+
+    const flow = await ctx().request(admin(), 'POST', `/api/alerts/${alertId}/false-positive`, { undo: 'all_instances', allowIndicator: true, comment: 'our code signer' });
+    expect(flow.statusCode, flow.body).toBe(200);
+    const body = flow.json();
+    expect(body.alert).toMatchObject({ status: 'resolved', classification: 'false_positive' });
+    expect(body.undone.map((u: { type: string; status: string }) => [u.type, u.status])).toEqual([['restore_file', 'queued'], ['restore_file', 'queued']]);
+    expect(body.indicators).toEqual([expect.objectContaining({ type: 'sha256', value: sha256, action: 'allow' })]);
+    const active = (await ctx().request(ctx().users.security_reader, 'GET', `/api/indicators?type=sha256&value=${sha256}`)).json().items;
+    expect(active.map((i: { action: string }) => i.action)).toEqual(['allow']);
+
+    // The next alert about it finds no threat.
+    const d3 = await ctx().createDevice({ groupId: full });
+    await alert(d3, sha256, '/tmp/signer', 'high');
+    await run();
+    expect((await detail(await investigationOf(d3))).investigation.status).toBe('no_threats_found');
+  });
+
   it('resumes after a restart and a crashed holder, and two servers never run a step twice', async () => {
     const full = await group('full');
     const d = await ctx().createDevice({ groupId: full });
