@@ -14,6 +14,9 @@ import { createCommandSigner, loadOrCreateSigningKey } from './modules/agents/co
 import { createDispatchBus } from './modules/agents/dispatch-bus.ts';
 import { loadOrCreateSelfSignedTls, readTlsFiles } from './tls.ts';
 
+/** How often the server looks for investigation steps to run. */
+const INVESTIGATION_POLL_MS = 250;
+
 export interface RunningServer {
   url: string;
   /** The thumbprint of the command-signing key, for agent owners to compare. */
@@ -65,13 +68,14 @@ export async function startServer(config: Config, options: { handleSignals?: boo
     store,
     clock: services.clock,
     owner: `${hostname()}:${process.pid}`,
-    pollMs: config.jobPollMs,
+    // Investigations move within a fraction of a second of their alert; the other jobs keep their own pace.
+    pollMs: Math.min(config.jobPollMs, INVESTIGATION_POLL_MS),
     jobs: [
       { name: 'expire_pending_actions', intervalMs: config.jobPollMs, run: () => services.actions.expireDue(systemActor()) },
       { name: 'time_out_undelivered_actions', intervalMs: config.jobPollMs, run: () => services.actions.timeOutUndelivered(systemActor()) },
       // Containment that waited only on agents which have since gone offline is settled here.
       { name: 'settle_containment', intervalMs: config.jobPollMs, run: () => services.desiredState.settle() },
-      { name: 'run_investigations', intervalMs: config.jobPollMs, run: () => services.investigations.runDue() },
+      { name: 'run_investigations', intervalMs: Math.min(config.jobPollMs, INVESTIGATION_POLL_MS), run: () => services.investigations.runDue() },
     ],
     onError: (job, error) => logger.error({ err: error, job }, 'job failed'),
   });
