@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -85,7 +86,12 @@ describe(`automated investigation with real agents in network namespaces (${TEST
     await statusOf(id, 'pending_action');
 
     const seen = await detail(id);
-    const byDevice = new Map(seen.actions.map((x: { deviceId: string }) => [x.deviceId, x])) as Map<string, { id: string; status: string; source: string }>;
+    const quarantines = seen.actions.filter((x: { type: string }) => x.type === 'quarantine_file');
+    const byDevice = new Map(quarantines.map((x: { deviceId: string }) => [x.deviceId, x])) as Map<string, { id: string; status: string; source: string }>;
+    // The agent on A was asked for evidence first, and answered: the file named in the alert was there.
+    expect(seen.actions.find((x: { type: string }) => x.type === 'collect_evidence')).toMatchObject({ deviceId: endpoints.a.deviceId, status: 'completed' });
+    expect(seen.log.filter((l: { step: string }) => l.step === 'evidence').map((l: { result: string }) => l.result))
+      .toEqual(['asked the agent for evidence', expect.stringMatching(/^evidence from the agent: \d+ processes and \d+ persistence entries looked at/)]);
     const onA = await waitForAction(ctx, byDevice.get(endpoints.a.deviceId)!.id);
     expect(onA).toMatchObject({ status: 'completed', source: 'automated_investigation', investigationId: id });
     expect(existsSync(files.a!)).toBe(false);
@@ -124,8 +130,39 @@ describe(`automated investigation with real agents in network namespaces (${TEST
     await alert('a', files.a!, sha256(content), 'high');
     const id = await investigationOf('a', started);
     await statusOf(id, 'no_threats_found');
-    expect((await detail(id)).actions).toEqual([]);
+    expect((await detail(id)).actions.map((x: { type: string }) => x.type)).toEqual(['collect_evidence']);
     expect(existsSync(files.a!)).toBe(true);
+  });
+
+  it('finds a process running from /tmp that a cron line launches, and stops and quarantines it', async () => {
+    const dir = join(root, `persist-${randomUUID().slice(0, 8)}`);
+    mkdirSync(dir);
+    const exe = join(dir, 'kthreadd');
+    copyFileSync('/bin/sleep', exe);
+    chmodSync(exe, 0o755);
+    const running = spawn(exe, ['300'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    mkdirSync('/etc/cron.d', { recursive: true });
+    const cronFile = `/etc/cron.d/quell-e2e-${randomUUID().slice(0, 8)}`;
+    writeFileSync(cronFile, `@reboot root ${exe} 300\n`);
+    try {
+      const named = plant(`harmless ${randomUUID()}`, ['a']);
+      const started = Date.now();
+      // The alert itself says little; the agent's evidence shows what matters.
+      await alert('a', named.a!, sha256(readFileSync(named.a!, 'utf8')), 'low');
+      const id = await investigationOf('a', started);
+      await statusOf(id, 'remediated');
+      const seen = await detail(id);
+      expect(seen.entities.find((e: { kind: string; path: string }) => e.kind === 'process' && e.path === exe))
+        .toMatchObject({ verdict: 'malicious', reason: expect.stringMatching(/^pid \d+: an executable in a temp or download folder that a persistence entry launches$/) });
+      expect(seen.actions.find((x: { type: string }) => x.type === 'stop_and_quarantine_file')).toMatchObject({ status: 'completed', entity: { path: exe } });
+      await exited;
+      expect(existsSync(exe)).toBe(false);
+      expect(existsSync(named.a!)).toBe(true);
+    } finally {
+      running.kill();
+      rmSync(cronFile, { force: true });
+    }
   });
 
   it('resumes after a server restart in the middle of an investigation and finishes once', async () => {
@@ -139,7 +176,7 @@ describe(`automated investigation with real agents in network namespaces (${TEST
     engine = setInterval(() => void ctx.services.investigations.runDue().catch(() => {}), 200);
     await statusOf(id, 'remediated');
     const seen = await detail(id);
-    expect(seen.actions).toHaveLength(1);
+    expect(seen.actions.map((x: { type: string }) => x.type).sort()).toEqual(['collect_evidence', 'quarantine_file']);
     expect(seen.log.filter((l: { step: string }) => l.step === 'remediate')).toHaveLength(1);
     expect(existsSync(files.a!)).toBe(false);
   });

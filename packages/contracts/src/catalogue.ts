@@ -28,7 +28,7 @@ export const ACTION_TYPES = [
   'stop_service', 'restore_service',
   'disable_driver', 'restore_driver',
   'remove_scheduled_task', 'restore_scheduled_task',
-  'run_antivirus_scan', 'collect_investigation_package',
+  'run_antivirus_scan', 'collect_investigation_package', 'collect_evidence',
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
 
@@ -66,6 +66,7 @@ export const ACTION_CATALOGUE = {
   restore_scheduled_task: { label: 'Restore scheduled task', entityType: 'scheduled_task', undoType: null, undoRole: null, isUndo: true },
   run_antivirus_scan: { label: 'Run antivirus scan', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
   collect_investigation_package: { label: 'Collect investigation package', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
+  collect_evidence: { label: 'Collect evidence', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
 } as const satisfies Record<ActionType, ActionDefinition>;
 
 export type Support = 'supported' | 'unsupported';
@@ -97,6 +98,7 @@ export const CAPABILITY_MATRIX = {
   restore_scheduled_task: ALL,
   run_antivirus_scan: ALL,
   collect_investigation_package: ALL,
+  collect_evidence: NOT_MAC,
 } as const satisfies Record<ActionType, Record<Platform, Support>>;
 
 /** Action types whose completed instances can be undone across devices by SHA-256. */

@@ -8,6 +8,7 @@ import { removeCodeRestriction, restrictCodeExecution } from './restrict-code.li
 import { restoreService, stopService } from './service.linux.ts';
 import { disableDriver, restoreDriver } from './driver.linux.ts';
 import { runAntivirusScan } from './antivirus-scan.linux.ts';
+import { collectEvidence } from './evidence.linux.ts';
 import { collectInvestigationPackage } from './investigation-package.linux.ts';
 import { removeRegistryKey, restoreRegistryKey } from './registry-key.windows.ts';
 
@@ -41,6 +42,7 @@ export const EXECUTORS = {
     restore_scheduled_task: restoreScheduledTask,
     run_antivirus_scan: runAntivirusScan,
     collect_investigation_package: collectInvestigationPackage,
+    collect_evidence: collectEvidence,
   },
   // The Windows agent shares the command channel and journal; only registry keys are implemented so far.
   windows: {
@@ -65,6 +67,7 @@ export const EXECUTORS = {
     restore_scheduled_task: null,
     run_antivirus_scan: null,
     collect_investigation_package: null,
+    collect_evidence: null,
   },
 } as const satisfies Partial<Record<Platform, Record<ActionType, Executor | null>>>;
 

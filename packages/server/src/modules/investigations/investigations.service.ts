@@ -10,7 +10,14 @@ import type { Clock, Ids } from '../../infra.ts';
 import { presentAction } from '../actions/actions.presenter.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
-import { fileVerdict, needsApproval } from './verdicts.ts';
+import { fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
+
+/** What a collect_evidence action reports (the agent's EvidenceReport). */
+interface EvidenceReport {
+  processes: Array<{ pid: number; exe: string; sha256: string | null; commandLine: string }>;
+  persistence: Array<{ kind: string; source: string; text: string }>;
+  files: Array<{ path: string; sha256: string | null }>;
+}
 
 /** Devices of no group get the cautious level: every remediation waits for an analyst. */
 const UNGROUPED_LEVEL: AutomationLevel = 'semi_any_folder';
@@ -18,6 +25,8 @@ const UNGROUPED_LEVEL: AutomationLevel = 'semi_any_folder';
 const EXPANSION_LIMIT = 10;
 /** How long one step may hold an investigation before another server may take it over. */
 const LEASE_MS = 60_000;
+/** How long an investigation waits for its device's evidence before going on without it. */
+const EVIDENCE_WAIT_MS = 2 * 60_000;
 /** How often a waiting investigation looks at its actions again. */
 const WAIT_POLL_MS = 1000;
 const SEVERITY_RANK: Record<AlertSeverity, number> = { informational: 0, low: 1, medium: 2, high: 3 };
@@ -34,7 +43,7 @@ export function presentInvestigation(row: InvestigationsTable, now: number): Inv
   };
 }
 
-type StepName = 'collect' | 'verdicts' | 'expand' | 'remediate' | 'wait';
+type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'remediate' | 'wait';
 /** What a step did: its line in the log (none for an unchanged wait), the next step, and the row's new fields. */
 interface StepOutcome { result: string | null; next: StepName | 'done'; patch?: Partial<InvestigationsTable>; proposed?: ActionsTable[] }
 
@@ -133,7 +142,46 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         added++;
       }
       const alerts = await trx.selectFrom('investigation_alerts').select((eb) => eb.fn.countAll<number>().as('n')).where('investigation_id', '=', inv.id).executeTakeFirstOrThrow();
-      return { result: `${added} new file${added === 1 ? '' : 's'} from ${Number(alerts.n)} alert${Number(alerts.n) === 1 ? '' : 's'}`, next: 'verdicts' };
+      return { result: `${added} new file${added === 1 ? '' : 's'} from ${Number(alerts.n)} alert${Number(alerts.n) === 1 ? '' : 's'}`, next: 'evidence' };
+    },
+
+    /**
+     * Asks the device's agent for evidence (a collect_evidence action: running
+     * processes, persistence, the current hash of the files the alerts name)
+     * and waits for it a while; a device without an agent, or one that does
+     * not answer in time, is investigated from its alerts alone.
+     */
+    async evidence(trx, inv) {
+      const agent = await trx.selectFrom('agents').select('device_id').where('device_id', '=', inv.device_id).where('revoked_at', 'is', null).executeTakeFirst();
+      if (!agent) return { result: 'no agent on the device: its alerts are the evidence', next: 'verdicts' };
+      const entities = (await entitiesOf(trx, inv.id)).filter((e) => e.device_id === inv.device_id);
+      const paths = [...new Set(entities.flatMap((e) => (e.path !== null && e.kind === 'file' ? [e.path] : [])))].sort().join('\n');
+      const asked = await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence')
+        .where('device_id', '=', inv.device_id).orderBy('requested_at', 'desc').executeTakeFirst();
+      if (!asked || (JSON.parse(asked.parameters) as { paths?: string }).paths !== paths) {
+        const action = await actions.createIn(trx, engine, {
+          type: 'collect_evidence', deviceId: inv.device_id, source: 'automated_investigation', investigationId: inv.id, status: 'queued',
+          entity: { name: inv.device_name }, parameters: { paths },
+        });
+        return { result: 'asked the agent for evidence', next: 'evidence', proposed: [action] };
+      }
+      if (ACTION_OPEN.includes(asked.status) && clock.now() - asked.requested_at < EVIDENCE_WAIT_MS) return { result: null, next: 'evidence' };
+      if (asked.status !== 'completed') return { result: `no evidence from the device (${asked.status}): its alerts are the evidence`, next: 'verdicts' };
+      const report = JSON.parse((JSON.parse(asked.result ?? '{}') as { output?: string }).output ?? '{}') as Partial<EvidenceReport>;
+      const missing = (report.files ?? []).filter((f) => f.sha256 === null).map((f) => f.path);
+      const known = new Set(entities.map((e) => e.value));
+      let found = 0;
+      for (const process of report.processes ?? []) {
+        if (!process.sha256 || known.has(process.sha256) || !inTempFolder(process.exe)) continue;
+        known.add(process.sha256);
+        const persistent = (report.persistence ?? []).some((p) => p.kind !== 'kernel_module' && p.text.includes(process.exe));
+        const { verdict, reason } = fileVerdict({ sha256: process.sha256, path: process.exe, severity: 'informational', indicator: await indicatorFor(trx, process.sha256, inv.group_id), launchedFromPersistence: persistent });
+        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, verdict, reason: `pid ${process.pid}: ${reason}`, action_id: null }).execute();
+        found++;
+      }
+      const result = `evidence from the agent: ${report.processes?.length ?? 0} processes and ${report.persistence?.length ?? 0} persistence entries looked at, ${found} running from temp or download folders`
+        + (missing.length ? `; no longer on the device: ${missing.join(', ')}` : '');
+      return { result, next: 'verdicts' };
     },
 
     async verdicts(trx, inv) {
@@ -196,7 +244,8 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         const path = entity.path ?? entity.value;
         try {
           const action = await actions.createIn(trx, engine, {
-            type: 'quarantine_file', deviceId: entity.device_id, source: 'automated_investigation', investigationId: inv.id,
+            // A running process is ended before its executable is quarantined.
+            type: entity.kind === 'process' ? 'stop_and_quarantine_file' : 'quarantine_file', deviceId: entity.device_id, source: 'automated_investigation', investigationId: inv.id,
             status: needsApproval(level, entity.verdict as Verdict, entity.path) ? 'pending_approval' : 'queued',
             entity: { name: basename(path), path, sha256: entity.value }, comment: `${entity.verdict}: ${entity.reason}`,
           });
@@ -215,7 +264,8 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     /** Follows the investigation's actions until each has ended, then says how it ended. */
     async wait(trx, inv) {
       const now = clock.now();
-      const rows = await trx.selectFrom('actions').select(['status']).where('investigation_id', '=', inv.id).where('source', '=', 'automated_investigation').execute();
+      const rows = await trx.selectFrom('actions').select(['status']).where('investigation_id', '=', inv.id).where('source', '=', 'automated_investigation')
+        .where('type', '<>', 'collect_evidence').execute();
       const threats = (await entitiesOf(trx, inv.id)).filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious').length;
       const pending = rows.some((a) => a.status === 'pending_approval');
       if (rows.some((a) => ACTION_OPEN.includes(a.status))) {
@@ -255,7 +305,8 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         const next = outcome.next;
         await trx.updateTable('investigations').set({
           ...outcome.patch, step: next, updated_at: clock.now(), locked_by: null, locked_until: null,
-          run_after: next === 'wait' && inv.step === 'wait' ? clock.now() + WAIT_POLL_MS : clock.now(),
+          // Staying on a step (waiting for actions or evidence) means looking again a little later.
+          run_after: next === inv.step ? clock.now() + WAIT_POLL_MS : clock.now(),
         }).where('id', '=', id).where('locked_by', '=', owner).execute();
       });
     } catch (error) {

@@ -51,8 +51,9 @@ describe(`automated investigations (${TEST_DIALECT})`, () => {
     let seen = await detail(id);
     expect(seen.investigation.status).toBe('pending_action');
     expect(seen.entities.map((e: { deviceName: string; verdict: string }) => [e.deviceName, e.verdict])).toEqual([['web-a', 'malicious'], ['web-b', 'malicious'], ['web-c', 'malicious']]);
-    expect(seen.log.map((l: { step: string }) => l.step)).toEqual(['collect', 'verdicts', 'expand', 'remediate', 'wait']);
-    expect(seen.log[2].result).toBe('found on 2 other devices: web-b, web-c');
+    expect(seen.log.map((l: { step: string }) => l.step)).toEqual(['collect', 'evidence', 'verdicts', 'expand', 'remediate', 'wait']);
+    expect(seen.log[1].result).toBe('no agent on the device: its alerts are the evidence');
+    expect(seen.log[3].result).toBe('found on 2 other devices: web-b, web-c');
     const byDevice = new Map(seen.actions.map((x: { deviceId: string; status: string; source: string; id: string }) => [x.deviceId, x]));
     expect(byDevice.get(a)).toMatchObject({ status: 'queued', source: 'automated_investigation', investigationId: id, entity: { path: '/tmp/.x/kworker', sha256 } });
     expect(byDevice.get(b)).toMatchObject({ status: 'pending_approval', entity: { path: '/var/tmp/kworker' } });

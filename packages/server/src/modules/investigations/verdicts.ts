@@ -26,15 +26,20 @@ export interface FileFacts {
   severity: AlertSeverity;
   /** Indicators in the device's scope: the action of the one for this hash, if any. */
   indicator: { action: 'allow' | 'audit' | 'block' | 'block_and_remediate'; title: string } | null;
+  /** For a running process the agent reported: whether a cron line or systemd unit names its executable. */
+  launchedFromPersistence?: boolean;
 }
 
 /**
  * A file's verdict and the reason, in this order:
  * 1. an allow indicator: no threats found, whatever else is said of it;
  * 2. a block (or block-and-remediate) indicator, or a built-in signature: malicious;
- * 3. a high-severity detection of a file in a temp or download folder — where
- *    droppers land and nothing is installed — is treated as malicious;
- * 4. any other file a medium or high alert names is suspicious;
+ * 3. an executable in a temp or download folder that a cron line or systemd
+ *    unit launches — malware making itself persistent — is malicious, and so is
+ *    a high-severity detection of a file in such a folder, where droppers land
+ *    and nothing is installed;
+ * 4. a process running from such a folder, and any other file a medium or
+ *    high alert names, is suspicious;
  * 5. otherwise (low or informational alerts, audit indicators): no threats found.
  */
 export function fileVerdict(file: FileFacts): { verdict: Verdict; reason: string } {
@@ -42,7 +47,9 @@ export function fileVerdict(file: FileFacts): { verdict: Verdict; reason: string
   if (file.indicator?.action === 'block' || file.indicator?.action === 'block_and_remediate') return { verdict: 'malicious', reason: `block indicator "${file.indicator.title}"` };
   const signature = BUILT_IN_SIGNATURES.get(file.sha256);
   if (signature) return { verdict: 'malicious', reason: `built-in signature ${signature}` };
+  if (file.launchedFromPersistence && file.path !== null && inTempFolder(file.path)) return { verdict: 'malicious', reason: 'an executable in a temp or download folder that a persistence entry launches' };
   if (file.severity === 'high' && file.path !== null && inTempFolder(file.path)) return { verdict: 'malicious', reason: 'high-severity detection of a file in a temp or download folder' };
+  if (file.launchedFromPersistence === false && file.path !== null && inTempFolder(file.path)) return { verdict: 'suspicious', reason: 'a process running from a temp or download folder' };
   if (file.severity === 'high' || file.severity === 'medium') return { verdict: 'suspicious', reason: `named by a ${file.severity}-severity alert` };
   return { verdict: 'no_threats_found', reason: `named only by ${file.severity} alerts${file.indicator ? ` (audit indicator "${file.indicator.title}")` : ''}` };
 }
