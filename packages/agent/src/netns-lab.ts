@@ -68,7 +68,8 @@ export async function createNetnsLab(): Promise<NetnsLab> {
     async canConnect(ns, host, port) {
       const argv = [...(ns ? ['netns', 'exec', ns] : []), process.execPath, '-e', PROBE, host, String(port)];
       try {
-        await exec(ns ? 'ip' : process.execPath, ns ? argv : argv.slice(1), { timeout: 5000 });
+        // Generous: on a loaded machine starting the probe's Node can take seconds; its connect attempt itself gives up after one.
+        await exec(ns ? 'ip' : process.execPath, ns ? argv : argv.slice(1), { timeout: 20_000 });
         return true;
       } catch {
         return false;
