@@ -47,6 +47,7 @@ export const ERRORS = {
   action_state_conflict: { status: 409, title: 'The action changed status meanwhile' },
   indicator_exists: { status: 409, title: 'An active indicator for this value exists' },
   investigation_ended: { status: 409, title: 'The investigation has ended' },
+  no_pending_expansion: { status: 409, title: 'The investigation is not waiting for an expansion decision' },
   entity_allowed: { status: 409, title: 'An allow indicator protects this entity from remediation' },
   username_taken: { status: 409, title: 'That user name is taken' },
   device_group_name_taken: { status: 409, title: 'That device group name is taken' },

@@ -45,6 +45,7 @@ export const API_PATHS = {
   investigations: '/api/investigations',
   investigation: '/api/investigations/:id',
   investigationTerminate: '/api/investigations/:id/terminate',
+  investigationExpansion: '/api/investigations/:id/expansion',
   incidents: '/api/incidents',
   incident: '/api/incidents/:id',
 } as const;

@@ -61,7 +61,7 @@ export function createServices(options: ServiceOptions) {
     store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch, publishState: options.publishState,
     allowing: indicators.allowing,
   });
-  const investigations = createInvestigationsService({ store, actions, audit, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
+  const investigations = createInvestigationsService({ store, actions, audit, settings, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
   const incidents = createIncidentsService({ store, audit, clock, ids });
   const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids, actions, indicators, onCreated: [incidents.onAlert, investigations.onAlert] });
   const desiredState = createDesiredStateService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });

@@ -53,6 +53,8 @@ export const InvestigationDetailSchema = Type.Object({
   entities: Type.Array(InvestigationEntitySchema),
   log: Type.Array(InvestigationLogEntrySchema),
   actions: Type.Array(ActionSchema),
+  /** The investigation found its files on ten or more other devices and waits for an analyst before following them there. */
+  pendingExpansion: Type.Union([Type.Object({ devices: Type.Array(Type.Object({ id: IdSchema, name: Type.String() })), askedAt: TimestampSchema }), Type.Null()]),
 });
 
 export const StartInvestigationBodySchema = Type.Object({ deviceId: IdSchema }, { additionalProperties: false });

@@ -219,6 +219,8 @@ export interface InvestigationsTable {
   run_after: number;
   locked_by: string | null;
   locked_until: number | null;
+  /** JSON: the devices an expansion would add, when it was asked, and the analyst's decision once made. */
+  pending_expansion: string | null;
 }
 
 export interface InvestigationAlertsTable { investigation_id: string; alert_id: string }

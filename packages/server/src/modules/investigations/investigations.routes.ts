@@ -20,6 +20,13 @@ export const investigationsRoutes: FastifyPluginAsyncTypebox<{ investigations: I
     schema: { tags, summary: 'One investigation: its alerts, entities with verdicts, log and actions', params: IdParamsSchema, response: { 200: InvestigationDetailSchema, ...problemResponses } },
   }, (request) => investigations.get(actorOf(request), request.params.id));
 
+  app.post(API_PATHS.investigationExpansion, {
+    schema: {
+      tags, summary: 'Approve or reject following the investigation\'s files to ten or more other devices', params: IdParamsSchema,
+      body: Type.Object({ approve: Type.Boolean(), comment: Type.Optional(CommentSchema) }, { additionalProperties: false }), response: { 200: InvestigationSchema, ...problemResponses },
+    },
+  }, (request) => investigations.decideExpansion(actorOf(request), request.params.id, request.body.approve, request.body.comment ?? null));
+
   app.post(API_PATHS.investigationTerminate, {
     schema: {
       tags, summary: 'Terminate an investigation: its pending actions are cancelled', params: IdParamsSchema,

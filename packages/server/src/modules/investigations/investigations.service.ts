@@ -10,6 +10,7 @@ import type { Clock, Ids } from '../../infra.ts';
 import { presentAction } from '../actions/actions.presenter.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
+import type { SettingsService } from '../settings/settings.service.ts';
 import { fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
 
 /** What a collect_evidence action reports (the agent's EvidenceReport). */
@@ -43,7 +44,14 @@ export function presentInvestigation(row: InvestigationsTable, now: number): Inv
   };
 }
 
-type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'remediate' | 'wait';
+type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'remediate' | 'wait';
+
+/** A large expansion waiting for an analyst: the devices it would add, and the decision once made. */
+interface Expansion {
+  found: Array<{ deviceId: string; deviceName: string; groupId: string | null; path: string | null; value: string; verdict: string; reason: string }>;
+  askedAt: number;
+  decision: { approved: boolean; by: string } | null;
+}
 /** What a step did: its line in the log (none for an unchanged wait), the next step, and the row's new fields. */
 interface StepOutcome { result: string | null; next: StepName | 'done'; patch?: Partial<InvestigationsTable>; proposed?: ActionsTable[] }
 
@@ -56,8 +64,8 @@ interface StepOutcome { result: string | null; next: StepName | 'done'; patch?: 
  * one server process that holds the investigation's lease: a restart
  * resumes at the step that had not committed, and no step runs twice.
  */
-export function createInvestigationsService(deps: { store: Store; actions: ActionsService; audit: AuditService; clock: Clock; ids: Ids; owner: string }) {
-  const { store, actions, audit, clock, ids, owner } = deps;
+export function createInvestigationsService(deps: { store: Store; actions: ActionsService; audit: AuditService; settings: SettingsService; clock: Clock; ids: Ids; owner: string }) {
+  const { store, actions, audit, settings, clock, ids, owner } = deps;
   const engine = systemActor('Automated investigation');
 
   async function automationLevel(db: Db, groupId: string | null): Promise<AutomationLevel> {
@@ -77,7 +85,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     if (!row) {
       row = {
         id: ids.next(), device_id: device.id, device_name: device.name, group_id: device.group_id, status: 'running', step: 'collect', started_by: startedBy,
-        started_at: now, ended_at: null, updated_at: now, waiting_ms: 0, waiting_since: null, run_after: now, locked_by: null, locked_until: null,
+        started_at: now, ended_at: null, updated_at: now, waiting_ms: 0, waiting_since: null, run_after: now, locked_by: null, locked_until: null, pending_expansion: null,
       };
       await trx.insertInto('investigations').values(row).execute();
       await audit.record(trx, startedBy === engine.name ? engine : systemActor(startedBy), { kind: 'investigation.start', targetType: 'investigation', targetId: row.id, after: { deviceId: device.id } });
@@ -128,6 +136,18 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       if (found) return { action, title: found.title };
     }
     return null;
+  }
+
+  /** Adds the devices where the investigation's files were also found, each file judged again against that device's indicators. */
+  async function addFound(trx: Db, inv: InvestigationsTable, found: Expansion['found']): Promise<StepOutcome> {
+    for (const f of found) {
+      // A file judged malicious by its hash alone is malicious everywhere; an allow indicator in the other device's scope still wins.
+      const indicator = await indicatorFor(trx, f.value, f.groupId);
+      const judged = indicator?.action === 'allow' ? { verdict: 'no_threats_found', reason: `allowed by indicator "${indicator.title}"` } : { verdict: f.verdict, reason: `the same file as on ${inv.device_name} (${f.reason})` };
+      await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: f.deviceId, kind: 'file', value: f.value, path: f.path, verdict: judged.verdict, reason: judged.reason, action_id: null }).execute();
+    }
+    const names = [...new Set(found.map((f) => f.deviceName))];
+    return { result: names.length === 0 ? 'not found on other devices' : `found on ${names.length} other device${names.length === 1 ? '' : 's'}: ${names.join(', ')}`, next: 'remediate' };
   }
 
   const STEPS: Record<StepName, (trx: Db, inv: InvestigationsTable) => Promise<StepOutcome>> = {
@@ -218,15 +238,29 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       }
       const devices = new Set(found.map((f) => f.deviceId));
       if (devices.size >= EXPANSION_LIMIT) {
-        return { result: `the same files are on ${devices.size} other devices: expanding to ${EXPANSION_LIMIT} or more devices waits for an analyst; not followed`, next: 'remediate' };
+        const asked: Expansion = { found: found.map((f) => ({ ...f, value: f.source.value, verdict: f.source.verdict!, reason: f.source.reason! })), askedAt: clock.now(), decision: null };
+        return {
+          result: `the same files are on ${devices.size} other devices: following them there waits for an analyst's approval`, next: 'expand_decided',
+          patch: { pending_expansion: JSON.stringify(asked), status: 'pending_action', waiting_since: inv.waiting_since ?? clock.now() },
+        };
       }
-      for (const f of found) {
-        // A file judged malicious by its hash alone is malicious everywhere; the rest is judged again on each device.
-        const indicator = await indicatorFor(trx, f.source.value, f.groupId);
-        const judged = indicator?.action === 'allow' ? { verdict: 'no_threats_found', reason: `allowed by indicator "${indicator.title}"` } : { verdict: f.source.verdict, reason: `the same file as on ${inv.device_name} (${f.source.reason})` };
-        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: f.deviceId, kind: 'file', value: f.source.value, path: f.path, verdict: judged.verdict, reason: judged.reason, action_id: null }).execute();
+      return addFound(trx, inv, found.map((f) => ({ ...f, value: f.source.value, verdict: f.source.verdict!, reason: f.source.reason! })));
+    },
+
+    /** Waits for the analyst's decision on a large expansion (or its expiry), then follows it or not. */
+    async expand_decided(trx, inv) {
+      const expansion = JSON.parse(inv.pending_expansion ?? 'null') as Expansion | null;
+      if (!expansion) return { result: null, next: 'remediate' };
+      const { pendingExpiryHours } = await settings.read(trx);
+      const expired = expansion.decision === null && clock.now() - expansion.askedAt > pendingExpiryHours * 3_600_000;
+      if (expansion.decision === null && !expired) return { result: null, next: 'expand_decided' };
+      const closeWaiting = { waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : clock.now() - inv.waiting_since), status: 'running', pending_expansion: null };
+      if (expansion.decision?.approved) {
+        const added = await addFound(trx, inv, expansion.found);
+        return { ...added, result: `expansion approved by ${expansion.decision.by}: ${added.result}`, patch: closeWaiting };
       }
-      return { result: devices.size === 0 ? 'not found on other devices' : `found on ${devices.size} other device${devices.size === 1 ? '' : 's'}: ${[...new Set(found.map((f) => f.deviceName))].join(', ')}`, next: 'remediate' };
+      const why = expired ? 'no decision before the deadline' : `rejected by ${expansion.decision!.by}`;
+      return { result: `expansion to ${new Set(expansion.found.map((f) => f.deviceId)).size} devices not followed: ${why}`, next: 'remediate', patch: closeWaiting };
     },
 
     /** Proposes a quarantine for each malicious or suspicious file: queued or pending approval as the device group's automation level says. */
@@ -321,6 +355,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     return true;
   }
 
+  function pendingExpansionOf(row: InvestigationsTable): { devices: Array<{ id: string; name: string }>; askedAt: string } | null {
+    const expansion = JSON.parse(row.pending_expansion ?? 'null') as Expansion | null;
+    if (!expansion || expansion.decision !== null) return null;
+    return { devices: [...new Map(expansion.found.map((f) => [f.deviceId, { id: f.deviceId, name: f.deviceName }])).values()], askedAt: iso(expansion.askedAt) };
+  }
+
   async function findVisible(actor: Actor, id: string): Promise<InvestigationsTable> {
     const row = await store.db.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row || !inScope(actor, row.group_id)) throw new QuellError('investigation_not_found', `No such investigation: ${id}`);
@@ -384,7 +424,24 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         entities: entities.map((e) => ({ deviceId: e.device_id, deviceName: e.device_name, kind: e.kind, value: e.value, path: e.path, verdict: e.verdict as Verdict | null, reason: e.reason, actionId: e.action_id })),
         log: logRows.map((l) => ({ step: l.step, startedAt: iso(l.started_at), endedAt: iso(l.ended_at), result: l.result })),
         actions: actionRows.filter((a) => inScope(actor, a.group_id)).map(presentAction),
+        pendingExpansion: pendingExpansionOf(row),
       };
+    },
+
+    /** An analyst's decision on following the investigation's files to many other devices. */
+    async decideExpansion(actor: Actor, id: string, approved: boolean, comment: string | null): Promise<Investigation> {
+      requirePermission(actor, 'investigations:manage');
+      await findVisible(actor, id);
+      const updated = await store.transaction(async (trx) => {
+        const row = await trx.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+        const expansion = JSON.parse(row.pending_expansion ?? 'null') as Expansion | null;
+        if (!expansion || expansion.decision !== null) throw new QuellError('no_pending_expansion', `Investigation ${id} is not waiting for an expansion decision`);
+        const decided: Expansion = { ...expansion, decision: { approved, by: actor.name } };
+        await trx.updateTable('investigations').set({ pending_expansion: JSON.stringify(decided), run_after: clock.now(), updated_at: clock.now() }).where('id', '=', id).execute();
+        await audit.record(trx, actor, { kind: 'investigation.expansion', targetType: 'investigation', targetId: id, after: { approved, devices: new Set(expansion.found.map((f) => f.deviceId)).size, ...(comment ? { comment } : {}) } });
+        return { ...row, pending_expansion: JSON.stringify(decided) };
+      });
+      return presentInvestigation(updated, clock.now());
     },
 
     /** Ends an investigation by hand: its pending actions are cancelled, and nothing more is proposed. */

@@ -163,6 +163,37 @@ describe(`automated investigations (${TEST_DIALECT})`, () => {
     expect((await detail(await investigationOf(d3))).investigation.status).toBe('no_threats_found');
   });
 
+  it('asks before following its files to ten or more other devices, and follows them once approved', async () => {
+    const full = await group('full');
+    const sha256 = hash();
+    const others: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      others.push(await ctx().createDevice({ groupId: full, name: `fleet-${i}` }));
+      await alert(others[i]!, sha256, `/tmp/fleet-${i}/payload`, 'informational');
+    }
+    await run();
+    const origin = await ctx().createDevice({ groupId: full, name: 'origin' });
+    await alert(origin, sha256, '/tmp/payload', 'high');
+    await run();
+    const id = await investigationOf(origin);
+    let seen = await detail(id);
+    expect(seen.investigation.status).toBe('pending_action');
+    expect(seen.pendingExpansion.devices).toHaveLength(10);
+    expect(seen.log.at(-1).result).toBe('the same files are on 10 other devices: following them there waits for an analyst\'s approval');
+    expect(seen.actions).toEqual([]);
+    expect((await ctx().request(ctx().users.security_reader, 'POST', `/api/investigations/${id}/expansion`, { approve: true })).statusCode).toBe(403);
+
+    ctx().clock.advance(30_000);
+    expect((await ctx().request(ctx().users.security_operator, 'POST', `/api/investigations/${id}/expansion`, { approve: true, comment: 'same campaign' })).statusCode).toBe(200);
+    expect((await ctx().request(ctx().users.security_operator, 'POST', `/api/investigations/${id}/expansion`, { approve: false })).json().code).toBe('no_pending_expansion');
+    await run();
+    seen = await detail(id);
+    expect(seen.pendingExpansion).toBeNull();
+    expect(seen.log.find((l: { step: string }) => l.step === 'expand_decided').result).toMatch(/^expansion approved by security-operator: found on 10 other devices/);
+    expect(seen.actions.filter((a: { status: string }) => a.status === 'queued')).toHaveLength(11);
+    expect(seen.investigation.waitingSeconds).toBe(30);
+  });
+
   it('resumes after a restart and a crashed holder, and two servers never run a step twice', async () => {
     const full = await group('full');
     const d = await ctx().createDevice({ groupId: full });
