@@ -8,19 +8,18 @@
  *
  * BENCH_ALERTS (default 5000) sizes the ingestion run; BENCH_SUSTAIN_SECONDS (default 60) the sustained one.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createServices, migrate, openStore, systemActor } from '@quell/server';
+import { quellCli, startQuellServer } from './quell-process.ts';
 
 const ALERTS = Number(process.env.BENCH_ALERTS ?? 5000);
 const SUSTAIN_SECONDS = Number(process.env.BENCH_SUSTAIN_SECONDS ?? 60);
 const RATE = 100;
 const CONCURRENCY = 20;
-const QUELL = new URL('../packages/cli/bin/quell.js', import.meta.url).pathname;
 const RESULTS = new URL('./RESULTS.md', import.meta.url).pathname;
 const PASSWORD = 'bench password, not secret';
 const started = performance.now();
@@ -31,21 +30,9 @@ const sha256 = (text: string): string => createHash('sha256').update(text).diges
 const loadAtStart = loadavg()[0]!;
 const dataDir = mkdtempSync(join(tmpdir(), 'quell-alerts-'));
 const env = { ...process.env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'warn' };
-const quell = (...args: string[]) => execFileSync(process.execPath, [QUELL, ...args], { env, encoding: 'utf8' });
+const quell = quellCli(env);
 
-async function startServer(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [QUELL, 'server'], { env });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /Quell is running at (\S+)/.exec(output);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', () => reject(new Error(`server exited:\n${output}`)));
-  });
-  return { child, url };
-}
+const startServer = () => startQuellServer(env);
 
 const alertBody = (deviceId: string, i: number) => ({
   title: 'Process launched from a temp folder', severity: 'high', category: 'execution', detectionSource: 'bench', externalId: `bench-${i}-${randomUUID()}`,

@@ -6,18 +6,18 @@
  *
  * BENCH_AGENTS (default 10000) sizes the fleet.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startFleet } from '@quell/agent';
+import { quellCli, startQuellServer } from './quell-process.ts';
 
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
 const LATENCY_SAMPLES = 300;
 const DISPATCH_ACTIONS = 2000;
-const QUELL = new URL('../packages/cli/bin/quell.js', import.meta.url).pathname;
 const RESULTS = new URL('./RESULTS.md', import.meta.url).pathname;
 const PASSWORD = 'bench password, not secret';
 const started = performance.now();
@@ -25,7 +25,7 @@ const log = (message: string) => process.stderr.write(`[fleet ${((performance.no
 
 const dataDir = mkdtempSync(join(tmpdir(), 'quell-fleet-'));
 const env = { ...process.env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'warn' };
-const quell = (...args: string[]) => execFileSync(process.execPath, [QUELL, ...args], { env, encoding: 'utf8' });
+const quell = quellCli(env);
 
 /** Resident memory and CPU time of a process, read from /proc. */
 function usage(pid: number): { rssMiB: number; cpuSeconds: number } {
@@ -44,19 +44,7 @@ async function idleCpuPercent(pid: number, seconds: number): Promise<number> {
 
 const percentile = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
-async function startServer(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [QUELL, 'server'], { env });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /Quell is running at (\S+)/.exec(output);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', () => reject(new Error(`server exited:\n${output}`)));
-  });
-  return { child, url };
-}
+const startServer = () => startQuellServer(env);
 
 /** Raw `ws` echo of messages of the same size over the same number of connections: the ceiling for dispatch. */
 async function rawEchoPerSecond(messageBytes: number, messages: number, connections: number): Promise<number> {
