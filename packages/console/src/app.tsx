@@ -1,19 +1,39 @@
-import { Button, Text, makeStaticStyles, makeStyles, tokens } from '@fluentui/react-components';
+import type { Permission } from '@quell/contracts';
+import { Button, Text, makeStaticStyles, makeStyles, mergeClasses, tokens } from '@fluentui/react-components';
 import { type ComponentType, Suspense, lazy, useEffect } from 'react';
 import { FlyoutHost } from './action-center/flyout-host.tsx';
 import { Centered, PageLoading } from './layout.tsx';
 import { Link, matchPath, navigate, useLocation } from './router.tsx';
 import { usePermissions, useSession, useSignOut } from './session/session.tsx';
 
+const HomePage = lazy(() => import('./home/home.page.tsx'));
 const ActionCenterPage = lazy(() => import('./action-center/action-center.page.tsx'));
+const DevicesPage = lazy(() => import('./devices/devices.page.tsx'));
 const DevicePage = lazy(() => import('./devices/device.page.tsx'));
+const InvestigationsPage = lazy(() => import('./investigations/investigations.page.tsx'));
 const InvestigationPage = lazy(() => import('./investigations/investigation.page.tsx'));
+const AuditPage = lazy(() => import('./audit/audit.page.tsx'));
+const SettingsPage = lazy(() => import('./settings/settings.page.tsx'));
 
-/** Client routes: the first whose pattern matches renders, with the path's parameters. */
-const ROUTES: Array<{ pattern: string; page: ComponentType<{ params: Record<string, string> }> }> = [
+/** Client routes: the first whose pattern matches renders, with the path's parameters; `permission` hides it (and its link) from other roles. */
+const ROUTES: Array<{ pattern: string; page: ComponentType<{ params: Record<string, string> }>; permission?: Permission }> = [
+  { pattern: '/', page: HomePage },
   { pattern: '/action-center/:tab', page: ActionCenterPage },
+  { pattern: '/devices', page: DevicesPage },
   { pattern: '/devices/:id', page: DevicePage },
+  { pattern: '/investigations', page: InvestigationsPage },
   { pattern: '/investigations/:id', page: InvestigationPage },
+  { pattern: '/audit', page: AuditPage, permission: 'audit:read' },
+  { pattern: '/settings', page: SettingsPage, permission: 'settings:manage' },
+];
+
+const NAV: Array<{ to: string; label: string; section: string; permission?: Permission }> = [
+  { to: '/', label: 'Home', section: '' },
+  { to: '/action-center/pending', label: 'Action center', section: 'action-center' },
+  { to: '/devices', label: 'Devices', section: 'devices' },
+  { to: '/investigations', label: 'Investigations', section: 'investigations' },
+  { to: '/audit', label: 'Audit', section: 'audit', permission: 'audit:read' },
+  { to: '/settings', label: 'Settings', section: 'settings', permission: 'settings:manage' },
 ];
 
 const useGlobalStyles = makeStaticStyles({
@@ -28,6 +48,7 @@ const useStyles = makeStyles({
   brand: { fontWeight: tokens.fontWeightSemibold, fontSize: tokens.fontSizeBase400, color: tokens.colorNeutralForegroundOnBrand },
   nav: { display: 'flex', gap: tokens.spacingHorizontalL, flexGrow: 1 },
   navLink: { color: tokens.colorNeutralForegroundOnBrand, ':hover': { color: tokens.colorNeutralForegroundOnBrand } },
+  current: { textDecorationLine: 'underline', fontWeight: tokens.fontWeightSemibold },
   user: { display: 'flex', flexDirection: 'column', alignItems: 'flex-end', lineHeight: tokens.lineHeightBase200 },
   main: { padding: `${tokens.spacingVerticalL} ${tokens.spacingHorizontalXL}` },
 });
@@ -36,15 +57,16 @@ export function App() {
   useGlobalStyles();
   const styles = useStyles();
   const { user } = useSession();
-  const { roleLabel } = usePermissions();
+  const { roleLabel, has } = usePermissions();
   const signOut = useSignOut();
   const { pathname } = useLocation();
 
   useEffect(() => {
-    if (pathname === '/' || pathname === '/action-center') navigate('/action-center/pending', { replace: true });
+    if (pathname === '/action-center') navigate('/action-center/pending', { replace: true });
   }, [pathname]);
 
-  const route = ROUTES.map((r) => ({ ...r, params: matchPath(r.pattern, pathname) })).find((r) => r.params);
+  const route = ROUTES.filter((r) => !r.permission || has(r.permission)).map((r) => ({ ...r, params: matchPath(r.pattern, pathname) })).find((r) => r.params);
+  const section = pathname.split('/')[1] ?? '';
   const Page = route?.page;
 
   return (
@@ -52,7 +74,9 @@ export function App() {
       <header className={styles.header}>
         <Text className={styles.brand}>Quell</Text>
         <nav className={styles.nav} aria-label="Main">
-          <Link to="/action-center/pending" className={styles.navLink}>Action center</Link>
+          {NAV.filter((n) => !n.permission || has(n.permission)).map((n) => (
+            <Link key={n.to} to={n.to} className={mergeClasses(styles.navLink, n.section === section && styles.current)} current={n.section === section}>{n.label}</Link>
+          ))}
         </nav>
         <div className={styles.user} aria-label="Signed in user">
           <Text weight="semibold">{user.displayName || user.username}</Text>

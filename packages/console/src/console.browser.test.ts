@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -88,6 +89,40 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     return (await ctx.request(ctx.users.security_reader, 'GET', `/api/actions/${id}`)).json().action as Action;
   }
 
+  /** A device with an enrolled agent (it enrols over the real API with a fresh key, and counts as online for a while). */
+  async function managedDevice(hostname: string, ips = ['10.20.0.7']): Promise<string> {
+    const token = await ctx.request(ctx.users.security_admin, 'POST', '/api/enrolment-tokens', { name: `enrol-${hostname}`, uses: 1, expiresInDays: 1 });
+    expect(token.statusCode, token.body).toBe(201);
+    const { publicKey } = generateKeyPairSync('ed25519');
+    const jwk = publicKey.export({ format: 'jwk' });
+    const enrolled = await ctx.request(null, 'POST', '/agent/v1/enrol', {
+      token: token.json().secret, publicKey: { kty: 'OKP', crv: 'Ed25519', x: jwk.x },
+      facts: { hostname, platform: 'linux', os: 'Debian GNU/Linux 12', kernel: '6.1.0-28-amd64', ips, macs: ['52:54:00:12:34:56'], agentVersion: '0.1.0' },
+    });
+    expect(enrolled.statusCode, enrolled.body).toBe(201);
+    return enrolled.json().deviceId as string;
+  }
+
+  /** The newest action of a type on a device, as the API lists it. */
+  async function latestOn(deviceId: string, type: ActionType): Promise<Action> {
+    const list = await ctx.request(ctx.users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&type=${type}&limit=1`);
+    return list.json().items[0] as Action;
+  }
+
+  /** An investigation started by an alert with file evidence on a device of a group that asks before any remediation. */
+  async function investigation(hostname: string, path: string, sha256: string): Promise<{ id: string; deviceId: string }> {
+    const group = await ctx.services.devices.createGroup(ctx.users.security_admin.actor, { name: `semi-${hostname}`, rank: 10 + Math.floor(Math.random() * 1000), automationLevel: 'semi_any_folder' });
+    const deviceId = await ctx.createDevice({ name: hostname, groupId: group.id });
+    const alert = await ctx.request(ctx.users.security_operator, 'POST', '/api/alerts', {
+      title: 'Malware detected', severity: 'high', category: 'malware', detectionSource: 'edr-rules', deviceId, occurredAt: new Date().toISOString(),
+      evidence: [{ kind: 'file', path, sha256 }],
+    });
+    expect(alert.statusCode, alert.body).toBe(201);
+    await ctx.services.investigations.runDue();
+    const items = (await ctx.request(ctx.users.security_reader, 'GET', '/api/investigations')).json().items as Array<{ id: string; deviceId: string }>;
+    return { id: items.find((i) => i.deviceId === deviceId)!.id, deviceId };
+  }
+
   async function signIn(user: TestUser, path = '/action-center/pending'): Promise<void> {
     await browser.clearCookies();
     await page.goto(`${ctx.url}${path}`);
@@ -102,6 +137,22 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
   const drawer = () => page.getByRole('dialog').filter({ has: page.getByRole('heading', { name: 'Timeline' }) });
   /** The confirmation of a decision, which asks for a comment. */
   const confirmation = () => page.getByRole('dialog').filter({ has: page.getByLabel('Comment') });
+
+  /** axe-core's serious and critical violations on the page as it is now. */
+  async function scan(): Promise<string[]> {
+    const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+    // Mid-animation (the flyout sliding in) colours are half transparent: scan what the user sees once it settles.
+    await page.waitForFunction(() => document.getAnimations().every((animation) => animation.playState !== 'running'));
+    // Evaluated through the DevTools protocol, not as an inline script: the page's CSP stays as strict as in use.
+    await page.evaluate(axeSource);
+    return page.evaluate(async () => {
+      const axe = (window as unknown as { axe: { run: (context: object, options: object) => Promise<{ violations: Array<{ id: string; impact: string | null; help: string; nodes: Array<{ target: unknown[] }> }> }> } }).axe;
+      // Tabster (Fluent's focus management) puts hidden focus sentinels around focus zones; they hand focus on at
+      // once and are Fluent's documented design, so they are left out of the scan.
+      const result = await axe.run({ exclude: [['[data-tabster-dummy]']] }, { resultTypes: ['violations'] });
+      return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => JSON.stringify(n.target)).join(', ')})`);
+    });
+  }
 
   async function decide(button: string, comment: string): Promise<void> {
     const dialog = confirmation();
@@ -167,6 +218,7 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
 
     await flyout.getByRole('link', { name: 'Open investigation page' }).click();
     await page.getByRole('heading', { name: 'Investigation INV-1001' }).waitFor();
+    await page.getByText('INV-1001 is not an investigation of Quell').waitFor();
     await page.getByRole('table', { name: 'Action history of this investigation' }).locator('tr', { hasText: 'web-frontend-01' }).waitFor();
   });
 
@@ -284,13 +336,13 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
   });
 
   it('shows a Security Reader no action buttons, and says why', async () => {
-    await pending('contain_user', 'jdoe');
+    const jdoe = await pending('contain_user', 'jdoe');
     const done = await completed('stop_service', 'backdoor.service');
     await signIn(ctx.users.security_reader);
-    await row('jdoe').waitFor();
+    await page.locator(`tr[data-action-id="${jdoe}"]`).waitFor();
     expect(await page.getByRole('checkbox').count()).toBe(0);
     await page.getByText('Your role, Security Reader, can view actions but not approve or reject them').first().waitFor();
-    await row('jdoe').click();
+    await page.locator(`tr[data-action-id="${jdoe}"]`).click();
     const flyout = drawer();
     await flyout.getByText('Contain user').first().waitFor();
     expect(await flyout.getByRole('button', { name: /^(Approve|Reject|Undo)$/ }).count()).toBe(0);
@@ -351,20 +403,6 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
   });
 
   it('has no serious or critical accessibility violations in the Action center and the flyout (axe-core)', async () => {
-    const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-    const scan = async (): Promise<string[]> => {
-      // Mid-animation (the flyout sliding in) colours are half transparent: scan what the user sees once it settles.
-      await page.waitForFunction(() => document.getAnimations().every((animation) => animation.playState !== 'running'));
-      // Evaluated through the DevTools protocol, not as an inline script: the page's CSP stays as strict as in use.
-      await page.evaluate(axeSource);
-      return page.evaluate(async () => {
-        const axe = (window as unknown as { axe: { run: (context: object, options: object) => Promise<{ violations: Array<{ id: string; impact: string | null; help: string; nodes: Array<{ target: unknown[] }> }> }> } }).axe;
-        // Tabster (Fluent's focus management) puts hidden focus sentinels around focus zones; they hand focus on at
-        // once and are Fluent's documented design, so they are left out of the scan.
-        const result = await axe.run({ exclude: [['[data-tabster-dummy]']] }, { resultTypes: ['violations'] });
-        return result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => JSON.stringify(n.target)).join(', ')})`);
-      });
-    };
     await pending('quarantine_file', 'axe-sample.exe', { sha256: '78'.repeat(32) });
     await completed('stop_service', 'axe-sample.service');
     await signIn(ctx.users.security_operator);
@@ -387,10 +425,218 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await drawer().getByRole('link', { name: 'Go hunt' }).click();
     await page.getByRole('heading', { name: 'db-server-02' }).waitFor();
     await page.getByText('Showing the actions on').waitFor();
+    expect(new URL(page.url()).searchParams.get('entity')).toBe('sshd-backdoor.service');
     const table = page.getByRole('table', { name: 'Pending actions on this device' });
     await table.locator('tr', { hasText: 'sshd-backdoor.service' }).waitFor();
     expect(await table.locator('tr', { hasText: 'cron-miner' }).count()).toBe(0);
     if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'device-page.png'), fullPage: true });
+  });
+
+  it('device page shows health and state, and a manual scan’s result arrives without a reload', async () => {
+    const deviceId = await managedDevice('ws-finance-07');
+    await signIn(ctx.users.security_operator, '/devices');
+    await page.getByRole('table', { name: 'Devices' }).locator('tr', { hasText: 'ws-finance-07' }).getByText('Online').waitFor();
+    await page.getByRole('link', { name: 'ws-finance-07' }).click();
+    await page.getByRole('heading', { name: 'ws-finance-07' }).waitFor();
+    const facts = page.getByLabel('Device facts');
+    await facts.getByText('Online').waitFor();
+    await facts.getByText('Not isolated').waitFor();
+    await facts.getByText('Debian GNU/Linux 12 (6.1.0-28-amd64)').waitFor();
+    await facts.getByText('10.20.0.7').waitFor();
+
+    await page.getByRole('button', { name: 'Run antivirus scan' }).click();
+    const dialog = confirmation();
+    await dialog.getByLabel('Full scan: every local file').check();
+    await dialog.getByLabel('Comment').fill('Suspicious outbound traffic');
+    await dialog.getByRole('button', { name: 'Run antivirus scan' }).click();
+    const progress = page.getByRole('status', { name: 'Run antivirus scan: ws-finance-07' });
+    await progress.getByText('Queued', { exact: true }).waitFor();
+    const scanAction = await latestOn(deviceId, 'run_antivirus_scan');
+    expect(scanAction).toMatchObject({ status: 'queued', source: 'manual', parameters: { scan: 'full' }, requestedBy: 'security-operator', comment: 'Suspicious outbound traffic' });
+    await ctx.complete(scanAction.id);
+    await progress.getByText('Completed', { exact: true }).waitFor();
+    expect(await progress.getByLabel('Result').textContent()).toBe('done');
+    await page.getByRole('table', { name: 'Action history of this device' }).locator('tr', { hasText: 'Run antivirus scan' }).getByText('Completed').waitFor();
+    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'device-page-manual-action.png'), fullPage: true });
+
+    // Selective isolation, then its state on the page, then the release (the undo) and the state back.
+    await page.getByRole('button', { name: 'Isolate device' }).click();
+    await confirmation().getByLabel('Selective: also allow these addresses').check();
+    await confirmation().getByLabel('Allowed addresses').fill('10.0.0.53, 10.0.0.10');
+    await confirmation().getByLabel('Comment').fill('Contain while we look');
+    await confirmation().getByRole('button', { name: 'Isolate device' }).click();
+    await page.getByRole('status', { name: 'Isolate device: ws-finance-07' }).waitFor();
+    const isolation = await latestOn(deviceId, 'isolate_device');
+    expect(isolation.parameters).toEqual({ isolation: 'selective', allow: '10.0.0.53,10.0.0.10' });
+    await ctx.complete(isolation.id);
+    await facts.getByText(/^Isolated since/).waitFor();
+    await page.getByRole('button', { name: 'Release from isolation' }).click();
+    await decide('Release from isolation', 'Clean');
+    await page.getByRole('status', { name: 'Release from isolation: ws-finance-07' }).waitFor();
+    await expect.poll(async () => (await actionOf(isolation.id)).undoneBy).not.toBeNull();
+    await ctx.complete((await actionOf(isolation.id)).undoneBy!);
+    await facts.getByText('Not isolated').waitFor();
+
+    // A collection offers its package once completed.
+    await page.getByRole('button', { name: 'Collect investigation package' }).click();
+    await decide('Collect investigation package', 'Forensics');
+    const collect = page.getByRole('status', { name: 'Collect investigation package: ws-finance-07' });
+    await collect.waitFor();
+    await ctx.complete((await latestOn(deviceId, 'collect_investigation_package')).id);
+    const download = collect.getByRole('link', { name: 'Download investigation package' });
+    await download.waitFor();
+    expect(await download.getAttribute('href')).toMatch(/^\/api\/actions\/[0-9a-f-]{36}\/package$/);
+    expect(await scan()).toEqual([]);
+  });
+
+  it('contains an unmanaged device by address and shows what the agents enforced', async () => {
+    const deviceId = await device('printer-3f');
+    await signIn(ctx.users.security_operator, `/devices/${deviceId}`);
+    await page.getByLabel('Device facts').getByText('Unmanaged').waitFor();
+    expect(await page.getByRole('button', { name: 'Isolate device' }).count()).toBe(0);
+    await page.getByRole('button', { name: 'Contain device' }).click();
+    const dialog = confirmation();
+    await dialog.getByLabel('IP address').fill('10.9.8.7');
+    await dialog.getByLabel('MAC address (optional)').fill('52:54:00:aa:bb:cc');
+    await dialog.getByLabel('Comment').fill('Rogue printer');
+    await dialog.getByRole('button', { name: 'Contain device' }).click();
+    const progress = page.getByRole('status', { name: 'Contain device: 10.9.8.7' });
+    await progress.getByLabel('Enforcement').getByText(/Enforced by \d+ agents?/).waitFor();
+    await page.getByLabel('Device facts').getByText('10.9.8.7 (being enforced)').waitFor();
+    expect(await latestOn(deviceId, 'contain_device')).toMatchObject({ entity: { name: '10.9.8.7' }, parameters: { mac: '52:54:00:aa:bb:cc' }, source: 'manual' });
+  });
+
+  it('shows a Security Reader no response buttons on a device page, and says why', async () => {
+    const deviceId = await managedDevice('ws-reader-view');
+    await signIn(ctx.users.security_reader, `/devices/${deviceId}`);
+    await page.getByText('Your role, Security Reader, can view this device but not act on it.').waitFor();
+    expect(await page.getByRole('group', { name: 'Response actions on this device' }).count()).toBe(0);
+    expect(await page.getByRole('button', { name: /Isolate|Contain|Run antivirus|Start investigation/ }).count()).toBe(0);
+    expect(await page.getByRole('link', { name: 'Settings' }).count()).toBe(0);
+  });
+
+  it('searches History by entity (name or path contains, any case, or exact SHA-256) and keeps it in the URL', async () => {
+    const deviceId = await device('search-host');
+    await completed('quarantine_file', 'Alpha-Dropper.bin', { deviceId, sha256: 'a1'.repeat(32) });
+    await completed('quarantine_file', 'beta-tool.bin', { deviceId, sha256: 'b2'.repeat(32) });
+    await signIn(ctx.users.security_operator, `/action-center/history?deviceId=${deviceId}`);
+    await expect.poll(() => page.locator('tr[data-action-id]').count()).toBe(2);
+    await page.getByLabel('Entity', { exact: true }).fill('alpha-drop');
+    await page.getByLabel('Entity', { exact: true }).press('Enter');
+    await expect.poll(() => new URL(page.url()).searchParams.get('entity')).toBe('alpha-drop');
+    await expect.poll(() => page.locator('tr[data-action-id]').count()).toBe(1);
+    expect(await row('Alpha-Dropper.bin').count()).toBe(1);
+    await page.goto(`${ctx.url}/action-center/history?deviceId=${deviceId}&entity=${'b2'.repeat(32)}`);
+    await row('beta-tool.bin').waitFor();
+    expect(await page.locator('tr[data-action-id]').count()).toBe(1);
+    expect(await page.getByLabel('Entity', { exact: true }).inputValue()).toBe('b2'.repeat(32));
+  });
+
+  it('shows an investigation: summary, evidence with verdicts, log, and approves its pending action right there', async () => {
+    const sha256 = 'c3'.repeat(32);
+    const { id } = await investigation('ws-legal-02', '/home/ana/Downloads/invoice.pdf.exe', sha256);
+    await signIn(ctx.users.security_operator, '/investigations');
+    await page.getByRole('table', { name: 'Investigations' }).locator('tr', { hasText: 'ws-legal-02' }).getByText('Pending action').waitFor();
+    await page.getByRole('link', { name: 'ws-legal-02' }).click();
+    await page.getByRole('heading', { name: 'Investigation on ws-legal-02' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/investigations/${id}`);
+    const summary = page.getByLabel('Investigation summary');
+    await summary.getByText('Waiting for analysts').waitFor();
+    await summary.getByText('Working time').waitFor();
+    const evidence = page.getByRole('table', { name: 'Devices and evidence' });
+    const file = evidence.locator('tr', { hasText: '/home/ana/Downloads/invoice.pdf.exe' });
+    await file.getByText('Malicious').waitFor();
+    await file.getByText('Pending approval').waitFor();
+    expect(await file.textContent()).toContain(sha256);
+    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'investigation-page.png'), fullPage: true });
+    await page.getByRole('tab', { name: /Alerts/ }).click();
+    await page.getByRole('table', { name: 'Alerts' }).getByText('Malware detected').waitFor();
+    await page.getByRole('tab', { name: 'Log' }).click();
+    await page.getByRole('table', { name: 'Investigation log' }).getByText('collect', { exact: true }).waitFor();
+    await page.getByRole('tab', { name: /Pending actions/ }).click();
+    const pendingTable = page.getByRole('table', { name: 'Pending actions of this investigation' });
+    await pendingTable.locator('tr', { hasText: 'invoice.pdf.exe' }).waitFor();
+    expect(await scan()).toEqual([]);
+    await pendingTable.getByRole('button', { name: /^Approve/ }).click();
+    await decide('Approve', 'Confirmed malware');
+    await page.getByText('No action of this investigation waits for approval.').waitFor();
+    const detail = (await ctx.request(ctx.users.security_reader, 'GET', `/api/investigations/${id}`)).json();
+    expect(detail.actions[0]).toMatchObject({ status: 'queued', decidedBy: 'security-operator', decisionComment: 'Confirmed malware' });
+
+    // The flyout's "Open investigation page" leads here for an investigation of Quell.
+    await page.goto(`${ctx.url}/action-center/history?investigationId=${id}`);
+    await row('invoice.pdf.exe').click();
+    await drawer().getByRole('link', { name: 'Open investigation page' }).click();
+    await page.getByRole('heading', { name: 'Investigation on ws-legal-02' }).waitFor();
+  });
+
+  it('terminates an investigation, cancelling its pending actions', async () => {
+    const { id } = await investigation('ws-hr-05', '/tmp/.cache/updater', 'd4'.repeat(32));
+    await signIn(ctx.users.security_operator, `/investigations/${id}`);
+    await page.getByRole('heading', { name: 'Investigation on ws-hr-05' }).waitFor();
+    await page.getByRole('button', { name: 'Terminate' }).click();
+    await decide('Terminate', 'Known test file');
+    await page.getByLabel('Investigation summary').getByText('Terminated by user').waitFor();
+    expect(await page.getByRole('button', { name: 'Terminate' }).count()).toBe(0);
+    const detail = (await ctx.request(ctx.users.security_reader, 'GET', `/api/investigations/${id}`)).json();
+    expect(detail.investigation.status).toBe('terminated_by_user');
+    expect(detail.actions.map((a: Action) => a.status)).toEqual(['cancelled']);
+  });
+
+  it('starts an investigation from the device page', async () => {
+    const deviceId = await managedDevice('ws-start-01');
+    await signIn(ctx.users.security_operator, `/devices/${deviceId}`);
+    await page.getByRole('button', { name: 'Start investigation' }).click();
+    await page.getByRole('heading', { name: 'Investigation on ws-start-01' }).waitFor();
+    expect(new URL(page.url()).pathname).toMatch(/^\/investigations\/[0-9a-f-]{36}$/);
+  });
+
+  it('verifies the audit chain and says it is intact', async () => {
+    await signIn(ctx.users.security_admin, '/audit');
+    await page.getByRole('table', { name: 'Audit entries' }).locator('tr', { hasText: 'action.create' }).first().waitFor();
+    await page.getByRole('button', { name: 'Verify chain' }).click();
+    await page.getByText(/^The chain is intact: [\d,]+ entries checked/).waitFor();
+    expect(await scan()).toEqual([]);
+    await page.getByLabel('Kind').fill('investigation.terminate');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await expect.poll(() => new URL(page.url()).searchParams.get('kind')).toBe('investigation.terminate');
+    await expect.poll(() => page.getByRole('table', { name: 'Audit entries' }).locator('tbody tr').count()).toBe(1);
+  });
+
+  it('saves a settings change (pending expiry), shows an API token’s secret once and adds a device group', async () => {
+    await signIn(ctx.users.security_admin, '/settings?tab=policy');
+    const expiry = page.getByLabel('Pending expiry (hours)');
+    await expect.poll(() => expiry.inputValue()).toBe('168');
+    await expiry.fill('48');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.getByText('Settings saved.').waitFor();
+    expect((await ctx.request(ctx.users.security_admin, 'GET', '/api/settings')).json().pendingExpiryHours).toBe(48);
+    await ctx.request(ctx.users.security_admin, 'PATCH', '/api/settings', { pendingExpiryHours: 168 });
+
+    await page.getByRole('tab', { name: 'API tokens' }).click();
+    await page.getByLabel('Token name').fill('soar-playbooks');
+    await page.getByRole('button', { name: 'Create token' }).click();
+    await expect.poll(() => page.getByLabel('Secret').textContent()).toMatch(/^qt_/);
+    expect(await scan()).toEqual([]);
+    await page.getByRole('table', { name: 'API tokens' }).locator('tr', { hasText: 'soar-playbooks' }).waitFor();
+
+    await page.getByRole('tab', { name: 'Device groups' }).click();
+    await page.getByLabel('Group name').fill('Kiosks');
+    await page.getByLabel('Rank').fill('5000');
+    await page.getByLabel('Automation level').selectOption('full');
+    await page.getByRole('button', { name: 'Add group' }).click();
+    await page.getByRole('table', { name: 'Device groups' }).locator('tr', { hasText: 'Kiosks' }).getByText('Full: remediate threats automatically').waitFor();
+  });
+
+  it('shows the Automated investigation & response card on Home', async () => {
+    await signIn(ctx.users.security_operator, '/');
+    const card = page.getByRole('region', { name: 'Automated investigation & response' });
+    await card.getByText(/actions? waits? for approval/).waitFor();
+    await card.getByRole('list', { name: 'Pending actions by type' }).waitFor();
+    await page.getByRole('img', { name: /^Actions in the last 30 days by status/ }).waitFor();
+    expect(await scan()).toEqual([]);
+    await card.getByRole('link', { name: 'Open the Pending tab' }).click();
+    await page.getByRole('tab', { name: /Pending/ }).waitFor();
   });
 
   it('loads at most 250 kB of JavaScript (gzip) for the Action center, and no page broke its CSP', async () => {

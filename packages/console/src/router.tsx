@@ -33,7 +33,7 @@ export function useLocation(): Location {
 /** `/devices/:id` against `/devices/abc` → `{ id: 'abc' }`, or null. */
 export function matchPath(pattern: string, pathname: string): Record<string, string> | null {
   const want = pattern.split('/');
-  const got = pathname.replace(/\/$/, '').split('/');
+  const got = (pathname.length > 1 ? pathname.replace(/\/$/, '') : pathname).split('/');
   if (want.length !== got.length) return null;
   const params: Record<string, string> = {};
   for (let i = 0; i < want.length; i++) {
@@ -53,12 +53,12 @@ export function matchPath(pattern: string, pathname: string): Record<string, str
  * A Fluent link that navigates inside the console; modified clicks still open a new tab.
  * `closeFirst` closes the surface the link sits in (a flyout) before the page changes under it.
  */
-export function Link({ to, children, className, closeFirst }: { to: string; children: ReactNode; className?: string; closeFirst?: () => void }) {
+export function Link({ to, children, className, closeFirst, current }: { to: string; children: ReactNode; className?: string; closeFirst?: () => void; current?: boolean }) {
   const onClick = (event: MouseEvent<HTMLAnchorElement>): void => {
     if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
     event.preventDefault();
     closeFirst?.();
     navigate(to);
   };
-  return <FluentLink href={to} onClick={onClick} className={className}>{children}</FluentLink>;
+  return <FluentLink href={to} onClick={onClick} className={className} {...(current ? { 'aria-current': 'page' as const } : {})}>{children}</FluentLink>;
 }

@@ -30,6 +30,7 @@ export function filtersFromSearch(search: URLSearchParams): ActionFilters {
     deviceId: UUID.test(search.get('deviceId') ?? '') ? search.get('deviceId')! : undefined,
     investigationId: text(search.get('investigationId'), 64),
     decidedBy: text(search.get('decidedBy'), 128),
+    entity: text(search.get('entity'), 1024),
     sort: oneOf(ACTION_SORT_FIELDS, search.get('sort')),
     order: oneOf(['asc', 'desc'] as const, search.get('order')),
     limit: (PAGE_SIZES as readonly number[]).includes(limit) ? limit : undefined,

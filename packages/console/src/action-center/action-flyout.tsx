@@ -74,6 +74,9 @@ function Details({ action, onClose }: { action: Action; onClose: () => void }) {
   );
 }
 
+/** Go hunt: the device page with its actions filtered on the server to this entity (its SHA-256 when it has one). */
+const goHuntPath = (action: Action): string => `/devices/${action.deviceId}?entity=${encodeURIComponent(action.entity.sha256 ?? action.entity.name)}`;
+
 /** Every detail of one action, its timeline, and what the signed-in role may do with it. */
 export default function ActionFlyout({ actionId, onClose }: { actionId: string | null; onClose: () => void }) {
   const styles = useStyles();
@@ -113,7 +116,7 @@ export default function ActionFlyout({ actionId, onClose }: { actionId: string |
                   <Button onClick={() => setDecision({ kind: 'reject', actions: [action] })}>Reject</Button>
                 </>
               )}
-              <Link to={`/devices/${action.deviceId}?entity=${encodeURIComponent(action.entity.name)}`} closeFirst={onClose}>Go hunt</Link>
+              <Link to={goHuntPath(action)} closeFirst={onClose}>Go hunt</Link>
               {action.status !== 'pending_approval' && mayUndo && (
                 <GuardedButton refusal={undoRefusal(action, permissions.undoRefusal)} onClick={() => setDecision({ kind: 'undo', actions: [action] })}>Undo</GuardedButton>
               )}

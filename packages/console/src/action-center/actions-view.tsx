@@ -33,8 +33,6 @@ export interface ActionsViewProps {
   filters: ActionFilters;
   /** Without it the sort and page size are fixed (embedded lists on other pages). */
   onFiltersChange?: (filters: ActionFilters) => void;
-  /** Shows only actions on this entity (Go hunt), within the loaded page. */
-  entityName?: string;
   label: string;
 }
 
@@ -50,7 +48,7 @@ function selectionRefusal(action: Action, view: ActionView, selectedType: Action
  * One page of the Pending or History list with server-side keyset paging,
  * multi-select of one action type, bulk decisions, the column chooser and the flyout.
  */
-export function ActionsView({ view, filters, onFiltersChange, entityName, label }: ActionsViewProps) {
+export function ActionsView({ view, filters, onFiltersChange, label }: ActionsViewProps) {
   const styles = useStyles();
   const now = useNow();
   const permissions = usePermissions();
@@ -68,7 +66,7 @@ export function ActionsView({ view, filters, onFiltersChange, entityName, label 
   const pageTotal = page.data?.total ?? null;
   if (pageTotal !== null && pageTotal !== total) setTotal(pageTotal);
 
-  const items = (page.data?.items ?? []).filter((a) => entityName === undefined || a.entity.name === entityName);
+  const items = page.data?.items ?? [];
   const selectedList = [...selected.values()];
   const selectedType = selectedList[0]?.type ?? null;
   const mayDecide = permissions.decideRefusal() === null;
@@ -203,9 +201,7 @@ export function ActionsView({ view, filters, onFiltersChange, entityName, label 
         <Button disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</Button>
         <Button disabled={!page.data?.nextCursor} onClick={() => setCursors([...cursors, page.data!.nextCursor!])}>Next page</Button>
         <Text aria-live="polite">
-          {entityName !== undefined
-            ? `${items.length} on this entity`
-            : `${items.length > 0 ? `${first + 1}–${first + items.length}` : '0'}${total !== null ? ` of ${total.toLocaleString()}` : ''}`}
+          {`${items.length > 0 ? `${first + 1}–${first + items.length}` : '0'}${total !== null ? ` of ${total.toLocaleString()}` : ''}`}
         </Text>
         {page.isFetching && !page.isPending && <Spinner size="tiny" aria-label="Refreshing" />}
       </nav>

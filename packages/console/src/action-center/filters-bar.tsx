@@ -14,14 +14,14 @@ const useStyles = makeStyles({
 });
 
 /** A text filter that applies when the user presses Enter or leaves the box, not on every key. */
-function TextFilter({ label, value, onCommit }: { label: string; value: string | undefined; onCommit: (value: string | undefined) => void }) {
+function TextFilter({ label, placeholder, value, onCommit }: { label: string; placeholder?: string; value: string | undefined; onCommit: (value: string | undefined) => void }) {
   const [draft, setDraft] = useState(value ?? '');
   const commit = (): void => {
     if (draft.trim() !== (value ?? '')) onCommit(draft.trim() || undefined);
   };
   return (
     <Field label={label} className={useStyles().field}>
-      <Input value={draft} onChange={(_, data) => setDraft(data.value)} onBlur={commit} onKeyDown={(event) => event.key === 'Enter' && commit()} />
+      <Input value={draft} placeholder={placeholder} onChange={(_, data) => setDraft(data.value)} onBlur={commit} onKeyDown={(event) => event.key === 'Enter' && commit()} />
     </Field>
   );
 }
@@ -49,6 +49,7 @@ export function FiltersBar({ view, filters, devices, onChange }: { view: ActionV
   const set = <K extends keyof ActionFilters>(key: K, value: ActionFilters[K]): void => onChange({ ...filters, [key]: value });
   const statuses = ACTION_STATUSES.filter((s) => s !== 'pending_approval');
   const fields: ReactNode[] = [
+    <TextFilter key={`entity-${filters.entity ?? ''}`} label="Entity" placeholder="Name, path or SHA-256" value={filters.entity} onCommit={(v) => set('entity', v)} />,
     <Choice key="range" label="Time range" value={filters.range} options={TIME_RANGES.map((r) => [r, RANGE_LABELS[r]])}
       onChange={(range) => onChange({ ...filters, range, from: undefined, to: undefined })} />,
   ];

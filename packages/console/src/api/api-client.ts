@@ -4,8 +4,12 @@
  */
 import {
   API_PATHS, ERRORS,
-  type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type BulkDecisionBody, type BulkResultSchema, type Device,
-  type ErrorCode, type ExportActionsQuery, type InstancesSchema, type ListActionsQuery, type LoginBody, type Problem, type SessionInfoSchema,
+  type Action, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AuditPageSchema, type AuditVerification,
+  type BulkDecisionBody, type BulkResultSchema, type CreateActionBody, type CreateDeviceGroupBody, type CreateEnrolmentTokenBody,
+  type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup,
+  type ErrorCode, type ExportActionsQuery, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
+  type ListAuditQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token, type UpdateSettingsBody,
+  type UpdateUserBody, type User,
 } from '@quell/contracts';
 import type { Static } from 'typebox';
 
@@ -15,6 +19,10 @@ export type ActionDetail = Static<typeof ActionDetailSchema>;
 export type ActionSummary = Static<typeof ActionSummarySchema>;
 export type BulkResult = Static<typeof BulkResultSchema>;
 export type Instances = Static<typeof InstancesSchema>;
+export type InvestigationDetail = Static<typeof InvestigationDetailSchema>;
+export type AuditPage = Static<typeof AuditPageSchema>;
+export type CreatedToken = Static<typeof CreatedTokenSchema>;
+export type CreatedEnrolmentToken = Static<typeof CreatedEnrolmentTokenSchema>;
 
 /** A problem response from the server, or a request that never got one. */
 export class ApiError extends Error {
@@ -48,7 +56,7 @@ export function withQuery(path: string, query: Query = {}): string {
 /** The session's CSRF token, echoed as x-csrf-token on every write (plugins/auth.ts on the server). */
 let csrfToken: string | null = null;
 
-async function call<T>(method: 'GET' | 'POST', url: string, body?: unknown): Promise<T> {
+async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
@@ -105,6 +113,27 @@ export const api = {
   summary: () => call<ActionSummary>('GET', API_PATHS.summary),
   getDevice: (id: string) => call<Device>('GET', pathOf(API_PATHS.device, { id })),
   listDevices: () => call<{ items: Device[] }>('GET', API_PATHS.devices),
+  createAction: (body: CreateActionBody) => call<Action>('POST', API_PATHS.actions, body),
+  listDeviceGroups: () => call<{ items: DeviceGroup[] }>('GET', API_PATHS.deviceGroups),
+  createDeviceGroup: (body: CreateDeviceGroupBody) => call<DeviceGroup>('POST', API_PATHS.deviceGroups, body),
+  listInvestigations: () => call<{ items: Investigation[] }>('GET', API_PATHS.investigations),
+  getInvestigation: (id: string) => call<InvestigationDetail>('GET', pathOf(API_PATHS.investigation, { id })),
+  startInvestigation: (deviceId: string) => call<Investigation>('POST', API_PATHS.investigations, { deviceId }),
+  terminateInvestigation: (id: string, comment: string) => call<Investigation>('POST', pathOf(API_PATHS.investigationTerminate, { id }), { comment }),
+  getAlert: (id: string) => call<Alert>('GET', pathOf(API_PATHS.alert, { id })),
+  listAudit: (query: ListAuditQuery) => call<AuditPage>('GET', withQuery(API_PATHS.audit, query)),
+  verifyAudit: () => call<AuditVerification>('GET', API_PATHS.auditVerify),
+  listUsers: () => call<{ items: User[] }>('GET', API_PATHS.users),
+  createUser: (body: CreateUserBody) => call<User>('POST', API_PATHS.users, body),
+  updateUser: (id: string, body: UpdateUserBody) => call<User>('PATCH', pathOf(API_PATHS.user, { id }), body),
+  listTokens: () => call<{ items: Token[] }>('GET', API_PATHS.tokens),
+  createToken: (body: CreateTokenBody) => call<CreatedToken>('POST', API_PATHS.tokens, body),
+  revokeToken: (id: string) => call<Token>('DELETE', pathOf(API_PATHS.token, { id })),
+  createEnrolmentToken: (body: CreateEnrolmentTokenBody) => call<CreatedEnrolmentToken>('POST', API_PATHS.enrolmentTokens, body),
+  getSettings: () => call<Settings>('GET', API_PATHS.settings),
+  updateSettings: (body: UpdateSettingsBody) => call<Settings>('PATCH', API_PATHS.settings, body),
+  /** The investigation package a completed collect action produced; a plain link, downloaded with the session cookie. */
+  packageUrl: (id: string) => pathOf(API_PATHS.actionPackage, { id }),
   /** A plain link: the browser downloads the stream itself with the session cookie. */
   exportCsvUrl: (query: ExportActionsQuery) => withQuery(API_PATHS.exportCsv, query),
 };

@@ -1,51 +1,85 @@
-import { Badge, MessageBar, MessageBarBody, Subtitle1, Text, Title2, makeStyles, tokens } from '@fluentui/react-components';
+import { Badge, Button, MessageBar, MessageBarBody, Subtitle1, Text, Title2, makeStyles, tokens } from '@fluentui/react-components';
 import type { Device } from '@quell/contracts';
-import { useQuery } from '@tanstack/react-query';
+import { useMutation, useQuery } from '@tanstack/react-query';
+import type { ReactNode } from 'react';
 import { ActionsView } from '../action-center/actions-view.tsx';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { formatDateTime } from '../format.ts';
 import { PageLoading } from '../layout.tsx';
-import { Link, useLocation } from '../router.tsx';
+import { Link, navigate, useLocation } from '../router.tsx';
+import { usePermissions } from '../session/session.tsx';
+import { type AppliedState, useDeviceState } from './device-state.ts';
+import { HEALTH_COLORS, HEALTH_LABELS, useDeviceGroups } from './devices-shared.ts';
+import { ResponseActions } from './response-actions.tsx';
 
 const useStyles = makeStyles({
+  head: { display: 'flex', alignItems: 'center', gap: tokens.spacingHorizontalL, flexWrap: 'wrap' },
   facts: { display: 'grid', gridTemplateColumns: 'max-content 1fr', columnGap: tokens.spacingHorizontalL, rowGap: tokens.spacingVerticalXS, margin: `${tokens.spacingVerticalM} 0` },
   term: { color: tokens.colorNeutralForeground2 },
   value: { margin: 0, wordBreak: 'break-all' },
   section: { display: 'block', marginTop: tokens.spacingVerticalXL },
 });
 
-const HEALTH_COLORS: Record<Device['health'], 'success' | 'danger' | 'subtle'> = { online: 'success', offline: 'danger', unmanaged: 'subtle' };
+function stateText(state: AppliedState, on: string, releasing: string, off: string): ReactNode {
+  if (!state.action) return <Badge appearance="tint" color="subtle">{off}</Badge>;
+  return <Badge appearance="tint" color={state.releasing ? 'warning' : 'danger'}>{state.releasing ? releasing : `${on} since ${formatDateTime(state.action.updatedAt)}`}</Badge>;
+}
 
-/** A device's facts and its actions; Go hunt lands here with `?entity=` to show the actions on that entity. */
+/** A device's facts, state, response actions and actions; Go hunt lands here with `?entity=` to filter its actions on the server. */
 export default function DevicePage({ params }: { params: Record<string, string> }) {
-  const styles = useStyles();
-  const { search } = useLocation();
-  const entity = search.get('entity') ?? undefined;
   const id = params.id!;
-  const device = useQuery({ queryKey: ['device', id], queryFn: () => api.getDevice(id) });
+  const device = useQuery({ queryKey: ['device', id], queryFn: () => api.getDevice(id), refetchInterval: 15_000 });
   if (device.isPending) return <PageLoading />;
   if (device.isError) return <MessageBar intent="error"><MessageBarBody>{problemText(device.error)}</MessageBarBody></MessageBar>;
-  const d = device.data;
-  const fact = (term: string, value: React.ReactNode) => (
+  return <DeviceView device={device.data} />;
+}
+
+function DeviceView({ device: d }: { device: Device }) {
+  const styles = useStyles();
+  const permissions = usePermissions();
+  const { search } = useLocation();
+  const entity = search.get('entity') || undefined;
+  const groups = useDeviceGroups();
+  const state = useDeviceState(d);
+  const start = useMutation({ mutationFn: () => api.startInvestigation(d.id), onSuccess: (inv) => navigate(`/investigations/${inv.id}`) });
+  const group = d.groupId ? groups.data?.items.find((g) => g.id === d.groupId) : undefined;
+  const fact = (term: string, value: ReactNode) => (
     <>
       <dt className={styles.term}>{term}</dt>
       <dd className={styles.value}>{value}</dd>
     </>
   );
+  const filters = { deviceId: d.id, ...(entity ? { entity } : {}) };
   return (
     <>
-      <Title2 as="h1">{d.name}</Title2>
+      <div className={styles.head}>
+        <Title2 as="h1">{d.name}</Title2>
+        <Badge appearance="filled" color={HEALTH_COLORS[d.health]}>{HEALTH_LABELS[d.health]}</Badge>
+        {permissions.has('investigations:manage') && (
+          <Button onClick={() => start.mutate()} disabled={start.isPending}>Start investigation</Button>
+        )}
+      </div>
+      {start.isError && <MessageBar intent="error" role="alert"><MessageBarBody>{problemText(start.error)}</MessageBarBody></MessageBar>}
       <dl className={styles.facts} aria-label="Device facts">
-        {fact('Health', <Badge appearance="tint" color={HEALTH_COLORS[d.health]}>{d.health}</Badge>)}
+        {fact('Health', HEALTH_LABELS[d.health])}
         {fact('Last seen', formatDateTime(d.lastSeenAt))}
         {fact('Platform', d.platform)}
-        {fact('Device group', d.groupId ?? 'None')}
+        {fact('Device group', d.groupId ? (group?.name ?? d.groupId) : 'None')}
+        {d.agent && fact('Isolation', stateText(state.isolation, 'Isolated', 'Release from isolation on its way', 'Not isolated'))}
+        {d.agent && fact('Code execution', stateText(state.restriction, 'Restricted', 'Removal of the restriction on its way', 'Not restricted'))}
+        {state.containedUsers.length > 0 && fact('Contained users', state.containedUsers.map((a) => a.entity.name).join(', '))}
+        {!d.agent && fact('Containment', state.containments.length > 0
+          ? state.containments.map((a) => `${a.entity.name} (${a.status === 'completed' ? 'enforced' : 'being enforced'})`).join(', ')
+          : 'Not contained')}
         {fact('Operating system', d.agent ? `${d.agent.os} (${d.agent.kernel})` : 'No agent enrolled')}
         {d.agent && fact('Agent version', d.agent.agentVersion)}
         {d.agent && fact('IP addresses', d.agent.ips.join(', ') || '—')}
+        {d.agent && fact('Enrolled', formatDateTime(d.agent.enrolledAt))}
         {fact('Device ID', d.id)}
       </dl>
+      <Subtitle1 as="h2" className={styles.section}>Response actions</Subtitle1>
+      <ResponseActions device={d} state={state} />
       {entity !== undefined && (
         <MessageBar intent="info">
           <MessageBarBody>
@@ -54,9 +88,9 @@ export default function DevicePage({ params }: { params: Record<string, string> 
         </MessageBar>
       )}
       <Subtitle1 as="h2" className={styles.section}>Pending actions</Subtitle1>
-      <ActionsView view="pending" filters={{ deviceId: d.id }} entityName={entity} label="Pending actions on this device" />
+      <ActionsView key={`pending-${entity ?? ''}`} view="pending" filters={filters} label="Pending actions on this device" />
       <Subtitle1 as="h2" className={styles.section}>Action history</Subtitle1>
-      <ActionsView view="history" filters={{ deviceId: d.id }} entityName={entity} label="Action history of this device" />
+      <ActionsView key={`history-${entity ?? ''}`} view="history" filters={filters} label="Action history of this device" />
     </>
   );
 }

@@ -1,23 +1,299 @@
-import { Subtitle1, Text, Title2, makeStyles, tokens } from '@fluentui/react-components';
+import {
+  Button, MessageBar, MessageBarBody, Spinner, Subtitle1, Tab, TabList, Table, TableBody, TableCell, TableHeader, TableHeaderCell, TableRow, Text,
+  Title2, makeStyles, tokens,
+} from '@fluentui/react-components';
+import { type Action, INVESTIGATION_ENDED } from '@quell/contracts';
+import { useMutation, useQueries, useQuery, useQueryClient } from '@tanstack/react-query';
+import { useState } from 'react';
 import { ActionsView } from '../action-center/actions-view.tsx';
+import { DecisionDialog } from '../action-center/decision-dialog.tsx';
+import { useOpenAction } from '../action-center/flyout-host.tsx';
+import { StatusBadge, StatusWithDeadline } from '../action-center/status-badge.tsx';
+import { type Decision, useNow } from '../action-center/use-actions.ts';
+import { type InvestigationDetail, api } from '../api/api-client.ts';
+import { problemText } from '../api/problem-text.ts';
+import { CommentDialog } from '../comment-dialog.tsx';
+import { formatDateTime, formatDuration, typeLabel } from '../format.ts';
+import { PageLoading } from '../layout.tsx';
+import { Link } from '../router.tsx';
+import { usePermissions } from '../session/session.tsx';
+import { InvestigationStatusBadge, VerdictBadge } from './investigation-status.tsx';
 
 const useStyles = makeStyles({
+  head: { display: 'flex', alignItems: 'center', gap: tokens.spacingHorizontalL, flexWrap: 'wrap' },
+  facts: { display: 'grid', gridTemplateColumns: 'max-content 1fr', columnGap: tokens.spacingHorizontalL, rowGap: tokens.spacingVerticalXS, margin: `${tokens.spacingVerticalM} 0` },
+  term: { color: tokens.colorNeutralForeground2 },
+  value: { margin: 0, wordBreak: 'break-all' },
   section: { display: 'block', marginTop: tokens.spacingVerticalXL },
+  panel: { marginTop: tokens.spacingVerticalM },
+  text: { wordBreak: 'break-all' },
+  buttons: { display: 'flex', gap: tokens.spacingHorizontalS },
   id: { wordBreak: 'break-all' },
 });
 
-/** The investigation's actions, decided right here; the investigations work fills in the rest of the page. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const TABS = { alerts: 'Alerts', evidence: 'Devices and evidence', log: 'Log', pending: 'Pending actions', actions: 'All actions' } as const;
+type TabId = keyof typeof TABS;
+
+/** An investigation of Quell's engine; any other id (an external "INV-1001") gets a plain word and the actions that carry it. */
 export default function InvestigationPage({ params }: { params: Record<string, string> }) {
-  const styles = useStyles();
   const id = params.id!;
+  if (!UUID.test(id)) return <ExternalInvestigation id={id} />;
+  return <QuellInvestigation id={id} />;
+}
+
+function ExternalInvestigation({ id }: { id: string }) {
+  const styles = useStyles();
   return (
     <>
       <Title2 as="h1">Investigation <span className={styles.id}>{id}</span></Title2>
-      <Text block>The remediation actions this investigation proposed.</Text>
+      <MessageBar intent="info">
+        <MessageBarBody>{id} is not an investigation of Quell: another tool or the proposer named it. These are the actions that carry its id.</MessageBarBody>
+      </MessageBar>
       <Subtitle1 as="h2" className={styles.section}>Pending actions</Subtitle1>
       <ActionsView view="pending" filters={{ investigationId: id }} label="Pending actions of this investigation" />
       <Subtitle1 as="h2" className={styles.section}>Action history</Subtitle1>
       <ActionsView view="history" filters={{ investigationId: id }} label="Action history of this investigation" />
+    </>
+  );
+}
+
+function QuellInvestigation({ id }: { id: string }) {
+  const styles = useStyles();
+  const queryClient = useQueryClient();
+  const permissions = usePermissions();
+  const now = useNow(1_000);
+  const [tab, setTab] = useState<TabId>('evidence');
+  const [terminating, setTerminating] = useState(false);
+  const detail = useQuery({
+    queryKey: ['investigation', id],
+    queryFn: () => api.getInvestigation(id),
+    refetchInterval: (query) => (query.state.data && INVESTIGATION_ENDED.includes(query.state.data.investigation.status) ? false : 3000),
+  });
+  const terminate = useMutation({
+    mutationFn: (comment: string) => api.terminateInvestigation(id, comment),
+    onSuccess: () => setTerminating(false),
+    onSettled: () => Promise.all([queryClient.invalidateQueries({ queryKey: ['investigation', id] }), queryClient.invalidateQueries({ queryKey: ['actions'] })]),
+  });
+  if (detail.isPending) return <PageLoading />;
+  if (detail.isError) return <MessageBar intent="error"><MessageBarBody>{problemText(detail.error)}</MessageBarBody></MessageBar>;
+  const { investigation: inv, actions } = detail.data;
+  const ended = INVESTIGATION_ENDED.includes(inv.status);
+  const waitingMs = inv.waitingSeconds * 1000;
+  // The server counts the waiting time at its own clock: the duration is never shown shorter than it.
+  const durationMs = Math.max(waitingMs, (inv.endedAt ? Date.parse(inv.endedAt) : now) - Date.parse(inv.startedAt));
+  const pending = actions.filter((a) => a.status === 'pending_approval');
+  const fact = (term: string, value: React.ReactNode) => (
+    <>
+      <dt className={styles.term}>{term}</dt>
+      <dd className={styles.value}>{value}</dd>
+    </>
+  );
+  const tabLabel = (t: TabId): string => {
+    if (t === 'pending') return `${TABS.pending} (${pending.length})`;
+    if (t === 'alerts') return `${TABS.alerts} (${detail.data.alertIds.length})`;
+    if (t === 'evidence') return `${TABS.evidence} (${detail.data.entities.length})`;
+    return TABS[t];
+  };
+
+  return (
+    <>
+      <div className={styles.head}>
+        <Title2 as="h1">Investigation on {inv.deviceName}</Title2>
+        <InvestigationStatusBadge status={inv.status} />
+        {permissions.has('investigations:manage') && !ended && (
+          <Button onClick={() => setTerminating(true)}>Terminate</Button>
+        )}
+      </div>
+      <dl className={styles.facts} aria-label="Investigation summary">
+        {fact('Status', <InvestigationStatusBadge status={inv.status} />)}
+        {fact('Device', <Link to={`/devices/${inv.deviceId}`}>{inv.deviceName}</Link>)}
+        {fact('Started by', inv.startedBy)}
+        {fact('Started', formatDateTime(inv.startedAt))}
+        {fact('Ended', ended ? formatDateTime(inv.endedAt) : 'Still running')}
+        {fact('Duration', formatDuration(durationMs))}
+        {fact('Waiting for analysts', formatDuration(waitingMs))}
+        {fact('Working time', formatDuration(Math.max(0, durationMs - waitingMs)))}
+        {fact('Investigation ID', inv.id)}
+      </dl>
+      <TabList selectedValue={tab} onTabSelect={(_, data) => setTab(data.value as TabId)}>
+        {(Object.keys(TABS) as TabId[]).map((t) => <Tab key={t} value={t}>{tabLabel(t)}</Tab>)}
+      </TabList>
+      <div className={styles.panel} role="tabpanel" aria-label={TABS[tab]}>
+        {tab === 'alerts' && <AlertsTab alertIds={detail.data.alertIds} />}
+        {tab === 'evidence' && <EvidenceTab detail={detail.data} />}
+        {tab === 'log' && <LogTab detail={detail.data} />}
+        {tab === 'pending' && <PendingTab actions={pending} now={now} onDecided={() => void queryClient.invalidateQueries({ queryKey: ['investigation', id] })} />}
+        {tab === 'actions' && <ActionsView view="history" filters={{ investigationId: id }} label="Actions of this investigation" />}
+      </div>
+      {terminating && (
+        <CommentDialog
+          title={`Terminate the investigation on ${inv.deviceName}`}
+          consequence={`It stops here: nothing more is proposed, and its ${pending.length} pending ${pending.length === 1 ? 'action is' : 'actions are'} cancelled. Actions already approved still run.`}
+          confirmLabel="Terminate"
+          pending={terminate.isPending}
+          error={terminate.error}
+          onConfirm={(comment) => terminate.mutate(comment)}
+          onClose={() => setTerminating(false)}
+        />
+      )}
+    </>
+  );
+}
+
+function AlertsTab({ alertIds }: { alertIds: string[] }) {
+  const styles = useStyles();
+  const alerts = useQueries({ queries: alertIds.map((id) => ({ queryKey: ['alert', id], queryFn: () => api.getAlert(id), staleTime: 30_000 })) });
+  if (alertIds.length === 0) return <Text>No alert started this investigation; an analyst did.</Text>;
+  return (
+    <Table aria-label="Alerts" size="small">
+      <TableHeader>
+        <TableRow>
+          <TableHeaderCell>Alert</TableHeaderCell>
+          <TableHeaderCell>Severity</TableHeaderCell>
+          <TableHeaderCell>Status</TableHeaderCell>
+          <TableHeaderCell>Detection source</TableHeaderCell>
+          <TableHeaderCell>Occurred</TableHeaderCell>
+          <TableHeaderCell>Evidence</TableHeaderCell>
+        </TableRow>
+      </TableHeader>
+      <TableBody>
+        {alertIds.map((id, i) => {
+          const query = alerts[i]!;
+          if (!query.data) {
+            return (
+              <TableRow key={id}>
+                <TableCell>{id}</TableCell>
+                <TableCell colSpan={5}>{query.isError ? problemText(query.error) : <Spinner size="tiny" aria-label="Loading the alert" />}</TableCell>
+              </TableRow>
+            );
+          }
+          const a = query.data;
+          return (
+            <TableRow key={id}>
+              <TableCell className={styles.text}>{a.title}</TableCell>
+              <TableCell>{a.severity}</TableCell>
+              <TableCell>{a.status.replace('_', ' ')}</TableCell>
+              <TableCell className={styles.text}>{a.detectionSource}</TableCell>
+              <TableCell>{formatDateTime(a.occurredAt)}</TableCell>
+              <TableCell className={styles.text}>{a.evidence.length} ({[...new Set(a.evidence.map((e) => e.kind))].join(', ')})</TableCell>
+            </TableRow>
+          );
+        })}
+      </TableBody>
+    </Table>
+  );
+}
+
+function EvidenceTab({ detail }: { detail: InvestigationDetail }) {
+  const styles = useStyles();
+  const openAction = useOpenAction();
+  const byId = new Map(detail.actions.map((a) => [a.id, a]));
+  if (detail.entities.length === 0) return <Text>No evidence gathered yet.</Text>;
+  return (
+    <Table aria-label="Devices and evidence" size="small">
+      <TableHeader>
+        <TableRow>
+          <TableHeaderCell>Kind</TableHeaderCell>
+          <TableHeaderCell>Path</TableHeaderCell>
+          <TableHeaderCell>Value</TableHeaderCell>
+          <TableHeaderCell>Device</TableHeaderCell>
+          <TableHeaderCell>Verdict</TableHeaderCell>
+          <TableHeaderCell>Reason</TableHeaderCell>
+          <TableHeaderCell>Remediation</TableHeaderCell>
+        </TableRow>
+      </TableHeader>
+      <TableBody>
+        {detail.entities.map((e, i) => {
+          const action = e.actionId ? byId.get(e.actionId) : undefined;
+          return (
+            <TableRow key={`${e.deviceId}-${e.value}-${i}`}>
+              <TableCell>{e.kind}</TableCell>
+              <TableCell className={styles.text}>{e.path ?? '—'}</TableCell>
+              <TableCell className={styles.text}>{e.value}</TableCell>
+              <TableCell><Link to={`/devices/${e.deviceId}`}>{e.deviceName}</Link></TableCell>
+              <TableCell><VerdictBadge verdict={e.verdict} /></TableCell>
+              <TableCell className={styles.text}>{e.reason ?? '—'}</TableCell>
+              <TableCell>
+                {action
+                  ? <Button appearance="transparent" size="small" onClick={() => openAction(action.id)} aria-label={`${typeLabel(action.type)} of ${action.entity.name}: ${action.status.replace('_', ' ')}`}><StatusBadge status={action.status} /></Button>
+                  : '—'}
+              </TableCell>
+            </TableRow>
+          );
+        })}
+      </TableBody>
+    </Table>
+  );
+}
+
+function LogTab({ detail }: { detail: InvestigationDetail }) {
+  const styles = useStyles();
+  if (detail.log.length === 0) return <Text>Nothing logged yet.</Text>;
+  return (
+    <Table aria-label="Investigation log" size="small">
+      <TableHeader>
+        <TableRow>
+          <TableHeaderCell>Step</TableHeaderCell>
+          <TableHeaderCell>Started</TableHeaderCell>
+          <TableHeaderCell>Took</TableHeaderCell>
+          <TableHeaderCell>Result</TableHeaderCell>
+        </TableRow>
+      </TableHeader>
+      <TableBody>
+        {detail.log.map((l, i) => (
+          <TableRow key={i}>
+            <TableCell>{l.step}</TableCell>
+            <TableCell>{formatDateTime(l.startedAt)}</TableCell>
+            <TableCell>{formatDuration(Date.parse(l.endedAt) - Date.parse(l.startedAt))}</TableCell>
+            <TableCell className={styles.text}>{l.result}</TableCell>
+          </TableRow>
+        ))}
+      </TableBody>
+    </Table>
+  );
+}
+
+function PendingTab({ actions, now, onDecided }: { actions: Action[]; now: number; onDecided: () => void }) {
+  const styles = useStyles();
+  const permissions = usePermissions();
+  const openAction = useOpenAction();
+  const [decision, setDecision] = useState<Decision | null>(null);
+  const refusal = permissions.decideRefusal();
+  if (actions.length === 0) return <Text>No action of this investigation waits for approval.</Text>;
+  return (
+    <>
+      {refusal !== null && <Text block>{refusal}.</Text>}
+      <Table aria-label="Pending actions of this investigation" size="small">
+        <TableHeader>
+          <TableRow>
+            <TableHeaderCell>Action type</TableHeaderCell>
+            <TableHeaderCell>Entity</TableHeaderCell>
+            <TableHeaderCell>Device</TableHeaderCell>
+            <TableHeaderCell>Status</TableHeaderCell>
+            <TableHeaderCell>Decision</TableHeaderCell>
+          </TableRow>
+        </TableHeader>
+        <TableBody>
+          {actions.map((a) => (
+            <TableRow key={a.id} data-action-id={a.id}>
+              <TableCell><Button appearance="transparent" size="small" onClick={() => openAction(a.id)}>{typeLabel(a.type)}</Button></TableCell>
+              <TableCell className={styles.text}>{a.entity.path ?? a.entity.name}</TableCell>
+              <TableCell>{a.deviceName}</TableCell>
+              <TableCell><StatusWithDeadline action={a} now={now} /></TableCell>
+              <TableCell>
+                {refusal === null && (
+                  <span className={styles.buttons}>
+                    <Button size="small" appearance="primary" onClick={() => setDecision({ kind: 'approve', actions: [a] })} aria-label={`Approve ${typeLabel(a.type).toLowerCase()} of ${a.entity.name} on ${a.deviceName}`}>Approve</Button>
+                    <Button size="small" onClick={() => setDecision({ kind: 'reject', actions: [a] })} aria-label={`Reject ${typeLabel(a.type).toLowerCase()} of ${a.entity.name} on ${a.deviceName}`}>Reject</Button>
+                  </span>
+                )}
+              </TableCell>
+            </TableRow>
+          ))}
+        </TableBody>
+      </Table>
+      {decision && <DecisionDialog decision={decision} onClose={() => setDecision(null)} onDecided={onDecided} />}
     </>
   );
 }
