@@ -12,6 +12,8 @@ const DevicesPage = lazy(() => import('./devices/devices.page.tsx'));
 const DevicePage = lazy(() => import('./devices/device.page.tsx'));
 const InvestigationsPage = lazy(() => import('./investigations/investigations.page.tsx'));
 const InvestigationPage = lazy(() => import('./investigations/investigation.page.tsx'));
+const IncidentsPage = lazy(() => import('./incidents/incidents.page.tsx'));
+const IncidentPage = lazy(() => import('./incidents/incident.page.tsx'));
 const AuditPage = lazy(() => import('./audit/audit.page.tsx'));
 const SettingsPage = lazy(() => import('./settings/settings.page.tsx'));
 
@@ -23,6 +25,8 @@ const ROUTES: Array<{ pattern: string; page: ComponentType<{ params: Record<stri
   { pattern: '/devices/:id', page: DevicePage },
   { pattern: '/investigations', page: InvestigationsPage },
   { pattern: '/investigations/:id', page: InvestigationPage },
+  { pattern: '/incidents', page: IncidentsPage, permission: 'alerts:read' },
+  { pattern: '/incidents/:id', page: IncidentPage, permission: 'alerts:read' },
   { pattern: '/audit', page: AuditPage, permission: 'audit:read' },
   { pattern: '/settings', page: SettingsPage, permission: 'settings:manage' },
 ];
@@ -31,6 +35,7 @@ const NAV: Array<{ to: string; label: string; section: string; permission?: Perm
   { to: '/', label: 'Home', section: '' },
   { to: '/action-center/pending', label: 'Action center', section: 'action-center' },
   { to: '/devices', label: 'Devices', section: 'devices' },
+  { to: '/incidents', label: 'Incidents', section: 'incidents', permission: 'alerts:read' },
   { to: '/investigations', label: 'Investigations', section: 'investigations' },
   { to: '/audit', label: 'Audit', section: 'audit', permission: 'audit:read' },
   { to: '/settings', label: 'Settings', section: 'settings', permission: 'settings:manage' },

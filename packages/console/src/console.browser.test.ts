@@ -591,6 +591,57 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     expect(new URL(page.url()).pathname).toMatch(/^\/investigations\/[0-9a-f-]{36}$/);
   });
 
+  it('shows an incident: its alerts, devices, evidence and investigations, approves in Evidence and response, and resolves it', async () => {
+    const sha256 = 'e5'.repeat(32);
+    const { deviceId } = await investigation('ws-sales-07', '/tmp/.x/<b>dropper</b>', sha256);
+    const incidentId = (await ctx.request(ctx.users.security_reader, 'GET', `/api/alerts?deviceId=${deviceId}`)).json().items[0].incidentId as string;
+    await signIn(ctx.users.security_operator, '/incidents');
+    await page.getByRole('table', { name: 'Incidents' }).locator(`tr[data-incident-id="${incidentId}"]`).getByRole('link', { name: 'Malware detected on ws-sales-07' }).click();
+    await page.getByRole('heading', { name: 'Malware detected on ws-sales-07' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe(`/incidents/${incidentId}`);
+    await page.getByLabel('Incident summary').getByText('Active').waitFor();
+    const pendingTable = page.getByRole('table', { name: 'Pending actions of this investigation' });
+    // Attacker-chosen text shows as text: no <b> element is made of it.
+    await pendingTable.locator('tr', { hasText: '/tmp/.x/<b>dropper</b>' }).waitFor();
+    expect(await page.locator('td b').count()).toBe(0);
+    expect(await scan()).toEqual([]);
+    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'incident-page.png'), fullPage: true });
+    await pendingTable.getByRole('button', { name: /^Approve/ }).click();
+    await decide('Approve', 'Same dropper as IR-9');
+    await page.getByText('No action of this investigation waits for approval.').waitFor();
+
+    await page.getByRole('tab', { name: 'Alerts' }).click();
+    await page.getByRole('table', { name: 'Alerts of this incident' }).getByText('Malware detected').waitFor();
+    await page.getByRole('tab', { name: 'Evidence', exact: true }).click();
+    await page.getByRole('table', { name: 'Evidence of this incident' }).locator('tr', { hasText: sha256 }).getByText('ws-sales-07').waitFor();
+    await page.getByRole('tab', { name: 'Investigations' }).click();
+    await page.getByRole('table', { name: 'Investigations of this incident' }).getByRole('link', { name: 'ws-sales-07' }).waitFor();
+    await page.getByRole('button', { name: 'Resolve' }).click();
+    await page.getByRole('button', { name: 'Reopen' }).waitFor();
+    expect((await ctx.request(ctx.users.security_reader, 'GET', `/api/incidents/${incidentId}`)).json().incident.status).toBe('resolved');
+  });
+
+  it('asks before following an investigation to ten or more devices, and follows them once approved', async () => {
+    const sha256 = 'f6'.repeat(32);
+    const group = await ctx.services.devices.createGroup(ctx.users.security_admin.actor, { name: 'fleet (semi)', rank: 5000, automationLevel: 'semi_any_folder' });
+    for (let i = 0; i < 10; i++) {
+      const other = await ctx.createDevice({ name: `kiosk-${i}`, groupId: group.id });
+      await ctx.request(ctx.users.security_operator, 'POST', '/api/alerts', {
+        title: 'File seen', severity: 'informational', category: 'inventory', detectionSource: 'edr-rules', deviceId: other, occurredAt: new Date().toISOString(),
+        evidence: [{ kind: 'file', path: `/tmp/kiosk-${i}/loader`, sha256 }],
+      });
+    }
+    const { id } = await investigation('ws-kiosk-hub', '/tmp/loader', sha256);
+    await signIn(ctx.users.security_operator, `/investigations/${id}`);
+    await page.getByText(/^The same files are on 10 other devices/).waitFor();
+    await page.getByRole('button', { name: 'Follow them' }).click();
+    await decide('Follow them', 'Same campaign');
+    await page.getByText(/^The same files are on 10 other devices/).waitFor({ state: 'detached' });
+    await ctx.services.investigations.runDue();
+    const detail = (await ctx.request(ctx.users.security_reader, 'GET', `/api/investigations/${id}`)).json();
+    expect(detail.actions.filter((a: Action) => a.status === 'pending_approval')).toHaveLength(11);
+  });
+
   it('verifies the audit chain and says it is intact', async () => {
     await signIn(ctx.users.security_admin, '/audit');
     await page.getByRole('table', { name: 'Audit entries' }).locator('tr', { hasText: 'action.create' }).first().waitFor();

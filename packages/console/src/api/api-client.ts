@@ -7,7 +7,7 @@ import {
   type Action, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AuditPageSchema, type AuditVerification,
   type BulkDecisionBody, type BulkResultSchema, type CreateActionBody, type CreateDeviceGroupBody, type CreateEnrolmentTokenBody,
   type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup,
-  type ErrorCode, type ExportActionsQuery, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
+  type ErrorCode, type ExportActionsQuery, type Incident, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
   type ListAuditQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token, type UpdateSettingsBody,
   type UpdateUserBody, type User,
 } from '@quell/contracts';
@@ -20,6 +20,7 @@ export type ActionSummary = Static<typeof ActionSummarySchema>;
 export type BulkResult = Static<typeof BulkResultSchema>;
 export type Instances = Static<typeof InstancesSchema>;
 export type InvestigationDetail = Static<typeof InvestigationDetailSchema>;
+export type IncidentDetail = Static<typeof IncidentDetailSchema>;
 export type AuditPage = Static<typeof AuditPageSchema>;
 export type CreatedToken = Static<typeof CreatedTokenSchema>;
 export type CreatedEnrolmentToken = Static<typeof CreatedEnrolmentTokenSchema>;
@@ -120,6 +121,10 @@ export const api = {
   getInvestigation: (id: string) => call<InvestigationDetail>('GET', pathOf(API_PATHS.investigation, { id })),
   startInvestigation: (deviceId: string) => call<Investigation>('POST', API_PATHS.investigations, { deviceId }),
   terminateInvestigation: (id: string, comment: string) => call<Investigation>('POST', pathOf(API_PATHS.investigationTerminate, { id }), { comment }),
+  decideExpansion: (id: string, approve: boolean, comment: string) => call<Investigation>('POST', pathOf(API_PATHS.investigationExpansion, { id }), { approve, comment }),
+  listIncidents: () => call<{ items: Incident[] }>('GET', API_PATHS.incidents),
+  getIncident: (id: string) => call<IncidentDetail>('GET', pathOf(API_PATHS.incident, { id })),
+  updateIncident: (id: string, status: Incident['status']) => call<Incident>('PATCH', pathOf(API_PATHS.incident, { id }), { status }),
   getAlert: (id: string) => call<Alert>('GET', pathOf(API_PATHS.alert, { id })),
   listAudit: (query: ListAuditQuery) => call<AuditPage>('GET', withQuery(API_PATHS.audit, query)),
   verifyAudit: () => call<AuditVerification>('GET', API_PATHS.auditVerify),

@@ -116,6 +116,7 @@ function QuellInvestigation({ id }: { id: string }) {
         {fact('Working time', formatDuration(Math.max(0, durationMs - waitingMs)))}
         {fact('Investigation ID', inv.id)}
       </dl>
+      {detail.data.pendingExpansion && <ExpansionDecision id={id} devices={detail.data.pendingExpansion.devices} />}
       <TabList selectedValue={tab} onTabSelect={(_, data) => setTab(data.value as TabId)}>
         {(Object.keys(TABS) as TabId[]).map((t) => <Tab key={t} value={t}>{tabLabel(t)}</Tab>)}
       </TabList>
@@ -138,6 +139,43 @@ function QuellInvestigation({ id }: { id: string }) {
         />
       )}
     </>
+  );
+}
+
+/** The investigation found its files on many other devices: following them there waits for an analyst. */
+function ExpansionDecision({ id, devices }: { id: string; devices: Array<{ id: string; name: string }> }) {
+  const queryClient = useQueryClient();
+  const permissions = usePermissions();
+  const [approve, setApprove] = useState<boolean | null>(null);
+  const decide = useMutation({
+    mutationFn: ({ yes, comment }: { yes: boolean; comment: string }) => api.decideExpansion(id, yes, comment),
+    onSuccess: () => setApprove(null),
+    onSettled: () => queryClient.invalidateQueries({ queryKey: ['investigation', id] }),
+  });
+  const names = devices.map((d) => d.name).join(', ');
+  return (
+    <MessageBar intent="warning">
+      <MessageBarBody>
+        The same files are on {devices.length} other devices ({names}). Following them there waits for your decision.
+        {permissions.has('investigations:manage') && (
+          <>
+            {' '}<Button size="small" appearance="primary" onClick={() => setApprove(true)}>Follow them</Button>{' '}
+            <Button size="small" onClick={() => setApprove(false)}>Do not follow</Button>
+          </>
+        )}
+      </MessageBarBody>
+      {approve !== null && (
+        <CommentDialog
+          title={approve ? `Follow the files to ${devices.length} devices` : `Do not follow the files to ${devices.length} devices`}
+          consequence={approve ? 'Those devices join the investigation, and their copies of the files are remediated as their device groups allow.' : 'The investigation goes on with the devices it has.'}
+          confirmLabel={approve ? 'Follow them' : 'Do not follow'}
+          pending={decide.isPending}
+          error={decide.error}
+          onConfirm={(comment) => decide.mutate({ yes: approve, comment })}
+          onClose={() => setApprove(null)}
+        />
+      )}
+    </MessageBar>
   );
 }
 
@@ -254,7 +292,8 @@ function LogTab({ detail }: { detail: InvestigationDetail }) {
   );
 }
 
-function PendingTab({ actions, now, onDecided }: { actions: Action[]; now: number; onDecided: () => void }) {
+/** Pending actions with Approve and Reject right there (investigation and incident pages). */
+export function PendingTab({ actions, now, onDecided }: { actions: Action[]; now: number; onDecided: () => void }) {
   const styles = useStyles();
   const permissions = usePermissions();
   const openAction = useOpenAction();
