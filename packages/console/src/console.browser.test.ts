@@ -677,6 +677,14 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.getByLabel('Automation level').selectOption('full');
     await page.getByRole('button', { name: 'Add group' }).click();
     await page.getByRole('table', { name: 'Device groups' }).locator('tr', { hasText: 'Kiosks' }).getByText('Full: remediate threats automatically').waitFor();
+
+    await page.getByRole('tab', { name: 'Enrolment tokens' }).click();
+    await page.getByLabel('Enrolment token name').fill('branch-office');
+    await page.getByRole('button', { name: 'Create enrolment token' }).click();
+    await page.getByText(/^qe_/).first().waitFor();
+    const enrolment = page.getByRole('table', { name: 'Enrolment tokens' }).locator('tr', { hasText: 'branch-office' });
+    await enrolment.getByRole('button', { name: 'Revoke enrolment token branch-office' }).click();
+    await enrolment.getByText(/^Revoked /).waitFor();
   });
 
   it('shows the Automated investigation & response card on Home', async () => {

@@ -29,6 +29,7 @@ export const API_PATHS = {
   audit: '/api/audit',
   auditVerify: '/api/audit/verify',
   enrolmentTokens: '/api/enrolment-tokens',
+  enrolmentToken: '/api/enrolment-tokens/:id',
   deviceOffboard: '/api/devices/:id/offboard',
   agentEnrol: '/agent/v1/enrol',
   agentPackageUpload: '/agent/v1/actions/:id/package',

@@ -6,7 +6,7 @@ import {
   API_PATHS, ERRORS,
   type Action, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AuditPageSchema, type AuditVerification,
   type BulkDecisionBody, type BulkResultSchema, type CreateActionBody, type CreateDeviceGroupBody, type CreateEnrolmentTokenBody,
-  type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup,
+  type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup, type EnrolmentToken,
   type ErrorCode, type ExportActionsQuery, type Incident, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
   type ListAuditQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token, type UpdateSettingsBody,
   type UpdateUserBody, type User,
@@ -135,6 +135,8 @@ export const api = {
   createToken: (body: CreateTokenBody) => call<CreatedToken>('POST', API_PATHS.tokens, body),
   revokeToken: (id: string) => call<Token>('DELETE', pathOf(API_PATHS.token, { id })),
   createEnrolmentToken: (body: CreateEnrolmentTokenBody) => call<CreatedEnrolmentToken>('POST', API_PATHS.enrolmentTokens, body),
+  listEnrolmentTokens: () => call<{ items: EnrolmentToken[] }>('GET', API_PATHS.enrolmentTokens),
+  revokeEnrolmentToken: (id: string) => call<EnrolmentToken>('DELETE', pathOf(API_PATHS.enrolmentToken, { id })),
   getSettings: () => call<Settings>('GET', API_PATHS.settings),
   updateSettings: (body: UpdateSettingsBody) => call<Settings>('PATCH', API_PATHS.settings, body),
   /** The investigation package a completed collect action produced; a plain link, downloaded with the session cookie. */

@@ -303,7 +303,11 @@ function EnrolmentTab() {
   const [uses, setUses] = useState('10');
   const [days, setDays] = useState('7');
   const [shown, setShown] = useState(true);
-  const create = useMutation({ mutationFn: api.createEnrolmentToken, onSuccess: () => setName('') });
+  const queryClient = useQueryClient();
+  const tokens = useQuery({ queryKey: ['enrolment-tokens'], queryFn: api.listEnrolmentTokens });
+  const refresh = () => queryClient.invalidateQueries({ queryKey: ['enrolment-tokens'] });
+  const revoke = useMutation({ mutationFn: api.revokeEnrolmentToken, onSettled: refresh });
+  const create = useMutation({ mutationFn: api.createEnrolmentToken, onSuccess: () => setName(''), onSettled: refresh });
   const valid = name.trim() !== '' && Number.isInteger(Number(uses)) && Number(uses) >= 1 && Number(uses) <= 100_000 && Number.isInteger(Number(days)) && Number(days) >= 1 && Number(days) <= 90;
   return (
     <>
@@ -314,6 +318,31 @@ function EnrolmentTab() {
           <Text>{create.data.token.usesLeft} enrolments left, until {formatDateTime(create.data.token.expiresAt)}.</Text>
         </>
       )}
+      <ErrorBar error={revoke.error ?? tokens.error} />
+      <Table aria-label="Enrolment tokens" size="small">
+        <TableHeader>
+          <TableRow>
+            <TableHeaderCell>Name</TableHeaderCell>
+            <TableHeaderCell>Enrolments left</TableHeaderCell>
+            <TableHeaderCell>Expires</TableHeaderCell>
+            <TableHeaderCell>State</TableHeaderCell>
+          </TableRow>
+        </TableHeader>
+        <TableBody>
+          {(tokens.data?.items ?? []).map((t) => (
+            <TableRow key={t.id}>
+              <TableCell className={styles.text}>{t.name}</TableCell>
+              <TableCell>{t.usesLeft}</TableCell>
+              <TableCell>{formatDateTime(t.expiresAt)}</TableCell>
+              <TableCell>
+                {t.revokedAt ? `Revoked ${formatDateTime(t.revokedAt)}` : (
+                  <Button size="small" onClick={() => revoke.mutate(t.id)} aria-label={`Revoke enrolment token ${t.name}`}>Revoke</Button>
+                )}
+              </TableCell>
+            </TableRow>
+          ))}
+        </TableBody>
+      </Table>
       <ErrorBar error={create.error} />
       <form className={styles.form} aria-label="Create an enrolment token" onSubmit={(event) => { event.preventDefault(); setShown(true); create.mutate({ name: name.trim(), uses: Number(uses), expiresInDays: Number(days) }); }}>
         <Field label="Enrolment token name" required><Input value={name} onChange={(_, d) => setName(d.value)} /></Field>

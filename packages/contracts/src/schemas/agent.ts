@@ -62,6 +62,7 @@ export const EnrolmentTokenSchema = Type.Object({
   expiresAt: TimestampSchema,
   revokedAt: Type.Union([TimestampSchema, Type.Null()]),
 });
+export type EnrolmentToken = Static<typeof EnrolmentTokenSchema>;
 export const CreatedEnrolmentTokenSchema = Type.Object({ token: EnrolmentTokenSchema, secret: Type.String() });
 
 /** What the server signs for one action on one device. */

@@ -24,4 +24,16 @@ describe(`enrolment with a limited-use token (${TEST_DIALECT})`, () => {
     const agents = await ctx().store.db.selectFrom('agents').select('device_id').execute();
     expect(agents).toHaveLength(5);
   });
+
+  it('lists enrolment tokens without their secrets, and a revoked one enrols no one', async () => {
+    const { secret, token } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'lab', uses: 3, expiresInDays: 1 });
+    const listed = await ctx().request(ctx().users.security_admin, 'GET', '/api/enrolment-tokens');
+    expect(listed.json().items.find((t: { id: string }) => t.id === token.id)).toEqual({ ...token });
+    expect(listed.body).not.toContain(secret.split('_')[2]);
+    expect((await ctx().request(ctx().users.security_operator, 'DELETE', `/api/enrolment-tokens/${token.id}`)).statusCode).toBe(403);
+    const revoked = await ctx().request(ctx().users.security_admin, 'DELETE', `/api/enrolment-tokens/${token.id}`);
+    expect(revoked.json().revokedAt).not.toBeNull();
+    await expect(ctx().services.agents.enrol({ token: secret, publicKey: publicKey(), facts: facts('late') }, null)).rejects.toMatchObject({ code: 'enrolment_token_invalid' });
+    expect((await ctx().request(ctx().users.security_admin, 'DELETE', '/api/enrolment-tokens/01900000-0000-7000-8000-000000000000')).json().code).toBe('token_not_found');
+  });
 });

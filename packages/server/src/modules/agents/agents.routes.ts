@@ -1,7 +1,10 @@
 import { createReadStream } from 'node:fs';
 import { Type } from 'typebox';
 import { QuellError } from '../../errors.ts';
-import { API_PATHS, INVESTIGATION_PACKAGE_MAX_BYTES, IdSchema, CreateEnrolmentTokenBodySchema, CreatedEnrolmentTokenSchema, EnrolBodySchema, EnrolResponseSchema, IdParamsSchema, OkSchema } from '@quell/contracts';
+import {
+  API_PATHS, INVESTIGATION_PACKAGE_MAX_BYTES, IdSchema, CreateEnrolmentTokenBodySchema, CreatedEnrolmentTokenSchema, EnrolBodySchema, EnrolResponseSchema, EnrolmentTokenSchema,
+  IdParamsSchema, OkSchema,
+} from '@quell/contracts';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actorOf } from '../../plugins/auth.ts';
 import { problemResponses } from '../../plugins/openapi.ts';
@@ -11,6 +14,14 @@ export const agentsRoutes: FastifyPluginAsyncTypebox<{ agents: AgentsService; on
   app.post(API_PATHS.enrolmentTokens, {
     schema: { tags: ['Agents'], summary: 'Create an enrolment token (limited uses, expiring); the secret is shown once', body: CreateEnrolmentTokenBodySchema, response: { 201: CreatedEnrolmentTokenSchema, ...problemResponses } },
   }, async (request, reply) => reply.code(201).send(await agents.createEnrolmentToken(actorOf(request), request.body)));
+
+  app.get(API_PATHS.enrolmentTokens, {
+    schema: { tags: ['Agents'], summary: 'Enrolment tokens, newest first (their secrets are never shown again)', response: { 200: Type.Object({ items: Type.Array(EnrolmentTokenSchema) }), ...problemResponses } },
+  }, async (request) => ({ items: await agents.listEnrolmentTokens(actorOf(request)) }));
+
+  app.delete(API_PATHS.enrolmentToken, {
+    schema: { tags: ['Agents'], summary: 'Revoke an enrolment token; agents enrolled with it stay enrolled', params: IdParamsSchema, response: { 200: EnrolmentTokenSchema, ...problemResponses } },
+  }, (request) => agents.revokeEnrolmentToken(actorOf(request), request.params.id));
 
   app.post(API_PATHS.agentEnrol, {
     config: { public: true },

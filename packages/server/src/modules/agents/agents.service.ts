@@ -93,6 +93,26 @@ export function createAgentsService(deps: {
       return { token: presentEnrolmentToken(row), secret: `qe_${row.id}_${secret}` };
     },
 
+    /** Every enrolment token, newest first; their secrets are never shown again. */
+    async listEnrolmentTokens(actor: Actor) {
+      requirePermission(actor, 'devices:manage');
+      return (await store.db.selectFrom('enrolment_tokens').selectAll().orderBy('created_at', 'desc').limit(1000).execute()).map(presentEnrolmentToken);
+    },
+
+    /** Revokes an enrolment token: no agent enrols with it any more; agents already enrolled stay. */
+    async revokeEnrolmentToken(actor: Actor, id: string) {
+      requirePermission(actor, 'devices:manage');
+      return store.transaction(async (trx) => {
+        const row = await trx.selectFrom('enrolment_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!row) throw new QuellError('token_not_found', `No such enrolment token: ${id}`);
+        if (row.revoked_at !== null) return presentEnrolmentToken(row);
+        const revoked = { ...row, revoked_at: clock.now() };
+        await trx.updateTable('enrolment_tokens').set({ revoked_at: revoked.revoked_at }).where('id', '=', id).execute();
+        await audit.record(trx, actor, { kind: 'enrolment_token.revoke', targetType: 'enrolment_token', targetId: id, before: presentEnrolmentToken(row), after: presentEnrolmentToken(revoked) });
+        return presentEnrolmentToken(revoked);
+      });
+    },
+
     /** Registers a new agent: spends one use of the token, creates its device, and answers with the key to pin. */
     async enrol(body: EnrolBody, sourceIp: string | null): Promise<EnrolResponse> {
       const match = /^qe_([0-9a-f-]{36})_([A-Za-z0-9_-]{43})$/.exec(body.token);
