@@ -21,6 +21,7 @@ export const API_PATHS = {
   devices: '/api/devices',
   device: '/api/devices/:id',
   deviceGroups: '/api/device-groups',
+  deviceGroup: '/api/device-groups/:id',
   users: '/api/users',
   user: '/api/users/:id',
   tokens: '/api/tokens',

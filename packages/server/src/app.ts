@@ -88,7 +88,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoutes, { store: services.store, metrics, isReady: options.isReady ?? (() => true) });
   await app.register(authRoutes, { auth: services.auth, secureCookies: options.publicUrl.startsWith('https://') });
   await app.register(actionsRoutes, { actions: services.actions });
-  await app.register(devicesRoutes, { devices: services.devices, onMoved: (deviceId) => options.gateway?.reconnect(deviceId, 'moved to another device group') });
+  await app.register(devicesRoutes, { devices: services.devices });
   await app.register(alertsRoutes, { alerts: services.alerts });
   await app.register(indicatorsRoutes, { indicators: services.indicators });
   await app.register(investigationsRoutes, { investigations: services.investigations });

@@ -48,6 +48,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
     onDecision: (type, waited) => metrics.observeDecision(type, waited),
     dispatch: (deviceIds) => bus.publish(deviceIds),
     publishState: () => bus.publishState(),
+    onDevicesMoved: (deviceIds) => deviceIds.forEach((id) => gateway.reconnect(id, 'moved to another device group')),
     onError: (error) => logger.error({ err: error }, 'recording agents\' state reports failed'),
   });
   metrics.bind(services);

@@ -39,6 +39,8 @@ export interface ServiceOptions {
   dispatch?: ActionsServiceDeps['dispatch'];
   /** Told of each new version of the desired state (the dispatch bus). */
   publishState?: ActionsServiceDeps['publishState'];
+  /** Told of devices that changed device group (their agents reconnect to take up the group's desired state). */
+  onDevicesMoved?: (deviceIds: string[]) => void;
   /** Which process runs investigation steps, for their leases; host and pid by default. */
   owner?: string;
   /** Where failures of background work (writing agents' reports) go. */
@@ -78,7 +80,7 @@ export function createServices(options: ServiceOptions) {
     alerts,
     incidents,
     investigations,
-    devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids }),
+    devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids, onMoved: options.onDevicesMoved }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
     auth: createAuthService({ store, users: usersRepo, audit, clock }),
     tokens: createTokensService({ store, audit, clock, ids }),

@@ -38,15 +38,28 @@ export const CreateDeviceBodySchema = Type.Object({
 }, { additionalProperties: false });
 export type CreateDeviceBody = Static<typeof CreateDeviceBodySchema>;
 
-/** Moves a device to a device group (null: to none). Its past actions and alerts keep the group they had. */
+/**
+ * Puts a device in a device group by hand, where the groups' rules leave it;
+ * null hands it back to the rules. Its past actions and alerts keep the group they had.
+ */
 export const UpdateDeviceBodySchema = Type.Object({ groupId: Type.Union([IdSchema, Type.Null()]) }, { additionalProperties: false });
 export type UpdateDeviceBody = Static<typeof UpdateDeviceBodySchema>;
+
+/** Which devices a group takes: every condition given must hold; `namePattern` matches the device name, `*` for any text, any case. */
+export const DeviceGroupRuleSchema = Type.Object({
+  namePattern: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  platform: Type.Optional(PlatformSchema),
+}, { additionalProperties: false, minProperties: 1 });
+export type DeviceGroupRule = Static<typeof DeviceGroupRuleSchema>;
 
 export const DeviceGroupSchema = Type.Object({
   id: IdSchema,
   name: Type.String(),
+  /** A device belongs to the highest-ranked group whose rule matches it (higher number, higher rank). */
   rank: Type.Integer(),
   automationLevel: Type.Enum(AUTOMATION_LEVELS),
+  /** null: the group takes devices only by hand. */
+  rule: Type.Union([DeviceGroupRuleSchema, Type.Null()]),
   createdAt: TimestampSchema,
 });
 export type DeviceGroup = Static<typeof DeviceGroupSchema>;
@@ -55,5 +68,9 @@ export const CreateDeviceGroupBodySchema = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 128 }),
   rank: Type.Integer({ minimum: 0, maximum: 100000 }),
   automationLevel: Type.Enum(AUTOMATION_LEVELS),
+  rule: Type.Optional(Type.Union([DeviceGroupRuleSchema, Type.Null()])),
 }, { additionalProperties: false });
 export type CreateDeviceGroupBody = Static<typeof CreateDeviceGroupBodySchema>;
+
+export const UpdateDeviceGroupBodySchema = Type.Partial(CreateDeviceGroupBodySchema, { additionalProperties: false, minProperties: 1 });
+export type UpdateDeviceGroupBody = Static<typeof UpdateDeviceGroupBodySchema>;

@@ -34,6 +34,8 @@ export interface DeviceGroupsTable {
   rank: number;
   automation_level: string;
   created_at: number;
+  /** JSON DeviceGroupRule, or null: the group takes devices only by hand. */
+  rule: string | null;
 }
 
 export interface UserDeviceGroupsTable {
@@ -48,6 +50,8 @@ export interface DevicesTable {
   group_id: string | null;
   created_at: number;
   last_seen_at: number | null;
+  /** 1 when an administrator chose its group: rules leave it there. */
+  group_pinned: number;
 }
 
 export interface ActionsTable {

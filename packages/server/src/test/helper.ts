@@ -88,7 +88,8 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     const store = await openMigratedStore(db.location);
     const metrics = createMetrics();
     let gateway: AgentGateway | undefined;
-    const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids), publishState: () => gateway?.publishState() });
+    const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids), publishState: () => gateway?.publishState(),
+      onDevicesMoved: (deviceIds) => deviceIds.forEach((id) => gateway?.reconnect(id, 'moved to another device group')) });
     metrics.bind(services);
     if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: gatewayLog, ...options.gateway });
     const tls = options.listen?.tls;

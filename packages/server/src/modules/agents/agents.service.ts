@@ -11,6 +11,7 @@ import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import type { ActionsRepository } from '../actions/actions.repository.ts';
+import { applyGroupRules } from '../devices/group-rules.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { AlertsService } from '../alerts/alerts.service.ts';
@@ -129,7 +130,8 @@ export function createAgentsService(deps: {
         const spent = await trx.updateTable('enrolment_tokens').set((eb) => ({ uses_left: eb('uses_left', '-', 1) })).where('id', '=', token.id).where('uses_left', '>', 0).executeTakeFirst();
         if (Number(spent.numUpdatedRows) !== 1) throw new QuellError('enrolment_token_invalid', 'The enrolment token was used up meanwhile');
         const id = ids.next();
-        await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now }).execute();
+        await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now, group_pinned: 0 }).execute();
+        await applyGroupRules(trx, [id]);
         await trx.insertInto('agents').values({ device_id: id, public_key: JSON.stringify(body.publicKey), facts: JSON.stringify(body.facts), enrolled_at: now, revoked_at: null, state_version: null, state_error: null, state_failures: null }).execute();
         await audit.record(trx, { ...systemActor(`enrolment:${token.name}`), sourceIp }, { kind: 'agent.enrol', targetType: 'device', targetId: id, after: { facts: body.facts, tokenId: token.id } });
         return id;

@@ -1,11 +1,13 @@
 import { Type } from 'typebox';
-import { API_PATHS, CreateDeviceBodySchema, CreateDeviceGroupBodySchema, DeviceGroupSchema, DeviceSchema, IdParamsSchema, UpdateDeviceBodySchema } from '@quell/contracts';
+import {
+  API_PATHS, CreateDeviceBodySchema, CreateDeviceGroupBodySchema, DeviceGroupSchema, DeviceSchema, IdParamsSchema, UpdateDeviceBodySchema, UpdateDeviceGroupBodySchema,
+} from '@quell/contracts';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actorOf } from '../../plugins/auth.ts';
 import { problemResponses } from '../../plugins/openapi.ts';
 import type { DevicesService } from './devices.service.ts';
 
-export const devicesRoutes: FastifyPluginAsyncTypebox<{ devices: DevicesService; onMoved: (deviceId: string) => void }> = async (app, { devices, onMoved }) => {
+export const devicesRoutes: FastifyPluginAsyncTypebox<{ devices: DevicesService }> = async (app, { devices }) => {
   app.get(API_PATHS.devices, {
     schema: { tags: ['Devices'], summary: 'Devices in your scope', response: { 200: Type.Object({ items: Type.Array(DeviceSchema) }), ...problemResponses } },
   }, async (request) => ({ items: await devices.list(actorOf(request)) }));
@@ -19,16 +21,16 @@ export const devicesRoutes: FastifyPluginAsyncTypebox<{ devices: DevicesService;
   }, (request) => devices.get(actorOf(request), request.params.id));
 
   app.patch(API_PATHS.device, {
-    schema: { tags: ['Devices'], summary: 'Move a device to a device group (null: none)', params: IdParamsSchema, body: UpdateDeviceBodySchema, response: { 200: DeviceSchema, ...problemResponses } },
-  }, async (request) => {
-    const device = await devices.update(actorOf(request), request.params.id, request.body);
-    onMoved(device.id);
-    return device;
-  });
+    schema: { tags: ['Devices'], summary: 'Put a device in a device group by hand (null: back to the groups\' rules)', params: IdParamsSchema, body: UpdateDeviceBodySchema, response: { 200: DeviceSchema, ...problemResponses } },
+  }, (request) => devices.update(actorOf(request), request.params.id, request.body));
 
   app.get(API_PATHS.deviceGroups, {
     schema: { tags: ['Device groups'], summary: 'Device groups in your scope, highest rank first', response: { 200: Type.Object({ items: Type.Array(DeviceGroupSchema) }), ...problemResponses } },
   }, async (request) => ({ items: await devices.listGroups(actorOf(request)) }));
+
+  app.patch(API_PATHS.deviceGroup, {
+    schema: { tags: ['Device groups'], summary: 'Change a device group; a new rule or rank places every device not placed by hand again', params: IdParamsSchema, body: UpdateDeviceGroupBodySchema, response: { 200: DeviceGroupSchema, ...problemResponses } },
+  }, (request) => devices.updateGroup(actorOf(request), request.params.id, request.body));
 
   app.post(API_PATHS.deviceGroups, {
     schema: { tags: ['Device groups'], summary: 'Create a device group', body: CreateDeviceGroupBodySchema, response: { 201: DeviceGroupSchema, ...problemResponses } },

@@ -1,13 +1,15 @@
 import {
-  type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceHealth, type UpdateDeviceBody,
+  type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceGroupRule, type DeviceHealth,
+  type UpdateDeviceBody, type UpdateDeviceGroupBody,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
-import type { Store } from '../../db/store.ts';
+import type { Db, Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { DeviceRow, DevicesRepository } from './devices.repository.ts';
+import { applyGroupRules } from './group-rules.ts';
 
 export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
   if (row.agent_facts === null) return 'unmanaged';
@@ -34,6 +36,7 @@ export function presentDeviceGroup(row: DeviceGroupsTable): DeviceGroup {
     name: row.name,
     rank: row.rank,
     automationLevel: row.automation_level as DeviceGroup['automationLevel'],
+    rule: row.rule === null ? null : (JSON.parse(row.rule) as DeviceGroupRule),
     createdAt: new Date(row.created_at).toISOString(),
   };
 }
@@ -42,8 +45,20 @@ export function presentDeviceGroup(row: DeviceGroupsTable): DeviceGroup {
  * Devices and device groups. Agents register devices when they enrol; until
  * then (and for unmanaged devices) administrators register them here.
  */
-export function createDevicesService(deps: { store: Store; repo: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids }) {
+export function createDevicesService(deps: {
+  store: Store; repo: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids;
+  /** Told, after commit, of devices that changed group (their agents take up the new group's desired state). */
+  onMoved?: (deviceIds: string[]) => void;
+}) {
   const { store, repo, audit, clock, ids } = deps;
+  const moved = (deviceIds: string[]): void => {
+    if (deviceIds.length > 0) deps.onMoved?.(deviceIds);
+  };
+
+  async function checkGroupName(trx: Db, name: string, except: string | null): Promise<void> {
+    const taken = await repo.findGroupByName(trx, name);
+    if (taken && taken.id !== except) throw new QuellError('device_group_name_taken');
+  }
 
   return {
     async create(actor: Actor, body: CreateDeviceBody): Promise<Device> {
@@ -51,9 +66,12 @@ export function createDevicesService(deps: { store: Store; repo: DevicesReposito
       return store.transaction(async (trx) => {
         if (body.groupId !== undefined && !(await repo.findGroup(trx, body.groupId))) throw new QuellError('device_group_not_found');
         if (!inScope(actor, body.groupId ?? null)) throw new QuellError('device_group_not_found');
-        const row: DevicesTable = { id: ids.next(), name: body.name, platform: body.platform, group_id: body.groupId ?? null, created_at: clock.now(), last_seen_at: null };
+        const pinned = body.groupId !== undefined;
+        const row: DevicesTable = { id: ids.next(), name: body.name, platform: body.platform, group_id: body.groupId ?? null, created_at: clock.now(), last_seen_at: null, group_pinned: pinned ? 1 : 0 };
         await repo.insertDevice(trx, row);
-        const device = presentDevice({ ...row, agent_facts: null, agent_enrolled_at: null }, clock.now());
+        if (!pinned) await applyGroupRules(trx, [row.id]);
+        const device = presentDevice((await repo.findDevice(trx, row.id))!, clock.now());
+        if (!inScope(actor, device.groupId)) throw new QuellError('device_group_not_found', 'The groups\' rules put this device in a group outside your scope');
         await audit.record(trx, actor, { kind: 'device.create', targetType: 'device', targetId: row.id, after: device });
         return device;
       });
@@ -73,30 +91,62 @@ export function createDevicesService(deps: { store: Store; repo: DevicesReposito
       return presentDevice(row, clock.now());
     },
 
-    /** Moves a device to another device group; both the old and the new group must be in the actor's scope. */
+    /**
+     * Puts a device in a group by hand (rules leave it there), or with null
+     * hands it back to the groups' rules; the old and the new group must be in the actor's scope.
+     */
     async update(actor: Actor, id: string, body: UpdateDeviceBody): Promise<Device> {
       requirePermission(actor, 'devices:manage');
-      return store.transaction(async (trx) => {
+      const after = await store.transaction(async (trx) => {
         const row = await repo.findDevice(trx, id);
         if (!row || !inScope(actor, row.group_id)) throw new QuellError('device_not_found');
         if (body.groupId !== null && (!(await repo.findGroup(trx, body.groupId)) || !inScope(actor, body.groupId))) throw new QuellError('device_group_not_found');
-        await trx.updateTable('devices').set({ group_id: body.groupId }).where('id', '=', id).execute();
-        const before = presentDevice(row, clock.now());
-        const after = presentDevice({ ...row, group_id: body.groupId }, clock.now());
-        await audit.record(trx, actor, { kind: 'device.update', targetType: 'device', targetId: id, before: { groupId: before.groupId }, after: { groupId: after.groupId } });
-        return after;
+        await trx.updateTable('devices').set({ group_id: body.groupId, group_pinned: body.groupId === null ? 0 : 1 }).where('id', '=', id).execute();
+        if (body.groupId === null) await applyGroupRules(trx, [id]);
+        const updated = presentDevice((await repo.findDevice(trx, id))!, clock.now());
+        await audit.record(trx, actor, { kind: 'device.update', targetType: 'device', targetId: id, before: { groupId: row.group_id }, after: { groupId: updated.groupId, byHand: body.groupId !== null } });
+        return { device: updated, changed: updated.groupId !== row.group_id };
       });
+      if (after.changed) moved([id]);
+      return after.device;
     },
 
     async createGroup(actor: Actor, body: CreateDeviceGroupBody): Promise<DeviceGroup> {
       requirePermission(actor, 'device_groups:manage');
-      return store.transaction(async (trx) => {
-        if (await repo.findGroupByName(trx, body.name)) throw new QuellError('device_group_name_taken');
-        const row: DeviceGroupsTable = { id: ids.next(), name: body.name, rank: body.rank, automation_level: body.automationLevel, created_at: clock.now() };
+      const { group, movedIds } = await store.transaction(async (trx) => {
+        await checkGroupName(trx, body.name, null);
+        const row: DeviceGroupsTable = {
+          id: ids.next(), name: body.name, rank: body.rank, automation_level: body.automationLevel, created_at: clock.now(), rule: body.rule ? JSON.stringify(body.rule) : null,
+        };
         await repo.insertGroup(trx, row);
         await audit.record(trx, actor, { kind: 'device_group.create', targetType: 'device_group', targetId: row.id, after: presentDeviceGroup(row) });
-        return presentDeviceGroup(row);
+        return { group: presentDeviceGroup(row), movedIds: row.rule ? await applyGroupRules(trx) : [] };
       });
+      moved(movedIds);
+      return group;
+    },
+
+    /** Changes a group; a new rule or rank puts every device that was not placed by hand where the rules now say. */
+    async updateGroup(actor: Actor, id: string, body: UpdateDeviceGroupBody): Promise<DeviceGroup> {
+      requirePermission(actor, 'device_groups:manage');
+      const { group, movedIds } = await store.transaction(async (trx) => {
+        const row = await repo.findGroup(trx, id);
+        if (!row || !inScope(actor, id)) throw new QuellError('device_group_not_found');
+        if (body.name !== undefined) await checkGroupName(trx, body.name, id);
+        const patch: Partial<DeviceGroupsTable> = {
+          ...(body.name !== undefined ? { name: body.name } : {}),
+          ...(body.rank !== undefined ? { rank: body.rank } : {}),
+          ...(body.automationLevel !== undefined ? { automation_level: body.automationLevel } : {}),
+          ...(body.rule !== undefined ? { rule: body.rule === null ? null : JSON.stringify(body.rule) } : {}),
+        };
+        await trx.updateTable('device_groups').set(patch).where('id', '=', id).execute();
+        const after = { ...row, ...patch };
+        await audit.record(trx, actor, { kind: 'device_group.update', targetType: 'device_group', targetId: id, before: presentDeviceGroup(row), after: presentDeviceGroup(after) });
+        const rulesChanged = body.rule !== undefined || body.rank !== undefined;
+        return { group: presentDeviceGroup(after), movedIds: rulesChanged ? await applyGroupRules(trx) : [] };
+      });
+      moved(movedIds);
+      return group;
     },
 
     async listGroups(actor: Actor): Promise<DeviceGroup[]> {
