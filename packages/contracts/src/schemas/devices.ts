@@ -28,8 +28,15 @@ export const DeviceSchema = Type.Object({
     ips: Type.Array(Type.String()),
     enrolledAt: TimestampSchema,
   }), Type.Null()]),
+  /** What is in force on the device: the completed actions not undone (an undo under way still counts until it completes). */
+  state: Type.Object({
+    isolatedBy: Type.Union([IdSchema, Type.Null()]),
+    codeRestrictedBy: Type.Union([IdSchema, Type.Null()]),
+    containedUsers: Type.Array(Type.Object({ name: Type.String(), actionId: IdSchema })),
+  }),
 });
 export type Device = Static<typeof DeviceSchema>;
+export type DeviceState = Device['state'];
 
 export const CreateDeviceBodySchema = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 255 }),

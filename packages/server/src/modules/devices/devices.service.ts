@@ -1,5 +1,5 @@
 import {
-  type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceGroupRule, type DeviceHealth,
+  type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceGroupRule, type DeviceHealth, type DeviceState,
   type UpdateDeviceBody, type UpdateDeviceGroupBody,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -16,7 +16,27 @@ export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
   return row.last_seen_at !== null && now - row.last_seen_at < DEVICE_OFFLINE_AFTER_MS ? 'online' : 'offline';
 }
 
-export function presentDevice(row: DeviceRow, now: number): Device {
+const NOTHING_IN_FORCE: DeviceState = { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
+
+/** What is in force on each of these devices, from their completed isolation, restriction and user containment actions. */
+async function statesOf(db: Db, deviceIds: readonly string[]): Promise<Map<string, DeviceState>> {
+  const states = new Map<string, DeviceState>();
+  for (let i = 0; i < deviceIds.length; i += 500) {
+    const rows = await db.selectFrom('actions').select(['id', 'device_id', 'type', 'entity_name'])
+      .where('device_id', 'in', deviceIds.slice(i, i + 500)).where('status', '=', 'completed')
+      .where('type', 'in', ['isolate_device', 'restrict_code_execution', 'contain_user']).orderBy('updated_at').execute();
+    for (const row of rows) {
+      const state = states.get(row.device_id) ?? { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
+      if (row.type === 'isolate_device') state.isolatedBy = row.id;
+      else if (row.type === 'restrict_code_execution') state.codeRestrictedBy = row.id;
+      else state.containedUsers.push({ name: row.entity_name, actionId: row.id });
+      states.set(row.device_id, state);
+    }
+  }
+  return states;
+}
+
+export function presentDevice(row: DeviceRow, now: number, state: DeviceState = NOTHING_IN_FORCE): Device {
   const facts = row.agent_facts === null ? null : (JSON.parse(row.agent_facts) as DeviceFacts);
   return {
     id: row.id,
@@ -27,6 +47,7 @@ export function presentDevice(row: DeviceRow, now: number): Device {
     lastSeenAt: row.last_seen_at === null ? null : new Date(row.last_seen_at).toISOString(),
     health: deviceHealth(row, now),
     agent: facts === null ? null : { os: facts.os, kernel: facts.kernel, agentVersion: facts.agentVersion, ips: facts.ips, enrolledAt: new Date(row.agent_enrolled_at!).toISOString() },
+    state,
   };
 }
 
@@ -80,7 +101,9 @@ export function createDevicesService(deps: {
     async list(actor: Actor): Promise<Device[]> {
       requirePermission(actor, 'devices:read');
       const now = clock.now();
-      return (await repo.listDevices(store.db, actor.groupIds)).map((row) => presentDevice(row, now));
+      const rows = await repo.listDevices(store.db, actor.groupIds);
+      const states = await statesOf(store.db, rows.map((r) => r.id));
+      return rows.map((row) => presentDevice(row, now, states.get(row.id)));
     },
 
     async get(actor: Actor, id: string): Promise<Device> {
@@ -88,7 +111,7 @@ export function createDevicesService(deps: {
       const row = await repo.findDevice(store.db, id);
       // Out of scope looks exactly like absent: a scoped user learns nothing about other groups.
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('device_not_found');
-      return presentDevice(row, clock.now());
+      return presentDevice(row, clock.now(), (await statesOf(store.db, [id])).get(id));
     },
 
     /**
@@ -103,7 +126,7 @@ export function createDevicesService(deps: {
         if (body.groupId !== null && (!(await repo.findGroup(trx, body.groupId)) || !inScope(actor, body.groupId))) throw new QuellError('device_group_not_found');
         await trx.updateTable('devices').set({ group_id: body.groupId, group_pinned: body.groupId === null ? 0 : 1 }).where('id', '=', id).execute();
         if (body.groupId === null) await applyGroupRules(trx, [id]);
-        const updated = presentDevice((await repo.findDevice(trx, id))!, clock.now());
+        const updated = presentDevice((await repo.findDevice(trx, id))!, clock.now(), (await statesOf(trx, [id])).get(id));
         await audit.record(trx, actor, { kind: 'device.update', targetType: 'device', targetId: id, before: { groupId: row.group_id }, after: { groupId: updated.groupId, byHand: body.groupId !== null } });
         return { device: updated, changed: updated.groupId !== row.group_id };
       });
