@@ -60,7 +60,7 @@ async function baselineLifecycle(services: Services, ids: Ids, done: ActionsTabl
   const now = Date.now();
   await db.insertInto('actions').values({
     ...done, id, status: 'pending_approval', requested_at: now, updated_at: now, decided_by: null, decided_at: null, decision_comment: null,
-    command_jws: null, deliver_by: null, state_version: null, result: null,
+    command_jws: null, deliver_by: null, state_version: null, enforcement: null, result: null,
   }).execute();
   await db.updateTable('actions')
     .set({ status: 'queued', decided_by: done.decided_by, decided_at: Date.now(), decision_comment: done.decision_comment, command_jws: done.command_jws ?? null, deliver_by: done.deliver_by ?? null, updated_at: Date.now() })

@@ -51,7 +51,7 @@ const COLUMN_TYPES = {
   parameters: 'text', device_id: 'text', device_name: 'text', group_id: 'text', source: 'text', investigation_id: 'text',
   incident_id: 'text', approval_id: 'text', requested_by: 'text', requested_by_user_id: 'text', requested_at: 'bigint', comment: 'text',
   decided_by: 'text', decided_at: 'bigint', decision_comment: 'text', expires_at: 'bigint', updated_at: 'bigint', undo_of: 'text',
-  undone_by: 'text', result: 'text', command_jws: 'text', deliver_by: 'bigint', state_version: 'bigint',
+  undone_by: 'text', result: 'text', command_jws: 'text', deliver_by: 'bigint', state_version: 'bigint', enforcement: 'text',
 } as const satisfies Record<keyof ActionsTable, 'text' | 'bigint'>;
 const SEED_COLUMNS = Object.keys(COLUMN_TYPES) as Array<keyof ActionsTable>;
 const cell = (row: ActionsTable, column: keyof ActionsTable) => row[column] ?? null;
@@ -195,6 +195,7 @@ export function* seedRows(plan: SeedPlan): Generator<ActionsTable> {
       command_jws: commanded ? commandShaped(id, device.id, type, entity, queuedAt) : null,
       deliver_by: commanded ? queuedAt + 7 * DAY : null,
       state_version: null,
+      enforcement: null,
     };
   }
 }

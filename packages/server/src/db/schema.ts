@@ -86,6 +86,8 @@ export interface ActionsTable {
   deliver_by: number | null;
   /** Containment types: the desired-state version at which this action took effect. */
   state_version: number | null;
+  /** Containment types: the agents' enforcement when the action ended (JSON). */
+  enforcement: string | null;
 }
 
 export interface ActionEventsTable {

@@ -43,6 +43,10 @@ export interface ActionsServiceDeps {
 }
 
 const isFleet = (row: Pick<ActionsTable, 'type'>): boolean => FLEET_ACTION_TYPES.includes(row.type as ActionType);
+/** A containment in the state agents enforce, or a release that has not failed. */
+const enforcedNow = (row: Pick<ActionsTable, 'type' | 'status' | 'undone_by'>): boolean => (row.type === 'release_containment'
+  ? ['queued', 'in_progress', 'completed'].includes(row.status)
+  : ['queued', 'in_progress', 'completed'].includes(row.status) && row.undone_by === null);
 const MAC_ADDRESS = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
@@ -189,6 +193,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
         command_jws: null,
         deliver_by: null,
         state_version: null,
+        enforcement: null,
       };
       Object.assign(undo, await queueFields(trx, undo, now));
       await repo.insert(trx, undo);
@@ -265,6 +270,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       command_jws: null,
       deliver_by: null,
       state_version: null,
+      enforcement: null,
     };
     await requireNotAllowed(trx, row);
     if (!pending) Object.assign(row, await queueFields(trx, row, now));
@@ -325,7 +331,10 @@ export function createActionsService(deps: ActionsServiceDeps) {
       requirePermission(actor, 'actions:read');
       const row = await repo.findById(store.db, id);
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
-      const enforcement = isFleet(row) && row.state_version !== null ? await enforcementOf(store.db, row, clock.now() - DEVICE_OFFLINE_AFTER_MS) : null;
+      // Agents' reports speak of the latest state: they tell about a containment while it is in force; after, its record stands.
+      const enforcement = !isFleet(row) || row.state_version === null ? null
+        : enforcedNow(row) ? await enforcementOf(store.db, row, clock.now() - DEVICE_OFFLINE_AFTER_MS)
+          : row.enforcement === null ? null : (JSON.parse(row.enforcement) as Enforcement);
       return { action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row, enforcement), enforcement };
     },
 
@@ -422,7 +431,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
           entity_path: local.entity.path, parameters: '{}', device_id: device.id, device_name: device.name, group_id: device.group_id, source: local.source,
           investigation_id: null, incident_id: null, approval_id: null, requested_by: actor.name, requested_by_user_id: null, requested_at: local.at, comment: null,
           decided_by: AUTOMATION, decided_at: local.at, decision_comment: null, expires_at: null, updated_at: local.at, undo_of: null, undone_by: null,
-          result: null, command_jws: null, deliver_by: null, state_version: null,
+          result: null, command_jws: null, deliver_by: null, state_version: null, enforcement: null,
         };
         await repo.insert(trx, row);
         await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: local.at, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment: null });
@@ -445,12 +454,15 @@ export function createActionsService(deps: ActionsServiceDeps) {
      * Called by the agent gateway with an agent's result. A completed undo
      * marks its original undone; a failed one frees the original for another try.
      */
-    async recordResult(actor: Actor, id: string, result: AgentResult): Promise<Action> {
+    async recordResult(actor: Actor, id: string, result: AgentResult, more: { enforcement?: Enforcement; within?: (trx: Db, row: ActionsTable) => Promise<void> } = {}): Promise<Action> {
       const done = await store.transaction(async (trx) => {
         const row = await repo.findById(trx, id);
         if (!row) throw new QuellError('action_not_found');
         const stored = JSON.stringify({ ...(result.output !== undefined ? { output: result.output } : {}), ...(result.error !== undefined ? { error: result.error } : {}) });
-        const done = await apply(trx, actor, row, result.outcome === 'completed' ? 'complete' : 'fail', { result: stored }, result.error ?? null);
+        const patch = { result: stored, ...(more.enforcement ? { enforcement: JSON.stringify(more.enforcement) } : {}) };
+        const done = await apply(trx, actor, row, result.outcome === 'completed' ? 'complete' : 'fail', patch, result.error ?? null);
+        // What the result brings with it (alerts for a scan's findings) is kept with it, or not at all.
+        await more.within?.(trx, done);
         if (row.undo_of !== null) {
           if (result.outcome === 'completed') {
             const original = await repo.findById(trx, row.undo_of);

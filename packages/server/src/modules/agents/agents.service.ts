@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { AgentsTable, EnrolmentTokensTable } from '../../db/schema.ts';
-import type { Store } from '../../db/store.ts';
+import type { Db, Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import type { ActionsRepository } from '../actions/actions.repository.ts';
@@ -54,10 +54,10 @@ export function createAgentsService(deps: {
 
   /**
    * Every file an antivirus scan found becomes an alert on the device (and
-   * so starts or joins its investigation). Keyed by scan and file, a result
-   * delivered twice raises each alert once.
+   * so starts or joins its investigation), in the transaction that records
+   * the scan's result. Keyed by scan and file: each alert is raised once.
    */
-  async function scanFindingsToAlerts(actionId: string, deviceId: string, output: string): Promise<void> {
+  async function scanFindingsToAlerts(trx: Db, actionId: string, deviceId: string, output: string): Promise<void> {
     let findings: Array<{ path?: unknown; sha256?: unknown; signature?: unknown }>;
     try {
       findings = (JSON.parse(output) as { findings?: typeof findings }).findings ?? [];
@@ -68,7 +68,7 @@ export function createAgentsService(deps: {
       const { path, sha256: hash, signature } = finding;
       if (typeof path !== 'string' || !path.startsWith('/') || path.length > 4096 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) continue;
       const detection = typeof signature === 'string' ? signature.slice(0, 128) : 'unknown';
-      await alerts.create(agentActor(deviceId), {
+      await alerts.createIn(trx, agentActor(deviceId), {
         title: `Malware found by a scan: ${detection}`, severity: 'high', category: 'malware', detectionSource: 'antivirus',
         externalId: `${actionId}:${sha256(`${hash}:${path}`).slice(0, 32)}`, deviceId, occurredAt: new Date(clock.now()).toISOString(),
         evidence: [{ kind: 'file', path, sha256: hash }],
@@ -206,8 +206,10 @@ export function createAgentsService(deps: {
       // The acknowledgement may have been lost on the way: the result proves delivery.
       if (row.status === 'queued') await actions.recordDelivery(actor, row.id).catch(ignoreStale);
       const outcome = payload.outcome === 'completed' ? 'completed' : 'failed';
-      await actions.recordResult(actor, row.id, { outcome, ...(payload.output !== undefined ? { output: String(payload.output).slice(0, 65_536) } : {}), ...(payload.error !== undefined ? { error: String(payload.error).slice(0, 65_536) } : {}) }).catch(ignoreStale);
-      if (row.type === 'run_antivirus_scan' && outcome === 'completed') await scanFindingsToAlerts(row.id, deviceId, String(payload.output ?? ''));
+      const output = payload.output === undefined ? undefined : String(payload.output).slice(0, 65_536);
+      const scanFindings = row.type === 'run_antivirus_scan' && outcome === 'completed' ? (trx: Db) => scanFindingsToAlerts(trx, row.id, deviceId, output ?? '') : undefined;
+      await actions.recordResult(actor, row.id, { outcome, ...(output !== undefined ? { output } : {}), ...(payload.error !== undefined ? { error: String(payload.error).slice(0, 65_536) } : {}) }, { within: scanFindings })
+        .catch(ignoreStale);
     },
 
     /**

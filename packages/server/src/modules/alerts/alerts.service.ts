@@ -80,6 +80,25 @@ export function createAlertsService(deps: {
     return row;
   }
 
+  /** Inserts a new alert with its evidence inside `trx` and tells those who follow alerts (incidents, investigations). */
+  async function insertIn(trx: Db, actor: Actor, body: CreateAlertBody): Promise<{ alert: Alert; created: true }> {
+    const device = await devices.findDevice(trx, body.deviceId);
+    if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
+    const now = clock.now();
+    const row: AlertsTable = {
+      id: ids.next(), title: body.title, description: body.description ?? null, severity: body.severity, category: body.category,
+      detection_source: body.detectionSource, external_id: body.externalId ?? null, device_id: device.id, device_name: device.name, group_id: device.group_id,
+      occurred_at: Date.parse(body.occurredAt), received_at: now, status: 'new', classification: null, determination: null,
+      updated_at: now, updated_by: null, evidence: JSON.stringify(body.evidence), incident_id: null,
+    };
+    await trx.insertInto('alerts').values(row).execute();
+    const keys = evidenceKeys(body.evidence);
+    if (keys.length > 0) await trx.insertInto('alert_evidence').values(keys.map((k) => ({ alert_id: row.id, ...k }))).execute();
+    await audit.record(trx, actor, { kind: 'alert.create', targetType: 'alert', targetId: row.id, after: { title: row.title, severity: row.severity, deviceId: row.device_id, detectionSource: row.detection_source } });
+    for (const told of deps.onCreated ?? []) await told(trx, row);
+    return { alert: presentAlert(row), created: true };
+  }
+
   return {
     /** Stores an alert; the same externalId from the same source again returns the stored alert (`created: false`). */
     async create(actor: Actor, body: CreateAlertBody): Promise<{ alert: Alert; created: boolean }> {
@@ -91,21 +110,7 @@ export function createAlertsService(deps: {
       if (before) throw new QuellError('validation_failed', `externalId ${body.externalId} is already used by another alert from ${body.detectionSource}`);
       try {
         return await store.transaction(async (trx) => {
-          const device = await devices.findDevice(trx, body.deviceId);
-          if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
-          const now = clock.now();
-          const row: AlertsTable = {
-            id: ids.next(), title: body.title, description: body.description ?? null, severity: body.severity, category: body.category,
-            detection_source: body.detectionSource, external_id: body.externalId ?? null, device_id: device.id, device_name: device.name, group_id: device.group_id,
-            occurred_at: Date.parse(body.occurredAt), received_at: now, status: 'new', classification: null, determination: null,
-            updated_at: now, updated_by: null, evidence: JSON.stringify(body.evidence), incident_id: null,
-          };
-          await trx.insertInto('alerts').values(row).execute();
-          const keys = evidenceKeys(body.evidence);
-          if (keys.length > 0) await trx.insertInto('alert_evidence').values(keys.map((k) => ({ alert_id: row.id, ...k }))).execute();
-          await audit.record(trx, actor, { kind: 'alert.create', targetType: 'alert', targetId: row.id, after: { title: row.title, severity: row.severity, deviceId: row.device_id, detectionSource: row.detection_source } });
-          for (const told of deps.onCreated ?? []) await told(trx, row);
-          return { alert: presentAlert(row), created: true };
+          return await insertIn(trx, actor, body);
         });
       } catch (error) {
         // Two deliveries of one alert at once: the loser of the unique index returns the winner's alert.
@@ -114,6 +119,18 @@ export function createAlertsService(deps: {
         if (!inScope(actor, winner.group_id)) throw new QuellError('validation_failed', `externalId ${body.externalId} is already used by another alert from ${body.detectionSource}`);
         return { alert: presentAlert(winner), created: false };
       }
+    },
+
+    /**
+     * An alert raised as part of something else's transaction (a scan's
+     * findings with its result): stored with it or not at all; the same
+     * externalId from the same source again is left as it is.
+     */
+    async createIn(trx: Db, actor: Actor, body: CreateAlertBody): Promise<void> {
+      requirePermission(actor, 'alerts:create');
+      const existing = body.externalId === undefined ? undefined
+        : await trx.selectFrom('alerts').select('id').where('detection_source', '=', body.detectionSource).where('external_id', '=', body.externalId).executeTakeFirst();
+      if (!existing) await insertIn(trx, actor, body);
     },
 
     /** A Wazuh alert, on the device named like its Wazuh agent. */

@@ -61,7 +61,7 @@ export function createDesiredStateService(deps: { store: Store; actions: Actions
           e.waiting > 0 ? `${e.waiting} offline will apply it when they reconnect` : '',
         ].filter(Boolean).join('; ');
         const summary = `${done} on ${e.succeeded} of ${e.succeeded + e.failed + e.waiting} managed devices${notes ? `; ${notes}` : ''}`;
-        await actions.recordResult(actor, action.id, e.succeeded > 0 ? { outcome: 'completed', output: summary } : { outcome: 'failed', error: summary });
+        await actions.recordResult(actor, action.id, e.succeeded > 0 ? { outcome: 'completed', output: summary } : { outcome: 'failed', error: summary }, { enforcement: e });
         moved++;
       } catch (error) {
         // Another server process settled it first.
