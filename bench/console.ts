@@ -13,7 +13,7 @@
  * (bench/RESULTS.md is then left as it was); BENCH_CONSOLE_DUMP=<file> writes
  * every measured navigation's raw timings there as JSON.
  */
-import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -22,7 +22,9 @@ import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import { type BrowserContext, type CDPSession, type Page, chromium } from 'playwright-core';
 import { createServices, migrate, openStore, systemActor } from '@quell/server';
+import { startQuellServer } from './quell-process.ts';
 import { type SeedDevice, type SeedPlan, seedSqlite } from './seed.ts';
+import { createTeardown } from './teardown.ts';
 
 const env = process.env;
 const FULL_HISTORY_ROWS = 1_000_000;
@@ -40,7 +42,6 @@ const FIRST_PAGE_TARGET_MS = 1000;
 const DEADLINE_MS = 12 * 60_000;
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const QUELL = join(ROOT, 'packages/cli/bin/quell.js');
 const CONSOLE_DIST = join(ROOT, 'packages/console/dist');
 const RESULTS = join(ROOT, 'bench/RESULTS.md');
 const PASSWORD = 'bench password, not secret';
@@ -65,20 +66,7 @@ const HISTORY_MILESTONES = {
 const started = performance.now();
 const log = (message: string) => process.stderr.write(`[console ${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
-/** Teardown steps still owed; run on success, failure, Ctrl-C or the deadline. */
-const pending = new Set<() => Promise<void>>();
-function owe(step: () => Promise<void>): () => Promise<void> {
-  pending.add(step);
-  return async () => {
-    if (pending.delete(step)) await step();
-  };
-}
-async function settleAll(): Promise<void> {
-  for (const step of [...pending].reverse()) {
-    pending.delete(step);
-    await step().catch((error: unknown) => log(`teardown failed: ${String(error)}`));
-  }
-}
+const { owe, settleAll } = createTeardown(log, DEADLINE_MS);
 
 // ---------------------------------------------------------------------------
 // Statistics and formatting
@@ -212,10 +200,7 @@ interface QuellServer { url: string; child: ChildProcess }
 
 /** `quell server` in its own process, as an operator starts it, on the seeded data dir. */
 async function startQuell(dataDir: string): Promise<QuellServer> {
-  const child = spawn(process.execPath, [QUELL, 'server'], {
-    env: { ...env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const { child, url } = await startQuellServer({ ...env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'warn' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   owe(async () => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -223,24 +208,6 @@ async function startQuell(dataDir: string): Promise<QuellServer> {
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
     await exited;
     clearTimeout(timer);
-  });
-  // Kept for the error message; read continuously so a chatty server never blocks on a full pipe.
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-20_000);
-  };
-  child.stderr!.on('data', keep);
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`quell server did not start within 120 s:\n${output}`)), 120_000);
-    child.stdout!.on('data', (chunk: Buffer) => {
-      keep(chunk);
-      const match = /Quell is running at (\S+)/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        resolve(match[1]!);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`quell server exited with ${code}:\n${output}`)));
   });
   return { url, child };
 }
@@ -632,12 +599,6 @@ if (process.argv[2] === SEED_CHILD) {
     process.send!({ rows }, () => process.exit(0));
   });
 } else {
-  const abort = (reason: string) => {
-    log(reason);
-    void settleAll().finally(() => process.exit(1));
-  };
-  setTimeout(() => abort(`deadline of ${DEADLINE_MS / 60_000} min passed; tearing down`), DEADLINE_MS).unref();
-  process.once('SIGINT', () => abort('interrupted; tearing down'));
   try {
     await main();
   } catch (error) {

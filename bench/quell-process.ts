@@ -19,7 +19,10 @@ export async function startQuellServer(env: NodeJS.ProcessEnv, timeoutMs = 120_0
   };
   child.stderr!.on('data', keep);
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`quell server did not start within ${timeoutMs / 1000} s:\n${output}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`quell server did not start within ${timeoutMs / 1000} s:\n${output}`));
+    }, timeoutMs);
     child.stdout!.on('data', (chunk: Buffer) => {
       keep(chunk);
       const match = /Quell is running at (\S+)/.exec(output);

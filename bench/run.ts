@@ -22,6 +22,7 @@ import { type BenchServer, benchExport, benchHistoryLatency, benchThroughputPair
 import { benchLifecycles } from './lifecycle.ts';
 import { type DialectResult, type Machine, type RunConfig, keptNotes, resultsMarkdown, summaryTable } from './report.ts';
 import { type SeedDevice, seedPostgres, seedSqlite } from './seed.ts';
+import { createTeardown } from './teardown.ts';
 
 type Dialect = 'sqlite' | 'postgres';
 
@@ -54,26 +55,7 @@ const BENCH_PASSWORD = 'bench password, not secret';
 const started = performance.now();
 const log = (message: string) => process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
-/** Teardown steps still owed; run on success, failure, Ctrl-C or the deadline. */
-const pending = new Set<() => Promise<void>>();
-function owe(step: () => Promise<void>): () => Promise<void> {
-  pending.add(step);
-  return async () => {
-    if (pending.delete(step)) await step();
-  };
-}
-async function settleAll(): Promise<void> {
-  for (const step of [...pending].reverse()) {
-    pending.delete(step);
-    await step().catch((error: unknown) => log(`teardown failed: ${String(error)}`));
-  }
-}
-function abort(reason: string): void {
-  log(reason);
-  void settleAll().finally(() => process.exit(1));
-}
-setTimeout(() => abort(`deadline of ${DEADLINE_MS / 60_000} min passed; tearing down`), DEADLINE_MS).unref();
-process.once('SIGINT', () => abort('interrupted; tearing down'));
+const { owe, settleAll } = createTeardown(log, DEADLINE_MS);
 
 interface BenchDatabase { location: StoreLocation; drop(): Promise<void> }
 
