@@ -14,6 +14,8 @@ const InvestigationsPage = lazy(() => import('./investigations/investigations.pa
 const InvestigationPage = lazy(() => import('./investigations/investigation.page.tsx'));
 const IncidentsPage = lazy(() => import('./incidents/incidents.page.tsx'));
 const IncidentPage = lazy(() => import('./incidents/incident.page.tsx'));
+const AlertsPage = lazy(() => import('./alerts/alerts.page.tsx'));
+const IndicatorsPage = lazy(() => import('./indicators/indicators.page.tsx'));
 const AuditPage = lazy(() => import('./audit/audit.page.tsx'));
 const SettingsPage = lazy(() => import('./settings/settings.page.tsx'));
 
@@ -27,6 +29,8 @@ const ROUTES: Array<{ pattern: string; page: ComponentType<{ params: Record<stri
   { pattern: '/investigations/:id', page: InvestigationPage },
   { pattern: '/incidents', page: IncidentsPage, permission: 'alerts:read' },
   { pattern: '/incidents/:id', page: IncidentPage, permission: 'alerts:read' },
+  { pattern: '/alerts', page: AlertsPage, permission: 'alerts:read' },
+  { pattern: '/indicators', page: IndicatorsPage, permission: 'indicators:read' },
   { pattern: '/audit', page: AuditPage, permission: 'audit:read' },
   { pattern: '/settings', page: SettingsPage, permission: 'settings:manage' },
 ];
@@ -36,7 +40,9 @@ const NAV: Array<{ to: string; label: string; section: string; permission?: Perm
   { to: '/action-center/pending', label: 'Action center', section: 'action-center' },
   { to: '/devices', label: 'Devices', section: 'devices' },
   { to: '/incidents', label: 'Incidents', section: 'incidents', permission: 'alerts:read' },
+  { to: '/alerts', label: 'Alerts', section: 'alerts', permission: 'alerts:read' },
   { to: '/investigations', label: 'Investigations', section: 'investigations' },
+  { to: '/indicators', label: 'Indicators', section: 'indicators', permission: 'indicators:read' },
   { to: '/audit', label: 'Audit', section: 'audit', permission: 'audit:read' },
   { to: '/settings', label: 'Settings', section: 'settings', permission: 'settings:manage' },
 ];

@@ -20,16 +20,21 @@ export interface CommentDialogProps {
   incomplete?: string | null;
   pending: boolean;
   error: unknown;
+  /** Said after the server's refusal, e.g. that nothing was changed. */
+  errorNote?: string;
   onConfirm: (comment: string) => void;
   onClose: () => void;
 }
+
+/** The refusal, then the note as a sentence of its own. */
+const withNote = (text: string, note: string | undefined): string => (note ? `${text}${/[.!?]$/.test(text) ? '' : '.'} ${note}` : text);
 
 /**
  * A modal that asks for a comment (always required) and any fields the step
  * needs, says what will happen, and shows the server's refusal in words.
  * Fluent's Dialog traps focus inside and gives it back to the opener on close.
  */
-export function CommentDialog({ title, consequence, children, confirmLabel, incomplete = null, pending, error, onConfirm, onClose }: CommentDialogProps) {
+export function CommentDialog({ title, consequence, children, confirmLabel, incomplete = null, pending, error, errorNote, onConfirm, onClose }: CommentDialogProps) {
   const styles = useStyles();
   const [comment, setComment] = useState('');
   const ready = comment.trim() !== '' && incomplete === null && !pending;
@@ -41,9 +46,9 @@ export function CommentDialog({ title, consequence, children, confirmLabel, inco
             <DialogTitle>{title}</DialogTitle>
             <DialogContent className={styles.content}>
               {error !== null && error !== undefined && (
-                <MessageBar intent="error" role="alert"><MessageBarBody>{problemText(error)}</MessageBarBody></MessageBar>
+                <MessageBar intent="error" role="alert"><MessageBarBody>{withNote(problemText(error), errorNote)}</MessageBarBody></MessageBar>
               )}
-              <Text>{consequence}</Text>
+              <div>{consequence}</div>
               {children}
               <Field label="Comment" required hint="Recorded with the action in its timeline and the audit log.">
                 <Textarea value={comment} onChange={(_, data) => setComment(data.value)} maxLength={2000} resize="vertical" />

@@ -698,6 +698,194 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.getByRole('tab', { name: /Pending/ }).waitFor();
   });
 
+  /** Sends an alert through the API as a detection source would. */
+  async function sendAlert(deviceId: string, title: string, severity: 'informational' | 'low' | 'medium' | 'high', evidence: unknown[]): Promise<string> {
+    const response = await ctx.request(ctx.users.security_operator, 'POST', '/api/alerts', {
+      title, severity, category: 'malware', detectionSource: 'edr-rules', deviceId, occurredAt: new Date().toISOString(), evidence,
+    });
+    expect(response.statusCode, response.body).toBe(201);
+    return response.json().id as string;
+  }
+  const alertRow = (id: string) => page.locator(`tr[data-alert-id="${id}"]`);
+  /** The alert panel: the dialog with the alert's evidence. */
+  const alertPanel = () => page.getByRole('dialog').filter({ has: page.getByRole('heading', { name: 'Evidence' }) });
+  const alertOf = async (id: string) => (await ctx.request(ctx.users.security_reader, 'GET', `/api/alerts/${id}`)).json();
+
+  it('lists alerts with status and severity filters in the URL, opens the alert panel with its evidence, and triages with a comment', async () => {
+    const deviceId = await device('ws-alerts-01');
+    const high = await sendAlert(deviceId, 'Credential dumping tool', 'high', [
+      { kind: 'file', path: '/tmp/<b>mimi</b>.elf', sha256: '9a'.repeat(32) },
+      { kind: 'process', name: 'mimi', commandLine: 'mimi --dump "lsass" && curl http://x', pid: 4242 },
+      { kind: 'user', name: 'ana<script>', domain: 'CORP' },
+    ]);
+    const low = await sendAlert(deviceId, 'Port scan', 'low', [{ kind: 'ip', address: '10.1.2.3' }]);
+    const xss = await sendAlert(deviceId, '<img src=x onerror=alert(1)>', 'medium', []);
+    await signIn(ctx.users.security_operator, '/alerts');
+    await alertRow(xss).waitFor();
+    // Newest first.
+    const ids = await page.locator('tr[data-alert-id]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-alert-id')));
+    expect(ids.slice(0, 3)).toEqual([xss, low, high]);
+    // Attacker-chosen text shows as text: no element is made of it, no script ran.
+    await alertRow(xss).getByText('<img src=x onerror=alert(1)>', { exact: true }).waitFor();
+    expect(await page.locator('main img').count()).toBe(0);
+    expect(await alertRow(high).getByRole('link', { name: 'ws-alerts-01' }).getAttribute('href')).toBe(`/devices/${deviceId}`);
+    expect(await scan()).toEqual([]);
+
+    await page.getByLabel('Severity').selectOption('high');
+    await expect.poll(() => new URL(page.url()).search).toBe('?severity=high');
+    await expect.poll(() => alertRow(low).count()).toBe(0);
+    await alertRow(high).waitFor();
+    await page.getByLabel('Status', { exact: true }).selectOption('resolved');
+    await expect.poll(() => new URL(page.url()).search).toBe('?status=resolved&severity=high');
+    await expect.poll(() => alertRow(high).count()).toBe(0);
+    await page.reload();
+    expect(await page.getByLabel('Status', { exact: true }).inputValue()).toBe('resolved');
+    await page.getByRole('button', { name: 'Clear filters' }).click();
+    await alertRow(low).waitFor();
+
+    await alertRow(high).getByRole('cell').first().click();
+    const panel = alertPanel();
+    await panel.getByText('Credential dumping tool').first().waitFor();
+    const evidence = panel.getByRole('table', { name: 'Evidence' });
+    await evidence.getByText('/tmp/<b>mimi</b>.elf', { exact: true }).waitFor();
+    await evidence.getByText('mimi --dump "lsass" && curl http://x', { exact: true }).waitFor();
+    await evidence.getByText('ana<script>', { exact: true }).waitFor();
+    await evidence.getByText('9a'.repeat(32)).waitFor();
+    expect(await panel.locator('b, script').count()).toBe(0);
+    await panel.getByLabel('Alert details').getByText('edr-rules').waitFor();
+    expect(await scan()).toEqual([]);
+    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'alerts-panel.png') });
+
+    await panel.getByLabel('Alert status').selectOption('in_progress');
+    await panel.getByLabel('Determination').selectOption('malware');
+    await panel.getByRole('button', { name: 'Update alert' }).click();
+    await confirmation().getByText('Status: New → In progress; Determination: not set → Malware.').waitFor();
+    await decide('Update alert', 'Looking into it');
+    await confirmation().waitFor({ state: 'detached' });
+    expect(await alertOf(high)).toMatchObject({ status: 'in_progress', determination: 'malware', updatedBy: 'security-operator' });
+    await alertRow(high).getByText('In progress').waitFor();
+    await page.keyboard.press('Escape');
+  });
+
+  /** A device of a fully automated group, an alert with a file under /tmp, and the quarantine its investigation completed. */
+  async function quarantinedByAlert(hostname: string, sha256: string): Promise<{ alertId: string; actionId: string }> {
+    const group = await ctx.services.devices.createGroup(ctx.users.security_admin.actor, { name: `full-${hostname}`, rank: 2000 + Math.floor(Math.random() * 1000), automationLevel: 'full' });
+    const deviceId = await ctx.createDevice({ name: hostname, groupId: group.id });
+    const alertId = await sendAlert(deviceId, `Dropper on ${hostname}`, 'high', [{ kind: 'file', path: `/tmp/${hostname}/updater`, sha256 }]);
+    await ctx.services.investigations.runDue();
+    const investigations = (await ctx.request(ctx.users.security_reader, 'GET', '/api/investigations')).json().items as Array<{ id: string; deviceId: string }>;
+    const detail = (await ctx.request(ctx.users.security_reader, 'GET', `/api/investigations/${investigations.find((i) => i.deviceId === deviceId)!.id}`)).json();
+    const actionId = (detail.actions as Action[])[0]!.id;
+    expect((await actionOf(actionId)).status).toBe('queued');
+    await ctx.complete(actionId);
+    return { alertId, actionId };
+  }
+
+  async function classifyAsFalsePositive(alertId: string, comment: string): Promise<void> {
+    await page.goto(`${ctx.url}/alerts?severity=high`);
+    await alertRow(alertId).getByRole('cell').first().click();
+    await alertPanel().getByRole('button', { name: 'Classify as false positive' }).click();
+    const dialog = confirmation();
+    await dialog.getByRole('radio', { name: /^Undo every instance/ }).check();
+    expect(await dialog.getByRole('radio', { name: /^Yes: allow its files from now on/ }).isChecked()).toBe(true);
+    await dialog.getByText(/every other completed quarantine of the same files on any device/).waitFor();
+    await dialog.getByText(/gets an allow indicator/).waitFor();
+    await decide('Classify as false positive', comment);
+  }
+
+  it('refuses a Security Operator the false-positive flow that undoes quarantines, says why, and changes nothing', async () => {
+    const sha256 = '9b'.repeat(32);
+    const { alertId, actionId } = await quarantinedByAlert('ws-fp-operator', sha256);
+    await signIn(ctx.users.security_operator, '/alerts?severity=high');
+    await classifyAsFalsePositive(alertId, 'Our build tool');
+    const refusal = confirmation().getByRole('alert');
+    await refusal.waitFor();
+    expect(await refusal.textContent()).toBe('Not allowed: Undoing quarantine file needs the Security Administrator role or higher. Nothing was changed: the alert, its actions and the indicators are as they were.');
+    expect(await alertOf(alertId)).toMatchObject({ status: 'new', classification: null });
+    expect((await actionOf(actionId)).undoneBy).toBeNull();
+    expect((await ctx.request(ctx.users.security_reader, 'GET', `/api/indicators?type=sha256&value=${sha256}`)).json().items).toEqual([]);
+    await confirmation().getByRole('button', { name: 'Cancel' }).click();
+  });
+
+  it('classifies an alert as a false positive as Security Administrator: resolved, every instance undone, the file allowed, said in words', async () => {
+    const sha256 = '9c'.repeat(32);
+    const { alertId, actionId } = await quarantinedByAlert('ws-fp-admin', sha256);
+    await signIn(ctx.users.security_admin, '/alerts?severity=high');
+    await classifyAsFalsePositive(alertId, 'Signed in-house updater');
+    const outcome = alertPanel().getByRole('status', { name: 'False positive outcome' });
+    await outcome.getByText('Alert resolved as a false positive.').waitFor();
+    await outcome.getByText(/^1 undo action created: Restore file of .* on ws-fp-admin \(queued\)$/).waitFor();
+    await outcome.getByText(`1 allow indicator: SHA256 ${sha256}`).waitFor();
+    expect(await alertOf(alertId)).toMatchObject({ status: 'resolved', classification: 'false_positive', updatedBy: 'security-admin' });
+    const undo = await actionOf((await actionOf(actionId)).undoneBy!);
+    expect(undo).toMatchObject({ type: 'restore_file', status: 'queued' });
+    const allow = (await ctx.request(ctx.users.security_reader, 'GET', `/api/indicators?type=sha256&value=${sha256}`)).json().items;
+    expect(allow).toEqual([expect.objectContaining({ action: 'allow', active: true })]);
+    await page.keyboard.press('Escape');
+  });
+
+  const indicatorRow = (text: string) => page.getByRole('table', { name: 'Indicators' }).locator('tr', { hasText: text });
+
+  async function importCsv(name: string, csv: string): Promise<void> {
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser'), page.getByRole('button', { name: 'Import CSV' }).click()]);
+    await chooser.setFiles({ name, mimeType: 'text/csv', buffer: Buffer.from(csv) });
+  }
+
+  it('creates, imports (a bad line named, then a good file), exports and expires indicators', async () => {
+    await signIn(ctx.users.security_admin, '/indicators');
+    await page.getByRole('heading', { name: 'Indicators' }).waitFor();
+    expect(await page.getByRole('link', { name: 'Export CSV' }).getAttribute('href')).toBe('/api/indicators/export.csv');
+
+    await page.getByLabel('Indicator type').selectOption('sha256');
+    await page.getByLabel('Value').fill('9D'.repeat(32));
+    await page.getByLabel('Indicator action').selectOption('block');
+    await page.getByLabel('Title').fill('Known ransomware loader');
+    await page.getByRole('button', { name: 'Add indicator' }).click();
+    await indicatorRow('9d'.repeat(32)).getByText('Known ransomware loader').waitFor();
+    await indicatorRow('9d'.repeat(32)).getByText('Block', { exact: true }).waitFor();
+
+    await importCsv('bad.csv', 'type,value,action,title\r\ndomain,evil.example,block,C2 domain\r\nip,10.66.0.1,nuke,Scanner\r\n');
+    const result = page.getByRole('status', { name: 'Import result' });
+    await result.getByText(/Line 3: action must be one of/).waitFor();
+    expect(await indicatorRow('evil.example').count()).toBe(0);
+    await importCsv('good.csv', 'type,value,action,title\r\ndomain,evil.example,block,C2 domain\r\nip,10.66.0.1,audit,Scanner\r\n');
+    await result.getByText('2 indicators imported.').waitFor();
+    await indicatorRow('evil.example').waitFor();
+    await indicatorRow('10.66.0.1').getByText('Audit only').waitFor();
+    expect(await scan()).toEqual([]);
+    if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'indicators-page.png'), fullPage: true });
+
+    await indicatorRow('10.66.0.1').getByRole('button', { name: 'Edit Scanner' }).click();
+    const edit = page.getByRole('dialog', { name: 'Edit indicator' });
+    await edit.getByLabel('Indicator action').selectOption('block');
+    await edit.getByRole('button', { name: 'Save' }).click();
+    await indicatorRow('10.66.0.1').getByText('Block', { exact: true }).waitFor();
+
+    await indicatorRow('evil.example').getByRole('button', { name: 'Expire C2 domain' }).click();
+    await page.getByRole('dialog', { name: 'Expire indicator' }).getByRole('button', { name: 'Expire' }).click();
+    await expect.poll(() => indicatorRow('evil.example').count()).toBe(0);
+    await page.getByRole('switch', { name: 'Show expired indicators' }).click();
+    await expect.poll(() => new URL(page.url()).search).toBe('?includeExpired=true');
+    await indicatorRow('evil.example').getByText('Expired').waitFor();
+    const stored = (await ctx.request(ctx.users.security_reader, 'GET', '/api/indicators?type=domain&value=evil.example&includeExpired=true')).json().items;
+    expect(stored).toEqual([expect.objectContaining({ active: false })]);
+  });
+
+  it('shows a Security Reader indicators and alerts without editing controls, and says why', async () => {
+    await signIn(ctx.users.security_reader, '/indicators');
+    await page.getByText('Your role, Security Reader, can view and export indicators but not create, change, expire or import them: that needs a Security Administrator.').waitFor();
+    await indicatorRow('9d'.repeat(32)).waitFor();
+    expect(await page.getByRole('button', { name: /^(Add indicator|Import CSV|Edit|Expire)/ }).count()).toBe(0);
+    expect(await page.getByRole('form', { name: 'Add an indicator' }).count()).toBe(0);
+    await page.getByRole('link', { name: 'Export CSV' }).waitFor();
+
+    await page.goto(`${ctx.url}/alerts`);
+    await page.locator('tr[data-alert-id]').first().getByRole('cell').first().click();
+    await alertPanel().getByText('Your role, Security Reader, can view alerts but not triage them or classify them as false positives.').waitFor();
+    expect(await alertPanel().getByRole('button', { name: /Update alert|Classify as false positive/ }).count()).toBe(0);
+    await page.keyboard.press('Escape');
+  });
+
   it('loads at most 250 kB of JavaScript (gzip) for the Action center, and no page broke its CSP', async () => {
     await page.goto(`${ctx.url}/action-center/pending`);
     await page.getByRole('tab', { name: /Pending/ }).waitFor();

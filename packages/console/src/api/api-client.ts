@@ -4,12 +4,12 @@
  */
 import {
   API_PATHS, ERRORS,
-  type Action, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AuditPageSchema, type AuditVerification,
+  type Action, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AlertPageSchema, type AuditPageSchema, type AuditVerification,
   type BulkDecisionBody, type BulkResultSchema, type CreateActionBody, type CreateDeviceGroupBody, type CreateEnrolmentTokenBody,
-  type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup, type EnrolmentToken,
-  type ErrorCode, type ExportActionsQuery, type Incident, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
-  type ListAuditQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token, type UpdateSettingsBody,
-  type UpdateUserBody, type User,
+  type CreateIndicatorBody, type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup, type EnrolmentToken,
+  type ErrorCode, type ExportActionsQuery, type FalsePositiveBody, type Incident, type Indicator, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
+  type ListAlertsQuery, type ListAuditQuery, type ListIndicatorsQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token,
+  type UpdateAlertBody, type UpdateIndicatorBody, type UpdateSettingsBody, type UpdateUserBody, type User,
 } from '@quell/contracts';
 import type { Static } from 'typebox';
 
@@ -24,6 +24,9 @@ export type IncidentDetail = Static<typeof IncidentDetailSchema>;
 export type AuditPage = Static<typeof AuditPageSchema>;
 export type CreatedToken = Static<typeof CreatedTokenSchema>;
 export type CreatedEnrolmentToken = Static<typeof CreatedEnrolmentTokenSchema>;
+export type AlertPage = Static<typeof AlertPageSchema>;
+/** The answer of POST /api/alerts/:id/false-positive (typed inline in the server's route, not yet a named schema in the contracts). */
+export interface FalsePositiveResult { alert: Alert; undone: Action[]; indicators: Indicator[] }
 
 /** A problem response from the server, or a request that never got one. */
 export class ApiError extends Error {
@@ -57,13 +60,19 @@ export function withQuery(path: string, query: Query = {}): string {
 /** The session's CSRF token, echoed as x-csrf-token on every write (plugins/auth.ts on the server). */
 let csrfToken: string | null = null;
 
+/** A request body the server reads as CSV text, not JSON. */
+class CsvBody {
+  constructor(readonly text: string) {}
+}
+
 async function call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { accept: 'application/json' };
-  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (body !== undefined) headers['content-type'] = body instanceof CsvBody ? 'text/csv' : 'application/json';
   if (method !== 'GET' && csrfToken) headers['x-csrf-token'] = csrfToken;
   let response: Response;
   try {
-    response = await fetch(url, { method, headers, credentials: 'same-origin', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    const payload = body instanceof CsvBody ? body.text : JSON.stringify(body);
+    response = await fetch(url, { method, headers, credentials: 'same-origin', ...(body !== undefined ? { body: payload } : {}) });
   } catch (error) {
     throw new ApiError(0, 'network_error', 'The server cannot be reached; check the connection and try again', null, { cause: error });
   }
@@ -126,6 +135,18 @@ export const api = {
   getIncident: (id: string) => call<IncidentDetail>('GET', pathOf(API_PATHS.incident, { id })),
   updateIncident: (id: string, status: Incident['status']) => call<Incident>('PATCH', pathOf(API_PATHS.incident, { id }), { status }),
   getAlert: (id: string) => call<Alert>('GET', pathOf(API_PATHS.alert, { id })),
+  listAlerts: (query: ListAlertsQuery) => call<AlertPage>('GET', withQuery(API_PATHS.alerts, query)),
+  updateAlert: (id: string, body: UpdateAlertBody) => call<Alert>('PATCH', pathOf(API_PATHS.alert, { id }), body),
+  falsePositive: (id: string, body: FalsePositiveBody) => call<FalsePositiveResult>('POST', pathOf(API_PATHS.alertFalsePositive, { id }), body),
+  listIndicators: (query: ListIndicatorsQuery) => call<{ items: Indicator[] }>('GET', withQuery(API_PATHS.indicators, query)),
+  createIndicator: (body: CreateIndicatorBody) => call<Indicator>('POST', API_PATHS.indicators, body),
+  updateIndicator: (id: string, body: UpdateIndicatorBody) => call<Indicator>('PATCH', pathOf(API_PATHS.indicator, { id }), body),
+  /** Expires it now; the server keeps it for the record. */
+  expireIndicator: (id: string) => call<Indicator>('DELETE', pathOf(API_PATHS.indicator, { id })),
+  /** All rows or none; a bad row comes back as a problem naming its line. */
+  importIndicators: (csv: string) => call<{ items: Indicator[] }>('POST', API_PATHS.indicatorsImport, new CsvBody(csv)),
+  /** A plain link: the browser downloads the active indicators with the session cookie. */
+  indicatorsCsvUrl: () => API_PATHS.indicatorsCsv,
   listAudit: (query: ListAuditQuery) => call<AuditPage>('GET', withQuery(API_PATHS.audit, query)),
   verifyAudit: () => call<AuditVerification>('GET', API_PATHS.auditVerify),
   listUsers: () => call<{ items: User[] }>('GET', API_PATHS.users),

@@ -1,4 +1,4 @@
-import { ACTION_STATUSES, ERRORS, type ActionStatus, type Problem } from '@quell/contracts';
+import { ACTION_CATALOGUE, ACTION_STATUSES, ERRORS, ROLE_LABELS, type ActionStatus, type Problem } from '@quell/contracts';
 import { statusLabel } from '../format.ts';
 import { ApiError } from './api-client.ts';
 
@@ -17,7 +17,7 @@ export function problemText(error: unknown): string {
     case 'undo_role_required':
     case 'four_eyes_violation':
     case 'token_scope_missing':
-      return `Not allowed: ${error.message}`;
+      return `Not allowed: ${inWords(error.message)}`;
     case 'unauthenticated':
       return 'Your session has ended; sign in again.';
     case 'network_error':
@@ -51,4 +51,20 @@ function decidedElsewhere(problem: Problem | null): string {
     const by = a.decidedBy ? ` by ${a.decidedBy}` : '';
     return `Already ${DECISION_OF[status]}${by} (now ${statusLabel(status).toLowerCase()}).`;
   }).join(' ');
+}
+
+/** What the server names by id in a refusal, as the console labels it. */
+const WORDS: Record<string, string> = {
+  ...Object.fromEntries(Object.entries(ROLE_LABELS)),
+  ...Object.fromEntries(Object.entries(ACTION_CATALOGUE).map(([type, def]) => [type, def.label.toLowerCase()])),
+  'alerts:manage': 'triaging alerts',
+  'indicators:manage': 'managing indicators',
+  'actions:undo': 'undoing actions',
+  'actions:decide': 'approving and rejecting actions',
+  'actions:create': 'creating actions',
+};
+
+/** "Undoing quarantine_file needs the security_admin role" → "Undoing quarantine file needs the Security Administrator role". */
+function inWords(message: string): string {
+  return message.replace(/[a-z]+(?:[_:][a-z]+)+/g, (id) => WORDS[id] ?? id);
 }

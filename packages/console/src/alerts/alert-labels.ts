@@ -1,0 +1,61 @@
+import type { ALERT_CLASSIFICATIONS, ALERT_DETERMINATIONS, ALERT_STATUSES, Evidence } from '@quell/contracts';
+
+export type AlertStatus = (typeof ALERT_STATUSES)[number];
+export type AlertClassification = (typeof ALERT_CLASSIFICATIONS)[number];
+export type AlertDetermination = (typeof ALERT_DETERMINATIONS)[number];
+
+export const ALERT_STATUS_LABELS: Record<AlertStatus, string> = { new: 'New', in_progress: 'In progress', resolved: 'Resolved' };
+
+export const CLASSIFICATION_LABELS: Record<AlertClassification, string> = {
+  true_positive: 'True positive',
+  informational_expected: 'Informational, expected activity',
+  false_positive: 'False positive',
+};
+
+export const DETERMINATION_LABELS: Record<AlertDetermination, string> = {
+  malware: 'Malware',
+  multistage_attack: 'Multi-stage attack',
+  malicious_user_activity: 'Malicious user activity',
+  unwanted_software: 'Unwanted software',
+  phishing: 'Phishing',
+  compromised_account: 'Compromised account',
+  security_testing: 'Security testing',
+  line_of_business_application: 'Line-of-business application',
+  confirmed_activity: 'Confirmed activity',
+  not_malicious: 'Not malicious',
+  not_enough_information: 'Not enough information',
+  other: 'Other',
+};
+
+export const EVIDENCE_KIND_LABELS: Record<Evidence['kind'], string> = {
+  file: 'File',
+  process: 'Process',
+  service: 'Service',
+  driver: 'Driver',
+  scheduled_task: 'Scheduled task',
+  registry_key: 'Registry key',
+  user: 'User',
+  ip: 'IP address',
+  url: 'URL',
+};
+
+/** Each value of one piece of evidence with its name, in the order an analyst reads them; all of it is attacker-controlled text. */
+export function evidenceValues(e: Evidence): Array<[string, string]> {
+  const pairs: Array<[string, string | number | undefined]> = (() => {
+    switch (e.kind) {
+      case 'file': return [['Path', e.path], ['SHA-256', e.sha256], ['SHA-1', e.sha1], ['MD5', e.md5]];
+      case 'process': return [['Name', e.name], ['Command line', e.commandLine], ['PID', e.pid], ['Path', e.path], ['SHA-256', e.sha256]];
+      case 'service': case 'driver': return [['Name', e.name]];
+      case 'scheduled_task': return [['Name', e.name], ['Path', e.path]];
+      case 'registry_key': return [['Key', e.key], ['Value', e.value]];
+      case 'user': return [['Name', e.name], ['Domain', e.domain]];
+      case 'ip': return [['Address', e.address]];
+      case 'url': return [['URL', e.url]];
+    }
+  })();
+  return pairs.filter((p): p is [string, string | number] => p[1] !== undefined && p[1] !== '').map(([name, value]) => [name, String(value)]);
+}
+
+/** The SHA-256 hashes an alert names: what the false-positive flow undoes and allows. */
+export const fileHashes = (evidence: readonly Evidence[]): string[] =>
+  [...new Set(evidence.flatMap((e) => (e.kind === 'file' || e.kind === 'process') && e.sha256 ? [e.sha256.toLowerCase()] : []))];
