@@ -146,12 +146,15 @@ describe(`faults between the server and a real agent (${TEST_DIALECT})`, () => {
     await status(id, ['in_progress']);
     unreachable = true;
     cutConnections();
-
-    await waitFor('the agent to finish while cut off', async () => (journalEntries(agentDir).some((e) => e.k === 'done' && e.actionId === id) ? true : undefined), 60_000);
-    expect(logLines().some((l) => l.msg === 'result held until the server is back' && l.actionId === id)).toBe(true);
-    expect((await action(id)).status).toBe('in_progress');
-
-    unreachable = false;
+    try {
+      await waitFor('the agent to finish while cut off', async () => (journalEntries(agentDir).some((e) => e.k === 'done' && e.actionId === id) ? true : undefined), 60_000);
+      // The journal entry is written first, then the result is signed and found to have no way out: the log line follows.
+      await waitFor('the agent to hold the result', async () => (logLines().some((l) => l.msg === 'result held until the server is back' && l.actionId === id) ? true : undefined));
+      expect((await action(id)).status).toBe('in_progress');
+    } finally {
+      // The tests after this one need the server reachable, whatever happened here.
+      unreachable = false;
+    }
     const done = await status(id, ['completed', 'failed'], 60_000);
     expect(done.status, JSON.stringify(done.result)).toBe('completed');
     expect(runsOf(agentDir, id)).toBe(1);
