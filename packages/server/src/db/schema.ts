@@ -245,6 +245,15 @@ export interface InvestigationEntitiesTable {
 
 export interface InvestigationLogTable { id: string; investigation_id: string; step: string; started_at: number; ended_at: number; result: string }
 
+export interface DeviceStateTable {
+  device_id: string;
+  /** isolation, code_restriction, contained_user */
+  kind: string;
+  /** The user name for contained_user; empty otherwise. */
+  entity: string;
+  action_id: string;
+}
+
 export interface DesiredStateTable {
   name: string;
   version: number;
@@ -273,6 +282,7 @@ export interface Database {
   enrolment_tokens: EnrolmentTokensTable;
   agents: AgentsTable;
   desired_state: DesiredStateTable;
+  device_state: DeviceStateTable;
   alerts: AlertsTable;
   alert_evidence: AlertEvidenceTable;
   incidents: IncidentsTable;

@@ -42,6 +42,10 @@ export interface ActionsServiceDeps {
   allowing?: (db: Db, values: Array<{ type: IndicatorType; value: string }>, groupId: string | null) => Promise<{ id: string; title: string } | null>;
 }
 
+/** The action types whose completion puts a device in a state (and whose undo takes it out). */
+const DEVICE_STATE_KINDS: Partial<Record<string, 'isolation' | 'code_restriction' | 'contained_user'>> = {
+  isolate_device: 'isolation', restrict_code_execution: 'code_restriction', contain_user: 'contained_user',
+};
 const isFleet = (row: Pick<ActionsTable, 'type'>): boolean => FLEET_ACTION_TYPES.includes(row.type as ActionType);
 /** A containment in the state agents enforce, or a release that has not failed. */
 const enforcedNow = (row: Pick<ActionsTable, 'type' | 'status' | 'undone_by'>): boolean => (row.type === 'release_containment'
@@ -70,7 +74,21 @@ export function createActionsService(deps: ActionsServiceDeps) {
     }
     await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: now, event, from_status: from, to_status: to, actor: actor.name, comment });
     await audit.record(trx, actor, { kind: `action.${event}`, targetType: 'action', targetId: row.id, before: { status: from }, after: { status: to, ...(comment ? { comment } : {}) } });
+    await keepDeviceState(trx, row, to);
     return { ...row, ...changed };
+  }
+
+  /** What is in force on the device follows its isolation, restriction and user containment as they complete and are undone. */
+  async function keepDeviceState(trx: Db, row: ActionsTable, to: ActionStatus): Promise<void> {
+    const kind = DEVICE_STATE_KINDS[row.type];
+    if (kind === undefined) return;
+    if (to === 'completed') {
+      const entity = kind === 'contained_user' ? row.entity_name : '';
+      await trx.insertInto('device_state').values({ device_id: row.device_id, kind, entity, action_id: row.id })
+        .onConflict((oc) => oc.columns(['device_id', 'kind', 'entity']).doUpdateSet({ action_id: row.id })).execute();
+    } else if (to === 'undone') {
+      await trx.deleteFrom('device_state').where('action_id', '=', row.id).execute();
+    }
   }
 
   /** Loads the named actions inside the transaction; any unknown or out-of-scope id fails the whole call. */

@@ -18,18 +18,16 @@ export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
 
 const NOTHING_IN_FORCE: DeviceState = { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
 
-/** What is in force on each of these devices, from their completed isolation, restriction and user containment actions. */
+/** What is in force on each of these devices (kept by the actions service as actions complete and are undone). */
 async function statesOf(db: Db, deviceIds: readonly string[]): Promise<Map<string, DeviceState>> {
   const states = new Map<string, DeviceState>();
   for (let i = 0; i < deviceIds.length; i += 500) {
-    const rows = await db.selectFrom('actions').select(['id', 'device_id', 'type', 'entity_name'])
-      .where('device_id', 'in', deviceIds.slice(i, i + 500)).where('status', '=', 'completed')
-      .where('type', 'in', ['isolate_device', 'restrict_code_execution', 'contain_user']).orderBy('updated_at').execute();
+    const rows = await db.selectFrom('device_state').selectAll().where('device_id', 'in', deviceIds.slice(i, i + 500)).orderBy('entity').execute();
     for (const row of rows) {
       const state = states.get(row.device_id) ?? { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
-      if (row.type === 'isolate_device') state.isolatedBy = row.id;
-      else if (row.type === 'restrict_code_execution') state.codeRestrictedBy = row.id;
-      else state.containedUsers.push({ name: row.entity_name, actionId: row.id });
+      if (row.kind === 'isolation') state.isolatedBy = row.action_id;
+      else if (row.kind === 'code_restriction') state.codeRestrictedBy = row.action_id;
+      else state.containedUsers.push({ name: row.entity, actionId: row.action_id });
       states.set(row.device_id, state);
     }
   }
