@@ -66,7 +66,7 @@ const HISTORY_MILESTONES = {
 const started = performance.now();
 const log = (message: string) => process.stderr.write(`[console ${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
-const { owe, settleAll } = createTeardown(log, DEADLINE_MS);
+const { owe, runToEnd } = createTeardown(log, DEADLINE_MS);
 
 // ---------------------------------------------------------------------------
 // Statistics and formatting
@@ -599,13 +599,5 @@ if (process.argv[2] === SEED_CHILD) {
     process.send!({ rows }, () => process.exit(0));
   });
 } else {
-  try {
-    await main();
-  } catch (error) {
-    log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    process.exitCode = 1;
-  } finally {
-    await settleAll();
-  }
-  process.exit();
+  await runToEnd(main);
 }

@@ -55,7 +55,7 @@ const BENCH_PASSWORD = 'bench password, not secret';
 const started = performance.now();
 const log = (message: string) => process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
-const { owe, settleAll } = createTeardown(log, DEADLINE_MS);
+const { owe, runToEnd } = createTeardown(log, DEADLINE_MS);
 
 interface BenchDatabase { location: StoreLocation; drop(): Promise<void> }
 
@@ -176,7 +176,7 @@ function machine(loadAtStart: number): Machine {
 }
 
 const loadAtStart = loadavg()[0]!;
-try {
+await runToEnd(async () => {
   const results: DialectResult[] = [];
   for (const dialect of DIALECTS) results.push(await benchDialect(dialect));
   const host = machine(loadAtStart);
@@ -190,11 +190,4 @@ try {
   } else {
     process.stdout.write('\nNot a full-size run of both stores: bench/RESULTS.md left as it was.\n');
   }
-} catch (error) {
-  log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-  process.exitCode = 1;
-} finally {
-  await settleAll();
-}
-// Idle pg pools and timers must not keep a finished run alive.
-process.exit();
+});

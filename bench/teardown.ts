@@ -27,5 +27,18 @@ export function createTeardown(log: (message: string) => void, deadlineMs: numbe
   setTimeout(() => abort(`deadline of ${deadlineMs / 60_000} min passed; tearing down`), deadlineMs).unref();
   process.once('SIGINT', () => abort('interrupted; tearing down'));
 
-  return { owe, settleAll };
+  /** Runs the benchmark, then whatever it still owes, whether it finished or failed; then exits (idle pools and timers keep no finished run alive). */
+  async function runToEnd(main: () => Promise<void>): Promise<never> {
+    try {
+      await main();
+    } catch (error) {
+      log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      process.exitCode = 1;
+    } finally {
+      await settleAll();
+    }
+    process.exit();
+  }
+
+  return { owe, settleAll, runToEnd };
 }

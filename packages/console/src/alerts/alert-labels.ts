@@ -27,18 +27,6 @@ export const DETERMINATION_LABELS: Record<AlertDetermination, string> = {
   other: 'Other',
 };
 
-export const EVIDENCE_KIND_LABELS: Record<Evidence['kind'], string> = {
-  file: 'File',
-  process: 'Process',
-  service: 'Service',
-  driver: 'Driver',
-  scheduled_task: 'Scheduled task',
-  registry_key: 'Registry key',
-  user: 'User',
-  ip: 'IP address',
-  url: 'URL',
-};
-
 /** Each value of one piece of evidence with its name, in the order an analyst reads them; all of it is attacker-controlled text. */
 export function evidenceValues(e: Evidence): Array<[string, string]> {
   const pairs: Array<[string, string | number | undefined]> = (() => {

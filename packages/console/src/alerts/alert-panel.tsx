@@ -8,12 +8,12 @@ import { type ReactNode, useState } from 'react';
 import { type FalsePositiveResult, api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { CommentDialog } from '../comment-dialog.tsx';
-import { formatDateTime, statusLabel, typeLabel } from '../format.ts';
+import { ENTITY_TYPE_LABELS, formatDateTime, statusLabel, typeLabel } from '../format.ts';
 import { SeverityBadge } from '../incidents/incidents.page.tsx';
 import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
 import {
-  ALERT_STATUS_LABELS, type AlertClassification, type AlertDetermination, type AlertStatus, CLASSIFICATION_LABELS, DETERMINATION_LABELS, EVIDENCE_KIND_LABELS,
+  ALERT_STATUS_LABELS, type AlertClassification, type AlertDetermination, type AlertStatus, CLASSIFICATION_LABELS, DETERMINATION_LABELS,
   evidenceValues,
 } from './alert-labels.ts';
 import { AlertStatusBadge } from './alert-status.tsx';
@@ -108,7 +108,7 @@ function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
           <TableBody>
             {alert.evidence.map((e, i) => (
               <TableRow key={i}>
-                <TableCell>{EVIDENCE_KIND_LABELS[e.kind]}</TableCell>
+                <TableCell>{ENTITY_TYPE_LABELS[e.kind]}</TableCell>
                 <TableCell>
                   <dl className={styles.values}>
                     {evidenceValues(e).map(([name, value]) => (
