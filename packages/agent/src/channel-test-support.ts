@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, openSync, readFileSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentLog } from './agent.ts';
+import { decodeLine } from './journal-format.ts';
 import type { CommandRunner, RunResult } from './runner.ts';
 
 /** An agent log kept in memory, for assertions on what the agent said and when. */
@@ -34,18 +35,15 @@ export function recordingRunner(): RecordingRunner {
   };
 }
 
-type JournalLine = { k: 'start' | 'done'; actionId: string; nonce?: string; outcome?: string; error?: string };
+type JournalLine = { k: 'start' | 'done' | 'result_ack' | 'local' | 'local_ack'; actionId: string; nonce?: string; outcome?: string; error?: string };
 
-/** The agent's journal as the agent reads it back: one entry per line, a line that does not parse is no entry. */
+/** The agent's journal as the agent reads it back: one entry per line; a line that fails its checksum or shape is no entry. */
 export function journalEntries(agentDir: string): JournalLine[] {
   const file = join(agentDir, 'journal.jsonl');
   if (!existsSync(file)) return [];
   return readFileSync(file, 'utf8').split('\n').filter(Boolean).flatMap((line) => {
-    try {
-      return [JSON.parse(line) as JournalLine];
-    } catch {
-      return [];
-    }
+    const decoded = decodeLine(Buffer.from(line), true);
+    return 'entry' in decoded ? [decoded.entry as JournalLine] : [];
   });
 }
 

@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { tmpdir } from 'node:os';
@@ -238,4 +238,100 @@ describe(`faults between the server and a real agent (${TEST_DIALECT})`, () => {
     expect(vaulted(id)).toBe(true);
     await aNewActionWorks();
   }, 120_000);
+
+  const refusalsOf = async (id: string): Promise<string[]> => (await ctx().store.db.selectFrom('audit_log').selectAll().where('kind', '=', 'agent.command_refused').where('target_id', '=', id).execute())
+    .map((row) => (JSON.parse(row.after_json!) as { reason: string }).reason);
+  /** The server offers the action's command again, as it does when the result was lost on the way. */
+  const reopen = (id: string) => ctx().store.db.updateTable('actions').set({ status: 'in_progress' }).where('id', '=', id).execute();
+  const settle = (id: string) => ctx().store.db.updateTable('actions').set({ status: 'completed' }).where('id', '=', id).execute();
+  const damagedLogged = () => logLines().find((l) => l.msg === 'journal entries damaged')?.damaged as Array<{ file: string; line: number; reason: string }> | undefined;
+
+  /** Quarantines a new file and waits for the server's acknowledgement of the result in the journal; returns the file's bytes too. */
+  async function quarantined(name: string, clockShiftMs = 0): Promise<{ id: string; path: string; content: Buffer }> {
+    const file = newFile(name);
+    const content = readFileSync(file.path);
+    ctx().clock.advance(clockShiftMs);
+    const id = await quarantine(file).finally(() => ctx().clock.advance(-clockShiftMs));
+    const done = await status(id, ['completed', 'failed']);
+    expect(done.status, JSON.stringify(done.result)).toBe('completed');
+    await waitFor('the server to acknowledge the result', async () => (journalEntries(agentDir).some((e) => e.k === 'result_ack' && e.actionId === id) ? true : undefined));
+    return { id, path: file.path, content };
+  }
+
+  /** Changes one digit of the checksum on this action's journal lines of these kinds; returns their line numbers. */
+  function flipChecksums(actionId: string, kinds: readonly string[]): number[] {
+    const file = join(agentDir, 'journal.jsonl');
+    const flipped: number[] = [];
+    const lines = readFileSync(file, 'utf8').split('\n').map((line, index) => {
+      const json = /^[0-9a-f]{16} (\{.*\})$/.exec(line)?.[1];
+      const entry = json ? (JSON.parse(json) as { k: string; actionId: string }) : null;
+      if (entry?.actionId !== actionId || !kinds.includes(entry.k)) return line;
+      flipped.push(index + 1);
+      return (line[0] === '0' ? '1' : '0') + line.slice(1);
+    });
+    writeFileSync(file, lines.join('\n'));
+    return flipped;
+  }
+
+  it('a journal with a `null` line: the agent starts, says which line it skipped, and carries on', async () => {
+    await agent.stop();
+    appendFileSync(join(agentDir, 'journal.jsonl'), 'null\n');
+    const line = readFileSync(join(agentDir, 'journal.jsonl'), 'utf8').split('\n').length - 1;
+    startAgentProcess();
+    await connected();
+    expect(damagedLogged()).toEqual([{ file: 'journal.jsonl', line, reason: 'not a journal line' }]);
+    await aNewActionWorks();
+  }, 60_000);
+
+  it('a journal whose entries of a completed action fail their checksum: the server\'s redelivery of its unexpired command is refused, not run again', async () => {
+    await connected();
+    const { id, path, content } = await quarantined('checksum-flipped.elf');
+    await agent.stop();
+    const flipped = flipChecksums(id, ['start', 'done']);
+    expect(flipped).toHaveLength(2);
+    // The same file back in place: a second run would take it again.
+    writeFileSync(path, content);
+    await reopen(id);
+
+    startAgentProcess();
+    try {
+      expect(await waitFor('the agent to refuse the command', async () => (await refusalsOf(id))[0]))
+        .toMatch(/^this action was accepted before, but the journal has no record of it/);
+      expect(damagedLogged()).toEqual(flipped.map((line) => ({ file: 'journal.jsonl', line, reason: 'checksum does not match' })));
+      expect(logLines().filter((l) => l.msg === 'action started' && l.actionId === id)).toEqual([]);
+      expect(existsSync(path)).toBe(true);
+      // Its damaged entries were dropped at start; a second run would have written a new start.
+      expect(runsOf(agentDir, id)).toBe(0);
+    } finally {
+      await settle(id);
+    }
+    await aNewActionWorks();
+  }, 60_000);
+
+  it('the journal deleted while the agent is stopped: commands it had taken are refused when offered again, an older one by its issued-at, and new ones run', async () => {
+    await connected();
+    // Signed 250 s in the past, then one 200 s ahead (within the clock skew the agent allows): 450 s apart.
+    const older = await quarantined('before-the-loss.elf', -250_000);
+    const newer = await quarantined('last-before-the-loss.elf', 200_000);
+    await agent.stop();
+    rmSync(join(agentDir, 'journal.jsonl'));
+    for (const { path, content } of [older, newer]) writeFileSync(path, content);
+    await reopen(older.id);
+    await reopen(newer.id);
+
+    startAgentProcess();
+    try {
+      expect(await waitFor('the agent to refuse the older command', async () => (await refusalsOf(older.id))[0])).toMatch(/^issued before the last accepted command/);
+      expect(await waitFor('the agent to refuse the newer command', async () => (await refusalsOf(newer.id))[0])).toMatch(/^this action was accepted before, but the journal has no record of it/);
+      for (const { id, path } of [older, newer]) {
+        expect(logLines().filter((l) => l.msg === 'action started' && l.actionId === id)).toEqual([]);
+        expect(existsSync(path)).toBe(true);
+        expect(runsOf(agentDir, id)).toBe(0);
+      }
+    } finally {
+      await settle(older.id);
+      await settle(newer.id);
+    }
+    await aNewActionWorks();
+  }, 60_000);
 });

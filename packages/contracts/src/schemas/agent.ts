@@ -155,6 +155,8 @@ export type ServerFrame =
   | { t: 'command'; jws: string }
   | { t: 'state'; jws: string }
   | { t: 'local_ack'; actionId: string }
+  /** The server has recorded the result of this action: the agent's journal may let go of its outcome. */
+  | { t: 'result_ack'; actionId: string }
   | { t: 'refused'; reason: string };
 
 export type AgentFrame =

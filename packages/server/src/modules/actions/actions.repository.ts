@@ -113,10 +113,15 @@ export function createActionsRepository() {
         .orderBy('deliver_by').limit(limit).execute();
     },
 
-    /** The actions an agent should hold: queued ones to run, in-progress ones whose result it may still owe. */
+    /**
+     * The actions an agent should hold: queued ones to run, in-progress ones whose result it may still owe.
+     * In the order their commands were signed, which is when they were queued (`decided_at`), not requested:
+     * the agent refuses a command signed well before one it already took (its watermark).
+     */
     async openCommandsForDevice(db: Db, deviceId: string): Promise<Array<Pick<ActionsTable, 'id' | 'status' | 'command_jws'>>> {
       return db.selectFrom('actions').select(['id', 'status', 'command_jws']).where('device_id', '=', deviceId)
-        .where('status', 'in', ['queued', 'in_progress']).where('command_jws', 'is not', null).orderBy('requested_at').limit(1000).execute();
+        .where('status', 'in', ['queued', 'in_progress']).where('command_jws', 'is not', null)
+        .orderBy('decided_at').orderBy('requested_at').orderBy('id').limit(1000).execute();
     },
 
     /** Completed quarantines of the same file on other devices that have not been undone. */

@@ -150,9 +150,12 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         case 'ack':
           if (typeof frame.actionId !== 'string') throw new AgentProtocolError('ack without actionId');
           return agents.acknowledge(deviceId, frame.actionId);
-        case 'result':
+        case 'result': {
           if (typeof frame.jws !== 'string') throw new AgentProtocolError('result without jws');
-          return agents.result(deviceId, frame.jws);
+          // Sent once the result is recorded (or was already): until then the agent keeps its outcome to report again.
+          send(ws, { t: 'result_ack', actionId: await agents.result(deviceId, frame.jws) });
+          return;
+        }
         case 'local_action': {
           if (typeof frame.jws !== 'string') throw new AgentProtocolError('local action report without jws');
           const actionId = await agents.localAction(deviceId, key!, frame.jws);

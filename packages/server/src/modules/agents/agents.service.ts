@@ -187,8 +187,8 @@ export function createAgentsService(deps: {
       if (row.status === 'queued') await actions.recordDelivery(agentActor(deviceId), actionId).catch(ignoreStale);
     },
 
-    /** A signed result: verified with the agent's own key, then recorded once. */
-    async result(deviceId: string, jws: string): Promise<void> {
+    /** A signed result: verified with the agent's own key, then recorded once. Returns the action it is for. */
+    async result(deviceId: string, jws: string): Promise<string> {
       const agent = await activeAgent(deviceId);
       if (!agent) throw new AgentProtocolError('the agent was offboarded');
       const key = await importJWK(JSON.parse(agent.public_key) as Parameters<typeof importJWK>[0], 'EdDSA');
@@ -210,6 +210,7 @@ export function createAgentsService(deps: {
       const scanFindings = row.type === 'run_antivirus_scan' && outcome === 'completed' ? (trx: Db) => scanFindingsToAlerts(trx, row.id, deviceId, output ?? '') : undefined;
       await actions.recordResult(actor, row.id, { outcome, ...(output !== undefined ? { output } : {}), ...(payload.error !== undefined ? { error: String(payload.error).slice(0, 65_536) } : {}) }, { within: scanFindings })
         .catch(ignoreStale);
+      return row.id;
     },
 
     /**
