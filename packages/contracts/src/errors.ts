@@ -24,6 +24,7 @@ export const ERRORS = {
   csrf_token_invalid: { status: 403, title: 'Missing or wrong x-csrf-token header' },
   four_eyes_violation: { status: 403, title: 'The requester of an action cannot approve it' },
   undo_role_required: { status: 403, title: 'A higher role is needed to undo this action type' },
+  guard_override_forbidden: { status: 403, title: 'Only a Global Administrator may override the agent\'s guards' },
   token_scope_missing: { status: 403, title: 'The API token lacks the scope for this call' },
   role_too_high: { status: 403, title: 'You cannot grant a role above your own' },
   action_not_found: { status: 404, title: 'No such action' },

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
+import { type Guards, guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
@@ -19,12 +20,14 @@ import { ExecutionError, type ExecutionContext, type Executor } from './executor
  *   account's is killed, until none is left; that also ends its sessions.
  *   Where systemd runs, logind is asked to close them too.
  *
- * Refused accounts: uid 0 always, whatever its name (killing every uid-0
- * process would take down init and this agent, and a locked root can leave
- * the device unrecoverable). Accounts below UID_MIN (system accounts) and
- * `nobody` only with `parameters.allowSystemAccount: true`: containing a
- * daemon account stops that service too, which is sometimes exactly what is
- * wanted (a web shell running as www-data) but must be asked for explicitly.
+ * Refused accounts: the guarded ones (guards.linux.ts): the account this
+ * agent runs as, never; uid 0, whatever its name, unless a Global
+ * Administrator overrides (killing every uid-0 process takes down init, and
+ * a locked root can leave the device unrecoverable). Accounts below UID_MIN
+ * (system accounts) and `nobody` only with `parameters.allowSystemAccount:
+ * true`: containing a daemon account stops that service too, which is
+ * sometimes exactly what is wanted (a web shell running as www-data) but
+ * must be asked for explicitly.
  *
  * The snapshot never holds the password hash, only whether it was locked and
  * a SHA-256 fingerprint of the field, so release can tell whether the
@@ -86,8 +89,9 @@ function uidMin(): number {
   return 1000;
 }
 
-function refuseProtected(ctx: ExecutionContext, name: string, uid: number): void {
-  if (uid === 0) throw new ExecutionError(`${name} has uid 0 (root): a root account is never contained`);
+function refuseProtected(ctx: ExecutionContext, guards: Guards, name: string, uid: number): void {
+  const guarded = guards.user(name, uid);
+  if (guarded) throw new ExecutionError(guarded);
   const allowed = ctx.command.parameters.allowSystemAccount === true || ctx.command.parameters.allowSystemAccount === 'true';
   const min = uidMin();
   if ((uid < min || uid === NOBODY_UID) && !allowed) {
@@ -161,8 +165,12 @@ const systemdRunning = (): boolean => {
 
 export const containUser: Executor = async (ctx) => {
   const name = userName(ctx);
+  // By name first, from the local account database, so root and the agent's own account are refused before any command runs.
+  const guards = guardsFor(ctx);
+  const guarded = guards.user(name, null);
+  if (guarded) throw new ExecutionError(guarded);
   const { uid, gid } = await accountOf(ctx, name);
-  refuseProtected(ctx, name, uid);
+  refuseProtected(ctx, guards, name, uid);
   const before = await shadowOf(ctx, name);
   const snapshot: ContainUserSnapshot = {
     name, uid,

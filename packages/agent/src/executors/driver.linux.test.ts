@@ -143,14 +143,14 @@ describe('disable_driver and restore_driver (kernel modules)', () => {
   });
 
   it('a module in use fails the action with modprobe\'s reason, and the blacklist it wrote is removed again', async () => {
-    kernel.load('nf_tables');
-    kernel.inUse.add('nf_tables');
-    const error = await disable('nf_tables').catch((e: unknown) => e);
+    kernel.load('vboxdrv');
+    kernel.inUse.add('vboxdrv');
+    const error = await disable('vboxdrv').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExecutionError);
-    expect((error as Error).message).toBe('modprobe -r nf_tables failed (1): modprobe: FATAL: Module nf_tables is in use.; nf_tables was put back as it was');
-    expect(kernel.runner.take()).toEqual(['modprobe -r nf_tables']);
+    expect((error as Error).message).toBe('modprobe -r vboxdrv failed (1): modprobe: FATAL: Module vboxdrv is in use.; vboxdrv was put back as it was');
+    expect(kernel.runner.take()).toEqual(['modprobe -r vboxdrv']);
     expect(readdirSync(modprobeDir)).toEqual([]);
-    expect(kernel.loaded.has('nf_tables')).toBe(true);
+    expect(kernel.loaded.has('vboxdrv')).toBe(true);
   });
 
   it('a module that is still loaded after unloading fails verification and the prior blacklist file comes back', async () => {

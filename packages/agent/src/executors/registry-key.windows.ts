@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative } from 'node:path';
+import { guardsFor } from '../guards.windows.ts';
 import { mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
@@ -90,6 +91,8 @@ async function exportKey(ctx: ExecutionContext, key: string, file: string): Prom
  */
 export const removeRegistryKey: Executor = async (ctx) => {
   const key = registryKeyPath(ctx.command.entity.path ?? ctx.command.entity.name);
+  const guarded = guardsFor(ctx).registryKey(key);
+  if (guarded) throw new ExecutionError(guarded);
   const exportFile = exportFileFor(ctx, ctx.command.actionId);
   if (!(await keyExists(ctx, key))) throw new ExecutionError(`there is no registry key ${key} on this device`);
   const bytes = await exportKey(ctx, key, exportFile);

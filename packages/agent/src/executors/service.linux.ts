@@ -1,3 +1,4 @@
+import { guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
@@ -114,10 +115,15 @@ async function converge(ctx: ExecutionContext, snapshot: ServiceSnapshot): Promi
 /**
  * Disables (or, with `mask`, masks) the unit so that nothing starts it again,
  * then stops it, and verifies both. A failure after a change puts the prior
- * state back, since a failed action leaves no snapshot for an undo.
+ * state back, since a failed action leaves no snapshot for an undo. Guarded
+ * units (the agent's own, critical system units) are refused before systemctl
+ * is asked anything; any alias is refused once systemctl names it one, so a
+ * guarded unit is not reached through another of its names.
  */
 export const stopService: Executor = async (ctx) => {
   const unit = validUnitName(ctx.command.entity.name);
+  const guarded = guardsFor(ctx).unit(unit);
+  if (guarded) throw new ExecutionError(guarded);
   const mask = ctx.command.parameters.mask === true || ctx.command.parameters.mask === 'true';
   const before = await unitState(ctx, unit);
   restorable(unit, before.enabled);

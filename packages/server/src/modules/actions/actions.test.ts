@@ -1,3 +1,4 @@
+import type { CreateActionBody } from '@quell/contracts';
 import { describe, expect, it } from 'vitest';
 import { systemActor } from '../../actor.ts';
 import { TEST_DIALECT, createUser, useTestApp } from '../../test/helper.ts';
@@ -61,6 +62,78 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     const res = await request(users.global_admin, 'POST', '/api/actions/undo', { ids: [id] });
     expect(res.statusCode).toBe(200);
     expect(res.json().items[0]).toMatchObject({ type: 'release_user', status: 'queued', undoOf: id });
+  });
+
+  it('lets only a Global Administrator set parameters.overrideGuard: other roles get 403 guard_override_forbidden and nothing is created', async () => {
+    const { users, request } = ctx();
+    const deviceId = await ctx().createDevice();
+    const body = { type: 'stop_service', deviceId, entity: { name: 'sshd.service' }, source: 'manual', parameters: { overrideGuard: true } };
+    for (const role of ['security_operator', 'security_admin'] as const) {
+      const res = await request(users[role], 'POST', '/api/actions', body);
+      expect(res.statusCode).toBe(403);
+      expect(res.json()).toMatchObject({ code: 'guard_override_forbidden', detail: `Creating stop_service with parameters.overrideGuard needs a Global Administrator; your role is ${role}` });
+    }
+    expect((await request(users.security_reader, 'POST', '/api/actions', body)).json().code).toBe('forbidden');
+    expect((await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}`)).json().items).toEqual([]);
+
+    const created = await request(users.global_admin, 'POST', '/api/actions', body);
+    expect(created.statusCode).toBe(201);
+    expect(created.json()).toMatchObject({ status: 'queued', requestedBy: 'global-admin', parameters: { overrideGuard: true } });
+    const audit = (await request(users.global_admin, 'GET', `/api/audit?kind=action.create&targetId=${created.json().id}`)).json().items;
+    expect(audit).toMatchObject([{ actor: 'global-admin', after: { parameters: { overrideGuard: true } } }]);
+  });
+
+  it('refuses parameters.overrideGuard from automated sources and the system, whatever the role, and anything but a boolean', async () => {
+    const { users, request, services } = ctx();
+    const deviceId = await ctx().createDevice();
+    const body = { type: 'stop_service', deviceId, entity: { name: 'systemd-journald.service' }, status: 'queued', parameters: { overrideGuard: true } };
+    for (const source of ['automated_investigation', 'antivirus'] as const) {
+      const res = await request(users.global_admin, 'POST', '/api/actions', { ...body, source });
+      expect(res.statusCode).toBe(403);
+      expect(res.json().code).toBe('guard_override_forbidden');
+    }
+    await expect(services.actions.create(systemActor(), { ...body, source: 'api' } as CreateActionBody)).rejects.toMatchObject({ code: 'guard_override_forbidden', status: 403 });
+    const text = await request(users.global_admin, 'POST', '/api/actions', { ...body, source: 'manual', parameters: { overrideGuard: 'true' } });
+    expect(text.statusCode).toBe(400);
+    expect(text.json().code).toBe('validation_failed');
+    expect((await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}`)).json().items).toEqual([]);
+  });
+
+  it('needs a Global Administrator to approve an action that carries parameters.overrideGuard; anyone may reject it', async () => {
+    const { users, request } = ctx();
+    const deviceId = await ctx().createDevice();
+    const post = async () => (await request(users.global_admin, 'POST', '/api/actions', {
+      type: 'disable_driver', deviceId, entity: { name: 'nf_tables' }, source: 'api', status: 'pending_approval', parameters: { overrideGuard: true },
+    })).json().id as string;
+    const id = await post();
+    const plain = await ctx().createAction({ deviceId, type: 'disable_driver', entity: { name: 'evil_rootkit' } });
+    for (const role of ['security_operator', 'security_admin'] as const) {
+      const res = await request(users[role], 'POST', '/api/actions/approve', { ids: [id] });
+      expect(res.statusCode).toBe(403);
+      expect(res.json().code).toBe('guard_override_forbidden');
+    }
+    // All or nothing: an approval that takes in one overriding action approves none.
+    expect((await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [plain, id] })).json().code).toBe('guard_override_forbidden');
+    for (const actionId of [id, plain]) expect((await request(users.security_reader, 'GET', `/api/actions/${actionId}`)).json().action.status).toBe('pending_approval');
+
+    const approved = await request(users.global_admin, 'POST', '/api/actions/approve', { ids: [id] });
+    expect(approved.statusCode).toBe(200);
+    expect(approved.json().items[0]).toMatchObject({ status: 'queued', decidedBy: 'global-admin' });
+    const rejected = await request(users.security_operator, 'POST', '/api/actions/reject', { ids: [await post()] });
+    expect(rejected.json().items[0].status).toBe('rejected');
+  });
+
+  it('gives an undo none of its original\'s override', async () => {
+    const { users, request } = ctx();
+    const deviceId = await ctx().createDevice();
+    const id = (await request(users.global_admin, 'POST', '/api/actions', {
+      type: 'stop_service', deviceId, entity: { name: 'NetworkManager.service' }, source: 'manual', parameters: { overrideGuard: true, mask: true },
+    })).json().id as string;
+    await ctx().complete(id);
+    const undo = await request(users.security_operator, 'POST', '/api/actions/undo', { ids: [id] });
+    expect(undo.statusCode).toBe(200);
+    expect(undo.json().items[0]).toMatchObject({ type: 'restore_service', parameters: { mask: true } });
+    expect(undo.json().items[0].parameters).not.toHaveProperty('overrideGuard');
   });
 
   it('refuses to undo what cannot be undone or is not completed', async () => {
