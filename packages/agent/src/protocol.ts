@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { AGENT_PROTOCOL_VERSION, type CommandPayload, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, type CommandPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** A command the agent will not run, with the reason it reports to the server. */
@@ -27,14 +27,29 @@ export async function verifyCommand(jws: string, serverKey: Parameters<typeof co
   } catch (error) {
     throw new Refusal(null, `command signature does not verify against the pinned server key: ${(error as Error).message}`);
   }
-  const actionId = typeof payload.actionId === 'string' ? payload.actionId : null;
+  const actionId = typeof payload.actionId === 'string' && UUID.test(payload.actionId) ? payload.actionId : null;
   const now = Math.floor(Date.now() / 1000);
   if (payload.v !== AGENT_PROTOCOL_VERSION) throw new Refusal(actionId, `unknown protocol version ${String(payload.v)}`);
   if (payload.deviceId !== deviceId) throw new Refusal(actionId, 'command is addressed to another device');
   if (typeof payload.exp !== 'number' || payload.exp <= now) throw new Refusal(actionId, 'command has expired');
   if (typeof payload.iat !== 'number' || payload.iat > now + maxSkewSeconds) throw new Refusal(actionId, 'command is issued in the future');
-  if (typeof payload.nonce !== 'string' || payload.nonce.length < 16) throw new Refusal(actionId, 'command has no nonce');
+  if (typeof payload.nonce !== 'string' || payload.nonce.length < 16 || payload.nonce.length > 128) throw new Refusal(actionId, 'command has no nonce');
+  const malformed = commandShapeProblem(payload);
+  if (malformed) throw new Refusal(UUID.test(String(payload.actionId)) ? payload.actionId : null, `command is malformed: ${malformed}`);
   return payload;
+}
+
+/** What is wrong with a signed command's content, or null: ids, type, entity and every parameter against its rule. */
+export function commandShapeProblem(payload: CommandPayload): string | null {
+  if (typeof payload.actionId !== 'string' || !UUID.test(payload.actionId)) return 'actionId is not a UUID';
+  if (payload.undoOf !== null && (typeof payload.undoOf !== 'string' || !UUID.test(payload.undoOf))) return 'undoOf is neither null nor a UUID';
+  if (!(ACTION_TYPES as readonly string[]).includes(payload.type)) return `unknown action type ${JSON.stringify(String(payload.type).slice(0, 64))}`;
+  const entity = payload.entity as Partial<CommandPayload['entity']> | null;
+  if (typeof entity !== 'object' || entity === null) return 'entity is missing';
+  if (typeof entity.name !== 'string' || entity.name.length === 0 || entity.name.length > 1024) return 'entity.name must be 1 to 1024 characters';
+  if (entity.path !== undefined && (typeof entity.path !== 'string' || entity.path.length > 4096)) return 'entity.path must be at most 4096 characters';
+  if (entity.sha256 !== undefined && (typeof entity.sha256 !== 'string' || !/^[0-9a-fA-F]{64}$/.test(entity.sha256))) return 'entity.sha256 is not a SHA-256';
+  return parameterProblem(payload.type, payload.parameters);
 }
 
 /** A result signed with the agent's key, which the server checks against the key it enrolled. */

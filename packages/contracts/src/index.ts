@@ -1,4 +1,5 @@
 export * from './catalogue.ts';
+export * from './parameters.ts';
 export * from './roles.ts';
 export * from './lifecycle.ts';
 export * from './errors.ts';

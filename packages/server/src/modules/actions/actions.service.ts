@@ -1,7 +1,7 @@
 import {
-  ACTION_CATALOGUE, type Action, type ActionEvent, type ActionStatus, type ActionType, type BulkDecisionBody,
+  ACTION_CATALOGUE, type Action, type ActionEvent, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
   CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
-  type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, roleAtLeast,
+  type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, parameterProblem, roleAtLeast,
 } from '@quell/contracts';
 import { isIP } from 'node:net';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -52,6 +52,31 @@ const enforcedNow = (row: Pick<ActionsTable, 'type' | 'status' | 'undone_by'>): 
   ? ['queued', 'in_progress', 'completed'].includes(row.status)
   : ['queued', 'in_progress', 'completed'].includes(row.status) && row.undone_by === null);
 const MAC_ADDRESS = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+/** Sources where no person decided to act: they never lift the agent's guards. */
+const AUTOMATED_SOURCES: readonly ActionSource[] = ['automated_investigation', 'antivirus'];
+const overridesGuard = (parameters: Action['parameters'] | undefined): boolean => parameters?.overrideGuard === true;
+
+/**
+ * `parameters.overrideGuard: true` lifts the agent's system-tier guards
+ * (critical files, units, modules, root; docs/agent-safety.md). Only a Global
+ * Administrator may ask for it or approve an action that carries it, and
+ * never automation: not the system's own actor, not an automated source.
+ */
+function requireGuardOverrideAllowed(actor: Actor, doing: string, source?: ActionSource): void {
+  if (actor.kind === 'system' || (source !== undefined && AUTOMATED_SOURCES.includes(source))) {
+    throw new QuellError('guard_override_forbidden', `${doing} with parameters.overrideGuard: automated actions never override the agent's guards`);
+  }
+  if (actor.role !== 'global_admin') throw new QuellError('guard_override_forbidden', `${doing} with parameters.overrideGuard needs a Global Administrator; your role is ${actor.role}`);
+}
+
+/** An undo puts back what its original changed, which no guard stands in the way of: it never inherits the original's override. */
+function undoParameters(parameters: string): string {
+  const undo = JSON.parse(parameters) as Action['parameters'];
+  if (!('overrideGuard' in undo)) return parameters;
+  delete undo.overrideGuard;
+  return JSON.stringify(undo);
+}
 
 export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
 
@@ -160,6 +185,8 @@ export function createActionsService(deps: ActionsServiceDeps) {
       requireOneType(rows);
       requireStatus(rows, ['pending_approval'], 'action_not_pending');
       if (event === 'approve') {
+        const overriding = rows.filter((r) => overridesGuard(JSON.parse(r.parameters) as Action['parameters']));
+        if (overriding.length > 0) requireGuardOverrideAllowed(actor, `Approving ${overriding.map((r) => r.id).join(', ')}`);
         const { fourEyesActionTypes } = await settings.read(trx);
         const own = rows.filter((r) => fourEyesActionTypes.includes(r.type as ActionType) && r.requested_by_user_id !== null && r.requested_by_user_id === actor.userId);
         if (own.length > 0) throw new QuellError('four_eyes_violation', `Four-eyes rule for ${own[0]!.type}: you requested ${own.map((r) => r.id).join(', ')}; another person must approve`);
@@ -193,6 +220,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
         ...row,
         id: ids.next(),
         type: def.undoType,
+        parameters: undoParameters(row.parameters),
         status: 'queued',
         source: 'manual',
         approval_id: null,
@@ -241,6 +269,12 @@ export function createActionsService(deps: ActionsServiceDeps) {
     const def = ACTION_CATALOGUE[body.type];
     if (def.isUndo) throw new QuellError('undo_types_not_creatable', `${body.type} is created by undoing an action, through /api/actions/undo`);
     if (def.entityType === 'file' && body.entity.sha256 === undefined) throw new QuellError('validation_failed', `${body.type} needs entity.sha256`);
+    // The agent refuses a command with parameters its type does not take: say so now, not as a failed action later.
+    const parameterError = parameterProblem(body.type, body.parameters ?? {});
+    if (parameterError) throw new QuellError('validation_failed', parameterError);
+    const override = body.parameters?.overrideGuard;
+    if (override !== undefined && typeof override !== 'boolean') throw new QuellError('validation_failed', 'parameters.overrideGuard must be true or false');
+    if (override === true) requireGuardOverrideAllowed(actor, `Creating ${body.type}`, body.source);
     const manual = body.source === 'manual';
     if (manual && body.status === 'pending_approval') throw new QuellError('manual_actions_are_queued');
     if (body.type === 'contain_device') {

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import {
-  type AlertSeverity, type AutomationLevel, type Evidence, INVESTIGATION_ENDED, type Investigation, type InvestigationStatus, type Verdict,
+  EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, INVESTIGATION_ENDED, type Investigation, type InvestigationStatus, type Verdict,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { ActionsTable, AlertsTable, InvestigationEntitiesTable, InvestigationsTable } from '../../db/schema.ts';
@@ -175,7 +175,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const agent = await trx.selectFrom('agents').select('device_id').where('device_id', '=', inv.device_id).where('revoked_at', 'is', null).executeTakeFirst();
       if (!agent) return { result: 'no agent on the device: its alerts are the evidence', next: 'verdicts' };
       const entities = (await entitiesOf(trx, inv.id)).filter((e) => e.device_id === inv.device_id);
-      const paths = [...new Set(entities.flatMap((e) => (e.path !== null && e.kind === 'file' ? [e.path] : [])))].sort().join('\n');
+      const paths = evidencePaths(entities.flatMap((e) => (e.path !== null && e.kind === 'file' ? [e.path] : [])));
       const asked = await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence')
         .where('device_id', '=', inv.device_id).orderBy('requested_at', 'desc').executeTakeFirst();
       if (!asked || (JSON.parse(asked.parameters) as { paths?: string }).paths !== paths) {
@@ -469,3 +469,19 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
   };
 }
 export type InvestigationsService = ReturnType<typeof createInvestigationsService>;
+
+/**
+ * The files an evidence request names, newline-separated: an agent answers
+ * for at most EVIDENCE_MAX_PATHS of them, EVIDENCE_MAX_PATHS_CHARS long in
+ * all; the others are judged from their alerts alone.
+ */
+function evidencePaths(paths: string[]): string {
+  const chosen: string[] = [];
+  let length = 0;
+  for (const path of [...new Set(paths)].sort()) {
+    if (chosen.length === EVIDENCE_MAX_PATHS || length + path.length + 1 > EVIDENCE_MAX_PATHS_CHARS) break;
+    chosen.push(path);
+    length += path.length + 1;
+  }
+  return chosen.join('\n');
+}
