@@ -1,6 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, fchmodSync, fsyncSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { guardsFor, systemGuardFacts } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
+import { Folder } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
 /** Kernel module names; the first character can never be `-`, so modprobe never reads one as an option. */
@@ -42,6 +44,16 @@ export function blacklistContent(module: string, actionId: string): string {
   ].join('\n');
 }
 
+/** Runs `work` on the folder of `path`, reached without following links, and its name there. */
+function inFolder<T>(path: string, work: (folder: Folder, name: string) => T): T {
+  const { folder, name } = Folder.ofFile(path);
+  try {
+    return work(folder, name);
+  } finally {
+    folder.close();
+  }
+}
+
 /** Builds the executors over the given paths; the agent uses the system's, tests a temporary directory. */
 export function driverExecutors(options: DriverExecutorOptions = SYSTEM): { disableDriver: Executor; restoreDriver: Executor } {
   function isLoaded(module: string): boolean {
@@ -49,21 +61,52 @@ export function driverExecutors(options: DriverExecutorOptions = SYSTEM): { disa
     return readFileSync(options.procModules, 'utf8').split('\n').some((line) => line.split(' ', 1)[0] === module);
   }
   const blacklistFile = (module: string): string => join(options.modprobeDir, `quell-blacklist-${module}.conf`);
-  const readBytes = (path: string): Buffer | null => (existsSync(path) ? readFileSync(path) : null);
+
+  /** The bytes of a file of the modprobe folder, read without following a link; null when there is none. */
+  function readBytes(path: string): Buffer | null {
+    if (!existsSync(options.modprobeDir)) return null;
+    return inFolder(path, (folder, name) => {
+      if (!folder.lstat(name)) return null;
+      const file = folder.openFile(name);
+      try {
+        return readFileSync(file.fd);
+      } finally {
+        file.close();
+      }
+    });
+  }
+
+  function remove(path: string): void {
+    if (!existsSync(options.modprobeDir)) return;
+    inFolder(path, (folder, name) => {
+      if (folder.lstat(name)) folder.unlink(name);
+    });
+  }
 
   /** Replaces the file in one step, so modprobe never reads half of it. */
   function writeAtomically(path: string, bytes: Buffer | string): void {
     mkdirSync(options.modprobeDir, { recursive: true, mode: 0o755 });
-    const temporary = `${path}.${process.pid}.tmp`;
-    writeFileSync(temporary, bytes, { mode: 0o644 });
-    renameSync(temporary, path);
+    inFolder(path, (folder, name) => {
+      const temporary = `${name}.${process.pid}.tmp`;
+      if (folder.lstat(temporary)) folder.unlink(temporary);
+      const file = folder.createFile(temporary);
+      try {
+        writeFileSync(file.fd, bytes);
+        fchmodSync(file.fd, 0o644);
+        fsyncSync(file.fd);
+      } finally {
+        file.close();
+      }
+      folder.renameTo(temporary, folder, name);
+      folder.sync();
+    });
   }
 
   /** Brings the module and its blacklist file back to the snapshot's state and verifies both. */
   async function putBack(ctx: ExecutionContext, snapshot: DriverSnapshot): Promise<void> {
     const { module, blacklistFile: file } = snapshot;
     const prior = snapshot.priorBlacklist === null ? null : Buffer.from(snapshot.priorBlacklist, 'base64');
-    if (existsSync(file)) unlinkSync(file);
+    remove(file);
     // Load before the prior file returns: that file may itself forbid loading, yet the module was loaded.
     if (snapshot.loaded && !isLoaded(module)) await modprobe(ctx, [module]);
     if (!snapshot.loaded && isLoaded(module)) await modprobe(ctx, ['-r', module]);
@@ -77,10 +120,14 @@ export function driverExecutors(options: DriverExecutorOptions = SYSTEM): { disa
   /**
    * Blacklists the module (so nothing loads it again, not even as a dependency)
    * and unloads it, then verifies both. A failure after a change puts the prior
-   * state back, since a failed action leaves no snapshot for an undo.
+   * state back, since a failed action leaves no snapshot for an undo. Guarded
+   * modules (nftables, the drivers and file systems in use, what they need)
+   * are refused before anything changes.
    */
   const disableDriver: Executor = async (ctx) => {
     const module = moduleName(ctx.command.entity.name);
+    const guarded = guardsFor(ctx, { ...systemGuardFacts(), procModules: options.procModules }).module(module);
+    if (guarded) throw new ExecutionError(guarded);
     const file = blacklistFile(module);
     const prior = readBytes(file);
     const snapshot: DriverSnapshot = { module, loaded: isLoaded(module), blacklistFile: file, priorBlacklist: prior?.toString('base64') ?? null };

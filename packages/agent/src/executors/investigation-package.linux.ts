@@ -1,7 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INVESTIGATION_PACKAGE_MAX_BYTES } from '@quell/contracts';
 import { mustRun } from '../runner.ts';
+import { Folder } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
 /** What goes into the package: a file name and how to fill it. A source that is missing on this system says so in its file. */
@@ -22,24 +24,46 @@ const FILES: Array<[file: string, paths: string[]]> = [
 const AUTH_LOGS = ['/var/log/auth.log', '/var/log/secure'];
 const CRON_DIRS = ['/etc/cron.d', '/etc/cron.hourly', '/etc/cron.daily', '/etc/cron.weekly', '/etc/cron.monthly', '/var/spool/cron/crontabs'];
 const AUTH_LOG_LINES = 5000;
+/** What one file may add to the package; a log's newest part is kept. */
+const FILE_BYTES = 4 * 1024 * 1024;
+const CRON_FILES_MAX = 1000;
 
-function readOrNote(path: string): string {
+/** A kernel interface (/proc): the agent names these itself; they report no size, so they are read up to FILE_BYTES. */
+async function readKernelFile(path: string): Promise<string> {
+  const handle = await open(path, 'r');
   try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    return `(${path} not readable: ${(error as NodeJS.ErrnoException).code ?? 'error'})\n`;
+    const buffer = Buffer.alloc(FILE_BYTES);
+    let filled = 0;
+    for (let read = -1; read !== 0 && filled < buffer.length; filled += read) read = (await handle.read(buffer, filled, buffer.length - filled, null)).bytesRead;
+    return buffer.subarray(0, filled).toString('utf8');
+  } finally {
+    await handle.close();
   }
 }
 
-function cronListing(): string {
-  const parts = [`== /etc/crontab\n${readOrNote('/etc/crontab')}`];
-  for (const dir of CRON_DIRS) {
-    if (!existsSync(dir)) continue;
-    for (const name of readdirSync(dir).sort()) {
-      const path = join(dir, name);
-      if (statSync(path).isFile()) parts.push(`== ${path}\n${readOrNote(path)}`);
+/** A file's text (its last FILE_BYTES), read without following links; or a note saying why it is missing. */
+async function readOrNote(path: string): Promise<string> {
+  if (path.startsWith('/proc/')) return readKernelFile(path).catch((error: unknown) => `(${path} not readable: ${(error as NodeJS.ErrnoException).code ?? 'error'})\n`);
+  let where: { folder: Folder; name: string } | null = null;
+  try {
+    where = Folder.ofFile(path);
+    const file = where.folder.openFile(where.name);
+    try {
+      return (await file.tail(FILE_BYTES)).toString('utf8');
+    } finally {
+      file.close();
     }
+  } catch (error) {
+    return `(${path} not readable: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message})\n`;
+  } finally {
+    where?.folder.close();
   }
+}
+
+async function cronListing(): Promise<string> {
+  const parts = [`== /etc/crontab\n${await readOrNote('/etc/crontab')}`];
+  const files = CRON_DIRS.filter((dir) => existsSync(dir)).flatMap((dir) => readdirSync(dir).sort().map((name) => join(dir, name)));
+  for (const path of files.slice(0, CRON_FILES_MAX)) parts.push(`== ${path}\n${await readOrNote(path)}`);
   return parts.join('\n');
 }
 
@@ -66,10 +90,10 @@ export const collectInvestigationPackage: Executor = async (ctx) => {
   const out = (name: string, text: string) => writeFileSync(join(work, 'package', name), text, { mode: 0o600 });
   try {
     for (const [file, command, args] of COMMANDS) out(file, await commandOutput(ctx, command, args));
-    for (const [file, paths] of FILES) out(file, paths.map((p) => `== ${p}\n${readOrNote(p)}`).join('\n'));
-    out('cron.txt', cronListing());
+    for (const [file, paths] of FILES) out(file, (await Promise.all(paths.map(async (p) => `== ${p}\n${await readOrNote(p)}`))).join('\n'));
+    out('cron.txt', await cronListing());
     const authLog = AUTH_LOGS.find((p) => existsSync(p));
-    out('auth-log.txt', authLog ? readOrNote(authLog).split('\n').slice(-AUTH_LOG_LINES).join('\n') : '(no authentication log on this system)\n');
+    out('auth-log.txt', authLog ? (await readOrNote(authLog)).split('\n').slice(-AUTH_LOG_LINES).join('\n') : '(no authentication log on this system)\n');
     out('collected.txt', `device ${ctx.command.deviceId}\naction ${ctx.command.actionId}\ncollected ${new Date().toISOString()}\n`);
 
     const archive = join(work, 'package.tar.gz');

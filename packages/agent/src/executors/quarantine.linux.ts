@@ -1,27 +1,32 @@
-import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, unlinkSync, utimesSync } from 'node:fs';
+import { fchmodSync, fchownSync, futimesSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { guardsFor } from '../guards.linux.ts';
+import { type FileMeta, Folder, type FolderId, type OpenFile } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor, type FileMetadata } from './executor.ts';
 
 interface QuarantineSnapshot extends FileMetadata {
   path: string;
   vaultFile: string;
   killedPids: number[];
+  /** The folders above the file when it was taken: restore writes only into the very same ones. */
+  chain?: FolderId[];
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
+/** Larger files are refused: hashing and copying them would hold an action for minutes. */
+export const QUARANTINE_MAX_BYTES = 16 * 1024 * 1024 * 1024;
+/** A copy into the vault that has not been completed yet; removed at the agent's next start if it was interrupted. */
+export const PARTIAL_PREFIX = '.partial-';
+/** A restore across file systems writes here first, in the destination folder, then links it into place. */
+const restoreTemp = (actionId: string): string => `.quell-restore-${actionId}`;
 
-/** Processes whose executable is this file; they are ended before it moves. */
-function processesRunning(path: string): number[] {
+/** Processes whose executable is this very file (device and inode); they are ended before it moves. */
+function processesRunning(file: OpenFile): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
-      if (readlinkSync(`/proc/${entry}/exe`) === path) pids.push(Number(entry));
+      const exe = statSync(`/proc/${entry}/exe`);
+      if (exe.dev === file.stat.dev && exe.ino === file.stat.ino) pids.push(Number(entry));
     } catch {
       // the process ended, or is a kernel thread
     }
@@ -29,76 +34,207 @@ function processesRunning(path: string): number[] {
   return pids;
 }
 
-/** Moves across file systems too: rename when it can, else copy then remove. */
-function move(from: string, to: string): void {
-  try {
-    renameSync(from, to);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
-    copyFileSync(from, to);
-    unlinkSync(from);
-  }
+export const vaultPath = (agentDir: string): string => join(agentDir, 'vault');
+
+function openVault(agentDir: string): Folder {
+  mkdirSync(vaultPath(agentDir), { recursive: true, mode: 0o700 });
+  const vault = Folder.open(vaultPath(agentDir));
+  fchmodSync(vault.fd, 0o700);
+  return vault;
 }
 
-const vaultDir = (ctx: ExecutionContext): string => join(ctx.agentDir, 'vault');
+/** Throws unless `name` in `folder` is still the file that was checked (nobody swapped it since). */
+function stillTheSame(folder: Folder, name: string, file: OpenFile): void {
+  const now = folder.lstat(name);
+  if (!now || now.dev !== file.stat.dev || now.ino !== file.stat.ino) throw new ExecutionError(`${file.path} was replaced while it was being quarantined: left alone`);
+}
+
+/** Copies an open file into `to` under `name`, by way of a temporary file made durable before it gets its name. */
+function copyInto(file: OpenFile, to: Folder, temporary: string, name: string, meta: FileMeta): Promise<void> {
+  return to.placeFile(name, temporary, (copy) => file.readAll(QUARANTINE_MAX_BYTES, (chunk) => copy.writeAll(chunk)).then(() => {}), meta, false);
+}
 
 /**
  * Ends the processes running the file, then moves it into the agent's
- * root-only vault with no permission bits, recording everything restore needs.
+ * root-only vault with no permission bits, recording everything restore
+ * needs. The path is walked without following any link; kernel file
+ * systems, special files and guarded files are refused before anything
+ * changes. Across file systems the file is copied to a temporary file in
+ * the vault, made durable and named, and only then removed from its place:
+ * an interruption leaves the original where it was.
  */
 export const quarantineFile: Executor = async (ctx) => {
   const path = ctx.command.entity.path ?? ctx.command.entity.name;
-  if (!path.startsWith('/')) throw new ExecutionError(`not an absolute path: ${JSON.stringify(path)}`);
-  const stat = lstatSync(path, { throwIfNoEntry: false });
-  if (!stat) throw new ExecutionError(`no file at ${path}`);
-  if (!stat.isFile()) throw new ExecutionError(`${path} is not a regular file (symbolic links and devices are not quarantined)`);
-  const sha256 = await sha256File(path);
-  const expected = ctx.command.entity.sha256?.toLowerCase();
-  if (expected && expected !== sha256) throw new ExecutionError(`the file at ${path} has SHA-256 ${sha256}, not ${expected}: left alone`);
+  const { folder, name } = Folder.ofFile(path);
+  let vault: Folder | null = null;
+  let file: OpenFile | null = null;
+  try {
+    file = folder.openFile(name);
+    file.assertOrdinary();
+    const guarded = guardsFor(ctx).file(path, { dev: file.stat.dev, ino: file.stat.ino });
+    if (guarded) throw new ExecutionError(guarded);
+    const sha256 = await file.sha256(QUARANTINE_MAX_BYTES);
+    const expected = ctx.command.entity.sha256?.toLowerCase();
+    if (expected && expected !== sha256) throw new ExecutionError(`the file at ${path} has SHA-256 ${sha256}, not ${expected}: left alone`);
 
-  const killedPids = processesRunning(path);
-  for (const pid of killedPids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
+    const { stat } = file;
+    const killedPids = processesRunning(file);
+    for (const pid of killedPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
     }
-  }
-  mkdirSync(vaultDir(ctx), { recursive: true, mode: 0o700 });
-  chmodSync(vaultDir(ctx), 0o700);
-  const vaultFile = join(vaultDir(ctx), ctx.command.actionId);
-  const snapshot: QuarantineSnapshot = { path, sha256, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, atimeMs: stat.atimeMs, mtimeMs: stat.mtimeMs, vaultFile, killedPids };
-  move(path, vaultFile);
-  chmodSync(vaultFile, 0o000);
+    vault = openVault(ctx.agentDir);
+    const vaultName = ctx.command.actionId;
+    const snapshot: QuarantineSnapshot = {
+      path, sha256, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, atimeMs: stat.atimeMs, mtimeMs: stat.mtimeMs,
+      vaultFile: vault.join(vaultName), killedPids, chain: [...folder.chain],
+    };
+    stillTheSame(folder, name, file);
+    try {
+      folder.renameTo(name, vault, vaultName);
+      fchmodSync(file.fd, 0o000);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
+      await copyInto(file, vault, `${PARTIAL_PREFIX}${vaultName}`, vaultName, { mode: 0o000 });
+      stillTheSame(folder, name, file);
+      folder.unlink(name);
+    }
+    vault.sync();
+    folder.sync();
 
-  if (existsSync(path)) throw new ExecutionError(`${path} is still there after the move`);
-  if ((await sha256File(vaultFile)) !== sha256) throw new ExecutionError('the vault copy does not match the original hash');
-  return { output: `Quarantined ${path} (SHA-256 ${sha256})${killedPids.length ? `; ended processes ${killedPids.join(', ')}` : ''}`, snapshot };
+    const left = folder.lstat(name);
+    if (left && left.ino === stat.ino && left.dev === stat.dev) throw new ExecutionError(`${path} is still there after the move`);
+    const kept = vault.openFile(vaultName);
+    try {
+      if ((await kept.sha256(QUARANTINE_MAX_BYTES)) !== sha256) throw new ExecutionError('the vault copy does not match the original hash');
+    } finally {
+      kept.close();
+    }
+    return { output: `Quarantined ${path} (SHA-256 ${sha256})${killedPids.length ? `; ended processes ${killedPids.join(', ')}` : ''}`, snapshot };
+  } finally {
+    file?.close();
+    vault?.close();
+    folder.close();
+  }
 };
 
-/** Puts the identical file back, with its mode, owner and times, and refuses to overwrite a different file. */
+function isSnapshot(value: unknown): value is QuarantineSnapshot {
+  const s = value as Partial<QuarantineSnapshot> | undefined;
+  return typeof s?.path === 'string' && typeof s.vaultFile === 'string' && typeof s.sha256 === 'string' && typeof s.mode === 'number'
+    && typeof s.uid === 'number' && typeof s.gid === 'number' && typeof s.atimeMs === 'number' && typeof s.mtimeMs === 'number';
+}
+
+/**
+ * Puts the identical file back, with its mode, owner and times, into the
+ * very folder it was taken from (every folder on the way must be the one
+ * recorded), and never overwrites anything: the file gets its metadata in
+ * the vault, then is linked into place, which fails if a file appeared there.
+ */
 export const restoreFile: Executor = async (ctx) => {
-  const snapshot = ctx.priorSnapshot as QuarantineSnapshot | undefined;
-  if (!snapshot) throw new ExecutionError('this agent holds no quarantine record for the original action');
-  const { path, vaultFile } = snapshot;
-  const present = lstatSync(path, { throwIfNoEntry: false });
-  if (present) {
-    const same = present.isFile() && (await sha256File(path)) === snapshot.sha256;
-    if (!same) throw new ExecutionError(`a different file now exists at ${path}; it was not overwritten`);
-    if (existsSync(vaultFile)) unlinkSync(vaultFile);
-    return { output: `The identical file is already at ${path}` };
-  }
-  if (!existsSync(vaultFile)) throw new ExecutionError(`the vault no longer holds ${vaultFile}`);
-  if ((await sha256File(vaultFile)) !== snapshot.sha256) throw new ExecutionError('the vault copy was altered; not restored');
-  move(vaultFile, path);
-  chownSync(path, snapshot.uid, snapshot.gid);
-  chmodSync(path, snapshot.mode);
-  utimesSync(path, snapshot.atimeMs / 1000, snapshot.mtimeMs / 1000);
+  const snapshot = ctx.priorSnapshot;
+  if (!isSnapshot(snapshot)) throw new ExecutionError('this agent holds no quarantine record for the original action');
+  const { path } = snapshot;
+  const vaultName = snapshot.vaultFile.slice(snapshot.vaultFile.lastIndexOf('/') + 1);
+  if (snapshot.vaultFile !== join(vaultPath(ctx.agentDir), vaultName)) throw new ExecutionError('the quarantine record names a file outside this agent\'s vault');
+  const { folder, name } = Folder.ofFile(path);
+  let vault: Folder | null = null;
+  try {
+    folder.expectChain(snapshot.chain);
+    const present = folder.lstat(name);
+    if (present) {
+      const same = present.isFile() && (await hashOf(folder, name)) === snapshot.sha256;
+      if (!same) throw new ExecutionError(`a different file now exists at ${path}; it was not overwritten`);
+      vault = Folder.open(vaultPath(ctx.agentDir));
+      if (vault.lstat(vaultName)) vault.unlink(vaultName);
+      return { output: `The identical file is already at ${path}` };
+    }
+    vault = Folder.open(vaultPath(ctx.agentDir));
+    if (!vault.lstat(vaultName)) throw new ExecutionError(`the vault no longer holds ${snapshot.vaultFile}`);
+    const kept = vault.openFile(vaultName);
+    try {
+      if ((await kept.sha256(QUARANTINE_MAX_BYTES)) !== snapshot.sha256) throw new ExecutionError('the vault copy was altered; not restored');
+      // chown first: it clears set-id bits, which the mode then puts back.
+      fchownSync(kept.fd, snapshot.uid, snapshot.gid);
+      fchmodSync(kept.fd, snapshot.mode);
+      futimesSync(kept.fd, snapshot.atimeMs / 1000, snapshot.mtimeMs / 1000);
+      try {
+        vault.linkTo(vaultName, folder, name);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') throw new ExecutionError(`a file appeared at ${path} while restoring; it was not overwritten`);
+        if (code !== 'EXDEV') throw error;
+        await copyInto(kept, folder, restoreTemp(ctx.command.actionId), name, snapshot);
+      }
+      folder.sync();
+      vault.unlink(vaultName);
+      vault.sync();
+    } catch (error) {
+      if (vault.lstat(vaultName)) fchmodSync(kept.fd, 0o000); // still the only copy: unreadable again
+      throw error;
+    } finally {
+      kept.close();
+    }
 
-  const after = lstatSync(path);
-  const hash = await sha256File(path);
-  if (hash !== snapshot.sha256 || (after.mode & 0o7777) !== snapshot.mode || after.uid !== snapshot.uid || after.gid !== snapshot.gid || Math.abs(after.mtimeMs - snapshot.mtimeMs) > 1) {
-    throw new ExecutionError(`${path} was put back but does not match what was quarantined`);
+    const restored = folder.openFile(name);
+    try {
+      const hash = await restored.sha256(QUARANTINE_MAX_BYTES);
+      const after = restored.stat;
+      if (hash !== snapshot.sha256 || (after.mode & 0o7777) !== snapshot.mode || after.uid !== snapshot.uid || after.gid !== snapshot.gid || Math.abs(after.mtimeMs - snapshot.mtimeMs) > 1) {
+        throw new ExecutionError(`${path} was put back but does not match what was quarantined`);
+      }
+      return { output: `Restored ${path} (SHA-256 ${hash}, mode ${snapshot.mode.toString(8)}, owner ${snapshot.uid}:${snapshot.gid})` };
+    } finally {
+      restored.close();
+    }
+  } finally {
+    vault?.close();
+    folder.close();
   }
-  return { output: `Restored ${path} (SHA-256 ${hash}, mode ${snapshot.mode.toString(8)}, owner ${snapshot.uid}:${snapshot.gid})` };
 };
+
+async function hashOf(folder: Folder, name: string): Promise<string> {
+  const file = folder.openFile(name);
+  try {
+    return await file.sha256(QUARANTINE_MAX_BYTES);
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * What an interrupted quarantine or restore can leave behind: a partial
+ * copy in the vault, or a temporary file beside the place a restore was
+ * writing to. Never the only copy of a file: the original is removed only
+ * after its copy in the vault is complete and named.
+ */
+export function removeLeftovers(ctx: Pick<ExecutionContext, 'agentDir'>, interruptedRestores: ReadonlyArray<{ actionId: string; path: string }>): string[] {
+  const removed: string[] = [];
+  const remove = (folderPath: string, name: string): void => {
+    let folder: Folder;
+    try {
+      folder = Folder.open(folderPath);
+    } catch {
+      return;
+    }
+    try {
+      if (folder.lstat(name)?.isFile()) {
+        folder.unlink(name);
+        removed.push(folder.join(name));
+      }
+    } finally {
+      folder.close();
+    }
+  };
+  let partials: string[] = [];
+  try {
+    partials = readdirSync(vaultPath(ctx.agentDir)).filter((name) => name.startsWith(PARTIAL_PREFIX));
+  } catch {
+    // no vault yet
+  }
+  for (const name of partials) remove(vaultPath(ctx.agentDir), name);
+  for (const { actionId, path } of interruptedRestores) remove(path.slice(0, path.lastIndexOf('/')) || '/', restoreTemp(actionId));
+  return removed;
+}

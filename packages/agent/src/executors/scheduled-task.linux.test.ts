@@ -161,7 +161,7 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
     await expect(remove({ name: 'x', path: '/var/spool/cron/crontabs/-rf' })).rejects.toThrow(/does not name a user's crontab/);
     await expect(remove({ name: 'x', path: '/etc/systemd/system/sshd.service' })).rejects.toThrow(/not a systemd timer/);
     await expect(remove({ name: 'x', path: '/lib/systemd/system/apt-daily.timer' })).rejects.toThrow(/not directly inside/);
-    await expect(remove({ name: 'x', path: link })).rejects.toThrow(/not a regular file/);
+    await expect(remove({ name: 'x', path: link })).rejects.toThrow(/is a symbolic link; links are never followed/);
     await expect(remove({ name: 'crontab', path: '/etc/crontab' })).rejects.toThrow(/never removed whole/);
     await expect(remove({ name: 'x', path: plain }, { parameters: { line: 'a\nb' } })).rejects.toThrow(/one line/);
     await expect(remove({ name: 'x', path: plain }, { parameters: { line: 'no such line here' } })).rejects.toThrow(/has no line/);

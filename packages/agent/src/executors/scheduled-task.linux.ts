@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, lstatSync, readFileSync, realpathSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, normalize } from 'node:path';
+import { guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
-import { ExecutionError, type ExecutionContext, type Executor, type FileMetadata } from './executor.ts';
+import { type FileMeta, Folder, type FolderId } from '../safe-fs.linux.ts';
+import { ExecutionError, type ExecutionContext, type ExecutionResult, type Executor, type FileMetadata } from './executor.ts';
 
 /**
  * Remove scheduled task / restore scheduled task: cron entries and systemd
@@ -63,23 +64,17 @@ export interface FileRecord extends FileMetadata {
   contentBase64: string;
 }
 
-export type ScheduledTaskSnapshot =
+/** `chain`: the folders above the file when it was removed; restore writes only into the very same ones. */
+export type ScheduledTaskSnapshot = { chain?: FolderId[] } & (
   | { kind: 'cron_file'; path: string; file: FileRecord }
   | { kind: 'cron_line'; path: string; line: string; removedLineNumbers: number[]; file: FileRecord; sha256After: string }
-  | { kind: 'systemd_timer'; path: string; unit: string; file: FileRecord; enabled: string; active: string };
+  | { kind: 'systemd_timer'; path: string; unit: string; file: FileRecord; enabled: string; active: string });
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
+/** Only the scheduled-task folders themselves; they are walked without following links when the file is opened. */
 function checkedDirectory(path: string, allowed: readonly string[]): void {
-  const dir = dirname(path);
-  if (!allowed.includes(dir)) throw new ExecutionError(`${path} is not directly inside ${allowed.join(', ')}`);
-  let real: string;
-  try {
-    real = realpathSync(dir);
-  } catch {
-    throw new ExecutionError(`${dir} does not exist on this device`);
-  }
-  if (real !== dir) throw new ExecutionError(`${dir} resolves to ${real}; refusing to follow it`);
+  if (!allowed.includes(dirname(path))) throw new ExecutionError(`${path} is not directly inside ${allowed.join(', ')}`);
 }
 
 /** Turns the entity and parameters into one task, refusing anything outside the scheduled-task locations. */
@@ -116,40 +111,54 @@ export function taskOf(ctx: ExecutionContext): Task {
   return line === undefined ? { kind: 'cron_file', path } : { kind: 'cron_line', path, line };
 }
 
-function record(path: string): { record: FileRecord; bytes: Buffer } {
-  const stat = lstatSync(path, { throwIfNoEntry: false });
-  if (!stat) throw new ExecutionError(`no file at ${path}`);
-  if (!stat.isFile()) throw new ExecutionError(`${path} is not a regular file (symbolic links are not followed)`);
-  if (stat.size > MAX_FILE_BYTES) throw new ExecutionError(`${path} is ${stat.size} bytes, more than a scheduled task file can be (${MAX_FILE_BYTES})`);
-  const bytes = readFileSync(path);
-  return {
-    bytes,
-    record: { contentBase64: bytes.toString('base64'), sha256: sha256(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, atimeMs: stat.atimeMs, mtimeMs: stat.mtimeMs },
-  };
-}
-
-/** Replaces (or creates) `path` in one rename, with the given owner, mode and, when given, times. */
-function writeExactly(path: string, bytes: Buffer, meta: Pick<FileRecord, 'mode' | 'uid' | 'gid'> & Partial<Pick<FileRecord, 'atimeMs' | 'mtimeMs'>>, tag: string): void {
-  const temp = join(dirname(path), `.quell-${tag}`);
+/** Reads a task's file without following links: a regular file, within the size a task file can be. */
+async function record(folder: Folder, name: string): Promise<{ record: FileRecord; bytes: Buffer }> {
+  const path = folder.join(name);
+  if (!folder.lstat(name)) throw new ExecutionError(`no file at ${path}`);
+  const file = folder.openFile(name);
   try {
-    writeFileSync(temp, bytes, { mode: 0o600, flag: 'wx' });
-    chownSync(temp, meta.uid, meta.gid);
-    chmodSync(temp, meta.mode);
-    if (meta.atimeMs !== undefined && meta.mtimeMs !== undefined) utimesSync(temp, meta.atimeMs / 1000, meta.mtimeMs / 1000);
-    renameSync(temp, path);
+    const chunks: Buffer[] = [];
+    if (file.stat.size > MAX_FILE_BYTES) throw new ExecutionError(`${path} is ${file.stat.size} bytes, more than a scheduled task file can be (${MAX_FILE_BYTES})`);
+    await file.readAll(MAX_FILE_BYTES, (chunk) => void chunks.push(Buffer.from(chunk)));
+    const bytes = Buffer.concat(chunks);
+    const { stat } = file;
+    return {
+      bytes,
+      record: { contentBase64: bytes.toString('base64'), sha256: sha256(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, atimeMs: stat.atimeMs, mtimeMs: stat.mtimeMs },
+    };
   } finally {
-    rmSync(temp, { force: true });
+    file.close();
   }
 }
 
-/** Throws unless `path` holds exactly the recorded file: bytes, mode, owner and modification time. */
-function verifyRestored(path: string, file: FileRecord): void {
-  const stat = lstatSync(path, { throwIfNoEntry: false });
-  if (!stat?.isFile()) throw new ExecutionError(`${path} is not there after restoring it`);
-  const hash = sha256(readFileSync(path));
-  if (hash !== file.sha256) throw new ExecutionError(`${path} has SHA-256 ${hash} after restoring, not ${file.sha256}`);
-  if ((stat.mode & 0o7777) !== file.mode || stat.uid !== file.uid || stat.gid !== file.gid || Math.abs(stat.mtimeMs - file.mtimeMs) > 1) {
+/**
+ * Puts `bytes` at `name` with the given owner, mode and, when given, times,
+ * through a temporary file made durable first: cron never reads half a
+ * file. `replace` renames over what is there; otherwise nothing is
+ * overwritten.
+ */
+function writeExactly(folder: Folder, name: string, bytes: Buffer, meta: FileMeta, tag: string, replace: boolean): Promise<void> {
+  return folder.placeFile(name, `.quell-${tag}`, (file) => file.writeAll(bytes), meta, replace);
+}
+
+/** Throws unless `name` holds exactly the recorded file: bytes, mode, owner and modification time. */
+async function verifyRestored(folder: Folder, name: string, file: FileRecord): Promise<void> {
+  const path = folder.join(name);
+  if (!folder.lstat(name)?.isFile()) throw new ExecutionError(`${path} is not there after restoring it`);
+  const { record: now } = await record(folder, name);
+  if (now.sha256 !== file.sha256) throw new ExecutionError(`${path} has SHA-256 ${now.sha256} after restoring, not ${file.sha256}`);
+  if (now.mode !== file.mode || now.uid !== file.uid || now.gid !== file.gid || Math.abs(now.mtimeMs - file.mtimeMs) > 1) {
     throw new ExecutionError(`${path} was written back but its mode, owner or time differ from what was removed`);
+  }
+}
+
+/** Runs `work` with the task's folder held open (reached without following links), and closes it. */
+async function inFolder<T>(path: string, work: (folder: Folder, name: string) => Promise<T>): Promise<T> {
+  const { folder, name } = Folder.ofFile(path);
+  try {
+    return await work(folder, name);
+  } finally {
+    folder.close();
   }
 }
 
@@ -177,28 +186,37 @@ async function unitState(ctx: ExecutionContext, verb: 'is-enabled' | 'is-active'
 
 export const removeScheduledTask: Executor = async (ctx) => {
   const task = taskOf(ctx);
-  const { record: file, bytes } = record(task.path);
+  // A guarded timer (one that keeps the system patched) is refused before its unit file is read or touched.
+  const guarded = task.kind === 'systemd_timer' ? guardsFor(ctx).unit(task.unit) : null;
+  if (guarded) throw new ExecutionError(guarded);
+  return inFolder(task.path, (folder, name) => removeTask(ctx, task, folder, name));
+};
+
+async function removeTask(ctx: ExecutionContext, task: Task, folder: Folder, name: string): Promise<ExecutionResult> {
+  const { record: file, bytes } = await record(folder, name);
+  const chain = [...folder.chain];
 
   switch (task.kind) {
     case 'cron_file': {
       const expected = ctx.command.entity.sha256?.toLowerCase();
       if (expected && expected !== file.sha256) throw new ExecutionError(`${task.path} has SHA-256 ${file.sha256}, not ${expected}: left alone`);
-      const snapshot: ScheduledTaskSnapshot = { kind: 'cron_file', path: task.path, file };
-      unlinkSync(task.path);
-      if (lstatSync(task.path, { throwIfNoEntry: false })) throw new ExecutionError(`${task.path} is still there after removing it`);
+      const snapshot: ScheduledTaskSnapshot = { kind: 'cron_file', path: task.path, file, chain };
+      folder.unlink(name);
+      folder.sync();
+      if (folder.lstat(name)) throw new ExecutionError(`${task.path} is still there after removing it`);
       return { output: `Removed ${task.path} (SHA-256 ${file.sha256}, ${bytes.length} bytes)`, snapshot };
     }
     case 'cron_line': {
       const after = withoutLine(bytes, task.line);
       if (after.removed.length === 0) throw new ExecutionError(`${task.path} has no line ${JSON.stringify(task.line)}`);
       const sha256After = sha256(after.bytes);
-      const snapshot: ScheduledTaskSnapshot = { kind: 'cron_line', path: task.path, line: task.line, removedLineNumbers: after.removed, file, sha256After };
+      const snapshot: ScheduledTaskSnapshot = { kind: 'cron_line', path: task.path, line: task.line, removedLineNumbers: after.removed, file, sha256After, chain };
       // New modification time on purpose: it is how cron notices the change.
-      writeExactly(task.path, after.bytes, { mode: file.mode, uid: file.uid, gid: file.gid }, ctx.command.actionId);
-      const now = record(task.path);
+      await writeExactly(folder, name, after.bytes, { mode: file.mode, uid: file.uid, gid: file.gid }, ctx.command.actionId, true);
+      const now = await record(folder, name);
       if (now.record.sha256 !== sha256After || withoutLine(now.bytes, task.line).removed.length) {
         // A failed action keeps no snapshot: the original goes back now or it would be lost.
-        writeExactly(task.path, bytes, file, ctx.command.actionId);
+        await writeExactly(folder, name, bytes, file, ctx.command.actionId, true);
         throw new ExecutionError(`${task.path} did not read as expected after removing the line; the original was written back`);
       }
       const lines = after.removed.length === 1 ? `line ${after.removed[0]}` : `lines ${after.removed.join(', ')}`;
@@ -207,22 +225,23 @@ export const removeScheduledTask: Executor = async (ctx) => {
     case 'systemd_timer': {
       const enabled = await unitState(ctx, 'is-enabled', task.unit);
       const active = await unitState(ctx, 'is-active', task.unit);
-      const snapshot: ScheduledTaskSnapshot = { kind: 'systemd_timer', path: task.path, unit: task.unit, file, enabled, active };
+      const snapshot: ScheduledTaskSnapshot = { kind: 'systemd_timer', path: task.path, unit: task.unit, file, enabled, active, chain };
       await mustRun(ctx.runner, 'systemctl', ['disable', '--now', task.unit]);
-      unlinkSync(task.path);
+      folder.unlink(name);
+      folder.sync();
       try {
         await mustRun(ctx.runner, 'systemctl', ['daemon-reload']);
         const activeAfter = await unitState(ctx, 'is-active', task.unit);
         if (activeAfter === 'active' || activeAfter === 'activating') throw new ExecutionError(`${task.unit} is still ${activeAfter} after stopping it`);
       } catch (error) {
         // A failed action keeps no snapshot: the unit file goes back now or it would be lost.
-        writeExactly(task.path, bytes, file, ctx.command.actionId);
+        await writeExactly(folder, name, bytes, file, ctx.command.actionId, false);
         throw new ExecutionError(`removing ${task.unit} failed, its unit file was written back (it stays disabled and stopped; it was ${enabled}, ${active}): ${(error as Error).message}`, { cause: error });
       }
       return { output: `Removed timer ${task.unit} (was ${enabled}, ${active}); unit file ${task.path} (SHA-256 ${file.sha256}) removed`, snapshot };
     }
   }
-};
+}
 
 function isSnapshot(value: unknown): value is ScheduledTaskSnapshot {
   const s = value as Partial<ScheduledTaskSnapshot> | undefined;
@@ -242,8 +261,14 @@ export const restoreScheduledTask: Executor = async (ctx) => {
   const { file, path } = snapshot;
   const original = Buffer.from(file.contentBase64, 'base64');
   if (sha256(original) !== file.sha256) throw new ExecutionError(`the recorded content of ${path} does not match its recorded hash; not restored`);
-  const present = lstatSync(path, { throwIfNoEntry: false });
-  const presentHash = present?.isFile() ? sha256(readFileSync(path)) : null;
+  return inFolder(path, (folder, name) => restoreTask(ctx, snapshot, original, folder, name));
+};
+
+async function restoreTask(ctx: ExecutionContext, snapshot: ScheduledTaskSnapshot, original: Buffer, folder: Folder, name: string): Promise<ExecutionResult> {
+  const { file, path } = snapshot;
+  folder.expectChain(snapshot.chain);
+  const present = folder.lstat(name);
+  const presentHash = present?.isFile() ? (await record(folder, name)).record.sha256 : null;
 
   switch (snapshot.kind) {
     case 'cron_file': {
@@ -251,8 +276,8 @@ export const restoreScheduledTask: Executor = async (ctx) => {
         if (presentHash !== file.sha256) throw new ExecutionError(`a different file now exists at ${path}; it was not overwritten`);
         return { output: `The identical file is already at ${path}` };
       }
-      writeExactly(path, original, file, ctx.command.actionId);
-      verifyRestored(path, file);
+      await writeExactly(folder, name, original, file, ctx.command.actionId, false);
+      await verifyRestored(folder, name, file);
       return { output: `Restored ${path} (SHA-256 ${file.sha256}, mode ${file.mode.toString(8)}, owner ${file.uid}:${file.gid})` };
     }
     case 'cron_line': {
@@ -260,14 +285,14 @@ export const restoreScheduledTask: Executor = async (ctx) => {
       if (presentHash !== snapshot.sha256After) {
         throw new ExecutionError(`${path} ${present ? 'was changed' : 'was removed'} after the line was taken out; restoring would overwrite that, so nothing was written`);
       }
-      writeExactly(path, original, file, ctx.command.actionId);
-      verifyRestored(path, file);
+      await writeExactly(folder, name, original, file, ctx.command.actionId, true);
+      await verifyRestored(folder, name, file);
       return { output: `Restored ${path} byte for byte (SHA-256 ${file.sha256}), with its line ${JSON.stringify(snapshot.line)}` };
     }
     case 'systemd_timer': {
       if (present && presentHash !== file.sha256) throw new ExecutionError(`a different file now exists at ${path}; it was not overwritten`);
-      if (!present) writeExactly(path, original, file, ctx.command.actionId);
-      verifyRestored(path, file);
+      if (!present) await writeExactly(folder, name, original, file, ctx.command.actionId, false);
+      await verifyRestored(folder, name, file);
       await mustRun(ctx.runner, 'systemctl', ['daemon-reload']);
       if (snapshot.enabled === 'enabled') await mustRun(ctx.runner, 'systemctl', ['enable', snapshot.unit]);
       if (snapshot.active === 'active') await mustRun(ctx.runner, 'systemctl', ['start', snapshot.unit]);
@@ -279,4 +304,4 @@ export const restoreScheduledTask: Executor = async (ctx) => {
       return { output: `Restored timer ${snapshot.unit} (${enabled}, ${active}); unit file ${path} back byte for byte (SHA-256 ${file.sha256})` };
     }
   }
-};
+}
