@@ -5,7 +5,7 @@ import { networkInterfaces } from 'node:os';
 import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Platform, type ServerFrame, packageUploadMessage } from '@quell/contracts';
 import { type MalwareWatch, watchForMalware } from './antivirus-watch.ts';
 import type { ScanFinding } from './executors/antivirus-scan.linux.ts';
-import { quarantineFile } from './executors/quarantine.linux.ts';
+import { quarantineFile, removeLeftovers } from './executors/quarantine.linux.ts';
 import { importJWK } from 'jose';
 import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
@@ -16,6 +16,7 @@ import { loadState, saveState } from './desired-state.ts';
 import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
+import { Lane } from './lanes.ts';
 import { Refusal, helloSignature, signLocalAction, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { callServer, pinnedTls } from './transport.ts';
@@ -43,6 +44,13 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
+/** How many commands run at once; the long ones (scans, packages, evidence) have their own, smaller lane. */
+const COMMAND_SLOTS = 4;
+const HEAVY_COMMAND_SLOTS = 2;
+const HEAVY_TYPES: ReadonlySet<string> = new Set(['run_antivirus_scan', 'collect_investigation_package', 'collect_evidence']);
+/** Beyond this many commands waiting, new ones are refused rather than held in memory. */
+const MAX_WAITING_COMMANDS = 256;
+
 const jsonLog: AgentLog = {
   info: (msg, fields) => process.stdout.write(JSON.stringify({ level: 'info', time: Date.now(), msg, ...fields }) + '\n'),
   warn: (msg, fields) => process.stdout.write(JSON.stringify({ level: 'warn', time: Date.now(), msg, ...fields }) + '\n'),
@@ -59,7 +67,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const runner = options.runner ?? systemRunner;
   const platform = options.platform ?? 'linux';
   const maxSkew = options.maxSkewSeconds ?? 300;
-  const journal = new Journal(options.dir);
+  const journal = new Journal(options.dir, { warn: (message, fields) => log.warn(message, fields) });
+  if (journal.damagedCount > 0) log.warn('journal entries damaged', { count: journal.damagedCount, damaged: journal.damaged });
+  removeInterruptedLeftovers(options.dir, journal, log);
   const privateKey: KeyObject = createPrivateKey(identity.privateKeyPem);
   const serverKey = await importJWK(identity.serverKey, 'EdDSA');
   const serverUrl = new URL(identity.serverUrl);
@@ -77,6 +87,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   /** The block indicators of the last desired state applied, for the antivirus. */
   let blocked: ReadonlySet<string> = new Set();
   let malwareWatch: MalwareWatch | null = null;
+  let verifying: Promise<unknown> = Promise.resolve();
+  /** Commands accepted and waiting for a free slot in their lane. */
+  const waiting = new Set<string>();
+  const lane = new Lane(COMMAND_SLOTS);
+  const heavyLane = new Lane(HEAVY_COMMAND_SLOTS);
+  /** Each action being carried out, settled when it has finished. */
+  const finishing = new Map<string, Promise<void>>();
   /** Actions this process is carrying out right now (journal started, not yet finished). */
   const inFlight = new Set<string>();
 
@@ -92,7 +109,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   async function execute(jws: string): Promise<void> {
-    const command = await verifyCommand(jws, serverKey, identity.deviceId, maxSkew);
+    // Verified one after another, so that commands are admitted in the order the server sent them.
+    const verified = verifying.then(() => verifyCommand(jws, serverKey, identity.deviceId, maxSkew));
+    verifying = verified.catch(() => {});
+    const command = await verified;
     const { actionId } = command;
     const known = journal.outcomeOf(actionId);
     if (known) {
@@ -112,11 +132,38 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       send({ t: 'ack', actionId });
       return report(actionId, interrupted);
     }
+    if (waiting.has(actionId)) {
+      // Redelivered while it waits for its turn: it will run once, when its turn comes.
+      send({ t: 'ack', actionId });
+      return;
+    }
+    const stale = journal.staleReason(command);
+    if (stale) throw new Refusal(actionId, stale);
     if (journal.nonceSeen(command.nonce)) throw new Refusal(actionId, 'command nonce was already used (replay)');
+    if (waiting.size >= MAX_WAITING_COMMANDS) throw new Refusal(actionId, `the agent already has ${waiting.size} commands waiting; nothing was done`);
 
-    journal.start(actionId, command.nonce, command.exp, command.type, command.undoOf);
-    inFlight.add(actionId);
+    waiting.add(actionId);
     send({ t: 'ack', actionId });
+    await (HEAVY_TYPES.has(command.type) ? heavyLane : lane).run(async () => {
+      waiting.delete(actionId);
+      // An undo sent while its original is still running waits for the original's snapshot.
+      if (command.undoOf) await finishing.get(command.undoOf);
+      if (journal.nonceSeen(command.nonce)) throw new Refusal(actionId, 'command nonce was already used (replay)');
+      const done = carryOut(command);
+      finishing.set(actionId, done.catch(() => {}));
+      try {
+        await done;
+      } finally {
+        finishing.delete(actionId);
+      }
+    });
+  }
+
+  /** Runs one admitted command: journal first, then the executor, then the journal again and the signed report. */
+  async function carryOut(command: CommandPayload): Promise<void> {
+    const { actionId } = command;
+    journal.start(actionId, command.nonce, command.exp, command.type, command.undoOf, command.iat);
+    inFlight.add(actionId);
     log.info('action started', { actionId, type: command.type });
     let outcome: Outcome;
     const executor = executorFor(platform, command.type);
@@ -175,7 +222,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const now = Math.floor(Date.now() / 1000);
     const entity = { name: basename(finding.path), path: finding.path, sha256: finding.sha256 };
     const command: CommandPayload = { v: 1, actionId, deviceId: identity.deviceId, type: 'quarantine_file', entity, parameters: {}, undoOf: null, iat: now, exp: now, nonce: `antivirus-${actionId}` };
-    journal.start(actionId, command.nonce, now, command.type, null);
+    journal.start(actionId, command.nonce, now, command.type, null, null);
     let output: string;
     try {
       const result = await quarantineFile({ command, runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {} });
@@ -222,6 +269,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         return;
       case 'local_ack':
         journal.acknowledgeLocal(String(frame.actionId));
+        return;
+      case 'result_ack':
+        journal.acknowledgeResult(String(frame.actionId));
         return;
       case 'command': {
         const work = execute(String(frame.jws)).catch((error: unknown) => {
@@ -342,6 +392,24 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       journal.close();
     },
   };
+}
+
+/**
+ * Temporary files that a quarantine or restore killed mid-way left behind
+ * (never the only copy of a file): removed before anything else runs. The
+ * actions themselves are reported as interrupted when the server asks.
+ */
+function removeInterruptedLeftovers(agentDir: string, journal: Journal, log: AgentLog): void {
+  const restores = journal.unfinished().flatMap(({ actionId, type, undoOf }) => {
+    const path = type === 'restore_file' && undoOf ? (journal.snapshotOf(undoOf) as { path?: unknown } | undefined)?.path : undefined;
+    return typeof path === 'string' ? [{ actionId, path }] : [];
+  });
+  try {
+    const removed = removeLeftovers({ agentDir }, restores);
+    if (removed.length > 0) log.warn('removed what interrupted actions left behind', { removed });
+  } catch (error) {
+    log.warn('could not remove what interrupted actions left behind', { error: (error as Error).message });
+  }
 }
 
 /** This device's own addresses (IP and MAC), which it never contains. */

@@ -13,10 +13,12 @@ export interface ServerPin { certPem: string; fingerprint: string }
 const hexOf = (fingerprint: string): string => fingerprint.replace(/[^0-9a-f]/gi, '').toUpperCase();
 
 /** TLS options that accept only the pinned certificate (for https, wss and the agent's uploads). */
-export function pinnedTls(pin: ServerPin | undefined): { ca?: string; checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined } {
-  if (!pin) return {};
+export function pinnedTls(pin: ServerPin | undefined): { ca?: string; rejectUnauthorized: true; checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined } {
+  // Verification is asked for explicitly: left unset, NODE_TLS_REJECT_UNAUTHORIZED=0 in the agent's environment would turn it off.
+  if (!pin) return { rejectUnauthorized: true };
   return {
     ca: pin.certPem,
+    rejectUnauthorized: true,
     checkServerIdentity: (_host, cert) => (hexOf(cert.fingerprint256) === hexOf(pin.fingerprint) ? undefined : new Error(`the server's certificate ${cert.fingerprint256} is not the pinned ${pin.fingerprint}`)),
   };
 }

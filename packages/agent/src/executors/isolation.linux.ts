@@ -63,8 +63,10 @@ export const isolateDevice: Executor = async (ctx) => {
   return { output: `Isolated (${selective ? 'selective' : 'full'}); reachable: loopback, ${allowed.join(', ')}`, snapshot };
 };
 
+/** Lifts exactly the isolation this agent applied and recorded; without that record it changes nothing, like every undo. */
 export const releaseIsolation: Executor = async (ctx) => {
   const snapshot = ctx.priorSnapshot as IsolationSnapshot | undefined;
+  if (typeof snapshot !== 'object' || snapshot === null || !('priorRuleset' in snapshot)) throw new ExecutionError('this agent holds no record of the isolation this undoes; nothing was changed');
   if (await currentTable(ctx)) await mustRun(ctx.runner, 'nft', ['delete', 'table', 'inet', TABLE]);
   if (snapshot?.priorRuleset) await mustRun(ctx.runner, 'nft', ['-f', '-'], snapshot.priorRuleset);
   const now = await currentTable(ctx);
