@@ -43,14 +43,26 @@ export interface AgentProcess { child: ChildProcess; log: () => string; stop(sig
 export const AGENT_BUNDLE = new URL('../dist/quell-agent.mjs', import.meta.url).pathname;
 
 /**
+ * A private mount namespace for an agent that is handed hostile commands:
+ * `etc` (a copy of /etc) is mounted over /etc, so the account databases and
+ * cron folders it sees are copies and the host's own are out of its reach.
+ */
+export interface Sandbox { etc: string }
+
+function sandboxed(sandbox: Sandbox): string[] {
+  return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc && shift && exec "$@"', 'sandbox', sandbox.etc];
+}
+
+/**
  * Starts `quell agent run`, or with `bundle` the built quell-agent that
  * endpoints run. Its antivirus watches only the folders in `watch` (none by
  * default: tests must not quarantine the test machine's /tmp).
  */
-export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean; watch?: string[] } = {}): AgentProcess {
+export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean; watch?: string[]; sandbox?: Sandbox } = {}): AgentProcess {
   const watch = `--watch=${(options.watch ?? []).join(',')}`;
   const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir, watch] : [QUELL, 'agent', 'run', '--dir', dir, watch];
-  const child = netns ? spawn('ip', ['netns', 'exec', netns, process.execPath, ...args]) : spawn(process.execPath, args);
+  const command = options.sandbox ? [...sandboxed(options.sandbox), process.execPath, ...args] : [process.execPath, ...args];
+  const child = netns ? spawn('ip', ['netns', 'exec', netns, ...command]) : spawn(command[0]!, command.slice(1));
   let log = '';
   child.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));

@@ -66,7 +66,7 @@ describe(`agents over HTTPS with a pinned self-signed certificate (${TEST_DIALEC
     expect(done.status, JSON.stringify(done.result)).toBe('completed');
   });
 
-  it('does not talk to a server with another certificate, even at the same address', async () => {
+  it('does not talk to a server with another certificate, even at the same address or with NODE_TLS_REJECT_UNAUTHORIZED=0 in its environment', async () => {
     // A man in the middle with its own certificate for the same name: the agent gives up before saying anything.
     let received = 0;
     const mitm = createTlsServer({ key: impostor.key, cert: impostor.cert }, (socket) => socket.on('data', () => received++));
@@ -75,14 +75,25 @@ describe(`agents over HTTPS with a pinned self-signed certificate (${TEST_DIALEC
     cpSync(agentDir, copy, { recursive: true });
     const identity = JSON.parse(readFileSync(join(copy, 'identity.json'), 'utf8')) as AgentIdentity;
     writeFileSync(join(copy, 'identity.json'), JSON.stringify({ ...identity, serverUrl: `https://127.0.0.1:${(mitm.address() as AddressInfo).port}` }));
-    const log = recordingLog();
-    const redirected = await startAgent({ dir: copy, log, runner: { run: async () => ({ code: 1, stdout: '', stderr: '' }) } });
-    const refused = await waitFor('the agent to refuse the certificate', async () => log.entries.find((e) => e.msg === 'connection error'));
-    // The pinned certificate is the only trust anchor, so OpenSSL itself rejects any other.
-    expect(refused.fields.error).toBe('self-signed certificate');
-    await redirected.stop();
+    // Verification is asked for explicitly: an environment that turns Node's default off changes nothing.
+    for (const environment of [undefined, '0']) {
+      const before = process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      if (environment === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+      else process.env.NODE_TLS_REJECT_UNAUTHORIZED = environment;
+      try {
+        const log = recordingLog();
+        const redirected = await startAgent({ dir: copy, log, runner: { run: async () => ({ code: 1, stdout: '', stderr: '' }) } });
+        const refused = await waitFor('the agent to refuse the certificate', async () => log.entries.find((e) => e.msg === 'connection error'));
+        // The pinned certificate is the only trust anchor, so OpenSSL itself rejects any other.
+        expect(refused.fields.error, `NODE_TLS_REJECT_UNAUTHORIZED=${environment}`).toBe('self-signed certificate');
+        await redirected.stop();
+        expect(log.count('connected')).toBe(0);
+      } finally {
+        if (before === undefined) delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+        else process.env.NODE_TLS_REJECT_UNAUTHORIZED = before;
+      }
+    }
     mitm.close();
     expect(received).toBe(0);
-    expect(log.count('connected')).toBe(0);
   });
 });
