@@ -91,6 +91,31 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
   });
 
+  it('on a host of containers, isolation also cuts off those it routes and those on its bridges, both ways; release brings them back', async () => {
+    const routed = await lab.routedBehind(endpoint, 'routed');
+    const [left, right] = await lab.bridgedBehind(endpoint, ['left', 'right']) as [Endpoint, Endpoint];
+    for (const container of [routed, left, right]) await lab.listen(container.ns, container.address, 7000);
+    const reachable = async () => ({
+      toRouted: await lab.canConnect(null, routed.address, 7000),
+      fromRouted: await lab.canConnect(routed.ns, peer.address, 7000),
+      bridged: await lab.canConnect(left.ns, right.address, 7000),
+    });
+    expect(await reachable()).toEqual({ toRouted: true, fromRouted: true, bridged: true });
+
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
+    });
+    const isolated = await settled(created.json().id);
+    expect(isolated.status, JSON.stringify(isolated.result)).toBe('completed');
+    expect(isolated.result?.output).toMatch(/forwarded and bridged traffic \(containers, VMs\) dropped/);
+    expect(await reachable()).toEqual({ toRouted: false, fromRouted: false, bridged: false });
+    expect(await lab.canConnect(endpoint.ns, endpoint.gateway, serverPort())).toBe(true);
+
+    const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [isolated.id] });
+    expect((await settled(undo.json().items[0].id)).status).toBe('completed');
+    expect(await reachable()).toEqual({ toRouted: true, fromRouted: true, bridged: true });
+  });
+
   it('selective isolation keeps the named allowances reachable', async () => {
     const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
       type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'selective', allow: peer.address },
