@@ -71,12 +71,7 @@ const RESOLV_CONF = ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf'];
 export function isolationNeeds(resolvConfs: readonly string[] = RESOLV_CONF, sysClassNet = '/sys/class/net'): IsolationNeeds {
   const resolvers = new Set<string>();
   for (const file of resolvConfs) {
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
     for (const match of text.matchAll(/^\s*nameserver\s+(\S+)/gm)) {
       const address = match[1]!.replace(/%.*$/, '');
       if (isIP(address) !== 0 && !address.startsWith('127.') && address !== '::1') resolvers.add(address);
