@@ -104,9 +104,25 @@ try {
 }
 const afterRollback = mountinfo();
 
+// Something else mounted where the restriction was: removal leaves it in place and says why; once it is gone, removal completes.
+const third = await restrict(restrictContext());
+mount('-t', 'tmpfs', '-o', 'size=4m', 'quellother', dirs.tmpfs);
+mount('-t', 'tmpfs', '-o', 'size=4m', 'quellother', dirs.plain);
+let refusal = '';
+try {
+  await removeCodeRestriction(removeContext(third.snapshot));
+} catch (error) {
+  refusal = (error as Error).message;
+}
+const sourcesAfterRefusal = [dirs.tmpfs, dirs.plain].map((dir) => topmostAt(parseMountinfo(mountinfo()), dir)?.source ?? null);
+execFileSync('umount', ['--', dirs.tmpfs]);
+execFileSync('umount', ['--', dirs.plain]);
+await removeCodeRestriction(removeContext(third.snapshot));
+const afterRetry = mountinfo();
+
 process.stdout.write(`${JSON.stringify({
   dirs, before, optionsBefore, runsBefore,
   restrictedOutput: restricted.output, snapshot, optionsRestricted, runsRestricted,
   removedOutput: removed.output, afterRemoval, runsAfterRemoval, afterBusyRemoval, unmounts,
-  rollbackError, afterRollback,
+  rollbackError, afterRollback, refusal, sourcesAfterRefusal, afterRetry,
 })}\n`);

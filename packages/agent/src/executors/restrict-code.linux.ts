@@ -1,5 +1,5 @@
 import { lstatSync, readFileSync, realpathSync } from 'node:fs';
-import { normalize } from 'node:path';
+import { normalize, posix } from 'node:path';
 import { mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
@@ -20,8 +20,14 @@ import { ExecutionError, type ExecutionContext, type Executor } from './executor
  *   already has into a remount, so leaving one out would silently keep it.
  * - Prior state comes from /proc/self/mountinfo and so does verification:
  *   after restricting, each directory's topmost mount carries the flags; after
- *   removal, every mount is back to its exact prior option string and any
+ *   removal, that mount is back to its exact prior option string and any
  *   bind mount made here is gone.
+ * - The record names a mount by what survives a reboot: mount point, root,
+ *   source, file-system type and prior options, never the kernel's mount id.
+ *   Mount flags do not survive a reboot, so the agent restricts again at
+ *   start; undo of the original action then finds the mount by its point,
+ *   checks it is the same file system (or again a bind of the directory onto
+ *   itself), and refuses to touch anything else mounted there.
  * - If one directory fails, those already restricted are put back before the
  *   error is reported, so a failed action leaves nothing behind without a record.
  *
@@ -51,16 +57,39 @@ export interface MountEntry {
   line: string;
 }
 
+/** What restricting may do to one directory; removal reads the outcome to know what to undo. */
+export const RESTRICTION_OUTCOMES = ['remounted', 'bind_mounted', 'already_restricted', 'missing'] as const;
+export type RestrictionOutcome = (typeof RESTRICTION_OUTCOMES)[number];
+
+/**
+ * A mount named by what stays the same across reboots. Mount ids do not:
+ * the kernel hands them out afresh, so after a reboot an id names another
+ * mount or none at all.
+ */
+export interface MountIdentity {
+  mountPoint: string;
+  /** The path inside the file system that is mounted there (mountinfo field 4): `/` for a whole file system, the directory's own path for a bind of it onto itself. */
+  root: string;
+  source: string;
+  fsType: string;
+}
+
+/** The mount a restriction changed (or found restricted), with its per-mount options from before. */
+export interface RestrictedMount extends MountIdentity {
+  /** Per-mount options before the restriction; for the bind mount made here, the ones it was made with. */
+  priorOptions: string;
+}
+
 /** What was done to one directory; removal reads only this. */
 export interface DirectoryRestriction {
   directory: string;
-  outcome: 'remounted' | 'bind_mounted' | 'already_restricted' | 'missing';
-  /** The mount whose flags were changed: the directory's own, or the bind mount made here. */
-  mountId: number | null;
-  /** The per-mount options of that mount before it was restricted (for a bind mount, the ones it was made with). */
-  priorOptions: string | null;
-  /** The mountinfo lines at this mount point before anything was done, compared again after removal. */
-  priorLines: string[];
+  outcome: RestrictionOutcome;
+  /**
+   * `remounted` and `already_restricted`: the directory's own topmost mount.
+   * `bind_mounted`: the bind of the directory onto itself made here, which
+   * the agent makes again after a reboot. `missing`: null.
+   */
+  mount: RestrictedMount | null;
 }
 
 export interface CodeRestrictionSnapshot { directories: DirectoryRestriction[] }
@@ -119,17 +148,43 @@ function checkedDirectories(directories: readonly string[]): string[] {
   return [...directories];
 }
 
+const identityOf = (entry: MountEntry): MountIdentity => ({ mountPoint: entry.mountPoint, root: entry.root, source: entry.source, fsType: entry.fsType });
+const sameIdentity = (a: MountIdentity, b: MountIdentity): boolean =>
+  a.mountPoint === b.mountPoint && a.root === b.root && a.source === b.source && a.fsType === b.fsType;
+const describe = (mount: MountIdentity): string => `${mount.fsType} ${mount.source}${mount.root === '/' ? '' : ` (${mount.root})`}`;
+
+/** What a bind of `directory` onto itself looks like when `holder` is the mount the directory lies on. */
+function bindIdentity(holder: MountEntry, directory: string): MountIdentity {
+  return { mountPoint: directory, root: posix.join(holder.root, posix.relative(holder.mountPoint, directory)), source: holder.source, fsType: holder.fsType };
+}
+
+/** Whether `entry` is a bind of its mount point onto itself: the same file system and path as the mount it is stacked on. */
+export function isBindOfItself(mounts: readonly MountEntry[], entry: MountEntry): boolean {
+  const parent = mounts.find((m) => m.id === entry.parentId);
+  return parent !== undefined && sameIdentity(bindIdentity(parent, entry.mountPoint), identityOf(entry));
+}
+
+/** The mount `directory` lies on, not counting the mounts at the directory itself. */
+function holderOf(mounts: readonly MountEntry[], directory: string): MountEntry | undefined {
+  const here = mounts.filter((m) => m.mountPoint === directory);
+  const bottom = here.find((m) => !here.some((other) => other.id === m.parentId));
+  if (bottom) return mounts.find((m) => m.id === bottom.parentId);
+  const nearest = mounts
+    .filter((m) => m.mountPoint !== directory && (m.mountPoint === '/' || directory.startsWith(`${m.mountPoint}/`)))
+    .reduce<string | undefined>((best, m) => (best === undefined || m.mountPoint.length > best.length ? m.mountPoint : best), undefined);
+  return nearest === undefined ? undefined : topmostAt(mounts, nearest);
+}
+
 async function restrictOne(ctx: ExecutionContext, requested: string): Promise<DirectoryRestriction> {
   const stat = lstatSync(requested, { throwIfNoEntry: false });
-  if (!stat) return { directory: requested, outcome: 'missing', mountId: null, priorOptions: null, priorLines: [] };
+  if (!stat) return { directory: requested, outcome: 'missing', mount: null };
   // Mount points are listed by their real path; a symlinked /var/tmp is restricted where it really is.
   const directory = realpathSync(requested);
   if (!lstatSync(directory).isDirectory()) throw new ExecutionError(`${requested} is not a directory`);
   const before = readMounts();
-  const priorLines = before.filter((m) => m.mountPoint === directory).map((m) => m.line);
   const own = topmostAt(before, directory);
 
-  if (own && isRestricted(own.options)) return { directory, outcome: 'already_restricted', mountId: own.id, priorOptions: own.options, priorLines };
+  if (own && isRestricted(own.options)) return { directory, outcome: 'already_restricted', mount: { ...identityOf(own), priorOptions: own.options } };
 
   let target = own;
   if (!own) {
@@ -138,11 +193,12 @@ async function restrictOne(ctx: ExecutionContext, requested: string): Promise<Di
     target = topmostAt(readMounts().filter((m) => !known.has(m.id)), directory);
     if (!target) throw new ExecutionError(`the bind mount of ${directory} onto itself does not show in /proc/self/mountinfo`);
   }
-  const record: DirectoryRestriction = { directory, outcome: own ? 'remounted' : 'bind_mounted', mountId: target!.id, priorOptions: target!.options, priorLines };
+  const record: DirectoryRestriction = { directory, outcome: own ? 'remounted' : 'bind_mounted', mount: { ...identityOf(target!), priorOptions: target!.options } };
   try {
     await remount(ctx, directory, new Set([...tokens(target!.options), ...RESTRICTING_FLAGS]));
+    // Within this one run the id still names the mount; only the record must do without it.
     const now = topmostAt(readMounts(), directory);
-    if (now?.id !== record.mountId || !isRestricted(now.options)) {
+    if (now?.id !== target!.id || !isRestricted(now.options)) {
       throw new ExecutionError(`${directory} is not mounted ${RESTRICTING_FLAGS.join(',')} after remounting it (${now?.options ?? 'no mount'})`);
     }
   } catch (error) {
@@ -152,33 +208,40 @@ async function restrictOne(ctx: ExecutionContext, requested: string): Promise<Di
   return record;
 }
 
-/** Puts one directory back as the record describes and returns what is wrong, if anything. */
+/**
+ * Puts one directory back as the record describes and returns what is wrong, if anything.
+ * The mount is found by its mount point and must still be the one the record names: after
+ * a reboot it is a new mount of the same file system (or the bind mount the agent made
+ * again at start), never recognisable by id.
+ */
 async function unrestrictOne(ctx: ExecutionContext, record: DirectoryRestriction): Promise<string | null> {
-  const { directory, mountId, priorOptions } = record;
-  if (record.outcome === 'missing' || record.outcome === 'already_restricted') return null;
+  const { directory, outcome, mount } = record;
+  if (outcome === 'missing' || outcome === 'already_restricted') return null;
+  if (!mount) return `${directory}: the record does not say which mount was restricted; nothing to put back`;
   const mounts = readMounts();
-  const ours = mounts.find((m) => m.id === mountId);
   const top = topmostAt(mounts, directory);
 
-  if (record.outcome === 'bind_mounted') {
-    if (ours) {
-      if (top?.id !== mountId) return `${directory}: something was mounted over the bind mount made by the restriction; it was left in place`;
+  if (outcome === 'bind_mounted') {
+    if (top) {
+      if (!sameIdentity(identityOf(top), mount) || !isBindOfItself(mounts, top)) {
+        return `${directory}: ${describe(top)} is mounted there now, not the bind of the directory onto itself made by the restriction; it was left in place`;
+      }
       const plain = await ctx.runner.run('umount', ['--', directory]);
       // Busy (a process has its working directory inside): detach now, the kernel frees it when they leave.
       if (plain.code !== 0) await mustRun(ctx.runner, 'umount', ['-l', '--', directory]);
     }
-    const after = readMounts();
-    if (after.some((m) => m.id === mountId)) return `${directory}: the bind mount is still there`;
-    const lines = after.filter((m) => m.mountPoint === directory).map((m) => m.line);
-    if (lines.join('\n') !== record.priorLines.join('\n')) return `${directory}: the mounts there are not as before:\n${lines.join('\n')}`;
-    return null;
+    // Before the restriction nothing was mounted at the directory itself, and so it must be again.
+    const left = topmostAt(readMounts(), directory);
+    if (!left) return null;
+    return sameIdentity(identityOf(left), mount) ? `${directory}: the bind mount is still there` : `${directory}: ${describe(left)} is mounted there; before the restriction nothing was`;
   }
 
-  if (!ours || priorOptions === null) return `${directory}: the mount restricted before (id ${mountId}) is no longer there; nothing to put back`;
-  if (top?.id !== mountId) return `${directory}: another mount now covers the restricted one; it was left alone`;
-  await remount(ctx, directory, tokens(priorOptions));
-  const now = readMounts().find((m) => m.id === mountId);
-  if (now?.options !== priorOptions) return `${directory}: mounted ${now?.options ?? '(gone)'}, not ${priorOptions} as before`;
+  if (!top) return `${directory}: nothing is mounted there now, the restricted ${describe(mount)} was; nothing to put back`;
+  if (!sameIdentity(identityOf(top), mount)) return `${directory}: ${describe(top)} is mounted there now, not the restricted ${describe(mount)}; it was left alone`;
+  await remount(ctx, directory, tokens(mount.priorOptions));
+  const now = topmostAt(readMounts(), directory);
+  if (!now || !sameIdentity(identityOf(now), mount)) return `${directory}: ${now ? describe(now) : 'nothing'} is mounted there after putting the options back, not ${describe(mount)}`;
+  if (now.options !== mount.priorOptions) return `${directory}: mounted ${now.options}, not ${mount.priorOptions} as before`;
   return null;
 }
 
@@ -186,7 +249,7 @@ const CAVEATS = 'Programs placed there can no longer be executed; scripts run th
 
 function summary(record: DirectoryRestriction): string {
   switch (record.outcome) {
-    case 'remounted': return `${record.directory} remounted noexec,nosuid,nodev (was ${record.priorOptions})`;
+    case 'remounted': return `${record.directory} remounted noexec,nosuid,nodev (was ${record.mount?.priorOptions})`;
     case 'bind_mounted': return `${record.directory} bind-mounted onto itself and made noexec,nosuid,nodev`;
     case 'already_restricted': return `${record.directory} already noexec,nosuid,nodev, left as it was`;
     case 'missing': return `${record.directory} does not exist, skipped`;
@@ -212,23 +275,85 @@ export function restrictCodeExecutionIn(directories: readonly string[]): Executo
 
 export const restrictCodeExecution: Executor = restrictCodeExecutionIn(USER_WRITABLE_DIRECTORIES);
 
-function isSnapshot(value: unknown): value is CodeRestrictionSnapshot {
-  const directories = (value as Partial<CodeRestrictionSnapshot> | undefined)?.directories;
-  return Array.isArray(directories) && directories.every((d: Partial<DirectoryRestriction>) => typeof d.directory === 'string'
-    && ['remounted', 'bind_mounted', 'already_restricted', 'missing'].includes(d.outcome as string) && Array.isArray(d.priorLines));
+/** How the previous version recorded a directory: the mount by its id, good only until the next boot, and raw mountinfo lines. */
+interface LegacyDirectoryRestriction {
+  directory: string;
+  outcome: RestrictionOutcome;
+  mountId: number | null;
+  priorOptions: string | null;
+  /** The mountinfo lines at the directory before anything was done. */
+  priorLines: string[];
 }
 
-/** Puts every directory back exactly as the restriction found it, then checks mountinfo says so. */
+const isOutcome = (value: unknown): value is RestrictionOutcome => (RESTRICTION_OUTCOMES as readonly unknown[]).includes(value);
+
+function restrictedMount(value: unknown): RestrictedMount | null | undefined {
+  if (value === null) return null;
+  if (typeof value !== 'object') return undefined;
+  const { mountPoint, root, source, fsType, priorOptions } = value as Record<string, unknown>;
+  if (typeof mountPoint !== 'string' || typeof root !== 'string' || typeof source !== 'string' || typeof fsType !== 'string' || typeof priorOptions !== 'string') return undefined;
+  return { mountPoint, root, source, fsType, priorOptions };
+}
+
+/**
+ * Names the mount of a legacy record by its stable fields. A mount the
+ * restriction found at the directory is among the lines it kept (the one
+ * with its id, whose line holds point, root, type and source). The bind
+ * mount it made is not: that is a bind of the directory onto itself, named
+ * after the file system holding the directory now.
+ */
+function fromLegacy(record: LegacyDirectoryRestriction, mounts: readonly MountEntry[]): DirectoryRestriction {
+  const { directory, outcome, mountId, priorOptions } = record;
+  if (outcome === 'missing') return { directory, outcome, mount: null };
+  if (outcome === 'bind_mounted') {
+    const holder = holderOf(mounts, directory);
+    return { directory, outcome, mount: holder ? { ...bindIdentity(holder, directory), priorOptions: priorOptions ?? holder.options } : null };
+  }
+  const prior = parseMountinfo(record.priorLines.join('\n'));
+  const entry = prior.find((m) => m.id === mountId) ?? topmostAt(prior, directory);
+  return { directory, outcome, mount: entry ? { ...identityOf(entry), priorOptions: priorOptions ?? entry.options } : null };
+}
+
+/**
+ * The records of a code-restriction snapshot, or null when `value` is not
+ * one. Snapshots of the previous version (`mountId`, `priorLines`) are read
+ * too, their mounts named by stable fields; `mounts` is mountinfo now.
+ */
+export function restrictionRecords(value: unknown, mounts: readonly MountEntry[]): DirectoryRestriction[] | null {
+  const directories = (value as { directories?: unknown } | null | undefined)?.directories;
+  if (!Array.isArray(directories)) return null;
+  const records: DirectoryRestriction[] = [];
+  for (const item of directories as unknown[]) {
+    if (typeof item !== 'object' || item === null) return null;
+    const fields = item as Record<string, unknown>;
+    const { directory, outcome } = fields;
+    if (typeof directory !== 'string' || !isOutcome(outcome)) return null;
+    if ('mount' in fields) {
+      const mount = restrictedMount(fields.mount);
+      if (mount === undefined) return null;
+      records.push({ directory, outcome, mount });
+    } else if (Array.isArray(fields.priorLines) && fields.priorLines.every((line) => typeof line === 'string')) {
+      const mountId = typeof fields.mountId === 'number' ? fields.mountId : null;
+      const priorOptions = typeof fields.priorOptions === 'string' ? fields.priorOptions : null;
+      records.push(fromLegacy({ directory, outcome, mountId, priorOptions, priorLines: fields.priorLines as string[] }, mounts));
+    } else {
+      return null;
+    }
+  }
+  return records;
+}
+
+/** Puts every directory back as the restriction found it, then checks mountinfo says so. */
 export const removeCodeRestriction: Executor = async (ctx) => {
-  const snapshot = ctx.priorSnapshot;
-  if (!isSnapshot(snapshot)) throw new ExecutionError('this agent holds no record of the code restriction');
-  checkedDirectories(snapshot.directories.map((d) => d.directory));
+  const records = restrictionRecords(ctx.priorSnapshot, readMounts());
+  if (!records) throw new ExecutionError('this agent holds no record of the code restriction');
+  checkedDirectories(records.map((d) => d.directory));
   const problems: string[] = [];
-  for (const record of [...snapshot.directories].reverse()) {
+  for (const record of [...records].reverse()) {
     const problem = await unrestrictOne(ctx, record).catch((error: Error) => `${record.directory}: ${error.message}`);
     if (problem) problems.push(problem);
   }
   if (problems.length) throw new ExecutionError(`code restriction not fully removed: ${problems.join('; ')}`);
-  const changed = snapshot.directories.filter((d) => d.outcome === 'remounted' || d.outcome === 'bind_mounted');
-  return { output: changed.length ? `Removed code restriction: ${changed.map((d) => `${d.directory} back to ${d.outcome === 'bind_mounted' ? 'no mount of its own' : d.priorOptions}`).join('; ')}` : 'Nothing to remove: the restriction changed no mount' };
+  const changed = records.filter((d) => d.outcome === 'remounted' || d.outcome === 'bind_mounted');
+  return { output: changed.length ? `Removed code restriction: ${changed.map((d) => `${d.directory} back to ${d.outcome === 'bind_mounted' ? 'no mount of its own' : d.mount?.priorOptions}`).join('; ')}` : 'Nothing to remove: the restriction changed no mount' };
 };
