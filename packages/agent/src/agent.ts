@@ -17,7 +17,9 @@ import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
 import { Lane } from './lanes.ts';
-import { Refusal, helloSignature, signLocalAction, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
+import { type DriftReport, type DriftWatch, watchDrift } from './drift-watch.ts';
+import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
+import { Refusal, helloSignature, signDrift, signLocalAction, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { callServer, pinnedTls } from './transport.ts';
 
@@ -35,6 +37,8 @@ export interface AgentOptions {
   maxSkewSeconds?: number;
   /** Folders the antivirus watches for new files (Linux); none unless given. */
   watch?: readonly string[];
+  /** How often what the agent enforces is checked and re-applied if something lifted it, in milliseconds. */
+  driftCheckMs?: number;
 }
 
 export interface RunningAgent {
@@ -48,6 +52,10 @@ export interface RunningAgent {
 const COMMAND_SLOTS = 4;
 const HEAVY_COMMAND_SLOTS = 2;
 const HEAVY_TYPES: ReadonlySet<string> = new Set(['run_antivirus_scan', 'collect_investigation_package', 'collect_evidence']);
+/** How often the effects in force are checked (firewall tables, mount options) when nothing else asks. */
+const DRIFT_CHECK_MS = 3000;
+/** Drift reports kept while the server is out of reach; the oldest go first. */
+const MAX_HELD_DRIFT = 100;
 /** Beyond this many commands waiting, new ones are refused rather than held in memory. */
 const MAX_WAITING_COMMANDS = 256;
 
@@ -88,6 +96,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let blocked: ReadonlySet<string> = new Set();
   let malwareWatch: MalwareWatch | null = null;
   let verifying: Promise<unknown> = Promise.resolve();
+  /** The containment actions this agent enforces now (from the last state applied), for the drift watch. */
+  let containedHere: string[] = [];
+  let driftWatch: DriftWatch | null = null;
+  /** Drift reports made while the server was out of reach, sent when it is back. */
+  const heldDrift: string[] = [];
   /** Commands accepted and waiting for a free slot in their lane. */
   const waiting = new Set<string>();
   const lane = new Lane(COMMAND_SLOTS);
@@ -182,6 +195,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
     journal.finish(actionId, outcome);
     inFlight.delete(actionId);
+    // What is in force may have changed: the drift watch takes its new reference now rather than at its next tick.
+    if (outcome.outcome === 'completed') void driftWatch?.checkNow();
     log.info('action finished', { actionId, type: command.type, outcome: outcome.outcome, error: outcome.error });
     await report(actionId, { outcome: outcome.outcome, output: outcome.output, error: outcome.error });
   }
@@ -195,6 +210,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       ? await applyContainment(runner, state.containment, { own: ownAddresses(), server: serverAddresses })
       : { failures: Object.fromEntries(state.containment.map((e) => [e.actionId, `containment is not supported on ${platform} by this agent yet`])) };
     saveState(options.dir, { version: state.version, jws });
+    containedHere = state.containment.map((e) => e.actionId).filter((id) => outcome.error === undefined && !(id in outcome.failures));
     const blocks = new Set(state.antivirus.blockSha256);
     const newBlocks = [...blocks].some((hash) => !blocked.has(hash));
     blocked = blocks;
@@ -206,6 +222,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   async function onState(jws: string): Promise<void> {
     const { version, outcome } = await enforceState(jws);
     log.info('containment state applied', { version, failures: outcome.failures, error: outcome.error });
+    // The drift watch takes what was just applied as its reference now, not at its next tick.
+    void driftWatch?.checkNow();
     send({ t: 'state_applied', jws: signStateReport(privateKey, identity.deviceId, version, outcome) });
   }
 
@@ -266,6 +284,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         onWelcome = [];
         // What the antivirus did while the server was out of reach, or before it answered.
         for (const report of journal.unacknowledgedReports()) send({ t: 'local_action', jws: report });
+        for (const jws of heldDrift.splice(0)) send({ t: 'drift', jws });
         return;
       case 'local_ack':
         journal.acknowledgeLocal(String(frame.actionId));
@@ -337,17 +356,32 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     // left alone), and undo still restores from the snapshot the original action took.
     const restriction = journal.inForce('restrict_code_execution', 'remove_code_restriction');
     if (restriction) {
-      const now = Math.floor(Date.now() / 1000);
       try {
-        const result = await restrictCodeExecution({
-          command: { v: 1, actionId: restriction.actionId, deviceId: identity.deviceId, type: 'restrict_code_execution', entity: { name: 'device' }, parameters: {}, undoOf: null, iat: now, exp: now, nonce: 'desired-state' },
-          runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {},
-        });
-        log.info('code restriction re-applied', { actionId: restriction.actionId, output: result.output });
+        log.info('code restriction re-applied', { actionId: restriction.actionId, output: await restrictAgain(restriction.actionId) });
       } catch (error) {
         log.warn('could not re-apply the code restriction', { actionId: restriction.actionId, error: (error as Error).message });
       }
     }
+  }
+
+  /** Restricting again is idempotent (restricted places are left alone); undo still restores from the original action's snapshot. */
+  async function restrictAgain(actionId: string): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    const result = await restrictCodeExecution({
+      command: { v: 1, actionId, deviceId: identity.deviceId, type: 'restrict_code_execution', entity: { name: 'device' }, parameters: {}, undoOf: null, iat: now, exp: now, nonce: 'desired-state' },
+      runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {},
+    });
+    return result.output;
+  }
+
+  /** An effect found lifted and put back (or not): said in the log and reported, signed, now or once the server is back. */
+  function onDrift(report: DriftReport): void {
+    const fields = { effect: report.effect, actionIds: report.actionIds, found: report.found, error: report.error };
+    if (report.repaired) log.warn('effect re-applied after tampering', fields);
+    else log.warn('effect found lifted and could not be re-applied', fields);
+    const jws = signDrift(privateKey, { deviceId: identity.deviceId, ...report });
+    if (socket?.readyState === WebSocket.OPEN) send({ t: 'drift', jws });
+    else if (heldDrift.push(jws) > MAX_HELD_DRIFT) heldDrift.shift();
   }
 
   function connect(): void {
@@ -369,6 +403,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   await restoreDesiredState();
+  if (platform === 'linux') {
+    driftWatch = watchDrift({
+      effects: linuxEnforcedEffects({
+        runner, journal, restrict: async (actionId) => void (await restrictAgain(actionId)),
+        containment: {
+          actionIds: () => containedHere,
+          async reapply() {
+            const stored = loadState(options.dir);
+            if (stored) await enforceState(stored.jws);
+          },
+        },
+      }),
+      intervalMs: options.driftCheckMs ?? DRIFT_CHECK_MS,
+      onDrift,
+      onError: (effect, error) => log.warn('could not check an effect in force', { effect, error: error.message }),
+    });
+  }
   if (platform === 'linux' && options.watch && options.watch.length > 0) {
     malwareWatch = watchForMalware({
       folders: options.watch,
@@ -386,6 +437,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     async stop() {
       stopping = true;
       malwareWatch?.close();
+      driftWatch?.close();
       if (reconnectTimer) clearTimeout(reconnectTimer);
       socket?.close();
       await Promise.allSettled([...running, stateWork]);

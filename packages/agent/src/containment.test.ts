@@ -117,6 +117,26 @@ describe(`containment of an unmanaged device by every agent, in network namespac
     expect(await reaches(second, intruder)).toBe(true);
   });
 
+  it('containment lifted on one agent while it runs is put back within seconds and counted on the action for that device', async () => {
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'contain_device', deviceId: intruderDevice, source: 'manual', entity: { name: intruder.address },
+    });
+    const contained = await waitForAction(ctx, created.json().id);
+    expect(contained.status, JSON.stringify(contained.result)).toBe('completed');
+    expect(await reaches(first, intruder)).toBe(false);
+
+    execFileSync('ip', ['netns', 'exec', first.ns, 'nft', 'flush', 'ruleset']);
+    const drift = await waitFor('the drift to be reported', async () => (await detail(contained.id)).drift.find((d: { count: number }) => d.count === 1));
+    expect(drift).toMatchObject({ deviceName: expect.any(String), repaired: true, detail: expect.stringMatching(/containment rules were gone/) });
+    expect(await reaches(first, intruder)).toBe(false);
+    // The other agent was not touched and reports nothing.
+    expect((await detail(contained.id)).drift).toHaveLength(1);
+
+    const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [contained.id] });
+    expect((await waitForAction(ctx, undo.json().items[0].id)).status).toBe('completed');
+    expect(await reaches(first, intruder)).toBe(true);
+  });
+
   it('no agent contains the Quell server: such a containment fails on every device, with the reason, and is withdrawn', async () => {
     const server = await ctx.createDevice({ name: 'looks like the server' });
     const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {

@@ -116,6 +116,41 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     expect(await reachable()).toEqual({ toRouted: true, fromRouted: true, bridged: true });
   });
 
+  it('isolation lifted while the agent runs (table deleted, ruleset flushed, a rule added) is put back within seconds, counted on the action, and an alert says it happened again', async () => {
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
+    });
+    const isolated = await settled(created.json().id);
+    expect(isolated.status, JSON.stringify(isolated.result)).toBe('completed');
+    const nft = (...args: string[]) => execFileSync('ip', ['netns', 'exec', endpoint.ns, 'nft', ...args]);
+    const driftCount = async () => (await ctx.services.actions.get(ctx.users.security_reader.actor, isolated.id)).drift[0]?.count ?? 0;
+    const tamper = async (how: () => void, count: number): Promise<void> => {
+      how();
+      await waitFor(`drift ${count} to be reported`, async () => ((await driftCount()) >= count ? true : undefined));
+      expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(false);
+      expect(await lab.canConnect(endpoint.ns, endpoint.gateway, serverPort())).toBe(true);
+    };
+
+    await tamper(() => nft('delete', 'table', 'inet', 'quell_isolation'), 1);
+    // What `systemctl reload nftables` does with Debian's default configuration.
+    await tamper(() => nft('flush', 'ruleset'), 2);
+    await tamper(() => nft('insert', 'rule', 'inet', 'quell_isolation', 'input', 'accept'), 3);
+    const { drift } = await ctx.services.actions.get(ctx.users.security_reader.actor, isolated.id);
+    expect(drift).toEqual([expect.objectContaining({ deviceId, count: 3, repaired: true, detail: 'the isolation rules had been changed' })]);
+    const alerts = await ctx.services.alerts.list(ctx.users.security_reader.actor, { deviceId });
+    expect(alerts.items.filter((a) => /^Isolation lifted again on /.test(a.title))).toHaveLength(1);
+    expect(agent.log()).toContain('effect re-applied after tampering');
+
+    const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [isolated.id] });
+    expect((await settled(undo.json().items[0].id)).status).toBe('completed');
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
+    // Released: a flushed firewall stays open, and nothing more is counted.
+    nft('flush', 'ruleset');
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
+    expect(await driftCount()).toBe(3);
+  }, 90_000);
+
   it('selective isolation keeps the named allowances reachable', async () => {
     const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
       type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'selective', allow: peer.address },

@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, type CommandPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, type CommandPayload, type DriftPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** A command the agent will not run, with the reason it reports to the server. */
@@ -91,6 +91,12 @@ function signCompact(privateKey: KeyObject, typ: string, payload: object): strin
 export function signStateReport(privateKey: KeyObject, deviceId: string, version: number, outcome: { failures: Record<string, string>; error?: string }): string {
   const payload: StateReportPayload = { v: AGENT_PROTOCOL_VERSION, deviceId, version, failures: outcome.failures, ...(outcome.error !== undefined ? { error: outcome.error } : {}), iat: Math.floor(Date.now() / 1000) };
   return signCompact(privateKey, 'quell-state-report+jws', payload);
+}
+
+/** The agent's signed report of an effect it found lifted, and whether it put it back. */
+export function signDrift(privateKey: KeyObject, drift: Omit<DriftPayload, 'v' | 'iat'>): string {
+  const payload: DriftPayload = { v: AGENT_PROTOCOL_VERSION, ...drift, iat: Math.floor(Date.now() / 1000) };
+  return signCompact(privateKey, 'quell-drift+jws', payload);
 }
 
 /** The agent's signed report of an action it took on its own. */

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,7 +50,7 @@ describe(`code restriction re-applied after a reboot (${TEST_DIALECT})`, () => {
     rmSync(work, { recursive: true, force: true });
   });
 
-  it('restricts, is restricted again in a fresh mount namespace, and undo lifts it', async () => {
+  it('restricts, is restricted again in a fresh mount namespace and when remounted with exec while running, and undo lifts it', async () => {
     expect(mountOptions(process.pid, '/tmp')).not.toContain('noexec');
     agent = start();
     await waitFor('the agent to connect', async () => (agent!.log().includes('"connected"') ? true : undefined));
@@ -67,6 +67,14 @@ describe(`code restriction re-applied after a reboot (${TEST_DIALECT})`, () => {
     expect(mountOptions(process.pid, '/tmp')).not.toContain('noexec');
 
     await waitFor('the agent to connect', async () => (agent!.log().split('"connected"').length > 1 ? true : undefined));
+
+    // Someone allows code there again while the agent runs: it is restricted again within seconds, and counted.
+    execFileSync('nsenter', ['-t', String(agent.child.pid), '-m', 'mount', '-o', 'remount,bind,exec', '/tmp']);
+    const drift = await waitFor('the drift to be reported', async () => (await ctx().services.actions.get(ctx().users.security_reader.actor, restricted.id)).drift[0]);
+    expect(drift).toMatchObject({ deviceId, count: 1, repaired: true, detail: expect.stringMatching(/^code execution was allowed again in \/tmp/) });
+    expect(mountOptions(agent.child.pid!, '/tmp')).toContain('noexec');
+    expect(mountOptions(process.pid, '/tmp')).not.toContain('noexec');
+
     const undo = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions/undo', { ids: [restricted.id] });
     const lifted = await settled(undo.json().items[0].id);
     expect(lifted.status, JSON.stringify(lifted.result)).toBe('completed');

@@ -260,6 +260,21 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     expect(await flyout.getByRole('button', { name: 'Undo' }).getAttribute('aria-disabled')).toBe('true');
   });
 
+  it('says in the flyout where an effect was found lifted and re-applied, with the agent\'s words as text', async () => {
+    const deviceId = await device('tampered-01');
+    const id = await completed('isolate_device', 'tampered-01', { deviceId });
+    // What the agent's signed drift reports leave (the reports themselves are tested with real agents).
+    await ctx.store.db.insertInto('action_drift').values({
+      action_id: id, device_id: deviceId, count: 2, first_at: ctx.clock.now() - HOUR, last_at: ctx.clock.now(), detail: '<b>the isolation rules were gone</b>', repaired: 1,
+    }).execute();
+    await signIn(ctx.users.security_reader, '/action-center/history');
+    await row('tampered-01').first().click();
+    const notes = drawer().getByLabel('Tampering', { exact: true });
+    await notes.getByText(/^Re-applied after tampering at /).waitFor();
+    expect(await notes.textContent()).toContain('on tampered-01 (2 times since');
+    expect(await notes.textContent()).toContain('<b>the isolation rules were gone</b>');
+  });
+
   it('undoes two completed actions of one type in one confirmation', async () => {
     const ids = [await completed('stop_service', 'legit-a.service'), await completed('stop_service', 'legit-b.service')];
     await signIn(ctx.users.security_operator, '/action-center/history');

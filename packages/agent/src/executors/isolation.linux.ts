@@ -104,6 +104,23 @@ export async function reapplyIsolation(runner: CommandRunner, snapshot: unknown)
   return true;
 }
 
+/** The isolation tables as nftables lists them now (the bridge one after the inet one), or null when the inet one is gone. */
+export async function isolationListing(runner: CommandRunner): Promise<string | null> {
+  const inet = await currentTable({ runner });
+  if (inet === null) return null;
+  const bridge = await currentTable({ runner }, 'bridge');
+  return bridge === null ? inet : `${inet}\n${bridge}`;
+}
+
+/** Puts exactly the rules the isolation applied back, in one transaction: there is no moment without them. */
+export async function replaceIsolation(runner: CommandRunner, snapshot: unknown): Promise<void> {
+  const applied = (snapshot as IsolationSnapshot | undefined)?.appliedRuleset;
+  if (!applied) throw new ExecutionError('the isolation record holds no rules to put back');
+  // Declaring a table first makes its deletion valid whether or not it is there.
+  const families = applied.includes(`table bridge ${TABLE}`) ? ['inet', 'bridge'] : ['inet'];
+  await mustRun(runner, 'nft', ['-f', '-'], `${families.map((f) => `table ${f} ${TABLE}\ndelete table ${f} ${TABLE}\n`).join('')}${applied}\n`);
+}
+
 export const isolateDevice: Executor = async (ctx) => {
   const selective = ctx.command.parameters.isolation === 'selective';
   const allowances = selective ? String(ctx.command.parameters.allow ?? '').split(',').map((a) => a.trim()).filter(Boolean) : [];

@@ -104,7 +104,20 @@ export const ActionDetailSchema = Type.Object({
   }), Type.Null()]),
   /** For actions every managed agent carries out (containment): how many have, how many failed and why, how many have yet to. */
   enforcement: Type.Union([EnforcementSchema(), Type.Null()]),
+  /** Each device where the action's effect was found lifted (tampering, a firewall reload) and re-applied by the agent. */
+  drift: Type.Array(Type.Object({
+    deviceId: IdSchema,
+    deviceName: Type.String(),
+    count: Type.Integer(),
+    firstAt: TimestampSchema,
+    lastAt: TimestampSchema,
+    /** What the agent found the last time, in its words. */
+    detail: Type.String(),
+    /** Whether the effect holds again after the last time. */
+    repaired: Type.Boolean(),
+  })),
 });
+export type ActionDetail = Static<typeof ActionDetailSchema>;
 
 export const ACTION_SORT_FIELDS = ['requestedAt', 'updatedAt'] as const;
 export type ActionSortField = (typeof ACTION_SORT_FIELDS)[number];

@@ -133,6 +133,30 @@ export interface StateReportPayload {
  * signed, so that the server records it as a completed action that can be
  * undone like any other, and raises an alert.
  */
+/** The effects an agent keeps true while they are in force, and re-applies when something lifts them. */
+export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction'] as const;
+export type EnforcedEffect = (typeof ENFORCED_EFFECTS)[number];
+
+/**
+ * What the agent signs when it finds an effect lifted on its device (the
+ * firewall reloaded, a remount, a table deleted) and puts it back.
+ */
+export interface DriftPayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  deviceId: string;
+  /** The actions whose effect it was (a containment state can hold several). */
+  actionIds: string[];
+  effect: EnforcedEffect;
+  /** What the agent found, in words. */
+  found: string;
+  /** Whether the effect holds again; `error` says why not. */
+  repaired: boolean;
+  error?: string;
+  /** When it was found, epoch milliseconds. */
+  at: number;
+  iat: number;
+}
+
 export interface LocalActionPayload {
   v: typeof AGENT_PROTOCOL_VERSION;
   deviceId: string;
@@ -165,6 +189,7 @@ export type AgentFrame =
   | { t: 'result'; jws: string }
   | { t: 'state_applied'; jws: string }
   | { t: 'local_action'; jws: string }
+  | { t: 'drift'; jws: string }
   | { t: 'rejected'; actionId: string | null; reason: string };
 
 /** The largest investigation package the server accepts. */

@@ -245,6 +245,17 @@ export interface InvestigationEntitiesTable {
 
 export interface InvestigationLogTable { id: string; investigation_id: string; step: string; started_at: number; ended_at: number; result: string }
 
+export interface ActionDriftTable {
+  action_id: string;
+  device_id: string;
+  count: number;
+  first_at: number;
+  last_at: number;
+  detail: string;
+  /** 1 when the effect held again afterwards, 0 when the agent could not put it back. */
+  repaired: number;
+}
+
 export interface DeviceStateTable {
   device_id: string;
   /** isolation, code_restriction, contained_user */
@@ -276,6 +287,7 @@ export interface Database {
   devices: DevicesTable;
   actions: ActionsTable;
   action_events: ActionEventsTable;
+  action_drift: ActionDriftTable;
   audit_log: AuditLogTable;
   settings: SettingsTable;
   jobs: JobsTable;

@@ -1,6 +1,6 @@
-import type { Action, ActionTimelineEntry } from '@quell/contracts';
+import type { Action, ActionDetail, ActionTimelineEntry } from '@quell/contracts';
 import { csvCell } from '../../csv.ts';
-import type { ActionEventsTable, ActionsTable } from '../../db/schema.ts';
+import type { ActionDriftTable, ActionEventsTable, ActionsTable } from '../../db/schema.ts';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
@@ -63,4 +63,11 @@ export function csvRow(row: ActionsTable): string {
     isoOrNull(row.decided_at), row.comment, row.decision_comment, iso(row.updated_at),
   ];
   return cells.map(csvCell).join(',') + '\r\n';
+}
+
+export function presentDrift(row: ActionDriftTable & { device_name: string }): ActionDetail['drift'][number] {
+  return {
+    deviceId: row.device_id, deviceName: row.device_name, count: Number(row.count), firstAt: iso(Number(row.first_at)),
+    lastAt: iso(Number(row.last_at)), detail: row.detail, repaired: Number(row.repaired) === 1,
+  };
 }

@@ -1,6 +1,6 @@
 import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
 import type { ActionStatus, ActionType } from '@quell/contracts';
-import type { ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
+import type { ActionDriftTable, ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
 
 export interface ActionFilter {
@@ -65,6 +65,24 @@ export function createActionsRepository() {
     async findByIds(db: Db, ids: readonly string[]): Promise<ActionsTable[]> {
       if (ids.length === 0) return [];
       return db.selectFrom('actions').selectAll().where('id', 'in', ids).execute();
+    },
+
+    /** Counts one more time the action's effect was found lifted on the device; returns how many times now. */
+    async recordDrift(db: Db, drift: { actionId: string; deviceId: string; at: number; detail: string; repaired: boolean }): Promise<number> {
+      const repaired = drift.repaired ? 1 : 0;
+      await db.insertInto('action_drift')
+        .values({ action_id: drift.actionId, device_id: drift.deviceId, count: 1, first_at: drift.at, last_at: drift.at, detail: drift.detail, repaired })
+        .onConflict((oc) => oc.columns(['action_id', 'device_id']).doUpdateSet((eb) => ({ count: eb('action_drift.count', '+', 1), last_at: drift.at, detail: drift.detail, repaired })))
+        .execute();
+      const row = await db.selectFrom('action_drift').select('count').where('action_id', '=', drift.actionId).where('device_id', '=', drift.deviceId).executeTakeFirstOrThrow();
+      return Number(row.count);
+    },
+
+    /** Where the action's effect was found lifted, most recent first, with the devices' names. */
+    async drifts(db: Db, actionId: string): Promise<Array<ActionDriftTable & { device_name: string }>> {
+      return db.selectFrom('action_drift').innerJoin('devices', 'devices.id', 'action_drift.device_id')
+        .selectAll('action_drift').select('devices.name as device_name')
+        .where('action_drift.action_id', '=', actionId).orderBy('action_drift.last_at', 'desc').limit(50).execute();
     },
 
     async events(db: Db, actionId: string): Promise<ActionEventsTable[]> {

@@ -13,7 +13,7 @@ import type { AuditService } from '../audit/audit.service.ts';
 import type { DevicesRepository } from '../devices/devices.repository.ts';
 import { deviceHealth } from '../devices/devices.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
-import { presentAction, presentTimelineEntry } from './actions.presenter.ts';
+import { presentAction, presentDrift, presentTimelineEntry } from './actions.presenter.ts';
 import { type ActionFilter, type ActionsRepository, type SortColumn } from './actions.repository.ts';
 import { decodeCursor, encodeCursor, resolveTimeRange } from './actions.query.ts';
 import type { CommandSigner } from '../agents/command-signer.ts';
@@ -387,7 +387,10 @@ export function createActionsService(deps: ActionsServiceDeps) {
       const enforcement = !isFleet(row) || row.state_version === null ? null
         : enforcedNow(row) ? await enforcementOf(store.db, row, clock.now() - DEVICE_OFFLINE_AFTER_MS)
           : row.enforcement === null ? null : (JSON.parse(row.enforcement) as Enforcement);
-      return { action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row, enforcement), enforcement };
+      return {
+        action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row, enforcement), enforcement,
+        drift: (await repo.drifts(store.db, id)).map(presentDrift),
+      };
     },
 
     approve: (actor: Actor, body: BulkDecisionBody) => decide(actor, body, 'approve'),

@@ -162,6 +162,9 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
           send(ws, { t: 'local_ack', actionId });
           return;
         }
+        case 'drift':
+          if (typeof frame.jws !== 'string') throw new AgentProtocolError('drift report without jws');
+          return agents.drift(deviceId, key!, frame.jws);
         case 'state_applied':
           if (typeof frame.jws !== 'string') throw new AgentProtocolError('state report without jws');
           return agents.stateApplied(deviceId, key!, frame.jws);

@@ -1,6 +1,6 @@
 import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
-  AGENT_PROTOCOL_VERSION, type CreateEnrolmentTokenBody, type EnrolBody, type EnrolResponse, type LocalActionPayload, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
+  AGENT_PROTOCOL_VERSION, type ActionType, type CreateEnrolmentTokenBody, type DriftPayload, ENFORCED_EFFECTS, type EnforcedEffect, FLEET_ACTION_TYPES, UUID, type EnrolBody, type EnrolResponse, type LocalActionPayload, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
 import { compactVerify, importJWK } from 'jose';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
@@ -19,7 +19,6 @@ import type { DesiredStateService } from '../desired-state/desired-state.service
 import type { CommandSigner } from './command-signer.ts';
 
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export function presentEnrolmentToken(row: EnrolmentTokensTable) {
   return {
@@ -39,6 +38,10 @@ export class AgentProtocolError extends Error {}
  * these with a device id it has authenticated; every result is checked
  * against that agent's own key and that device's own actions.
  */
+/** The action type whose effect each kind of drift report speaks of. */
+const DRIFT_ACTION_TYPES: Record<EnforcedEffect, ActionType> = { isolation: 'isolate_device', containment: 'contain_device', code_restriction: 'restrict_code_execution' };
+const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction' };
+
 export function createAgentsService(deps: {
   store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; desiredState: DesiredStateService; alerts: AlertsService;
   signer: CommandSigner; clock: Clock; ids: Ids; packagesDir: string;
@@ -241,6 +244,41 @@ export function createAgentsService(deps: {
         evidence: [{ kind: 'file', path: entity.path!, sha256: entity.sha256! }],
       });
       return action.id;
+    },
+
+    /**
+     * The agent found an effect of its actions lifted on its device and put
+     * it back (or could not): counted on each action for this device, kept
+     * in the audit log, and raised as an alert when it happens again.
+     */
+    async drift(deviceId: string, key: KeyObject, jws: string): Promise<void> {
+      const drift = verifyCompactJws(jws, key) as DriftPayload | null;
+      if (!drift) throw new AgentProtocolError('drift report signature does not verify');
+      const valid = drift.v === AGENT_PROTOCOL_VERSION && drift.deviceId === deviceId && (ENFORCED_EFFECTS as readonly string[]).includes(drift.effect)
+        && Array.isArray(drift.actionIds) && drift.actionIds.length > 0 && drift.actionIds.length <= 100 && drift.actionIds.every((id) => typeof id === 'string' && UUID.test(id))
+        && typeof drift.found === 'string' && typeof drift.repaired === 'boolean' && Number.isSafeInteger(drift.at);
+      if (!valid) throw new AgentProtocolError('drift report is malformed');
+      const actor = agentActor(deviceId);
+      const at = Math.min(drift.at, clock.now());
+      const detail = `${drift.found.slice(0, 500)}${drift.repaired ? '' : `; could not put it back: ${String(drift.error ?? 'unknown error').slice(0, 500)}`}`;
+      for (const actionId of new Set(drift.actionIds)) {
+        const row = await actionsRepo.findById(store.db, actionId);
+        // An agent speaks only of effects in force on its own device: its own actions, or containments every agent enforces.
+        const ours = row !== undefined && row.status === 'completed' && row.type === DRIFT_ACTION_TYPES[drift.effect]
+          && (row.device_id === deviceId || FLEET_ACTION_TYPES.includes(row.type as ActionType));
+        if (!ours) continue;
+        const count = await actionsRepo.recordDrift(store.db, { actionId, deviceId, at, detail, repaired: drift.repaired });
+        await audit.recordAlone(actor, { kind: 'action.drift', targetType: 'action', targetId: actionId, after: { effect: drift.effect, detail, repaired: drift.repaired, count } });
+        if (count !== 2) continue;
+        // Once can be a firewall reload; twice is someone working against the action.
+        const device = await store.db.selectFrom('devices').select('name').where('id', '=', deviceId).executeTakeFirst();
+        await alerts.create(actor, {
+          title: `${DRIFT_LABELS[drift.effect]} lifted again on ${device?.name ?? deviceId}`,
+          description: `The agent found the ${DRIFT_LABELS[drift.effect].toLowerCase()} of action ${actionId} lifted a second time and ${drift.repaired ? 'put it back' : 'could not put it back'}: ${detail}`,
+          severity: 'high', category: 'tampering', detectionSource: 'quell_agent', externalId: `drift:${actionId}:${deviceId}`, deviceId, occurredAt: new Date(at).toISOString(),
+          evidence: [],
+        });
+      }
     },
 
     /** The agent refused a command (bad signature, expired, replayed, wrong device…): kept in the audit log. */

@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import type { EnforcedEffectCheck } from './drift-watch.ts';
+import { isolationListing, replaceIsolation } from './executors/isolation.linux.ts';
+import { type CodeRestrictionSnapshot, parseMountinfo, topmostAt } from './executors/restrict-code.linux.ts';
+import type { Journal } from './journal.ts';
+import type { CommandRunner } from './runner.ts';
+
+const CONTAINMENT_TABLE = 'quell_containment';
+const RESTRICTING_FLAGS = ['noexec', 'nosuid', 'nodev'];
+
+/**
+ * What the agent keeps true on Linux while it is in force, for the drift
+ * watch: the isolation tables, the containment table, the restricted mounts.
+ *
+ * The firewall tables are compared with how nftables listed them right
+ * after the agent applied them. When the watch first sees an effect (after
+ * the action completed, or at start) it applies it again atomically and
+ * takes that listing as the reference: there is no moment without the rules.
+ */
+export function linuxEnforcedEffects(deps: {
+  runner: CommandRunner;
+  journal: Pick<Journal, 'inForce'>;
+  /** The containment in force: the actions it enforces here, and how to apply it again (the stored signed state). */
+  containment: { actionIds(): string[]; reapply(): Promise<void> };
+  /** Restricts code execution again for the action in force (restriction is idempotent). */
+  restrict(actionId: string): Promise<void>;
+}): EnforcedEffectCheck[] {
+  const { runner, journal } = deps;
+  const isolation = () => journal.inForce('isolate_device', 'release_isolation');
+  const restriction = () => journal.inForce('restrict_code_execution', 'remove_code_restriction');
+
+  let isolationReference: { actionId: string; listing: string | null } | null = null;
+  const reapplyIsolation = async (): Promise<void> => {
+    const inForce = isolation()!;
+    await replaceIsolation(runner, inForce.snapshot);
+    isolationReference = { actionId: inForce.actionId, listing: await isolationListing(runner) };
+  };
+
+  let containmentReference: { actionIds: string; listing: string | null } | null = null;
+  const containmentListing = async (): Promise<string | null> => {
+    const result = await runner.run('nft', ['list', 'table', 'inet', CONTAINMENT_TABLE]);
+    return result.code === 0 ? result.stdout : null;
+  };
+  const reapplyContainment = async (): Promise<void> => {
+    await deps.containment.reapply();
+    containmentReference = { actionIds: deps.containment.actionIds().join(','), listing: await containmentListing() };
+  };
+
+  return [
+    {
+      effect: 'isolation',
+      actionIds: () => { const inForce = isolation(); return inForce ? [inForce.actionId] : []; },
+      async check() {
+        if (isolationReference?.actionId !== isolation()!.actionId) {
+          await reapplyIsolation();
+          return null;
+        }
+        const listing = await isolationListing(runner);
+        if (listing === null) return 'the isolation rules were gone (the nftables table deleted, or the ruleset flushed or reloaded)';
+        return listing === isolationReference.listing ? null : 'the isolation rules had been changed';
+      },
+      repair: reapplyIsolation,
+    },
+    {
+      effect: 'containment',
+      actionIds: () => deps.containment.actionIds(),
+      async check() {
+        if (containmentReference?.actionIds !== deps.containment.actionIds().join(',')) {
+          await reapplyContainment();
+          return null;
+        }
+        const listing = await containmentListing();
+        if (listing === null) return 'the containment rules were gone (the nftables table deleted, or the ruleset flushed or reloaded)';
+        return listing === containmentReference.listing ? null : 'the containment rules had been changed';
+      },
+      repair: reapplyContainment,
+    },
+    {
+      effect: 'code_restriction',
+      actionIds: () => { const inForce = restriction(); return inForce ? [inForce.actionId] : []; },
+      async check() {
+        const snapshot = restriction()!.snapshot as CodeRestrictionSnapshot | undefined;
+        const mounts = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+        const lifted = (snapshot?.directories ?? []).filter((d) => d.outcome !== 'missing').flatMap((d) => {
+          const options = topmostAt(mounts, d.directory)?.options.split(',') ?? [];
+          return RESTRICTING_FLAGS.every((flag) => options.includes(flag)) ? [] : [`${d.directory} (now ${options.join(',') || 'not mounted'})`];
+        });
+        return lifted.length ? `code execution was allowed again in ${lifted.join(', ')}` : null;
+      },
+      repair: () => deps.restrict(restriction()!.actionId),
+    },
+  ];
+}
