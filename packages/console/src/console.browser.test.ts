@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Action, ActionType } from '@quell/contracts';
+import { type Action, type ActionType, DEVICE_OFFLINE_AFTER_MS } from '@quell/contracts';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PASSWORD, TEST_DIALECT, type TestContext, type TestUser, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
@@ -260,8 +260,9 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     expect(await flyout.getByRole('button', { name: 'Undo' }).getAttribute('aria-disabled')).toBe('true');
   });
 
-  it('says in the flyout where an effect was found lifted and re-applied, with the agent\'s words as text', async () => {
-    const deviceId = await device('tampered-01');
+  it('says in the flyout where an effect was found lifted and re-applied, with the agent\'s words as text, and that it is unverified while the agent is silent', async () => {
+    const deviceId = await managedDevice('tampered-01');
+    await ctx.services.agents.touch([deviceId]);
     const id = await completed('isolate_device', 'tampered-01', { deviceId });
     // What the agent's signed drift reports leave (the reports themselves are tested with real agents).
     await ctx.store.db.insertInto('action_drift').values({
@@ -273,6 +274,16 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await notes.getByText(/^Re-applied after tampering at /).waitFor();
     expect(await notes.textContent()).toContain('on tampered-01 (2 times since');
     expect(await notes.textContent()).toContain('<b>the isolation rules were gone</b>');
+    expect(await notes.textContent()).not.toContain('Unverified');
+    await page.keyboard.press('Escape');
+
+    // The agent falls silent: the isolation it keeps is unverified from its last contact on.
+    ctx.clock.advance(DEVICE_OFFLINE_AFTER_MS + 60_000);
+    await page.reload();
+    await row('tampered-01').first().click();
+    await drawer().getByLabel('Tampering', { exact: true }).getByText(/^Unverified since /).waitFor();
+    expect(await drawer().getByLabel('Tampering', { exact: true }).textContent()).toMatch(/whether the isolation still holds is unverified since then/);
+    ctx.clock.advance(-(DEVICE_OFFLINE_AFTER_MS + 60_000));
   });
 
   it('undoes two completed actions of one type in one confirmation', async () => {

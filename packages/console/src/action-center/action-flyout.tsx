@@ -8,7 +8,7 @@ import { problemText } from '../api/problem-text.ts';
 import { ENTITY_TYPE_LABELS, SOURCE_LABELS, formatDateTime, statusLabel, typeLabel } from '../format.ts';
 import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
-import { DriftNotes } from './drift-notes.tsx';
+import { EffectNotes } from './effect-notes.tsx';
 import { DecisionDialog } from './decision-dialog.tsx';
 import { undoRefusal } from './refusals.ts';
 import type { Decision } from './use-actions.ts';
@@ -107,7 +107,7 @@ export default function ActionFlyout({ actionId, onClose }: { actionId: string |
           <>
             <StatusWithDeadline action={action} now={now} />
             {detail.data?.waiting && <Text block className={styles.note}>{detail.data.waiting.reason}</Text>}
-            {detail.data && <DriftNotes drift={detail.data.drift} />}
+            {detail.data && <EffectNotes detail={detail.data} />}
             <div className={styles.buttons} role="group" aria-label="Actions on this action">
               {action.investigationId
                 ? <Link to={`/investigations/${encodeURIComponent(action.investigationId)}`} closeFirst={onClose}>Open investigation page</Link>

@@ -4,7 +4,7 @@ import { useQuery, useQueryClient } from '@tanstack/react-query';
 import { useEffect } from 'react';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
-import { DriftNotes } from '../action-center/drift-notes.tsx';
+import { EffectNotes } from '../action-center/effect-notes.tsx';
 import { StatusBadge } from '../action-center/status-badge.tsx';
 import { ACTIONS_KEY, ACTION_KEY } from '../action-center/use-actions.ts';
 import { formatDateTime, typeLabel } from '../format.ts';
@@ -53,7 +53,7 @@ export function ActionProgress({ actionId, onDismiss }: { actionId: string; onDi
 
   if (detail.isError) return <MessageBar intent="error"><MessageBarBody>{problemText(detail.error)}</MessageBarBody></MessageBar>;
   if (!detail.data) return <Spinner size="tiny" label="Loading the action…" />;
-  const { action, enforcement, waiting, drift } = detail.data;
+  const { action, enforcement, waiting } = detail.data;
   const label = `${typeLabel(action.type)}: ${action.entity.name}`;
   return (
     <div className={styles.card} role="status" aria-label={label} data-progress-id={action.id}>
@@ -65,7 +65,7 @@ export function ActionProgress({ actionId, onDismiss }: { actionId: string; onDi
         <Button appearance="subtle" size="small" onClick={onDismiss} aria-label={`Dismiss ${label}`}>Dismiss</Button>
       </div>
       {waiting && !settled && <Text size={200}>{waiting.reason}</Text>}
-      <DriftNotes drift={drift} />
+      <EffectNotes detail={detail.data} />
       {action.result?.output && <pre className={styles.output} aria-label="Result">{action.result.output}</pre>}
       {action.result?.error && <pre className={styles.output} aria-label="Error">{action.result.error}</pre>}
       {action.type === 'collect_investigation_package' && action.status === 'completed' && (

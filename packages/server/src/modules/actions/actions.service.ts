@@ -80,6 +80,9 @@ function undoParameters(parameters: string): string {
 
 export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
 
+/** The action types whose effect stays in force on their device until undone, kept true by its agent, and that effect in words. */
+const IN_FORCE_EFFECTS: Partial<Record<ActionType, string>> = { isolate_device: 'isolation', restrict_code_execution: 'code restriction', contain_user: 'containment of the user' };
+
 export function createActionsService(deps: ActionsServiceDeps) {
   const { store, repo, devices, audit, settings, clock, ids } = deps;
 
@@ -389,6 +392,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
           : row.enforcement === null ? null : (JSON.parse(row.enforcement) as Enforcement);
       return {
         action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row, enforcement), enforcement,
+        unverified: await unverifiedFor(row),
         drift: (await repo.drifts(store.db, id)).map(presentDrift),
       };
     },
@@ -565,6 +569,20 @@ export function createActionsService(deps: ActionsServiceDeps) {
   };
 
   /** Why a queued action has not reached its device yet, in words an analyst can act on. */
+  /**
+   * An effect in force is only as true as its agent's last check: while the
+   * agent is out of contact (stopped, or the device off or cut off), it is
+   * said to be unverified since the agent was last heard from.
+   */
+  async function unverifiedFor(row: ActionsTable): Promise<{ since: string | null; reason: string } | null> {
+    const effect = IN_FORCE_EFFECTS[row.type as ActionType];
+    if (row.status !== 'completed' || effect === undefined) return null;
+    const device = await devices.findDevice(store.db, row.device_id);
+    if (!device || deviceHealth(device, clock.now()) !== 'offline') return null;
+    const since = device.last_seen_at === null ? null : new Date(device.last_seen_at).toISOString();
+    return { since, reason: `The device's agent has not been in contact since ${since ?? 'it enrolled'}: whether the ${effect} still holds is unverified since then` };
+  }
+
   async function waitingFor(row: ActionsTable, enforcement: Enforcement | null): Promise<{ reason: string; deviceLastSeenAt: string | null; deliverBy: string | null } | null> {
     if (row.status !== 'queued') return null;
     if (enforcement) {

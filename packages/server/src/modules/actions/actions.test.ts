@@ -1,4 +1,5 @@
-import type { CreateActionBody } from '@quell/contracts';
+import { generateKeyPairSync } from 'node:crypto';
+import { type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, type Ed25519PublicJwk } from '@quell/contracts';
 import { describe, expect, it } from 'vitest';
 import { systemActor } from '../../actor.ts';
 import { TEST_DIALECT, createUser, useTestApp } from '../../test/helper.ts';
@@ -7,6 +8,33 @@ const SHA = (n: number): string => n.toString(16).padStart(64, '0');
 
 describe(`actions API rules (${TEST_DIALECT})`, () => {
   const ctx = useTestApp();
+
+  it('says an isolation in force is unverified once its agent is out of contact, since when, and verified again when it is back', async () => {
+    const { publicKey } = generateKeyPairSync('ed25519');
+    const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'silent', uses: 1, expiresInDays: 1 });
+    const { deviceId } = await ctx().services.agents.enrol({
+      token: secret, publicKey: { kty: 'OKP', crv: 'Ed25519', x: (publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk).x },
+      facts: { hostname: 'silent', platform: 'linux', os: 'test', kernel: 'test', ips: [], macs: [], agentVersion: 'test' },
+    }, null);
+    const id = await ctx().createAction({ type: 'isolate_device', deviceId, status: 'queued' });
+    await ctx().complete(id);
+    await ctx().services.agents.touch([deviceId]);
+    const heardAt = new Date(ctx().clock.now()).toISOString();
+    const detail = async () => (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${id}`)).json();
+    expect((await detail()).unverified).toBeNull();
+
+    ctx().clock.advance(DEVICE_OFFLINE_AFTER_MS + 1000);
+    expect((await detail()).unverified).toEqual({
+      since: heardAt, reason: `The device's agent has not been in contact since ${heardAt}: whether the isolation still holds is unverified since then`,
+    });
+    await ctx().services.agents.touch([deviceId]);
+    expect((await detail()).unverified).toBeNull();
+    // An action with no effect in force is never said to be unverified.
+    const scan = await ctx().createAction({ type: 'run_antivirus_scan', deviceId, status: 'queued' });
+    await ctx().complete(scan);
+    ctx().clock.advance(DEVICE_OFFLINE_AFTER_MS + 1000);
+    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${scan}`)).json().unverified).toBeNull();
+  });
 
   it('rejects a bulk decision over mixed action types with 400 and changes nothing', async () => {
     const { users, request } = ctx();

@@ -3,15 +3,24 @@ import type { ActionDetail } from '@quell/contracts';
 import { formatDateTime } from '../format.ts';
 
 /**
- * Where the action's effect was found lifted on a device (tampering, a
- * firewall reload, a remount) and whether its agent put it back: an
- * effect in force is only as true as its last check. Device names and the
- * agent's words are shown as text.
+ * How true the action's effect is: unverified while the device's agent is
+ * out of contact, and where it was found lifted (tampering, a firewall
+ * reload, a remount) and whether its agent put it back. Device names and
+ * the agent's words are shown as text.
  */
-export function DriftNotes({ drift }: { drift: ActionDetail['drift'] }) {
-  if (drift.length === 0) return null;
+export function EffectNotes({ detail }: { detail: Pick<ActionDetail, 'drift' | 'unverified'> }) {
+  const { drift, unverified } = detail;
+  if (drift.length === 0 && unverified === null) return null;
   return (
     <div aria-label="Tampering">
+      {unverified && (
+        <MessageBar intent="warning">
+          <MessageBarBody>
+            <MessageBarTitle>Unverified{unverified.since ? ` since ${formatDateTime(unverified.since)}` : ''}</MessageBarTitle>
+            {unverified.reason}
+          </MessageBarBody>
+        </MessageBar>
+      )}
       {drift.map((d) => (
         <MessageBar key={d.deviceId} intent={d.repaired ? 'warning' : 'error'}>
           <MessageBarBody>
