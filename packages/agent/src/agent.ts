@@ -14,6 +14,7 @@ import { type ContainmentOutcome, applyContainment } from './executors/containme
 import { reapplyIsolation } from './executors/isolation.linux.ts';
 import { loadState, saveState } from './desired-state.ts';
 import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
+import { containUser } from './executors/contain-user.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
 import { Lane } from './lanes.ts';
@@ -407,6 +408,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     driftWatch = watchDrift({
       effects: linuxEnforcedEffects({
         runner, journal, restrict: async (actionId) => void (await restrictAgain(actionId)),
+        async containAgain(actionId, name) {
+          const now = Math.floor(Date.now() / 1000);
+          await containUser({
+            command: { v: 1, actionId, deviceId: identity.deviceId, type: 'contain_user', entity: { name }, parameters: { allowSystemAccount: true }, undoOf: null, iat: now, exp: now, nonce: 'desired-state' },
+            runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {},
+          });
+        },
         containment: {
           actionIds: () => containedHere,
           async reapply() {

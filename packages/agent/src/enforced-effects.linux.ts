@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { EnforcedEffectCheck } from './drift-watch.ts';
+import { type ContainUserSnapshot, processesOf } from './executors/contain-user.linux.ts';
 import { isolationListing, replaceIsolation } from './executors/isolation.linux.ts';
 import { type CodeRestrictionSnapshot, parseMountinfo, topmostAt } from './executors/restrict-code.linux.ts';
 import type { Journal } from './journal.ts';
@@ -10,7 +11,8 @@ const RESTRICTING_FLAGS = ['noexec', 'nosuid', 'nodev'];
 
 /**
  * What the agent keeps true on Linux while it is in force, for the drift
- * watch: the isolation tables, the containment table, the restricted mounts.
+ * watch: the isolation tables, the containment table, the restricted mounts,
+ * each contained user's locked and expired account with nothing running as it.
  *
  * The firewall tables are compared with how nftables listed them right
  * after the agent applied them. When the watch first sees an effect (after
@@ -19,15 +21,31 @@ const RESTRICTING_FLAGS = ['noexec', 'nosuid', 'nodev'];
  */
 export function linuxEnforcedEffects(deps: {
   runner: CommandRunner;
-  journal: Pick<Journal, 'inForce'>;
+  journal: Pick<Journal, 'inForce' | 'allInForce'>;
   /** The containment in force: the actions it enforces here, and how to apply it again (the stored signed state). */
   containment: { actionIds(): string[]; reapply(): Promise<void> };
   /** Restricts code execution again for the action in force (restriction is idempotent). */
   restrict(actionId: string): Promise<void>;
+  /** Contains the user of a contain_user action in force again (locking and expiring are idempotent). */
+  containAgain(actionId: string, name: string): Promise<void>;
 }): EnforcedEffectCheck[] {
   const { runner, journal } = deps;
   const isolation = () => journal.inForce('isolate_device', 'release_isolation');
   const restriction = () => journal.inForce('restrict_code_execution', 'remove_code_restriction');
+  const containedUsers = () => journal.allInForce('contain_user', 'release_user')
+    .flatMap(({ actionId, snapshot }) => (typeof (snapshot as ContainUserSnapshot | undefined)?.name === 'string' ? [{ actionId, user: snapshot as ContainUserSnapshot }] : []));
+  /** What no longer holds of one user's containment, or null. */
+  const userLifted = async ({ name, uid }: ContainUserSnapshot): Promise<string | null> => {
+    const result = await runner.run('getent', ['shadow', name]);
+    const fields = result.code === 0 ? result.stdout.trim().split(':') : [];
+    if (fields[0] !== name) return `${name} has no local account any more`;
+    const problems = [
+      ...(fields[1]?.startsWith('!') ? [] : ['its password was unlocked']),
+      ...(fields[7] === '1' ? [] : ['its expiry was lifted']),
+      ...(processesOf(uid).length === 0 ? [] : ['processes run as it again']),
+    ];
+    return problems.length ? `${name}: ${problems.join(', ')}` : null;
+  };
 
   let isolationReference: { actionId: string; listing: string | null } | null = null;
   const reapplyIsolation = async (): Promise<void> => {
@@ -88,6 +106,21 @@ export function linuxEnforcedEffects(deps: {
         return lifted.length ? `code execution was allowed again in ${lifted.join(', ')}` : null;
       },
       repair: () => deps.restrict(restriction()!.actionId),
+    },
+    {
+      effect: 'user_containment',
+      actionIds: () => containedUsers().map((c) => c.actionId),
+      async check() {
+        const lifted: string[] = [];
+        for (const { user } of containedUsers()) {
+          const found = await userLifted(user);
+          if (found) lifted.push(found);
+        }
+        return lifted.length ? lifted.join('; ') : null;
+      },
+      async repair() {
+        for (const { actionId, user } of containedUsers()) if (await userLifted(user)) await deps.containAgain(actionId, user.name);
+      },
     },
   ];
 }

@@ -253,6 +253,30 @@ describe(`a real agent refuses what would harm the endpoint or itself (${TEST_DI
     for (const answer of await Promise.all(burst)) completed(answer);
   }, 120_000);
 
+  it('puts a contained user back when someone unlocks the account while the agent runs, and reports it signed', async () => {
+    // The account exists only in the sandbox's copy of /etc, made inside the agent's mount namespace.
+    const inSandbox = (command: string, args: string[], input?: string) => execFileSync('nsenter', ['-t', String(agent.child.pid), '-m', command, ...args], { input });
+    const name = `quelldrift${Math.random().toString(36).slice(2, 7)}`;
+    inSandbox('useradd', ['-M', '-s', '/bin/sh', name]);
+    inSandbox('chpasswd', [], `${name}:correct horse battery\n`);
+    const actionId = randomUUID();
+    completed(await send({ type: 'contain_user', actionId, entity: { name } }));
+    const shadow = () => readFileSync(join(etc, 'shadow'), 'utf8').split('\n').find((line) => line.startsWith(`${name}:`))!.split(':');
+    expect(shadow()[1]).toMatch(/^!/);
+
+    const before = server.frames.filter((f) => f.t === 'drift').length;
+    inSandbox('usermod', ['-U', name]);
+    inSandbox('chage', ['-E', '-1', name]);
+    const frame = await waitFor('the drift report', async () => server.frames.filter((f) => f.t === 'drift')[before]);
+    const drift = JSON.parse(Buffer.from((frame as { jws: string }).jws.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
+    expect(drift).toMatchObject({ effect: 'user_containment', actionIds: [actionId], repaired: true });
+    expect(drift.found).toBe(`${name}: its password was unlocked, its expiry was lifted`);
+    expect(shadow()[1]).toMatch(/^!/);
+    expect(shadow()[7]).toBe('1');
+    completed(await send({ type: 'release_user', entity: { name }, undoOf: actionId }));
+    expect(shadow()[1]).not.toMatch(/^!/);
+  });
+
   describe('killed in the middle of a move across file systems', () => {
     /** A file large enough that copying it takes a moment: it lives on the tmpfs, the vault on the disk. */
     const bigFile = (name: string): { path: string; sha256: string } => {

@@ -238,6 +238,18 @@ export class Journal {
     return current;
   }
 
+  /** Every completed action of `type` that no completed `undoType` action has undone: effects in force per entity (each contained user). */
+  allInForce(type: string, undoType: string): Array<{ actionId: string; snapshot: unknown }> {
+    const undone = new Set<string>();
+    for (const [actionId, start] of this.started) {
+      if (start.type === undoType && start.undoOf && this.done.get(actionId)?.outcome === 'completed') undone.add(start.undoOf);
+    }
+    return [...this.started].flatMap(([actionId, start]) => {
+      const done = this.done.get(actionId);
+      return start.type === type && done?.outcome === 'completed' && !undone.has(actionId) ? [{ actionId, snapshot: done.snapshot }] : [];
+    });
+  }
+
   /**
    * Files an analyst had restored from quarantine, as `path` and SHA-256:
    * the antivirus leaves exactly those alone rather than taking them again.

@@ -134,7 +134,7 @@ export interface StateReportPayload {
  * undone like any other, and raises an alert.
  */
 /** The effects an agent keeps true while they are in force, and re-applies when something lifts them. */
-export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction'] as const;
+export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction', 'user_containment'] as const;
 export type EnforcedEffect = (typeof ENFORCED_EFFECTS)[number];
 
 /**

@@ -39,8 +39,10 @@ export class AgentProtocolError extends Error {}
  * against that agent's own key and that device's own actions.
  */
 /** The action type whose effect each kind of drift report speaks of. */
-const DRIFT_ACTION_TYPES: Record<EnforcedEffect, ActionType> = { isolation: 'isolate_device', containment: 'contain_device', code_restriction: 'restrict_code_execution' };
-const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction' };
+const DRIFT_ACTION_TYPES: Record<EnforcedEffect, ActionType> = {
+  isolation: 'isolate_device', containment: 'contain_device', code_restriction: 'restrict_code_execution', user_containment: 'contain_user',
+};
+const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user' };
 
 export function createAgentsService(deps: {
   store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; desiredState: DesiredStateService; alerts: AlertsService;
