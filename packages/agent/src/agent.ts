@@ -20,7 +20,8 @@ import { Journal, type Outcome } from './journal.ts';
 import { Lane } from './lanes.ts';
 import { type DriftReport, type DriftWatch, watchDrift } from './drift-watch.ts';
 import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
-import { Refusal, helloSignature, signDrift, signLocalAction, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
+import { Refusal, helloSignature, signDrift, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
+import { offboardEndpoint } from './offboard.linux.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { callServer, pinnedTls } from './transport.ts';
 
@@ -40,6 +41,8 @@ export interface AgentOptions {
   watch?: readonly string[];
   /** How often what the agent enforces is checked and re-applied if something lifted it, in milliseconds. */
   driftCheckMs?: number;
+  /** Called once the agent has offboarded itself (released, reported, identity removed): it runs no more. */
+  onOffboarded?: () => void;
 }
 
 export interface RunningAgent {
@@ -97,6 +100,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let blocked: ReadonlySet<string> = new Set();
   let malwareWatch: MalwareWatch | null = null;
   let verifying: Promise<unknown> = Promise.resolve();
+  /** Set once the server has offboarded this device: no command runs any more. */
+  let offboarding = false;
   /** The containment actions this agent enforces now (from the last state applied), for the drift watch. */
   let containedHere: string[] = [];
   let driftWatch: DriftWatch | null = null;
@@ -123,6 +128,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   async function execute(jws: string): Promise<void> {
+    if (offboarding) throw new Refusal(null, 'this device is being offboarded: no command runs any more');
     // Verified one after another, so that commands are admitted in the order the server sent them.
     const verified = verifying.then(() => verifyCommand(jws, serverKey, identity.deviceId, maxSkew));
     verifying = verified.catch(() => {});
@@ -312,12 +318,49 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         });
         return;
       }
+      case 'offboard': {
+        const jws = String(frame.jws);
+        void offboard(jws).catch((error: unknown) => {
+          const reason = (error as Error).message;
+          log.warn('offboarding refused', { reason });
+          send({ t: 'rejected', actionId: null, reason });
+        });
+        return;
+      }
       case 'refused':
         log.warn('server refused the connection', { reason: frame.reason });
         return;
       default:
         log.warn('server sent a frame that is not part of the protocol', { t: String((frame as { t?: unknown }).t) });
     }
+  }
+
+  /**
+   * The server offboards this device: nothing else runs from here on. What
+   * Quell put in force is released (unless the server said to keep it), the
+   * vault is left with instructions, the identity removed, and the signed
+   * report sent before the agent stops for good.
+   */
+  async function offboard(jws: string): Promise<void> {
+    const order = await verifyOffboard(jws, serverKey, identity.deviceId, maxSkew);
+    if (offboarding) return;
+    offboarding = true;
+    log.warn('offboarding', { releaseEffects: order.releaseEffects });
+    driftWatch?.close();
+    malwareWatch?.close();
+    await Promise.allSettled([...running, stateWork]);
+    const report = await offboardEndpoint({ runner, agentDir: options.dir, deviceId: identity.deviceId, journal, releaseEffects: order.releaseEffects });
+    log.warn('offboarded', { ...report });
+    const signed = signOffboarded(privateKey, { deviceId: identity.deviceId, ...report });
+    await new Promise<void>((resolve) => {
+      if (socket?.readyState !== WebSocket.OPEN) return resolve();
+      socket.send(JSON.stringify({ t: 'offboarded', jws: signed } satisfies AgentFrame), () => resolve());
+    });
+    stopping = true;
+    if (reconnectTimer) clearTimeout(reconnectTimer);
+    socket?.close();
+    journal.close();
+    options.onOffboarded?.();
   }
 
   /** PUTs a package to the server, signed over the action, this device and the package's hash. */
@@ -449,7 +492,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       if (reconnectTimer) clearTimeout(reconnectTimer);
       socket?.close();
       await Promise.allSettled([...running, stateWork]);
-      journal.close();
+      if (!offboarding) journal.close();
     },
   };
 }

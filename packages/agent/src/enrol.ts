@@ -1,8 +1,10 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { hostname, networkInterfaces, release } from 'node:os';
 import { API_PATHS, type DeviceFacts, type EnrolResponse, type Ed25519PublicJwk } from '@quell/contracts';
 import { saveIdentity } from './identity.ts';
+import { OFFBOARDED_MARKER } from './offboard.linux.ts';
 import { type ServerPin, callServer, fetchPinnedCertificate } from './transport.ts';
 
 export const AGENT_VERSION = '0.1.0';
@@ -70,5 +72,7 @@ export async function enrolAgent(options: { serverUrl: string; token: string; di
     serverKey: enrolled.serverKey,
     serverKeyId: enrolled.serverKeyId,
   });
+  // Enrolled again after an offboarding: the agent runs again.
+  rmSync(join(options.dir, OFFBOARDED_MARKER), { force: true });
   return enrolled;
 }

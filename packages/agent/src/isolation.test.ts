@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
@@ -162,4 +162,35 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [isolated.id] });
     expect((await settled(undo.json().items[0].id)).status).toBe('completed');
   });
+
+  // Last: the device leaves Quell.
+  it('offboarding an isolated device: its agent releases the isolation, removes its identity, reports, and never starts again without a new enrolment', async () => {
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
+    });
+    expect((await settled(created.json().id)).status).toBe('completed');
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(false);
+    const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (code) => resolve(code)));
+
+    expect((await ctx.request(ctx.users.security_operator, 'POST', `/api/devices/${deviceId}/offboard`, {})).statusCode).toBe(403);
+    const offboard = await ctx.request(ctx.users.security_admin, 'POST', `/api/devices/${deviceId}/offboard`, {});
+    expect(offboard.statusCode, offboard.body).toBe(200);
+    expect(await exited).toBe(78);
+
+    expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
+    expect(existsSync(join(work, 'agent', 'identity.json'))).toBe(false);
+    const marker = JSON.parse(readFileSync(join(work, 'agent', 'offboarded.json'), 'utf8')) as { released: string[] };
+    expect(marker.released).toEqual(expect.arrayContaining([expect.stringMatching(/^isolation \(action /)]));
+    const agentRow = await ctx.store.db.selectFrom('agents').selectAll().where('device_id', '=', deviceId).executeTakeFirstOrThrow();
+    expect(agentRow.revoked_at).not.toBeNull();
+    expect(JSON.parse(agentRow.offboard_report!)).toMatchObject({ released: marker.released, failures: [] });
+    const audit = await ctx.request(ctx.users.security_admin, 'GET', `/api/audit?kind=agent.offboarded`);
+    expect(audit.json().items.some((e: { targetId: string }) => e.targetId === deviceId)).toBe(true);
+
+    // Started again, it says it was offboarded and ends without touching anything.
+    const again = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true });
+    expect(await again.stop('SIGCONT')).toBe(78); // SIGCONT: there is nothing to stop, it ends by itself
+    expect(again.log()).toMatch(/This device was offboarded from Quell at .*Enrol it again/);
+    agent = again;
+  }, 60_000);
 });

@@ -9,6 +9,7 @@ import { DEFAULT_AGENT_DIR } from '@quell/contracts';
 import { startAgent } from './agent.ts';
 import { DEFAULT_WATCHED_FOLDERS } from './antivirus-watch.ts';
 import { enrolAgent } from './enrol.ts';
+import { OFFBOARDED_EXIT_CODE, exitIfOffboarded } from './offboard.linux.ts';
 
 const USAGE = `Usage:
   quell-agent enrol --server URL --token TOKEN [--fingerprint SHA256] [--dir ${DEFAULT_AGENT_DIR}]
@@ -33,7 +34,10 @@ if (values.help || positionals.length !== 1) {
   const enrolled = await enrolAgent({ serverUrl: values.server, token: values.token, dir, fingerprint: values.fingerprint });
   process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}.\n`);
 } else if (positionals[0] === 'run') {
-  const running = await startAgent({ dir, watch: (values.watch ?? '').split(',').map((f) => f.trim()).filter(Boolean) });
+  exitIfOffboarded(dir);
+  const running = await startAgent({
+    dir, watch: (values.watch ?? '').split(',').map((f) => f.trim()).filter(Boolean), onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
+  });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
 } else {
   process.stderr.write(`unknown command ${positionals[0]}\n${USAGE}\n`);

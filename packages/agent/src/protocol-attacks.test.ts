@@ -1,4 +1,4 @@
-import { createHmac, generateKeyPairSync, randomBytes, randomUUID, sign as signBytes, type KeyObject } from 'node:crypto';
+import { createHmac, createPublicKey, generateKeyPairSync, randomBytes, randomUUID, sign as signBytes, type KeyObject } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -18,7 +18,7 @@ import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helpe
 import { type RunningAgent, startAgent } from './agent.ts';
 import { journalEntries, makeSparseFile, recordingLog, recordingRunner, sha256OfFile, slowFileBytes } from './channel-test-support.ts';
 import { enrolAgent } from './enrol.ts';
-import { signLocalAction } from './protocol.ts';
+import { signLocalAction, signOffboarded } from './protocol.ts';
 import { waitFor, waitForAction } from './test-support.ts';
 
 /**
@@ -203,7 +203,10 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
     beforeAll(async () => {
       enrolled.intruder = await enrolRaw('intruder');
       enrolled.offboarded = await enrolRaw('offboarded');
+      // Offboarded all the way: asked, and the agent's signed report received (which revokes it).
       await ctx().services.agents.offboard(systemActor(), enrolled.offboarded.id);
+      const report = signOffboarded(enrolled.offboarded.key, { deviceId: enrolled.offboarded.id, released: [], kept: [], failures: [], vault: { files: 0, instructions: null } });
+      await ctx().services.agents.offboarded(enrolled.offboarded.id, createPublicKey(enrolled.offboarded.key), report);
     });
 
     function rawClient() {

@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, type CommandPayload, type DriftPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, type CommandPayload, type DriftPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** A command the agent will not run, with the reason it reports to the server. */
@@ -91,6 +91,28 @@ function signCompact(privateKey: KeyObject, typ: string, payload: object): strin
 export function signStateReport(privateKey: KeyObject, deviceId: string, version: number, outcome: { failures: Record<string, string>; error?: string }): string {
   const payload: StateReportPayload = { v: AGENT_PROTOCOL_VERSION, deviceId, version, failures: outcome.failures, ...(outcome.error !== undefined ? { error: outcome.error } : {}), iat: Math.floor(Date.now() / 1000) };
   return signCompact(privateKey, 'quell-state-report+jws', payload);
+}
+
+/** Checks the server's offboarding: the pinned key's signature, this device, and an issue time that is not in the future. */
+export async function verifyOffboard(jws: string, serverKey: Parameters<typeof compactVerify>[1], deviceId: string, maxSkewSeconds: number): Promise<OffboardPayload> {
+  let payload: OffboardPayload;
+  try {
+    const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
+    payload = JSON.parse(new TextDecoder().decode(verified.payload)) as OffboardPayload;
+  } catch (error) {
+    throw new Refusal(null, `offboarding signature does not verify against the pinned server key: ${(error as Error).message}`);
+  }
+  if (payload.v !== AGENT_PROTOCOL_VERSION || payload.kind !== 'quell-offboard') throw new Refusal(null, 'not an offboarding of this protocol version');
+  if (payload.deviceId !== deviceId) throw new Refusal(null, 'offboarding is addressed to another device');
+  if (typeof payload.releaseEffects !== 'boolean') throw new Refusal(null, 'offboarding does not say whether to release what is in force');
+  if (typeof payload.iat !== 'number' || payload.iat > Math.floor(Date.now() / 1000) + maxSkewSeconds) throw new Refusal(null, 'offboarding is issued in the future');
+  return payload;
+}
+
+/** The agent's signed report that it has offboarded itself. */
+export function signOffboarded(privateKey: KeyObject, report: Omit<OffboardedPayload, 'v' | 'iat'>): string {
+  const payload: OffboardedPayload = { v: AGENT_PROTOCOL_VERSION, ...report, iat: Math.floor(Date.now() / 1000) };
+  return signCompact(privateKey, 'quell-offboarded+jws', payload);
 }
 
 /** The agent's signed report of an effect it found lifted, and whether it put it back. */

@@ -141,11 +141,12 @@ token.command('revoke')
 
 const device = program.command('device').description('Devices');
 device.command('offboard')
-  .description('Revoke the agent of a device: it can no longer connect or receive commands')
+  .description('Offboard the agent of a device: it releases what Quell put in force, leaves its quarantine vault with instructions, removes its identity and reports; then it is revoked')
   .argument('<deviceId>')
-  .action(async (deviceId: string) => {
-    await withServices((s) => s.agents.offboard(cliActor(), deviceId));
-    process.stdout.write(`Offboarded ${deviceId}\n`);
+  .option('--keep-effects', 'leave isolation, code restriction and contained users in force on the device')
+  .action(async (deviceId: string, opts: { keepEffects?: boolean }) => {
+    await withServices((s) => s.agents.offboard(cliActor(), deviceId, { releaseEffects: !opts.keepEffects }));
+    process.stdout.write(`Offboarding ${deviceId}: its agent is told when it next connects, and is revoked once it reports.\n`);
   });
 
 const agent = program.command('agent').description('The endpoint agent (run as root on the endpoint)');
@@ -165,8 +166,9 @@ agent.command('run')
   .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
   .option('--watch <folders>', 'comma-separated folders the antivirus watches for new files (empty: none)', '/tmp,/var/tmp,/dev/shm')
   .action(async (opts: { dir: string; watch: string }) => {
-    const { startAgent } = await agentModule();
-    const running = await startAgent({ dir: opts.dir, watch: opts.watch.split(',').map((f) => f.trim()).filter(Boolean) });
+    const { startAgent, exitIfOffboarded, OFFBOARDED_EXIT_CODE } = await agentModule();
+    exitIfOffboarded(opts.dir);
+    const running = await startAgent({ dir: opts.dir, watch: opts.watch.split(',').map((f) => f.trim()).filter(Boolean), onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE) });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
   });
 

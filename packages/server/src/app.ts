@@ -97,7 +97,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(tokensRoutes, { tokens: services.tokens });
   await app.register(settingsRoutes, { settings: services.settings });
   await app.register(auditRoutes, { audit: services.audit });
-  await app.register(agentsRoutes, { agents: services.agents, onOffboard: (deviceId) => options.gateway?.reconnect(deviceId, 'offboarded') });
+  await app.register(agentsRoutes, { agents: services.agents, onOffboard: (deviceId) => options.gateway?.dispatch([deviceId]) });
   // Last: its catch-all answers every path the routes above do not own with the console's index.html.
   await app.register(consoleRoutes, { dir: options.consoleDir });
   const { gateway } = options;

@@ -75,7 +75,7 @@ export function createServices(options: ServiceOptions) {
     actionsRepo,
     actions,
     desiredState,
-    agents: createAgentsService({ store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages') }),
+    agents: createAgentsService({ store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages'), dispatch: options.dispatch }),
     indicators,
     alerts,
     incidents,

@@ -116,6 +116,39 @@ export interface StatePayload {
   iat: number;
 }
 
+/**
+ * The server's signed word that a device is offboarded: the agent releases
+ * what Quell put in force (unless `releaseEffects` is false), leaves its vault
+ * with instructions, removes its identity, reports, and stops for good.
+ */
+export interface OffboardPayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  kind: 'quell-offboard';
+  deviceId: string;
+  releaseEffects: boolean;
+  iat: number;
+}
+
+export const OffboardBodySchema = Type.Object({
+  /** False leaves what Quell put in force (isolation, restriction, contained users) in place; true (the default) releases it. */
+  releaseEffects: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+
+/** What the agent signs when it has offboarded itself. */
+export interface OffboardedPayload {
+  v: typeof AGENT_PROTOCOL_VERSION;
+  deviceId: string;
+  /** What it released (isolation, restriction, contained users, containment), in words. */
+  released: string[];
+  /** What it left in force because it was asked to, in words. */
+  kept: string[];
+  /** What it could not release, and why. */
+  failures: string[];
+  /** Quarantined files left in its vault, and where the instructions for them are. */
+  vault: { files: number; instructions: string | null };
+  iat: number;
+}
+
 /** What the agent signs after applying a state: the version, and what it could not enforce and why. */
 export interface StateReportPayload {
   v: typeof AGENT_PROTOCOL_VERSION;
@@ -179,6 +212,7 @@ export type ServerFrame =
   | { t: 'command'; jws: string }
   | { t: 'state'; jws: string }
   | { t: 'local_ack'; actionId: string }
+  | { t: 'offboard'; jws: string }
   /** The server has recorded the result of this action: the agent's journal may let go of its outcome. */
   | { t: 'result_ack'; actionId: string }
   | { t: 'refused'; reason: string };
@@ -190,6 +224,7 @@ export type AgentFrame =
   | { t: 'state_applied'; jws: string }
   | { t: 'local_action'; jws: string }
   | { t: 'drift'; jws: string }
+  | { t: 'offboarded'; jws: string }
   | { t: 'rejected'; actionId: string | null; reason: string };
 
 /** The largest investigation package the server accepts. */

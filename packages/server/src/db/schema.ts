@@ -150,6 +150,12 @@ export interface AgentsTable {
   state_error: string | null;
   /** JSON object: action id → why this agent could not enforce that entry. */
   state_failures: string | null;
+  /** When offboarding was asked; the agent is revoked once it reports it has offboarded itself. */
+  offboard_requested_at: number | null;
+  /** 1: release what Quell put in force on the device when offboarding; 0: leave it. */
+  offboard_release_effects: number | null;
+  /** JSON OffboardedPayload: what the agent did. */
+  offboard_report: string | null;
 }
 
 export interface AlertsTable {

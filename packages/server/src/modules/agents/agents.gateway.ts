@@ -43,7 +43,7 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   const { agents, log } = deps;
   const handshakeTimeoutMs = deps.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: AGENT_MAX_FRAME_BYTES });
-  const connections = new Map<string, { ws: WebSocket; sent: Set<string>; groupId: string | null }>();
+  const connections = new Map<string, { ws: WebSocket; sent: Set<string>; groupId: string | null; offboardSent?: boolean }>();
   // The latest signed state of each device group, read once per version rather than once per connecting agent.
   const states = new Map<string | null, Promise<{ version: number; jws: string } | null>>();
   const latestState = (groupId: string | null) => {
@@ -73,6 +73,13 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   async function pushCommands(deviceId: string): Promise<void> {
     const connection = connections.get(deviceId);
     if (!connection) return;
+    // An agent asked to offboard hears that and nothing else.
+    const offboard = await agents.offboardFrame(deviceId);
+    if (offboard) {
+      if (!connection.offboardSent) send(connection.ws, { t: 'offboard', jws: offboard });
+      connection.offboardSent = true;
+      return;
+    }
     for (const command of await agents.openCommands(deviceId)) {
       if (connection.sent.has(command.actionId)) continue;
       connection.sent.add(command.actionId);
@@ -140,6 +147,7 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         log.info({ deviceId, remote: request.socket.remoteAddress }, 'agent connected');
         send(ws, { t: 'welcome', deviceId });
         await agents.touch([deviceId]);
+        if (await agents.offboardFrame(deviceId)) return pushCommands(deviceId);
         // Desired state first, on every connection: the agent may have missed versions while away.
         const current = await latestState(proven.groupId);
         if (current) send(ws, { t: 'state', jws: current.jws });
@@ -162,6 +170,12 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
           send(ws, { t: 'local_ack', actionId });
           return;
         }
+        case 'offboarded':
+          if (typeof frame.jws !== 'string') throw new AgentProtocolError('offboarding report without jws');
+          await agents.offboarded(deviceId, key!, frame.jws);
+          log.info({ deviceId }, 'agent offboarded');
+          ws.close(4001, 'offboarded');
+          return;
         case 'drift':
           if (typeof frame.jws !== 'string') throw new AgentProtocolError('drift report without jws');
           return agents.drift(deviceId, key!, frame.jws);

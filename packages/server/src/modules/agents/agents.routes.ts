@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { Type } from 'typebox';
 import { QuellError } from '../../errors.ts';
 import {
-  API_PATHS, INVESTIGATION_PACKAGE_MAX_BYTES, IdSchema, CreateEnrolmentTokenBodySchema, CreatedEnrolmentTokenSchema, EnrolBodySchema, EnrolResponseSchema, EnrolmentTokenSchema,
+  API_PATHS, INVESTIGATION_PACKAGE_MAX_BYTES, IdSchema, OffboardBodySchema, CreateEnrolmentTokenBodySchema, CreatedEnrolmentTokenSchema, EnrolBodySchema, EnrolResponseSchema, EnrolmentTokenSchema,
   IdParamsSchema, OkSchema,
 } from '@quell/contracts';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -55,9 +55,13 @@ export const agentsRoutes: FastifyPluginAsyncTypebox<{ agents: AgentsService; on
   });
 
   app.post(API_PATHS.deviceOffboard, {
-    schema: { tags: ['Agents'], summary: 'Revoke the agent of a device; it can no longer connect', params: IdParamsSchema, response: { 200: OkSchema, ...problemResponses } },
+    schema: {
+      tags: ['Agents'],
+      summary: 'Offboard the agent of a device: it releases what Quell put in force (unless releaseEffects is false), leaves its vault with instructions, removes its identity and reports; then it is revoked',
+      params: IdParamsSchema, body: Type.Optional(OffboardBodySchema), response: { 200: OkSchema, ...problemResponses },
+    },
   }, async (request) => {
-    await agents.offboard(actorOf(request), request.params.id);
+    await agents.offboard(actorOf(request), request.params.id, request.body ?? {});
     onOffboard(request.params.id);
     return { ok: true };
   });

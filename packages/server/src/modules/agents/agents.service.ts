@@ -1,6 +1,6 @@
 import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
-  AGENT_PROTOCOL_VERSION, type ActionType, type CreateEnrolmentTokenBody, type DriftPayload, ENFORCED_EFFECTS, type EnforcedEffect, FLEET_ACTION_TYPES, UUID, type EnrolBody, type EnrolResponse, type LocalActionPayload, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
+  AGENT_PROTOCOL_VERSION, type ActionType, type OffboardedPayload, type CreateEnrolmentTokenBody, type DriftPayload, ENFORCED_EFFECTS, type EnforcedEffect, FLEET_ACTION_TYPES, UUID, type EnrolBody, type EnrolResponse, type LocalActionPayload, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
 import { compactVerify, importJWK } from 'jose';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
@@ -47,6 +47,8 @@ const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', c
 export function createAgentsService(deps: {
   store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; desiredState: DesiredStateService; alerts: AlertsService;
   signer: CommandSigner; clock: Clock; ids: Ids; packagesDir: string;
+  /** Told of devices with something new to hear (the dispatch bus): here, that they are to offboard. */
+  dispatch?: (deviceIds: string[]) => void;
 }) {
   const { store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir } = deps;
   const packageFile = (actionId: string): string => join(packagesDir, `${actionId}.tar.gz`);
@@ -326,12 +328,45 @@ export function createAgentsService(deps: {
       return { path, bytes: statSync(path).size };
     },
 
-    async offboard(actor: Actor, deviceId: string): Promise<void> {
+    /**
+     * Offboards a device's agent: it is told, signed, now or when it next
+     * connects; it releases what Quell put in force (unless `releaseEffects`
+     * is false), leaves its vault with instructions, removes its identity and
+     * reports. Its report revokes it: no command reaches it meanwhile.
+     */
+    async offboard(actor: Actor, deviceId: string, options: { releaseEffects?: boolean } = {}): Promise<void> {
       requirePermission(actor, 'devices:manage');
+      const releaseEffects = options.releaseEffects ?? true;
       await store.transaction(async (trx) => {
-        const result = await trx.updateTable('agents').set({ revoked_at: clock.now() }).where('device_id', '=', deviceId).where('revoked_at', 'is', null).executeTakeFirst();
+        const result = await trx.updateTable('agents').set({ offboard_requested_at: clock.now(), offboard_release_effects: releaseEffects ? 1 : 0 })
+          .where('device_id', '=', deviceId).where('revoked_at', 'is', null).executeTakeFirst();
         if (Number(result.numUpdatedRows) !== 1) throw new QuellError('device_not_found', `No enrolled agent on device ${deviceId}`);
-        await audit.record(trx, actor, { kind: 'agent.offboard', targetType: 'device', targetId: deviceId });
+        await audit.record(trx, actor, { kind: 'agent.offboard', targetType: 'device', targetId: deviceId, after: { releaseEffects } });
+      });
+      deps.dispatch?.([deviceId]);
+    },
+
+    /** The signed offboarding for a device whose offboarding was asked and not done yet, or null. */
+    async offboardFrame(deviceId: string): Promise<string | null> {
+      const agent = await activeAgent(deviceId);
+      if (!agent || agent.offboard_requested_at === null) return null;
+      return signer.signOffboard({ deviceId, releaseEffects: Number(agent.offboard_release_effects) === 1 }, clock.now());
+    },
+
+    /** The agent's signed report that it has offboarded itself: kept, audited, and the agent revoked. */
+    async offboarded(deviceId: string, key: KeyObject, jws: string): Promise<void> {
+      const report = verifyCompactJws(jws, key) as OffboardedPayload | null;
+      if (!report) throw new AgentProtocolError('offboarding report signature does not verify');
+      const texts = (value: unknown): value is string[] => Array.isArray(value) && value.length <= 1000 && value.every((t) => typeof t === 'string');
+      const valid = report.v === AGENT_PROTOCOL_VERSION && report.deviceId === deviceId && texts(report.released) && texts(report.kept) && texts(report.failures)
+        && typeof report.vault === 'object' && report.vault !== null && Number.isSafeInteger(report.vault.files);
+      if (!valid) throw new AgentProtocolError('offboarding report is malformed');
+      const agent = await activeAgent(deviceId);
+      if (!agent || agent.offboard_requested_at === null) throw new AgentProtocolError('this agent was not asked to offboard');
+      const kept = { released: report.released, kept: report.kept, failures: report.failures, vault: report.vault };
+      await store.transaction(async (trx) => {
+        await trx.updateTable('agents').set({ revoked_at: clock.now(), offboard_report: JSON.stringify(kept) }).where('device_id', '=', deviceId).execute();
+        await audit.record(trx, agentActor(deviceId), { kind: 'agent.offboarded', targetType: 'device', targetId: deviceId, after: kept });
       });
     },
   };

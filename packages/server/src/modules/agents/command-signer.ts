@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as signBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AGENT_PROTOCOL_VERSION, type CommandPayload, type Ed25519PublicJwk, type StatePayload } from '@quell/contracts';
+import { AGENT_PROTOCOL_VERSION, type CommandPayload, type Ed25519PublicJwk, type OffboardPayload, type StatePayload } from '@quell/contracts';
 
 export interface CommandSigner {
   publicJwk: Ed25519PublicJwk;
@@ -9,6 +9,7 @@ export interface CommandSigner {
   sign(command: Omit<CommandPayload, 'v' | 'iat' | 'nonce'>, now: number): Promise<string>;
   /** The desired state of one version, signed once for all the agents it is for. */
   signState(state: Pick<StatePayload, 'version' | 'containment' | 'antivirus'>, now: number): string;
+  signOffboard(offboard: Pick<OffboardPayload, 'deviceId' | 'releaseEffects'>, now: number): string;
 }
 
 /**
@@ -35,6 +36,7 @@ export function createCommandSigner(privateKey: KeyObject = generateKeyPairSync(
   const header = (typ: string) => Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: keyId, typ })).toString('base64url');
   const commandHeader = header('quell-command+jws');
   const stateHeader = header('quell-state+jws');
+  const offboardHeader = header('quell-offboard+jws');
   // A compact JWS (RFC 7515) signed with node:crypto directly: the same bytes jose would produce,
   // without its round trip through the thread pool on every approval.
   const compactJws = (protectedHeader: string, payload: object): string => {
@@ -51,6 +53,10 @@ export function createCommandSigner(privateKey: KeyObject = generateKeyPairSync(
     signState(state, now) {
       const payload: StatePayload = { v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', ...state, iat: Math.floor(now / 1000) };
       return compactJws(stateHeader, payload);
+    },
+    signOffboard(offboard, now) {
+      const payload: OffboardPayload = { v: AGENT_PROTOCOL_VERSION, kind: 'quell-offboard', ...offboard, iat: Math.floor(now / 1000) };
+      return compactJws(offboardHeader, payload);
     },
   };
 }
