@@ -286,6 +286,26 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     ctx.clock.advance(-(DEVICE_OFFLINE_AFTER_MS + 60_000));
   });
 
+  it('says on the device page that offboarding was asked, then what the agent released, kept and left in its vault', async () => {
+    const deviceId = await managedDevice('leaving-01');
+    expect((await ctx.request(ctx.users.security_admin, 'POST', `/api/devices/${deviceId}/offboard`, { releaseEffects: true })).statusCode).toBe(200);
+    await signIn(ctx.users.security_reader, `/devices/${deviceId}`);
+    await page.getByLabel('Offboarding').getByText(/^Offboarding asked at /).waitFor();
+    // What the agent's signed report leaves (the report itself is tested with a real agent).
+    await ctx.store.db.updateTable('agents').set({
+      revoked_at: ctx.clock.now(),
+      offboard_report: JSON.stringify({ released: ['isolation (action x)'], kept: [], failures: ['<i>containment</i>: nft failed'], vault: { files: 2, instructions: '/var/lib/quell-agent/vault/README.txt' } }),
+    }).where('device_id', '=', deviceId).execute();
+    await page.reload();
+    const done = page.getByLabel('Offboarded');
+    await done.getByText(/^Offboarded at /).waitFor();
+    const text = await done.textContent();
+    expect(text).toContain('Released: isolation (action x)');
+    expect(text).toContain('Could not release: <i>containment</i>: nft failed');
+    expect(text).toContain("2 quarantined files are left in the agent's vault; instructions in /var/lib/quell-agent/vault/README.txt.");
+    expect(await page.getByLabel('Offboarding').count()).toBe(0);
+  });
+
   it('undoes two completed actions of one type in one confirmation', async () => {
     const ids = [await completed('stop_service', 'legit-a.service'), await completed('stop_service', 'legit-b.service')];
     await signIn(ctx.users.security_operator, '/action-center/history');

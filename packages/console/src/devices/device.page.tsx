@@ -10,6 +10,7 @@ import { PageLoading } from '../layout.tsx';
 import { Link, navigate, useLocation } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
 import { type AppliedState, useDeviceState } from './device-state.ts';
+import { OffboardingNotes } from './offboarding-notes.tsx';
 import { HEALTH_COLORS, HEALTH_LABELS, useDeviceGroups } from './devices-shared.ts';
 import { ResponseActions } from './response-actions.tsx';
 
@@ -61,6 +62,7 @@ function DeviceView({ device: d }: { device: Device }) {
         )}
       </div>
       {start.isError && <MessageBar intent="error" role="alert"><MessageBarBody>{problemText(start.error)}</MessageBarBody></MessageBar>}
+      <OffboardingNotes device={d} />
       <dl className={styles.facts} aria-label="Device facts">
         {fact('Health', HEALTH_LABELS[d.health])}
         {fact('Last seen', formatDateTime(d.lastSeenAt))}

@@ -28,6 +28,16 @@ export const DeviceSchema = Type.Object({
     ips: Type.Array(Type.String()),
     enrolledAt: TimestampSchema,
   }), Type.Null()]),
+  /** Offboarding asked of its agent, which is told when it next connects and is revoked once it reports. */
+  offboarding: Type.Union([Type.Object({ requestedAt: TimestampSchema, releaseEffects: Type.Boolean() }), Type.Null()]),
+  /** The last offboarding done on this device, as its agent reported it. */
+  offboarded: Type.Union([Type.Object({
+    at: TimestampSchema,
+    released: Type.Array(Type.String()),
+    kept: Type.Array(Type.String()),
+    failures: Type.Array(Type.String()),
+    vault: Type.Object({ files: Type.Integer(), instructions: Type.Union([Type.String(), Type.Null()]) }),
+  }), Type.Null()]),
   /** What is in force on the device: the completed actions not undone (an undo under way still counts until it completes). */
   state: Type.Object({
     isolatedBy: Type.Union([IdSchema, Type.Null()]),

@@ -1,14 +1,26 @@
 import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
 
-/** A device with its active agent's facts, if it has one. */
-export interface DeviceRow extends DevicesTable { agent_facts: string | null; agent_enrolled_at: number | null }
+/** A device with its active agent's facts, if it has one, and its offboarding: asked of that agent, or the last one done. */
+export interface DeviceRow extends DevicesTable {
+  agent_facts: string | null;
+  agent_enrolled_at: number | null;
+  offboard_requested_at: number | null;
+  offboard_release_effects: number | null;
+  offboarded_at: number | null;
+  offboarded_report: string | null;
+}
 
 function withAgent(db: Db) {
   return db.selectFrom('devices')
     .leftJoin('agents', (join) => join.onRef('agents.device_id', '=', 'devices.id').on('agents.revoked_at', 'is', null))
     .selectAll('devices')
-    .select(['agents.facts as agent_facts', 'agents.enrolled_at as agent_enrolled_at']);
+    .select(['agents.facts as agent_facts', 'agents.enrolled_at as agent_enrolled_at', 'agents.offboard_requested_at', 'agents.offboard_release_effects'])
+    .select((eb) => {
+      const lastOffboarded = () => eb.selectFrom('agents as done').whereRef('done.device_id', '=', 'devices.id').where('done.offboard_report', 'is not', null)
+        .orderBy('done.revoked_at', 'desc').limit(1);
+      return [lastOffboarded().select('done.revoked_at').as('offboarded_at'), lastOffboarded().select('done.offboard_report').as('offboarded_report')];
+    });
 }
 
 export function createDevicesRepository() {

@@ -45,6 +45,10 @@ export function presentDevice(row: DeviceRow, now: number, state: DeviceState = 
     lastSeenAt: row.last_seen_at === null ? null : new Date(row.last_seen_at).toISOString(),
     health: deviceHealth(row, now),
     agent: facts === null ? null : { os: facts.os, kernel: facts.kernel, agentVersion: facts.agentVersion, ips: facts.ips, enrolledAt: new Date(row.agent_enrolled_at!).toISOString() },
+    offboarding: row.offboard_requested_at === null ? null
+      : { requestedAt: new Date(Number(row.offboard_requested_at)).toISOString(), releaseEffects: Number(row.offboard_release_effects) === 1 },
+    offboarded: row.offboarded_report === null || row.offboarded_at === null ? null
+      : { at: new Date(Number(row.offboarded_at)).toISOString(), ...(JSON.parse(row.offboarded_report) as Omit<NonNullable<Device['offboarded']>, 'at'>) },
     state,
   };
 }
