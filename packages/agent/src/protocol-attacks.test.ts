@@ -133,6 +133,7 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
     ];
 
     it.each(FORGERIES)('refuses a command $name: a rejected frame with the reason, a log line, an audit entry, nothing run', async ({ trusted, reason, forge }) => {
+      const callsBefore = runner.calls.length;
       for (const type of ['quarantine_file', 'isolate_device'] as const) {
         const payload = command(type);
         const jws = await forge(payload);
@@ -151,12 +152,13 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
         expect(relay.fromAgent.slice(seen).filter((f) => f.t !== 'rejected')).toEqual([]);
         expect(journalEntries(agentDir).filter((e) => e.actionId === payload.actionId || e.nonce === payload.nonce)).toEqual([]);
       }
-      expect(runner.calls).toEqual([]);
+      expect(runner.calls.slice(callsBefore)).toEqual([]);
       expect(await sha256OfFile(bait)).toBe(baitHash);
     });
 
     it('survives server frames that are not part of the protocol, and logs each', async () => {
       const seen = log.entries.length;
+      const callsBefore = runner.calls.length;
       const FRAMES: Array<[text: string, warning: string]> = [
         ['not json', 'server sent a frame that is not JSON'],
         ['{"t":"command"', 'server sent a frame that is not JSON'],
@@ -169,7 +171,7 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
       for (const [text] of FRAMES) relay.injectRaw(text);
       const warnings = await waitFor('a warning per frame', async () => (log.entries.length >= seen + FRAMES.length ? log.entries.slice(seen) : undefined));
       expect(warnings.map((e) => [e.level, e.msg])).toEqual(FRAMES.map(([, warning]) => ['warn', warning]));
-      expect(runner.calls).toEqual([]);
+      expect(runner.calls.slice(callsBefore)).toEqual([]);
       expect(await sha256OfFile(bait)).toBe(baitHash);
     });
 
@@ -179,7 +181,8 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
       expect(() => readFileSync(path)).toThrow(/ENOENT/);
       expect(log.count('connected')).toBe(1);
       expect(log.count('disconnected')).toBe(0);
-      expect(runner.calls).toEqual([]);
+      // A quarantine runs no command but reading the file's extended attributes.
+      expect(runner.calls.map((c) => c.command).filter((c) => c !== 'getfattr')).toEqual([]);
     });
   });
 

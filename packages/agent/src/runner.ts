@@ -14,7 +14,10 @@ export interface CommandRunner {
 export const systemRunner: CommandRunner = {
   run(command, args, input) {
     return new Promise((resolve, reject) => {
-      const child = spawn(command, [...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+      // The C locale: executors read these commands' answers and error messages, which are English there.
+      // eslint-disable-next-line no-restricted-syntax -- the child inherits the agent's environment; nothing is configured from it
+      const env = { ...process.env, LC_ALL: 'C' };
+      const child = spawn(command, [...args], { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env });
       let stdout = '';
       let stderr = '';
       child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

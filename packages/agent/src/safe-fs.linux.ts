@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, read, readFileSync, renameSync, type Stats, unlinkSync, write } from 'node:fs';
+import { closeSync, constants, type Dirent, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, read, readdirSync, readFileSync, renameSync, type Stats, unlinkSync, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { ExecutionError } from './executors/executor.ts';
 import { parseMountinfo } from './executors/restrict-code.linux.ts';
@@ -71,6 +71,56 @@ export function fsTypeOf(fd: number): string | undefined {
   return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8')).find((m) => String(m.id) === mountId)?.fsType;
 }
 
+/**
+ * The path by which another program (getfattr, setfattr) reaches a file or
+ * folder the agent holds open as `fd`. A child's /proc/self is the child,
+ * so the path names the agent's own process. Resolving it does not look up
+ * any name the file or its folders carry: the kernel jumps straight to what
+ * the descriptor holds, so a file renamed, replaced or swapped for a link
+ * after it was opened cannot redirect the tool. The tool must follow this
+ * one link (getfattr and setfattr without -h): with -h they act on the
+ * /proc entry itself, which carries no attributes of the file.
+ */
+export function heldPath(fd: number): string {
+  return `/proc/${process.pid}/fd/${fd}`;
+}
+
+/**
+ * The entry at `path` as seen from the folder `base` (an absolute `path`
+ * from `root`), without following any link on the way or at its end: each
+ * folder is opened with O_NOFOLLOW from the last one held, as in
+ * Folder.open. `base` and `root` themselves are opened as given, which is
+ * what /proc/PID/cwd and /proc/PID/root are for. Undefined when the path
+ * does not lead to an entry that way.
+ */
+export function lstatFrom(base: string, root: string, path: string): Stats | undefined {
+  if (path === '' || path.length > PATH_MAX || path.includes('\0')) return undefined;
+  const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+  const last = parts.pop();
+  let fd: number;
+  try {
+    fd = openSync(path.startsWith('/') ? root : base, O_DIR & ~constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    for (const part of parts) {
+      if (Buffer.byteLength(part) > NAME_MAX) return undefined;
+      // `..` goes up from the folder held: it follows no link.
+      const next = openSync(part === '..' ? `/proc/self/fd/${fd}/..` : through(fd, part), O_DIR);
+      closeSync(fd);
+      fd = next;
+    }
+    if (last === undefined) return fstatSync(fd);
+    if (last === '..') return lstatSync(`/proc/self/fd/${fd}/..`);
+    return Buffer.byteLength(last) > NAME_MAX ? undefined : lstatSync(through(fd, last), { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** A folder held open, reached without following any link, with the identity of every folder on the way. */
 export class Folder {
   private constructor(readonly path: string, readonly fd: number, readonly chain: readonly FolderId[]) {}
@@ -111,6 +161,38 @@ export class Folder {
     const name = parts.pop();
     if (name === undefined) throw new ExecutionError('"/" is not a file');
     return { folder: Folder.open(`/${parts.join('/')}`), name };
+  }
+
+  /**
+   * The folder `name` inside this one, opened without following a link
+   * (O_NOFOLLOW from this folder's descriptor). A folder on another device
+   * is a mount point: it is refused, as Folder.open refuses it, when it is a
+   * kernel file system.
+   */
+  openChild(name: string): Folder {
+    const path = this.join(name);
+    let fd: number;
+    try {
+      fd = openSync(through(this.fd, name), O_DIR);
+    } catch (error) {
+      throw new ExecutionError(describe(error, path), { cause: error });
+    }
+    try {
+      const id = folderId(path, fstatSync(fd));
+      if (id.dev !== this.chain.at(-1)?.dev) {
+        const fsType = fsTypeOf(fd);
+        if (fsType === undefined || SPECIAL_FS.has(fsType)) throw new ExecutionError(`${path} is on a ${fsType ?? 'unknown'} file system, not an ordinary one: refused`);
+      }
+      return new Folder(path, fd, [...this.chain, id]);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+  }
+
+  /** The entries of this very folder (read through its descriptor, not its name), with the type each one had when it was read. */
+  entries(): Dirent[] {
+    return readdirSync(`/proc/self/fd/${this.fd}`, { withFileTypes: true });
   }
 
   /** Throws unless every folder on the way is the one recorded when the action ran: device, inode, owner and mode. */
@@ -162,12 +244,13 @@ export class Folder {
   /**
    * Puts a new file at `name` through `temporary`, a file beside it: `fill`
    * writes its bytes, it gets `meta` (owner first: a chown clears set-id
-   * bits, which the mode then puts back), it is made durable, and only then
-   * takes its name. `replace` renames it over what is there; otherwise it is
+   * bits, which the mode then puts back), `finish` adds what else it must
+   * carry (extended attributes), it is made durable, and only then takes
+   * its name. `replace` renames it over what is there; otherwise it is
    * hard-linked into place, which fails rather than replace a file that
    * appeared meanwhile. The temporary file never outlives the call.
    */
-  async placeFile(name: string, temporary: string, fill: (file: OpenFile) => Promise<void>, meta: FileMeta, replace: boolean): Promise<void> {
+  async placeFile(name: string, temporary: string, fill: (file: OpenFile) => Promise<void>, meta: FileMeta, replace: boolean, finish?: (file: OpenFile) => Promise<void>): Promise<void> {
     if (this.lstat(temporary)?.isFile()) this.unlink(temporary); // left by an interrupted run of the same action
     const file = this.createFile(temporary);
     try {
@@ -176,6 +259,7 @@ export class Folder {
         if (meta.uid !== undefined && meta.gid !== undefined) fchownSync(file.fd, meta.uid, meta.gid);
         fchmodSync(file.fd, meta.mode);
         if (meta.atimeMs !== undefined && meta.mtimeMs !== undefined) futimesSync(file.fd, meta.atimeMs / 1000, meta.mtimeMs / 1000);
+        if (finish) await finish(file);
         fsyncSync(file.fd);
       } finally {
         file.close();

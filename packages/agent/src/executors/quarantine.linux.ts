@@ -1,8 +1,11 @@
-import { fchmodSync, fchownSync, futimesSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { fchmodSync, fchownSync, fstatSync, futimesSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { guardsFor } from '../guards.linux.ts';
 import { type FileMeta, Folder, type FolderId, type OpenFile } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor, type FileMetadata } from './executor.ts';
+import { type XattrRecord, complete, isXattrRecord, putBackXattrs, recordXattrs, shown, xattrsKeptText } from './file-attributes.linux.ts';
+import { type EndedProcess, endProcessesUsing } from './file-processes.linux.ts';
+import { findOtherLinks, otherLinksText } from './hard-links.linux.ts';
 
 interface QuarantineSnapshot extends FileMetadata {
   path: string;
@@ -10,6 +13,12 @@ interface QuarantineSnapshot extends FileMetadata {
   killedPids: number[];
   /** The folders above the file when it was taken: restore writes only into the very same ones. */
   chain?: FolderId[];
+  /** Absent in records of agent versions that kept no attributes: restore then leaves attributes as they are. */
+  xattrs?: XattrRecord;
+  /** The processes ended with the file, and why each one. */
+  endedProcesses?: EndedProcess[];
+  /** Other hard links to the file (its link count less one) and those found: they were left in place. */
+  otherLinks?: { count: number; found: string[] };
 }
 
 /** Larger files are refused: hashing and copying them would hold an action for minutes. */
@@ -19,20 +28,6 @@ export const PARTIAL_PREFIX = '.partial-';
 /** A restore across file systems writes here first, in the destination folder, then links it into place. */
 const restoreTemp = (actionId: string): string => `.quell-restore-${actionId}`;
 
-/** Processes whose executable is this very file (device and inode); they are ended before it moves. */
-function processesRunning(file: OpenFile): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const exe = statSync(`/proc/${entry}/exe`);
-      if (exe.dev === file.stat.dev && exe.ino === file.stat.ino) pids.push(Number(entry));
-    } catch {
-      // the process ended, or is a kernel thread
-    }
-  }
-  return pids;
-}
 
 export const vaultPath = (agentDir: string): string => join(agentDir, 'vault');
 
@@ -50,18 +45,21 @@ function stillTheSame(folder: Folder, name: string, file: OpenFile): void {
 }
 
 /** Copies an open file into `to` under `name`, by way of a temporary file made durable before it gets its name. */
-function copyInto(file: OpenFile, to: Folder, temporary: string, name: string, meta: FileMeta): Promise<void> {
-  return to.placeFile(name, temporary, (copy) => file.readAll(QUARANTINE_MAX_BYTES, (chunk) => copy.writeAll(chunk)).then(() => {}), meta, false);
+function copyInto(file: OpenFile, to: Folder, temporary: string, name: string, meta: FileMeta, finish?: (copy: OpenFile) => Promise<void>): Promise<void> {
+  return to.placeFile(name, temporary, (copy) => file.readAll(QUARANTINE_MAX_BYTES, (chunk) => copy.writeAll(chunk)).then(() => {}), meta, false, finish);
 }
 
 /**
- * Ends the processes running the file, then moves it into the agent's
- * root-only vault with no permission bits, recording everything restore
- * needs. The path is walked without following any link; kernel file
+ * Ends the processes running the file (for stop and quarantine, also those
+ * holding it open or mapped, and interpreters whose command line names
+ * it), then moves it into the agent's root-only vault with no permission
+ * bits, recording everything restore needs, its extended attributes
+ * included. The path is walked without following any link; kernel file
  * systems, special files and guarded files are refused before anything
  * changes. Across file systems the file is copied to a temporary file in
  * the vault, made durable and named, and only then removed from its place:
- * an interruption leaves the original where it was.
+ * an interruption leaves the original where it was. Other hard links to
+ * the file are reported, never removed.
  */
 export const quarantineFile: Executor = async (ctx) => {
   const path = ctx.command.entity.path ?? ctx.command.entity.name;
@@ -78,19 +76,14 @@ export const quarantineFile: Executor = async (ctx) => {
     if (expected && expected !== sha256) throw new ExecutionError(`the file at ${path} has SHA-256 ${sha256}, not ${expected}: left alone`);
 
     const { stat } = file;
-    const killedPids = processesRunning(file);
-    for (const pid of killedPids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    const { ended, stillRunning } = await endProcessesUsing(stat, ctx.command.type === 'stop_and_quarantine_file');
+    // Read before the file moves: a copy into the vault carries none of them, and the mode set there rewrites an ACL.
+    const xattrs = await recordXattrs(ctx.runner, file);
     vault = openVault(ctx.agentDir);
     const vaultName = ctx.command.actionId;
     const snapshot: QuarantineSnapshot = {
       path, sha256, mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, atimeMs: stat.atimeMs, mtimeMs: stat.mtimeMs,
-      vaultFile: vault.join(vaultName), killedPids, chain: [...folder.chain],
+      vaultFile: vault.join(vaultName), killedPids: ended.map((p) => p.pid), chain: [...folder.chain], xattrs, endedProcesses: ended,
     };
     stillTheSame(folder, name, file);
     try {
@@ -113,7 +106,15 @@ export const quarantineFile: Executor = async (ctx) => {
     } finally {
       kept.close();
     }
-    return { output: `Quarantined ${path} (SHA-256 ${sha256})${killedPids.length ? `; ended processes ${killedPids.join(', ')}` : ''}`, snapshot };
+    if (stat.nlink > 1) snapshot.otherLinks = { count: stat.nlink - 1, found: findOtherLinks(stat, folder, vault) };
+    const output = [
+      `Quarantined ${path} (SHA-256 ${sha256})`,
+      ...(ended.length ? [`ended processes ${ended.map((p) => `${p.pid} ${shown(p.name)} (${p.why.join(', ')})`).join(', ')}`] : []),
+      ...(stillRunning.length ? [`still running after SIGKILL: ${stillRunning.join(', ')}`] : []),
+      ...xattrsKeptText(xattrs),
+      ...(snapshot.otherLinks ? [otherLinksText(snapshot.otherLinks)] : []),
+    ];
+    return { output: output.join('; '), snapshot };
   } finally {
     file?.close();
     vault?.close();
@@ -124,14 +125,19 @@ export const quarantineFile: Executor = async (ctx) => {
 function isSnapshot(value: unknown): value is QuarantineSnapshot {
   const s = value as Partial<QuarantineSnapshot> | undefined;
   return typeof s?.path === 'string' && typeof s.vaultFile === 'string' && typeof s.sha256 === 'string' && typeof s.mode === 'number'
-    && typeof s.uid === 'number' && typeof s.gid === 'number' && typeof s.atimeMs === 'number' && typeof s.mtimeMs === 'number';
+    && typeof s.uid === 'number' && typeof s.gid === 'number' && typeof s.atimeMs === 'number' && typeof s.mtimeMs === 'number'
+    && (s.xattrs === undefined || isXattrRecord(s.xattrs));
 }
 
+
 /**
- * Puts the identical file back, with its mode, owner and times, into the
- * very folder it was taken from (every folder on the way must be the one
- * recorded), and never overwrites anything: the file gets its metadata in
- * the vault, then is linked into place, which fails if a file appeared there.
+ * Puts the identical file back, with its mode, owner, times and extended
+ * attributes, into the very folder it was taken from (every folder on the
+ * way must be the one recorded), and never overwrites anything: the file
+ * gets its metadata in the vault (across file systems, on a temporary copy
+ * beside its place), is checked, and only then is linked into place, which
+ * fails if a file appeared there. What cannot be put back fails the restore
+ * and leaves the file in the vault.
  */
 export const restoreFile: Executor = async (ctx) => {
   const snapshot = ctx.priorSnapshot;
@@ -156,17 +162,26 @@ export const restoreFile: Executor = async (ctx) => {
     const kept = vault.openFile(vaultName);
     try {
       if ((await kept.sha256(QUARANTINE_MAX_BYTES)) !== snapshot.sha256) throw new ExecutionError('the vault copy was altered; not restored');
-      // chown first: it clears set-id bits, which the mode then puts back.
+      // chown first: it clears set-id bits, which the mode then puts back, and a capability, which the attributes then put back.
       fchownSync(kept.fd, snapshot.uid, snapshot.gid);
       fchmodSync(kept.fd, snapshot.mode);
       futimesSync(kept.fd, snapshot.atimeMs / 1000, snapshot.mtimeMs / 1000);
+      const finish = async (target: OpenFile): Promise<void> => {
+        if (snapshot.xattrs) await putBackXattrs(ctx.runner, target, snapshot.xattrs, path);
+        const now = fstatSync(target.fd);
+        if ((now.mode & 0o7777) !== snapshot.mode || now.uid !== snapshot.uid || now.gid !== snapshot.gid) {
+          throw new ExecutionError(`${path} has mode ${(now.mode & 0o7777).toString(8)} and owner ${now.uid}:${now.gid} once its attributes are back, not what was quarantined: not restored, the file stays in the quarantine vault`);
+        }
+      };
+      // On another file system the vault's copy is not what is put in place: its attributes go on the copy made there.
+      if (kept.stat.dev === folder.chain.at(-1)!.dev) await finish(kept);
       try {
         vault.linkTo(vaultName, folder, name);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'EEXIST') throw new ExecutionError(`a file appeared at ${path} while restoring; it was not overwritten`);
         if (code !== 'EXDEV') throw error;
-        await copyInto(kept, folder, restoreTemp(ctx.command.actionId), name, snapshot);
+        await copyInto(kept, folder, restoreTemp(ctx.command.actionId), name, snapshot, finish);
       }
       folder.sync();
       vault.unlink(vaultName);
@@ -185,7 +200,7 @@ export const restoreFile: Executor = async (ctx) => {
       if (hash !== snapshot.sha256 || (after.mode & 0o7777) !== snapshot.mode || after.uid !== snapshot.uid || after.gid !== snapshot.gid || Math.abs(after.mtimeMs - snapshot.mtimeMs) > 1) {
         throw new ExecutionError(`${path} was put back but does not match what was quarantined`);
       }
-      return { output: `Restored ${path} (SHA-256 ${hash}, mode ${snapshot.mode.toString(8)}, owner ${snapshot.uid}:${snapshot.gid})` };
+      return { output: [`Restored ${path} (SHA-256 ${hash}, mode ${snapshot.mode.toString(8)}, owner ${snapshot.uid}:${snapshot.gid})`, ...xattrsRestoredText(snapshot.xattrs)].join('; ') };
     } finally {
       restored.close();
     }
@@ -194,6 +209,16 @@ export const restoreFile: Executor = async (ctx) => {
     folder.close();
   }
 };
+
+/** What the restore output says about extended attributes. */
+function xattrsRestoredText(record: XattrRecord | undefined): string[] {
+  if (!record) return ['its extended attributes were not recorded when it was quarantined'];
+  if (record.unreadable !== undefined) return [`its extended attributes were not recorded when it was quarantined (${record.unreadable}): they are not back`];
+  const parts = record.kept.length ? [`extended attributes back and checked: ${record.kept.map((x) => shown(x.name)).join(', ')}`] : [];
+  if (complete(record) && !record.kept.length) parts.push('it carried no extended attributes, and carries none');
+  if (record.notKeptCount) parts.push(`${record.notKeptCount} extended attribute${record.notKeptCount === 1 ? ' was' : 's were'} not kept when it was quarantined (${record.notKept.map(shown).join(', ')}${record.notKeptCount > record.notKept.length ? ', …' : ''}) and ${record.notKeptCount === 1 ? 'is' : 'are'} not back`);
+  return parts;
+}
 
 async function hashOf(folder: Folder, name: string): Promise<string> {
   const file = folder.openFile(name);
