@@ -20,13 +20,7 @@ export function helloSignature(privateKey: KeyObject, nonce: string, deviceId: s
  * issued-at (within the allowed skew) and the presence of a nonce.
  */
 export async function verifyCommand(jws: string, serverKey: Parameters<typeof compactVerify>[1], deviceId: string, maxSkewSeconds: number): Promise<CommandPayload> {
-  let payload: CommandPayload;
-  try {
-    const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
-    payload = JSON.parse(new TextDecoder().decode(verified.payload)) as CommandPayload;
-  } catch (error) {
-    throw new Refusal(null, `command signature does not verify against the pinned server key: ${(error as Error).message}`);
-  }
+  const payload = await signedByServer<CommandPayload>(jws, serverKey, 'command');
   const actionId = typeof payload.actionId === 'string' && UUID.test(payload.actionId) ? payload.actionId : null;
   const now = Math.floor(Date.now() / 1000);
   if (payload.v !== AGENT_PROTOCOL_VERSION) throw new Refusal(actionId, `unknown protocol version ${String(payload.v)}`);
@@ -52,6 +46,19 @@ export function commandShapeProblem(payload: CommandPayload): string | null {
   return parameterProblem(payload.type, payload.parameters);
 }
 
+/** The payload of a JWS the pinned server key signed, as an object; refused with `what` named otherwise. */
+async function signedByServer<T>(jws: string, serverKey: Parameters<typeof compactVerify>[1], what: string): Promise<T> {
+  let payload: unknown;
+  try {
+    const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
+    payload = JSON.parse(new TextDecoder().decode(verified.payload));
+  } catch (error) {
+    throw new Refusal(null, `${what} signature does not verify against the pinned server key: ${(error as Error).message}`);
+  }
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw new Refusal(null, `${what} payload is not an object`);
+  return payload as T;
+}
+
 /** A result signed with the agent's key, which the server checks against the key it enrolled. */
 export async function signResult(privateKey: KeyObject, deviceId: string, actionId: string, result: { outcome: 'completed' | 'failed'; output?: string; error?: string }): Promise<string> {
   const payload: ResultPayload = {
@@ -63,13 +70,7 @@ export async function signResult(privateKey: KeyObject, deviceId: string, action
 
 /** Checks a desired-state frame: the pinned server key's signature, the protocol version and the shape of its entries. */
 export async function verifyState(jws: string, serverKey: Parameters<typeof compactVerify>[1]): Promise<StatePayload> {
-  let payload: StatePayload;
-  try {
-    const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
-    payload = JSON.parse(new TextDecoder().decode(verified.payload)) as StatePayload;
-  } catch (error) {
-    throw new Refusal(null, `state signature does not verify against the pinned server key: ${(error as Error).message}`);
-  }
+  const payload = await signedByServer<StatePayload>(jws, serverKey, 'state');
   if (payload.v !== AGENT_PROTOCOL_VERSION || payload.kind !== 'quell-state') throw new Refusal(null, 'not a desired-state payload of this protocol version');
   if (!Number.isSafeInteger(payload.version) || payload.version < 1) throw new Refusal(null, 'state has no valid version');
   if (!Array.isArray(payload.containment) || !payload.containment.every((e) => typeof e === 'object' && e !== null && typeof e.actionId === 'string' && typeof e.address === 'string')) {
@@ -95,13 +96,7 @@ export function signStateReport(privateKey: KeyObject, deviceId: string, version
 
 /** Checks the server's offboarding: the pinned key's signature, this device, and an issue time that is not in the future. */
 export async function verifyOffboard(jws: string, serverKey: Parameters<typeof compactVerify>[1], deviceId: string, maxSkewSeconds: number): Promise<OffboardPayload> {
-  let payload: OffboardPayload;
-  try {
-    const verified = await compactVerify(jws, serverKey, { algorithms: ['EdDSA'] });
-    payload = JSON.parse(new TextDecoder().decode(verified.payload)) as OffboardPayload;
-  } catch (error) {
-    throw new Refusal(null, `offboarding signature does not verify against the pinned server key: ${(error as Error).message}`);
-  }
+  const payload = await signedByServer<OffboardPayload>(jws, serverKey, 'offboarding');
   if (payload.v !== AGENT_PROTOCOL_VERSION || payload.kind !== 'quell-offboard') throw new Refusal(null, 'not an offboarding of this protocol version');
   if (payload.deviceId !== deviceId) throw new Refusal(null, 'offboarding is addressed to another device');
   if (typeof payload.releaseEffects !== 'boolean') throw new Refusal(null, 'offboarding does not say whether to release what is in force');
