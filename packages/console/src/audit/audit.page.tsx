@@ -39,8 +39,16 @@ const toSearch = (filters: AuditFilters): string => {
   return search ? `?${search}` : '';
 };
 
-/** The verification in words: what was checked, and where the chain breaks if it does. */
+/**
+ * The verification in words: what was checked, and where the chain breaks if it does. A user scoped to
+ * device groups is told only whether it holds: the rest would speak of other groups' entries.
+ */
 function verificationText(result: AuditVerification): string {
+  if (result.checked === undefined) {
+    return result.ok
+      ? 'The chain is intact: every entry, of every device group, is linked to the one before and matches its content.'
+      : 'The chain is broken: someone edited, removed or reordered the log. An administrator who sees every device group can see where.';
+  }
   const entries = `${result.checked.toLocaleString()} ${result.checked === 1 ? 'entry' : 'entries'}`;
   if (result.ok) return `The chain is intact: ${entries} checked, each linked to the one before and matching its content.`;
   return `The chain is broken at entry ${result.firstBadSeq ?? '?'}: ${result.reason ?? 'it does not match'}. ${entries} before it are intact. Someone edited, removed or reordered the log.`;

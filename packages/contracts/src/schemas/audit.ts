@@ -11,7 +11,13 @@ export const AuditEntrySchema = Type.Object({
   targetId: Type.Union([Type.String(), Type.Null()]),
   before: Type.Unknown(),
   after: Type.Unknown(),
+  deviceGroupIds: Type.Union([Type.Array(Type.String()), Type.Null()], {
+    description: 'The device groups of the devices the entry concerns ([] when they are in no group, or for an indicator of every group); null when it concerns no device (users, tokens, settings, sign-ins)',
+  }),
   hash: Type.String(),
+}, {
+  description: 'An audit entry. A user scoped to device groups reads their own acts and the entries whose device groups all lie in their scope; '
+    + 'entries that concern no device are read by unscoped Security Administrators and up (and by whoever acted).',
 });
 export type AuditEntry = Static<typeof AuditEntrySchema>;
 
@@ -34,9 +40,12 @@ export const AuditPageSchema = Type.Object({
 
 export const AuditVerificationSchema = Type.Object({
   ok: Type.Boolean(),
-  checked: Type.Integer(),
+  checked: Type.Optional(Type.Integer()),
   /** The first entry whose content, link or position does not match, when not ok. */
-  firstBadSeq: Type.Union([Type.Integer(), Type.Null()]),
-  reason: Type.Union([Type.String(), Type.Null()]),
+  firstBadSeq: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  reason: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+}, {
+  description: 'The whole chain is always verified. checked, firstBadSeq and reason are given to unscoped readers only: '
+    + 'a user scoped to device groups is told whether the chain is intact, nothing about other groups\' entries.',
 });
 export type AuditVerification = Static<typeof AuditVerificationSchema>;

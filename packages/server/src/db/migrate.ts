@@ -30,11 +30,14 @@ function splitStatements(text: string): string[] {
     .filter((s) => s.length > 0);
 }
 
-/** Applies every migration not yet applied, in order, each in its own transaction. Safe to run from several processes at once. */
-export async function migrate(store: Store): Promise<number[]> {
+/**
+ * Applies every migration not yet applied, in order, each in its own transaction. Safe to run from several processes at once.
+ * `through` stops after that version: a test of a migration builds the data it meets first.
+ */
+export async function migrate(store: Store, options: { through?: number } = {}): Promise<number[]> {
   await sql`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`.execute(store.db);
   const applied: number[] = [];
-  for (const migration of loadMigrations()) {
+  for (const migration of loadMigrations().filter((m) => m.version <= (options.through ?? Infinity))) {
     const done = await store.transaction(async (trx) => {
       if (store.dialect === 'postgres') await sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`.execute(trx);
       const existing = await trx.selectFrom('schema_migrations').select('version').where('version', '=', migration.version).executeTakeFirst();

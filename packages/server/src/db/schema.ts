@@ -113,6 +113,10 @@ export interface AuditLogTable {
   after_json: string | null;
   prev_hash: string;
   hash: string;
+  /** JSON array of the device groups the entry concerns ([] for devices in no group); null when it concerns no device. Not hashed. */
+  group_ids: string | null;
+  /** The user who acted (or whose token did), for "their own acts"; null for system actors. Not hashed. */
+  actor_user_id: string | null;
 }
 
 export interface SettingsTable {

@@ -291,7 +291,7 @@ export function createAgentsService(deps: {
       const row = actionId === null ? undefined : await actionsRepo.findById(store.db, actionId);
       const own = row !== undefined && row.device_id === deviceId;
       await audit.recordAlone(agentActor(deviceId), {
-        kind: 'agent.command_refused', targetType: 'action', targetId: own ? actionId : null,
+        kind: 'agent.command_refused', targetType: 'action', targetId: own ? actionId : null, concerns: { deviceIds: [deviceId] },
         after: { reason: reason.slice(0, 1000), ...(actionId !== null && !own ? { claimedActionId: actionId.slice(0, 64) } : {}) },
       });
     },

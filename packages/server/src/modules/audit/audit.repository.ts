@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type Expression, type SqlBool, sql } from 'kysely';
 import type { AuditLogTable } from '../../db/schema.ts';
 import type { Db, Dialect } from '../../db/store.ts';
 
@@ -7,6 +7,32 @@ const AUDIT_CHAIN_LOCK = 7_261_002;
 const AUDIT_HEAD_KEY = 'audit_head';
 
 export interface AuditFilter { actor?: string; kind?: string; targetId?: string; from?: number; to?: number; before?: number; limit: number }
+
+/** Which entries a reader may see, beyond their own acts (see AuditService.list). */
+export interface AuditReader {
+  /** The reading user: entries recorded with this actor_user_id are always theirs to read. */
+  userId: string | null;
+  /** Entries that concern no device (users, tokens, settings, sign-ins). */
+  deviceless: boolean;
+  /** Entries that concern devices: null for all of them, else those whose groups all lie in these (and are not empty). */
+  groupIds: readonly string[] | null;
+}
+
+/**
+ * The device groups of what an audit target names, per target type, read in
+ * the transaction that records it; a null element is a device in no group.
+ * A target type missing here concerns no device.
+ */
+const TARGET_GROUPS: Record<string, (db: Db, id: string) => Promise<Array<string | null>>> = {
+  action: async (db, id) => (await db.selectFrom('actions').select('group_id').where('id', '=', id).execute()).map((r) => r.group_id),
+  device: async (db, id) => (await db.selectFrom('devices').select('group_id').where('id', '=', id).execute()).map((r) => r.group_id),
+  alert: async (db, id) => (await db.selectFrom('alerts').select('group_id').where('id', '=', id).execute()).map((r) => r.group_id),
+  investigation: async (db, id) => (await db.selectFrom('investigations').select('group_id').where('id', '=', id).execute()).map((r) => r.group_id),
+  incident: async (db, id) => (await db.selectFrom('alerts').select('group_id').distinct().where('incident_id', '=', id).execute()).map((r) => r.group_id),
+  // An indicator for every group lists none: it is left to unscoped readers.
+  indicator: async (db, id) => (await db.selectFrom('indicators').select('device_group_ids').where('id', '=', id).execute()).flatMap((r) => JSON.parse(r.device_group_ids) as string[]),
+  device_group: async (_db, id) => [id],
+};
 
 export function createAuditRepository(dialect: Dialect) {
   return {
@@ -28,8 +54,28 @@ export function createAuditRepository(dialect: Dialect) {
       const row = await db.selectFrom('settings').select('value').where('key', '=', AUDIT_HEAD_KEY).executeTakeFirst();
       return row ? (JSON.parse(row.value) as { seq: number; hash: string }) : null;
     },
-    async list(db: Db, filter: AuditFilter): Promise<AuditLogTable[]> {
+    /** The device groups a target concerns (sorted, without duplicates), or null when it concerns no device. */
+    async targetGroups(db: Db, targetType: string, targetId: string | null): Promise<Array<string | null> | null> {
+      const lookup = TARGET_GROUPS[targetType];
+      if (!lookup) return null;
+      return targetId === null ? [] : lookup(db, targetId);
+    },
+    async deviceGroups(db: Db, deviceIds: readonly string[]): Promise<Array<string | null>> {
+      if (deviceIds.length === 0) return [];
+      return (await db.selectFrom('devices').select('group_id').where('id', 'in', deviceIds).execute()).map((r) => r.group_id);
+    },
+    async list(db: Db, filter: AuditFilter, reader: AuditReader): Promise<AuditLogTable[]> {
       let query = db.selectFrom('audit_log').selectAll();
+      if (!reader.deviceless || reader.groupIds !== null) {
+        query = query.where((eb) => {
+          const readable: Array<Expression<SqlBool>> = [];
+          if (reader.userId !== null) readable.push(eb('actor_user_id', '=', reader.userId));
+          if (reader.deviceless) readable.push(eb('group_ids', 'is', null));
+          if (reader.groupIds === null) readable.push(eb('group_ids', 'is not', null));
+          else if (reader.groupIds.length > 0) readable.push(eb.and([eb('group_ids', 'is not', null), eb('group_ids', '<>', '[]'), allGroupsIn(dialect, reader.groupIds)]));
+          return eb.or(readable);
+        });
+      }
       if (filter.actor !== undefined) query = query.where('actor', '=', filter.actor);
       if (filter.kind !== undefined) query = query.where('kind', '=', filter.kind);
       if (filter.targetId !== undefined) query = query.where('target_id', '=', filter.targetId);
@@ -44,3 +90,10 @@ export function createAuditRepository(dialect: Dialect) {
   };
 }
 export type AuditRepository = ReturnType<typeof createAuditRepository>;
+
+/** True when every group in the entry's group_ids is one of `groupIds` (JSON is read by each store's own functions). */
+function allGroupsIn(dialect: Dialect, groupIds: readonly string[]): Expression<SqlBool> {
+  return dialect === 'postgres'
+    ? sql<SqlBool>`NOT EXISTS (SELECT 1 FROM json_array_elements_text(audit_log.group_ids::json) AS g(value) WHERE g.value NOT IN (${sql.join(groupIds)}))`
+    : sql<SqlBool>`NOT EXISTS (SELECT 1 FROM json_each(audit_log.group_ids) WHERE json_each.value NOT IN (${sql.join(groupIds)}))`;
+}

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { AuditEntry, AuditVerification, ListAuditQuery } from '@quell/contracts';
+import { type AuditEntry, type AuditVerification, type ListAuditQuery, roleAtLeast } from '@quell/contracts';
 import { type Actor, requirePermission } from '../../actor.ts';
 import type { AuditLogTable } from '../../db/schema.ts';
 import type { Db, Store } from '../../db/store.ts';
 import type { Clock } from '../../infra.ts';
-import type { AuditRepository } from './audit.repository.ts';
+import type { AuditReader, AuditRepository } from './audit.repository.ts';
 
 export interface AuditRecord {
   kind: string;
@@ -12,12 +12,38 @@ export interface AuditRecord {
   targetId: string | null;
   before?: unknown;
   after?: unknown;
+  /**
+   * What the entry concerns besides its target's device groups (which are
+   * looked up): a device's previous group, the device of an agent speaking
+   * of an action that is not its own. Their groups scope who may read it.
+   */
+  concerns?: { groupIds?: ReadonlyArray<string | null>; deviceIds?: readonly string[] };
+}
+
+/** The whole verification, for the CLI and for readers who may see every entry. */
+export type ChainVerification = Required<AuditVerification>;
+
+/**
+ * Who reads what: unscoped Security Administrators and up, everything;
+ * anyone else, their own acts and entries about devices, limited for a
+ * scoped user to entries whose device groups all lie in their scope.
+ * Entries that concern no device (users, tokens, settings, sign-ins) are
+ * for unscoped Security Administrators and up only.
+ */
+export function auditReader(actor: Actor): AuditReader {
+  return { userId: actor.userId, deviceless: actor.groupIds === null && roleAtLeast(actor.role, 'security_admin'), groupIds: actor.groupIds };
 }
 
 const GENESIS = '0'.repeat(64);
 
-/** The hash that links an entry to the one before it; any edit to any field changes it. */
-export function chainHash(row: Omit<AuditLogTable, 'hash'>): string {
+/**
+ * What the hash covers: everything the entry says. Who may read it (its
+ * device groups, the acting user's id) is not said by it and stays outside.
+ */
+type ChainedFields = Omit<AuditLogTable, 'hash' | 'group_ids' | 'actor_user_id'>;
+
+/** The hash that links an entry to the one before it; any edit to any field it covers changes it. */
+export function chainHash(row: ChainedFields): string {
   const canonical = JSON.stringify([
     row.prev_hash, row.seq, row.at, row.actor, row.source_ip, row.kind, row.target_type, row.target_id, row.before_json, row.after_json,
   ]);
@@ -27,12 +53,22 @@ export function chainHash(row: Omit<AuditLogTable, 'hash'>): string {
 export function createAuditService(deps: { store: Store; repo: AuditRepository; clock: Clock }) {
   const { store, repo, clock } = deps;
 
+  /** The sorted device groups an entry concerns ([] for devices in no group), or null when it concerns no device. */
+  async function groupsConcerned(trx: Db, record: AuditRecord): Promise<string[] | null> {
+    const target = await repo.targetGroups(trx, record.targetType, record.targetId);
+    const { groupIds = [], deviceIds = [] } = record.concerns ?? {};
+    if (target === null && groupIds.length === 0 && deviceIds.length === 0) return null;
+    const all = [...(target ?? []), ...groupIds, ...(await repo.deviceGroups(trx, deviceIds))];
+    return [...new Set(all.filter((id): id is string => id !== null))].sort();
+  }
+
   return {
     /** Appends to the chain inside the caller's transaction, so the entry and the change it records commit together. */
     async record(trx: Db, actor: Actor, record: AuditRecord): Promise<void> {
+      const groupIds = await groupsConcerned(trx, record);
       await repo.lockChain(trx);
       const head = await repo.head(trx);
-      const row: Omit<AuditLogTable, 'hash'> = {
+      const row: ChainedFields = {
         seq: (head?.seq ?? 0) + 1,
         at: clock.now(),
         // Stored text must read back exactly as hashed: a lone UTF-16 surrogate (say, in a user name typed at sign-in) would not survive UTF-8.
@@ -45,7 +81,9 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
         after_json: record.after === undefined ? null : JSON.stringify(record.after),
         prev_hash: head?.hash ?? GENESIS,
       };
-      await repo.insert(trx, { ...row, hash: chainHash(row) });
+      await repo.insert(trx, {
+        ...row, hash: chainHash(row), group_ids: groupIds === null ? null : JSON.stringify(groupIds), actor_user_id: actor.userId,
+      });
     },
 
     /** Convenience for events that change nothing else (a sign-in, a failed sign-in). */
@@ -61,7 +99,7 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
         from: query.from ? Date.parse(query.from) : undefined,
         to: query.to ? Date.parse(query.to) : undefined,
         limit,
-      });
+      }, auditReader(actor));
       return { items: rows.map(presentAuditEntry), nextBefore: rows.length === limit ? rows[rows.length - 1]!.seq : null };
     },
 
@@ -69,14 +107,14 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
      * Walks the whole chain: every seq present and consecutive from 1, every
      * entry linked to its predecessor's hash, every hash matching its content.
      */
-    async verify(onProgress?: (checked: number) => void): Promise<AuditVerification> {
+    async verify(onProgress?: (checked: number) => void): Promise<ChainVerification> {
       let previous = { seq: 0, hash: GENESIS };
       let checked = 0;
       for (;;) {
         const rows = await repo.range(store.db, previous.seq, 5000);
         if (rows.length === 0) break;
         for (const row of rows) {
-          const bad = (reason: string): AuditVerification => ({ ok: false, checked, firstBadSeq: row.seq, reason });
+          const bad = (reason: string): ChainVerification => ({ ok: false, checked, firstBadSeq: row.seq, reason });
           if (row.seq !== previous.seq + 1) return { ok: false, checked, firstBadSeq: previous.seq + 1, reason: `entry ${previous.seq + 1} is missing` };
           if (row.prev_hash !== previous.hash) return bad(`entry ${row.seq} does not link to entry ${previous.seq}`);
           const { hash, ...rest } = row;
@@ -91,6 +129,17 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
         return { ok: false, checked, firstBadSeq: previous.seq + 1, reason: `the log ends at entry ${previous.seq} but entry ${recorded.seq} was written` };
       }
       return { ok: true, checked, firstBadSeq: null, reason: null };
+    },
+
+    /**
+     * The chain is always verified whole; a scoped reader is told only
+     * whether it holds, never the position, count or reason, which would
+     * speak of other groups' entries.
+     */
+    async verifyFor(actor: Actor): Promise<AuditVerification> {
+      requirePermission(actor, 'audit:read');
+      const result = await this.verify();
+      return actor.groupIds === null ? result : { ok: result.ok };
     },
   };
 }
@@ -107,6 +156,7 @@ function presentAuditEntry(row: AuditLogTable): AuditEntry {
     targetId: row.target_id,
     before: row.before_json === null ? null : JSON.parse(row.before_json),
     after: row.after_json === null ? null : JSON.parse(row.after_json),
+    deviceGroupIds: row.group_ids === null ? null : (JSON.parse(row.group_ids) as string[]),
     hash: row.hash,
   };
 }

@@ -129,7 +129,8 @@ export function createDevicesService(deps: {
         await trx.updateTable('devices').set({ group_id: body.groupId, group_pinned: body.groupId === null ? 0 : 1 }).where('id', '=', id).execute();
         if (body.groupId === null) await applyGroupRules(trx, [id]);
         const updated = presentDevice((await repo.findDevice(trx, id))!, clock.now(), (await statesOf(trx, [id])).get(id));
-        await audit.record(trx, actor, { kind: 'device.update', targetType: 'device', targetId: id, before: { groupId: row.group_id }, after: { groupId: updated.groupId, byHand: body.groupId !== null } });
+        await audit.record(trx, actor, { kind: 'device.update', targetType: 'device', targetId: id, before: { groupId: row.group_id }, after: { groupId: updated.groupId, byHand: body.groupId !== null },
+          concerns: { groupIds: [row.group_id] } });
         return { device: updated, changed: updated.groupId !== row.group_id };
       });
       if (after.changed) moved([id]);
