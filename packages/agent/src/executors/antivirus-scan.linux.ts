@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { type BigIntStats, constants, type Dirent, readFileSync, type Stats } from 'node:fs';
 import { type FileHandle, lstat, open, opendir, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { AntivirusScanReport as ScanReport, ScanFinding } from '@quell/contracts';
 import { ExecutionError, type Executor } from './executor.ts';
 
 /**
@@ -46,23 +47,8 @@ export interface AntivirusScanOptions {
 
 const SYSTEM: AntivirusScanOptions = { mountInfo: '/proc/self/mountinfo', maxFileBytes: 64 * 1024 * 1024 };
 
-export interface ScanFinding { path: string; sha256: string; signature: string }
-
-export interface ScanReport {
-  scan: 'quick' | 'full' | 'custom';
-  roots: string[];
-  missingRoots: string[];
-  scanned: number;
-  bytes: number;
-  directories: number;
-  skipped: { symlinks: number; special: number; tooLarge: number; excludedMounts: number; unreadable: number };
-  findings: ScanFinding[];
-  /** How many findings did not fit in `findings`. */
-  findingsLeftOut: number;
-  /** A sample of what could not be read, for the analyst. */
-  errors: { path: string; error: string }[];
-  durationMs: number;
-}
+/** What a scan reports: the one schema the server checks the answer against. */
+export type { ScanFinding, ScanReport };
 
 /** `/proc/self/mountinfo` escapes space, tab, newline and backslash in mount points as octal. */
 const unescapeMount = (field: string): string => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
@@ -100,7 +86,8 @@ function blockHashes(value: string | number | boolean | undefined): Set<string> 
   return new Set(hashes);
 }
 
-function scanRoots(scan: string | number | boolean | undefined, roots: string | number | boolean | undefined): { kind: ScanReport['scan']; roots: string[] } {
+/** What a scan command asks for: its kind and the folders it walks. */
+export function scanRoots(scan: string | number | boolean | undefined, roots: string | number | boolean | undefined): { kind: ScanReport['scan']; roots: string[] } {
   if (scan !== undefined && scan !== 'quick' && scan !== 'full') throw new ExecutionError(`scan must be "quick" or "full", not ${JSON.stringify(scan)}`);
   const custom = listParameter(roots);
   for (const root of custom) {

@@ -2,20 +2,12 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EVIDENCE_MAX_PATHS } from '@quell/contracts';
+import { EVIDENCE_MAX_PATHS, type EvidenceReport } from '@quell/contracts';
 import { Folder } from '../safe-fs.linux.ts';
 import { ExecutionError, type Executor } from './executor.ts';
 
-/** What an investigation asks a device for: what runs, what starts things, and the files its alerts name. */
-export interface EvidenceReport {
-  processes: Array<{ pid: number; exe: string; sha256: string | null; commandLine: string }>;
-  /** Cron lines, systemd units and kernel modules: each with the file it comes from and its text. */
-  persistence: Array<{ kind: 'cron' | 'systemd' | 'kernel_module'; source: string; text: string }>;
-  /** Each file asked for with its hash, or why it has none. */
-  files: Array<{ path: string; sha256: string | null; note?: string }>;
-  /** What did not fit in the result and was left out. */
-  leftOut: number;
-}
+/** What an investigation asks a device for: the one schema the server checks the answer against. */
+export type { EvidenceReport };
 
 /** Limits on what one request may ask and what one answer may hold: each loop below ends by construction. */
 export const EVIDENCE_LIMITS = {
@@ -24,7 +16,7 @@ export const EVIDENCE_LIMITS = {
   /** Cron files and unit files read, and the bytes read of each. */
   persistenceFiles: 1000,
   persistenceFileBytes: 256 * 1024,
-  /** The result travels as an action's output, which the server keeps up to 64 KiB. */
+  /** The result travels as an action's output, which the server takes whole only up to ACTION_OUTPUT_MAX_CHARS (64 Ki characters). */
   outputChars: 60_000,
 } as const;
 

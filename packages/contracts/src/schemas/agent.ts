@@ -1,5 +1,6 @@
 import { Type, type Static } from 'typebox';
 import { PLATFORMS } from '../catalogue.ts';
+import { UUID } from '../parameters.ts';
 import type { ActionParametersSchema, ActionTypeSchema, EntitySchema } from './actions.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
 
@@ -81,16 +82,31 @@ export interface CommandPayload {
   nonce: string;
 }
 
+/** An id an agent names: a UUID in lower case, as the server writes them (they become file names on endpoints). */
+const AgentIdSchema = Type.String({ pattern: UUID.source, maxLength: 36 });
+/** Seconds since the epoch, as in JWT. */
+const IssuedAtSchema = Type.Integer({ minimum: 0 });
+/** Free text an agent sends: the frame size bounds it, the server keeps a part of it. */
+const AgentTextSchema = Type.String({ maxLength: AGENT_MAX_FRAME_BYTES });
+
+/*
+ * Every message from an agent is one of the schemas below, checked by the
+ * server before it believes anything in it. Extra properties are allowed
+ * (a newer agent may say more than an older server reads) and ignored.
+ */
+
 /** What the agent signs when it reports the end of an action. */
-export interface ResultPayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  actionId: string;
-  deviceId: string;
-  outcome: 'completed' | 'failed';
-  output?: string;
-  error?: string;
-  iat: number;
-}
+export const ResultPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  actionId: AgentIdSchema,
+  deviceId: AgentIdSchema,
+  outcome: Type.Enum(['completed', 'failed'] as const),
+  /** Free text, or for the types in ACTION_REPORT_SCHEMAS the JSON report of that schema. */
+  output: Type.Optional(AgentTextSchema),
+  error: Type.Optional(AgentTextSchema),
+  iat: IssuedAtSchema,
+});
+export type ResultPayload = Static<typeof ResultPayloadSchema>;
 
 /** One contained address: traffic to and from it is dropped on every managed device. */
 export interface ContainmentEntry {
@@ -134,76 +150,83 @@ export const OffboardBodySchema = Type.Object({
   releaseEffects: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 
+/** Lines of an offboarding report: what was released, kept or could not be. */
+const ReportLinesSchema = Type.Array(AgentTextSchema, { maxItems: 1000 });
+
 /** What the agent signs when it has offboarded itself. */
-export interface OffboardedPayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  deviceId: string;
+export const OffboardedPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  deviceId: AgentIdSchema,
   /** What it released (isolation, restriction, contained users, containment), in words. */
-  released: string[];
+  released: ReportLinesSchema,
   /** What it left in force because it was asked to, in words. */
-  kept: string[];
+  kept: ReportLinesSchema,
   /** What it could not release, and why. */
-  failures: string[];
+  failures: ReportLinesSchema,
   /** Quarantined files left in its vault, and where the instructions for them are. */
-  vault: { files: number; instructions: string | null };
-  iat: number;
-}
+  vault: Type.Object({ files: Type.Integer({ minimum: 0 }), instructions: Type.Union([Type.String({ maxLength: 4096 }), Type.Null()]) }),
+  iat: IssuedAtSchema,
+});
+export type OffboardedPayload = Static<typeof OffboardedPayloadSchema>;
 
 /** What the agent signs after applying a state: the version, and what it could not enforce and why. */
-export interface StateReportPayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  deviceId: string;
-  version: number;
+export const StateReportPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  deviceId: AgentIdSchema,
+  version: Type.Integer({ minimum: 1 }),
   /** Set when the state as a whole could not be applied. */
-  error?: string;
+  error: Type.Optional(AgentTextSchema),
   /** Entries refused one by one (e.g. the address of the Quell server itself), by action id. */
-  failures: Record<string, string>;
-  iat: number;
-}
+  failures: Type.Record(Type.String({ maxLength: 64 }), AgentTextSchema),
+  iat: IssuedAtSchema,
+});
+export type StateReportPayload = Static<typeof StateReportPayloadSchema>;
 
-/**
- * An action the agent took on its own (its antivirus quarantined a file),
- * signed, so that the server records it as a completed action that can be
- * undone like any other, and raises an alert.
- */
 /** The effects an agent keeps true while they are in force, and re-applies when something lifts them. */
-export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction', 'user_containment'] as const;
+export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction', 'user_containment', 'stopped_service'] as const;
 export type EnforcedEffect = (typeof ENFORCED_EFFECTS)[number];
 
 /**
  * What the agent signs when it finds an effect lifted on its device (the
  * firewall reloaded, a remount, a table deleted) and puts it back.
  */
-export interface DriftPayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  deviceId: string;
+export const DriftPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  deviceId: AgentIdSchema,
   /** The actions whose effect it was (a containment state can hold several). */
-  actionIds: string[];
-  effect: EnforcedEffect;
+  actionIds: Type.Array(AgentIdSchema, { minItems: 1, maxItems: 100 }),
+  effect: Type.Enum(ENFORCED_EFFECTS),
   /** What the agent found, in words. */
-  found: string;
+  found: AgentTextSchema,
   /** Whether the effect holds again; `error` says why not. */
-  repaired: boolean;
-  error?: string;
+  repaired: Type.Boolean(),
+  error: Type.Optional(AgentTextSchema),
   /** When it was found, epoch milliseconds. */
-  at: number;
-  iat: number;
-}
+  at: Type.Integer({ minimum: 0 }),
+  iat: IssuedAtSchema,
+});
+export type DriftPayload = Static<typeof DriftPayloadSchema>;
 
-export interface LocalActionPayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  deviceId: string;
+/**
+ * An action the agent took on its own (its antivirus quarantined a file),
+ * signed, so that the server records it as a completed action that can be
+ * undone like any other, and raises an alert.
+ */
+export const LocalActionPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  deviceId: AgentIdSchema,
   /** Chosen by the agent; its journal keeps the snapshot under this id for the undo. */
-  actionId: string;
-  type: 'quarantine_file';
-  entity: { name: string; path: string; sha256: string };
+  actionId: AgentIdSchema,
+  type: Type.Literal('quarantine_file'),
+  entity: Type.Object({ name: Type.String({ maxLength: 1024 }), path: Type.String({ pattern: '^/', maxLength: 4096 }), sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }) }),
   /** What matched: a built-in signature's name, or "Block indicator". */
-  detection: string;
-  output: string;
+  detection: AgentTextSchema,
+  output: AgentTextSchema,
   /** When it happened, epoch milliseconds. */
-  at: number;
-  iat: number;
-}
+  at: Type.Integer({ minimum: 0 }),
+  iat: IssuedAtSchema,
+});
+export type LocalActionPayload = Static<typeof LocalActionPayloadSchema>;
 
 /** Frames on the WebSocket, as JSON text. */
 export type ServerFrame =
@@ -217,15 +240,20 @@ export type ServerFrame =
   | { t: 'result_ack'; actionId: string }
   | { t: 'refused'; reason: string };
 
-export type AgentFrame =
-  | { t: 'hello'; deviceId: string; signature: string }
-  | { t: 'ack'; actionId: string }
-  | { t: 'result'; jws: string }
-  | { t: 'state_applied'; jws: string }
-  | { t: 'local_action'; jws: string }
-  | { t: 'drift'; jws: string }
-  | { t: 'offboarded'; jws: string }
-  | { t: 'rejected'; actionId: string | null; reason: string };
+/** A compact JWS as an agent sends it; its signature is what is checked, the frame size bounds it. */
+const AgentJwsSchema = Type.String({ maxLength: AGENT_MAX_FRAME_BYTES });
+
+export const AgentFrameSchema = Type.Union([
+  Type.Object({ t: Type.Literal('hello'), deviceId: Type.String({ maxLength: 64 }), signature: Type.String({ maxLength: 256 }) }),
+  Type.Object({ t: Type.Literal('ack'), actionId: Type.String({ maxLength: 64 }) }),
+  Type.Object({ t: Type.Literal('result'), jws: AgentJwsSchema }),
+  Type.Object({ t: Type.Literal('state_applied'), jws: AgentJwsSchema }),
+  Type.Object({ t: Type.Literal('local_action'), jws: AgentJwsSchema }),
+  Type.Object({ t: Type.Literal('drift'), jws: AgentJwsSchema }),
+  Type.Object({ t: Type.Literal('offboarded'), jws: AgentJwsSchema }),
+  Type.Object({ t: Type.Literal('rejected'), actionId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]), reason: AgentTextSchema }),
+]);
+export type AgentFrame = Static<typeof AgentFrameSchema>;
 
 /** The largest investigation package the server accepts. */
 export const INVESTIGATION_PACKAGE_MAX_BYTES = 64 * 1024 * 1024;

@@ -1,7 +1,7 @@
 import { type KeyObject, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type ServerFrame } from '@quell/contracts';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, AgentFrameSchema, type ServerFrame, checkValue } from '@quell/contracts';
 import type { FastifyBaseLogger } from 'fastify';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { AgentProtocolError, type AgentsService } from './agents.service.ts';
@@ -23,6 +23,8 @@ export interface AgentGateway {
 }
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** The kinds of frame an agent sends, for naming what is wrong with a malformed one. */
+const AGENT_FRAME_KINDS = new Set(AgentFrameSchema.anyOf.map((frame) => frame.properties.t.const as string));
 const PING_INTERVAL_MS = 15_000;
 const HEARD_FLUSH_MS = 5_000;
 
@@ -128,15 +130,20 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
 
     async function onFrame(data: Buffer, isBinary: boolean): Promise<void> {
       if (isBinary) throw new AgentProtocolError('binary frames are not part of the protocol');
-      let frame: AgentFrame;
+      let parsed: unknown;
       try {
-        frame = JSON.parse(data.toString('utf8')) as AgentFrame;
+        parsed = JSON.parse(data.toString('utf8'));
       } catch {
         throw new AgentProtocolError('frame is not JSON');
       }
-      if (typeof frame !== 'object' || frame === null) throw new AgentProtocolError('frame is not an object');
-      if (deviceId === null) {
-        if (frame.t !== 'hello' || typeof frame.deviceId !== 'string' || typeof frame.signature !== 'string') throw new AgentProtocolError('expected hello');
+      if (typeof parsed !== 'object' || parsed === null) throw new AgentProtocolError('frame is not an object');
+      const kind = String((parsed as { t?: unknown }).t).slice(0, 32);
+      if (deviceId === null && kind !== 'hello') throw new AgentProtocolError('expected hello');
+      const checked = checkValue(AgentFrameSchema, parsed);
+      if (!checked.ok) throw new AgentProtocolError(AGENT_FRAME_KINDS.has(kind) ? `${kind} frame is malformed` : `unexpected frame ${kind}`);
+      const frame = checked.value;
+      if (frame.t === 'hello') {
+        if (deviceId !== null) throw new AgentProtocolError('hello on a connection already authenticated');
         const proven = await agents.authenticate(frame.deviceId, nonce, frame.signature);
         if (!proven) throw new AgentProtocolError('unknown, offboarded or unproven agent');
         clearTimeout(handshakeTimer);
@@ -154,36 +161,30 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         await pushCommands(deviceId);
         return;
       }
+      const self = deviceId!;
       switch (frame.t) {
         case 'ack':
-          if (typeof frame.actionId !== 'string') throw new AgentProtocolError('ack without actionId');
-          return agents.acknowledge(deviceId, frame.actionId);
-        case 'result': {
-          if (typeof frame.jws !== 'string') throw new AgentProtocolError('result without jws');
+          return agents.acknowledge(self, frame.actionId);
+        case 'result':
           // Sent once the result is recorded (or was already): until then the agent keeps its outcome to report again.
-          send(ws, { t: 'result_ack', actionId: await agents.result(deviceId, frame.jws) });
+          send(ws, { t: 'result_ack', actionId: await agents.result(self, frame.jws) });
           return;
-        }
         case 'local_action': {
-          if (typeof frame.jws !== 'string') throw new AgentProtocolError('local action report without jws');
-          const actionId = await agents.localAction(deviceId, key!, frame.jws);
+          const actionId = await agents.localAction(self, key!, frame.jws);
           send(ws, { t: 'local_ack', actionId });
           return;
         }
         case 'offboarded':
-          if (typeof frame.jws !== 'string') throw new AgentProtocolError('offboarding report without jws');
-          await agents.offboarded(deviceId, key!, frame.jws);
-          log.info({ deviceId }, 'agent offboarded');
+          await agents.offboarded(self, key!, frame.jws);
+          log.info({ deviceId: self }, 'agent offboarded');
           ws.close(4001, 'offboarded');
           return;
         case 'drift':
-          if (typeof frame.jws !== 'string') throw new AgentProtocolError('drift report without jws');
-          return agents.drift(deviceId, key!, frame.jws);
+          return agents.drift(self, key!, frame.jws);
         case 'state_applied':
-          if (typeof frame.jws !== 'string') throw new AgentProtocolError('state report without jws');
-          return agents.stateApplied(deviceId, key!, frame.jws);
+          return agents.stateApplied(self, key!, frame.jws);
         case 'rejected':
-          return agents.refused(deviceId, typeof frame.actionId === 'string' ? frame.actionId : null, String(frame.reason));
+          return agents.refused(self, frame.actionId, frame.reason);
         default:
           throw new AgentProtocolError(`unexpected frame ${String((frame as { t?: unknown }).t)}`);
       }

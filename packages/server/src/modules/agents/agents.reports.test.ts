@@ -1,32 +1,26 @@
-import { type KeyObject, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
-import { AGENT_PROTOCOL_VERSION, type Ed25519PublicJwk } from '@quell/contracts';
+import { execFileSync } from 'node:child_process';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ACTION_OUTPUT_MAX_CHARS, AGENT_PROTOCOL_VERSION, type Ed25519PublicJwk, packageUploadMessage } from '@quell/contracts';
 import { describe, expect, it } from 'vitest';
 import { systemActor } from '../../actor.ts';
+import { enrolTestAgent, signedByAgent } from '../../test/agents.ts';
 import { TEST_DIALECT, useTestApp } from '../../test/helper.ts';
 
-/** A compact JWS as an agent signs its reports. */
-function signed(key: KeyObject, payload: unknown): string {
-  const input = `${Buffer.from(JSON.stringify({ alg: 'EdDSA' })).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
-  return `${input}.${sign(null, Buffer.from(input), key).toString('base64url')}`;
-}
-
 /**
- * Drift and offboarding reports come from agents, which may be hostile:
- * each is believed only when signed by the reporting agent's own key, well
- * formed, and about its own actions; anything else is refused and changes nothing.
+ * Results, reports and packages come from agents, which may be hostile:
+ * each is believed only when signed by the agent's own key, about its own
+ * actions and well formed against its schema. A report that is not is
+ * refused and changes nothing; a result that is not fails its action, with
+ * the reason.
  */
-describe(`agents' drift and offboarding reports (${TEST_DIALECT})`, () => {
+describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
   const ctx = useTestApp();
 
-  async function enrol(name: string): Promise<{ deviceId: string; key: KeyObject; publicKey: KeyObject }> {
-    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name, uses: 1, expiresInDays: 1 });
-    const { deviceId } = await ctx().services.agents.enrol({
-      token: secret, publicKey: { kty: 'OKP', crv: 'Ed25519', x: (publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk).x },
-      facts: { hostname: name, platform: 'linux', os: 'test', kernel: 'test', ips: [], macs: [], agentVersion: 'test' },
-    }, null);
-    return { deviceId, key: privateKey, publicKey: createPublicKey(privateKey) };
-  }
+  const enrol = (name: string) => enrolTestAgent(ctx(), name);
+  const signed = signedByAgent;
   const drift = (deviceId: string, actionIds: unknown, extra: object = {}) => ({
     v: AGENT_PROTOCOL_VERSION, deviceId, actionIds, effect: 'isolation', found: 'the isolation rules were gone', repaired: true, at: Date.now(), iat: 0, ...extra,
   });
@@ -80,5 +74,102 @@ describe(`agents' drift and offboarding reports (${TEST_DIALECT})`, () => {
     expect((await ctx().store.db.selectFrom('agents').select('revoked_at').where('device_id', '=', device.deviceId).executeTakeFirstOrThrow()).revoked_at).toBeNull();
     await agents.offboarded(device.deviceId, device.publicKey, signed(device.key, report));
     expect((await ctx().store.db.selectFrom('agents').select('revoked_at').where('device_id', '=', device.deviceId).executeTakeFirstOrThrow()).revoked_at).not.toBeNull();
+  });
+
+  describe('results', () => {
+    const result = (deviceId: string, actionId: string, extra: object) => ({ v: AGENT_PROTOCOL_VERSION, deviceId, actionId, outcome: 'completed', iat: 0, ...extra });
+    const evidence = { processes: [{ pid: 700, exe: '/opt/app/bin/app', sha256: 'a'.repeat(64), commandLine: '/opt/app/bin/app' }], persistence: [], files: [], leftOut: 0 };
+    async function answered(type: 'collect_evidence' | 'run_antivirus_scan' | 'isolate_device', payload: (deviceId: string, actionId: string) => unknown) {
+      const agent = await enrol(`answers-${type}-${Math.random().toString(36).slice(2, 8)}`);
+      const id = await ctx().createAction({ type, deviceId: agent.deviceId, status: 'queued', entity: { name: 'device' } });
+      expect(await ctx().services.agents.result(agent.deviceId, signed(agent.key, payload(agent.deviceId, id)))).toBe(id);
+      return { ...(await ctx().services.actions.get(systemActor(), id)).action, deviceId: agent.deviceId };
+    }
+
+    it('records a well-formed evidence report whole, and fails an action whose answer is not its report, with the reason', async () => {
+      expect(await answered('collect_evidence', (d, a) => result(d, a, { output: JSON.stringify(evidence) }))).toMatchObject({ status: 'completed', result: { output: JSON.stringify(evidence) } });
+      const broken: Array<[string, unknown, RegExp]> = [
+        ['plain text', 'simulated collect_evidence', /^The agent's answer is not a valid collect evidence report: it is not JSON/],
+        ['the wrong shape', JSON.stringify({ ...evidence, processes: 'all of them' }), /^The agent's answer is not a valid collect evidence report: \/processes must be array$/],
+        ['a hash that is not one', JSON.stringify({ ...evidence, processes: [{ ...evidence.processes[0], sha256: 'zz' }] }), /\/processes\/0\/sha256/],
+        ['too long to keep whole', JSON.stringify({ ...evidence, persistence: Array.from({ length: 2000 }, () => ({ kind: 'cron', source: '/etc/crontab', text: 'x'.repeat(40) })) }), /more than the 65536 allowed/],
+      ];
+      for (const [what, output, reason] of broken) {
+        const action = await answered('collect_evidence', (d, a) => result(d, a, { output }));
+        expect(action.status, what).toBe('failed');
+        expect(action.result?.error, what).toMatch(reason);
+      }
+    });
+
+    it('fails an action whose signed result is malformed, and keeps free text only up to its limit', async () => {
+      const malformed = await answered('isolate_device', (d, a) => result(d, a, { outcome: 'maybe' }));
+      expect(malformed).toMatchObject({ status: 'failed', result: { error: expect.stringMatching(/^The agent's result is malformed: \/outcome/) } });
+      const long = await answered('isolate_device', (d, a) => result(d, a, { output: 'y'.repeat(ACTION_OUTPUT_MAX_CHARS + 10) }));
+      expect(long.status).toBe('completed');
+      expect(long.result?.output).toHaveLength(ACTION_OUTPUT_MAX_CHARS);
+      const silent = await answered('isolate_device', (d, a) => result(d, a, { outcome: 'failed' }));
+      expect(silent).toMatchObject({ status: 'failed', result: { error: 'failed without a reason' } });
+    });
+
+    it('raises alerts for a scan report\'s findings only when the report is well formed', async () => {
+      const report = {
+        scan: 'quick', roots: ['/tmp'], missingRoots: [], scanned: 3, bytes: 100, directories: 1, skipped: { symlinks: 0, special: 0, tooLarge: 0, excludedMounts: 0, unreadable: 0 },
+        findings: [{ path: '/tmp/eicar.com', sha256: 'e'.repeat(64), signature: 'EICAR-Test-File' }], findingsLeftOut: 0, errors: [], durationMs: 5,
+      };
+      const alertsOf = async (deviceId: string) => (await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts?deviceId=${deviceId}`)).json().items as Array<{ title: string }>;
+      const good = await answered('run_antivirus_scan', (d, a) => result(d, a, { output: JSON.stringify(report) }));
+      expect(good.status).toBe('completed');
+      expect((await alertsOf(good.deviceId)).map((a) => a.title)).toEqual(['Malware found by a scan: EICAR-Test-File']);
+      const bad = await answered('run_antivirus_scan', (d, a) => result(d, a, { output: JSON.stringify({ ...report, scanned: -1 }) }));
+      expect(bad).toMatchObject({ status: 'failed', result: { error: expect.stringMatching(/\/scanned must be >= 0/) } });
+      expect(await alertsOf(bad.deviceId)).toEqual([]);
+    });
+
+    it('refuses a result for another device or for nothing, without touching any action', async () => {
+      const agent = await enrol('refused-results');
+      const id = await ctx().createAction({ type: 'collect_evidence', deviceId: agent.deviceId, status: 'queued', entity: { name: 'device' } });
+      const agents = ctx().services.agents;
+      await expect(agents.result(agent.deviceId, signed(agent.key, result(agent.deviceId, '../../etc', {})))).rejects.toThrow(/^result names no action$/);
+      await expect(agents.result(agent.deviceId, signed(agent.key, [1, 2]))).rejects.toThrow(/^result is for another device$/);
+      expect((await ctx().services.actions.get(systemActor(), id)).action.status).toBe('queued');
+    });
+  });
+
+  it('keeps an investigation package only when it is a gzip-compressed tar archive signed by the action\'s agent', async () => {
+    const agent = await enrol('packager');
+    const upload = async (body: Buffer) => {
+      const id = await ctx().createAction({ type: 'collect_investigation_package', deviceId: agent.deviceId, status: 'queued', entity: { name: 'device' } });
+      await ctx().services.actions.recordDelivery(systemActor('agent'), id);
+      const hash = createHash('sha256').update(body).digest('hex');
+      return ctx().app.inject({
+        method: 'PUT', url: `/agent/v1/actions/${id}/package`, payload: body,
+        headers: { 'content-type': 'application/octet-stream', 'x-quell-device': agent.deviceId, 'x-quell-signature': sign(null, Buffer.from(packageUploadMessage(id, agent.deviceId, hash)), agent.key).toString('base64url') },
+      });
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'quell-package-'));
+    try {
+      writeFileSync(join(dir, 'processes.txt'), 'PID PPID COMMAND\n1 0 /sbin/init\n');
+      const archive = execFileSync('tar', ['-czf', '-', '-C', dir, '.']);
+      expect((await upload(archive)).statusCode).toBe(201);
+      for (const forged of [Buffer.from('not a package'), execFileSync('gzip', ['-c'], { input: 'gzip, but no tar inside'.repeat(40) }), archive.subarray(0, 12)]) {
+        const refused = await upload(forged);
+        expect(refused.statusCode).toBe(400);
+        expect(refused.json()).toMatchObject({ code: 'validation_failed', detail: expect.stringMatching(/gzip-compressed tar archive/) });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('tells whoever holds an enrolment token\'s secret that it is used up, and anyone else nothing more', async () => {
+    const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'once', uses: 1, expiresInDays: 1 });
+    const facts = { hostname: 'h', platform: 'linux', os: 'test', kernel: 'test', ips: [], macs: [], agentVersion: 'test' };
+    const body = (token: string) => ({ token, publicKey: { kty: 'OKP', crv: 'Ed25519', x: (generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk).x }, facts });
+    expect((await ctx().app.inject({ method: 'POST', url: '/agent/v1/enrol', payload: body(secret) })).statusCode).toBe(201);
+    const spent = await ctx().app.inject({ method: 'POST', url: '/agent/v1/enrol', payload: body(secret) });
+    expect(spent.statusCode).toBe(401);
+    expect(spent.json()).toMatchObject({ code: 'enrolment_token_invalid', detail: 'The enrolment token is used up: every one of its uses has enrolled an agent' });
+    const guessed = await ctx().app.inject({ method: 'POST', url: '/agent/v1/enrol', payload: body(secret.replace(/.{4}$/, 'AAAA')) });
+    expect(guessed.json()).toMatchObject({ code: 'enrolment_token_invalid', detail: 'The enrolment token is unknown, used up, expired or revoked' });
   });
 });

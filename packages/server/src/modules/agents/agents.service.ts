@@ -1,7 +1,12 @@
 import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
-  AGENT_PROTOCOL_VERSION, type ActionType, type OffboardedPayload, type CreateEnrolmentTokenBody, type DriftPayload, ENFORCED_EFFECTS, type EnforcedEffect, FLEET_ACTION_TYPES, UUID, type EnrolBody, type EnrolResponse, type LocalActionPayload, type ResultPayload, type StateReportPayload, challengeMessage, packageUploadMessage,
+  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema,
+  type EnforcedEffect, FLEET_ACTION_TYPES, type EnrolBody, type EnrolResponse, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
+  challengeMessage, checkValue, packageUploadMessage, parseJsonAs,
 } from '@quell/contracts';
+import type { Static, TSchema } from 'typebox';
+import { Readable } from 'node:stream';
+import { createGunzip, constants as zlib } from 'node:zlib';
 import { compactVerify, importJWK } from 'jose';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,9 +45,9 @@ export class AgentProtocolError extends Error {}
  */
 /** The action type whose effect each kind of drift report speaks of. */
 const DRIFT_ACTION_TYPES: Record<EnforcedEffect, ActionType> = {
-  isolation: 'isolate_device', containment: 'contain_device', code_restriction: 'restrict_code_execution', user_containment: 'contain_user',
+  isolation: 'isolate_device', containment: 'contain_device', code_restriction: 'restrict_code_execution', user_containment: 'contain_user', stopped_service: 'stop_service',
 };
-const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user' };
+const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user', stopped_service: 'A stopped service' };
 
 export function createAgentsService(deps: {
   store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; desiredState: DesiredStateService; alerts: AlertsService;
@@ -65,18 +70,13 @@ export function createAgentsService(deps: {
    * the scan's result. Keyed by scan and file: each alert is raised once.
    */
   async function scanFindingsToAlerts(trx: Db, actionId: string, deviceId: string, output: string): Promise<void> {
-    let findings: Array<{ path?: unknown; sha256?: unknown; signature?: unknown }>;
-    try {
-      findings = (JSON.parse(output) as { findings?: typeof findings }).findings ?? [];
-    } catch {
-      return; // not a scan report: nothing to raise
-    }
-    for (const finding of findings.slice(0, 100)) {
-      const { path, sha256: hash, signature } = finding;
-      if (typeof path !== 'string' || !path.startsWith('/') || path.length > 4096 || typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) continue;
-      const detection = typeof signature === 'string' ? signature.slice(0, 128) : 'unknown';
+    // The result was checked against the scan report's schema before it was recorded completed.
+    const report = parseJsonAs(AntivirusScanReportSchema, output, ACTION_OUTPUT_MAX_CHARS);
+    if (!report.ok) return;
+    for (const { path, sha256: hash, signature } of report.value.findings.slice(0, 100)) {
+      if (!path.startsWith('/') || path.length > 4096) continue;
       await alerts.createIn(trx, agentActor(deviceId), {
-        title: `Malware found by a scan: ${detection}`, severity: 'high', category: 'malware', detectionSource: 'antivirus',
+        title: `Malware found by a scan: ${signature.slice(0, 128)}`, severity: 'high', category: 'malware', detectionSource: 'antivirus',
         externalId: `${actionId}:${sha256(`${hash}:${path}`).slice(0, 32)}`, deviceId, occurredAt: new Date(clock.now()).toISOString(),
         evidence: [{ kind: 'file', path, sha256: hash }],
       });
@@ -128,9 +128,11 @@ export function createAgentsService(deps: {
       const deviceId = await store.transaction(async (trx) => {
         const token = match ? await trx.selectFrom('enrolment_tokens').selectAll().where('id', '=', match[1]!).executeTakeFirst() : undefined;
         const given = Buffer.from(sha256(match?.[2] ?? ''), 'hex');
-        if (!token || token.revoked_at !== null || token.expires_at <= now || token.uses_left <= 0 || !timingSafeEqual(Buffer.from(token.secret_hash, 'hex'), given)) {
-          throw new QuellError('enrolment_token_invalid');
-        }
+        if (!token || !timingSafeEqual(Buffer.from(token.secret_hash, 'hex'), given)) throw new QuellError('enrolment_token_invalid');
+        // Whoever holds the secret may learn why it no longer enrols; nobody else learns anything.
+        if (token.revoked_at !== null) throw new QuellError('enrolment_token_invalid', 'The enrolment token was revoked');
+        if (token.expires_at <= now) throw new QuellError('enrolment_token_invalid', 'The enrolment token has expired');
+        if (token.uses_left <= 0) throw new QuellError('enrolment_token_invalid', 'The enrolment token is used up: every one of its uses has enrolled an agent');
         // Decrement in the database, not compare-and-set on the count read above: agents enrolling at once on
         // PostgreSQL all read the same count, and all but one would be refused while uses remain. Each UPDATE
         // waits for the row lock and rechecks `uses_left > 0`, so the token is never spent beyond its uses.
@@ -165,12 +167,9 @@ export function createAgentsService(deps: {
 
     /** An agent's signed report of the state it applied, checked with the key its connection proved. */
     stateApplied(deviceId: string, key: KeyObject, jws: string): void {
-      const report = verifyCompactJws(jws, key) as StateReportPayload | null;
-      if (!report) throw new AgentProtocolError('state report signature does not verify');
-      if (report.v !== AGENT_PROTOCOL_VERSION || report.deviceId !== deviceId) throw new AgentProtocolError('state report is for another device');
-      if (!Number.isSafeInteger(report.version) || report.version < 1 || typeof report.failures !== 'object' || report.failures === null) throw new AgentProtocolError('state report is malformed');
-      const failures = Object.fromEntries(Object.entries(report.failures).slice(0, 1000).map(([id, why]) => [id.slice(0, 64), String(why).slice(0, 1000)]));
-      desiredState.report(deviceId, { ...report, failures, ...(report.error !== undefined ? { error: String(report.error).slice(0, 4000) } : {}) });
+      const report = signedReport('state report', StateReportPayloadSchema, deviceId, key, jws);
+      const failures = Object.fromEntries(Object.entries(report.failures).slice(0, 1000).map(([id, why]) => [id.slice(0, 64), why.slice(0, 1000)]));
+      desiredState.report(deviceId, { ...report, failures, ...(report.error !== undefined ? { error: report.error.slice(0, 4000) } : {}) });
     },
 
     /** Signed commands this device should hold: every queued action, and in-progress ones whose result may have been lost. */
@@ -194,29 +193,35 @@ export function createAgentsService(deps: {
       if (row.status === 'queued') await actions.recordDelivery(agentActor(deviceId), actionId).catch(ignoreStale);
     },
 
-    /** A signed result: verified with the agent's own key, then recorded once. Returns the action it is for. */
+    /**
+     * A signed result: verified with the agent's own key, then recorded
+     * once. A result that is not what its action type reports (a malformed
+     * payload, a report that does not match its schema or does not fit)
+     * fails the action with the reason: the agent is answered, the action
+     * ends, and whatever waits for it goes on. Returns the action it is for.
+     */
     async result(deviceId: string, jws: string): Promise<string> {
       const agent = await activeAgent(deviceId);
       if (!agent) throw new AgentProtocolError('the agent was offboarded');
       const key = await importJWK(JSON.parse(agent.public_key) as Parameters<typeof importJWK>[0], 'EdDSA');
-      let payload: ResultPayload;
+      let payload: unknown;
       try {
         const verified = await compactVerify(jws, key, { algorithms: ['EdDSA'] });
-        payload = JSON.parse(new TextDecoder().decode(verified.payload)) as ResultPayload;
+        payload = JSON.parse(new TextDecoder().decode(verified.payload));
       } catch (error) {
         throw new AgentProtocolError(`result signature does not verify: ${(error as Error).message}`);
       }
-      if (payload.v !== AGENT_PROTOCOL_VERSION || payload.deviceId !== deviceId) throw new AgentProtocolError('result is for another device');
-      const row = await actionsRepo.findById(store.db, payload.actionId);
-      if (!row || row.device_id !== deviceId) throw new AgentProtocolError(`result for action ${payload.actionId} which is not this device's`);
+      const envelope = (typeof payload === 'object' && payload !== null ? payload : {}) as { v?: unknown; deviceId?: unknown; actionId?: unknown };
+      if (envelope.v !== AGENT_PROTOCOL_VERSION || envelope.deviceId !== deviceId) throw new AgentProtocolError('result is for another device');
+      if (typeof envelope.actionId !== 'string' || !UUID.test(envelope.actionId)) throw new AgentProtocolError('result names no action');
+      const row = await actionsRepo.findById(store.db, envelope.actionId);
+      if (!row || row.device_id !== deviceId) throw new AgentProtocolError(`result for action ${envelope.actionId} which is not this device's`);
       const actor = agentActor(deviceId);
       // The acknowledgement may have been lost on the way: the result proves delivery.
       if (row.status === 'queued') await actions.recordDelivery(actor, row.id).catch(ignoreStale);
-      const outcome = payload.outcome === 'completed' ? 'completed' : 'failed';
-      const output = payload.output === undefined ? undefined : String(payload.output).slice(0, 65_536);
-      const scanFindings = row.type === 'run_antivirus_scan' && outcome === 'completed' ? (trx: Db) => scanFindingsToAlerts(trx, row.id, deviceId, output ?? '') : undefined;
-      await actions.recordResult(actor, row.id, { outcome, ...(output !== undefined ? { output } : {}), ...(payload.error !== undefined ? { error: String(payload.error).slice(0, 65_536) } : {}) }, { within: scanFindings })
-        .catch(ignoreStale);
+      const outcome = resultOf(row.type as ActionType, payload);
+      const scanFindings = row.type === 'run_antivirus_scan' && outcome.outcome === 'completed' ? (trx: Db) => scanFindingsToAlerts(trx, row.id, deviceId, outcome.output ?? '') : undefined;
+      await actions.recordResult(actor, row.id, outcome, { within: scanFindings }).catch(ignoreStale);
       return row.id;
     },
 
@@ -227,25 +232,18 @@ export function createAgentsService(deps: {
      * until acknowledged never double them.
      */
     async localAction(deviceId: string, key: KeyObject, jws: string): Promise<string> {
-      const local = verifyCompactJws(jws, key) as LocalActionPayload | null;
-      if (!local) throw new AgentProtocolError('local action report signature does not verify');
-      if (local.v !== AGENT_PROTOCOL_VERSION || local.deviceId !== deviceId) throw new AgentProtocolError('local action report is for another device');
-      const entity = local.entity as Partial<LocalActionPayload['entity']> | undefined;
-      const valid = local.type === 'quarantine_file' && typeof local.actionId === 'string' && UUID.test(local.actionId)
-        && typeof entity?.path === 'string' && entity.path.startsWith('/') && entity.path.length <= 4096 && typeof entity.name === 'string' && entity.name.length <= 1024
-        && typeof entity.sha256 === 'string' && /^[0-9a-f]{64}$/.test(entity.sha256) && typeof local.detection === 'string' && typeof local.output === 'string'
-        && Number.isSafeInteger(local.at);
-      if (!valid) throw new AgentProtocolError('local action report is malformed');
+      const local = signedReport('local action report', LocalActionPayloadSchema, deviceId, key, jws);
+      const entity = local.entity;
       const actor = agentActor(deviceId);
       const action = await actions.recordLocalAction(actor, {
-        id: local.actionId, deviceId, type: local.type, entity: { name: entity.name!, path: entity.path!, sha256: entity.sha256! },
-        output: local.output.slice(0, 65_536), at: Math.min(local.at, clock.now()), source: 'antivirus',
+        id: local.actionId, deviceId, type: local.type, entity: { name: entity.name, path: entity.path, sha256: entity.sha256 },
+        output: local.output.slice(0, ACTION_OUTPUT_MAX_CHARS), at: Math.min(local.at, clock.now()), source: 'antivirus',
       });
       const detection = local.detection.slice(0, 128);
       await alerts.create(actor, {
         title: `Malware quarantined: ${detection}`, description: action.result?.output ?? undefined, severity: 'high', category: 'malware',
         detectionSource: 'antivirus', externalId: action.id, deviceId, occurredAt: action.requestedAt,
-        evidence: [{ kind: 'file', path: entity.path!, sha256: entity.sha256! }],
+        evidence: [{ kind: 'file', path: entity.path, sha256: entity.sha256 }],
       });
       return action.id;
     },
@@ -256,12 +254,7 @@ export function createAgentsService(deps: {
      * in the audit log, and raised as an alert when it happens again.
      */
     async drift(deviceId: string, key: KeyObject, jws: string): Promise<void> {
-      const drift = verifyCompactJws(jws, key) as DriftPayload | null;
-      if (!drift) throw new AgentProtocolError('drift report signature does not verify');
-      const valid = drift.v === AGENT_PROTOCOL_VERSION && drift.deviceId === deviceId && (ENFORCED_EFFECTS as readonly string[]).includes(drift.effect)
-        && Array.isArray(drift.actionIds) && drift.actionIds.length > 0 && drift.actionIds.length <= 100 && drift.actionIds.every((id) => typeof id === 'string' && UUID.test(id))
-        && typeof drift.found === 'string' && typeof drift.repaired === 'boolean' && Number.isSafeInteger(drift.at);
-      if (!valid) throw new AgentProtocolError('drift report is malformed');
+      const drift = signedReport('drift report', DriftPayloadSchema, deviceId, key, jws);
       const actor = agentActor(deviceId);
       const at = Math.min(drift.at, clock.now());
       const detail = `${drift.found.slice(0, 500)}${drift.repaired ? '' : `; could not put it back: ${String(drift.error ?? 'unknown error').slice(0, 500)}`}`;
@@ -311,6 +304,7 @@ export function createAgentsService(deps: {
         throw new QuellError('agent_signature_invalid');
       }
       if (row.type !== 'collect_investigation_package' || row.status !== 'in_progress' || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
+      if (!(await isTarGz(body))) throw new QuellError('validation_failed', 'An investigation package is a gzip-compressed tar archive; this upload is not one');
       mkdirSync(packagesDir, { recursive: true, mode: 0o700 });
       writeFileSync(packageFile(actionId), body, { mode: 0o600, flag: 'wx' });
       await audit.recordAlone(agentActor(deviceId), { kind: 'action.package_uploaded', targetType: 'action', targetId: actionId, after: { sha256, bytes: body.length } });
@@ -355,12 +349,7 @@ export function createAgentsService(deps: {
 
     /** The agent's signed report that it has offboarded itself: kept, audited, and the agent revoked. */
     async offboarded(deviceId: string, key: KeyObject, jws: string): Promise<void> {
-      const report = verifyCompactJws(jws, key) as OffboardedPayload | null;
-      if (!report) throw new AgentProtocolError('offboarding report signature does not verify');
-      const texts = (value: unknown): value is string[] => Array.isArray(value) && value.length <= 1000 && value.every((t) => typeof t === 'string');
-      const valid = report.v === AGENT_PROTOCOL_VERSION && report.deviceId === deviceId && texts(report.released) && texts(report.kept) && texts(report.failures)
-        && typeof report.vault === 'object' && report.vault !== null && Number.isSafeInteger(report.vault.files);
-      if (!valid) throw new AgentProtocolError('offboarding report is malformed');
+      const report = signedReport('offboarding report', OffboardedPayloadSchema, deviceId, key, jws);
       const agent = await activeAgent(deviceId);
       if (!agent || agent.offboard_requested_at === null) throw new AgentProtocolError('this agent was not asked to offboard');
       const kept = { released: report.released, kept: report.kept, failures: report.failures, vault: report.vault };
@@ -377,17 +366,72 @@ export type AgentsService = ReturnType<typeof createAgentsService>;
  * The payload of a compact JWS signed with EdDSA by `key`, or null. Verified
  * with node:crypto in place: ten thousand agents report each new state.
  */
-function verifyCompactJws(jws: string, key: KeyObject): unknown {
+function verifyCompactJws(jws: string, key: KeyObject): { payload: unknown } | null {
   const parts = jws.split('.');
   if (parts.length !== 3) return null;
   try {
     const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as { alg?: unknown };
     if (header.alg !== 'EdDSA') return null;
     if (!verifySignature(null, Buffer.from(`${parts[0]}.${parts[1]}`), key, Buffer.from(parts[2]!, 'base64url'))) return null;
-    return JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8'));
+    return { payload: JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) };
   } catch {
     return null;
   }
+}
+
+/**
+ * A report an agent signed, checked in the order that names what is wrong:
+ * the signature, then whose report it is, then its shape against the
+ * schema from the contracts. Anything short of all three is refused.
+ */
+function signedReport<T extends TSchema>(what: string, schema: T, deviceId: string, key: KeyObject, jws: string): Static<T> {
+  const verified = verifyCompactJws(jws, key);
+  if (!verified) throw new AgentProtocolError(`${what} signature does not verify`);
+  const envelope = (typeof verified.payload === 'object' && verified.payload !== null ? verified.payload : {}) as { v?: unknown; deviceId?: unknown };
+  if (envelope.v !== AGENT_PROTOCOL_VERSION || envelope.deviceId !== deviceId) throw new AgentProtocolError(`${what} is for another device`);
+  const checked = checkValue(schema, verified.payload);
+  if (!checked.ok) throw new AgentProtocolError(`${what} is malformed: ${checked.problem}`);
+  return checked.value;
+}
+
+/**
+ * What a signed result says happened to an action of this type: its
+ * outcome, with free text cut to what the server keeps, and a structured
+ * report taken only whole and only when it matches its schema. Anything
+ * else fails the action with the reason in words.
+ */
+export function resultOf(type: ActionType, payload: unknown): { outcome: 'completed' | 'failed'; output?: string; error?: string } {
+  const checked = checkValue(ResultPayloadSchema, payload);
+  if (!checked.ok) return { outcome: 'failed', error: `The agent's result is malformed: ${checked.problem}` };
+  const { outcome, output, error } = checked.value;
+  const cut = (text: string | undefined) => (text === undefined ? {} : { output: text.slice(0, ACTION_OUTPUT_MAX_CHARS) });
+  if (outcome === 'failed') return { outcome, ...cut(output), error: (error ?? 'failed without a reason').slice(0, ACTION_OUTPUT_MAX_CHARS) };
+  const schema = ACTION_REPORT_SCHEMAS[type];
+  if (schema === null) return { outcome, ...cut(output) };
+  const report = parseJsonAs(schema, output ?? '', ACTION_OUTPUT_MAX_CHARS);
+  if (!report.ok) return { outcome: 'failed', error: `The agent's answer is not a valid ${ACTION_CATALOGUE[type].label.toLowerCase()} report: ${report.problem}` };
+  return { outcome, output: output! };
+}
+
+/**
+ * Whether an upload is what the agent's investigation package is: a gzip
+ * stream whose first block is a tar header. Only its first kilobytes are
+ * inflated, a chunk at a time, so a hostile upload costs little to refuse.
+ */
+async function isTarGz(body: Buffer): Promise<boolean> {
+  if (body.length < 20 || body[0] !== 0x1f || body[1] !== 0x8b) return false;
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of Readable.from([body.subarray(0, 4096)]).pipe(createGunzip({ finishFlush: zlib.Z_SYNC_FLUSH }))) {
+      chunks.push(chunk as Buffer);
+      length += (chunk as Buffer).length;
+      if (length >= 512) break;
+    }
+  } catch {
+    return false;
+  }
+  return length >= 512 && Buffer.concat(chunks).subarray(257, 262).toString('latin1') === 'ustar';
 }
 
 /** A result or acknowledgement for an action that already moved on (a redelivery): nothing to do. */
