@@ -32,6 +32,16 @@ export const InvestigationLogEntrySchema = Type.Object({
   result: Type.String(),
 });
 
+/** The most failed steps an investigation keeps: the newest. */
+export const INVESTIGATION_PROBLEMS_MAX = 20;
+
+export const InvestigationProblemSchema = Type.Object({
+  step: Type.String(),
+  at: TimestampSchema,
+  reason: Type.String(),
+});
+export type InvestigationProblem = Static<typeof InvestigationProblemSchema>;
+
 export const InvestigationSchema = Type.Object({
   id: IdSchema,
   status: Type.Enum(INVESTIGATION_STATUSES),
@@ -44,6 +54,12 @@ export const InvestigationSchema = Type.Object({
   /** Time spent waiting for analysts' decisions, apart from working time. */
   waitingSeconds: Type.Integer(),
   updatedAt: TimestampSchema,
+  /**
+   * Steps that failed and why (an agent's answer that was not what it
+   * should be, a step that could not run), newest last: each was retried a
+   * few times, then the investigation went on with what it had.
+   */
+  problems: Type.Array(InvestigationProblemSchema),
 });
 export type Investigation = Static<typeof InvestigationSchema>;
 

@@ -237,6 +237,10 @@ export interface InvestigationsTable {
   locked_until: number | null;
   /** JSON: the devices an expansion would add, when it was asked, and the analyst's decision once made. */
   pending_expansion: string | null;
+  /** JSON array of the steps that failed, when and why (the newest few); null when none did. */
+  problems: string | null;
+  /** How many times in a row the current step has failed. */
+  step_attempts: number;
 }
 
 export interface InvestigationAlertsTable { investigation_id: string; alert_id: string }

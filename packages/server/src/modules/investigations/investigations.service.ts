@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import {
-  EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, INVESTIGATION_ENDED, type Investigation, type InvestigationStatus, type Verdict,
+  ACTION_OUTPUT_MAX_CHARS, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Checked, type Evidence, type EvidenceReport, EvidenceReportSchema,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, parseJsonAs,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { ActionsTable, AlertsTable, InvestigationEntitiesTable, InvestigationsTable } from '../../db/schema.ts';
@@ -13,13 +14,6 @@ import type { AuditService } from '../audit/audit.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
 import { fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
 
-/** What a collect_evidence action reports (the agent's EvidenceReport). */
-interface EvidenceReport {
-  processes: Array<{ pid: number; exe: string; sha256: string | null; commandLine: string }>;
-  persistence: Array<{ kind: string; source: string; text: string }>;
-  files: Array<{ path: string; sha256: string | null }>;
-}
-
 /** Devices of no group get the cautious level: every remediation waits for an analyst. */
 const UNGROUPED_LEVEL: AutomationLevel = 'semi_any_folder';
 /** Finding the same file on this many other devices or more is not followed without an analyst. */
@@ -28,6 +22,11 @@ const EXPANSION_LIMIT = 10;
 const LEASE_MS = 60_000;
 /** How long an investigation waits for its device's evidence before going on without it. */
 const EVIDENCE_WAIT_MS = 2 * 60_000;
+/** How many times the device is asked for evidence when its answers fail, before going on without it. */
+const EVIDENCE_ATTEMPTS = 3;
+/** How many times a step that cannot run is tried in a row, and how long it waits before each retry. */
+const STEP_ATTEMPTS = 3;
+const STEP_RETRY_MS = 5_000;
 /** How often a waiting investigation looks at its actions again. */
 const WAIT_POLL_MS = 1000;
 const SEVERITY_RANK: Record<AlertSeverity, number> = { informational: 0, low: 1, medium: 2, high: 3 };
@@ -41,7 +40,32 @@ export function presentInvestigation(row: InvestigationsTable, now: number): Inv
     id: row.id, status: row.status as InvestigationStatus, deviceId: row.device_id, deviceName: row.device_name, deviceGroupId: row.group_id,
     startedBy: row.started_by, startedAt: iso(row.started_at), endedAt: row.ended_at === null ? null : iso(row.ended_at),
     waitingSeconds: Math.floor(waiting / 1000), updatedAt: iso(row.updated_at),
+    problems: (JSON.parse(row.problems ?? '[]') as StoredProblem[]).map((p) => ({ step: p.step, at: iso(p.at), reason: p.reason })),
   };
+}
+
+interface StoredProblem { step: string; at: number; reason: string }
+
+/** The investigation's problems with one more, keeping the newest few; reasons are cut to a readable length. */
+function withProblem(row: InvestigationsTable, step: string, at: number, reason: string): string {
+  const kept = JSON.parse(row.problems ?? '[]') as StoredProblem[];
+  return JSON.stringify([...kept, { step, at, reason: reason.slice(0, 1000) }].slice(-INVESTIGATION_PROBLEMS_MAX));
+}
+
+/**
+ * The steps that may be left behind when they keep failing, and the step
+ * the investigation goes on with: without evidence it judges from the
+ * alerts; without following the files elsewhere it remediates here. The
+ * others are the investigation itself: when they cannot run it has failed.
+ */
+const STEP_FALLBACK: Partial<Record<StepName, StepName>> = { evidence: 'verdicts', expand: 'remediate', expand_decided: 'remediate' };
+
+/** What a device answered to an evidence request: its report, or why it is none (the action failed, or the answer does not match the schema). */
+function evidenceOf(action: ActionsTable): Checked<EvidenceReport> {
+  const result = JSON.parse(action.result ?? '{}') as { output?: string; error?: string };
+  if (action.status === 'failed') return { ok: false, problem: result.error ?? 'the agent reported a failure without a reason' };
+  const report = parseJsonAs(EvidenceReportSchema, result.output ?? '', ACTION_OUTPUT_MAX_CHARS);
+  return report.ok ? report : { ok: false, problem: `The agent's answer is not a valid evidence report: ${report.problem}` };
 }
 
 type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'remediate' | 'wait';
@@ -86,6 +110,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       row = {
         id: ids.next(), device_id: device.id, device_name: device.name, group_id: device.group_id, status: 'running', step: 'collect', started_by: startedBy,
         started_at: now, ended_at: null, updated_at: now, waiting_ms: 0, waiting_since: null, run_after: now, locked_by: null, locked_until: null, pending_expansion: null,
+        problems: null, step_attempts: 0,
       };
       await trx.insertInto('investigations').values(row).execute();
       await audit.record(trx, startedBy === engine.name ? engine : systemActor(startedBy), { kind: 'investigation.start', targetType: 'investigation', targetId: row.id, after: { deviceId: device.id } });
@@ -169,37 +194,51 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
      * Asks the device's agent for evidence (a collect_evidence action: running
      * processes, persistence, the current hash of the files the alerts name)
      * and waits for it a while; a device without an agent, or one that does
-     * not answer in time, is investigated from its alerts alone.
+     * not answer in time, is investigated from its alerts alone. An answer
+     * that failed or does not match the evidence schema is a problem on the
+     * summary, and the device is asked again, EVIDENCE_ATTEMPTS times in all.
      */
     async evidence(trx, inv) {
       const agent = await trx.selectFrom('agents').select('device_id').where('device_id', '=', inv.device_id).where('revoked_at', 'is', null).executeTakeFirst();
       if (!agent) return { result: 'no agent on the device: its alerts are the evidence', next: 'verdicts' };
       const entities = (await entitiesOf(trx, inv.id)).filter((e) => e.device_id === inv.device_id);
       const paths = evidencePaths(entities.flatMap((e) => (e.path !== null && e.kind === 'file' ? [e.path] : [])));
-      const asked = await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence')
-        .where('device_id', '=', inv.device_id).orderBy('requested_at', 'desc').executeTakeFirst();
-      if (!asked || (JSON.parse(asked.parameters) as { paths?: string }).paths !== paths) {
+      const asked = (await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence')
+        .where('device_id', '=', inv.device_id).orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS * 4).execute())
+        .filter((a) => (JSON.parse(a.parameters) as { paths?: string }).paths === paths);
+      const ask = async (result: string, patch?: Partial<InvestigationsTable>): Promise<StepOutcome> => {
         const action = await actions.createIn(trx, engine, {
           type: 'collect_evidence', deviceId: inv.device_id, source: 'automated_investigation', investigationId: inv.id, status: 'queued',
           entity: { name: inv.device_name }, parameters: { paths },
         });
-        return { result: 'asked the agent for evidence', next: 'evidence', proposed: [action] };
+        return { result, next: 'evidence', proposed: [action], ...(patch ? { patch } : {}) };
+      };
+      const latest = asked[0];
+      if (!latest) return ask('asked the agent for evidence');
+      if (ACTION_OPEN.includes(latest.status) && clock.now() - latest.requested_at < EVIDENCE_WAIT_MS) return { result: null, next: 'evidence' };
+      if (latest.status !== 'completed' && latest.status !== 'failed') return { result: `no evidence from the device (${latest.status}): its alerts are the evidence`, next: 'verdicts' };
+      const answer = evidenceOf(latest);
+      if (!answer.ok) {
+        // Failed answers in a row, this one included: a good answer earlier (before new alerts) does not count.
+        const failures = asked.findIndex((a) => a.status !== 'failed' && evidenceOf(a).ok);
+        const attempt = failures === -1 ? asked.length : failures;
+        const patch = { problems: withProblem(inv, 'evidence', clock.now(), answer.problem) };
+        if (attempt < EVIDENCE_ATTEMPTS) return ask(`the evidence could not be used (attempt ${attempt} of ${EVIDENCE_ATTEMPTS}): ${answer.problem}; asked the agent again`, patch);
+        return { result: `no usable evidence after ${attempt} attempts (${answer.problem}): its alerts are the evidence`, next: 'verdicts', patch };
       }
-      if (ACTION_OPEN.includes(asked.status) && clock.now() - asked.requested_at < EVIDENCE_WAIT_MS) return { result: null, next: 'evidence' };
-      if (asked.status !== 'completed') return { result: `no evidence from the device (${asked.status}): its alerts are the evidence`, next: 'verdicts' };
-      const report = JSON.parse((JSON.parse(asked.result ?? '{}') as { output?: string }).output ?? '{}') as Partial<EvidenceReport>;
-      const missing = (report.files ?? []).filter((f) => f.sha256 === null).map((f) => f.path);
+      const report = answer.value;
+      const missing = report.files.filter((f) => f.sha256 === null).map((f) => f.path);
       const known = new Set(entities.map((e) => e.value));
       let found = 0;
-      for (const process of report.processes ?? []) {
+      for (const process of report.processes) {
         if (!process.sha256 || known.has(process.sha256) || !inTempFolder(process.exe)) continue;
         known.add(process.sha256);
-        const persistent = (report.persistence ?? []).some((p) => p.kind !== 'kernel_module' && p.text.includes(process.exe));
+        const persistent = report.persistence.some((p) => p.kind !== 'kernel_module' && p.text.includes(process.exe));
         const { verdict, reason } = fileVerdict({ sha256: process.sha256, path: process.exe, severity: 'informational', indicator: await indicatorFor(trx, process.sha256, inv.group_id), launchedFromPersistence: persistent });
         await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, verdict, reason: `pid ${process.pid}: ${reason}`, action_id: null }).execute();
         found++;
       }
-      const result = `evidence from the agent: ${report.processes?.length ?? 0} processes and ${report.persistence?.length ?? 0} persistence entries looked at, ${found} running from temp or download folders`
+      const result = `evidence from the agent: ${report.processes.length} processes and ${report.persistence.length} persistence entries looked at, ${found} running from temp or download folders`
         + (missing.length ? `; no longer on the device: ${missing.join(', ')}` : '');
       return { result, next: 'verdicts' };
     },
@@ -338,21 +377,50 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         if (outcome.result !== null) await log(trx, inv.id, inv.step, started, outcome.result);
         const next = outcome.next;
         await trx.updateTable('investigations').set({
-          ...outcome.patch, step: next, updated_at: clock.now(), locked_by: null, locked_until: null,
+          ...outcome.patch, step: next, step_attempts: 0, updated_at: clock.now(), locked_by: null, locked_until: null,
           // Staying on a step (waiting for actions or evidence) means looking again a little later.
           run_after: next === inv.step ? clock.now() + WAIT_POLL_MS : clock.now(),
         }).where('id', '=', id).where('locked_by', '=', owner).execute();
       });
     } catch (error) {
-      // A step that cannot run is not retried blindly: the investigation ends as failed, with the reason in its log.
-      const message = (error as Error).message;
-      await store.transaction(async (trx) => {
-        await log(trx, id, 'error', now, `failed: ${message}`);
-        await trx.updateTable('investigations').set({ status: 'failed', step: 'done', ended_at: clock.now(), updated_at: clock.now(), locked_by: null, locked_until: null }).where('id', '=', id).execute();
-      });
+      proposed = [];
+      await store.transaction((trx) => stepFailed(trx, id, now, (error as Error).message));
     }
     actions.notify(proposed);
     return true;
+  }
+
+  /**
+   * A step that could not run (its transaction rolled back) is kept as a
+   * problem on the summary and tried again a little later, STEP_ATTEMPTS
+   * times in a row; then the investigation goes on without it where it can
+   * (STEP_FALLBACK), and has failed where it cannot.
+   */
+  async function stepFailed(trx: Db, id: string, startedAt: number, message: string): Promise<void> {
+    const inv = await trx.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    // Only the holder of the lease writes: after a lease ran out, another server runs the step.
+    if (inv.step === 'done' || inv.locked_by !== owner) return;
+    const step = inv.step as StepName;
+    const now = clock.now();
+    const attempt = inv.step_attempts + 1;
+    const problems = withProblem(inv, step, now, `could not run: ${message}`);
+    const release = { locked_by: null, locked_until: null, updated_at: now, problems };
+    if (attempt < STEP_ATTEMPTS) {
+      await log(trx, id, step, startedAt, `could not run (attempt ${attempt} of ${STEP_ATTEMPTS}), trying again: ${message}`);
+      await trx.updateTable('investigations').set({ ...release, step_attempts: attempt, run_after: now + attempt * STEP_RETRY_MS }).where('id', '=', id).execute();
+      return;
+    }
+    const fallback = STEP_FALLBACK[step];
+    if (fallback) {
+      await log(trx, id, step, startedAt, `could not run ${attempt} times, going on without it: ${message}`);
+      await trx.updateTable('investigations').set({ ...release, step: fallback, step_attempts: 0, run_after: now }).where('id', '=', id).execute();
+      return;
+    }
+    await log(trx, id, 'error', startedAt, `failed: ${message}`);
+    await trx.updateTable('investigations').set({
+      ...release, status: 'failed', step: 'done', ended_at: now, step_attempts: attempt,
+      waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : now - inv.waiting_since),
+    }).where('id', '=', id).execute();
   }
 
   function pendingExpansionOf(row: InvestigationsTable): { devices: Array<{ id: string; name: string }>; askedAt: string } | null {
