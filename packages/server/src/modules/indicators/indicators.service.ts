@@ -3,7 +3,7 @@ import {
   type CreateIndicatorBody, INDICATOR_ACTIONS, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
   type ListIndicatorsQuery, type UpdateIndicatorBody,
 } from '@quell/contracts';
-import { type Actor, requirePermission } from '../../actor.ts';
+import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import { csvCell, parseCsv } from '../../csv.ts';
 import type { ExpressionBuilder } from 'kysely';
 import type { Database, IndicatorsTable } from '../../db/schema.ts';
@@ -62,6 +62,16 @@ export function presentIndicator(row: IndicatorsTable, now: number): Indicator {
     createdAt: new Date(row.created_at).toISOString(),
     updatedAt: new Date(row.updated_at).toISOString(),
   };
+}
+
+/**
+ * An indicator as a user scoped to device groups may see it: one for every
+ * group, or for one of theirs, naming only their groups; any other, not at all.
+ */
+function visibleTo(actor: Actor, indicator: Indicator): Indicator | null {
+  if (actor.groupIds === null || indicator.deviceGroupIds.length === 0) return indicator;
+  const theirs = indicator.deviceGroupIds.filter((id) => inScope(actor, id));
+  return theirs.length === 0 ? null : { ...indicator, deviceGroupIds: theirs };
 }
 
 /** Not expired at `now`. */
@@ -191,7 +201,8 @@ export function createIndicatorsService(deps: {
       if (query.action) q = q.where('action', '=', query.action);
       if (query.value) q = q.where('value', '=', query.type ? normaliseIndicator(query.type, query.value) : query.value.trim().toLowerCase());
       if (!query.includeExpired) q = q.where(active(now));
-      return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(10_000).execute()).map((row) => presentIndicator(row, now));
+      return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(10_000).execute())
+        .flatMap((row) => visibleTo(actor, presentIndicator(row, now)) ?? []);
     },
 
     update: (actor: Actor, id: string, body: UpdateIndicatorBody) => update(actor, id, body, 'indicator.update'),

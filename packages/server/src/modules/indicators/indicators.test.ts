@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { TEST_DIALECT, useTestApp } from '../../test/helper.ts';
+import { systemActor } from '../../actor.ts';
+import { TEST_DIALECT, createUser, useTestApp } from '../../test/helper.ts';
 
 describe(`indicators (${TEST_DIALECT})`, () => {
   const ctx = useTestApp();
@@ -25,6 +26,28 @@ describe(`indicators (${TEST_DIALECT})`, () => {
     expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/indicators?type=sha256&value=${HASH}&includeExpired=true`)).json().items).toHaveLength(1);
     // Expired, it no longer blocks a new one for the same value.
     expect((await ctx().request(admin(), 'POST', '/api/indicators', { type: 'sha256', value: HASH, action: 'audit', title: 'watch it' })).statusCode).toBe(201);
+  });
+
+  it('a user scoped to device groups sees the indicators for every group and for theirs, naming only their groups, in the list and the CSV', async () => {
+    const group = async (name: string) => (await ctx().services.devices.createGroup(systemActor(), { name, rank: 50, automationLevel: 'full' })).id;
+    const [mine, other] = [await group('indicators-mine'), await group('indicators-other')];
+    const create = async (value: string, deviceGroupIds: string[]) =>
+      (await ctx().request(admin(), 'POST', '/api/indicators', { type: 'domain', value, action: 'block', title: value, deviceGroupIds })).json().id as string;
+    const everywhere = await create('everywhere.example', []);
+    const ours = await create('ours.example', [mine]);
+    const shared = await create('shared.example', [mine, other]);
+    const theirs = await create('theirs.example', [other]);
+    const scoped = await createUser(ctx().services, 'security_reader', 'indicators-scoped', [mine]);
+    const seen = new Map(((await ctx().request(scoped, 'GET', '/api/indicators?type=domain')).json().items as Array<{ id: string; deviceGroupIds: string[] }>).map((i) => [i.id, i.deviceGroupIds]));
+    expect(seen.get(everywhere)).toEqual([]);
+    expect(seen.get(ours)).toEqual([mine]);
+    expect(seen.get(shared)).toEqual([mine]);
+    expect(seen.has(theirs)).toBe(false);
+    const csv = (await ctx().request(scoped, 'GET', '/api/indicators/export.csv')).body;
+    expect(csv).toContain('shared.example');
+    expect(csv).not.toContain('theirs.example');
+    expect(csv).not.toContain(other);
+    expect((await ctx().request(admin(), 'GET', '/api/indicators?type=domain')).json().items.find((i: { id: string }) => i.id === shared).deviceGroupIds).toEqual([mine, other]);
   });
 
   it('refuses values that are not of their type, unknown groups, past expiry and callers without the right', async () => {

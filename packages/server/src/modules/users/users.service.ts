@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hash } from '@node-rs/argon2';
 import { type CreateUserBody, type Role, type UpdateUserBody, type User, roleAtLeast } from '@quell/contracts';
-import { type Actor, requirePermission, systemActor } from '../../actor.ts';
+import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { UsersTable } from '../../db/schema.ts';
 import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
@@ -58,10 +58,12 @@ export function createUsersService(deps: { store: Store; repo: UsersRepository; 
       });
     },
 
+    /** Every user; an administrator scoped to device groups sees unscoped users and those scoped within their groups, nothing that names another group. */
     async list(actor: Actor): Promise<User[]> {
       requirePermission(actor, 'users:manage');
       const rows = await repo.list(store.db);
-      return Promise.all(rows.map(async (row) => presentUser(row, await repo.groupIds(store.db, row.id))));
+      const users = await Promise.all(rows.map(async (row) => presentUser(row, await repo.groupIds(store.db, row.id))));
+      return users.filter((user) => user.deviceGroupIds.every((id) => inScope(actor, id)));
     },
 
     async update(actor: Actor, id: string, body: UpdateUserBody): Promise<User> {
