@@ -55,6 +55,7 @@ export const ERRORS = {
   payload_too_large: { status: 413, title: 'The body is too large' },
   unsupported_media_type: { status: 415, title: 'Send application/json' },
   too_many_login_attempts: { status: 429, title: 'Too many failed sign-ins; wait and try again' },
+  rate_limited: { status: 429, title: 'Too many requests from this caller; wait and try again' },
   internal_error: { status: 500, title: 'Internal error' },
   not_ready: { status: 503, title: 'The server is not ready' },
 } as const satisfies Record<string, { status: number; title: string }>;

@@ -8,6 +8,8 @@ import { registerAuth } from './plugins/auth.ts';
 import { handleError, registerErrorHandling } from './plugins/errors.ts';
 import { type Metrics } from './plugins/metrics.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
+import { registerRateLimit } from './plugins/rate-limit.ts';
+import { RATE_LIMIT_DEFAULTS, type RateLimit } from './config.ts';
 import type { Services } from './services.ts';
 import type { AgentGateway } from './modules/agents/agents.gateway.ts';
 import { agentsRoutes } from './modules/agents/agents.routes.ts';
@@ -39,6 +41,8 @@ export interface AppOptions {
   tls?: { key: string; cert: string };
   /** The built web console (default packages/console/dist). */
   consoleDir?: string;
+  /** Requests per caller and window (default RATE_LIMIT_DEFAULTS); null turns the limit off. */
+  rateLimit?: RateLimit | null;
 }
 
 registerAjvFormats();
@@ -82,7 +86,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   registerErrorHandling(app);
-  registerAuth(app, services.auth);
+  const rateLimit = options.rateLimit === undefined ? RATE_LIMIT_DEFAULTS : options.rateLimit;
+  registerAuth(app, services.auth, rateLimit ? await registerRateLimit(app, rateLimit) : undefined);
   await registerOpenApi(app, options.publicUrl);
 
   await app.register(healthRoutes, { store: services.store, metrics, isReady: options.isReady ?? (() => true) });

@@ -19,7 +19,15 @@ describe('configuration', () => {
     expect(parseConfig({ QUELL_TLS_CERT: '/etc/quell/cert.pem', QUELL_TLS_KEY: '/etc/quell/key.pem' }).tls).toEqual({ mode: 'files', certFile: '/etc/quell/cert.pem', keyFile: '/etc/quell/key.pem' });
   });
 
+  it('limits each caller to 20,000 requests a minute unless told otherwise', () => {
+    expect(parseConfig({}).rateLimit).toEqual({ max: 20_000, windowSeconds: 60 });
+    expect(parseConfig({ QUELL_RATE_LIMIT: '600', QUELL_RATE_LIMIT_WINDOW_SECONDS: '10' }).rateLimit).toEqual({ max: 600, windowSeconds: 10 });
+    expect(parseConfig({ QUELL_RATE_LIMIT: '0' }).rateLimit).toBeNull();
+  });
+
   it.each([
+    [{ QUELL_RATE_LIMIT: 'lots' }, /QUELL_RATE_LIMIT must be a whole number/],
+    [{ QUELL_RATE_LIMIT_WINDOW_SECONDS: '0' }, /QUELL_RATE_LIMIT_WINDOW_SECONDS must be a whole number from 1 to 86400/],
     [{ QUELL_TLS: 'yes' }, /QUELL_TLS must be one of off, self-signed, files/],
     [{ QUELL_TLS_CERT: '/etc/quell/cert.pem' }, /QUELL_TLS_CERT and QUELL_TLS_KEY go together/],
     [{ QUELL_TLS: 'files' }, /QUELL_TLS=files needs QUELL_TLS_CERT and QUELL_TLS_KEY/],

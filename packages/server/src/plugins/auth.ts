@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Actor } from '../actor.ts';
 import { QuellError } from '../errors.ts';
 import type { AuthService, SessionIdentity } from '../modules/auth/auth.service.ts';
+import type { Throttle } from './rate-limit.ts';
 
 export const SESSION_COOKIE = 'quell_session';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -42,32 +43,43 @@ export function setSessionCookie(reply: FastifyReply, value: string, maxAgeSecon
 /**
  * Resolves the caller on every /api request: `Authorization: Bearer` first,
  * else the session cookie. Cookie callers must echo their session's CSRF
- * token in `x-csrf-token` on any state-changing request.
+ * token in `x-csrf-token` on any state-changing request. `throttle` runs once the caller is known and before
+ * any refusal, so a caller counts as their token or session, and one who
+ * fails to authenticate counts as their address.
  */
-export function registerAuth(app: FastifyInstance, auth: AuthService): void {
+export function registerAuth(app: FastifyInstance, auth: AuthService, throttle?: Throttle): void {
   app.decorateRequest('actor', null);
   app.decorateRequest('session', null);
   // onRequest, before the body is even parsed: a stranger learns nothing about a route's schema.
-  app.addHook('onRequest', async (request) => {
-    // The API documentation is public, like the OpenAPI document it renders.
-    if (request.routeOptions.config.public || !request.url.startsWith('/api/') || request.url.startsWith(API_PATHS.docs)) return;
-    const header = request.headers.authorization;
-    if (header !== undefined) {
-      const token = /^Bearer (.+)$/.exec(header)?.[1];
-      const actor = token ? await auth.bearer(token, request.ip) : null;
-      if (!actor) throw new QuellError('unauthenticated', 'The bearer token is unknown, expired or revoked');
-      request.actor = actor;
-      return;
-    }
-    const sessionId = readCookie(request, SESSION_COOKIE);
-    const session = sessionId ? await auth.session(sessionId, request.ip) : null;
-    if (!session || !sessionId) throw new QuellError('unauthenticated', 'Sign in at POST /api/auth/login or send Authorization: Bearer <token>');
-    if (!SAFE_METHODS.has(request.method) && request.headers['x-csrf-token'] !== session.csrfToken) {
-      throw new QuellError('csrf_token_invalid', 'Send the csrfToken from the sign-in response in the x-csrf-token header');
-    }
-    request.actor = session.actor;
-    request.session = { ...session, sessionId };
+  app.addHook('onRequest', async (request, reply) => {
+    const refusal = await authenticate(request, auth);
+    await throttle?.(request, reply);
+    if (refusal) throw refusal;
   });
+}
+
+/** Sets the request's actor (and session); returns why the request must be refused, if it must. */
+async function authenticate(request: FastifyRequest, auth: AuthService): Promise<QuellError | null> {
+  const { config } = request.routeOptions;
+  // The API documentation is public, like the OpenAPI document it renders.
+  if (config.public || !request.url.startsWith('/api/') || request.url.startsWith(API_PATHS.docs)) return null;
+  const header = request.headers.authorization;
+  if (header !== undefined) {
+    const token = /^Bearer (.+)$/.exec(header)?.[1];
+    const actor = token ? await auth.bearer(token, request.ip) : null;
+    if (!actor) return new QuellError('unauthenticated', 'The bearer token is unknown, expired or revoked');
+    request.actor = actor;
+    return null;
+  }
+  const sessionId = readCookie(request, SESSION_COOKIE);
+  const session = sessionId ? await auth.session(sessionId, request.ip) : null;
+  if (!session || !sessionId) return new QuellError('unauthenticated', 'Sign in at POST /api/auth/login or send Authorization: Bearer <token>');
+  request.actor = session.actor;
+  request.session = { ...session, sessionId };
+  if (!SAFE_METHODS.has(request.method) && request.headers['x-csrf-token'] !== session.csrfToken) {
+    return new QuellError('csrf_token_invalid', 'Send the csrfToken from the sign-in response in the x-csrf-token header');
+  }
+  return null;
 }
 
 /** The authenticated caller; the onRequest hook guarantees it on non-public routes. */

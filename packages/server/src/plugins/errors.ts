@@ -27,6 +27,7 @@ export function sendProblem(reply: FastifyReply, request: FastifyRequest, code: 
  */
 export function handleError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (error instanceof QuellError) {
+    if (error.retryAfter !== undefined) reply.header('retry-after', String(error.retryAfter));
     return sendProblem(reply, request, error.code, error.message, error.actions ? { actions: error.actions } : undefined);
   }
   if (error.validation) return sendProblem(reply, request, 'validation_failed', `${error.validationContext ?? 'request'}: ${error.message}`);

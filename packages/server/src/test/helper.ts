@@ -2,7 +2,7 @@ import { type Role, ROLES, type Permission, ROLE_PERMISSIONS, type CreateActionB
 import type { FastifyBaseLogger, FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll } from 'vitest';
 import { type Actor, systemActor } from '../actor.ts';
-import { buildApp } from '../app.ts';
+import { type AppOptions, buildApp } from '../app.ts';
 import type { Store } from '../db/store.ts';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
@@ -71,6 +71,8 @@ export interface TestAppOptions {
   gatewayLog?: FastifyBaseLogger;
   /** The built web console to serve, for the browser tests. */
   consoleDir?: string;
+  /** Passed to buildApp: the general rate limit. */
+  app?: Pick<AppOptions, 'rateLimit'>;
 }
 
 /**
@@ -93,7 +95,7 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     metrics.bind(services);
     if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: gatewayLog, ...options.gateway });
     const tls = options.listen?.tls;
-    const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway, consoleDir: options.consoleDir, ...(tls ? { tls } : {}) });
+    const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway, consoleDir: options.consoleDir, ...options.app, ...(tls ? { tls } : {}) });
     let url = '';
     if (options.listen) {
       await app.listen({ host: options.listen.host, port });

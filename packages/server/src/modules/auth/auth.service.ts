@@ -21,7 +21,7 @@ export interface SessionIdentity { actor: Actor; user: User; csrfToken: string; 
  */
 export function createAuthService(deps: { store: Store; users: UsersRepository; audit: AuditService; clock: Clock }) {
   const { store, users, audit, clock } = deps;
-  const limiter = createLoginLimiter({ maxFailures: 5, windowMs: 15 * 60_000, now: () => clock.now() });
+  const limiter = createLoginLimiter({ now: () => clock.now() });
   // Verifying against a real hash when the user does not exist keeps the timing the same.
   const dummyHash = hashPassword(randomBytes(16).toString('hex'));
 
@@ -39,7 +39,7 @@ export function createAuthService(deps: { store: Store; users: UsersRepository; 
   return {
     async login(body: LoginBody, sourceIp: string | null): Promise<{ sessionId: string; identity: SessionIdentity }> {
       const wait = limiter.retryAfter(body.username, sourceIp);
-      if (wait > 0) throw new QuellError('too_many_login_attempts', `Too many failed sign-ins; try again in ${wait} s`);
+      if (wait > 0) throw new QuellError('too_many_login_attempts', `Too many failed sign-ins; try again in ${wait} s`, { retryAfter: wait });
       const row = await users.findByUsername(store.db, body.username);
       const ok = await verify(row?.password_hash ?? (await dummyHash), body.password).catch(() => false);
       const visitor: Actor = { kind: 'user', userId: row?.id ?? null, name: body.username, role: 'security_reader', scopes: [], groupIds: [], sourceIp };
@@ -48,7 +48,7 @@ export function createAuthService(deps: { store: Store; users: UsersRepository; 
         await audit.recordAlone(visitor, { kind: 'auth.login_failed', targetType: 'user', targetId: row?.id ?? null });
         throw new QuellError('invalid_credentials');
       }
-      limiter.succeed(body.username);
+      limiter.succeed(body.username, sourceIp);
       const sessionId = randomBytes(32).toString('base64url');
       const csrfToken = randomBytes(32).toString('base64url');
       const now = clock.now();
