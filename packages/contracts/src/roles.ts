@@ -30,10 +30,12 @@ export const PERMISSIONS = [
   'indicators:manage',
   'investigations:read',
   'investigations:manage',
+  'metrics:read',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
-const READER: readonly Permission[] = ['actions:read', 'devices:read', 'audit:read', 'alerts:read', 'indicators:read', 'investigations:read'];
+// metrics:read is fleet-wide: GET /metrics also refuses a user scoped to device groups, whatever the role.
+const READER: readonly Permission[] = ['actions:read', 'devices:read', 'audit:read', 'alerts:read', 'indicators:read', 'investigations:read', 'metrics:read'];
 const OPERATOR: readonly Permission[] = [...READER, 'actions:create', 'actions:decide', 'actions:cancel', 'actions:undo', 'investigation_packages:read', 'alerts:create', 'alerts:manage', 'investigations:manage'];
 const ADMIN: readonly Permission[] = [...OPERATOR, 'devices:manage', 'device_groups:manage', 'users:manage', 'tokens:manage', 'settings:manage', 'indicators:manage'];
 

@@ -43,6 +43,8 @@ export interface AppOptions {
   consoleDir?: string;
   /** Requests per caller and window (default RATE_LIMIT_DEFAULTS); null turns the limit off. */
   rateLimit?: RateLimit | null;
+  /** Serve /metrics to anyone; by default it needs the `metrics:read` permission. */
+  metricsPublic?: boolean;
 }
 
 registerAjvFormats();
@@ -90,7 +92,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   registerAuth(app, services.auth, rateLimit ? await registerRateLimit(app, rateLimit) : undefined);
   await registerOpenApi(app, options.publicUrl);
 
-  await app.register(healthRoutes, { store: services.store, metrics, isReady: options.isReady ?? (() => true) });
+  await app.register(healthRoutes, { store: services.store, metrics, metricsPublic: options.metricsPublic ?? false, isReady: options.isReady ?? (() => true) });
   await app.register(authRoutes, { auth: services.auth, secureCookies: options.publicUrl.startsWith('https://') });
   await app.register(actionsRoutes, { actions: services.actions });
   await app.register(devicesRoutes, { devices: services.devices });

@@ -19,15 +19,17 @@ describe('configuration', () => {
     expect(parseConfig({ QUELL_TLS_CERT: '/etc/quell/cert.pem', QUELL_TLS_KEY: '/etc/quell/key.pem' }).tls).toEqual({ mode: 'files', certFile: '/etc/quell/cert.pem', keyFile: '/etc/quell/key.pem' });
   });
 
-  it('limits each caller to 20,000 requests a minute unless told otherwise', () => {
-    expect(parseConfig({}).rateLimit).toEqual({ max: 20_000, windowSeconds: 60 });
+  it('limits each caller to 20,000 requests a minute unless told otherwise, and serves /metrics publicly only when told to', () => {
+    expect(parseConfig({})).toMatchObject({ rateLimit: { max: 20_000, windowSeconds: 60 }, metricsPublic: false });
     expect(parseConfig({ QUELL_RATE_LIMIT: '600', QUELL_RATE_LIMIT_WINDOW_SECONDS: '10' }).rateLimit).toEqual({ max: 600, windowSeconds: 10 });
     expect(parseConfig({ QUELL_RATE_LIMIT: '0' }).rateLimit).toBeNull();
+    expect(parseConfig({ QUELL_METRICS_PUBLIC: 'true' }).metricsPublic).toBe(true);
   });
 
   it.each([
     [{ QUELL_RATE_LIMIT: 'lots' }, /QUELL_RATE_LIMIT must be a whole number/],
     [{ QUELL_RATE_LIMIT_WINDOW_SECONDS: '0' }, /QUELL_RATE_LIMIT_WINDOW_SECONDS must be a whole number from 1 to 86400/],
+    [{ QUELL_METRICS_PUBLIC: 'yes' }, /QUELL_METRICS_PUBLIC must be one of false, true/],
     [{ QUELL_TLS: 'yes' }, /QUELL_TLS must be one of off, self-signed, files/],
     [{ QUELL_TLS_CERT: '/etc/quell/cert.pem' }, /QUELL_TLS_CERT and QUELL_TLS_KEY go together/],
     [{ QUELL_TLS: 'files' }, /QUELL_TLS=files needs QUELL_TLS_CERT and QUELL_TLS_KEY/],

@@ -18,6 +18,8 @@ export interface Config {
   tls: { mode: 'self-signed' } | { mode: 'files'; certFile: string; keyFile: string } | null;
   /** The general limit on requests per caller (token, session or address); null when turned off. See docs/throttling.md. */
   rateLimit: RateLimit | null;
+  /** GET /metrics without credentials: only when the operator says so; otherwise it needs `metrics:read`. */
+  metricsPublic: boolean;
 }
 
 export interface RateLimit { max: number; windowSeconds: number }
@@ -34,7 +36,7 @@ export class ConfigError extends Error {}
 const NAMES = [
   'QUELL_DATA_DIR', 'QUELL_DATABASE_URL', 'QUELL_HOST', 'QUELL_PORT', 'QUELL_ADMIN_PASSWORD',
   'QUELL_PUBLIC_URL', 'QUELL_PENDING_EXPIRY_HOURS', 'QUELL_LOG_LEVEL', 'QUELL_JOB_POLL_MS', 'QUELL_TLS', 'QUELL_TLS_CERT', 'QUELL_TLS_KEY',
-  'QUELL_RATE_LIMIT', 'QUELL_RATE_LIMIT_WINDOW_SECONDS',
+  'QUELL_RATE_LIMIT', 'QUELL_RATE_LIMIT_WINDOW_SECONDS', 'QUELL_METRICS_PUBLIC',
 ] as const;
 type Name = (typeof NAMES)[number];
 type Source = Partial<Record<Name, string>>;
@@ -91,6 +93,7 @@ export function parseConfig(source: Source): Config {
     jobPollMs: integer(source, 'QUELL_JOB_POLL_MS', 5000, 10, 3_600_000),
     tls,
     rateLimit: parseRateLimit(source),
+    metricsPublic: oneOf(source, 'QUELL_METRICS_PUBLIC', 'false', ['false', 'true']) === 'true',
   };
 }
 

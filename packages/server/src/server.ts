@@ -60,7 +60,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
   let ready = false;
   const tls = config.tls === null ? null : config.tls.mode === 'files' ? readTlsFiles(config.tls.certFile, config.tls.keyFile) : loadOrCreateSelfSignedTls(config.dataDir, config.host);
   const app = await buildApp({
-    services, metrics, publicUrl: config.publicUrl, logger, isReady: () => ready, gateway, rateLimit: config.rateLimit, ...(tls ? { tls } : {}),
+    services, metrics, publicUrl: config.publicUrl, logger, isReady: () => ready, gateway, rateLimit: config.rateLimit, metricsPublic: config.metricsPublic, ...(tls ? { tls } : {}),
   });
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();

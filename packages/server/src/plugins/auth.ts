@@ -16,6 +16,8 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     public?: boolean;
+    /** Authenticate this route although it lies outside /api (e.g. /metrics). */
+    authenticate?: boolean;
   }
 }
 
@@ -41,9 +43,10 @@ export function setSessionCookie(reply: FastifyReply, value: string, maxAgeSecon
 }
 
 /**
- * Resolves the caller on every /api request: `Authorization: Bearer` first,
- * else the session cookie. Cookie callers must echo their session's CSRF
- * token in `x-csrf-token` on any state-changing request. `throttle` runs once the caller is known and before
+ * Resolves the caller on every /api request (and on routes outside it marked
+ * `authenticate`): `Authorization: Bearer` first, else the session cookie.
+ * Cookie callers must echo their session's CSRF token in `x-csrf-token` on any
+ * state-changing request. `throttle` runs once the caller is known and before
  * any refusal, so a caller counts as their token or session, and one who
  * fails to authenticate counts as their address.
  */
@@ -62,7 +65,7 @@ export function registerAuth(app: FastifyInstance, auth: AuthService, throttle?:
 async function authenticate(request: FastifyRequest, auth: AuthService): Promise<QuellError | null> {
   const { config } = request.routeOptions;
   // The API documentation is public, like the OpenAPI document it renders.
-  if (config.public || !request.url.startsWith('/api/') || request.url.startsWith(API_PATHS.docs)) return null;
+  if (config.public || (!config.authenticate && !request.url.startsWith('/api/')) || request.url.startsWith(API_PATHS.docs)) return null;
   const header = request.headers.authorization;
   if (header !== undefined) {
     const token = /^Bearer (.+)$/.exec(header)?.[1];

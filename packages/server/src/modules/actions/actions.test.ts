@@ -330,8 +330,8 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect((await request(redUser, 'POST', '/api/actions/approve', { ids: [redAction] })).statusCode).toBe(200);
   });
 
-  it('reports actions by status and type on /metrics', async () => {
-    const res = await ctx().request(null, 'GET', '/metrics');
+  it('reports actions by status and type on /metrics to a caller holding metrics:read', async () => {
+    const res = await ctx().request(ctx().users.security_reader, 'GET', '/metrics');
     expect(res.statusCode).toBe(200);
     expect(res.body).toMatch(/quell_actions\{status="pending_approval",type="isolate_device"\} \d+/);
     expect(res.body).toContain('quell_action_decision_latency_seconds_bucket');
