@@ -81,6 +81,21 @@ describe(`problems an investigation survives (${TEST_DIALECT})`, () => {
     expect((await detail(id)).investigation).toMatchObject({ status: 'remediated', problems: seen.investigation.problems });
   });
 
+  it('goes on from the alerts when the device does not answer in time, and says so on the summary', async () => {
+    const agent = await enrolTestAgent(ctx(), 'silent');
+    const id = await alert(await fullyAutomated(agent.deviceId), '/tmp/quiet');
+    expect((await detail(id)).actions.map((a: { type: string; status: string }) => [a.type, a.status])).toEqual([['collect_evidence', 'queued']]);
+    ctx().clock.advance(119_000);
+    await run();
+    expect((await detail(id)).investigation.problems).toEqual([]);
+    ctx().clock.advance(2_000);
+    await run();
+    const seen = await detail(id);
+    expect(seen.investigation.problems).toEqual([{ step: 'evidence', at: expect.any(String), reason: 'The device did not answer within 2 minutes' }]);
+    expect(seen.log.find((l: { step: string; result: string }) => l.result.startsWith('no evidence'))).toMatchObject({ step: 'evidence', result: 'no evidence from the device (queued): its alerts are the evidence' });
+    expect(seen.actions.map((a: { type: string; status: string }) => a.type)).toContain('quarantine_file');
+  });
+
   it('retries a step that cannot run after a pause, then goes on without it where it can', async () => {
     const sha256 = hash();
     const elsewhere = await ctx().createDevice();
@@ -112,8 +127,8 @@ describe(`problems an investigation survives (${TEST_DIALECT})`, () => {
     const deviceId = await fullyAutomated();
     const id = await alert(deviceId, '/tmp/stage3');
     // Its alert's evidence becomes unreadable; gathering the files again (a new alert joins) cannot run.
-    const [{ alert_id: alertId }] = await ctx().store.db.selectFrom('investigation_alerts').select('alert_id').where('investigation_id', '=', id).execute();
-    await ctx().store.db.updateTable('alerts').set({ evidence: 'not json' }).where('id', '=', alertId!).execute();
+    const { alert_id: alertId } = await ctx().store.db.selectFrom('investigation_alerts').select('alert_id').where('investigation_id', '=', id).executeTakeFirstOrThrow();
+    await ctx().store.db.updateTable('alerts').set({ evidence: 'not json' }).where('id', '=', alertId).execute();
     await ctx().store.db.updateTable('investigations').set({ step: 'collect', run_after: ctx().clock.now() }).where('id', '=', id).execute();
     for (const pause of [0, 5_000, 10_000]) {
       ctx().clock.advance(pause);

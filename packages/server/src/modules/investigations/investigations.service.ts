@@ -216,7 +216,10 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const latest = asked[0];
       if (!latest) return ask('asked the agent for evidence');
       if (ACTION_OPEN.includes(latest.status) && clock.now() - latest.requested_at < EVIDENCE_WAIT_MS) return { result: null, next: 'evidence' };
-      if (latest.status !== 'completed' && latest.status !== 'failed') return { result: `no evidence from the device (${latest.status}): its alerts are the evidence`, next: 'verdicts' };
+      if (latest.status !== 'completed' && latest.status !== 'failed') {
+        const why = ACTION_OPEN.includes(latest.status) ? `The device did not answer within ${EVIDENCE_WAIT_MS / 60_000} minutes` : `The request for evidence ended ${latest.status.replace('_', ' ')}`;
+        return { result: `no evidence from the device (${latest.status}): its alerts are the evidence`, next: 'verdicts', patch: { problems: withProblem(inv, 'evidence', clock.now(), why) } };
+      }
       const answer = evidenceOf(latest);
       if (!answer.ok) {
         // Failed answers in a row, this one included: a good answer earlier (before new alerts) does not count.
@@ -423,10 +426,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     }).where('id', '=', id).execute();
   }
 
-  function pendingExpansionOf(row: InvestigationsTable): { devices: Array<{ id: string; name: string }>; askedAt: string } | null {
+  /** The devices a large expansion waits to follow, those in the actor's groups. */
+  function pendingExpansionOf(row: InvestigationsTable, actor: Actor): { devices: Array<{ id: string; name: string }>; askedAt: string } | null {
     const expansion = JSON.parse(row.pending_expansion ?? 'null') as Expansion | null;
     if (!expansion || expansion.decision !== null) return null;
-    return { devices: [...new Map(expansion.found.map((f) => [f.deviceId, { id: f.deviceId, name: f.deviceName }])).values()], askedAt: iso(expansion.askedAt) };
+    const found = expansion.found.filter((f) => inScope(actor, f.groupId));
+    return { devices: [...new Map(found.map((f) => [f.deviceId, { id: f.deviceId, name: f.deviceName }])).values()], askedAt: iso(expansion.askedAt) };
   }
 
   async function findVisible(actor: Actor, id: string): Promise<InvestigationsTable> {
@@ -481,18 +486,24 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const row = await findVisible(actor, id);
       const [alerts, entities, logRows, actionRows] = await Promise.all([
         store.db.selectFrom('investigation_alerts').select('alert_id').where('investigation_id', '=', id).execute(),
-        store.db.selectFrom('investigation_entities').innerJoin('devices', 'devices.id', 'investigation_entities.device_id').selectAll('investigation_entities').select('devices.name as device_name')
-          .where('investigation_id', '=', id).orderBy('investigation_entities.id').execute(),
+        store.db.selectFrom('investigation_entities').innerJoin('devices', 'devices.id', 'investigation_entities.device_id').selectAll('investigation_entities')
+          .select(['devices.name as device_name', 'devices.group_id as device_group_id']).where('investigation_id', '=', id).orderBy('investigation_entities.id').execute(),
         store.db.selectFrom('investigation_log').selectAll().where('investigation_id', '=', id).orderBy('started_at').orderBy('id').execute(),
         store.db.selectFrom('actions').selectAll().where('investigation_id', '=', id).orderBy('requested_at').execute(),
       ]);
+      // Following its files can take an investigation to devices of other groups: a scoped reader sees only theirs.
+      const visible = entities.filter((e) => inScope(actor, e.device_group_id));
+      const expansion = JSON.parse(row.pending_expansion ?? 'null') as Expansion | null;
+      const elsewhere = [...entities.map((e) => ({ name: e.device_name, groupId: e.device_group_id })), ...(expansion?.found ?? []).map((f) => ({ name: f.deviceName, groupId: f.groupId }))];
+      const ours = new Set(elsewhere.filter((d) => inScope(actor, d.groupId)).map((d) => d.name));
+      const hidden = new Set(elsewhere.filter((d) => !inScope(actor, d.groupId) && !ours.has(d.name)).map((d) => d.name));
       return {
         investigation: presentInvestigation(row, clock.now()),
         alertIds: alerts.map((a) => a.alert_id),
-        entities: entities.map((e) => ({ deviceId: e.device_id, deviceName: e.device_name, kind: e.kind, value: e.value, path: e.path, verdict: e.verdict as Verdict | null, reason: e.reason, actionId: e.action_id })),
-        log: logRows.map((l) => ({ step: l.step, startedAt: iso(l.started_at), endedAt: iso(l.ended_at), result: l.result })),
+        entities: visible.map((e) => ({ deviceId: e.device_id, deviceName: e.device_name, kind: e.kind, value: e.value, path: e.path, verdict: e.verdict as Verdict | null, reason: e.reason, actionId: e.action_id })),
+        log: logRows.map((l) => ({ step: l.step, startedAt: iso(l.started_at), endedAt: iso(l.ended_at), result: withoutNames(l.result, hidden) })),
         actions: actionRows.filter((a) => inScope(actor, a.group_id)).map(presentAction),
-        pendingExpansion: pendingExpansionOf(row),
+        pendingExpansion: pendingExpansionOf(row, actor),
       };
     },
 
@@ -552,4 +563,10 @@ function evidencePaths(paths: string[]): string {
     length += path.length + 1;
   }
   return chosen.join('\n');
+}
+
+/** A log line with the names of devices the reader may not see put as "a device in another group" (the longest names first). */
+function withoutNames(text: string, names: ReadonlySet<string>): string {
+  if (names.size === 0) return text;
+  return [...names].sort((a, b) => b.length - a.length).reduce((line, name) => line.split(name).join('a device in another group'), text);
 }
