@@ -1,8 +1,8 @@
-import { createHash, createPrivateKey, randomUUID, sign as signBytes, type KeyObject } from 'node:crypto';
+import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { basename } from 'node:path';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Platform, type ServerFrame, packageUploadMessage } from '@quell/contracts';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Platform, type ServerFrame } from '@quell/contracts';
 import { type MalwareWatch, watchForMalware } from './antivirus-watch.ts';
 import type { ScanFinding } from './executors/antivirus-scan.linux.ts';
 import { quarantineFile, removeLeftovers } from './executors/quarantine.linux.ts';
@@ -23,7 +23,7 @@ import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
 import { Refusal, helloSignature, signDrift, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
 import { offboardEndpoint } from './offboard.linux.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
-import { callServer, pinnedTls } from './transport.ts';
+import { pinnedTls, uploadPackage as uploadSignedPackage } from './transport.ts';
 
 export interface AgentLog {
   info(message: string, fields?: object): void;
@@ -364,17 +364,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   }
 
   /** PUTs a package to the server, signed over the action, this device and the package's hash. */
-  async function uploadPackage(actionId: string, bytes: Buffer): Promise<void> {
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const signature = signBytes(null, Buffer.from(packageUploadMessage(actionId, identity.deviceId, sha256)), privateKey).toString('base64url');
-    const response = await callServer(new URL(API_PATHS.agentPackageUpload.replace(':id', actionId), identity.serverUrl), {
-      method: 'PUT',
-      headers: { 'content-type': 'application/octet-stream', 'x-quell-device': identity.deviceId, 'x-quell-signature': signature },
-      body: bytes,
-      pin: identity.serverCert,
-    });
-    if (response.status !== 201) throw new Error(`the server refused the package (${response.status}): ${response.text}`);
-  }
+  const uploadPackage = (actionId: string, bytes: Buffer): Promise<void> =>
+    uploadSignedPackage({ serverUrl: identity.serverUrl, deviceId: identity.deviceId, privateKey, pin: identity.serverCert }, actionId, bytes);
 
   /** State that must hold on this device whatever happened while the agent was down (a reboot empties the firewall). */
   async function restoreDesiredState(): Promise<void> {

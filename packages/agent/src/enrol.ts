@@ -29,6 +29,13 @@ export function deviceFacts(): DeviceFacts {
   };
 }
 
+/** The server said no to an enrolment: its status and, in words, why. */
+export class EnrolmentRefused extends Error {
+  constructor(label: string, readonly status: number, readonly detail: string) {
+    super(`${label} refused (${status}): ${detail}`);
+  }
+}
+
 /**
  * Registers a new agent identity with an enrolment token: makes its Ed25519
  * key pair and sends the public half with the device facts. The private key
@@ -49,7 +56,7 @@ export async function registerAgent(options: { serverUrl: string; token: string;
   } catch {
     body = {} as typeof body;
   }
-  if (response.status !== 201) throw new Error(`${options.label ?? 'enrolment'} refused (${response.status}): ${body.detail ?? 'no detail'}`);
+  if (response.status !== 201) throw new EnrolmentRefused(options.label ?? 'enrolment', response.status, body.detail ?? 'no detail');
   return { enrolled: body, privateKey };
 }
 

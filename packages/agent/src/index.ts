@@ -4,4 +4,4 @@ export { enrolAgent, deviceFacts, AGENT_VERSION } from './enrol.ts';
 export { loadIdentity, DEFAULT_AGENT_DIR } from './identity.ts';
 export { OFFBOARDED_EXIT_CODE, exitIfOffboarded } from './offboard.linux.ts';
 export { type CommandRunner, systemRunner } from './runner.ts';
-export { startFleet, type Fleet, type FleetOptions } from './simulator.ts';
+export { SimulationError, startFleet, type Fleet, type FleetOptions } from './simulator.ts';

@@ -1,56 +1,141 @@
-import type { KeyObject } from 'node:crypto';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type Ed25519PublicJwk, type ServerFrame } from '@quell/contracts';
+import { type KeyObject, createPrivateKey } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Ed25519PublicJwk, type ServerFrame } from '@quell/contracts';
 import { importJWK } from 'jose';
 import WebSocket from 'ws';
-import { deviceFacts, registerAgent } from './enrol.ts';
-import { Refusal, helloSignature, signResult, signStateReport, verifyCommand, verifyState } from './protocol.ts';
+import { EnrolmentRefused, deviceFacts, registerAgent } from './enrol.ts';
+import { loadIdentity, saveIdentity } from './identity.ts';
+import { Refusal, helloSignature, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
+import { type SimulatedAnswer, type SimulatedDevice, realisticAnswer } from './simulated-answers.ts';
+import { uploadPackage } from './transport.ts';
+
+export type { SimulatedAnswer } from './simulated-answers.ts';
 
 export interface FleetOptions {
   serverUrl: string;
-  /** An enrolment token with at least `agents` uses. */
-  token: string;
+  /** An enrolment token with a use for each agent the state folder does not hold yet; none is needed when it holds them all. */
+  token?: string;
   agents: number;
+  /**
+   * Where the agents' identities (keys, device ids) are kept, one folder
+   * each: started again with the same folder, the fleet comes back as the
+   * same devices and enrols only the agents it lacks. Without it, the
+   * identities live as long as the process.
+   */
+  stateDir?: string;
   /** Enrolments and connections in flight at once. */
   concurrency?: number;
   onProgress?: (phase: 'enrolling' | 'connecting', done: number, total: number) => void;
   /** Told of every verified command as it arrives, before it is acknowledged (for latency measurements). */
   onCommand?: (deviceId: string, actionId: string, at: number) => void;
+  /**
+   * How an agent answers a command; by default as the real agent would, well
+   * formed (tests give some agents broken or hostile answers). `upload`
+   * sends an investigation package, signed by the agent.
+   */
+  answer?: (command: CommandPayload, agent: SimulatedAgent, upload: (bytes: Buffer) => Promise<void>) => Promise<SimulatedAnswer>;
 }
 
 export interface SimulatedState { version: number; contained: string[] }
 
 export interface SimulatedAgent {
   deviceId: string;
+  hostname: string;
   /** Every command this agent carried out, in order, with when it arrived. */
   executed: Array<{ actionId: string; type: string; at: number }>;
   /** The containment state it enforces (on its fake platform). */
   state: SimulatedState | null;
   connected: boolean;
+  /** Offboarded by the server: it reported, forgot its identity and stays away. */
+  offboarded: boolean;
 }
 
 export interface Fleet {
   agents: SimulatedAgent[];
+  /** How many of the agents were enrolled now (the others came from the state folder). */
+  enrolled: number;
   connectedCount(): number;
   close(): Promise<void>;
 }
 
 /**
+ * Something that stops the simulation, said in one line an operator can
+ * act on (the token is used up, the server does not know the agents).
+ */
+export class SimulationError extends Error {}
+
+const hostnameOf = (i: number): string => `sim-${String(i).padStart(5, '0')}`;
+
+type Member = SimulatedAgent & { privateKey: KeyObject; serverKey: Ed25519PublicJwk; ws: WebSocket | null; dir: string | null };
+
+/**
  * N agents with real keys, real enrolment, real WebSocket connections and
- * real signatures, on a fake platform that completes every command at once.
- * For demos and load tests: the server cannot tell them from real agents.
+ * real signatures, on a fake platform that answers every command at once
+ * with what the real agent would report. For demos, load tests and
+ * newcomers watching an investigation run: the server cannot tell them
+ * from real agents.
  */
 export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const concurrency = options.concurrency ?? 50;
-  const agents: Array<SimulatedAgent & { privateKey: KeyObject; serverKey: Ed25519PublicJwk; ws: WebSocket | null }> = [];
+  const members: Array<Member | undefined> = Array.from({ length: options.agents });
   const facts = deviceFacts();
+  const dirOf = (i: number): string | null => (options.stateDir ? join(options.stateDir, hostnameOf(i)) : null);
 
-  await inBatches(options.agents, concurrency, async (i) => {
-    const { enrolled, privateKey } = await registerAgent({
-      serverUrl: options.serverUrl, token: options.token, label: `enrolment ${i}`,
-      facts: { ...facts, hostname: `sim-${String(i).padStart(5, '0')}`, ips: [], macs: [] },
-    });
-    agents.push({ deviceId: enrolled.deviceId, executed: [], state: null, connected: false, privateKey, serverKey: enrolled.serverKey, ws: null });
-  }, (done) => options.onProgress?.('enrolling', done, options.agents));
+  // Agents kept from an earlier run come back as they were; only the missing ones enrol.
+  const missing: number[] = [];
+  for (let i = 0; i < options.agents; i++) {
+    const dir = dirOf(i);
+    if (!dir || !existsSync(join(dir, 'identity.json'))) {
+      missing.push(i);
+      continue;
+    }
+    const identity = loadIdentity(dir);
+    if (new URL(identity.serverUrl).origin !== new URL(options.serverUrl).origin) {
+      throw new SimulationError(`${options.stateDir} holds simulated agents of ${identity.serverUrl}, not of ${options.serverUrl}: choose another state folder`);
+    }
+    members[i] = {
+      deviceId: identity.deviceId, hostname: hostnameOf(i), executed: [], state: null, connected: false, offboarded: false,
+      privateKey: createPrivateKey(identity.privateKeyPem), serverKey: identity.serverKey, ws: null, dir,
+    };
+  }
+  if (missing.length > 0 && !options.token) {
+    throw new SimulationError(`${missing.length} of ${options.agents} simulated agents are not enrolled yet: give an enrolment token with ${missing.length} uses (quell token create --enrolment --uses ${missing.length})`);
+  }
+
+  let refused: EnrolmentRefused | null = null;
+  let enrolledNow = 0;
+  await inBatches(missing.length, concurrency, async (n) => {
+    if (refused) return;
+    const i = missing[n]!;
+    try {
+      const { enrolled, privateKey } = await registerAgent({
+        serverUrl: options.serverUrl, token: options.token!, label: `enrolment ${i}`,
+        facts: { ...facts, hostname: hostnameOf(i), ips: [], macs: [] },
+      });
+      const dir = dirOf(i);
+      if (dir) {
+        saveIdentity(dir, {
+          serverUrl: options.serverUrl, deviceId: enrolled.deviceId, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+          serverKey: enrolled.serverKey, serverKeyId: enrolled.serverKeyId,
+        });
+      }
+      members[i] = { deviceId: enrolled.deviceId, hostname: hostnameOf(i), executed: [], state: null, connected: false, offboarded: false, privateKey, serverKey: enrolled.serverKey, ws: null, dir };
+      enrolledNow++;
+      if (enrolledNow % 100 === 0 || enrolledNow === missing.length) options.onProgress?.('enrolling', enrolledNow, missing.length);
+    } catch (error) {
+      if (!(error instanceof EnrolmentRefused)) throw error;
+      // The others in flight finish; no new enrolment starts.
+      refused ??= error;
+    }
+  }, () => {});
+  if (refused) {
+    const { detail } = refused as EnrolmentRefused;
+    const have = members.filter(Boolean).length;
+    const kept = options.stateDir ? ` (kept in ${options.stateDir}: run again with a new token to enrol the rest)` : '';
+    throw new SimulationError(`${detail.replace(/\.$/, '')}: ${have} of ${options.agents} simulated agents are enrolled${kept}`);
+  }
+  const agents = members as Member[];
 
   let closing = false;
   // Every agent gets the same signed bytes for one state version: verified once for the whole fleet, which
@@ -60,18 +145,25 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     if (!verifiedStates.has(jws)) verifiedStates.set(jws, verifyState(jws, key));
     return verifiedStates.get(jws)!;
   };
-  const connect = async (agent: (typeof agents)[number]): Promise<void> => {
+  const connect = async (agent: Member): Promise<void> => {
     const key = await importJWK(agent.serverKey, 'EdDSA');
     const url = new URL(API_PATHS.agentConnect, options.serverUrl);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    const device: SimulatedDevice = { deviceId: agent.deviceId, hostname: agent.hostname };
+    const upload = (actionId: string) => (bytes: Buffer) => uploadPackage({ serverUrl: options.serverUrl, deviceId: agent.deviceId, privateKey: agent.privateKey }, actionId, bytes);
+    const answer = options.answer
+      ? (command: CommandPayload) => options.answer!(command, agent, upload(command.actionId))
+      : (command: CommandPayload) => realisticAnswer(command, device, upload(command.actionId));
     await new Promise<void>((resolve, reject) => {
       const ws = new WebSocket(url, { maxPayload: AGENT_MAX_FRAME_BYTES, perMessageDeflate: false });
       agent.ws = ws;
-      const send = (frame: AgentFrame): void => ws.send(JSON.stringify(frame));
+      const send = (frame: AgentFrame): void => {
+        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
+      };
       ws.on('error', reject);
       ws.on('close', () => {
         agent.connected = false;
-        if (!closing) setTimeout(() => void connect(agent).catch(() => {}), 1000);
+        if (!closing && !agent.offboarded) setTimeout(() => void connect(agent).catch(() => {}), 1000);
       });
       ws.on('message', (data) => {
         const frame = JSON.parse(data.toString()) as ServerFrame;
@@ -80,6 +172,11 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
           agent.connected = true;
           return resolve();
         }
+        if (frame.t === 'refused' && !agent.connected) {
+          agent.offboarded = true; // it will not be let in again: no reconnecting
+          return reject(new SimulationError(`The server refused simulated agent ${agent.hostname} (${agent.deviceId}): ${frame.reason}. Was the server reset? Start again with an empty state folder`));
+        }
+        if (frame.t === 'offboard') return void offboard(agent, frame.jws, key, send);
         if (frame.t === 'state') {
           void (async () => {
             try {
@@ -101,7 +198,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
             const seen = agent.executed.some((e) => e.actionId === command.actionId);
             send({ t: 'ack', actionId: command.actionId });
             if (!seen) agent.executed.push({ actionId: command.actionId, type: command.type, at: Date.now() });
-            send({ t: 'result', jws: await signResult(agent.privateKey, agent.deviceId, command.actionId, { outcome: 'completed', output: `simulated ${command.type}` }) });
+            send({ t: 'result', jws: await signResult(agent.privateKey, agent.deviceId, command.actionId, await answer(command)) });
           } catch (error) {
             const refusal = error instanceof Refusal ? error : new Refusal(null, (error as Error).message);
             send({ t: 'rejected', actionId: refusal.actionId, reason: refusal.message });
@@ -110,10 +207,25 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       });
     });
   };
+
+  /** Offboarded by the server: reports it signed, forgets its identity (its state folder too) and stays away. */
+  async function offboard(agent: Member, jws: string, key: Parameters<typeof verifyOffboard>[1], send: (frame: AgentFrame) => void): Promise<void> {
+    try {
+      const order = await verifyOffboard(jws, key, agent.deviceId, 300);
+      const released = order.releaseEffects && agent.state?.contained.length ? [`containment of ${agent.state.contained.join(', ')}`] : [];
+      agent.offboarded = true;
+      send({ t: 'offboarded', jws: signOffboarded(agent.privateKey, { deviceId: agent.deviceId, released, kept: [], failures: [], vault: { files: 0, instructions: null } }) });
+      if (agent.dir) rmSync(agent.dir, { recursive: true, force: true });
+    } catch (error) {
+      send({ t: 'rejected', actionId: null, reason: (error as Error).message });
+    }
+  }
+
   await inBatches(agents.length, concurrency, (i) => connect(agents[i]!), (done) => options.onProgress?.('connecting', done, agents.length));
 
   return {
     agents,
+    enrolled: missing.length,
     connectedCount: () => agents.filter((a) => a.connected).length,
     async close() {
       closing = true;

@@ -1,4 +1,5 @@
-import { userInfo } from 'node:os';
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_AGENT_DIR, PERMISSIONS, type Permission, ROLES, type Role } from '@quell/contracts';
 import type { Actor, Services } from '@quell/server';
@@ -172,19 +173,44 @@ agent.command('run')
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
   });
 
+/** Where `quell simulate` keeps its agents' identities by default: one folder per server, under the user's state directory. */
+function defaultSimulationDir(serverUrl: string): string {
+  const stateHome = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(stateHome, 'quell', 'simulate', new URL(serverUrl).host.replace(/[^\w.-]/g, '_'));
+}
+
 program.command('simulate')
-  .description('Run N simulated agents (real keys, enrolment, WebSockets and signatures; a fake platform that completes every command) until interrupted')
+  .description('Run N simulated agents (real keys, enrolment, WebSockets and signatures; a fake platform that answers every command as a real agent would) until interrupted. Their identities are kept: run it again and the same devices come back')
   .requiredOption('--server <url>', 'the Quell server URL')
-  .requiredOption('--token <token>', 'an enrolment token with at least N uses (quell token create --enrolment --uses N)')
+  .option('--token <token>', 'an enrolment token with a use for each agent not enrolled yet (quell token create --enrolment --uses N); not needed once all are')
   .addOption(new Option('--agents <n>', 'how many agents').argParser(parsePositive).default(10))
-  .action(async (opts: { server: string; token: string; agents: number }) => {
-    const { startFleet } = await agentModule();
+  .option('--state-dir <path>', 'where the agents\' keys and device ids are kept (default: ~/.local/state/quell/simulate/<server>)')
+  .action(async (opts: { server: string; token?: string; agents: number; stateDir?: string }) => {
+    const { SimulationError, startFleet } = await agentModule();
+    let url: URL;
+    try {
+      url = new URL(opts.server);
+    } catch {
+      throw new UsageError(`--server must be a URL such as http://127.0.0.1:8080, not ${opts.server}`);
+    }
+    const stateDir = opts.stateDir ?? defaultSimulationDir(url.href);
+    let progress = false;
     const fleet = await startFleet({
-      serverUrl: opts.server, token: opts.token, agents: opts.agents,
-      onProgress: (phase, done, total) => process.stderr.write(`\r${phase} ${done}/${total}`),
+      serverUrl: opts.server, token: opts.token, agents: opts.agents, stateDir,
+      onProgress: (phase, done, total) => {
+        progress = true;
+        process.stderr.write(`\r${phase} ${done}/${total}`);
+      },
+    }).catch((error: unknown) => {
+      if (progress) process.stderr.write('\n');
+      if (error instanceof SimulationError) throw new UsageError(error.message);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'ECONNRESET') throw new UsageError(`cannot reach the server at ${opts.server} (${code})`);
+      throw error;
     });
     process.stderr.write('\n');
-    process.stdout.write(`${fleet.connectedCount()} simulated agents connected to ${opts.server}; Ctrl-C to stop\n`);
+    const kept = opts.agents - fleet.enrolled;
+    process.stdout.write(`${fleet.connectedCount()} simulated agents connected to ${opts.server} (${fleet.enrolled} enrolled now, ${kept} from ${stateDir}); Ctrl-C to stop\n`);
     const report = setInterval(() => {
       const executed = fleet.agents.reduce((n, a) => n + a.executed.length, 0);
       process.stderr.write(`\rconnected ${fleet.connectedCount()}/${opts.agents}, commands carried out ${executed}`);

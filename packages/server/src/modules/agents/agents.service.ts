@@ -35,6 +35,8 @@ export function presentEnrolmentToken(row: EnrolmentTokensTable) {
   };
 }
 
+const TOKEN_USED_UP = 'The enrolment token is used up: every one of its uses has enrolled an agent';
+
 /** A protocol step the agent got wrong; the gateway logs it and closes the connection. */
 export class AgentProtocolError extends Error {}
 
@@ -132,12 +134,12 @@ export function createAgentsService(deps: {
         // Whoever holds the secret may learn why it no longer enrols; nobody else learns anything.
         if (token.revoked_at !== null) throw new QuellError('enrolment_token_invalid', 'The enrolment token was revoked');
         if (token.expires_at <= now) throw new QuellError('enrolment_token_invalid', 'The enrolment token has expired');
-        if (token.uses_left <= 0) throw new QuellError('enrolment_token_invalid', 'The enrolment token is used up: every one of its uses has enrolled an agent');
+        if (token.uses_left <= 0) throw new QuellError('enrolment_token_invalid', TOKEN_USED_UP);
         // Decrement in the database, not compare-and-set on the count read above: agents enrolling at once on
         // PostgreSQL all read the same count, and all but one would be refused while uses remain. Each UPDATE
         // waits for the row lock and rechecks `uses_left > 0`, so the token is never spent beyond its uses.
         const spent = await trx.updateTable('enrolment_tokens').set((eb) => ({ uses_left: eb('uses_left', '-', 1) })).where('id', '=', token.id).where('uses_left', '>', 0).executeTakeFirst();
-        if (Number(spent.numUpdatedRows) !== 1) throw new QuellError('enrolment_token_invalid', 'The enrolment token was used up meanwhile');
+        if (Number(spent.numUpdatedRows) !== 1) throw new QuellError('enrolment_token_invalid', TOKEN_USED_UP);
         const id = ids.next();
         await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now, group_pinned: 0 }).execute();
         await applyGroupRules(trx, [id]);
@@ -292,7 +294,7 @@ export function createAgentsService(deps: {
     /**
      * Stores the investigation package an agent collected, once: the upload
      * must be signed by the enrolled key of the action's own device, for a
-     * collect action still in progress.
+     * collect action delivered (or on its way) and not ended.
      */
     async storePackage(actionId: string, deviceId: string, signature: string, body: Buffer): Promise<{ sha256: string; bytes: number }> {
       const agent = await activeAgent(deviceId);
@@ -303,8 +305,10 @@ export function createAgentsService(deps: {
       if (!key || !row || row.device_id !== deviceId || sig.length !== 64 || !verifySignature(null, Buffer.from(packageUploadMessage(actionId, deviceId, sha256)), key, sig)) {
         throw new QuellError('agent_signature_invalid');
       }
-      if (row.type !== 'collect_investigation_package' || row.status !== 'in_progress' || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
+      if (row.type !== 'collect_investigation_package' || !['queued', 'in_progress'].includes(row.status) || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
       if (!(await isTarGz(body))) throw new QuellError('validation_failed', 'An investigation package is a gzip-compressed tar archive; this upload is not one');
+      // The agent's acknowledgement may still be on its way over the other channel: the signed upload proves delivery.
+      if (row.status === 'queued') await actions.recordDelivery(agentActor(deviceId), actionId).catch(ignoreStale);
       mkdirSync(packagesDir, { recursive: true, mode: 0o700 });
       writeFileSync(packageFile(actionId), body, { mode: 0o600, flag: 'wx' });
       await audit.recordAlone(agentActor(deviceId), { kind: 'action.package_uploaded', targetType: 'action', targetId: actionId, after: { sha256, bytes: body.length } });
