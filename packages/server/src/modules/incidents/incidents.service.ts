@@ -27,13 +27,33 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 export function createIncidentsService(deps: { store: Store; audit: AuditService; clock: Clock; ids: Ids }) {
   const { store, audit, clock, ids } = deps;
 
-  async function present(db: Db, row: IncidentsTable): Promise<Incident> {
-    const counts = await db.selectFrom('alerts').select((eb) => [eb.fn.countAll<number>().as('alerts'), eb.fn.count<number>('device_id').distinct().as('devices')])
-      .where('incident_id', '=', row.id).executeTakeFirstOrThrow();
-    return {
+  /**
+   * An incident as the actor may see it. Shared evidence can join alerts of
+   * several device groups in one incident: a user scoped to groups sees it
+   * made of their groups' alerts alone — its title, severity, activity and
+   * counts as those alerts would have made them.
+   */
+  async function present(db: Db, row: IncidentsTable, actor: Actor): Promise<Incident> {
+    const whole = {
       id: row.id, title: row.title, status: row.status as Incident['status'], severity: row.severity as AlertSeverity,
-      alertCount: Number(counts.alerts), deviceCount: Number(counts.devices),
       firstActivityAt: iso(row.first_activity_at), lastActivityAt: iso(row.last_activity_at), updatedAt: iso(row.updated_at),
+    };
+    if (actor.groupIds === null) {
+      const counts = await db.selectFrom('alerts').select((eb) => [eb.fn.countAll<number>().as('alerts'), eb.fn.count<number>('device_id').distinct().as('devices')])
+        .where('incident_id', '=', row.id).executeTakeFirstOrThrow();
+      return { ...whole, alertCount: Number(counts.alerts), deviceCount: Number(counts.devices) };
+    }
+    const all = await db.selectFrom('alerts').select(['title', 'device_id', 'device_name', 'group_id', 'severity', 'occurred_at'])
+      .where('incident_id', '=', row.id).orderBy('received_at').orderBy('id').execute();
+    const alerts = all.filter((a) => inScope(actor, a.group_id));
+    const counts = { alertCount: alerts.length, deviceCount: new Set(alerts.map((a) => a.device_id)).size };
+    const first = alerts[0];
+    if (alerts.length === all.length || !first) return { ...whole, ...counts };
+    const severity = alerts.reduce((top, a) => (SEVERITY_RANK[a.severity as AlertSeverity] > SEVERITY_RANK[top] ? a.severity as AlertSeverity : top), 'informational' as AlertSeverity);
+    const times = alerts.map((a) => a.occurred_at);
+    return {
+      ...whole, ...counts, title: `${first.title} on ${first.device_name}`.slice(0, 600), severity,
+      firstActivityAt: iso(Math.min(...times)), lastActivityAt: iso(Math.max(...times)),
     };
   }
 
@@ -79,7 +99,7 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
       const rows = await store.db.selectFrom('incidents').selectAll()
         .where('id', 'in', (eb) => eb.selectFrom('alerts').select('incident_id').where(groupScope('group_id', actor.groupIds)).where('incident_id', 'is not', null).$narrowType<{ incident_id: string }>())
         .orderBy('last_activity_at', 'desc').limit(500).execute();
-      return Promise.all(rows.map((row) => present(store.db, row)));
+      return Promise.all(rows.map((row) => present(store.db, row, actor)));
     },
 
     async get(actor: Actor, id: string) {
@@ -101,7 +121,7 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
         .where(groupScope('group_id', actor.groupIds)).orderBy('requested_at').execute();
       const now = clock.now();
       return {
-        incident: await present(store.db, row),
+        incident: await present(store.db, row, actor),
         alerts: alerts.map(presentAlert),
         devices: [...new Map(alerts.map((a) => [a.device_id, { id: a.device_id, name: a.device_name }])).values()],
         evidence: [...grouped.values()].map((e) => ({ kind: e.kind, value: e.value, deviceIds: [...e.deviceIds] })),
@@ -117,7 +137,7 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
         const updated = { ...row, status: body.status, updated_at: clock.now() };
         await trx.updateTable('incidents').set({ status: updated.status, updated_at: updated.updated_at }).where('id', '=', id).execute();
         await audit.record(trx, actor, { kind: 'incident.update', targetType: 'incident', targetId: id, before: { status: row.status }, after: { status: body.status } });
-        return present(trx, updated);
+        return present(trx, updated, actor);
       });
     },
   };
