@@ -165,7 +165,7 @@ async function buildWorld(name: 'A' | 'B', rank: number): Promise<World> {
   await call(groupAdmin, 'POST', '/api/indicators', { type: 'sha256', value: indicatorValue, action: 'block', title: mark(`indicator-${unique}`, 'indicator title'), deviceGroupIds: [group.id] });
 
   return {
-    name, groupId: mark(group.id, 'device group id'), users: [reader, operator, groupAdmin], callers: [], operator, markers, ids: [], deviceIds: [], investigationIds: [],
+    name, groupId: mark(group.id, 'device group id'), users: [reader, operator, groupAdmin], callers: [], operator, markers, ids: [], deviceIds: [deviceId], investigationIds: [],
     entities: [`isolated-${unique}`, `payload-${unique}.bin`, SHARED_SHA256, malware], indicatorValues: [indicatorValue], auditSeqs: [], cursors: [],
   };
 }
@@ -183,7 +183,10 @@ async function collect(world: World): Promise<void> {
     (await db.selectFrom(table).select('id').where('group_id', '=', world.groupId).execute()).map((row) => row.id);
   world.deviceIds = await byGroup('devices');
   world.investigationIds = await byGroup('investigations');
-  const incidents = (await db.selectFrom('alerts').select('incident_id').distinct().where('group_id', '=', world.groupId).execute()).flatMap((row) => (row.incident_id ? [row.incident_id] : []));
+  // An incident is the group's when all its alerts are: one that alerts of both groups joined is neither's.
+  const alerts = await db.selectFrom('alerts').select(['incident_id', 'group_id']).where('incident_id', 'is not', null).execute();
+  const incidents = [...new Set(alerts.filter((a) => a.group_id === world.groupId).map((a) => a.incident_id!))]
+    .filter((id) => alerts.every((a) => a.incident_id !== id || a.group_id === world.groupId));
   const indicators = (await db.selectFrom('indicators').select(['id', 'device_group_ids']).execute()).filter((row) => (JSON.parse(row.device_group_ids) as string[]).includes(world.groupId));
   const kinds = { device: world.deviceIds, action: await byGroup('actions'), alert: await byGroup('alerts'), investigation: world.investigationIds, incident: incidents, indicator: indicators.map((i) => i.id) };
   for (const [kind, ids] of Object.entries(kinds)) for (const id of ids) mark(id, `${kind} id`);
@@ -206,6 +209,8 @@ async function collect(world: World): Promise<void> {
 
 let A: World;
 let B: World;
+/** Objects of both groups, whose ids are asked for too: what each group sees of them is its own part. */
+const sharedIds: string[] = [];
 
 beforeAll(async () => {
   A = await buildWorld('A', 10);
@@ -214,6 +219,20 @@ beforeAll(async () => {
   const moved = await t.createDevice({ groupId: B.groupId, name: `moved-${randomUUID().slice(0, 8)}` });
   await t.createAction({ by: B.operator, deviceId: moved, entity: { name: `before-the-move-${randomUUID().slice(0, 8)}` } });
   await call(t.users.global_admin, 'PATCH', `/api/devices/${moved}`, { groupId: A.groupId });
+  // The same file on a device of each group: B's alert opens an incident that A's joins, and A's investigation follows the file to B's device.
+  const file = sha256('a file on a device of each group');
+  for (const world of [B, A]) {
+    const tag = `${world.name.toLowerCase()}${randomUUID().slice(0, 8)}`;
+    const title = `shared-alert-${tag}`;
+    world.markers.set(title, 'alert title');
+    const path = `/var/tmp/${tag}/implant`;
+    world.markers.set(path, 'evidence path');
+    const alert = await call(world.operator, 'POST', '/api/alerts', {
+      title, severity: 'high', category: 'malware', detectionSource: 'edr-rules', deviceId: world.deviceIds[0], occurredAt: DAY, evidence: [{ kind: 'file', path, sha256: file }],
+    });
+    await t.services.investigations.runDue();
+    if (world === A) sharedIds.push((await call(t.users.global_admin, 'GET', `/api/alerts/${alert.id}`)).incidentId);
+  }
   await collect(A);
   await collect(B);
 }, 120_000);
@@ -227,7 +246,7 @@ const both = <T>(pick: (world: World) => T[]): T[] => [...pick(A), ...pick(B)];
 
 /** Path parameters: every id of both groups, and one of nothing. */
 const PATH_VALUES: Record<string, () => string[]> = {
-  id: () => [...both((w) => w.ids), randomUUID()],
+  id: () => [...both((w) => w.ids), ...sharedIds, randomUUID()],
 };
 
 /** Query parameters that are neither enums nor booleans (those take each of their values by themselves). */
