@@ -6,6 +6,8 @@
 export const ERRORS = {
   validation_failed: { status: 400, title: 'The request does not match the schema' },
   malformed_json: { status: 400, title: 'The body is not valid JSON' },
+  malformed_request: { status: 400, title: 'The request is not well-formed HTTP' },
+  request_aborted: { status: 400, title: 'The connection closed before the whole request arrived' },
   mixed_action_types: { status: 400, title: 'A bulk call must name actions of one action type' },
   duplicate_ids: { status: 400, title: 'The same id appears more than once' },
   invalid_cursor: { status: 400, title: 'The page cursor is not valid for this query' },
@@ -41,6 +43,8 @@ export const ERRORS = {
   package_not_found: { status: 404, title: 'No investigation package for this action' },
   package_not_expected: { status: 409, title: 'This action is not an investigation package waiting for its upload' },
   route_not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'The path does not answer this method' },
+  request_timeout: { status: 408, title: 'The request did not arrive in time' },
   action_not_pending: { status: 409, title: 'The action is no longer pending approval' },
   action_not_cancelable: { status: 409, title: 'Only pending or queued actions can be cancelled' },
   action_not_completed: { status: 409, title: 'Only completed actions can be undone' },
@@ -56,6 +60,7 @@ export const ERRORS = {
   unsupported_media_type: { status: 415, title: 'Send application/json' },
   too_many_login_attempts: { status: 429, title: 'Too many failed sign-ins; wait and try again' },
   rate_limited: { status: 429, title: 'Too many requests from this caller; wait and try again' },
+  header_too_large: { status: 431, title: 'The URL or headers are too large' },
   internal_error: { status: 500, title: 'Internal error' },
   not_ready: { status: 503, title: 'The server is not ready' },
 } as const satisfies Record<string, { status: number; title: string }>;

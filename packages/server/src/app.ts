@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import type { Server as HttpServer } from 'node:http';
+import { type Server as HttpServer, createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { Format, TypeBoxValidatorCompiler, registerAjvFormats } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
 import { QuellError } from './errors.ts';
 import { registerAuth } from './plugins/auth.ts';
-import { handleError, registerErrorHandling } from './plugins/errors.ts';
+import { handleClientError, handleError, registerErrorHandling } from './plugins/errors.ts';
 import { type Metrics } from './plugins/metrics.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
@@ -45,6 +45,8 @@ export interface AppOptions {
   rateLimit?: RateLimit | null;
   /** Serve /metrics to anyone; by default it needs the `metrics:read` permission. */
   metricsPublic?: boolean;
+  /** Time to receive a whole request, headers and body (default 5 minutes); one still arriving then is answered 408. */
+  requestTimeoutMs?: number;
 }
 
 registerAjvFormats();
@@ -63,9 +65,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
     routerOptions: { ignoreTrailingSlash: true },
-    // The router's own rejections (a malformed or over-long path) take the one problem shape too.
+    // The router's own rejections (a malformed or over-long path) take the one problem shape too, and so do Node's parser's.
     frameworkErrors: handleError,
-    ...(options.tls ? { serverFactory: httpsServer(options.tls) } : {}),
+    clientErrorHandler: handleClientError,
+    serverFactory: nodeServer(options.tls ?? null, options.requestTimeoutMs ?? 5 * 60_000),
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   app.addHook('onRequest', async (request, reply) => {
@@ -78,6 +81,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Text neither store keeps as sent is refused alike on both, as a 400: PostgreSQL cannot hold U+0000, and an
   // unpaired surrogate is written as U+FFFD, so the row (and the audit entry's hash) would no longer match what was sent.
   app.addHook('preValidation', async (request) => {
+    if (!isValidQueryEncoding(request.url)) throw new QuellError('validation_failed', 'querystring is not valid percent-encoded UTF-8');
     for (const [part, value] of [['body', request.body], ['querystring', request.query], ['params', request.params]] as const) {
       const at = findUnstorableText(value, part);
       if (at !== null) throw new QuellError('validation_failed', `${at} contains a NUL character (U+0000) or an unpaired UTF-16 surrogate`);
@@ -117,9 +121,33 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   return app;
 }
 
-/** An https.Server takes requests exactly as an http.Server does; Fastify's types only know the latter here. */
-function httpsServer(tls: { key: string; cert: string }): FastifyServerFactory {
-  return (handler) => createHttpsServer({ key: tls.key, cert: tls.cert }, handler) as unknown as HttpServer;
+/**
+ * Node's HTTP or HTTPS server with a limit on receiving a request, which
+ * Fastify leaves off (a client trickling its body would hold a connection for
+ * ever); timed-out requests are looked for every tenth of the limit. An
+ * https.Server takes requests exactly as an http.Server does; Fastify's types
+ * only know the latter here.
+ */
+function nodeServer(tls: { key: string; cert: string } | null, requestTimeoutMs: number): FastifyServerFactory {
+  const timeouts = { requestTimeout: requestTimeoutMs, headersTimeout: Math.min(60_000, requestTimeoutMs), connectionsCheckingInterval: Math.min(30_000, Math.max(100, requestTimeoutMs / 10)) };
+  return (handler) => {
+    const server = tls ? (createHttpsServer({ key: tls.key, cert: tls.cert, ...timeouts }, handler) as unknown as HttpServer) : createHttpServer(timeouts, handler);
+    // Fastify's default, which it sets only on servers it makes itself.
+    server.keepAliveTimeout = 72_000;
+    return server;
+  };
+}
+
+/** False when the query string has a `%` escape that is not valid UTF-8; the parser would keep it as literal text. */
+function isValidQueryEncoding(url: string): boolean {
+  const start = url.indexOf('?');
+  if (start === -1) return true;
+  try {
+    decodeURIComponent(url.slice(start + 1));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** U+0000, or a surrogate that is not half of a pair (the `u` flag matches only those). */

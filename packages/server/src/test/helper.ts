@@ -71,8 +71,8 @@ export interface TestAppOptions {
   gatewayLog?: FastifyBaseLogger;
   /** The built web console to serve, for the browser tests. */
   consoleDir?: string;
-  /** Passed to buildApp: the general rate limit, public /metrics. */
-  app?: Pick<AppOptions, 'rateLimit' | 'metricsPublic'>;
+  /** Passed to buildApp: the general rate limit, public /metrics, the request timeout, a logger to read. */
+  app?: Pick<AppOptions, 'rateLimit' | 'metricsPublic' | 'requestTimeoutMs' | 'logger'>;
 }
 
 /**
