@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { ensureSystemdRoot } from './packages/agent/src/systemd-root.ts';
 
 /**
  * What the tests need from Debian besides Node, by the file that shows it is
  * there: real firewalls in network namespaces, a real browser, the tools the
- * agent keeps a file's extended attributes and capabilities with.
+ * agent keeps a file's extended attributes and capabilities with, and a
+ * real systemd booted in a container.
  */
 const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; provides: string }> = [
   { name: 'nftables', provides: '/usr/sbin/nft' },
@@ -12,6 +14,8 @@ const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; provides: string }> = [
   { name: 'attr', provides: '/usr/bin/getfattr' },
   { name: 'libcap2-bin', provides: '/usr/sbin/setcap' },
   { name: 'iproute2', provides: '/usr/sbin/ip' },
+  { name: 'debootstrap', provides: '/usr/sbin/debootstrap' },
+  { name: 'systemd-container', provides: '/usr/bin/systemd-nspawn' },
 ];
 
 /** Installs the Debian packages the tests need that this machine lacks, saying so in one line; fails clearly where it cannot. */
@@ -31,5 +35,6 @@ function provisionDebianPackages(): void {
 /** Tests run the bundled agent as endpoints do: build it from the current sources first (esbuild, well under a second). */
 export default function setup(): void {
   provisionDebianPackages();
+  ensureSystemdRoot();
   execFileSync('npm', ['run', '--silent', 'build:agent'], { stdio: 'inherit' });
 }

@@ -3,6 +3,7 @@ import type { EnforcedEffectCheck } from './drift-watch.ts';
 import { type ContainUserSnapshot, processesOf } from './executors/contain-user.linux.ts';
 import { isolationListing, replaceIsolation } from './executors/isolation.linux.ts';
 import { type CodeRestrictionSnapshot, parseMountinfo, topmostAt } from './executors/restrict-code.linux.ts';
+import { type ServiceSnapshot, serviceLifted, stopServiceAgain } from './executors/service.linux.ts';
 import type { Journal } from './journal.ts';
 import type { CommandRunner } from './runner.ts';
 
@@ -12,7 +13,8 @@ const RESTRICTING_FLAGS = ['noexec', 'nosuid', 'nodev'];
 /**
  * What the agent keeps true on Linux while it is in force, for the drift
  * watch: the isolation tables, the containment table, the restricted mounts,
- * each contained user's locked and expired account with nothing running as it.
+ * each contained user's locked and expired account with nothing running as it,
+ * each stopped service (and what started it) stopped, disabled or masked.
  *
  * The firewall tables are compared with how nftables listed them right
  * after the agent applied them. When the watch first sees an effect (after
@@ -34,6 +36,8 @@ export function linuxEnforcedEffects(deps: {
   const restriction = () => journal.inForce('restrict_code_execution', 'remove_code_restriction');
   const containedUsers = () => journal.allInForce('contain_user', 'release_user')
     .flatMap(({ actionId, snapshot }) => (typeof (snapshot as ContainUserSnapshot | undefined)?.name === 'string' ? [{ actionId, user: snapshot as ContainUserSnapshot }] : []));
+  const stoppedServices = () => journal.allInForce('stop_service', 'restore_service')
+    .flatMap(({ actionId, snapshot }) => (typeof (snapshot as ServiceSnapshot | undefined)?.unit === 'string' ? [{ actionId, service: snapshot as ServiceSnapshot }] : []));
   /** What no longer holds of one user's containment, or null. */
   const userLifted = async ({ name, uid }: ContainUserSnapshot): Promise<string | null> => {
     const result = await runner.run('getent', ['shadow', name]);
@@ -120,6 +124,21 @@ export function linuxEnforcedEffects(deps: {
       },
       async repair() {
         for (const { actionId, user } of containedUsers()) if (await userLifted(user)) await deps.containAgain(actionId, user.name);
+      },
+    },
+    {
+      effect: 'stopped_service',
+      actionIds: () => stoppedServices().map((s) => s.actionId),
+      async check() {
+        const lifted: string[] = [];
+        for (const { service } of stoppedServices()) {
+          const found = await serviceLifted(runner, service);
+          if (found) lifted.push(found);
+        }
+        return lifted.length ? lifted.join('; ') : null;
+      },
+      async repair() {
+        for (const { service } of stoppedServices()) if (await serviceLifted(runner, service)) await stopServiceAgain(runner, service);
       },
     },
   ];

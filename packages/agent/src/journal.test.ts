@@ -367,4 +367,29 @@ describe('the agent journal', () => {
       again.close();
     });
   });
+
+  it('an undo running now takes its action out of force (so nothing puts the effect back under it); failed, it puts it back; left unfinished by an earlier run, it does not count', () => {
+    const dir = newDir();
+    const clock = testClock();
+    const journal = new Journal(dir, { now: clock.now });
+    const stopped = carryOut(journal, clock, 'stop_service', { snapshot: { unit: 'x.service' } });
+    const inForce = () => journal.allInForce('stop_service', 'restore_service').map((e) => e.actionId);
+    expect(inForce()).toEqual([stopped.actionId]);
+
+    const undo = randomUUID();
+    journal.start(undo, nonce(), clock.seconds() + 3600, 'restore_service', stopped.actionId, clock.seconds());
+    expect(inForce()).toEqual([]);
+    journal.finish(undo, { outcome: 'failed', error: 'would not start' });
+    expect(inForce()).toEqual([stopped.actionId]);
+
+    const isolated = carryOut(journal, clock, 'isolate_device', { snapshot: {} });
+    const release = randomUUID();
+    journal.start(release, nonce(), clock.seconds() + 3600, 'release_isolation', isolated.actionId, clock.seconds());
+    expect(journal.inForce('isolate_device', 'release_isolation')).toBeNull();
+    journal.close();
+    // The agent died in the middle of the release: its effect is unknown, the isolation stays in force.
+    const reopened = new Journal(dir, { now: clock.now });
+    expect(reopened.inForce('isolate_device', 'release_isolation')?.actionId).toBe(isolated.actionId);
+    reopened.close();
+  });
 });

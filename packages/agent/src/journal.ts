@@ -54,6 +54,8 @@ export class Journal {
   private readonly compactAfterBytes: number;
   private readonly started = new Map<string, StartEntry>();
   private readonly done = new Map<string, DoneEntry>();
+  /** Actions this process has started and not finished: running now (one left unfinished by an earlier run was interrupted). */
+  private readonly running = new Set<string>();
   private readonly nonces = new Map<string, number>();
   /** Actions whose result (or local report) the server has recorded. */
   private readonly acknowledged = new Set<string>();
@@ -204,6 +206,7 @@ export class Journal {
   /** `iat`: the command's issued-at, which moves the watermark; null for an action the agent takes on its own. */
   start(actionId: string, nonce: string, exp: number, type: string, undoOf: string | null, iat: number | null): void {
     this.append({ k: 'start', actionId, nonce, exp, iat, at: this.now(), type, undoOf });
+    this.running.add(actionId);
     // After the journal entry: a crash in between leaves the watermark to be recovered from the journal.
     if (iat !== null) this.saveWatermark();
     this.compactWhenDue();
@@ -212,6 +215,7 @@ export class Journal {
   finish(actionId: string, outcome: Outcome): void {
     const output = outcome.output !== undefined && outcome.output.length > JOURNALED_OUTPUT_MAX ? outcome.output.slice(0, JOURNALED_OUTPUT_MAX) : outcome.output;
     this.append({ k: 'done', actionId, ...outcome, ...(output !== undefined ? { output } : {}), at: this.now() });
+    this.running.delete(actionId);
     this.compactWhenDue();
   }
 
@@ -224,25 +228,32 @@ export class Journal {
   }
 
   /**
-   * The last completed action of `type` that no completed `undoType` action
-   * has undone since: the state this device must be in (e.g. isolated).
+   * The last completed action of `type` that no `undoType` action has undone
+   * since, nor is undoing right now: the state this device must be in (e.g.
+   * isolated). An undo running now counts, so that the drift watch never
+   * puts back what an undo is taking away; should it fail, the effect is in
+   * force again.
    */
   inForce(type: string, undoType: string): { actionId: string; snapshot: unknown } | null {
     let current: { actionId: string; snapshot: unknown } | null = null;
     for (const [actionId, start] of this.started) {
       const done = this.done.get(actionId);
-      if (done?.outcome !== 'completed') continue;
-      if (start.type === type) current = { actionId, snapshot: done.snapshot };
-      else if (start.type === undoType && current !== null && start.undoOf === current.actionId) current = null;
+      if (start.type === type && done?.outcome === 'completed') current = { actionId, snapshot: done.snapshot };
+      else if (start.type === undoType && current !== null && start.undoOf === current.actionId && this.undoing(actionId)) current = null;
     }
     return current;
   }
 
-  /** Every completed action of `type` that no completed `undoType` action has undone: effects in force per entity (each contained user). */
+  /** An undo that has completed, or is running now. One an earlier run left unfinished is not: its effect is unknown, so what it undid stays in force. */
+  private undoing(undoId: string): boolean {
+    return this.running.has(undoId) || this.done.get(undoId)?.outcome === 'completed';
+  }
+
+  /** Every completed action of `type` that no `undoType` action has undone or is undoing: effects in force per entity (each contained user). */
   allInForce(type: string, undoType: string): Array<{ actionId: string; snapshot: unknown }> {
     const undone = new Set<string>();
     for (const [actionId, start] of this.started) {
-      if (start.type === undoType && start.undoOf && this.done.get(actionId)?.outcome === 'completed') undone.add(start.undoOf);
+      if (start.type === undoType && start.undoOf && this.undoing(actionId)) undone.add(start.undoOf);
     }
     return [...this.started].flatMap(([actionId, start]) => {
       const done = this.done.get(actionId);

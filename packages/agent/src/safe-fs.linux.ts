@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, constants, type Dirent, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, read, readdirSync, readFileSync, renameSync, type Stats, unlinkSync, write } from 'node:fs';
+import { closeSync, constants, type Dirent, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, linkSync, lstatSync, mkdirSync, openSync, read, readdirSync, readFileSync, readlinkSync, renameSync, type Stats, symlinkSync, unlinkSync, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { ExecutionError } from './executors/executor.ts';
 import { parseMountinfo } from './executors/restrict-code.linux.ts';
@@ -287,6 +287,21 @@ export class Folder {
   /** linkat(2): a second name for the file, failing with EEXIST rather than replacing anything there. */
   linkTo(name: string, to: Folder, toName: string): void {
     linkSync(through(this.fd, name), through(to.fd, toName));
+  }
+
+  /** readlinkat(2): what the symbolic link `name` here says, without following it. */
+  readLink(name: string): string {
+    return readlinkSync(through(this.fd, name));
+  }
+
+  /** symlinkat(2): a new symbolic link `name` here, failing with EEXIST rather than replacing anything. */
+  symlink(target: string, name: string): void {
+    symlinkSync(target, through(this.fd, name));
+  }
+
+  /** mkdirat(2): a new folder `name` here, failing with EEXIST when anything has that name. */
+  makeFolder(name: string, mode: number): void {
+    mkdirSync(through(this.fd, name), { mode });
   }
 
   /** unlinkat(2) of a non-folder entry; a link is removed itself, never what it points to. */

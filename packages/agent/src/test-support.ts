@@ -62,7 +62,11 @@ export function spawnAgent(dir: string, netns?: string, options: { bundle?: bool
   const watch = `--watch=${(options.watch ?? []).join(',')}`;
   const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir, watch] : [QUELL, 'agent', 'run', '--dir', dir, watch];
   const command = options.sandbox ? [...sandboxed(options.sandbox), process.execPath, ...args] : [process.execPath, ...args];
-  const child = netns ? spawn('ip', ['netns', 'exec', netns, ...command]) : spawn(command[0]!, command.slice(1));
+  return watchedAgent(netns ? spawn('ip', ['netns', 'exec', netns, ...command]) : spawn(command[0]!, command.slice(1)));
+}
+
+/** An agent process started some way or other, with its log kept and a stop that waits for its exit. */
+export function watchedAgent(child: ChildProcess): AgentProcess {
   let log = '';
   child.stdout!.on('data', (chunk: Buffer) => (log += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (log += chunk.toString()));

@@ -12,8 +12,12 @@ interface FakeUnit {
   fragmentPath?: string;
   /** Something brings the unit back up as soon as it stops. */
   respawns?: boolean;
-  /** Its unit file sits in /etc/systemd/system, where `systemctl mask` cannot put its link. */
-  fileInEtc?: boolean;
+  /** `systemctl mask` is refused for it. */
+  maskRefused?: boolean;
+  /** The sockets, paths and timers that start it. */
+  triggeredBy?: string[];
+  /** The D-Bus name it is activated by. */
+  busName?: string;
   /** Its start job fails. */
   failsToStart?: boolean;
   /** It starts, then exits at once. */
@@ -39,8 +43,13 @@ class FakeSystemd {
         if (state === 'not-found') return failed(4, '', 'not-found\n');
         return ['disabled', 'masked', 'masked-runtime'].includes(state) ? failed(1, '', `${state}\n`) : ok(`${state}\n`);
       }
-      case 'show':
-        return ok(`${unit?.fragmentPath ?? ''}\n`);
+      case 'show': {
+        const property = rest.find((arg) => arg.startsWith('--property='))?.slice('--property='.length);
+        if (property === 'FragmentPath') return ok(`${unit?.fragmentPath ?? `/lib/systemd/system/${name}`}\n`);
+        if (property === 'TriggeredBy') return ok(`${unit?.triggeredBy?.join(' ') ?? ''}\n`);
+        if (property === 'BusName') return ok(`${unit?.busName ?? ''}\n`);
+        return failed(1, `Unknown property ${property}`);
+      }
       case 'stop':
         if (unit) unit.active = unit.respawns ? 'active' : 'inactive';
         return ok();
@@ -60,7 +69,7 @@ class FakeSystemd {
         return ok();
       case 'mask':
         if (!unit) return failed(1, `Failed to mask unit: Unit file ${name} does not exist.`);
-        if (unit.fileInEtc) return failed(1, `Failed to mask unit: File /etc/systemd/system/${name} already exists.`);
+        if (unit.maskRefused) return failed(1, 'Failed to mask unit: Access denied');
         unit.mask = runtime ? 'masked-runtime' : 'masked';
         return ok();
       case 'unmask':
@@ -96,12 +105,14 @@ describe('stop_service and restore_service (systemd)', () => {
     expect(systemd.runner.take()).toEqual([
       'systemctl is-active evil.service',
       'systemctl is-enabled evil.service',
+      'systemctl show --property=TriggeredBy --value evil.service',
       'systemctl disable evil.service',
       'systemctl stop evil.service',
       'systemctl is-active evil.service',
       'systemctl is-enabled evil.service',
+      'systemctl show --property=BusName --value evil.service',
     ]);
-    expect(result.snapshot).toEqual({ unit: 'evil.service', active: 'active', enabled: 'enabled', masked: false });
+    expect(result.snapshot).toEqual({ unit: 'evil.service', active: 'active', enabled: 'enabled', masked: false, links: [], triggers: [], applied: 'disable' });
     expect(result.output).toBe('Stopped evil.service (was active, enabled; now inactive, disabled)');
     expect(systemd.units.get('evil.service')).toMatchObject({ active: 'inactive', file: 'disabled', mask: null });
 
@@ -125,6 +136,8 @@ describe('stop_service and restore_service (systemd)', () => {
     expect(systemd.runner.take()).toEqual([
       'systemctl is-active miner.service',
       'systemctl is-enabled miner.service',
+      'systemctl show --property=TriggeredBy --value miner.service',
+      'systemctl show --property=FragmentPath --value miner.service',
       'systemctl mask miner.service',
       'systemctl stop miner.service',
       'systemctl is-active miner.service',
@@ -151,9 +164,11 @@ describe('stop_service and restore_service (systemd)', () => {
     expect(systemd.runner.take()).toEqual([
       'systemctl is-active idle.timer',
       'systemctl is-enabled idle.timer',
+      'systemctl show --property=TriggeredBy --value idle.timer',
       'systemctl stop idle.timer',
       'systemctl is-active idle.timer',
       'systemctl is-enabled idle.timer',
+      'systemctl show --property=BusName --value idle.timer',
     ]);
     await restore(systemd, 'idle.timer', result.snapshot);
     expect(systemd.runner.take()).toEqual([
@@ -188,6 +203,7 @@ describe('stop_service and restore_service (systemd)', () => {
     expect(systemd.runner.take()).toEqual([
       'systemctl is-active odd.service',
       'systemctl is-enabled odd.service',
+      'systemctl show --property=TriggeredBy --value odd.service',
       'systemctl stop odd.service',
       'systemctl is-active odd.service',
       'systemctl is-enabled odd.service',
@@ -215,10 +231,12 @@ describe('stop_service and restore_service (systemd)', () => {
       'systemctl is-active backdoor.service',
       'systemctl is-enabled backdoor.service',
       'systemctl show --property=FragmentPath --value backdoor.service',
+      'systemctl show --property=TriggeredBy --value backdoor.service',
       'systemctl disable backdoor.service',
       'systemctl stop backdoor.service',
       'systemctl is-active backdoor.service',
       'systemctl is-enabled backdoor.service',
+      'systemctl show --property=BusName --value backdoor.service',
     ]);
     expect(result.snapshot).toMatchObject({ enabled: 'linked', fragmentPath: '/opt/bd/backdoor.service' });
 
@@ -245,10 +263,11 @@ describe('stop_service and restore_service (systemd)', () => {
     systemd.units.set('sticky.service', { active: 'active', file: 'enabled', mask: null, respawns: true });
     const error = await stop(systemd, 'sticky.service').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ExecutionError);
-    expect((error as Error).message).toBe('sticky.service is still active after stopping it; sticky.service was put back to active, enabled');
+    expect((error as Error).message).toBe('sticky.service is active after disabling and stopping it; sticky.service was put back to active, enabled');
     expect(systemd.runner.take()).toEqual([
       'systemctl is-active sticky.service',
       'systemctl is-enabled sticky.service',
+      'systemctl show --property=TriggeredBy --value sticky.service',
       'systemctl disable sticky.service',
       'systemctl stop sticky.service',
       'systemctl is-active sticky.service',
@@ -264,9 +283,9 @@ describe('stop_service and restore_service (systemd)', () => {
   });
 
   it('a mask that systemctl refuses fails the action with its reason and leaves the unit as it was', async () => {
-    systemd.units.set('local.service', { active: 'active', file: 'enabled', mask: null, fileInEtc: true });
-    await expect(stop(systemd, 'local.service', { mask: true })).rejects.toThrow(/File \/etc\/systemd\/system\/local.service already exists.*put back/);
-    expect(systemd.runner.take().filter((line) => !/is-(active|enabled)/.test(line))).toEqual(['systemctl mask local.service']);
+    systemd.units.set('local.service', { active: 'active', file: 'enabled', mask: null, maskRefused: true });
+    await expect(stop(systemd, 'local.service', { mask: true })).rejects.toThrow(/Access denied.*put back/);
+    expect(systemd.runner.take().filter((line) => !/is-(active|enabled)|show/.test(line))).toEqual(['systemctl mask local.service']);
     expect(systemd.units.get('local.service')).toMatchObject({ active: 'active', file: 'enabled', mask: null });
   });
 
@@ -297,8 +316,8 @@ describe('stop_service and restore_service (systemd)', () => {
     'evil.service; rm -rf /', '-H.service', '--root=x.service', '../etc/evil.service', 'evil', 'evil.target',
     'evil.service\n', 'ev il.service', '$(id).service', `${'a'.repeat(250)}.service`, '',
   ])('refuses the hostile or foreign unit name %j before running anything', async (name) => {
-    await expect(stop(systemd, name)).rejects.toThrow(/not a systemd service, socket or timer name/);
-    await expect(restore(systemd, name, { unit: name, active: 'active', enabled: 'enabled', masked: false })).rejects.toThrow(/not a systemd service, socket or timer name/);
+    await expect(stop(systemd, name)).rejects.toThrow(/not a systemd service, socket, timer or path unit name/);
+    await expect(restore(systemd, name, { unit: name, active: 'active', enabled: 'enabled', masked: false })).rejects.toThrow(/not a systemd service, socket, timer or path unit name/);
     expect(systemd.runner.calls).toEqual([]);
   });
 

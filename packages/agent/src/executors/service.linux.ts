@@ -1,12 +1,13 @@
 import { guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
+import { type UnitLink, placeControlMask, putLinksBack, removeControlMask, unitLinks } from './unit-links.linux.ts';
 
 /**
  * The unit names this action accepts. The first character can never be `-`,
  * so a name from an attacker is never read by systemctl as an option.
  */
-const UNIT_NAME = /^[A-Za-z0-9@_:][A-Za-z0-9@._:-]*\.(service|socket|timer)$/;
+const UNIT_NAME = /^[A-Za-z0-9@_:][A-Za-z0-9@._:-]*\.(service|socket|timer|path)$/;
 /** systemd's UNIT_NAME_MAX, without the terminating NUL. */
 const UNIT_NAME_MAX = 255;
 
@@ -18,29 +19,42 @@ const MASKED = new Set(['masked', 'masked-runtime']);
 /** Answers where there is nothing to disable: the unit starts only when something asks for it. */
 const NOT_ENABLED = new Set(['disabled', 'static', 'indirect', 'generated', 'transient']);
 
-interface ServiceSnapshot {
+/** One unit as the action found it. */
+interface UnitSnapshot {
   unit: string;
   /** `systemctl is-active` before the action. */
   active: string;
   /** `systemctl is-enabled` before the action. */
   enabled: string;
-  masked: boolean;
   /** For a linked unit only: the unit file `systemctl link` brings back. */
   fragmentPath?: string;
+  /** The unit's links as they were on disk; restore puts back exactly these (absent from records of earlier versions). */
+  links?: UnitLink[];
+}
+
+export interface ServiceSnapshot extends UnitSnapshot {
+  masked: boolean;
+  /** How the action kept the unit from starting again (absent from records of earlier versions: as `disable`, or `mask` when asked). `control_mask`: masked through /etc/systemd/system.control, where systemctl cannot mask (see unit-links.linux.ts). */
+  applied?: StopMode;
+  /** The sockets, paths and timers that started the unit, each stopped and disabled with it. */
+  triggers?: UnitSnapshot[];
 }
 
 interface UnitState { active: string; enabled: string }
 
+/** What talking to systemd needs: the runner of systemctl. */
+type Systemd = Pick<ExecutionContext, 'runner'>;
+
 export function validUnitName(name: string): string {
   if (name.length > UNIT_NAME_MAX || !UNIT_NAME.test(name)) {
-    throw new ExecutionError(`not a systemd service, socket or timer name: ${JSON.stringify(name)}`);
+    throw new ExecutionError(`not a systemd service, socket, timer or path unit name: ${JSON.stringify(name)}`);
   }
   return name;
 }
 
 const isRunning = (active: string): boolean => RUNNING.has(active);
 
-async function isActive(ctx: ExecutionContext, unit: string): Promise<string> {
+async function isActive(ctx: Systemd, unit: string): Promise<string> {
   const result = await ctx.runner.run('systemctl', ['is-active', unit]);
   const state = result.stdout.trim().split('\n')[0]?.trim() ?? '';
   if (!state) throw new ExecutionError(`systemctl is-active ${unit} gave no state (${result.code}): ${result.stderr.trim()}`);
@@ -48,7 +62,7 @@ async function isActive(ctx: ExecutionContext, unit: string): Promise<string> {
 }
 
 /** The unit-file state as `systemctl is-enabled` names it; `not-found` once nothing in the search path provides the unit. */
-async function isEnabled(ctx: ExecutionContext, unit: string): Promise<string> {
+async function isEnabled(ctx: Systemd, unit: string): Promise<string> {
   const result = await ctx.runner.run('systemctl', ['is-enabled', unit]);
   const state = result.stdout.trim().split('\n')[0]?.trim() ?? '';
   if (state) return state;
@@ -64,11 +78,11 @@ function restorable(unit: string, enabled: string): void {
   if (!ENABLED.has(enabled) && !MASKED.has(enabled) && !NOT_ENABLED.has(enabled)) throw new ExecutionError(`${unit} has unit-file state "${enabled}", which this agent cannot restore exactly: left alone`);
 }
 
-async function unitState(ctx: ExecutionContext, unit: string): Promise<UnitState> {
+async function unitState(ctx: Systemd, unit: string): Promise<UnitState> {
   return { active: await isActive(ctx, unit), enabled: await isEnabled(ctx, unit) };
 }
 
-async function systemctl(ctx: ExecutionContext, ...args: string[]): Promise<void> {
+async function systemctl(ctx: Systemd, ...args: string[]): Promise<void> {
   try {
     await mustRun(ctx.runner, 'systemctl', args);
   } catch (error) {
@@ -76,8 +90,26 @@ async function systemctl(ctx: ExecutionContext, ...args: string[]): Promise<void
   }
 }
 
-/** Brings the unit back to the snapshot's state, touching only what differs, and verifies it. */
-async function converge(ctx: ExecutionContext, snapshot: ServiceSnapshot): Promise<UnitState> {
+/** One line of `systemctl show --property=NAME --value`. */
+async function property(ctx: Systemd, unit: string, name: string): Promise<string> {
+  return (await ctx.runner.run('systemctl', ['show', `--property=${name}`, '--value', unit])).stdout.trim();
+}
+
+/** Records a unit's state and links, refusing one that could not be put back exactly. */
+async function snapshotOf(ctx: Systemd, unit: string): Promise<UnitSnapshot> {
+  const { active, enabled } = await unitState(ctx, unit);
+  restorable(unit, enabled);
+  const snapshot: UnitSnapshot = { unit, active, enabled, links: unitLinks(unit) };
+  if (enabled === 'linked' || enabled === 'linked-runtime') {
+    const fragmentPath = await property(ctx, unit, 'FragmentPath');
+    if (!fragmentPath.startsWith('/')) throw new ExecutionError(`cannot tell which file ${unit} is linked from: left alone so that it can be restored`);
+    snapshot.fragmentPath = fragmentPath;
+  }
+  return snapshot;
+}
+
+/** Brings one unit back to its snapshot's state, touching only what differs, and verifies it. */
+async function converge(ctx: Systemd, snapshot: UnitSnapshot): Promise<UnitState> {
   const { unit } = snapshot;
   const now = await unitState(ctx, unit);
   let enabled = now.enabled;
@@ -85,6 +117,11 @@ async function converge(ctx: ExecutionContext, snapshot: ServiceSnapshot): Promi
   // A masked unit cannot be started: a unit that ran while masked is unmasked to start it and masked again below.
   if (MASKED.has(enabled) && (enabled !== snapshot.enabled || start)) {
     await systemctl(ctx, 'unmask', ...(enabled === 'masked-runtime' ? ['--runtime'] : []), unit);
+    enabled = await isEnabled(ctx, unit);
+  }
+  // The links as they were, rather than what [Install] would make of them today.
+  if (snapshot.links?.length && putLinksBack(snapshot.links) > 0) {
+    await systemctl(ctx, 'daemon-reload');
     enabled = await isEnabled(ctx, unit);
   }
   if (enabled !== snapshot.enabled) {
@@ -112,62 +149,141 @@ async function converge(ctx: ExecutionContext, snapshot: ServiceSnapshot): Promi
   return after;
 }
 
+/** Restores the triggers first: systemd will not start a socket whose service already runs without it. */
+async function convergeAll(ctx: Systemd, snapshot: ServiceSnapshot): Promise<UnitState> {
+  if (snapshot.applied === 'control_mask' && removeControlMask(snapshot.unit)) await systemctl(ctx, 'daemon-reload');
+  for (const trigger of snapshot.triggers ?? []) await converge(ctx, trigger);
+  return converge(ctx, snapshot);
+}
+
+/** The sockets, paths and timers that start `unit` when they fire, each checked like the unit itself. */
+async function triggersOf(ctx: ExecutionContext, unit: string): Promise<UnitSnapshot[]> {
+  const names = (await property(ctx, unit, 'TriggeredBy')).split(/\s+/).filter(Boolean);
+  const triggers: UnitSnapshot[] = [];
+  for (const name of names) {
+    validUnitName(name);
+    const guarded = guardsFor(ctx).unit(name);
+    if (guarded) throw new ExecutionError(`${unit} is started by ${name}, which is protected: ${guarded}`);
+    triggers.push(await snapshotOf(ctx, name));
+  }
+  return triggers;
+}
+
+/** Disables (or masks) one unit, then stops it, and checks both. */
+type StopMode = 'disable' | 'mask' | 'control_mask';
+
+/** Disables (or masks) one unit, then stops it, and checks both. Idempotent: the drift watch runs it again on a unit found running or enabled. */
+async function stopUnit(ctx: Systemd, unit: string, mode: StopMode, known?: UnitState): Promise<UnitState> {
+  const before = known ?? await unitState(ctx, unit);
+  // Disable or mask first, so that nothing starts the unit again between the stop and the change.
+  if (mode === 'mask' && !MASKED.has(before.enabled)) await systemctl(ctx, 'mask', unit);
+  if (mode === 'control_mask' && !MASKED.has(before.enabled)) {
+    placeControlMask(unit);
+    await systemctl(ctx, 'daemon-reload');
+  }
+  // A masked unit keeps its enablement, which restore then need not touch.
+  if (mode === 'disable' && ENABLED.has(before.enabled)) await systemctl(ctx, 'disable', unit);
+  await systemctl(ctx, 'stop', unit);
+  const after = await unitState(ctx, unit);
+  const lifted = liftedFrom(unit, after, mode);
+  if (lifted) throw new ExecutionError(`${lifted} after ${mode === 'disable' ? 'disabling' : 'masking'} and stopping it`);
+  return after;
+}
+
+/** What no longer holds of a stopped unit, in words, or null. */
+function liftedFrom(unit: string, state: UnitState, mode: StopMode): string | null {
+  if (isRunning(state.active)) return `${unit} is ${state.active}`;
+  if (mode === 'disable' ? ENABLED.has(state.enabled) : !MASKED.has(state.enabled)) return `${unit} is ${state.enabled}`;
+  return null;
+}
+
+const modeOf = (snapshot: ServiceSnapshot): StopMode => snapshot.applied ?? 'disable';
+
+/**
+ * For the drift watch, while a stop service is in force: what was started,
+ * enabled or unmasked again since — the unit or what started it — or null.
+ */
+export async function serviceLifted(runner: Systemd['runner'], snapshot: ServiceSnapshot): Promise<string | null> {
+  const ctx = { runner };
+  const found: string[] = [];
+  for (const trigger of snapshot.triggers ?? []) {
+    const lifted = liftedFrom(trigger.unit, await unitState(ctx, trigger.unit), 'disable');
+    if (lifted) found.push(lifted);
+  }
+  const state = await unitState(ctx, snapshot.unit);
+  const mode = modeOf(snapshot);
+  // Both of what is wrong with the unit, not just the first: running and enabled again are two things to put right.
+  if (isRunning(state.active)) found.push(`${snapshot.unit} is ${state.active}`);
+  if (mode === 'disable' ? ENABLED.has(state.enabled) : !MASKED.has(state.enabled)) found.push(`${snapshot.unit} is ${state.enabled}`);
+  return found.length ? `${found.join(', ')} again` : null;
+}
+
+/** Puts a stop service in force back: what started the unit first, then the unit, as the action left them. */
+export async function stopServiceAgain(runner: Systemd['runner'], snapshot: ServiceSnapshot): Promise<void> {
+  const ctx = { runner };
+  for (const trigger of snapshot.triggers ?? []) await stopUnit(ctx, trigger.unit, 'disable');
+  await stopUnit(ctx, snapshot.unit, modeOf(snapshot));
+}
+
 /**
  * Disables (or, with `mask`, masks) the unit so that nothing starts it again,
- * then stops it, and verifies both. A failure after a change puts the prior
- * state back, since a failed action leaves no snapshot for an undo. Guarded
- * units (the agent's own, critical system units) are refused before systemctl
- * is asked anything; any alias is refused once systemctl names it one, so a
- * guarded unit is not reached through another of its names.
+ * then stops it, and verifies both. The sockets, paths and timers that would
+ * start it again are stopped and disabled first. Its links are recorded as
+ * they are on disk, so that restore puts back exactly those. A failure after
+ * a change puts the prior state back, since a failed action leaves no
+ * snapshot for an undo. Guarded units (the agent's own, critical system
+ * units) are refused before systemctl is asked anything; any alias is refused
+ * once systemctl names it one, so a guarded unit is not reached through
+ * another of its names.
  */
 export const stopService: Executor = async (ctx) => {
   const unit = validUnitName(ctx.command.entity.name);
   const guarded = guardsFor(ctx).unit(unit);
   if (guarded) throw new ExecutionError(guarded);
-  const mask = ctx.command.parameters.mask === true || ctx.command.parameters.mask === 'true';
-  const before = await unitState(ctx, unit);
-  restorable(unit, before.enabled);
-  const snapshot: ServiceSnapshot = { unit, active: before.active, enabled: before.enabled, masked: MASKED.has(before.enabled) };
-  if (before.enabled === 'linked' || before.enabled === 'linked-runtime') {
-    const fragmentPath = (await ctx.runner.run('systemctl', ['show', '--property=FragmentPath', '--value', unit])).stdout.trim();
-    if (!fragmentPath.startsWith('/')) throw new ExecutionError(`cannot tell which file ${unit} is linked from: left alone so that it can be restored`);
-    snapshot.fragmentPath = fragmentPath;
-  }
+  const wantsMask = ctx.command.parameters.mask === true || ctx.command.parameters.mask === 'true';
+  const snapshot: ServiceSnapshot = { ...await snapshotOf(ctx, unit), masked: false, triggers: await triggersOf(ctx, unit) };
+  snapshot.masked = MASKED.has(snapshot.enabled);
+  // systemctl cannot mask a unit whose own file is in /etc/systemd/system: that one is masked through system.control.
+  const fileInEtc = wantsMask && !snapshot.masked && (await property(ctx, unit, 'FragmentPath')).startsWith('/etc/systemd/system/');
+  const mode: StopMode = !wantsMask ? 'disable' : fileInEtc ? 'control_mask' : 'mask';
+  snapshot.applied = mode;
 
   let after: UnitState;
   try {
-    // Disable or mask first, so that nothing starts the unit again between the stop and the change.
-    if (mask && !snapshot.masked) await systemctl(ctx, 'mask', unit);
-    if (!mask && ENABLED.has(before.enabled)) await systemctl(ctx, 'disable', unit);
-    await systemctl(ctx, 'stop', unit);
-    after = await unitState(ctx, unit);
-    if (isRunning(after.active)) throw new ExecutionError(`${unit} is still ${after.active} after stopping it`);
-    if (mask ? !MASKED.has(after.enabled) : ENABLED.has(after.enabled)) throw new ExecutionError(`${unit} is still ${after.enabled} after ${mask ? 'masking' : 'disabling'} it`);
+    for (const trigger of snapshot.triggers ?? []) await stopUnit(ctx, trigger.unit, 'disable', trigger);
+    after = await stopUnit(ctx, unit, mode, snapshot);
   } catch (error) {
     throw await rolledBack(ctx, snapshot, error as Error);
   }
 
-  const note = before.enabled === 'transient'
-    ? '. Note: a transient unit\'s definition is gone once it stops, so restoring cannot start it again'
-    : ['static', 'indirect', 'generated'].includes(after.enabled) ? `. Note: a ${after.enabled} unit can still be started by other units; mask it to prevent that` : '';
-  return { output: `Stopped ${unit} (was ${before.active}, ${before.enabled}; now ${after.active}, ${after.enabled})${note}`, snapshot };
+  const notes: string[] = [];
+  if (snapshot.triggers?.length) notes.push(`also stopped and disabled what started it: ${snapshot.triggers.map((t) => t.unit).join(', ')}`);
+  if (mode === 'control_mask') notes.push('masked through /etc/systemd/system.control, since its unit file is in /etc/systemd/system');
+  if (snapshot.enabled === 'transient') notes.push('a transient unit\'s definition is gone once it stops, so restoring cannot start it again');
+  if (['static', 'indirect', 'generated'].includes(after.enabled)) notes.push(`a ${after.enabled} unit can still be started by other units; mask it to prevent that`);
+  const busName = mode === 'disable' ? await property(ctx, unit, 'BusName') : '';
+  if (busName) notes.push(`it can still be started over D-Bus as ${busName}; mask it to prevent that`);
+  const note = notes.map((text) => `. Note: ${text}`).join('');
+  return { output: `Stopped ${unit} (was ${snapshot.active}, ${snapshot.enabled}; now ${after.active}, ${after.enabled})${note}`, snapshot };
 };
 
 async function rolledBack(ctx: ExecutionContext, snapshot: ServiceSnapshot, error: Error): Promise<ExecutionError> {
   try {
-    await converge(ctx, snapshot);
+    await convergeAll(ctx, snapshot);
     return new ExecutionError(`${error.message}; ${snapshot.unit} was put back to ${snapshot.active}, ${snapshot.enabled}`, { cause: error });
   } catch (rollbackError) {
     return new ExecutionError(`${error.message}; putting ${snapshot.unit} back failed too: ${(rollbackError as Error).message}`, { cause: error });
   }
 }
 
-/** Puts the unit back exactly as the original action found it: running or not, enabled, disabled or masked. */
+/** Puts the unit and what started it back exactly as the original action found them: running or not, enabled, disabled or masked, with the same links. */
 export const restoreService: Executor = async (ctx) => {
   const snapshot = ctx.priorSnapshot as ServiceSnapshot | undefined;
   if (!snapshot) throw new ExecutionError('this agent holds no service record for the original action');
   validUnitName(snapshot.unit);
+  for (const trigger of snapshot.triggers ?? []) validUnitName(trigger.unit);
   if (snapshot.unit !== ctx.command.entity.name) throw new ExecutionError(`the original action acted on ${snapshot.unit}, not ${ctx.command.entity.name}`);
-  const after = await converge(ctx, snapshot);
-  return { output: `Restored ${snapshot.unit}: ${after.active}, ${after.enabled}` };
+  const after = await convergeAll(ctx, snapshot);
+  const also = snapshot.triggers?.length ? `, with ${snapshot.triggers.map((t) => t.unit).join(', ')}` : '';
+  return { output: `Restored ${snapshot.unit}: ${after.active}, ${after.enabled}${also}` };
 };

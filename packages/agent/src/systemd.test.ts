@@ -1,0 +1,195 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { systemActor } from '@quell/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
+import { type SystemdContainer, bootSystemd } from './systemd-lab.ts';
+import { type AgentProcess, quell, waitFor, waitForAction } from './test-support.ts';
+
+/**
+ * Stop service and remove scheduled task against a real systemd and a real
+ * cron daemon: a container boots Debian's systemd as its PID 1, the bundled
+ * agent runs inside it, actions go through the real server, and every effect
+ * is observed from outside the agent (systemctl, the unit folders, files the
+ * services and jobs write).
+ */
+describe(`services, timers and cron jobs on a real systemd (${TEST_DIALECT})`, () => {
+  let ctx: TestContext;
+  let box: SystemdContainer;
+  let agent: AgentProcess;
+  let deviceId: string;
+  const work = mkdtempSync(join(tmpdir(), 'quell-systemd-'));
+
+  beforeAll(async () => {
+    box = await bootSystemd([work]);
+    ctx = await setupTestApp({ listen: { host: '127.0.0.1' }, clock: liveClock() });
+    const { secret } = await ctx.services.agents.createEnrolmentToken(systemActor(), { name: 'systemd', uses: 1, expiresInDays: 1 });
+    const out = await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', join(work, 'agent')]);
+    deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(out)![1]!;
+    agent = box.spawnAgent(join(work, 'agent'));
+    await waitFor('the agent to connect', async () => (agent.log().includes('"msg":"connected"') ? true : undefined), 30_000);
+  }, 240_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await box?.close();
+    await ctx?.close();
+    rmSync(work, { recursive: true, force: true });
+  }, 60_000);
+
+  async function act(type: string, entity: Record<string, string>, parameters: Record<string, unknown> = {}): Promise<string> {
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', { type, deviceId, source: 'manual', entity, parameters });
+    expect(created.statusCode, created.body).toBe(201);
+    const done = await waitForAction(ctx, created.json().id, undefined, 60_000);
+    expect(done.status, JSON.stringify(done.result)).toBe('completed');
+    return done.id;
+  }
+  async function undo(id: string): Promise<string> {
+    const response = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [id] });
+    expect(response.statusCode, response.body).toBe(200);
+    const done = await waitForAction(ctx, response.json().items[0].id, undefined, 60_000);
+    expect(done.status, JSON.stringify(done.result)).toBe('completed');
+    return done.result?.output ?? '';
+  }
+  /** Every unit link systemd's enable, disable and mask manage, as `path -> target`. */
+  const unitLinks = () => box.sh('find /etc/systemd/system /run/systemd/system -type l -printf "%p -> %l\\n" | sort');
+  const unitStates = async (...units: string[]) => {
+    const states: Record<string, string> = {};
+    for (const unit of units) {
+      states[unit] = `${(await box.run('systemctl', ['is-active', unit])).stdout.trim()} ${(await box.run('systemctl', ['is-enabled', unit])).stdout.trim()}`;
+    }
+    return states;
+  };
+
+  /** Connects to the service's socket from inside the container: `connected`, or the error's code. */
+  const connectToSocket = async () => (await box.run(process.execPath, ['-e', `
+    require('node:net').connect('/run/lab-web.sock')
+      .on('connect', () => { console.log('connected'); process.exit(0); })
+      .on('error', (error) => { console.log(error.code); process.exit(0); });`])).stdout.trim();
+
+  it('stop service also stops what activates it (socket, path): nothing starts it again; undo puts back the exact unit links and states', async () => {
+    await box.sh(`
+      cat > /etc/systemd/system/lab-web.service <<'EOF'
+[Service]
+ExecStart=/bin/sleep infinity
+[Install]
+WantedBy=multi-user.target
+EOF
+      cat > /etc/systemd/system/lab-web.socket <<'EOF'
+[Socket]
+ListenStream=/run/lab-web.sock
+[Install]
+WantedBy=sockets.target
+EOF
+      cat > /etc/systemd/system/lab-web.path <<'EOF'
+[Path]
+PathExists=/run/lab-web.trigger
+[Install]
+WantedBy=paths.target
+EOF
+      systemctl daemon-reload
+      # The socket first: systemd refuses to start a socket whose service already runs without it.
+      systemctl enable --now lab-web.socket lab-web.path
+      systemctl enable --now lab-web.service
+      # A link that [Install] does not describe: an administrator's, or an attacker's.
+      mkdir -p /etc/systemd/system/graphical.target.wants
+      ln -s /etc/systemd/system/lab-web.service /etc/systemd/system/graphical.target.wants/lab-web.service
+      systemctl daemon-reload`);
+    const units = ['lab-web.service', 'lab-web.socket', 'lab-web.path'];
+    const linksBefore = await unitLinks();
+    const statesBefore = await unitStates(...units);
+    expect(statesBefore).toEqual({ 'lab-web.service': 'active enabled', 'lab-web.socket': 'active enabled', 'lab-web.path': 'active enabled' });
+    expect(linksBefore).toContain('graphical.target.wants/lab-web.service');
+    expect(await connectToSocket()).toBe('connected');
+
+    const stopped = await act('stop_service', { name: 'lab-web.service' });
+    expect(await unitStates(...units)).toEqual({ 'lab-web.service': 'inactive disabled', 'lab-web.socket': 'inactive disabled', 'lab-web.path': 'inactive disabled' });
+    expect(await unitLinks()).not.toContain('lab-web');
+    // What used to bring the service back does nothing now: nobody listens on the socket, and the path it watched is ignored.
+    expect(await connectToSocket()).toBe('ECONNREFUSED');
+    await box.sh('touch /run/lab-web.trigger');
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    expect((await box.run('systemctl', ['is-active', 'lab-web.service'])).stdout.trim()).toBe('inactive');
+    await box.sh('rm /run/lab-web.trigger');
+
+    const output = await undo(stopped);
+    expect(output).toMatch(/^Restored lab-web\.service/);
+    expect(await unitLinks()).toBe(linksBefore);
+    expect(await unitStates(...units)).toEqual(statesBefore);
+    expect(await connectToSocket()).toBe('connected');
+  });
+
+  it('stop service with mask, its unit file in /etc/systemd/system where systemctl cannot mask: masked all the same, nothing can start it; undo unmasks and starts it', async () => {
+    await box.sh(`
+      printf '[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/lab-masked.service
+      systemctl daemon-reload
+      systemctl enable --now lab-masked.service`);
+    const linksBefore = await unitLinks();
+    const stopped = await act('stop_service', { name: 'lab-masked.service' }, { mask: true });
+    expect(await unitStates('lab-masked.service')).toEqual({ 'lab-masked.service': 'inactive masked' });
+    expect((await box.run('systemctl', ['start', 'lab-masked.service'])).stderr).toMatch(/masked/);
+    await undo(stopped);
+    expect(await unitStates('lab-masked.service')).toEqual({ 'lab-masked.service': 'active enabled' });
+    expect(await unitLinks()).toBe(linksBefore);
+  });
+
+  it('a stopped service started and enabled again while the agent runs is stopped and disabled again within seconds, and the action says so', async () => {
+    await box.sh(`
+      printf '[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/lab-back.service
+      systemctl daemon-reload
+      systemctl enable --now lab-back.service`);
+    const stopped = await act('stop_service', { name: 'lab-back.service' });
+    expect(await unitStates('lab-back.service')).toEqual({ 'lab-back.service': 'inactive disabled' });
+
+    await box.sh('systemctl enable --now lab-back.service');
+    await waitFor('the agent to stop the service again', async () => ((await unitStates('lab-back.service'))['lab-back.service'] === 'inactive disabled' ? true : undefined));
+    const drift = await waitFor('the drift to be reported', async () => (await ctx.services.actions.get(ctx.users.security_reader.actor, stopped)).drift[0]);
+    // `enable --now` enables, then starts: the watch may catch either step, or both.
+    expect(drift).toMatchObject({ deviceId, repaired: true, detail: expect.stringMatching(/^lab-back\.service is (active|enabled)(, lab-back\.service is enabled)? again$/) });
+    expect(drift.count).toBeGreaterThanOrEqual(1);
+    await undo(stopped);
+    expect(await unitStates('lab-back.service')).toEqual({ 'lab-back.service': 'active enabled' });
+  });
+
+  it('remove scheduled task takes a timer out (its job stops running); restore brings it back running', async () => {
+    await box.sh(`
+      printf '[Service]\\nType=oneshot\\nExecStart=/bin/sh -c "date +%%s%%N >> /var/tmp/lab-tick"\\n' > /etc/systemd/system/lab-tick.service
+      printf '[Timer]\\nOnActiveSec=1s\\nOnUnitActiveSec=1s\\nAccuracySec=100ms\\n[Install]\\nWantedBy=timers.target\\n' > /etc/systemd/system/lab-tick.timer
+      systemctl daemon-reload
+      systemctl enable --now lab-tick.timer`);
+    const ticks = async () => Number((await box.sh('cat /var/tmp/lab-tick 2>/dev/null | wc -l')).trim());
+    await waitFor('the timer to run its job', async () => ((await ticks()) >= 2 ? true : undefined));
+    const linksBefore = await unitLinks();
+
+    const removed = await act('remove_scheduled_task', { name: 'lab-tick.timer' });
+    expect((await box.run('systemctl', ['list-timers', '--all', '--no-legend'])).stdout).not.toContain('lab-tick');
+    const atRemoval = await ticks();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(await ticks()).toBe(atRemoval);
+
+    await undo(removed);
+    expect(await unitStates('lab-tick.timer')).toEqual({ 'lab-tick.timer': 'active enabled' });
+    expect(await unitLinks()).toBe(linksBefore);
+    await waitFor('the restored timer to run its job again', async () => ((await ticks()) > atRemoval + 1 ? true : undefined));
+  });
+
+  it('remove scheduled task takes a cron.d job out of the real cron daemon; restore gives it back', async () => {
+    // Two jobs every minute: one stays and shows cron ran its minute; the other is removed.
+    await box.sh(`
+      echo '* * * * * root date +\\%s >> /var/tmp/lab-keep' > /etc/cron.d/lab-keep
+      echo '* * * * * root date +\\%s >> /var/tmp/lab-evil' > /etc/cron.d/lab-evil
+      chmod 644 /etc/cron.d/lab-keep /etc/cron.d/lab-evil`);
+    const lines = async (file: string) => (await box.sh(`cat /var/tmp/${file} 2>/dev/null || true`)).trim().split('\n').filter(Boolean).map(Number);
+
+    const removed = await act('remove_scheduled_task', { name: 'lab-evil', path: '/etc/cron.d/lab-evil' });
+    const removedAt = Math.floor(Date.now() / 1000);
+    const evilAtRemoval = (await lines('lab-evil')).length;
+    await waitFor('cron to run the job that stayed, after the removal', async () => ((await lines('lab-keep')).some((at) => at > removedAt) ? true : undefined), 75_000);
+    expect((await lines('lab-evil')).length).toBe(evilAtRemoval);
+
+    await undo(removed);
+    const restoredAt = Math.floor(Date.now() / 1000);
+    await waitFor('cron to run the restored job', async () => ((await lines('lab-evil')).some((at) => at > restoredAt) ? true : undefined), 75_000);
+  }, 180_000);
+});
