@@ -5,7 +5,8 @@ import { Compile } from 'typebox/compile';
 export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
 
 type Validator = { Check(value: unknown): boolean; Errors(value: unknown): Array<{ instancePath: string; message: string }> };
-// Compiled on first use, not when the module loads: the console imports this package and never validates.
+// Compiled on first use, not when the module loads. This module is its own entry point (@quell/contracts/checks):
+// the validator compiler is for those who read what others wrote (server, agent), not for the console's bundle.
 const validators = new WeakMap<TSchema, Validator>();
 function validatorOf(schema: TSchema): Validator {
   let validator = validators.get(schema);

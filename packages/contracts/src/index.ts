@@ -3,7 +3,6 @@ export * from './parameters.ts';
 export * from './roles.ts';
 export * from './lifecycle.ts';
 export * from './errors.ts';
-export * from './checks.ts';
 export * from './paths.ts';
 export * from './schemas/common.ts';
 export * from './schemas/actions.ts';

@@ -1,7 +1,8 @@
 import { type KeyObject, randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, AgentFrameSchema, type ServerFrame, checkValue } from '@quell/contracts';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, AgentFrameSchema, type ServerFrame } from '@quell/contracts';
+import { checkValue } from '@quell/contracts/checks';
 import type { FastifyBaseLogger } from 'fastify';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { AgentProtocolError, type AgentsService } from './agents.service.ts';

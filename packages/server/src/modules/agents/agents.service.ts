@@ -2,8 +2,9 @@ import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqu
 import {
   ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema,
   type EnforcedEffect, FLEET_ACTION_TYPES, type EnrolBody, type EnrolResponse, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
-  challengeMessage, checkValue, packageUploadMessage, parseJsonAs,
+  challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
+import { checkValue, parseJsonAs } from '@quell/contracts/checks';
 import type { Static, TSchema } from 'typebox';
 import { Readable } from 'node:stream';
 import { createGunzip, constants as zlib } from 'node:zlib';

@@ -1,8 +1,9 @@
 import { basename } from 'node:path';
 import {
-  ACTION_OUTPUT_MAX_CHARS, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Checked, type Evidence, type EvidenceReport, EvidenceReportSchema,
-  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, parseJsonAs,
+  ACTION_OUTPUT_MAX_CHARS, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict,
 } from '@quell/contracts';
+import { parseJsonAs, type Checked } from '@quell/contracts/checks';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { ActionsTable, AlertsTable, InvestigationEntitiesTable, InvestigationsTable } from '../../db/schema.ts';
 import { type Db, type Store, groupScope } from '../../db/store.ts';
