@@ -5,9 +5,10 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type Action, type ActionType, DEVICE_OFFLINE_AFTER_MS } from '@quell/contracts';
+import { AGENT_PROTOCOL_VERSION, type Action, type ActionType, DEVICE_OFFLINE_AFTER_MS } from '@quell/contracts';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enrolTestAgent, signedByAgent } from '../../server/src/test/agents.ts';
 import { PASSWORD, TEST_DIALECT, type TestContext, type TestUser, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
 
 const require = createRequire(import.meta.url);
@@ -614,6 +615,31 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await row('invoice.pdf.exe').click();
     await drawer().getByRole('link', { name: 'Open investigation page' }).click();
     await page.getByRole('heading', { name: 'Investigation on ws-legal-02' }).waitFor();
+  });
+
+  it('shows on an investigation\'s summary what went wrong on its way: an agent whose evidence was not a report', async () => {
+    const agent = await enrolTestAgent(ctx, 'ws-garbled-03');
+    const group = await ctx.services.devices.createGroup(ctx.users.security_admin.actor, { name: 'semi-garbled', rank: 2000, automationLevel: 'semi_any_folder' });
+    await ctx.request(ctx.users.security_admin, 'PATCH', `/api/devices/${agent.deviceId}`, { groupId: group.id });
+    await ctx.request(ctx.users.security_operator, 'POST', '/api/alerts', {
+      title: 'Malware detected', severity: 'high', category: 'malware', detectionSource: 'edr-rules', deviceId: agent.deviceId, occurredAt: new Date().toISOString(),
+      evidence: [{ kind: 'file', path: '/tmp/.font-unix/kthreadd', sha256: 'f6'.repeat(32) }],
+    });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await ctx.services.investigations.runDue();
+      const asked = await latestOn(agent.deviceId, 'collect_evidence');
+      await ctx.services.agents.result(agent.deviceId, signedByAgent(agent.key, { v: AGENT_PROTOCOL_VERSION, deviceId: agent.deviceId, actionId: asked.id, outcome: 'completed', output: '<b>not</b> evidence', iat: 0 }));
+      ctx.clock.advance(1_500);
+    }
+    await ctx.services.investigations.runDue();
+    await signIn(ctx.users.security_operator, '/investigations');
+    await page.getByRole('table', { name: 'Investigations' }).locator('tr', { hasText: 'ws-garbled-03' }).getByRole('cell', { name: '3', exact: true }).waitFor();
+    await page.getByRole('link', { name: 'ws-garbled-03' }).click();
+    const problems = page.getByLabel('Investigation summary').getByRole('list', { name: 'Problems of this investigation' });
+    await expect.poll(() => problems.getByRole('listitem').count()).toBe(3);
+    expect(await problems.getByRole('listitem').first().textContent()).toMatch(/^evidence, .*: The agent's answer is not a valid collect evidence report: it is not JSON/);
+    expect(await page.locator('dd b').count()).toBe(0);
+    expect(await scan()).toEqual([]);
   });
 
   it('terminates an investigation, cancelling its pending actions', async () => {

@@ -29,6 +29,7 @@ const useStyles = makeStyles({
   text: { wordBreak: 'break-all' },
   buttons: { display: 'flex', gap: tokens.spacingHorizontalS },
   id: { wordBreak: 'break-all' },
+  problems: { margin: 0, paddingLeft: tokens.spacingHorizontalL },
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -115,6 +116,7 @@ function QuellInvestigation({ id }: { id: string }) {
         {fact('Waiting for analysts', formatDuration(waitingMs))}
         {fact('Working time', formatDuration(Math.max(0, durationMs - waitingMs)))}
         {fact('Investigation ID', inv.id)}
+        {fact('Problems', inv.problems.length === 0 ? 'None' : <ProblemList problems={inv.problems} />)}
       </dl>
       {detail.data.pendingExpansion && <ExpansionDecision id={id} devices={detail.data.pendingExpansion.devices} />}
       <TabList selectedValue={tab} onTabSelect={(_, data) => setTab(data.value as TabId)}>
@@ -139,6 +141,22 @@ function QuellInvestigation({ id }: { id: string }) {
         />
       )}
     </>
+  );
+}
+
+/**
+ * What went wrong on the way, newest last: an agent's answer that was not
+ * what it should be, a step that could not run. Each was retried, then the
+ * investigation went on with what it had.
+ */
+function ProblemList({ problems }: { problems: InvestigationDetail['investigation']['problems'] }) {
+  const styles = useStyles();
+  return (
+    <ul className={styles.problems} aria-label="Problems of this investigation">
+      {problems.map((p, i) => (
+        <li key={i} className={styles.text}><Text weight="semibold">{p.step}</Text>, {formatDateTime(p.at)}: {p.reason}</li>
+      ))}
+    </ul>
   );
 }
 

@@ -45,6 +45,7 @@ export default function InvestigationsPage() {
             <TableHeaderCell>Duration</TableHeaderCell>
             <TableHeaderCell>Waiting for analysts</TableHeaderCell>
             <TableHeaderCell>Started by</TableHeaderCell>
+            <TableHeaderCell>Problems</TableHeaderCell>
           </TableRow>
         </TableHeader>
         <TableBody>
@@ -56,6 +57,7 @@ export default function InvestigationsPage() {
               <TableCell>{formatDuration((i.endedAt ? Date.parse(i.endedAt) : now) - Date.parse(i.startedAt))}</TableCell>
               <TableCell>{formatDuration(i.waitingSeconds * 1000)}</TableCell>
               <TableCell className={styles.name}>{i.startedBy}</TableCell>
+              <TableCell>{i.problems.length === 0 ? 'None' : i.problems.length}</TableCell>
             </TableRow>
           ))}
         </TableBody>
