@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { AGENT_PROTOCOL_VERSION, type Action, type ActionType, DEVICE_OFFLINE_AFTER_MS } from '@quell/contracts';
 import { type BrowserContext, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemActor } from '../../server/src/actor.ts';
 import { enrolTestAgent, signedByAgent } from '../../server/src/test/agents.ts';
 import { PASSWORD, TEST_DIALECT, type TestContext, type TestUser, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
 
@@ -339,7 +340,7 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     }
     await signIn(ctx.users.security_operator, '/action-center/history');
     await page.getByLabel('Action type').selectOption({ label: 'Remove registry key' });
-    await page.getByLabel('Status').selectOption({ label: 'Rejected' });
+    await page.getByLabel('Status').selectOption({ label: 'Rejected, expired included' });
     await expect.poll(() => new URL(page.url()).search).toBe('?type=remove_registry_key&status=rejected');
     await expect.poll(() => page.locator('tr[data-action-id]').count()).toBe(2);
     await page.reload();
@@ -350,6 +351,22 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     const csv = readFileSync((await download.path())!, 'utf8').trim().split('\r\n');
     expect(csv[0]).toMatch(/^id,type,status,/);
     expect(csv.slice(1).map((line) => line.split(',').slice(1, 3).join(','))).toEqual(['remove_registry_key,rejected', 'remove_registry_key,rejected']);
+  });
+
+  it('counts an expired action as rejected: History\'s Rejected filter finds it, and it says Expired (rejected)', async () => {
+    const deviceId = await device('expiry-box');
+    const rejected = await pending('stop_service', 'cups.service', { deviceId });
+    await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/reject', { ids: [rejected], comment: 'needed here' });
+    const expired = await pending('stop_service', 'avahi-daemon.service', { deviceId });
+    // Its deadline passes with no decision (as if a week went by), and the expiry job runs.
+    await ctx.store.db.updateTable('actions').set({ expires_at: Date.now() - 1000 }).where('id', '=', expired).execute();
+    expect(await ctx.services.actions.expireDue(systemActor())).toBe(1);
+    await signIn(ctx.users.security_operator, `/action-center/history?deviceId=${deviceId}`);
+    await page.getByLabel('Status').selectOption({ label: 'Rejected, expired included' });
+    await expect.poll(() => new URL(page.url()).searchParams.get('status')).toBe('rejected');
+    await expect.poll(() => page.locator('tr[data-action-id]').count()).toBe(2);
+    await row('avahi-daemon.service').getByText('Expired (rejected)').waitFor();
+    await row('cups.service').getByText('Rejected', { exact: true }).waitFor();
   });
 
   it('pages History with the API cursors, sorts by date and lets the user choose columns', async () => {

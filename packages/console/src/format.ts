@@ -7,7 +7,8 @@ export const STATUS_LABELS: Record<ActionStatus, string> = {
   completed: 'Completed',
   failed: 'Failed',
   rejected: 'Rejected',
-  expired: 'Expired',
+  // An expiry is the system's rejection: it keeps its own status, and says what it counts as.
+  expired: 'Expired (rejected)',
   cancelled: 'Cancelled',
   timed_out: 'Timed out',
   undone: 'Undone',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ACTION_EVENTS, ACTION_STATUSES, type ActionEvent, type ActionStatus, isTerminal, nextStatus } from './lifecycle.ts';
+import { ACTION_EVENTS, ACTION_STATUSES, type ActionEvent, type ActionStatus, isTerminal, nextStatus, statusesCountedAs } from './lifecycle.ts';
 
 /** Every allowed transition, written out by hand from DESIGN.md §2 — the table under test must agree. */
 const ALLOWED: Array<[ActionStatus, ActionEvent, ActionStatus]> = [
@@ -38,5 +38,10 @@ describe('action lifecycle', () => {
     ['pending_approval', false], ['queued', false], ['in_progress', false], ['completed', false],
   ] as const)('%s is terminal: %s', (status, terminal) => {
     expect(isTerminal(status)).toBe(terminal);
+  });
+
+  // An expiry is the system's rejection (DESIGN.md §2): a filter on rejected finds both; every other status only itself.
+  it.each(ACTION_STATUSES.map((status) => [status, status === 'rejected' ? ['rejected', 'expired'] : [status]] as const))('a filter on %s matches %j', (status, matched) => {
+    expect(statusesCountedAs(status)).toEqual(matched);
   });
 });

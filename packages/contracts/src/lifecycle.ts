@@ -33,6 +33,19 @@ export function nextStatus(from: ActionStatus, event: ActionEvent): ActionStatus
   return row[event] ?? null;
 }
 
+/**
+ * Statuses that count as another wherever decisions are counted — the
+ * status filter, the summary, the CSV export: a pending action that expires
+ * is rejected by the system, as Defender counts it, while it keeps its own
+ * status so that one can still tell the two apart.
+ */
+export const COUNTS_AS: Partial<Record<ActionStatus, ActionStatus>> = { expired: 'rejected' };
+
+/** What a filter on `status` matches: that status, and those that count as it. */
+export function statusesCountedAs(status: ActionStatus): ActionStatus[] {
+  return [status, ...ACTION_STATUSES.filter((other) => COUNTS_AS[other] === status)];
+}
+
 /** Statuses from which nothing more happens to the action itself (undo aside). */
 export function isTerminal(status: ActionStatus): boolean {
   return Object.keys(TRANSITIONS[status]).length === 0;

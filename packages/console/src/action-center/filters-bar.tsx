@@ -1,6 +1,6 @@
 import { Button, Field, Input, Select, makeStyles, tokens } from '@fluentui/react-components';
 import {
-  ACTION_SOURCES, ACTION_STATUSES, ACTION_TYPES, ENTITY_TYPES, TIME_RANGES, type ActionView, type Device, type TimeRange,
+  ACTION_SOURCES, ACTION_STATUSES, ACTION_TYPES, ENTITY_TYPES, TIME_RANGES, type ActionStatus, type ActionView, type Device, type TimeRange, statusesCountedAs,
 } from '@quell/contracts';
 import { type ReactNode, useState } from 'react';
 import { ENTITY_TYPE_LABELS, SOURCE_LABELS, STATUS_LABELS, typeLabel } from '../format.ts';
@@ -44,6 +44,12 @@ const toLocalInput = (iso: string | undefined): string => {
 };
 const fromLocalInput = (value: string): string | undefined => (value ? new Date(value).toISOString() : undefined);
 
+/** A status as a filter names it: with the statuses that count as it (Rejected finds the expired too). */
+function statusFilterLabel(status: ActionStatus): string {
+  const counted = statusesCountedAs(status).filter((other) => other !== status);
+  return counted.length === 0 ? STATUS_LABELS[status] : `${STATUS_LABELS[status]}, ${counted.map((other) => other.replaceAll('_', ' ')).join(', ')} included`;
+}
+
 export function FiltersBar({ view, filters, devices, onChange }: { view: ActionView; filters: ActionFilters; devices: Device[]; onChange: (filters: ActionFilters) => void }) {
   const styles = useStyles();
   const set = <K extends keyof ActionFilters>(key: K, value: ActionFilters[K]): void => onChange({ ...filters, [key]: value });
@@ -68,7 +74,7 @@ export function FiltersBar({ view, filters, devices, onChange }: { view: ActionV
     <Choice key="source" label="Source" value={filters.source} options={ACTION_SOURCES.map((s) => [s, SOURCE_LABELS[s]])} onChange={(v) => set('source', v)} />,
   );
   if (view === 'history') {
-    fields.push(<Choice key="status" label="Status" value={filters.status} options={statuses.map((s) => [s, STATUS_LABELS[s]])} onChange={(v) => set('status', v)} />);
+    fields.push(<Choice key="status" label="Status" value={filters.status} options={statuses.map((s) => [s, statusFilterLabel(s)])} onChange={(v) => set('status', v)} />);
   }
   fields.push(
     <Choice key="entityType" label="Entity type" value={filters.entityType} options={ENTITY_TYPES.map((e) => [e, ENTITY_TYPE_LABELS[e]])} onChange={(v) => set('entityType', v)} />,

@@ -83,7 +83,7 @@ function StatusChart({ data }: { data: ActionSummary['byStatusPerDay'] }) {
       </svg>
       <ul className={styles.legend} aria-label="Legend">
         {perStatus.map(([s, n]) => (
-          <li key={s}><svg className={styles.swatch} viewBox="0 0 10 10" aria-hidden="true"><rect width="10" height="10" fill={STATUS_COLORS[s]} /></svg>{STATUS_LABELS[s]} ({n})</li>
+          <li key={s}><svg className={styles.swatch} viewBox="0 0 10 10" aria-hidden="true"><rect width="10" height="10" fill={STATUS_COLORS[s]} /></svg>{STATUS_LABELS[s]}: {n}</li>
         ))}
       </ul>
     </>
@@ -119,6 +119,10 @@ export default function HomePage() {
           <section className={styles.card} aria-labelledby="chart-title">
             <Subtitle1 as="h2" id="chart-title">Actions by status, last 30 days</Subtitle1>
             <StatusChart data={summary.data.byStatusPerDay} />
+            <Text block>
+              Rejected: {summary.data.rejectedLast30Days}
+              {summary.data.expiredLast30Days > 0 && `, of which ${summary.data.expiredLast30Days} expired without a decision (an expiry counts as a rejection)`}
+            </Text>
             <Link to="/action-center/history?range=30d">Open History</Link>
           </section>
         </div>

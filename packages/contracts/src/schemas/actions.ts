@@ -183,4 +183,8 @@ export const ActionSummarySchema = Type.Object({
   oldestPendingAt: Type.Union([TimestampSchema, Type.Null()]),
   oldestPendingAgeSeconds: Type.Union([Type.Integer(), Type.Null()]),
   byStatusPerDay: Type.Array(Type.Object({ day: Type.String(), status: ActionStatusSchema, count: Type.Integer() })),
+  /** Actions rejected in the last 30 days, expirations included: an expiry is the system's rejection (each keeps its own status above). */
+  rejectedLast30Days: Type.Integer(),
+  /** Of those, the ones that expired without a decision. */
+  expiredLast30Days: Type.Integer(),
 });

@@ -1,4 +1,4 @@
-import type { Action, ActionDetail, ActionTimelineEntry } from '@quell/contracts';
+import { type Action, type ActionDetail, type ActionStatus, type ActionTimelineEntry, COUNTS_AS } from '@quell/contracts';
 import { csvCell } from '../../csv.ts';
 import type { ActionDriftTable, ActionEventsTable, ActionsTable } from '../../db/schema.ts';
 
@@ -50,17 +50,17 @@ export function presentTimelineEntry(row: ActionEventsTable): ActionTimelineEntr
   };
 }
 
-/** CSV columns of the History export, in order. */
+/** CSV columns of the History export, in order; `countsAs` is the status it is counted as (rejected for an expired action). */
 export const CSV_COLUMNS = [
   'id', 'type', 'status', 'entityType', 'entity', 'sha256', 'deviceId', 'deviceName', 'source', 'investigationId',
-  'incidentId', 'approvalId', 'requestedBy', 'requestedAt', 'decidedBy', 'decidedAt', 'comment', 'decisionComment', 'updatedAt',
+  'incidentId', 'approvalId', 'requestedBy', 'requestedAt', 'decidedBy', 'decidedAt', 'comment', 'decisionComment', 'updatedAt', 'countsAs',
 ] as const;
 
 export function csvRow(row: ActionsTable): string {
   const cells = [
     row.id, row.type, row.status, row.entity_type, row.entity_name, row.entity_sha256, row.device_id, row.device_name, row.source,
     row.investigation_id, row.incident_id, row.approval_id, row.requested_by, iso(row.requested_at), row.decided_by,
-    isoOrNull(row.decided_at), row.comment, row.decision_comment, iso(row.updated_at),
+    isoOrNull(row.decided_at), row.comment, row.decision_comment, iso(row.updated_at), COUNTS_AS[row.status as ActionStatus] ?? row.status,
   ];
   return cells.map(csvCell).join(',') + '\r\n';
 }

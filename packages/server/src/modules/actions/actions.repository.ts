@@ -9,7 +9,8 @@ export interface ActionFilter {
   to?: number;
   type?: string;
   source?: string;
-  status?: string;
+  /** Any of these statuses. */
+  statuses?: readonly string[];
   entityType?: string;
   deviceId?: string;
   investigationId?: string;
@@ -30,7 +31,7 @@ function applyFilter<O>(query: SelectQueryBuilder<Database, 'actions', O>, filte
   if (filter.to !== undefined) q = q.where('requested_at', '<', filter.to);
   if (filter.type !== undefined) q = q.where('type', '=', filter.type);
   if (filter.source !== undefined) q = q.where('source', '=', filter.source);
-  if (filter.status !== undefined) q = q.where('status', '=', filter.status);
+  if (filter.statuses !== undefined) q = q.where('status', 'in', filter.statuses);
   if (filter.entityType !== undefined) q = q.where('entity_type', '=', filter.entityType);
   if (filter.deviceId !== undefined) q = q.where('device_id', '=', filter.deviceId);
   if (filter.investigationId !== undefined) q = q.where('investigation_id', '=', filter.investigationId);

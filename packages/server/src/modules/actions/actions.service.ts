@@ -1,7 +1,7 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionEvent, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
   CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
-  type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, parameterProblem, roleAtLeast,
+  type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, parameterProblem, roleAtLeast, statusesCountedAs,
 } from '@quell/contracts';
 import { isIP } from 'node:net';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -259,7 +259,9 @@ export function createActionsService(deps: ActionsServiceDeps) {
   function toFilter(actor: Actor, query: ExportActionsQuery & { view?: ListActionsQuery['view'] }): ActionFilter {
     const { from, to } = resolveTimeRange(query, clock.now());
     return {
-      view: query.view, from, to, type: query.type, source: query.source, status: query.status, entityType: query.entityType,
+      view: query.view, from, to, type: query.type, source: query.source, entityType: query.entityType,
+      // Rejected finds the expired too: an expiry is the system's rejection.
+      ...(query.status !== undefined ? { statuses: statusesCountedAs(query.status) } : {}),
       deviceId: query.deviceId, investigationId: query.investigationId, decidedBy: query.decidedBy, entity: query.entity, groupIds: actor.groupIds,
     };
   }
@@ -558,7 +560,11 @@ export function createActionsService(deps: ActionsServiceDeps) {
       const oldest = pending.length === 0 ? null : Math.min(...pending.map((p) => p.oldest));
       const since = Math.floor(now / 86_400_000 - 29) * 86_400_000;
       const perDay = await repo.statusPerDay(store.db, since, actor.groupIds);
+      const rejected = statusesCountedAs('rejected') as readonly string[];
+      const total = (counted: (status: string) => boolean): number => perDay.filter((d) => counted(d.status)).reduce((sum, d) => sum + d.count, 0);
       return {
+        rejectedLast30Days: total((status) => rejected.includes(status)),
+        expiredLast30Days: total((status) => status === 'expired'),
         pendingByType: pending.map((p) => ({ type: p.type as ActionType, count: p.count })),
         pendingTotal: pending.reduce((sum, p) => sum + p.count, 0),
         oldestPendingAt: oldest === null ? null : new Date(oldest).toISOString(),
