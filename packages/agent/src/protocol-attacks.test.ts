@@ -328,7 +328,7 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
       let victim: { id: string; path: string };
 
       beforeAll(async () => {
-        victim = await quarantineThroughServer('victim.bin', await slowFileBytes(work, 2500));
+        victim = await quarantineThroughServer('victim.bin', await slowFileBytes(work, 8000));
         await waitFor('the victim action to be in progress', async () => ((await ctx().services.actions.get(systemActor(), victim.id)).action.status === 'in_progress' ? true : undefined));
       });
 
