@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ACTION_OUTPUT_MAX_CHARS, AntivirusScanReportSchema } from '@quell/contracts';
+import { parseJsonAs } from '@quell/contracts/checks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_INDICATOR, EICAR, type ScanReport, antivirusScanExecutor, parseMountInfo, runAntivirusScan } from './antivirus-scan.linux.ts';
 import { RecordingRunner, executionContext } from './recording-runner.ts';
@@ -113,6 +115,20 @@ describe('run_antivirus_scan over real files', () => {
     await expect(run({ roots: 'tmp' })).rejects.toThrow('not an absolute path to scan');
     await expect(run({ roots: 7 })).rejects.toThrow('expected a comma-separated list');
     await expect(run({ roots: root, blockSha256: 'deadbeef' })).rejects.toThrow('not a SHA-256 block indicator: "deadbeef"');
+  });
+
+  it('reports many findings within what the server takes whole, counting those left out, as the report\'s schema says', async () => {
+    const many = join(dir, 'many');
+    mkdirSync(many);
+    // 300 detections with long names: listed in full they would be over 80 000 characters.
+    for (let i = 0; i < 300; i++) writeFileSync(join(many, `${String(i).padStart(3, '0')}-${'x'.repeat(240)}.com`), EICAR);
+    const { output } = await scan(executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: many } }));
+    expect(output.length).toBeLessThanOrEqual(ACTION_OUTPUT_MAX_CHARS);
+    const report = parseJsonAs(AntivirusScanReportSchema, output, ACTION_OUTPUT_MAX_CHARS);
+    expect(report.ok).toBe(true);
+    if (!report.ok) return;
+    expect(report.value.findings.length).toBeGreaterThan(100);
+    expect(report.value.findings.length + report.value.findingsLeftOut).toBe(300);
   });
 
   it('reads mount points from the mount table, escapes included, the last mount on a point winning', () => {

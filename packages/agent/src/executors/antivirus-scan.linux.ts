@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type BigIntStats, constants, type Dirent, readFileSync, type Stats } from 'node:fs';
 import { type FileHandle, lstat, open, opendir, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AntivirusScanReport as ScanReport, ScanFinding } from '@quell/contracts';
+import { ACTION_OUTPUT_MAX_CHARS, type AntivirusScanReport as ScanReport, type ScanFinding } from '@quell/contracts';
 import { ExecutionError, type Executor } from './executor.ts';
 
 /**
@@ -84,6 +84,23 @@ function blockHashes(value: string | number | boolean | undefined): Set<string> 
   const bad = hashes.find((hash) => !SHA256_HEX.test(hash));
   if (bad !== undefined) throw new ExecutionError(`not a SHA-256 block indicator: ${JSON.stringify(bad)}`);
   return new Set(hashes);
+}
+
+/**
+ * Makes a report fit in `limit` characters, since the server takes a report
+ * whole or not at all: the error samples go first, then findings from the
+ * end, each counted in `findingsLeftOut`. Sizes are counted once per entry.
+ */
+export function fitScanReport(report: ScanReport, limit: number): ScanReport {
+  /** Room for `findingsLeftOut` to grow by a few digits. */
+  const margin = 16;
+  let size = JSON.stringify(report).length;
+  while (size + margin > limit && report.errors.length > 0) size -= JSON.stringify(report.errors.pop()).length + 1;
+  while (size + margin > limit && report.findings.length > 0) {
+    size -= JSON.stringify(report.findings.pop()).length + 1;
+    report.findingsLeftOut += 1;
+  }
+  return report;
 }
 
 /** What a scan command asks for: its kind and the folders it walks. */
@@ -308,7 +325,7 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
     }
 
     report.durationMs = Date.now() - started;
-    return { output: JSON.stringify(report) };
+    return { output: JSON.stringify(fitScanReport(report, ACTION_OUTPUT_MAX_CHARS)) };
   };
 }
 
