@@ -2,7 +2,7 @@ import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { basename } from 'node:path';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Platform, type ServerFrame } from '@quell/contracts';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, EFFECT_CHANGING_ACTION_TYPES, type Platform, type ServerFrame } from '@quell/contracts';
 import { type MalwareWatch, watchForMalware } from './antivirus-watch.ts';
 import type { ScanFinding } from './executors/antivirus-scan.linux.ts';
 import { quarantineFile, removeLeftovers } from './executors/quarantine.linux.ts';
@@ -191,10 +191,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       outcome = { outcome: 'failed', error: executor };
     } else {
       try {
-        const result: ExecutionResult = await executor({
+        const run = () => executor({
           command, runner, agentDir: options.dir, serverAddresses, upload: (bytes) => uploadPackage(actionId, bytes), blockSha256: blocked,
           priorSnapshot: command.undoOf ? journal.snapshotOf(command.undoOf) : undefined,
         });
+        const result: ExecutionResult = driftWatch && EFFECT_CHANGING_ACTION_TYPES.has(command.type) ? await driftWatch.exclusive(run) : await run();
         outcome = { outcome: 'completed', output: result.output, snapshot: result.snapshot };
       } catch (error) {
         outcome = { outcome: 'failed', error: (error as Error).message };

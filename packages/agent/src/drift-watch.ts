@@ -15,6 +15,12 @@ export interface DriftReport { effect: EnforcedEffect; actionIds: string[]; foun
 export interface DriftWatch {
   /** Checks every effect now (after an action completes, say) instead of at the next tick. */
   checkNow(): Promise<void>;
+  /**
+   * Runs `change` (an action that puts an effect in force or takes it away)
+   * after the check under way, with no check during it: a check that saw the
+   * effect before an undo removed it must not put it back afterwards.
+   */
+  exclusive<T>(change: () => Promise<T>): Promise<T>;
   close(): void;
 }
 
@@ -71,6 +77,11 @@ export function watchDrift(options: {
 
   return {
     checkNow: checkAll,
+    exclusive(change) {
+      const done = running.then(change);
+      running = done.then(() => undefined, () => undefined);
+      return done;
+    },
     close() {
       closed = true;
       if (timer) clearTimeout(timer);

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox';
-import { PLATFORMS } from '../catalogue.ts';
+import { ACTION_CATALOGUE, type ActionType, PLATFORMS } from '../catalogue.ts';
 import { UUID } from '../parameters.ts';
 import type { ActionParametersSchema, ActionTypeSchema, EntitySchema } from './actions.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
@@ -185,6 +185,13 @@ export type StateReportPayload = Static<typeof StateReportPayloadSchema>;
 /** The effects an agent keeps true while they are in force, and re-applies when something lifts them. */
 export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction', 'user_containment', 'stopped_service'] as const;
 export type EnforcedEffect = (typeof ENFORCED_EFFECTS)[number];
+/** The action type whose effect each enforced effect is. */
+export const ENFORCED_EFFECT_ACTION_TYPES: Record<EnforcedEffect, ActionType> = {
+  isolation: 'isolate_device', containment: 'contain_device', code_restriction: 'restrict_code_execution', user_containment: 'contain_user', stopped_service: 'stop_service',
+};
+/** The action types that put an enforced effect in force or take it away: an agent never runs them while it checks those effects. */
+export const EFFECT_CHANGING_ACTION_TYPES: ReadonlySet<ActionType> = new Set(Object.values(ENFORCED_EFFECT_ACTION_TYPES)
+  .flatMap((type) => [type, ...(ACTION_CATALOGUE[type].undoType ? [ACTION_CATALOGUE[type].undoType] : [])]));
 
 /**
  * What the agent signs when it finds an effect lifted on its device (the

@@ -1,6 +1,6 @@
 import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
-  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema,
+  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema, ENFORCED_EFFECT_ACTION_TYPES,
   type EnforcedEffect, FLEET_ACTION_TYPES, type EnrolBody, type EnrolResponse, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
   challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
@@ -46,10 +46,6 @@ export class AgentProtocolError extends Error {}
  * these with a device id it has authenticated; every result is checked
  * against that agent's own key and that device's own actions.
  */
-/** The action type whose effect each kind of drift report speaks of. */
-const DRIFT_ACTION_TYPES: Record<EnforcedEffect, ActionType> = {
-  isolation: 'isolate_device', containment: 'contain_device', code_restriction: 'restrict_code_execution', user_containment: 'contain_user', stopped_service: 'stop_service',
-};
 const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user', stopped_service: 'A stopped service' };
 
 export function createAgentsService(deps: {
@@ -264,7 +260,7 @@ export function createAgentsService(deps: {
       for (const actionId of new Set(drift.actionIds)) {
         const row = await actionsRepo.findById(store.db, actionId);
         // An agent speaks only of effects in force on its own device: its own actions, or containments every agent enforces.
-        const ours = row !== undefined && row.status === 'completed' && row.type === DRIFT_ACTION_TYPES[drift.effect]
+        const ours = row !== undefined && row.status === 'completed' && row.type === ENFORCED_EFFECT_ACTION_TYPES[drift.effect]
           && (row.device_id === deviceId || FLEET_ACTION_TYPES.includes(row.type as ActionType));
         if (!ours) continue;
         const count = await actionsRepo.recordDrift(store.db, { actionId, deviceId, at, detail, repaired: drift.repaired });
