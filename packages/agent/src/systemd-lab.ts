@@ -40,15 +40,15 @@ export async function bootSystemd(binds: readonly string[] = []): Promise<System
     '--quiet', `--directory=${SYSTEMD_ROOT}`, '--volatile=overlay', '--boot', '--console=pipe', '--register=no', '--keep-unit',
     `--bind-ro=${process.execPath}`, `--bind-ro=${AGENT_BUNDLE}`, ...binds.map((dir) => `--bind=${dir}`),
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let console = '';
-  nspawn.stdout!.on('data', (chunk: Buffer) => (console += chunk.toString()));
-  nspawn.stderr!.on('data', (chunk: Buffer) => (console += chunk.toString()));
+  let output = '';
+  nspawn.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  nspawn.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = once(nspawn, 'exit');
 
   let init: number;
   try {
     init = await waitFor('the container\'s init to start', async () => {
-      if (nspawn.exitCode !== null) throw new Error(`systemd-nspawn exited (${nspawn.exitCode}): ${console}`);
+      if (nspawn.exitCode !== null) throw new Error(`systemd-nspawn exited (${nspawn.exitCode}): ${output}`);
       return initOf(nspawn.pid!);
     });
   } catch (error) {
@@ -72,12 +72,17 @@ export async function bootSystemd(binds: readonly string[] = []): Promise<System
     return result.stdout;
   };
 
-  // `is-system-running --wait` returns once boot has finished, whatever the outcome; it says nothing until systemd answers at all.
-  const state = await waitFor('systemd in the container to finish booting', async () => (await run('systemctl', ['is-system-running', '--wait'])).stdout.trim() || undefined, 60_000);
+  // `is-system-running --wait` returns once boot has finished, whatever the outcome. Until systemd has mounted
+  // its /run and made /run/systemd/system it says nothing, or "offline", which this early means "not yet".
+  const booted = async () => {
+    const state = (await run('systemctl', ['is-system-running', '--wait'])).stdout.trim();
+    return state === '' || state === 'offline' ? undefined : state;
+  };
+  const state = await waitFor('systemd in the container to finish booting', booted, 60_000).catch(() => 'still offline after a minute');
   if (state !== 'running') {
     const failedUnits = (await run('systemctl', ['--failed', '--no-legend'])).stdout;
     nspawn.kill('SIGKILL');
-    throw new Error(`systemd in the container is ${state}, not running: ${failedUnits}`);
+    throw new Error(`systemd in the container is ${state}, not running. Failed units: ${failedUnits || 'none'}. Its console:\n${output.slice(-4_000)}`);
   }
 
   const agents: ChildProcess[] = [];

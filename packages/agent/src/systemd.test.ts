@@ -174,22 +174,29 @@ EOF
     await waitFor('the restored timer to run its job again', async () => ((await ticks()) > atRemoval + 1 ? true : undefined));
   });
 
-  it('remove scheduled task takes a cron.d job out of the real cron daemon; restore gives it back', async () => {
-    // Two jobs every minute: one stays and shows cron ran its minute; the other is removed.
+  it('remove scheduled task takes cron.d jobs out of the real cron daemon; restore gives one back that cron runs', async () => {
+    // Three jobs every minute, loaded by cron, then watched over one minute's tick: lab-keep stays and shows cron
+    // ran that minute; lab-evil is removed before it; lab-back is removed and restored before it.
+    // Both actions fit between two ticks when they start early in a minute.
+    await waitFor('the first forty seconds of a minute', async () => (new Date().getSeconds() < 40 ? true : undefined), 30_000);
     await box.sh(`
-      echo '* * * * * root date +\\%s >> /var/tmp/lab-keep' > /etc/cron.d/lab-keep
-      echo '* * * * * root date +\\%s >> /var/tmp/lab-evil' > /etc/cron.d/lab-evil
-      chmod 644 /etc/cron.d/lab-keep /etc/cron.d/lab-evil`);
+      for job in keep evil back; do echo "* * * * * root date +\\%s >> /var/tmp/lab-$job" > /etc/cron.d/lab-$job; done
+      chmod 644 /etc/cron.d/lab-*
+      systemctl restart cron`);
+    const before = await box.sh('cat /etc/cron.d/lab-back');
     const lines = async (file: string) => (await box.sh(`cat /var/tmp/${file} 2>/dev/null || true`)).trim().split('\n').filter(Boolean).map(Number);
 
-    const removed = await act('remove_scheduled_task', { name: 'lab-evil', path: '/etc/cron.d/lab-evil' });
-    const removedAt = Math.floor(Date.now() / 1000);
-    const evilAtRemoval = (await lines('lab-evil')).length;
-    await waitFor('cron to run the job that stayed, after the removal', async () => ((await lines('lab-keep')).some((at) => at > removedAt) ? true : undefined), 75_000);
-    expect((await lines('lab-evil')).length).toBe(evilAtRemoval);
+    const started = Date.now();
+    await act('remove_scheduled_task', { name: 'lab-evil', path: '/etc/cron.d/lab-evil' });
+    await undo(await act('remove_scheduled_task', { name: 'lab-back', path: '/etc/cron.d/lab-back' }));
+    expect(await box.sh('cat /etc/cron.d/lab-back')).toBe(before);
+    const minute = (ms: number) => Math.floor(ms / 60_000);
+    expect(minute(Date.now()), 'both actions ended within the minute they started in').toBe(minute(started));
 
-    await undo(removed);
-    const restoredAt = Math.floor(Date.now() / 1000);
-    await waitFor('cron to run the restored job', async () => ((await lines('lab-evil')).some((at) => at > restoredAt) ? true : undefined), 75_000);
-  }, 180_000);
+    const ranSince = async (file: string) => ((await lines(file)).some((at) => at * 1000 >= started) ? true : undefined);
+    await waitFor('cron to run the job that stayed', () => ranSince('lab-keep'), 75_000);
+    await waitFor('cron to run the restored job on the same tick', () => ranSince('lab-back'));
+    await new Promise((resolve) => setTimeout(resolve, 2_000)); // the jobs of one tick start together: give a removed one time to show
+    expect(await lines('lab-evil')).toEqual([]);
+  }, 120_000);
 });
