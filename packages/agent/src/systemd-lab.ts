@@ -78,7 +78,7 @@ export async function bootSystemd(binds: readonly string[] = []): Promise<System
     const state = (await run('systemctl', ['is-system-running', '--wait'])).stdout.trim();
     return state === '' || state === 'offline' ? undefined : state;
   };
-  const state = await waitFor('systemd in the container to finish booting', booted, 60_000).catch(() => 'still offline after a minute');
+  const state = await waitFor('systemd in the container to finish booting', booted, 60_000).catch((error: Error) => `not booted (${error.message})`);
   if (state !== 'running') {
     const failedUnits = (await run('systemctl', ['--failed', '--no-legend'])).stdout;
     nspawn.kill('SIGKILL');
