@@ -257,7 +257,8 @@ describe(`a real agent refuses what would harm the endpoint or itself (${TEST_DI
     // The account exists only in the sandbox's copy of /etc, made inside the agent's mount namespace.
     const inSandbox = (command: string, args: string[], input?: string) => execFileSync('nsenter', ['-t', String(agent.child.pid), '-m', command, ...args], { input });
     const name = `quelldrift${Math.random().toString(36).slice(2, 7)}`;
-    inSandbox('useradd', ['-M', '-s', '/bin/sh', name]);
+    // A uid far from this machine's own users: containment ends every process that runs as it.
+    inSandbox('useradd', ['-M', '-u', String(200_000 + Math.floor(Math.random() * 100_000)), '-s', '/bin/sh', name]);
     inSandbox('chpasswd', [], `${name}:correct horse battery\n`);
     const actionId = randomUUID();
     completed(await send({ type: 'contain_user', actionId, entity: { name } }));

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
@@ -21,10 +21,13 @@ describe(`automated investigation with real agents in network namespaces (${TEST
   const endpoints: Record<'a' | 'b' | 'c', { endpoint: Endpoint; deviceId: string; agent: AgentProcess }> = {} as never;
   // Under /tmp: the folder where droppers land, which the verdict heuristics know.
   const root = mkdtempSync('/tmp/quell-investigation-');
+  /** Device a's /etc: a copy mounted over /etc in its agent's mount namespace, where the test plants cron entries. */
+  const etcOfA = join(root, 'etc-a');
   let engine: NodeJS.Timeout;
 
   beforeAll(async () => {
     lab = await createNetnsLab();
+    execFileSync('cp', ['-a', '/etc', etcOfA]);
     const a = await lab.endpoint('a');
     ctx = await setupTestApp({ listen: { host: a.gateway }, clock: liveClock() });
     // The engine as the server runs it: a job that runs due steps.
@@ -36,7 +39,7 @@ describe(`automated investigation with real agents in network namespaces (${TEST
       const dir = join(root, `agent-${name}`);
       const deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', dir], endpoint.ns))![1]!;
       expect((await ctx.request(ctx.users.security_admin, 'PATCH', `/api/devices/${deviceId}`, { groupId: group })).statusCode).toBe(200);
-      endpoints[name] = { endpoint, deviceId, agent: spawnAgent(dir, endpoint.ns, { bundle: true }) };
+      endpoints[name] = { endpoint, deviceId, agent: spawnAgent(dir, endpoint.ns, { bundle: true, ...(name === 'a' ? { sandbox: { etc: etcOfA } } : {}) }) };
     }
   });
 
@@ -142,8 +145,8 @@ describe(`automated investigation with real agents in network namespaces (${TEST
     chmodSync(exe, 0o755);
     const running = spawn(exe, ['300'], { stdio: 'ignore' });
     const exited = new Promise((resolve) => running.once('exit', resolve));
-    mkdirSync('/etc/cron.d', { recursive: true });
-    const cronFile = `/etc/cron.d/quell-e2e-${randomUUID().slice(0, 8)}`;
+    mkdirSync(join(etcOfA, 'cron.d'), { recursive: true });
+    const cronFile = join(etcOfA, 'cron.d', `quell-e2e-${randomUUID().slice(0, 8)}`);
     writeFileSync(cronFile, `@reboot root ${exe} 300\n`);
     try {
       const named = plant(`harmless ${randomUUID()}`, ['a']);

@@ -1,39 +1,40 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type ContainUserSnapshot, containUser, processesOf, releaseUser } from './contain-user.linux.ts';
-import { type CommandRunner, systemRunner } from '../runner.ts';
-import { RecordingRunner, executionContext, failed, ok } from './recording-runner.ts';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type ContainUserSnapshot, processesOf } from './contain-user.linux.ts';
+import { type ExecutorSandbox, executorSandbox } from './executor-sandbox.ts';
+import { RecordingRunner, failed, ok } from './recording-runner.ts';
+
+/** The accounts live in the sandbox's copy of /etc: this machine's own users are never touched. */
+let sandbox: ExecutorSandbox;
 
 /** The user's line of /etc/shadow, read straight from the file and not through the code under test. */
 function shadowLine(name: string): string {
-  const line = readFileSync('/etc/shadow', 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
+  const line = readFileSync(sandbox.path('/etc/shadow'), 'utf8').split('\n').find((l) => l.startsWith(`${name}:`));
   if (!line) throw new Error(`${name} is not in /etc/shadow`);
   return line;
 }
 const shadowField = (name: string, index: number): string => shadowLine(name).split(':')[index]!;
 
-const contain = (name: string, options: { runner?: CommandRunner; parameters?: Record<string, boolean> } = {}) =>
-  containUser(executionContext(options.runner ?? systemRunner, { type: 'contain_user', entity: { name }, parameters: options.parameters ?? {} }));
+const contain = (name: string, options: { runner?: RecordingRunner; parameters?: Record<string, boolean> } = {}) =>
+  sandbox.act('containUser', { type: 'contain_user', entity: { name }, parameters: options.parameters ?? {} }, { runner: options.runner });
 /** Snapshots travel through the agent's JSON journal; release gets them the same way. */
-const release = (name: string, priorSnapshot?: unknown) =>
-  releaseUser(executionContext(systemRunner, { type: 'release_user', entity: { name } }, { priorSnapshot: priorSnapshot === undefined ? undefined : JSON.parse(JSON.stringify(priorSnapshot)) }));
+const release = (name: string, priorSnapshot?: unknown) => sandbox.act('releaseUser', { type: 'release_user', entity: { name } }, { priorSnapshot });
 
-const run = (command: string, args: string[], input?: string) => execFileSync(command, args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString();
+const run = (command: string, args: string[], input?: string): string => sandbox.run(command, args, input);
 
 function exited(child: ChildProcess): Promise<NodeJS.Signals | number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.signalCode ?? child.exitCode);
   return new Promise((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
 }
 
-describe('contain user / release user on real local accounts', () => {
-  const users: string[] = [];
+describe('contain user / release user on local accounts (in a copy of /etc in a mount namespace)', () => {
   const children: ChildProcess[] = [];
 
   function createUser(options: { password?: string; expiry?: string } = {}): string {
     const name = `quelltest${Math.random().toString(36).slice(2, 9)}`;
-    run('useradd', ['-m', name]);
-    users.push(name);
+    // A uid far from this machine's own users: containment ends every process that runs as it.
+    run('useradd', ['-m', '-u', String(200_000 + Math.floor(Math.random() * 100_000)), name]);
     if (options.password) run('chpasswd', [], `${name}:${options.password}\n`);
     if (options.expiry) run('chage', ['-E', options.expiry, name]);
     return name;
@@ -41,8 +42,8 @@ describe('contain user / release user on real local accounts', () => {
 
   function startAs(name: string, how: 'setpriv' | 'runuser' | 'forking'): ChildProcess {
     const child = how === 'runuser'
-      ? spawn('runuser', ['-u', name, '--', 'sleep', '300'], { stdio: 'ignore' })
-      : spawn('setpriv', [`--reuid=${name}`, `--regid=${name}`, '--init-groups', ...(how === 'forking' ? ['sh', '-c', 'while :; do sleep 300 & sleep 0.01; done'] : ['sleep', '300'])], { stdio: 'ignore' });
+      ? sandbox.spawn('runuser', ['-u', name, '--', 'sleep', '300'])
+      : sandbox.spawn('setpriv', [`--reuid=${name}`, `--regid=${name}`, '--init-groups', ...(how === 'forking' ? ['sh', '-c', 'while :; do sleep 300 & sleep 0.01; done'] : ['sleep', '300'])]);
     children.push(child);
     return child;
   }
@@ -56,15 +57,10 @@ describe('contain user / release user on real local accounts', () => {
   afterEach(() => {
     for (const child of children.splice(0)) child.kill('SIGKILL');
   });
-  afterAll(() => {
-    for (const name of users) {
-      try {
-        run('userdel', ['-r', '-f', name]);
-      } catch {
-        // already gone
-      }
-    }
+  beforeAll(async () => {
+    sandbox = await executorSandbox();
   });
+  afterAll(() => sandbox?.close());
 
   it('locks and expires the account and ends its processes; release puts the shadow line back exactly', async () => {
     const name = createUser({ password: 'correct horse battery staple' });

