@@ -57,6 +57,7 @@ async function rawInsertsPerSecond(count: number): Promise<number> {
           id, title: body.title, description: null, severity: body.severity, category: body.category, detection_source: body.detectionSource, external_id: body.externalId,
           device_id: device.id, device_name: 'raw', group_id: null, occurred_at: now, received_at: now, status: 'new', classification: null, determination: null,
           updated_at: now, updated_by: null, evidence: JSON.stringify(body.evidence), incident_id: null,
+          rule_id: null, mitre_techniques: '[]', mitre_tactics: '[]', origin: null,
         }).execute();
         await trx.insertInto('alert_evidence').values([{ alert_id: id, kind: 'sha256', value: body.evidence[0]!.sha256 }, { alert_id: id, kind: 'path', value: body.evidence[0]!.path }]).execute();
       });

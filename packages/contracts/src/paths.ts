@@ -39,6 +39,7 @@ export const API_PATHS = {
   alerts: '/api/alerts',
   alert: '/api/alerts/:id',
   wazuhAlerts: '/api/alerts/wazuh',
+  ecsAlerts: '/api/alerts/ecs',
   alertFalsePositive: '/api/alerts/:id/false-positive',
   indicators: '/api/indicators',
   indicator: '/api/indicators/:id',

@@ -21,6 +21,10 @@ export const DeviceSchema = Type.Object({
   lastSeenAt: Type.Union([TimestampSchema, Type.Null()]),
   /** unmanaged: no enrolled agent; online/offline from the agent's last contact. */
   health: Type.Enum(DEVICE_HEALTH),
+  /** The detection source whose alert made Quell learn of this host (an unmanaged device); null when registered by hand or by its agent. */
+  discoveredFrom: Type.Union([Type.String(), Type.Null()]),
+  /** The addresses alerts reported for it, most recently seen first: what contain_device blocks for a device without an agent. */
+  addresses: Type.Array(Type.String()),
   agent: Type.Union([Type.Object({
     os: Type.String(),
     kernel: Type.String(),

@@ -52,6 +52,8 @@ export interface DevicesTable {
   last_seen_at: number | null;
   /** 1 when an administrator chose its group: rules leave it there. */
   group_pinned: number;
+  /** The detection source whose alert made Quell learn of it (an unmanaged device); null (or absent on insert) otherwise. */
+  discovered_from?: string | null;
 }
 
 export interface ActionsTable {
@@ -183,6 +185,28 @@ export interface AlertsTable {
   /** JSON array of the evidence entities. */
   evidence: string;
   incident_id: string | null;
+  /** The detection rule's id in its engine. */
+  rule_id: string | null;
+  /** JSON arrays of MITRE ATT&CK technique ids and tactic names. */
+  mitre_techniques: string;
+  mitre_tactics: string;
+  /** JSON AlertOrigin: where the engine saw it; null when the sender said nothing of it. */
+  origin: string | null;
+}
+
+export interface DeviceSourceIdsTable {
+  /** wazuh, elastic */
+  source: string;
+  /** The engine's own id for the host. */
+  source_id: string;
+  device_id: string;
+  updated_at: number;
+}
+
+export interface DeviceAddressesTable {
+  device_id: string;
+  address: string;
+  seen_at: number;
 }
 
 export interface IncidentsTable {
@@ -311,6 +335,8 @@ export interface Database {
   device_state: DeviceStateTable;
   alerts: AlertsTable;
   alert_evidence: AlertEvidenceTable;
+  device_source_ids: DeviceSourceIdsTable;
+  device_addresses: DeviceAddressesTable;
   incidents: IncidentsTable;
   indicators: IndicatorsTable;
   investigations: InvestigationsTable;

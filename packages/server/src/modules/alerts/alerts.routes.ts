@@ -1,11 +1,13 @@
 import {
-  API_PATHS, ActionSchema, AlertPageSchema, AlertSchema, CreateAlertBodySchema, FalsePositiveBodySchema, IdParamsSchema, IndicatorSchema, ListAlertsQuerySchema, UpdateAlertBodySchema,
+  API_PATHS, ActionSchema, AlertPageSchema, AlertSchema, CreateAlertBodySchema, FalsePositiveBodySchema, IdParamsSchema, IndicatorSchema, IngestedAlertSchema, ListAlertsQuerySchema,
+  UpdateAlertBodySchema,
 } from '@quell/contracts';
 import { Type } from 'typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { actorOf } from '../../plugins/auth.ts';
 import { problemResponses } from '../../plugins/openapi.ts';
 import type { AlertsService } from './alerts.service.ts';
+import { EcsDocumentSchema } from './ecs.ts';
 import { WazuhAlertSchema } from './wazuh.ts';
 
 const tags = ['Alerts'];
@@ -23,11 +25,22 @@ export const alertsRoutes: FastifyPluginAsyncTypebox<{ alerts: AlertsService }> 
 
   app.post(API_PATHS.wazuhAlerts, {
     schema: {
-      tags, summary: 'Send a Wazuh alert (alerts.json format); it lands on the device named like the Wazuh agent',
-      body: WazuhAlertSchema, response: { 200: AlertSchema, 201: AlertSchema, ...problemResponses },
+      tags, summary: 'Send a Wazuh alert (alerts.json format): 201 with the stored alert and its device, found by Wazuh agent id, name or address, or created unmanaged; 200 for a redelivery',
+      body: WazuhAlertSchema, response: { 200: IngestedAlertSchema, 201: IngestedAlertSchema, ...problemResponses },
     },
   }, async (request, reply) => {
     const { alert, created } = await alerts.createFromWazuh(actorOf(request), request.body);
+    return reply.code(created ? 201 : 200).send(alert);
+  });
+
+  app.post(API_PATHS.ecsAlerts, {
+    schema: {
+      tags,
+      summary: 'Send an Elastic Common Schema alert or event (Elastic Security, Elastic Defend, Winlogbeat Sysmon): 201 with the stored alert and its device, found by agent / host id, host name or address, or created unmanaged; 200 for a redelivery',
+      body: EcsDocumentSchema, response: { 200: IngestedAlertSchema, 201: IngestedAlertSchema, ...problemResponses },
+    },
+  }, async (request, reply) => {
+    const { alert, created } = await alerts.createFromEcs(actorOf(request), request.body);
     return reply.code(created ? 201 : 200).send(alert);
   });
 

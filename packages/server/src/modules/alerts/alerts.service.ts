@@ -1,4 +1,4 @@
-import type { Alert, AlertSeverity, CreateAlertBody, Evidence, FalsePositiveBody, ListAlertsQuery, UpdateAlertBody } from '@quell/contracts';
+import type { Alert, AlertOrigin, AlertSeverity, CreateAlertBody, Evidence, FalsePositiveBody, IngestedAlert, ListAlertsQuery, UpdateAlertBody } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { ActionsTable, AlertEvidenceTable, AlertsTable } from '../../db/schema.ts';
 import { type Db, type Store, groupScope } from '../../db/store.ts';
@@ -8,7 +8,10 @@ import { presentAction } from '../actions/actions.presenter.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { DevicesRepository } from '../devices/devices.repository.ts';
+import { resolveHost } from '../devices/host-resolution.ts';
 import type { IndicatorsService } from '../indicators/indicators.service.ts';
+import { type MappedAlert, checkDocumentShape } from './alert-mapping.ts';
+import { type EcsDocument, fromEcs } from './ecs.ts';
 import { type WazuhAlert, fromWazuh } from './wazuh.ts';
 
 export function presentAlert(row: AlertsTable): Alert {
@@ -32,6 +35,10 @@ export function presentAlert(row: AlertsTable): Alert {
     updatedBy: row.updated_by,
     evidence: JSON.parse(row.evidence) as Evidence[],
     incidentId: row.incident_id,
+    ruleId: row.rule_id,
+    mitreTechniques: JSON.parse(row.mitre_techniques) as string[],
+    mitreTactics: JSON.parse(row.mitre_tactics) as string[],
+    origin: row.origin === null ? null : (JSON.parse(row.origin) as AlertOrigin),
   };
 }
 
@@ -81,7 +88,7 @@ export function createAlertsService(deps: {
   }
 
   /** Inserts a new alert with its evidence inside `trx` and tells those who follow alerts (incidents, investigations). */
-  async function insertIn(trx: Db, actor: Actor, body: CreateAlertBody): Promise<{ alert: Alert; created: true }> {
+  async function insertIn(trx: Db, actor: Actor, body: CreateAlertBody, origin: AlertOrigin | null = null): Promise<{ alert: Alert; created: true }> {
     const device = await devices.findDevice(trx, body.deviceId);
     if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
     const now = clock.now();
@@ -90,6 +97,8 @@ export function createAlertsService(deps: {
       detection_source: body.detectionSource, external_id: body.externalId ?? null, device_id: device.id, device_name: device.name, group_id: device.group_id,
       occurred_at: Date.parse(body.occurredAt), received_at: now, status: 'new', classification: null, determination: null,
       updated_at: now, updated_by: null, evidence: JSON.stringify(body.evidence), incident_id: null,
+      rule_id: body.ruleId ?? null, mitre_techniques: JSON.stringify(body.mitreTechniques ?? []), mitre_tactics: JSON.stringify(body.mitreTactics ?? []),
+      origin: origin === null ? null : JSON.stringify(origin),
     };
     await trx.insertInto('alerts').values(row).execute();
     const keys = evidenceKeys(body.evidence);
@@ -133,13 +142,14 @@ export function createAlertsService(deps: {
       if (!existing) await insertIn(trx, actor, body);
     },
 
-    /** A Wazuh alert, on the device named like its Wazuh agent. */
-    async createFromWazuh(actor: Actor, alert: WazuhAlert): Promise<{ alert: Alert; created: boolean }> {
-      requirePermission(actor, 'alerts:create');
-      if (Number.isNaN(Date.parse(alert.timestamp.replace(/([+-]\d{2})(\d{2})$/, '$1:$2')))) throw new QuellError('validation_failed', `timestamp ${alert.timestamp} is not a date`);
-      const named = (await store.db.selectFrom('devices').select(['id', 'group_id']).where('name', '=', alert.agent.name).execute()).filter((d) => inScope(actor, d.group_id));
-      if (named.length !== 1) throw new QuellError('device_not_found', named.length === 0 ? `No device is named ${alert.agent.name}` : `${named.length} devices are named ${alert.agent.name}; send the alert with POST /api/alerts and a deviceId`);
-      return this.create(actor, fromWazuh(alert, named[0]!.id));
+    /** A Wazuh alert (alerts.json), on the device its agent, name or address stands for — a new unmanaged one if none. */
+    createFromWazuh(actor: Actor, alert: WazuhAlert): Promise<{ alert: IngestedAlert; created: boolean }> {
+      return ingest(actor, alert, () => fromWazuh(alert));
+    },
+
+    /** An Elastic Common Schema alert or event (Elastic Security, Elastic Defend, Winlogbeat's Sysmon), likewise. */
+    createFromEcs(actor: Actor, document: EcsDocument): Promise<{ alert: IngestedAlert; created: boolean }> {
+      return ingest(actor, document, () => fromEcs(document));
     },
 
     async list(actor: Actor, query: ListAlertsQuery): Promise<{ items: Alert[]; nextCursor: string | null }> {
@@ -200,6 +210,45 @@ export function createAlertsService(deps: {
       return { alert: result.resolved, undone: result.undone.map(presentAction), indicators: result.allowed };
     },
   };
+
+  /**
+   * An alert in another engine's format: checked for shape, mapped, and
+   * stored with the device it resolves to (found or created) in one
+   * transaction, so a refused alert leaves no device behind. A redelivery
+   * (same engine, same alert id) returns the stored alert.
+   */
+  async function ingest(actor: Actor, document: unknown, map: () => MappedAlert): Promise<{ alert: IngestedAlert; created: boolean }> {
+    requirePermission(actor, 'alerts:create');
+    checkDocumentShape(document);
+    const mapped = map();
+    if (Number.isNaN(Date.parse(mapped.alert.occurredAt))) throw new QuellError('validation_failed', `the alert's time ${mapped.alert.occurredAt.slice(0, 64)} is not a date`);
+    const { externalId, detectionSource } = mapped.alert;
+    const stored = async (): Promise<{ alert: IngestedAlert; created: false } | undefined> => {
+      if (externalId === undefined) return undefined;
+      const row = await store.db.selectFrom('alerts').selectAll().where('detection_source', '=', detectionSource).where('external_id', '=', externalId).executeTakeFirst();
+      if (!row) return undefined;
+      if (!inScope(actor, row.group_id)) throw new QuellError('validation_failed', `externalId ${externalId} is already used by another alert from ${detectionSource}`);
+      const device = await devices.findDevice(store.db, row.device_id);
+      return { alert: { ...presentAlert(row), device: { id: row.device_id, name: row.device_name, managed: device?.agent_facts != null, created: false, matchedBy: 'already_stored' } }, created: false };
+    };
+    const before = await stored();
+    if (before) return before;
+    try {
+      return await store.transaction(async (trx) => {
+        const device = await resolveHost(trx, ids, clock.now(), mapped.host);
+        const { alert } = await insertIn(trx, actor, { ...mapped.alert, deviceId: device.id }, mapped.origin);
+        if (device.created) {
+          await audit.record(trx, actor, { kind: 'device.discover', targetType: 'device', targetId: device.id, after: { name: device.name, discoveredFrom: mapped.host.source, alertId: alert.id } });
+        }
+        return { alert: { ...alert, device }, created: true };
+      });
+    } catch (error) {
+      // Two deliveries of one alert at once: the loser of the unique index returns the winner's alert.
+      const winner = await stored().catch(() => undefined);
+      if (winner) return winner;
+      throw error;
+    }
+  }
 
   async function updateIn(trx: Db, actor: Actor, id: string, body: UpdateAlertBody): Promise<Alert> {
     requirePermission(actor, 'alerts:manage');

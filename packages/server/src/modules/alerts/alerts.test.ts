@@ -79,7 +79,7 @@ describe(`alerts in (${TEST_DIALECT})`, () => {
     expect((await ctx().request(ctx().users.security_operator, 'PATCH', `/api/alerts/${id}`, {})).json().code).toBe('validation_failed');
   });
 
-  it('maps Wazuh alerts (file integrity, sshd brute force) onto the device named like the Wazuh agent', async () => {
+  it('maps Wazuh alerts (file integrity, sshd brute force) onto the device named like the Wazuh agent, and an unknown agent onto a new unmanaged device', async () => {
     const web = await ctx().createDevice({ name: 'web-01' });
     const bastion = await ctx().createDevice({ name: 'bastion' });
     const fim = await ctx().request(ctx().users.security_operator, 'POST', '/api/alerts/wazuh', sample('wazuh-syscheck-added.json'));
@@ -98,9 +98,10 @@ describe(`alerts in (${TEST_DIALECT})`, () => {
     // Wazuh resends: nothing doubles.
     expect((await ctx().request(ctx().users.security_operator, 'POST', '/api/alerts/wazuh', sample('wazuh-syscheck-added.json'))).statusCode).toBe(200);
 
-    const unknownAgent = await ctx().request(ctx().users.security_operator, 'POST', '/api/alerts/wazuh', { ...sample('wazuh-sshd-bruteforce.json'), agent: { name: 'nobody' } });
-    expect(unknownAgent.statusCode).toBe(404);
-    expect(unknownAgent.json().detail).toBe('No device is named nobody');
+    // An agent Quell has no device for: the alert is kept, on a new unmanaged device.
+    const unknownAgent = await ctx().request(ctx().users.security_operator, 'POST', '/api/alerts/wazuh', { ...sample('wazuh-sshd-bruteforce.json'), id: 'other', agent: { name: 'nobody' } });
+    expect(unknownAgent.statusCode).toBe(201);
+    expect(unknownAgent.json().device).toMatchObject({ name: 'nobody', managed: false, created: true, matchedBy: 'created' });
     const noRule = await ctx().request(ctx().users.security_operator, 'POST', '/api/alerts/wazuh', { ...sample('wazuh-sshd-bruteforce.json'), rule: undefined });
     expect(noRule.json().code).toBe('validation_failed');
     const badDate = await ctx().request(ctx().users.security_operator, 'POST', '/api/alerts/wazuh', { ...sample('wazuh-sshd-bruteforce.json'), timestamp: '2026-13-45T99:00:00.000+0000' });

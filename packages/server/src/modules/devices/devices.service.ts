@@ -18,6 +18,25 @@ export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
 
 const NOTHING_IN_FORCE: DeviceState = { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
 
+/** What is in force on each device and the addresses alerts reported for it. */
+interface DeviceExtras { state: DeviceState; addresses: string[] }
+
+async function extrasOf(db: Db, deviceIds: readonly string[]): Promise<Map<string, DeviceExtras>> {
+  const states = await statesOf(db, deviceIds);
+  const extras = new Map<string, DeviceExtras>();
+  for (let i = 0; i < deviceIds.length; i += 500) {
+    const rows = await db.selectFrom('device_addresses').select(['device_id', 'address']).where('device_id', 'in', deviceIds.slice(i, i + 500))
+      .orderBy('seen_at', 'desc').orderBy('address').execute();
+    for (const row of rows) {
+      const entry = extras.get(row.device_id) ?? { state: states.get(row.device_id) ?? NOTHING_IN_FORCE, addresses: [] };
+      entry.addresses.push(row.address);
+      extras.set(row.device_id, entry);
+    }
+  }
+  for (const [id, state] of states) if (!extras.has(id)) extras.set(id, { state, addresses: [] });
+  return extras;
+}
+
 /** What is in force on each of these devices (kept by the actions service as actions complete and are undone). */
 async function statesOf(db: Db, deviceIds: readonly string[]): Promise<Map<string, DeviceState>> {
   const states = new Map<string, DeviceState>();
@@ -34,7 +53,7 @@ async function statesOf(db: Db, deviceIds: readonly string[]): Promise<Map<strin
   return states;
 }
 
-export function presentDevice(row: DeviceRow, now: number, state: DeviceState = NOTHING_IN_FORCE): Device {
+export function presentDevice(row: DeviceRow, now: number, extras: DeviceExtras = { state: NOTHING_IN_FORCE, addresses: [] }): Device {
   const facts = row.agent_facts === null ? null : (JSON.parse(row.agent_facts) as DeviceFacts);
   return {
     id: row.id,
@@ -44,12 +63,14 @@ export function presentDevice(row: DeviceRow, now: number, state: DeviceState = 
     createdAt: new Date(row.created_at).toISOString(),
     lastSeenAt: row.last_seen_at === null ? null : new Date(row.last_seen_at).toISOString(),
     health: deviceHealth(row, now),
+    discoveredFrom: row.discovered_from ?? null,
+    addresses: extras.addresses,
     agent: facts === null ? null : { os: facts.os, kernel: facts.kernel, agentVersion: facts.agentVersion, ips: facts.ips, enrolledAt: new Date(row.agent_enrolled_at!).toISOString() },
     offboarding: row.offboard_requested_at === null ? null
       : { requestedAt: new Date(Number(row.offboard_requested_at)).toISOString(), releaseEffects: Number(row.offboard_release_effects) === 1 },
     offboarded: row.offboarded_report === null || row.offboarded_at === null ? null
       : { at: new Date(Number(row.offboarded_at)).toISOString(), ...(JSON.parse(row.offboarded_report) as Omit<NonNullable<Device['offboarded']>, 'at'>) },
-    state,
+    state: extras.state,
   };
 }
 
@@ -104,8 +125,8 @@ export function createDevicesService(deps: {
       requirePermission(actor, 'devices:read');
       const now = clock.now();
       const rows = await repo.listDevices(store.db, actor.groupIds);
-      const states = await statesOf(store.db, rows.map((r) => r.id));
-      return rows.map((row) => presentDevice(row, now, states.get(row.id)));
+      const extras = await extrasOf(store.db, rows.map((r) => r.id));
+      return rows.map((row) => presentDevice(row, now, extras.get(row.id)));
     },
 
     async get(actor: Actor, id: string): Promise<Device> {
@@ -113,7 +134,7 @@ export function createDevicesService(deps: {
       const row = await repo.findDevice(store.db, id);
       // Out of scope looks exactly like absent: a scoped user learns nothing about other groups.
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('device_not_found');
-      return presentDevice(row, clock.now(), (await statesOf(store.db, [id])).get(id));
+      return presentDevice(row, clock.now(), (await extrasOf(store.db, [id])).get(id));
     },
 
     /**
@@ -128,7 +149,7 @@ export function createDevicesService(deps: {
         if (body.groupId !== null && (!(await repo.findGroup(trx, body.groupId)) || !inScope(actor, body.groupId))) throw new QuellError('device_group_not_found');
         await trx.updateTable('devices').set({ group_id: body.groupId, group_pinned: body.groupId === null ? 0 : 1 }).where('id', '=', id).execute();
         if (body.groupId === null) await applyGroupRules(trx, [id]);
-        const updated = presentDevice((await repo.findDevice(trx, id))!, clock.now(), (await statesOf(trx, [id])).get(id));
+        const updated = presentDevice((await repo.findDevice(trx, id))!, clock.now(), (await extrasOf(trx, [id])).get(id));
         await audit.record(trx, actor, { kind: 'device.update', targetType: 'device', targetId: id, before: { groupId: row.group_id }, after: { groupId: updated.groupId, byHand: body.groupId !== null },
           concerns: { groupIds: [row.group_id] } });
         return { device: updated, changed: updated.groupId !== row.group_id };
