@@ -79,6 +79,9 @@ export function windowsEventEvidence(list: EvidenceList, rawEventData: Record<st
     const change = eventType === 'createkey' ? 'added' : eventType.startsWith('delete') ? 'deleted' : eventType === 'setvalue' || eventType === 'renamekey' ? 'modified' : undefined;
     list.add(registryEvidence(registry, { valueEvent: VALUE_EVENTS.has(eventType) || eventId === 13, data: text(d.details), change }));
   }
+  // Security 4698–4702: a scheduled task created, deleted, enabled, disabled or updated.
+  const task = text(d.taskName, 1024);
+  if (task) list.add({ kind: 'scheduled_task', name: task });
   // Sysmon configurations in wide use tag rules "technique_id=T1055,technique_name=…".
   return { techniques: mitreTechniques(text(d.ruleName) ?? '') };
 }
