@@ -801,6 +801,27 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
   const alertPanel = () => page.getByRole('dialog').filter({ has: page.getByRole('heading', { name: 'Evidence' }) });
   const alertOf = async (id: string) => (await ctx.request(ctx.users.security_reader, 'GET', `/api/alerts/${id}`)).json();
 
+  it('shows a Wazuh alert with its rule, MITRE ATT&CK ids, where the engine saw it and VirusTotal detections', async () => {
+    const response = await ctx.request(ctx.users.security_operator, 'POST', '/api/alerts/wazuh', {
+      id: '1668706225.104492', timestamp: '2022-11-17T19:30:25.085+0200',
+      rule: { level: 12, id: '87105', description: 'VirusTotal: Alert - /media/user/software/eicar.com - 66 engines detected this file', groups: ['virustotal'],
+        mitre: { id: ['T1203'], tactic: ['Execution'], technique: ['Exploitation for Client Execution'] } },
+      agent: { id: '010', name: 'ws-wazuh-01', ip: '10.0.2.15' }, manager: { name: 'wazuh-manager' }, location: 'virustotal',
+      data: { virustotal: { found: '1', malicious: '1', positives: '66', total: '68',
+        source: { file: '/media/user/software/eicar.com', md5: '44d88612fea8a8f36de82e1278abb02f', sha1: '3395856ce81f2b7382dee72602f798b642f14140' } } },
+    });
+    expect(response.statusCode, response.body).toBe(201);
+    const id = response.json().id as string;
+    await signIn(ctx.users.security_reader, '/alerts');
+    await alertRow(id).getByRole('cell').first().click();
+    const details = alertPanel().getByLabel('Alert details');
+    await details.getByText('T1203, Execution', { exact: true }).waitFor();
+    await details.getByText('87105', { exact: true }).waitFor();
+    await details.getByText('ws-wazuh-01 · agent 010 · 10.0.2.15 · virustotal', { exact: true }).waitFor();
+    await alertPanel().getByRole('table', { name: 'Evidence' }).getByText('66 of 68 (virustotal)', { exact: true }).waitFor();
+    expect(await scan()).toEqual([]);
+  });
+
   it('lists alerts with status and severity filters in the URL, opens the alert panel with its evidence, and triages with a comment', async () => {
     const deviceId = await device('ws-alerts-01');
     const high = await sendAlert(deviceId, 'Credential dumping tool', 'high', [

@@ -31,13 +31,21 @@ export const DETERMINATION_LABELS: Record<AlertDetermination, string> = {
 export function evidenceValues(e: Evidence): Array<[string, string]> {
   const pairs: Array<[string, string | number | undefined]> = (() => {
     switch (e.kind) {
-      case 'file': return [['Path', e.path], ['SHA-256', e.sha256], ['SHA-1', e.sha1], ['MD5', e.md5]];
-      case 'process': return [['Name', e.name], ['Command line', e.commandLine], ['PID', e.pid], ['Path', e.path], ['SHA-256', e.sha256]];
+      case 'file': return [
+        ['Path', e.path], ['Change', e.change], ['SHA-256', e.sha256], ['SHA-1', e.sha1], ['MD5', e.md5],
+        ['SHA-256 before', e.before?.sha256], ['SHA-1 before', e.before?.sha1], ['MD5 before', e.before?.md5],
+        ['Detections', e.detections ? `${e.detections.positives} of ${e.detections.total} (${e.detections.engine})` : undefined],
+      ];
+      case 'process': return [
+        ['Name', e.name], ['Command line', e.commandLine], ['PID', e.pid], ['Path', e.path], ['User', e.user], ['SHA-256', e.sha256], ['SHA-1', e.sha1], ['MD5', e.md5],
+        ['Parent', e.parent ? `${e.parent.path ?? e.parent.name}${e.parent.pid !== undefined ? ` (PID ${e.parent.pid})` : ''}` : undefined],
+        ['Parent command line', e.parent?.commandLine],
+      ];
       case 'service': case 'driver': return [['Name', e.name]];
       case 'scheduled_task': return [['Name', e.name], ['Path', e.path]];
-      case 'registry_key': return [['Key', e.key], ['Value', e.value]];
+      case 'registry_key': return [['Key', e.key], ['Value', e.value], ['Data', e.data], ['Change', e.change]];
       case 'user': return [['Name', e.name], ['Domain', e.domain]];
-      case 'ip': return [['Address', e.address]];
+      case 'ip': return [['Address', e.address], ['Role', e.role], ['Port', e.port]];
       case 'url': return [['URL', e.url]];
     }
   })();

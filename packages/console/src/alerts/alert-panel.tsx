@@ -90,6 +90,9 @@ function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
         {row('Category', alert.category)}
         {row('Detection source', alert.detectionSource)}
         {row('External ID', alert.externalId)}
+        {row('Rule', alert.ruleId)}
+        {row('MITRE ATT&CK', alert.mitreTechniques.length + alert.mitreTactics.length === 0 ? null : [...alert.mitreTechniques, ...alert.mitreTactics].join(', '))}
+        {alert.origin && row('Seen by', [alert.origin.agentName, alert.origin.agentId && `agent ${alert.origin.agentId}`, alert.origin.agentIp, alert.origin.location].filter(Boolean).join(' · '))}
         {row('Device', <Link to={`/devices/${alert.deviceId}`} closeFirst={onClose}>{alert.deviceName}</Link>)}
         {row('Incident', alert.incidentId ? <Link to={`/incidents/${alert.incidentId}`} closeFirst={onClose}>Open incident</Link> : null)}
         {row('Occurred', formatDateTime(alert.occurredAt))}
