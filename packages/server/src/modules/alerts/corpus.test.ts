@@ -52,7 +52,8 @@ function asWinlogbeat(raw: WindowsEvent): Record<string, unknown> {
 /**
  * The same event as a Wazuh manager relays it from its agent's eventchannel
  * reader: `data.win.system` and `data.win.eventdata`, field names with their
- * first letter in lower case, every value as text.
+ * first letter in lower case, every value as text with its backslashes and
+ * double quotes escaped (Wazuh 4 writes `C:\\\\Windows\\\\…` in alerts.json).
  */
 function asWazuh(raw: WindowsEvent, id: string): Record<string, unknown> {
   const { System, EventData } = raw.Event;
@@ -67,7 +68,7 @@ function asWazuh(raw: WindowsEvent, id: string): Record<string, unknown> {
     data: {
       win: {
         system: { providerName: System.Provider['#attributes'].Name, eventID: String(System.EventID), channel: System.Channel, computer: System.Computer, eventRecordID: String(System.EventRecordID) },
-        eventdata: Object.fromEntries(Object.entries(EventData).map(([k, v]) => [lower(k), String(v)])),
+        eventdata: Object.fromEntries(Object.entries(EventData).map(([k, v]) => [lower(k), String(v).replace(/[\\"]/g, '\\$&')])),
       },
     },
   };

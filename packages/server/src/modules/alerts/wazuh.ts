@@ -90,6 +90,15 @@ function virusTotalEvidence(list: EvidenceList, virustotal: Record<string, unkno
   });
 }
 
+/**
+ * Wazuh's Windows eventchannel reader escapes backslashes and double quotes
+ * in every EventData value (`C:\\\\Windows\\\\…` in alerts.json): undone here so
+ * paths and command lines are the ones on the host.
+ */
+function unescapedEventData(eventData: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(eventData).map(([key, value]) => [key, typeof value === 'string' ? value.replace(/\\(["\\])/g, '$1') : value]));
+}
+
 /** Linux audit (auditd) events: the executable, its command line from the execve arguments, and the file it touched. */
 function auditEvidence(list: EvidenceList, audit: Record<string, unknown>): void {
   const exe = text(audit.exe);
@@ -129,7 +138,7 @@ export function fromWazuh(alert: WazuhAlert): MappedAlert {
   if (Object.keys(win).length > 0) {
     const system = record(win.system);
     const sysmon = /sysmon/i.test(text(system.providerName) ?? text(system.channel) ?? '');
-    winTechniques = windowsEventEvidence(list, record(win.eventdata), integer(system.eventID), sysmon).techniques;
+    winTechniques = windowsEventEvidence(list, unescapedEventData(record(win.eventdata)), integer(system.eventID), sysmon).techniques;
   }
   list.ip(data.srcip, 'source', data.srcport).ip(data.dstip, 'destination', data.dstport);
   list.user(data.srcuser).user(data.dstuser);
