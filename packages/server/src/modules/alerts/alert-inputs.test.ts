@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { enrolTestAgent } from '../../test/agents.ts';
 import { TEST_DIALECT, useTestApp } from '../../test/helper.ts';
 
 /** A Wazuh alert with only what these tests vary. */
@@ -89,6 +90,18 @@ describe(`alerts from other engines find their device (${TEST_DIALECT})`, () => 
     expect(audit.map((a) => a.kind)).toEqual(['device.discover']);
   });
 
+  it('sends the alerts of a host first known from alerts to its managed device once it enrols a Quell agent', async () => {
+    const first = (await post('/api/alerts/wazuh', wazuh('late-1', { id: '077', name: 'late-host' }))).json();
+    expect(first.device).toMatchObject({ managed: false, created: true });
+    const agent = await enrolTestAgent(ctx(), 'late-host');
+    const second = (await post('/api/alerts/wazuh', wazuh('late-2', { id: '077', name: 'late-host' }))).json();
+    expect(second.device).toEqual({ id: agent.deviceId, name: 'late-host', managed: true, created: false, matchedBy: 'host_name' });
+    const third = (await post('/api/alerts/wazuh', wazuh('late-3', { id: '077', name: 'renamed-later' }))).json();
+    expect(third.device).toMatchObject({ id: agent.deviceId, matchedBy: 'source_agent_id' });
+    // What came before stays where it was.
+    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts/${first.id}`)).json().deviceId).toBe(first.device.id);
+  });
+
   it('maps an Elastic Security alert: rule, MITRE, host, process with parent, file, user, addresses, DNS, URL, registry (201, then 200 on redelivery)', async () => {
     const response = await post('/api/alerts/ecs', ecsAlert());
     expect(response.statusCode, response.body).toBe(201);
@@ -142,6 +155,18 @@ describe(`alerts from other engines find their device (${TEST_DIALECT})`, () => 
       expect(response.headers['content-type']).toContain('application/problem+json');
       expect(response.json().code).toBe(code);
     }
+    // Nesting far past the limit, as deep as the body limit allows: a clear 400, not a crash.
+    const abyss = await ctx().app.inject({
+      method: 'POST', url: '/api/alerts/ecs', headers: { ...ctx().as(ctx().users.security_operator), 'content-type': 'application/json' },
+      payload: `{"@timestamp":"2026-11-30T10:00:00Z","host":{"name":"abyss"},"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+    });
+    expect(abyss.statusCode).toBe(400);
+    expect(abyss.json().code).toBe('validation_failed');
+    const wazuhAbyss = await ctx().app.inject({
+      method: 'POST', url: '/api/alerts/wazuh', headers: { ...ctx().as(ctx().users.security_operator), 'content-type': 'application/json' },
+      payload: JSON.stringify(wazuh('abyss', { name: 'abyss' })).replace(/}$/, `,"data":{"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}}`),
+    });
+    expect(wazuhAbyss.statusCode).toBe(400);
     const notJson = await ctx().app.inject({ method: 'POST', url: '/api/alerts/ecs', headers: { ...ctx().as(ctx().users.security_operator), 'content-type': 'application/json' }, payload: '{"@timestamp": ' });
     expect(notJson.statusCode).toBe(400);
     expect(notJson.json().code).toBe('malformed_json');

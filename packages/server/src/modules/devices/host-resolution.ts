@@ -58,17 +58,15 @@ async function find(trx: Db, host: HostClaims): Promise<ResolvedDevice | undefin
     const bySource = await trx.selectFrom('device_source_ids').select('device_id').where('source', '=', host.source).where('source_id', 'in', host.sourceIds)
       .orderBy('updated_at', 'desc').execute();
     const found = best(await candidates(trx, bySource.map((r) => r.device_id)));
-    if (found) return { id: found.id, name: found.name, managed: found.managed, created: false, matchedBy: 'source_agent_id' };
+    if (found?.managed) return { id: found.id, name: found.name, managed: true, created: false, matchedBy: 'source_agent_id' };
+    // A host first known from alerts that has since enrolled a Quell agent under its name: alerts go to the managed
+    // device from now on (the engine's id is moved to it below); the earlier ones stay where they were.
+    const enrolled = found ? await byName(trx, [found.name]) : undefined;
+    if (enrolled?.managed) return { id: enrolled.id, name: enrolled.name, managed: true, created: false, matchedBy: 'host_name' };
+    if (found) return { id: found.id, name: found.name, managed: false, created: false, matchedBy: 'source_agent_id' };
   }
-  const keys = nameKeys(host.names);
-  if (keys.length > 0) {
-    const byName = await trx.selectFrom('devices').select('id').where(sql<string>`lower(name)`, 'in', keys).execute();
-    const all = await candidates(trx, byName.map((r) => r.id));
-    // A device named exactly as claimed beats one that shares only the short name.
-    const exact = all.filter((d) => host.names.some((n) => n.toLowerCase() === d.name.toLowerCase()));
-    const found = best(exact) ?? best(all);
-    if (found) return { id: found.id, name: found.name, managed: found.managed, created: false, matchedBy: 'host_name' };
-  }
+  const named = await byName(trx, host.names);
+  if (named) return { id: named.id, name: named.name, managed: named.managed, created: false, matchedBy: 'host_name' };
   if (host.addresses.length > 0) {
     const seen = await trx.selectFrom('device_addresses').select('device_id').where('address', 'in', host.addresses).orderBy('seen_at', 'desc').limit(1).execute();
     // A Quell agent reports its addresses in its facts (JSON); addresses hold only [0-9a-f.:], nothing to escape.
@@ -78,6 +76,16 @@ async function find(trx: Db, host: HostClaims): Promise<ResolvedDevice | undefin
     if (found) return { id: found.id, name: found.name, managed: found.managed, created: false, matchedBy: 'address' };
   }
   return undefined;
+}
+
+/** The device these host names or FQDNs stand for, case aside: one named exactly so before one sharing only the short name. */
+async function byName(trx: Db, names: readonly string[]): Promise<Candidate | undefined> {
+  const keys = nameKeys(names);
+  if (keys.length === 0) return undefined;
+  const rows = await trx.selectFrom('devices').select('id').where(sql<string>`lower(name)`, 'in', keys).execute();
+  const all = await candidates(trx, rows.map((r) => r.id));
+  const exact = all.filter((d) => names.some((n) => n.toLowerCase() === d.name.toLowerCase()));
+  return best(exact) ?? best(all);
 }
 
 async function create(trx: Db, ids: Ids, now: number, host: HostClaims): Promise<ResolvedDevice> {
