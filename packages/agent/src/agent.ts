@@ -18,6 +18,7 @@ import { containUser } from './executors/contain-user.linux.ts';
 import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
 import { Lane } from './lanes.ts';
+import { type DriftTriggers, driftTriggers } from './drift-events.linux.ts';
 import { type DriftReport, type DriftWatch, watchDrift } from './drift-watch.ts';
 import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
 import { Refusal, helloSignature, signDrift, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
@@ -39,7 +40,7 @@ export interface AgentOptions {
   maxSkewSeconds?: number;
   /** Folders the antivirus watches for new files (Linux); none unless given. */
   watch?: readonly string[];
-  /** How often what the agent enforces is checked and re-applied if something lifted it, in milliseconds. */
+  /** How often what the agent enforces is checked and re-applied if something lifted it when no event asks, in milliseconds. */
   driftCheckMs?: number;
   /** Called once the agent has offboarded itself (released, reported, identity removed): it runs no more. */
   onOffboarded?: () => void;
@@ -56,8 +57,15 @@ export interface RunningAgent {
 const COMMAND_SLOTS = 4;
 const HEAVY_COMMAND_SLOTS = 2;
 const HEAVY_TYPES: ReadonlySet<string> = new Set(['run_antivirus_scan', 'collect_investigation_package', 'collect_evidence']);
-/** How often the effects in force are checked (firewall tables, mount options) when nothing else asks. */
-const DRIFT_CHECK_MS = 3000;
+/** How often the effects in force are checked (firewall tables, mount options) when no event asks, in seconds. */
+export const DEFAULT_DRIFT_CHECK_SECONDS = 3;
+
+/** `--drift-check-seconds` as milliseconds: a whole number of seconds from 1 to 3600. */
+export function driftCheckMs(seconds: string): number {
+  const value = Number(seconds);
+  if (!Number.isInteger(value) || value < 1 || value > 3600) throw new Error(`--drift-check-seconds takes a whole number of seconds from 1 to 3600, not ${seconds}`);
+  return value * 1000;
+}
 /** Drift reports kept while the server is out of reach; the oldest go first. */
 const MAX_HELD_DRIFT = 100;
 /** Beyond this many commands waiting, new ones are refused rather than held in memory. */
@@ -105,6 +113,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   /** The containment actions this agent enforces now (from the last state applied), for the drift watch. */
   let containedHere: string[] = [];
   let driftWatch: DriftWatch | null = null;
+  /** The kernel's events that start a drift check at once. */
+  let driftEvents: DriftTriggers | null = null;
   /** Drift reports made while the server was out of reach, sent when it is back. */
   const heldDrift: string[] = [];
   /** Commands accepted and waiting for a free slot in their lane. */
@@ -348,6 +358,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     offboarding = true;
     log.warn('offboarding', { releaseEffects: order.releaseEffects });
     driftWatch?.close();
+    driftEvents?.close();
     malwareWatch?.close();
     await Promise.allSettled([...running, stateWork]);
     const report = await offboardEndpoint({ runner, agentDir: options.dir, deviceId: identity.deviceId, journal, releaseEffects: order.releaseEffects });
@@ -440,6 +451,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   await restoreDesiredState();
   if (platform === 'linux') {
+    driftEvents = driftTriggers(() => void driftWatch?.checkNow(), (source, error) => log.warn('drift events unavailable: the periodic check covers them', { source, error: error.message }));
     driftWatch = watchDrift({
       effects: linuxEnforcedEffects({
         runner, journal, restrict: async (actionId) => void (await restrictAgain(actionId)),
@@ -458,10 +470,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
           },
         },
       }),
-      intervalMs: options.driftCheckMs ?? DRIFT_CHECK_MS,
+      intervalMs: options.driftCheckMs ?? DEFAULT_DRIFT_CHECK_SECONDS * 1000,
       onDrift,
       onError: (effect, error) => log.warn('could not check an effect in force', { effect, error: error.message }),
+      onRound: (checks) => driftEvents?.follow(checks.flatMap((c) => (c.signals ? [c.signals] : []))),
     });
+    // At once: the reference of what is in force is taken, and its events followed, from the start.
+    void driftWatch.checkNow();
   }
   if (platform === 'linux' && options.watch && options.watch.length > 0) {
     malwareWatch = watchForMalware({
@@ -481,6 +496,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       stopping = true;
       malwareWatch?.close();
       driftWatch?.close();
+      driftEvents?.close();
       if (reconnectTimer) clearTimeout(reconnectTimer);
       socket?.close();
       await Promise.allSettled([...running, stateWork]);

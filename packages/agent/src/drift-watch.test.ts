@@ -17,9 +17,9 @@ describe('the drift watch', () => {
     const reports: DriftReport[] = [];
     const watch = watchDrift({
       intervalMs: 60_000,
-      effects: [{
+      effects: () => (inForce ? [{
         effect: 'isolation',
-        actionIds: () => (inForce ? ['a'] : []),
+        actionIds: ['a'],
         async check() {
           events.push('check');
           await checking.opened;
@@ -29,7 +29,7 @@ describe('the drift watch', () => {
           events.push('repair');
           applied = true;
         },
-      }],
+      }] : []),
       onDrift: (report) => reports.push(report),
       onError: (_effect, error) => { throw error; },
     });
@@ -58,7 +58,7 @@ describe('the drift watch', () => {
     let checks = 0;
     const watch = watchDrift({
       intervalMs: 60_000,
-      effects: [{ effect: 'isolation', actionIds: () => ['a'], check: async () => { checks += 1; return null; }, repair: async () => {} }],
+      effects: () => [{ effect: 'isolation', actionIds: ['a'], check: async () => { checks += 1; return null; }, repair: async () => {} }],
       onDrift: () => {},
       onError: (_effect, error) => { throw error; },
     });
@@ -66,6 +66,68 @@ describe('the drift watch', () => {
       await expect(watch.exclusive(async () => { throw new Error('executor failed'); })).rejects.toThrow('executor failed');
       await watch.checkNow();
       expect(checks).toBe(1);
+    } finally {
+      watch.close();
+    }
+  });
+
+  it('reports an effect it cannot put back once, again when what it finds changes, and a repair once it succeeds', async () => {
+    let found: string | null = 'a different file at /etc/cron.d/x';
+    let repairs = 0;
+    let repairable = false;
+    const reports: DriftReport[] = [];
+    const watch = watchDrift({
+      intervalMs: 60_000,
+      effects: () => [{
+        effect: 'removed_task',
+        actionIds: ['a'],
+        check: async () => found,
+        async repair() {
+          repairs += 1;
+          if (!repairable) throw new Error('left alone');
+          found = null;
+        },
+      }],
+      onDrift: (report) => reports.push(report),
+      onError: (_effect, error) => { throw error; },
+    });
+    try {
+      for (let i = 0; i < 3; i++) await watch.checkNow();
+      found = 'a different file at /etc/cron.d/y';
+      await watch.checkNow();
+      repairable = true;
+      await watch.checkNow();
+      await watch.checkNow();
+      expect(repairs).toBe(5);
+      expect(reports.map(({ found: what, repaired, error }) => ({ what, repaired, error }))).toEqual([
+        { what: 'a different file at /etc/cron.d/x', repaired: false, error: 'left alone' },
+        { what: 'a different file at /etc/cron.d/y', repaired: false, error: 'left alone' },
+        { what: 'a different file at /etc/cron.d/y', repaired: true, error: undefined },
+      ]);
+    } finally {
+      watch.close();
+    }
+  });
+});
+
+describe('the drift watch, one action at a time', () => {
+  it('reports a drift on the action whose effect drifted and on no other', async () => {
+    const lifted = new Set(['b']);
+    const reports: DriftReport[] = [];
+    const watch = watchDrift({
+      intervalMs: 60_000,
+      effects: () => ['a', 'b', 'c'].map((id) => ({
+        effect: 'quarantined_file' as const,
+        actionIds: [id],
+        check: async () => (lifted.has(id) ? `/tmp/${id} is back` : null),
+        repair: async () => void lifted.delete(id),
+      })),
+      onDrift: (report) => reports.push(report),
+      onError: (_effect, error) => { throw error; },
+    });
+    try {
+      await watch.checkNow();
+      expect(reports.map(({ actionIds, found, repaired }) => ({ actionIds, found, repaired }))).toEqual([{ actionIds: ['b'], found: '/tmp/b is back', repaired: true }]);
     } finally {
       watch.close();
     }

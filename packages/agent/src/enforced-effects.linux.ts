@@ -1,8 +1,12 @@
 import { readFileSync } from 'node:fs';
-import type { EnforcedEffectCheck } from './drift-watch.ts';
+import { dirname } from 'node:path';
+import type { ActionType, EnforcedEffect } from '@quell/contracts';
+import type { DriftSignals, EnforcedEffectCheck } from './drift-watch.ts';
 import { type ContainUserSnapshot, processesOf } from './executors/contain-user.linux.ts';
-import { isolationListing, replaceIsolation } from './executors/isolation.linux.ts';
+import { isolationListing, replaceIsolation, uncoveredBridge } from './executors/isolation.linux.ts';
+import { quarantineOf, quarantinedFileReturned, removeReturnedFile } from './executors/quarantine.linux.ts';
 import { type CodeRestrictionSnapshot, parseMountinfo, topmostAt } from './executors/restrict-code.linux.ts';
+import { removeTaskAgain, removedTaskOf, taskReturned } from './executors/scheduled-task.linux.ts';
 import { type ServiceSnapshot, serviceLifted, stopServiceAgain } from './executors/service.linux.ts';
 import type { Journal } from './journal.ts';
 import type { CommandRunner } from './runner.ts';
@@ -10,11 +14,27 @@ import type { CommandRunner } from './runner.ts';
 const CONTAINMENT_TABLE = 'quell_containment';
 const RESTRICTING_FLAGS = ['noexec', 'nosuid', 'nodev'];
 
+/** One check per action of a kind kept per thing (a user, a unit, a file): the drift is that action's. */
+function eachInForce<T>(effect: EnforcedEffect, inForce: Array<{ actionId: string; item: T }>, how: {
+  lifted(item: T): Promise<string | null>;
+  putBack(item: T, actionId: string): Promise<void>;
+  signals?(item: T): DriftSignals;
+}): EnforcedEffectCheck[] {
+  return inForce.map(({ actionId, item }) => ({
+    effect,
+    actionIds: [actionId],
+    check: () => how.lifted(item),
+    repair: () => how.putBack(item, actionId),
+    signals: how.signals?.(item),
+  }));
+}
+
 /**
  * What the agent keeps true on Linux while it is in force, for the drift
  * watch: the isolation tables, the containment table, the restricted mounts,
  * each contained user's locked and expired account with nothing running as it,
- * each stopped service (and what started it) stopped, disabled or masked.
+ * each stopped service (and what started it) stopped, disabled or masked,
+ * each removed scheduled task and each quarantined file gone.
  *
  * The firewall tables are compared with how nftables listed them right
  * after the agent applied them. When the watch first sees an effect (after
@@ -30,14 +50,18 @@ export function linuxEnforcedEffects(deps: {
   restrict(actionId: string): Promise<void>;
   /** Contains the user of a contain_user action in force again (locking and expiring are idempotent). */
   containAgain(actionId: string, name: string): Promise<void>;
-}): EnforcedEffectCheck[] {
+}): () => EnforcedEffectCheck[] {
   const { runner, journal } = deps;
   const isolation = () => journal.inForce('isolate_device', 'release_isolation');
   const restriction = () => journal.inForce('restrict_code_execution', 'remove_code_restriction');
-  const containedUsers = () => journal.allInForce('contain_user', 'release_user')
-    .flatMap(({ actionId, snapshot }) => (typeof (snapshot as ContainUserSnapshot | undefined)?.name === 'string' ? [{ actionId, user: snapshot as ContainUserSnapshot }] : []));
-  const stoppedServices = () => journal.allInForce('stop_service', 'restore_service')
-    .flatMap(({ actionId, snapshot }) => (typeof (snapshot as ServiceSnapshot | undefined)?.unit === 'string' ? [{ actionId, service: snapshot as ServiceSnapshot }] : []));
+  /** The records of the actions of `type` in force that `recordOf` recognises. */
+  const allOf = <T>(type: ActionType, undoType: ActionType, recordOf: (snapshot: unknown) => T | null) => journal.allInForce(type, undoType)
+    .flatMap(({ actionId, snapshot }) => { const item = recordOf(snapshot); return item ? [{ actionId, item }] : []; });
+  const containedUsers = () => allOf('contain_user', 'release_user', (s) => (typeof (s as ContainUserSnapshot | undefined)?.name === 'string' ? s as ContainUserSnapshot : null));
+  const stoppedServices = () => allOf('stop_service', 'restore_service', (s) => (typeof (s as ServiceSnapshot | undefined)?.unit === 'string' ? s as ServiceSnapshot : null));
+  const removedTasks = () => allOf('remove_scheduled_task', 'restore_scheduled_task', removedTaskOf);
+  const quarantinedFiles = () => [...allOf('quarantine_file', 'restore_file', quarantineOf), ...allOf('stop_and_quarantine_file', 'restore_file', quarantineOf)];
+
   /** What no longer holds of one user's containment, or null. */
   const userLifted = async ({ name, uid }: ContainUserSnapshot): Promise<string | null> => {
     const result = await runner.run('getent', ['shadow', name]);
@@ -68,78 +92,82 @@ export function linuxEnforcedEffects(deps: {
     containmentReference = { actionIds: deps.containment.actionIds().join(','), listing: await containmentListing() };
   };
 
-  return [
-    {
-      effect: 'isolation',
-      actionIds: () => { const inForce = isolation(); return inForce ? [inForce.actionId] : []; },
-      async check() {
-        if (isolationReference?.actionId !== isolation()!.actionId) {
-          await reapplyIsolation();
-          return null;
-        }
-        const listing = await isolationListing(runner);
-        if (listing === null) return 'the isolation rules were gone (the nftables table deleted, or the ruleset flushed or reloaded)';
-        return listing === isolationReference.listing ? null : 'the isolation rules had been changed';
-      },
-      repair: reapplyIsolation,
+  const isolationCheck = (actionId: string): EnforcedEffectCheck => ({
+    effect: 'isolation',
+    actionIds: [actionId],
+    signals: { firewall: true, links: true },
+    async check() {
+      if (isolationReference?.actionId !== actionId) {
+        await reapplyIsolation();
+        return null;
+      }
+      const listing = await isolationListing(runner);
+      if (listing === null) return 'the isolation rules were gone (the nftables table deleted, or the ruleset flushed or reloaded)';
+      if (listing !== isolationReference.listing) return 'the isolation rules had been changed';
+      return uncoveredBridge(listing) ? 'a bridge was created after the isolation (a container or VM started): its traffic was not cut off yet' : null;
     },
-    {
-      effect: 'containment',
-      actionIds: () => deps.containment.actionIds(),
-      async check() {
-        if (containmentReference?.actionIds !== deps.containment.actionIds().join(',')) {
-          await reapplyContainment();
-          return null;
-        }
-        const listing = await containmentListing();
-        if (listing === null) return 'the containment rules were gone (the nftables table deleted, or the ruleset flushed or reloaded)';
-        return listing === containmentReference.listing ? null : 'the containment rules had been changed';
-      },
-      repair: reapplyContainment,
+    repair: reapplyIsolation,
+  });
+
+  const containmentCheck = (actionIds: string[]): EnforcedEffectCheck => ({
+    effect: 'containment',
+    actionIds,
+    signals: { firewall: true },
+    async check() {
+      if (containmentReference?.actionIds !== actionIds.join(',')) {
+        await reapplyContainment();
+        return null;
+      }
+      const listing = await containmentListing();
+      if (listing === null) return 'the containment rules were gone (the nftables table deleted, or the ruleset flushed or reloaded)';
+      return listing === containmentReference.listing ? null : 'the containment rules had been changed';
     },
-    {
-      effect: 'code_restriction',
-      actionIds: () => { const inForce = restriction(); return inForce ? [inForce.actionId] : []; },
-      async check() {
-        const snapshot = restriction()!.snapshot as CodeRestrictionSnapshot | undefined;
-        const mounts = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
-        const lifted = (snapshot?.directories ?? []).filter((d) => d.outcome !== 'missing').flatMap((d) => {
-          const options = topmostAt(mounts, d.directory)?.options.split(',') ?? [];
-          return RESTRICTING_FLAGS.every((flag) => options.includes(flag)) ? [] : [`${d.directory} (now ${options.join(',') || 'not mounted'})`];
-        });
-        return lifted.length ? `code execution was allowed again in ${lifted.join(', ')}` : null;
-      },
-      repair: () => deps.restrict(restriction()!.actionId),
+    repair: reapplyContainment,
+  });
+
+  const restrictionCheck = ({ actionId, snapshot }: { actionId: string; snapshot: unknown }): EnforcedEffectCheck => ({
+    effect: 'code_restriction',
+    actionIds: [actionId],
+    signals: { mounts: true },
+    async check() {
+      const mounts = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+      const lifted = ((snapshot as CodeRestrictionSnapshot | undefined)?.directories ?? []).filter((d) => d.outcome !== 'missing').flatMap((d) => {
+        const options = topmostAt(mounts, d.directory)?.options.split(',') ?? [];
+        return RESTRICTING_FLAGS.every((flag) => options.includes(flag)) ? [] : [`${d.directory} (now ${options.join(',') || 'not mounted'})`];
+      });
+      return lifted.length ? `code execution was allowed again in ${lifted.join(', ')}` : null;
     },
-    {
-      effect: 'user_containment',
-      actionIds: () => containedUsers().map((c) => c.actionId),
-      async check() {
-        const lifted: string[] = [];
-        for (const { user } of containedUsers()) {
-          const found = await userLifted(user);
-          if (found) lifted.push(found);
-        }
-        return lifted.length ? lifted.join('; ') : null;
-      },
-      async repair() {
-        for (const { actionId, user } of containedUsers()) if (await userLifted(user)) await deps.containAgain(actionId, user.name);
-      },
-    },
-    {
-      effect: 'stopped_service',
-      actionIds: () => stoppedServices().map((s) => s.actionId),
-      async check() {
-        const lifted: string[] = [];
-        for (const { service } of stoppedServices()) {
-          const found = await serviceLifted(runner, service);
-          if (found) lifted.push(found);
-        }
-        return lifted.length ? lifted.join('; ') : null;
-      },
-      async repair() {
-        for (const { service } of stoppedServices()) if (await serviceLifted(runner, service)) await stopServiceAgain(runner, service);
-      },
-    },
-  ];
+    repair: () => deps.restrict(actionId),
+  });
+
+  return () => {
+    const isolated = isolation();
+    const restricted = restriction();
+    const containedHere = deps.containment.actionIds();
+    return [
+      ...(isolated ? [isolationCheck(isolated.actionId)] : []),
+      ...(containedHere.length ? [containmentCheck(containedHere)] : []),
+      ...(restricted ? [restrictionCheck(restricted)] : []),
+      ...eachInForce('user_containment', containedUsers(), {
+        lifted: userLifted,
+        putBack: (user, actionId) => deps.containAgain(actionId, user.name),
+        signals: () => ({ folders: ['/etc'] }),
+      }),
+      ...eachInForce('stopped_service', stoppedServices(), {
+        lifted: (service) => serviceLifted(runner, service),
+        putBack: (service) => stopServiceAgain(runner, service),
+        signals: () => ({ folders: ['/etc/systemd/system'] }),
+      }),
+      ...eachInForce('removed_task', removedTasks(), {
+        lifted: (task) => taskReturned(runner, task),
+        putBack: (task) => removeTaskAgain(runner, task),
+        signals: (task) => ({ folders: [dirname(task.path)] }),
+      }),
+      ...eachInForce('quarantined_file', quarantinedFiles(), {
+        lifted: quarantinedFileReturned,
+        putBack: removeReturnedFile,
+        signals: (file) => ({ folders: [dirname(file.path)] }),
+      }),
+    ];
+  };
 }

@@ -1,4 +1,4 @@
-export { startAgent, type RunningAgent, type AgentOptions } from './agent.ts';
+export { DEFAULT_DRIFT_CHECK_SECONDS, driftCheckMs, startAgent, type RunningAgent, type AgentOptions } from './agent.ts';
 export { DEFAULT_WATCHED_FOLDERS } from './antivirus-watch.ts';
 export { enrolAgent, deviceFacts, AGENT_VERSION } from './enrol.ts';
 export { loadIdentity, DEFAULT_AGENT_DIR } from './identity.ts';

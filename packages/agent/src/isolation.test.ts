@@ -6,7 +6,7 @@ import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
 import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
 
 /**
  * Isolation observed from outside: real endpoints in network namespaces, a
@@ -32,8 +32,8 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     const { secret } = await ctx.services.agents.createEnrolmentToken(systemActor(), { name: 'lab', uses: 1, expiresInDays: 1 });
     const out = await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', join(work, 'agent')], endpoint.ns);
     deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(out)![1]!;
-    // The bundled agent, as endpoints run it.
-    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true });
+    // The bundled agent, as endpoints run it; every drift below is seen by an event, not by the periodic check.
+    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true, driftCheckSeconds: NO_PERIODIC_CHECK_SECONDS });
   });
 
   afterAll(async () => {
@@ -82,7 +82,7 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     // A reboot: the kernel's rules are gone while the agent is down.
     execFileSync('ip', ['netns', 'exec', endpoint.ns, 'nft', 'flush', 'ruleset']);
     expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
-    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true });
+    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true, driftCheckSeconds: NO_PERIODIC_CHECK_SECONDS });
     await waitFor('the isolation to be re-applied', async () => (agent.log().includes('re-applied') ? true : undefined));
     expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(false);
     expect(await lab.canConnect(endpoint.ns, endpoint.gateway, serverPort())).toBe(true);
@@ -91,32 +91,51 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
     expect(await lab.canConnect(peer.ns, endpoint.address, 7000)).toBe(true);
   });
 
-  it('on a host of containers, isolation also cuts off those it routes and those on its bridges, both ways; release brings them back', async () => {
+  it('on a host of containers, isolation also cuts off those it routes and those on bridges made after it, both ways; release brings them back', async () => {
     const routed = await lab.routedBehind(endpoint, 'routed');
-    const [left, right] = await lab.bridgedBehind(endpoint, ['left', 'right']) as [Endpoint, Endpoint];
-    for (const container of [routed, left, right]) await lab.listen(container.ns, container.address, 7000);
-    const reachable = async () => ({
+    await lab.listen(routed.ns, routed.address, 7000);
+    const routedReachable = async () => ({
       toRouted: await lab.canConnect(null, routed.address, 7000),
       fromRouted: await lab.canConnect(routed.ns, peer.address, 7000),
-      bridged: await lab.canConnect(left.ns, right.address, 7000),
     });
-    expect(await reachable()).toEqual({ toRouted: true, fromRouted: true, bridged: true });
+    expect(await routedReachable()).toEqual({ toRouted: true, fromRouted: true });
 
     const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
       type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
     });
     const isolated = await settled(created.json().id);
     expect(isolated.status, JSON.stringify(isolated.result)).toBe('completed');
-    expect(isolated.result?.output).toMatch(/forwarded and bridged traffic \(containers, VMs\) dropped/);
-    expect(await reachable()).toEqual({ toRouted: false, fromRouted: false, bridged: false });
+    expect(isolated.result?.output).toMatch(/forwarded traffic \(containers, VMs\) dropped/);
+    expect(await routedReachable()).toEqual({ toRouted: false, fromRouted: false });
     expect(await lab.canConnect(endpoint.ns, endpoint.gateway, serverPort())).toBe(true);
+
+    // Containers started on a new bridge while the device is isolated are cut off from each other too.
+    const [left, right] = await lab.bridgedBehind(endpoint, ['left', 'right']) as [Endpoint, Endpoint];
+    for (const container of [left, right]) await lab.listen(container.ns, container.address, 7000);
+    const drift = async () => (await ctx.services.actions.get(ctx.users.security_reader.actor, isolated.id)).drift[0];
+    expect(await waitFor('the new bridge to be reported', drift)).toEqual(expect.objectContaining({
+      repaired: true, detail: 'a bridge was created after the isolation (a container or VM started): its traffic was not cut off yet',
+    }));
+    expect(await lab.canConnect(left.ns, right.address, 7000)).toBe(false);
 
     const undo = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [isolated.id] });
     expect((await settled(undo.json().items[0].id)).status).toBe('completed');
-    expect(await reachable()).toEqual({ toRouted: true, fromRouted: true, bridged: true });
-  });
+    expect(await routedReachable()).toEqual({ toRouted: true, fromRouted: true });
+    expect(await lab.canConnect(left.ns, right.address, 7000)).toBe(true);
 
-  it('isolation lifted while the agent runs (table deleted, ruleset flushed, a rule added) is put back within seconds, counted on the action, and an alert says it happened again', async () => {
+    // With the bridge there from the start, the isolation names it and covers it at once.
+    const again = await settled((await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
+    })).json().id);
+    expect(again.result?.output).toMatch(/forwarded and bridged traffic \(containers, VMs\) dropped/);
+    expect(await lab.canConnect(left.ns, right.address, 7000)).toBe(false);
+    expect((await ctx.services.actions.get(ctx.users.security_reader.actor, again.id)).drift).toEqual([]);
+    const release = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [again.id] });
+    expect((await settled(release.json().items[0].id)).status).toBe('completed');
+    expect(await lab.canConnect(left.ns, right.address, 7000)).toBe(true);
+  }, 60_000);
+
+  it('isolation lifted while the agent runs (table deleted, ruleset flushed, a rule added) is put back at once on nftables\' word, counted on the action, and an alert says it happened again', async () => {
     const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
       type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'full' },
     });

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { DEFAULT_AGENT_DIR } from '@quell/contracts';
-import { startAgent } from './agent.ts';
+import { DEFAULT_DRIFT_CHECK_SECONDS, driftCheckMs, startAgent } from './agent.ts';
 import { DEFAULT_WATCHED_FOLDERS } from './antivirus-watch.ts';
 import { enrolAgent } from './enrol.ts';
 import { OFFBOARDED_EXIT_CODE, exitIfOffboarded } from './offboard.linux.ts';
@@ -14,12 +14,13 @@ import { OFFBOARDED_EXIT_CODE, exitIfOffboarded } from './offboard.linux.ts';
 const USAGE = `Usage:
   quell-agent enrol --server URL --token TOKEN [--fingerprint SHA256] [--dir ${DEFAULT_AGENT_DIR}]
     (an https server needs --fingerprint: the TLS certificate fingerprint quell server printed)
-  quell-agent run [--dir ${DEFAULT_AGENT_DIR}] [--watch ${DEFAULT_WATCHED_FOLDERS.join(',')}]
-    (--watch: folders the antivirus watches for new files; empty for none)`;
+  quell-agent run [--dir ${DEFAULT_AGENT_DIR}] [--watch ${DEFAULT_WATCHED_FOLDERS.join(',')}] [--drift-check-seconds ${DEFAULT_DRIFT_CHECK_SECONDS}]
+    (--watch: folders the antivirus watches for new files; empty for none)
+    (--drift-check-seconds: how often what Quell put in force is checked when no event says it changed)`;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { server: { type: 'string' }, token: { type: 'string' }, fingerprint: { type: 'string' }, watch: { type: 'string', default: DEFAULT_WATCHED_FOLDERS.join(',') }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
+  options: { server: { type: 'string' }, token: { type: 'string' }, fingerprint: { type: 'string' }, watch: { type: 'string', default: DEFAULT_WATCHED_FOLDERS.join(',') }, 'drift-check-seconds': { type: 'string', default: String(DEFAULT_DRIFT_CHECK_SECONDS) }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
 });
 const dir = values.dir ?? DEFAULT_AGENT_DIR;
 
@@ -35,8 +36,15 @@ if (values.help || positionals.length !== 1) {
   process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}.\n`);
 } else if (positionals[0] === 'run') {
   exitIfOffboarded(dir);
+  let driftCheck: number;
+  try {
+    driftCheck = driftCheckMs(values['drift-check-seconds'] ?? String(DEFAULT_DRIFT_CHECK_SECONDS));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exit(2);
+  }
   const running = await startAgent({
-    dir, watch: (values.watch ?? '').split(',').map((f) => f.trim()).filter(Boolean), onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
+    dir, watch: (values.watch ?? '').split(',').map((f) => f.trim()).filter(Boolean), driftCheckMs: driftCheck, onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
   });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
 } else {

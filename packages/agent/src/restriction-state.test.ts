@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
-import { AGENT_BUNDLE, quell, waitFor, waitForAction } from './test-support.ts';
+import { AGENT_BUNDLE, NO_PERIODIC_CHECK_SECONDS, quell, waitFor, waitForAction } from './test-support.ts';
 
 /** The per-mount options of the topmost mount at `path`, as the given process sees them. */
 function mountOptions(pid: number, path: string): string[] {
@@ -27,7 +27,7 @@ describe(`code restriction re-applied after a reboot (${TEST_DIALECT})`, () => {
   let deviceId: string;
 
   const start = () => {
-    const child = spawn('unshare', ['-m', '--propagation', 'private', process.execPath, AGENT_BUNDLE, 'run', '--dir', dir, '--watch=']);
+    const child = spawn('unshare', ['-m', '--propagation', 'private', process.execPath, AGENT_BUNDLE, 'run', '--dir', dir, '--watch=', `--drift-check-seconds=${NO_PERIODIC_CHECK_SECONDS}`]);
     let log = '';
     child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));

@@ -152,10 +152,11 @@ EOF
     expect(await unitStates('lab-back.service')).toEqual({ 'lab-back.service': 'active enabled' });
   });
 
-  it('remove scheduled task takes a timer out (its job stops running); restore brings it back running', async () => {
+  it('remove scheduled task takes a timer out (its job stops running), and again when it is put back; restore brings it back running', async () => {
+    const writeTimer = `printf '[Timer]\\nOnActiveSec=1s\\nOnUnitActiveSec=1s\\nAccuracySec=100ms\\n[Install]\\nWantedBy=timers.target\\n' > /etc/systemd/system/lab-tick.timer`;
     await box.sh(`
       printf '[Service]\\nType=oneshot\\nExecStart=/bin/sh -c "date +%%s%%N >> /var/tmp/lab-tick"\\n' > /etc/systemd/system/lab-tick.service
-      printf '[Timer]\\nOnActiveSec=1s\\nOnUnitActiveSec=1s\\nAccuracySec=100ms\\n[Install]\\nWantedBy=timers.target\\n' > /etc/systemd/system/lab-tick.timer
+      ${writeTimer}
       systemctl daemon-reload
       systemctl enable --now lab-tick.timer`);
     const ticks = async () => Number((await box.sh('cat /var/tmp/lab-tick 2>/dev/null | wc -l')).trim());
@@ -168,10 +169,20 @@ EOF
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     expect(await ticks()).toBe(atRemoval);
 
+    // Put back as it was, and started: the agent takes it out again and says so.
+    await box.sh(`${writeTimer}; systemctl daemon-reload; systemctl enable --now lab-tick.timer`);
+    const drift = await waitFor('the drift to be reported', async () => (await ctx.services.actions.get(ctx.users.security_reader.actor, removed)).drift[0], 30_000);
+    expect(drift).toMatchObject({ deviceId, repaired: true, detail: expect.stringMatching(/^lab-tick\.timer (has its unit file back at \/etc\/systemd\/system\/lab-tick\.timer|is (enabled|active))/) });
+    await waitFor('the timer to be gone again', async () => ((await box.run('systemctl', ['list-timers', '--all', '--no-legend'])).stdout.includes('lab-tick') ? undefined : true));
+    expect(await box.sh('ls /etc/systemd/system/lab-tick.timer 2>&1 || true')).toMatch(/No such file/);
+    const atSecondRemoval = await ticks();
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(await ticks()).toBe(atSecondRemoval);
+
     await undo(removed);
     expect(await unitStates('lab-tick.timer')).toEqual({ 'lab-tick.timer': 'active enabled' });
     expect(await unitLinks()).toBe(linksBefore);
-    await waitFor('the restored timer to run its job again', async () => ((await ticks()) > atRemoval + 1 ? true : undefined));
+    await waitFor('the restored timer to run its job again', async () => ((await ticks()) > atSecondRemoval + 1 ? true : undefined));
   });
 
   it('remove scheduled task takes cron.d jobs out of the real cron daemon; restore gives one back that cron runs', async () => {

@@ -47,6 +47,9 @@ export const AGENT_BUNDLE = new URL('../dist/quell-agent.mjs', import.meta.url).
  * `etc` (a copy of /etc) is mounted over /etc, so the account databases and
  * cron folders it sees are copies and the host's own are out of its reach.
  */
+/** A periodic drift check longer than any test: a repair a test sees was started by an event. */
+export const NO_PERIODIC_CHECK_SECONDS = 3600;
+
 export interface Sandbox { etc: string }
 
 function sandboxed(sandbox: Sandbox): string[] {
@@ -58,9 +61,9 @@ function sandboxed(sandbox: Sandbox): string[] {
  * endpoints run. Its antivirus watches only the folders in `watch` (none by
  * default: tests must not quarantine the test machine's /tmp).
  */
-export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean; watch?: string[]; sandbox?: Sandbox } = {}): AgentProcess {
-  const watch = `--watch=${(options.watch ?? []).join(',')}`;
-  const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir, watch] : [QUELL, 'agent', 'run', '--dir', dir, watch];
+export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean; watch?: string[]; sandbox?: Sandbox; driftCheckSeconds?: number } = {}): AgentProcess {
+  const flags = [`--watch=${(options.watch ?? []).join(',')}`, ...(options.driftCheckSeconds ? [`--drift-check-seconds=${options.driftCheckSeconds}`] : [])];
+  const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir, ...flags] : [QUELL, 'agent', 'run', '--dir', dir, ...flags];
   const command = options.sandbox ? [...sandboxed(options.sandbox), process.execPath, ...args] : [process.execPath, ...args];
   return watchedAgent(netns ? spawn('ip', ['netns', 'exec', netns, ...command]) : spawn(command[0]!, command.slice(1)));
 }

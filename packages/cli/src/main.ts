@@ -166,10 +166,20 @@ agent.command('run')
   .description('Run the agent: connect to the server and carry out signed commands')
   .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
   .option('--watch <folders>', 'comma-separated folders the antivirus watches for new files (empty: none)', '/tmp,/var/tmp,/dev/shm')
-  .action(async (opts: { dir: string; watch: string }) => {
-    const { startAgent, exitIfOffboarded, OFFBOARDED_EXIT_CODE } = await agentModule();
+  .option('--drift-check-seconds <seconds>', 'how often what Quell put in force is checked when no event says it changed', '3')
+  .action(async (opts: { dir: string; watch: string; driftCheckSeconds: string }) => {
+    const { startAgent, driftCheckMs, exitIfOffboarded, OFFBOARDED_EXIT_CODE } = await agentModule();
     exitIfOffboarded(opts.dir);
-    const running = await startAgent({ dir: opts.dir, watch: opts.watch.split(',').map((f) => f.trim()).filter(Boolean), onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE) });
+    let driftCheck: number;
+    try {
+      driftCheck = driftCheckMs(opts.driftCheckSeconds);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    const running = await startAgent({
+      dir: opts.dir, watch: opts.watch.split(',').map((f) => f.trim()).filter(Boolean), driftCheckMs: driftCheck,
+      onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
+    });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
   });
 

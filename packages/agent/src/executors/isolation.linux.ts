@@ -61,8 +61,25 @@ export function isolationRuleset(allowed: readonly string[], needs: IsolationNee
     '    type filter hook forward priority -200; policy drop;',
     '  }',
     '}',
-    ...(needs.bridges ? [`table bridge ${TABLE} {`, '  chain forward {', '    type filter hook forward priority -200; policy drop;', '  }', '}'] : []),
+    ...(needs.bridges ? [BRIDGE_TABLE] : []),
   ].join('\n');
+}
+
+/** Frames bridged between the ports of the host's bridges (containers, VMs on a bridge) are dropped. */
+const BRIDGE_TABLE = [`table bridge ${TABLE} {`, '  chain forward {', '    type filter hook forward priority -200; policy drop;', '  }', '}'].join('\n');
+
+/**
+ * The rules an isolation applied, with the bridge table added when the
+ * host has bridges now that it did not have then (a container started
+ * after the isolation): they are cut off too.
+ */
+function rulesetNow(applied: string): string {
+  return hasBridges() && !applied.includes(`table bridge ${TABLE}`) ? `${applied}\n${BRIDGE_TABLE}` : applied;
+}
+
+/** Whether the host has a bridge that the isolation in force does not cover. */
+export function uncoveredBridge(listing: string): boolean {
+  return !listing.includes(`table bridge ${TABLE}`) && hasBridges();
 }
 
 const RESOLV_CONF = ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf'];
@@ -77,13 +94,16 @@ export function isolationNeeds(resolvConfs: readonly string[] = RESOLV_CONF, sys
       if (isIP(address) !== 0 && !address.startsWith('127.') && address !== '::1') resolvers.add(address);
     }
   }
-  let bridges = false;
+  return { resolvers: [...resolvers], bridges: hasBridges(sysClassNet) };
+}
+
+/** Whether the host has Linux bridges (containers, VMs behind it). */
+function hasBridges(sysClassNet = '/sys/class/net'): boolean {
   try {
-    bridges = readdirSync(sysClassNet).some((name) => existsSync(`${sysClassNet}/${name}/bridge`));
+    return readdirSync(sysClassNet).some((name) => existsSync(`${sysClassNet}/${name}/bridge`));
   } catch {
-    // no sysfs: no bridges to see
+    return false; // no sysfs: no bridges to see
   }
-  return { resolvers: [...resolvers], bridges };
 }
 
 async function currentTable(ctx: Pick<ExecutionContext, 'runner'>, tableFamily: 'inet' | 'bridge' = 'inet'): Promise<string | null> {
@@ -99,7 +119,7 @@ async function currentTable(ctx: Pick<ExecutionContext, 'runner'>, tableFamily: 
 export async function reapplyIsolation(runner: CommandRunner, snapshot: unknown): Promise<boolean> {
   const applied = (snapshot as IsolationSnapshot | undefined)?.appliedRuleset;
   if (!applied || (await currentTable({ runner })) !== null) return false;
-  await mustRun(runner, 'nft', ['-f', '-'], `${applied}\n`);
+  await mustRun(runner, 'nft', ['-f', '-'], `${rulesetNow(applied)}\n`);
   if ((await currentTable({ runner })) === null) throw new ExecutionError('could not put the isolation rules back');
   return true;
 }
@@ -112,13 +132,14 @@ export async function isolationListing(runner: CommandRunner): Promise<string | 
   return bridge === null ? inet : `${inet}\n${bridge}`;
 }
 
-/** Puts exactly the rules the isolation applied back, in one transaction: there is no moment without them. */
+/** Puts exactly the rules the isolation applied back (and the bridge table, for bridges made since), in one transaction: there is no moment without them. */
 export async function replaceIsolation(runner: CommandRunner, snapshot: unknown): Promise<void> {
   const applied = (snapshot as IsolationSnapshot | undefined)?.appliedRuleset;
   if (!applied) throw new ExecutionError('the isolation record holds no rules to put back');
   // Declaring a table first makes its deletion valid whether or not it is there.
-  const families = applied.includes(`table bridge ${TABLE}`) ? ['inet', 'bridge'] : ['inet'];
-  await mustRun(runner, 'nft', ['-f', '-'], `${families.map((f) => `table ${f} ${TABLE}\ndelete table ${f} ${TABLE}\n`).join('')}${applied}\n`);
+  const ruleset = rulesetNow(applied);
+  const families = ruleset.includes(`table bridge ${TABLE}`) ? ['inet', 'bridge'] : ['inet'];
+  await mustRun(runner, 'nft', ['-f', '-'], `${families.map((f) => `table ${f} ${TABLE}\ndelete table ${f} ${TABLE}\n`).join('')}${ruleset}\n`);
 }
 
 export const isolateDevice: Executor = async (ctx) => {

@@ -1,13 +1,13 @@
 import { fchmodSync, fchownSync, fstatSync, futimesSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { guardsFor } from '../guards.linux.ts';
-import { type FileMeta, Folder, type FolderId, type OpenFile } from '../safe-fs.linux.ts';
+import { type FileMeta, Folder, type FolderId, type OpenFile, lstatFrom } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor, type FileMetadata } from './executor.ts';
 import { type XattrRecord, complete, isXattrRecord, putBackXattrs, recordXattrs, shown, xattrsKeptText } from './file-attributes.linux.ts';
 import { type EndedProcess, endProcessesUsing } from './file-processes.linux.ts';
 import { findOtherLinks, otherLinksText } from './hard-links.linux.ts';
 
-interface QuarantineSnapshot extends FileMetadata {
+export interface QuarantineSnapshot extends FileMetadata {
   path: string;
   vaultFile: string;
   killedPids: number[];
@@ -262,4 +262,60 @@ export function removeLeftovers(ctx: Pick<ExecutionContext, 'agentDir'>, interru
   for (const name of partials) remove(vaultPath(ctx.agentDir), name);
   for (const { actionId, path } of interruptedRestores) remove(path.slice(0, path.lastIndexOf('/')) || '/', restoreTemp(actionId));
   return removed;
+}
+
+/** SHA-256 of files seen at quarantined places, by identity, size and times: a file that stays there is hashed once. */
+const seenHashes = new Map<string, string>();
+
+/** The record a quarantine left, when it is one (the journal is data like any other). */
+export function quarantineOf(snapshot: unknown): QuarantineSnapshot | null {
+  return isSnapshot(snapshot) ? snapshot : null;
+}
+
+/**
+ * For the drift watch: the quarantined file is back at its place (a file
+ * with the very bytes in the vault), in words, or null. Another file there
+ * is not this quarantine's business: block indicators catch those.
+ */
+export async function quarantinedFileReturned(snapshot: QuarantineSnapshot): Promise<string | null> {
+  const present = lstatFrom('/', '/', snapshot.path);
+  // Hashed only when its size is the vault copy's.
+  if (!present?.isFile() || present.size !== lstatFrom('/', '/', snapshot.vaultFile)?.size) return null;
+  const key = `${present.dev}:${present.ino}:${present.size}:${present.mtimeMs}:${present.ctimeMs}`;
+  let sha256 = seenHashes.get(key);
+  if (sha256 === undefined) {
+    const { folder, name } = Folder.ofFile(snapshot.path);
+    const file = folder.openFile(name);
+    try {
+      sha256 = await file.sha256(QUARANTINE_MAX_BYTES);
+    } finally {
+      file.close();
+      folder.close();
+    }
+    if (seenHashes.size >= 1000) seenHashes.clear();
+    seenHashes.set(key, sha256);
+  }
+  return sha256 === snapshot.sha256 ? `${snapshot.path} is back (the quarantined file, SHA-256 ${snapshot.sha256})` : null;
+}
+
+/**
+ * Removes a quarantined file that came back (its bytes are in the vault
+ * already), after ending the processes running, holding or mapping it,
+ * as stop and quarantine does; never through a link.
+ */
+export async function removeReturnedFile(snapshot: QuarantineSnapshot): Promise<void> {
+  const { folder, name } = Folder.ofFile(snapshot.path);
+  let file: OpenFile | null = null;
+  try {
+    file = folder.openFile(name);
+    file.assertOrdinary();
+    if ((await file.sha256(QUARANTINE_MAX_BYTES)) !== snapshot.sha256) throw new ExecutionError(`${snapshot.path} is no longer the quarantined file: left alone`);
+    await endProcessesUsing(file.stat, true);
+    stillTheSame(folder, name, file);
+    folder.unlink(name);
+    folder.sync();
+  } finally {
+    file?.close();
+    folder.close();
+  }
 }

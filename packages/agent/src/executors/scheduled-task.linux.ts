@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, normalize } from 'node:path';
 import { guardsFor } from '../guards.linux.ts';
-import { mustRun } from '../runner.ts';
-import { type FileMeta, Folder, type FolderId } from '../safe-fs.linux.ts';
+import { type CommandRunner, mustRun } from '../runner.ts';
+import { type FileMeta, Folder, type FolderId, lstatFrom } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type ExecutionResult, type Executor, type FileMetadata } from './executor.ts';
 
 /**
@@ -178,7 +178,7 @@ function withoutLine(bytes: Buffer, line: string): { bytes: Buffer; removed: num
   return { bytes: Buffer.from(kept.join('\n'), 'latin1'), removed };
 }
 
-async function unitState(ctx: ExecutionContext, verb: 'is-enabled' | 'is-active', unit: string): Promise<string> {
+async function unitState(ctx: Pick<ExecutionContext, 'runner'>, verb: 'is-enabled' | 'is-active', unit: string): Promise<string> {
   // Both verbs exit non-zero for "disabled" and "inactive": the answer is what they print.
   const result = await ctx.runner.run('systemctl', [verb, unit]);
   return result.stdout.trim().split('\n')[0] || 'unknown';
@@ -304,4 +304,84 @@ async function restoreTask(ctx: ExecutionContext, snapshot: ScheduledTaskSnapsho
       return { output: `Restored timer ${snapshot.unit} (${enabled}, ${active}); unit file ${path} back byte for byte (SHA-256 ${file.sha256})` };
     }
   }
+}
+
+/** A timer that would run: enabled (in any way that starts it) or running now. */
+const TIMER_RUNS = new Set(['enabled', 'enabled-runtime', 'linked', 'linked-runtime', 'alias', 'active', 'activating', 'reloading']);
+
+/** What is at a removed task's place now: nothing, or its bytes' SHA-256 (null for what is not a regular file). */
+async function presentAt(path: string): Promise<{ sha256: string | null; bytes: Buffer | null } | undefined> {
+  if (!lstatFrom('/', '/', path)) return undefined;
+  return inFolder(path, async (folder, name) => {
+    if (!folder.lstat(name)?.isFile()) return { sha256: null, bytes: null };
+    const { record: now, bytes } = await record(folder, name);
+    return { sha256: now.sha256, bytes };
+  });
+}
+
+/**
+ * For the drift watch: what of a removed task is back, in words, or null.
+ * The very file again at its place, the removed line again in its file, or
+ * the timer's unit file back or the timer enabled or running again (from a
+ * copy elsewhere, say). Another file at a removed file's place is named too:
+ * it is left alone for an analyst (its bytes are not the ones removed).
+ */
+export async function taskReturned(runner: CommandRunner, snapshot: ScheduledTaskSnapshot): Promise<string | null> {
+  const present = await presentAt(snapshot.path);
+  switch (snapshot.kind) {
+    case 'cron_file':
+      if (!present) return null;
+      if (present.sha256 === snapshot.file.sha256) return `${snapshot.path} is back (the removed file, SHA-256 ${snapshot.file.sha256})`;
+      return `another file is at ${snapshot.path} now (${present.sha256 ? `SHA-256 ${present.sha256}` : 'not a regular file'})`;
+    case 'cron_line':
+      return present?.bytes && withoutLine(present.bytes, snapshot.line).removed.length > 0 ? `the removed line is back in ${snapshot.path}: ${snapshot.line}` : null;
+    case 'systemd_timer': {
+      const state = [await unitState({ runner }, 'is-enabled', snapshot.unit), await unitState({ runner }, 'is-active', snapshot.unit)].filter((s) => TIMER_RUNS.has(s));
+      const back = present?.sha256 === snapshot.file.sha256;
+      if (!back && state.length === 0) return null;
+      return `${snapshot.unit} ${[...(back ? [`has its unit file back at ${snapshot.path}`] : []), ...(state.length ? [`is ${state.join(' and ')} again`] : [])].join(' and ')}`;
+    }
+  }
+}
+
+/**
+ * Removes what came back of a removed task, as the removal did: the same
+ * file (its bytes are in the removal's record), the line (every other byte
+ * kept), the timer disabled and stopped and its returned unit file removed.
+ * Another file at a removed file's place is not removed: that fails, to be
+ * reported for an analyst to look at.
+ */
+export async function removeTaskAgain(runner: CommandRunner, snapshot: ScheduledTaskSnapshot): Promise<void> {
+  switch (snapshot.kind) {
+    case 'cron_file':
+      return inFolder(snapshot.path, async (folder, name) => {
+        if (!folder.lstat(name)?.isFile() || (await record(folder, name)).record.sha256 !== snapshot.file.sha256) {
+          throw new ExecutionError(`${snapshot.path} is not the removed file, so it was left alone: look at it, and remove it as a new task if it is malicious`);
+        }
+        folder.unlink(name);
+        folder.sync();
+      });
+    case 'cron_line':
+      return inFolder(snapshot.path, async (folder, name) => {
+        const { record: now, bytes } = await record(folder, name);
+        const after = withoutLine(bytes, snapshot.line);
+        if (after.removed.length === 0) return;
+        await writeExactly(folder, name, after.bytes, { mode: now.mode, uid: now.uid, gid: now.gid }, 'drift', true);
+      });
+    case 'systemd_timer': {
+      await mustRun(runner, 'systemctl', ['disable', '--now', snapshot.unit]);
+      const back = await inFolder(snapshot.path, async (folder, name) => {
+        if (!folder.lstat(name)?.isFile() || (await record(folder, name)).record.sha256 !== snapshot.file.sha256) return false;
+        folder.unlink(name);
+        folder.sync();
+        return true;
+      });
+      if (back) await mustRun(runner, 'systemctl', ['daemon-reload']);
+    }
+  }
+}
+
+/** The record a removal left, when it is one (the journal is data like any other). */
+export function removedTaskOf(snapshot: unknown): ScheduledTaskSnapshot | null {
+  return isSnapshot(snapshot) ? snapshot : null;
 }

@@ -104,7 +104,7 @@ export const ActionDetailSchema = Type.Object({
   }), Type.Null()]),
   /** For actions every managed agent carries out (containment): how many have, how many failed and why, how many have yet to. */
   enforcement: Type.Union([EnforcementSchema(), Type.Null()]),
-  /** For an effect in force (isolation, code restriction, a contained user) on a device whose agent is out of contact: unverified since when. */
+  /** For an effect in force (isolation, code restriction, a contained user, a stopped service, a removed task or file) on a device whose agent is out of contact: unverified since when. */
   unverified: Type.Union([Type.Object({ since: Type.Union([TimestampSchema, Type.Null()]), reason: Type.String() }), Type.Null()]),
   /** Each device where the action's effect was found lifted (tampering, a firewall reload) and re-applied by the agent. */
   drift: Type.Array(Type.Object({

@@ -81,7 +81,10 @@ function undoParameters(parameters: string): string {
 export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
 
 /** The action types whose effect stays in force on their device until undone, kept true by its agent, and that effect in words. */
-const IN_FORCE_EFFECTS: Partial<Record<ActionType, string>> = { isolate_device: 'isolation', restrict_code_execution: 'code restriction', contain_user: 'containment of the user' };
+const IN_FORCE_EFFECTS: Partial<Record<ActionType, string>> = {
+  isolate_device: 'isolation', restrict_code_execution: 'code restriction', contain_user: 'containment of the user', stop_service: 'stopped service',
+  remove_scheduled_task: 'removal of the task', quarantine_file: 'removal of the file', stop_and_quarantine_file: 'removal of the file',
+};
 
 export function createActionsService(deps: ActionsServiceDeps) {
   const { store, repo, devices, audit, settings, clock, ids } = deps;

@@ -53,6 +53,20 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
     expect((await driftOf(own)).map((d) => d.count)).toEqual([1]);
   });
 
+  it('counts a removed file that came back on its quarantine, of either kind, and on no action of another type', async () => {
+    const device = await enrol('dropper');
+    const quarantined = await ctx().createAction({
+      type: 'stop_and_quarantine_file', deviceId: device.deviceId, status: 'queued', entity: { name: '/tmp/x', path: '/tmp/x', sha256: 'a'.repeat(64) },
+    });
+    await ctx().complete(quarantined);
+    const isolated = await ctx().createAction({ type: 'isolate_device', deviceId: device.deviceId, status: 'queued' });
+    await ctx().complete(isolated);
+    const report = drift(device.deviceId, [quarantined, isolated], { effect: 'quarantined_file', found: '/tmp/x is back', repaired: false, error: 'busy' });
+    await ctx().services.agents.drift(device.deviceId, device.publicKey, signed(device.key, report));
+    expect(await driftOf(quarantined)).toEqual([expect.objectContaining({ count: 1, repaired: false, detail: '/tmp/x is back; could not put it back: busy' })]);
+    expect(await driftOf(isolated)).toEqual([]);
+  });
+
   it('believes an offboarding report only from an agent asked to offboard, and offboarding takes a well-formed body from a Security Administrator', async () => {
     const device = await enrol('leaving');
     const report = { v: AGENT_PROTOCOL_VERSION, deviceId: device.deviceId, released: [], kept: [], failures: [], vault: { files: 0, instructions: null }, iat: 0 };

@@ -46,7 +46,10 @@ export class AgentProtocolError extends Error {}
  * these with a device id it has authenticated; every result is checked
  * against that agent's own key and that device's own actions.
  */
-const DRIFT_LABELS: Record<EnforcedEffect, string> = { isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user', stopped_service: 'A stopped service' };
+const DRIFT_LABELS: Record<EnforcedEffect, string> = {
+  isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user', stopped_service: 'A stopped service',
+  removed_task: 'A removed scheduled task', quarantined_file: 'A quarantined file',
+};
 
 export function createAgentsService(deps: {
   store: Store; actions: ActionsService; actionsRepo: ActionsRepository; audit: AuditService; desiredState: DesiredStateService; alerts: AlertsService;
@@ -260,7 +263,7 @@ export function createAgentsService(deps: {
       for (const actionId of new Set(drift.actionIds)) {
         const row = await actionsRepo.findById(store.db, actionId);
         // An agent speaks only of effects in force on its own device: its own actions, or containments every agent enforces.
-        const ours = row !== undefined && row.status === 'completed' && row.type === ENFORCED_EFFECT_ACTION_TYPES[drift.effect]
+        const ours = row !== undefined && row.status === 'completed' && ENFORCED_EFFECT_ACTION_TYPES[drift.effect].includes(row.type as ActionType)
           && (row.device_id === deviceId || FLEET_ACTION_TYPES.includes(row.type as ActionType));
         if (!ours) continue;
         const count = await actionsRepo.recordDrift(store.db, { actionId, deviceId, at, detail, repaired: drift.repaired });
