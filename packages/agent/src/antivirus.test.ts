@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Action } from '@quell/contracts';
@@ -68,6 +68,30 @@ describe(`on-access antivirus of a real agent (${TEST_DIALECT})`, () => {
     expect(readFileSync(path, 'latin1')).toBe(EICAR);
     expect((await antivirusActions()).filter((a) => a.entity.path === path)).toHaveLength(1);
     rmSync(path);
+  });
+
+  it('catches files in folders below the watched one, made after it started, however deep; never through a link to a folder elsewhere', async () => {
+    const deep = join(watched, 'extract', 'a', 'b');
+    mkdirSync(deep, { recursive: true });
+    const path = join(deep, 'payload.com');
+    writeFileSync(path, EICAR);
+    expect((await quarantineOf(path)).status).toBe('completed');
+    expect(existsSync(path)).toBe(false);
+
+    // A folder created and written at once (an archive unpacked): what landed before its watch began is caught too.
+    const burst = join(watched, 'unpacked');
+    mkdirSync(join(burst, 'x', 'y'), { recursive: true });
+    writeFileSync(join(burst, 'x', 'y', 'first.com'), EICAR);
+    expect((await quarantineOf(join(burst, 'x', 'y', 'first.com'))).status).toBe('completed');
+
+    const elsewhere = mkdtempSync(join(work, 'elsewhere-'));
+    symlinkSync(elsewhere, join(watched, 'link'));
+    writeFileSync(join(elsewhere, 'not-ours.com'), EICAR);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(existsSync(join(elsewhere, 'not-ours.com'))).toBe(true);
+    rmSync(join(watched, 'link'));
+    rmSync(join(watched, 'extract'), { recursive: true });
+    rmSync(burst, { recursive: true });
   });
 
   it('a new block indicator reaches the agent within seconds and catches a file already in the folder', async () => {
