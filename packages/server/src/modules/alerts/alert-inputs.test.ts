@@ -102,6 +102,51 @@ describe(`alerts from other engines find their device (${TEST_DIALECT})`, () => 
     expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts/${first.id}`)).json().deviceId).toBe(first.device.id);
   });
 
+  it('maps Wazuh rootcheck, audit, registry integrity and sshd alerts, keeping location and previous_output', async () => {
+    const base = { timestamp: '2026-11-30T08:00:00.000+0000', manager: { name: 'mgr' }, agent: { id: '011', name: 'web-11', ip: '10.0.0.11' } };
+    const rootcheck = (await post('/api/alerts/wazuh', {
+      ...base, id: 'rc-1', location: 'rootcheck', full_log: "File '/dev/.hidden' present on /dev. Possible hidden file.",
+      rule: { level: 7, id: '510', description: 'Host-based anomaly detection event (rootcheck).', groups: ['ossec', 'rootcheck'] },
+      data: { title: 'File present on /dev.', file: '/dev/.hidden' },
+    })).json();
+    expect(rootcheck).toMatchObject({ ruleId: '510', category: 'rootcheck', evidence: [{ kind: 'file', path: '/dev/.hidden' }], origin: { location: 'rootcheck', agentId: '011', agentIp: '10.0.0.11' } });
+
+    const audit = (await post('/api/alerts/wazuh', {
+      ...base, id: 'au-1', location: '/var/log/audit/audit.log',
+      rule: { level: 3, id: '80790', description: 'Audit: Created: /home/malware.py', groups: ['audit', 'audit_watch_write', 'audit_watch_create'] },
+      data: { audit: { type: 'SYSCALL', pid: '60761', command: 'touch', exe: '/usr/bin/touch', key: 'audit-wazuh-w', execve: { a0: 'touch', a1: '/home/malware.py' }, file: { name: '/home/malware.py' } } },
+    })).json();
+    expect(audit.evidence).toEqual([
+      { kind: 'process', name: 'touch', path: '/usr/bin/touch', pid: 60761, commandLine: 'touch /home/malware.py' },
+      { kind: 'file', path: '/home/malware.py' },
+    ]);
+
+    const registry = (await post('/api/alerts/wazuh', {
+      ...base, id: 'rg-1', location: 'syscheck',
+      rule: { level: 5, id: '594', description: 'Registry Key Integrity Checksum Changed', groups: ['ossec', 'syscheck', 'syscheck_entry_modified', 'syscheck_registry'],
+        mitre: { id: ['T1112'], tactic: ['Defense Evasion'] } },
+      syscheck: { path: 'HKEY_LOCAL_MACHINE\\Software\\Microsoft\\Windows\\CurrentVersion\\Run', value_name: 'DemoValue', arch: '[x64]', event: 'modified',
+        sha256_after: 'a'.repeat(64) },
+    })).json();
+    expect(registry).toMatchObject({ mitreTechniques: ['T1112'], mitreTactics: ['Defense Evasion'] });
+    expect(registry.evidence).toEqual([{ kind: 'registry_key', key: 'HKEY_LOCAL_MACHINE\\Software\\Microsoft\\Windows\\CurrentVersion\\Run', value: 'DemoValue', change: 'modified' }]);
+
+    const sshd = (await post('/api/alerts/wazuh', {
+      ...base, id: 'ss-1', location: '/var/log/auth.log',
+      previous_output: 'Nov 30 07:59:58 web-11 sshd[1201]: Failed password for root from 203.0.113.9 port 40022 ssh2',
+      rule: { level: 10, id: '5712', description: 'sshd: brute force trying to get access to the system. Non existent user.', groups: ['syslog', 'sshd', 'authentication_failures'],
+        mitre: { id: ['T1110'], tactic: ['Credential Access'] } },
+      data: { srcip: '203.0.113.9', srcport: '40022', srcuser: 'root' },
+    })).json();
+    expect(sshd).toMatchObject({
+      category: 'sshd', mitreTechniques: ['T1110'],
+      origin: { location: '/var/log/auth.log', previousOutput: 'Nov 30 07:59:58 web-11 sshd[1201]: Failed password for root from 203.0.113.9 port 40022 ssh2' },
+      evidence: [{ kind: 'ip', address: '203.0.113.9', role: 'source', port: 40022 }, { kind: 'user', name: 'root' }],
+    });
+    // One device for all four, by name first, then by the Wazuh agent id.
+    expect(new Set([rootcheck, audit, registry, sshd].map((a) => a.device.id)).size).toBe(1);
+  });
+
   it('maps an Elastic Security alert: rule, MITRE, host, process with parent, file, user, addresses, DNS, URL, registry (201, then 200 on redelivery)', async () => {
     const response = await post('/api/alerts/ecs', ecsAlert());
     expect(response.statusCode, response.body).toBe(201);
