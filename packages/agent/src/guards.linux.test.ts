@@ -342,7 +342,8 @@ describe('executors refuse guarded targets before running any command', () => {
   it('disable_driver: nftables is refused before a blacklist is written or modprobe runs; with the override it goes ahead', async () => {
     const modprobeDir = join(dir, 'modprobe.d');
     const procModules = file(join(dir, 'driver/modules'), 'nf_tables 356352 0 - Live 0x0000000000000000\n');
-    const { disableDriver } = driverExecutors({ modprobeDir, procModules });
+    const noTool = join(dir, 'no-update-initramfs');
+    const { disableDriver } = driverExecutors({ modprobeDir, procModules, sysModule: join(dir, 'sys-module'), initramfsTools: [[noTool, '-u']] });
     const runner = nothingRuns();
     for (const name of ['nf_tables', 'nf-tables', 'nft_ct', 'nfnetlink']) {
       await expect(disableDriver(executionContext(runner, { type: 'disable_driver', entity: { name } }))).rejects.toThrow(OVERRIDABLE);
@@ -356,7 +357,7 @@ describe('executors refuse guarded targets before running any command', () => {
     });
     const result = await disableDriver(executionContext(kernel, { type: 'disable_driver', entity: { name: 'nf_tables' }, parameters: { overrideGuard: true } }));
     expect(kernel.take()).toEqual(['modprobe -r nf_tables']);
-    expect(result.output).toBe(`Unloaded nf_tables and blacklisted it in ${join(modprobeDir, 'quell-blacklist-nf_tables.conf')}`);
+    expect(result.output).toBe(`Unloaded nf_tables and blacklisted it in ${join(modprobeDir, 'quell-blacklist-nf_tables.conf')}; no initramfs tool found (${noTool}): only the root file system's modprobe configuration holds it`);
   });
 
   it.each(['apt-daily-upgrade.timer', 'logrotate.timer'])('remove_scheduled_task %s (a guarded timer), before its unit file is read', async (name) => {

@@ -87,7 +87,8 @@ function inFolder<T>(path: string, work: (folder: Folder, name: string) => T): T
 }
 
 /** Builds the executors over the given paths; the agent uses the system's, tests a temporary directory. */
-export function driverExecutors(options: DriverExecutorOptions = SYSTEM): { disableDriver: Executor; restoreDriver: Executor } {
+export function driverExecutors(given: Partial<DriverExecutorOptions> = {}): { disableDriver: Executor; restoreDriver: Executor } {
+  const options: DriverExecutorOptions = { ...SYSTEM, ...given };
   function isLoaded(module: string): boolean {
     if (!existsSync(options.procModules)) throw new ExecutionError(`${options.procModules} is missing: this kernel cannot load or unload modules`);
     return readFileSync(options.procModules, 'utf8').split('\n').some((line) => line.split(' ', 1)[0] === module);
