@@ -63,14 +63,14 @@ export function linuxEnforcedEffects(deps: {
   const quarantinedFiles = () => [...allOf('quarantine_file', 'restore_file', quarantineOf), ...allOf('stop_and_quarantine_file', 'restore_file', quarantineOf)];
 
   /** What no longer holds of one user's containment, or null. */
-  const userLifted = async ({ name, uid }: ContainUserSnapshot): Promise<string | null> => {
+  const userLifted = async ({ name, uid, subordinateUids }: ContainUserSnapshot): Promise<string | null> => {
     const result = await runner.run('getent', ['shadow', name]);
     const fields = result.code === 0 ? result.stdout.trim().split(':') : [];
     if (fields[0] !== name) return `${name} has no local account any more`;
     const problems = [
       ...(fields[1]?.startsWith('!') ? [] : ['its password was unlocked']),
       ...(fields[7] === '1' ? [] : ['its expiry was lifted']),
-      ...(processesOf(uid).length === 0 ? [] : ['processes run as it again']),
+      ...(processesOf(uid, subordinateUids).length === 0 ? [] : ['processes run as it again']),
     ];
     return problems.length ? `${name}: ${problems.join(', ')}` : null;
   };

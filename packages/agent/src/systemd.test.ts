@@ -45,8 +45,8 @@ describe(`services, timers and cron jobs on a real systemd (${TEST_DIALECT})`, (
     expect(done.status, JSON.stringify(done.result)).toBe('completed');
     return done.id;
   }
-  async function undo(id: string): Promise<string> {
-    const response = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions/undo', { ids: [id] });
+  async function undo(id: string, by = ctx.users.security_operator): Promise<string> {
+    const response = await ctx.request(by, 'POST', '/api/actions/undo', { ids: [id] });
     expect(response.statusCode, response.body).toBe(200);
     const done = await waitForAction(ctx, response.json().items[0].id, undefined, 60_000);
     expect(done.status, JSON.stringify(done.result)).toBe('completed');
@@ -150,6 +150,30 @@ EOF
     expect(drift.count).toBeGreaterThanOrEqual(1);
     await undo(stopped);
     expect(await unitStates('lab-back.service')).toEqual({ 'lab-back.service': 'active enabled' });
+  });
+
+  it('contain user stops the services that run as the user, so none starts its processes again; release starts them again', async () => {
+    await box.sh(`
+      useradd -M -u 250001 -s /bin/sh labsvc
+      printf '[Service]\\nUser=labsvc\\nExecStart=/bin/sleep infinity\\nRestart=always\\nRestartSec=100ms\\n' > /etc/systemd/system/lab-as-user.service
+      systemctl daemon-reload
+      systemctl start lab-as-user.service`);
+    /** The container's processes owned by the user, from /proc. */
+    const processesOfUser = async () => (await box.sh('for p in /proc/[0-9]*; do [ "$(stat -c %u "$p" 2>/dev/null)" = 250001 ] && echo "${p#/proc/}"; done; true')).trim();
+    await waitFor('the service to run as the user', async () => ((await processesOfUser()) ? true : undefined));
+
+    const contained = await act('contain_user', { name: 'labsvc' });
+    const { action } = await ctx.services.actions.get(ctx.users.security_reader.actor, contained);
+    expect(action.result?.output).toContain('stopped the services running as it: lab-as-user.service');
+    expect((await unitStates('lab-as-user.service'))['lab-as-user.service']).toMatch(/^inactive /);
+    // Restart=always had nothing to restart: the service was stopped, not its process killed under it.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await processesOfUser()).toBe('');
+
+    expect(await undo(contained, ctx.users.global_admin)).toContain('started again the services that ran as it: lab-as-user.service');
+    expect((await unitStates('lab-as-user.service'))['lab-as-user.service']).toMatch(/^active /);
+    await waitFor('the service to run as the user again', async () => ((await processesOfUser()) ? true : undefined));
+    await box.sh('systemctl stop lab-as-user.service');
   });
 
   it('remove scheduled task takes a timer out (its job stops running), and again when it is put back; restore brings it back running', async () => {

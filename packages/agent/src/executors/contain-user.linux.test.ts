@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ContainUserSnapshot, processesOf } from './contain-user.linux.ts';
 import { type ExecutorSandbox, executorSandbox } from './executor-sandbox.ts';
@@ -92,6 +92,23 @@ describe('contain user / release user on local accounts (in a copy of /etc in a 
     expect(released.output).toContain('unlocked');
     expect(released.output).toContain('back to never');
     run('su', ['-s', '/bin/sh', '-c', 'true', name]);
+  });
+
+  it('also ends the processes of its rootless containers, which run as its subordinate uids (/etc/subuid)', async () => {
+    const name = createUser();
+    // A range of its own, far from any other account's, as podman's rootless containers use.
+    const start = 1_000_000_000 + Math.floor(Math.random() * 10_000) * 65_536;
+    appendFileSync(sandbox.path('/etc/subuid'), `${name}:${start}:65536\n`);
+    const containerProcess = sandbox.spawn('setpriv', [`--reuid=${start + 1000}`, `--regid=${start + 1000}`, '--clear-groups', 'sleep', '300']);
+    children.push(containerProcess);
+    for (let i = 0; i < 100 && processesOf(start + 1000).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(processesOf(start + 1000)).toHaveLength(1);
+
+    const contained = await contain(name);
+    expect(await exited(containerProcess)).toBe('SIGKILL');
+    expect(contained.output).toContain(`${start}-${start + 65_535}`);
+    expect(contained.snapshot).toMatchObject({ subordinateUids: expect.arrayContaining([{ start, count: 65_536 }]) });
+    await release(name, contained.snapshot);
   });
 
   it('an account that was already locked, with an expiry date, stays locked with that same date after release', async () => {

@@ -3,6 +3,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { type Guards, guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
+import { validUnitName } from './service.linux.ts';
 
 /**
  * Contain user: the account can no longer be used and nothing keeps running
@@ -17,8 +18,11 @@ import { ExecutionError, type ExecutionContext, type Executor } from './executor
  *   account stack before each job). Day 1 (2 January 1970) and not 0: shadow(5)
  *   warns that 0 is read as "never expires" by some tools.
  * - Every process whose real, effective, saved or file-system uid is the
- *   account's is killed, until none is left; that also ends its sessions.
- *   Where systemd runs, logind is asked to close them too.
+ *   account's, or one of its subordinate uids (/etc/subuid: its rootless
+ *   containers), is killed, until none is left; that also ends its sessions.
+ *   Where systemd runs, logind is asked to close them too, and the system
+ *   services running as the account (`User=`) are stopped first, so that
+ *   none starts it again; release starts them again.
  *
  * Refused accounts: the guarded ones (guards.linux.ts): the account this
  * agent runs as, never; uid 0, whatever its name, unless a Global
@@ -54,7 +58,13 @@ export interface ContainUserSnapshot {
   /** The shadow account-expiry field exactly as it was; '' means never. */
   expiry: string;
   endedPids: number[];
+  /** Its subordinate uid ranges (/etc/subuid), whose processes are its rootless containers'. */
+  subordinateUids?: UidRange[];
+  /** The system services that ran as it and were stopped (absent in older records). */
+  stoppedUnits?: string[];
 }
+
+export interface UidRange { start: number; count: number }
 
 interface ShadowEntry { password: string; expiry: string }
 
@@ -101,8 +111,27 @@ function refuseProtected(ctx: ExecutionContext, guards: Guards, name: string, ui
 
 const fingerprint = (field: string): string => createHash('sha256').update(field).digest('hex');
 
-/** Live processes (zombies are already dead) with `uid` as any of their real, effective, saved or fs uid. */
-export function processesOf(uid: number): number[] {
+/** The subordinate uid ranges /etc/subuid gives the account, by name or by uid: the uids its rootless containers run as. */
+export function subordinateUids(name: string, uid: number): UidRange[] {
+  let text: string;
+  try {
+    text = readFileSync('/etc/subuid', 'utf8');
+  } catch {
+    return []; // none given to anyone
+  }
+  return text.split('\n').flatMap((line) => {
+    const [owner, start, count] = line.trim().split(':');
+    if ((owner !== name && owner !== String(uid)) || !/^\d{1,10}$/.test(start ?? '') || !/^\d{1,10}$/.test(count ?? '')) return [];
+    return Number(count) > 0 ? [{ start: Number(start), count: Number(count) }] : [];
+  });
+}
+
+/**
+ * Live processes (zombies are already dead) with `uid`, or a uid of one of
+ * the `subordinate` ranges, as any of their real, effective, saved or fs uid.
+ */
+export function processesOf(uid: number, subordinate: readonly UidRange[] = []): number[] {
+  const ours = (id: number): boolean => id === uid || subordinate.some((r) => id >= r.start && id < r.start + r.count);
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
@@ -110,12 +139,35 @@ export function processesOf(uid: number): number[] {
       const status = readFileSync(`/proc/${entry}/status`, 'utf8');
       if (/^State:\s+[ZX]/m.test(status)) continue;
       const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
-      if (uids.includes(uid)) pids.push(Number(entry));
+      if (uids.some(ours)) pids.push(Number(entry));
     } catch {
       // the process ended meanwhile
     }
   }
   return pids;
+}
+
+/** The system services (not the user's own session or manager) that the processes run in, from their cgroups. */
+function systemServicesOf(pids: readonly number[]): string[] {
+  const units = new Set<string>();
+  for (const pid of pids) {
+    let cgroup: string;
+    try {
+      cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    } catch {
+      continue; // ended meanwhile
+    }
+    // cgroup v2 `0::/system.slice/NAME.service/…`, or v1's `N:name=systemd:/system.slice/NAME.service`.
+    const unit = /^\d+:(?:name=systemd)?:\/system\.slice\/(?:[^/\n]+\.slice\/)*([^/\n]+\.service)(?:\/|$)/m.exec(cgroup)?.[1];
+    if (unit) {
+      try {
+        units.add(validUnitName(unit));
+      } catch {
+        // not a name systemctl is given
+      }
+    }
+  }
+  return [...units].sort();
 }
 
 function signal(pid: number, name: NodeJS.Signals): void {
@@ -135,12 +187,12 @@ function signal(pid: number, name: NodeJS.Signals): void {
  * Never SIGSTOP first: su and runuser stop themselves when their child
  * stops, and would be left stopped for good.
  */
-async function endProcessesOf(ctx: ExecutionContext, uid: number, gid: number): Promise<number[]> {
-  const ended = new Set(processesOf(uid));
+async function endProcessesOf(ctx: ExecutionContext, uid: number, gid: number, subordinate: readonly UidRange[]): Promise<number[]> {
+  const ended = new Set(processesOf(uid, subordinate));
   // It exits non-zero when nothing was left to signal; the sweep and the verification decide.
   await ctx.runner.run('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', '--', 'kill', '-KILL', '-1']);
   for (let round = 0; round < KILL_ROUNDS; round++) {
-    const pids = processesOf(uid);
+    const pids = processesOf(uid, subordinate);
     if (pids.length === 0) return [...ended].sort((a, b) => a - b);
     for (const pid of pids) {
       signal(pid, 'SIGKILL');
@@ -148,7 +200,7 @@ async function endProcessesOf(ctx: ExecutionContext, uid: number, gid: number): 
     }
     await new Promise((resolve) => setTimeout(resolve, 10 * (round + 1)));
   }
-  const left = processesOf(uid);
+  const left = processesOf(uid, subordinate);
   if (left.length) throw new ExecutionError(`processes of uid ${uid} are still running after ${KILL_ROUNDS} rounds: ${left.join(', ')}`);
   return [...ended].sort((a, b) => a - b);
 }
@@ -179,7 +231,10 @@ export const containUser: Executor = async (ctx) => {
     passwordFieldSha256: fingerprint(before.password),
     expiry: before.expiry,
     endedPids: [],
+    subordinateUids: subordinateUids(name, uid),
+    stoppedUnits: [],
   };
+  const subordinate = snapshot.subordinateUids!;
 
   const notes: string[] = [];
   try {
@@ -187,27 +242,34 @@ export const containUser: Executor = async (ctx) => {
     if (!snapshot.wasLocked) await mustRun(ctx.runner, 'usermod', ['-L', '--', name]);
     await mustRun(ctx.runner, 'chage', ['-E', EXPIRED_DAY, '--', name]);
     if (systemdRunning()) {
+      // Services that run as it would start its processes again after they are killed.
+      for (const unit of systemServicesOf(processesOf(uid, subordinate))) {
+        await mustRun(ctx.runner, 'systemctl', ['stop', '--', unit]);
+        snapshot.stoppedUnits!.push(unit);
+      }
       const result = await ctx.runner.run('loginctl', ['terminate-user', name]);
       // No session at all is not an error: the process sweep below is what guarantees the effect.
       if (result.code !== 0 && !/not logged in|no user/i.test(result.stderr)) notes.push(`logind did not close the sessions (${result.stderr.trim()})`);
     }
-    snapshot.endedPids = await endProcessesOf(ctx, uid, gid);
+    snapshot.endedPids = await endProcessesOf(ctx, uid, gid, subordinate);
 
     const after = await shadowOf(ctx, name);
     if (!after.password.startsWith('!')) throw new ExecutionError(`the password of ${name} is not locked after usermod -L`);
     if (after.expiry !== EXPIRED_DAY) throw new ExecutionError(`the account ${name} is not expired after chage (expiry field ${JSON.stringify(after.expiry)})`);
-    const left = processesOf(uid);
+    const left = processesOf(uid, subordinate);
     if (left.length) throw new ExecutionError(`processes of ${name} are still running: ${left.join(', ')}`);
   } catch (error) {
     // Nothing is undone (unlocking a compromised account is worse), but a failed action keeps no
     // snapshot, so the prior state is handed to the analyst in the error instead.
-    const prior = `password ${snapshot.wasLocked ? 'locked' : 'unlocked'}, expiry ${snapshot.expiry === '' ? 'never' : `day ${snapshot.expiry}`}`;
+    const prior = `password ${snapshot.wasLocked ? 'locked' : 'unlocked'}, expiry ${snapshot.expiry === '' ? 'never' : `day ${snapshot.expiry}`}${snapshot.stoppedUnits!.length ? `, services ${snapshot.stoppedUnits!.join(', ')} running` : ''}`;
     throw new ExecutionError(`${(error as Error).message}. Whatever was applied stays; before containment ${name} had: ${prior}`, { cause: error });
   }
 
   const parts = [
     `Contained ${name} (uid ${uid}): password ${snapshot.wasLocked ? 'was already locked' : 'locked'}, account expired`,
+    ...(snapshot.stoppedUnits!.length ? [`stopped the services running as it: ${snapshot.stoppedUnits!.join(', ')}`] : []),
     snapshot.endedPids.length ? `ended processes ${snapshot.endedPids.join(', ')}` : 'no process was running',
+    ...(subordinate.length ? [`its rootless containers' uids (${subordinate.map((r) => `${r.start}-${r.start + r.count - 1}`).join(', ')}) included`] : []),
     ...notes,
   ];
   return { output: parts.join('; '), snapshot };
@@ -245,11 +307,36 @@ export const releaseUser: Executor = async (ctx) => {
   if (after.password.startsWith('!') !== snapshot.wasLocked) throw new ExecutionError(`the password of ${name} is ${snapshot.wasLocked ? 'unlocked' : 'still locked'}; it was ${snapshot.wasLocked ? 'locked' : 'unlocked'} before containment`);
   if (after.expiry !== snapshot.expiry) throw new ExecutionError(`the expiry of ${name} is ${JSON.stringify(after.expiry)}, not ${JSON.stringify(snapshot.expiry)} as before containment`);
   const samePassword = fingerprint(after.password) === snapshot.passwordFieldSha256;
+  const { started, notStarted } = await startAgain(ctx, snapshot.stoppedUnits ?? []);
 
   const parts = [
     `Released ${name}: password ${snapshot.wasLocked ? 'stays locked as it was before' : 'unlocked'}, expiry ${snapshot.expiry === '' ? 'back to never' : `back to day ${snapshot.expiry}`}`,
     ...(samePassword ? [] : ['the password was changed while the account was contained; the new one is kept']),
     ...(snapshot.passwordEmpty && !snapshot.wasLocked ? ['the account has an empty password again, as before'] : []),
+    ...(started.length ? [`started again the services that ran as it: ${started.join(', ')}`] : []),
+    ...notStarted,
   ];
   return { output: parts.join('; ') };
 };
+
+/**
+ * Starts the services containment stopped. The account is released whatever
+ * happens here: a service that does not start is named with the reason.
+ */
+async function startAgain(ctx: ExecutionContext, units: readonly string[]): Promise<{ started: string[]; notStarted: string[] }> {
+  const started: string[] = [];
+  const notStarted: string[] = [];
+  for (const recorded of units) {
+    let unit: string;
+    try {
+      unit = validUnitName(recorded);
+    } catch {
+      notStarted.push(`the record names a service that is not one: ${JSON.stringify(recorded)}`);
+      continue;
+    }
+    const result = await ctx.runner.run('systemctl', ['start', '--', unit]);
+    if (result.code === 0) started.push(unit);
+    else notStarted.push(`${unit} did not start again (${result.stderr.trim() || `exit ${result.code}`}): start it by hand`);
+  }
+  return { started, notStarted };
+}
