@@ -136,7 +136,16 @@ async function across(): Promise<Record<string, unknown>> {
   const links = await act('quarantine_file', linked, diskAgent);
   const hardLinks = { quarantined: links, others, othersLeft: others.map((o) => (existsSync(o) ? readFileSync(o, 'utf8') : null)) };
 
-  return { dirs: { tmpfs, small, disk }, tmpfsToDisk, diskToTmpfs, inheritedAcl, beyondBound, cramp, hardLinks };
+  // A file system mounted where no one writes (/mnt, in this namespace only): its other name is found from its mount point.
+  mount('-t', 'tmpfs', '-o', 'size=1m', 'quelltest', '/mnt');
+  const installed = '/mnt/opt/app/bin/helper';
+  newFile(installed, 'installed payload\n');
+  const elsewhere = '/mnt/var/lib/app/cache/helper.old';
+  mkdirSync(join(elsewhere, '..'), { recursive: true });
+  linkSync(installed, elsewhere);
+  const onItsFileSystem = { quarantined: await act('quarantine_file', installed, diskAgent), other: elsewhere };
+
+  return { dirs: { tmpfs, small, disk }, tmpfsToDisk, diskToTmpfs, inheritedAcl, beyondBound, cramp, hardLinks: { ...hardLinks, onItsFileSystem } };
 }
 
 async function processes(): Promise<Record<string, unknown>> {

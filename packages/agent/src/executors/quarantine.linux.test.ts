@@ -177,7 +177,7 @@ interface AcrossReport {
   inheritedAcl: RoundTrip;
   beyondBound: RoundTrip;
   cramp: { before: Attributes; noRoom: Result; afterNoRoom: { atPath: boolean; vaultMode: string | null; folder: string[] }; withRoom: Result; after: Attributes | null };
-  hardLinks: { quarantined: Result; others: string[]; othersLeft: (string | null)[] };
+  hardLinks: { quarantined: Result; others: string[]; othersLeft: (string | null)[]; onItsFileSystem: { quarantined: Result; other: string } };
 }
 
 describe('quarantine and restore across file systems (tmpfs and disk), for real in a private mount namespace', () => {
@@ -238,11 +238,15 @@ describe('quarantine and restore across file systems (tmpfs and disk), for real 
     expect(cramp.after).toEqual(cramp.before);
   });
 
-  it('finds other hard links beside the file and deep under /dev/shm, reports them and leaves them in place', () => {
+  it('finds other hard links beside the file, deep under /dev/shm and anywhere on its file system, reports them and leaves them in place', () => {
     const { quarantined, others, othersLeft } = report.hardLinks;
     expect(quarantined.snapshot.otherLinks).toEqual({ count: 2, found: others });
     expect(quarantined.output).toContain(`2 other hard links to the same file remain (found: ${others.join(', ')}): its content stays reachable through them, and quarantining those paths removes it`);
     expect(othersLeft).toEqual(['linked payload\n', 'linked payload\n']);
+
+    // Beyond the folders anyone writes to: found from where its file system is mounted.
+    const { onItsFileSystem } = report.hardLinks;
+    expect(onItsFileSystem.quarantined.snapshot.otherLinks).toEqual({ count: 1, found: [onItsFileSystem.other] });
   });
 });
 
