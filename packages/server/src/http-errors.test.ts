@@ -171,6 +171,26 @@ describe(`errors the HTTP stack raises itself are problem+json with a catalogued
     expect(tokens.filter((t) => t.name.includes('\ufffd'))).toEqual([]);
   });
 
+  it('400 malformed_json for a body declared JSON that is not JSON: cut short, empty, broken syntax, or a prototype-polluting key; nothing is written', async () => {
+    const NAME = 'malformed-json-probe';
+    const valid = JSON.stringify({ name: NAME, scopes: ['actions:read'], expiresInDays: 1 });
+    const broken = fc.oneof(
+      // Every proper prefix of an object's text lacks its closing brace; the empty one is an empty body.
+      fc.integer({ min: 0, max: valid.length - 1 }).map((length) => valid.slice(0, length)),
+      fc.constantFrom(
+        valid.replace('1}', '1,}'), valid.replaceAll('"', "'"), valid.replace('"name"', 'name'), valid.replace('1}', 'NaN}'),
+        valid.replace('{', '{/* comment */'), `${valid}${valid}`, `${valid}x`, valid.replace(':', ''),
+      ),
+      fc.constantFrom('__proto__', 'constructor').map((key) => valid.replace('{', key === '__proto__' ? '{"__proto__":{"isAdmin":true},' : '{"constructor":{"prototype":{"isAdmin":true}},')),
+    );
+    await fc.assert(fc.asyncProperty(broken, async (text) => {
+      const body = Buffer.from(text);
+      const res = await exchange(port, [ascii(head('POST', '/api/tokens', { ...auth, 'content-type': 'application/json', 'content-length': body.length, connection: 'close' })), body]);
+      expectProblem(res, 'malformed_json');
+    }), { numRuns: 60 });
+    expect(await ctx().store.db.selectFrom('api_tokens').select('id').where('name', '=', NAME).execute()).toEqual([]);
+  });
+
   it('400 validation_failed for a query string whose escapes are not UTF-8; 413 and 415 for bodies too large or not JSON', async () => {
     await fc.assert(fc.asyncProperty(fc.constantFrom('%FF', '%C0%AF', '%ED%A0%80', '%E2%82', '%', '%zz'), urlText(0, 10), async (escape, text) => {
       const body = expectProblem(await send('GET', `/api/actions?view=pending&entity=${text}${escape}`), 'validation_failed');
