@@ -34,7 +34,13 @@ function provisionDebianPackages(): void {
 
 /** Tests run the bundled agent as endpoints do: build it from the current sources first (esbuild, well under a second). */
 export default function setup(): void {
-  provisionDebianPackages();
+  try {
+    provisionDebianPackages();
+  } catch (error) {
+    // Thrown, the sentence would come after Vitest's "No test files found" and before a stack trace; said alone, it is the whole answer.
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exit(1);
+  }
   ensureSystemdRoot();
   execFileSync('npm', ['run', '--silent', 'build:agent'], { stdio: 'inherit' });
 }
