@@ -152,6 +152,36 @@ EOF
     expect(await unitStates('lab-back.service')).toEqual({ 'lab-back.service': 'active enabled' });
   });
 
+  it('stop service with removeUnitFile takes a unit out for good: nothing can start it, not even after systemd re-executes; written back, it is taken out again; undo restores the file byte for byte, enabled and running', async () => {
+    const path = '/etc/systemd/system/lab-implant.service';
+    const writeImplant = `printf '[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\nWantedBy=multi-user.target\\n' > ${path}; chmod 640 ${path}; touch -d '2026-01-02 03:04:05' ${path}`;
+    await box.sh(`${writeImplant}; systemctl daemon-reload; systemctl enable --now lab-implant.service`);
+    const fileFacts = () => box.sh(`stat -c '%a %u %g %Y' ${path} && sha256sum ${path}`);
+    const before = await fileFacts();
+    const linksBefore = await unitLinks();
+
+    const stopped = await act('stop_service', { name: 'lab-implant.service' }, { removeUnitFile: true });
+    const { action } = await ctx.services.actions.get(ctx.users.security_reader.actor, stopped);
+    expect(action.result?.output).toMatch(/its unit file \/etc\/systemd\/system\/lab-implant\.service \(SHA-256 [0-9a-f]{64}\) was removed/);
+    expect(await box.sh(`ls ${path} 2>&1 || true`)).toMatch(/No such file/);
+    expect((await box.run('systemctl', ['start', 'lab-implant.service'])).stderr).toMatch(/not found/);
+    // What a reboot does to systemd's view of its units.
+    await box.sh('systemctl daemon-reexec');
+    expect((await box.run('systemctl', ['start', 'lab-implant.service'])).stderr).toMatch(/not found/);
+
+    await box.sh(`${writeImplant}; systemctl daemon-reload; systemctl enable --now lab-implant.service`);
+    const drift = await waitFor('the drift to be reported', async () => (await ctx.services.actions.get(ctx.users.security_reader.actor, stopped)).drift[0], 30_000);
+    expect(drift).toMatchObject({ deviceId, repaired: true, detail: expect.stringContaining('lab-implant.service') });
+    await waitFor('the unit file to be taken out again', async () => ((await box.sh(`ls ${path} 2>&1 || true`)).includes('No such file') ? true : undefined));
+    expect((await unitStates('lab-implant.service'))['lab-implant.service']).toMatch(/^inactive /);
+
+    expect(await undo(stopped)).toContain(`unit file ${path} back byte for byte`);
+    expect(await fileFacts()).toBe(before);
+    expect(await unitStates('lab-implant.service')).toEqual({ 'lab-implant.service': 'active enabled' });
+    expect(await unitLinks()).toBe(linksBefore);
+    await box.sh('systemctl disable --now lab-implant.service');
+  });
+
   it('contain user stops the services that run as the user, so none starts its processes again; release starts them again', async () => {
     await box.sh(`
       useradd -M -u 250001 -s /bin/sh labsvc

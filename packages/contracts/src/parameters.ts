@@ -33,7 +33,7 @@ export const ACTION_PARAMETERS: Record<ActionType, Record<string, ParameterRule>
   restore_file: {},
   remove_registry_key: overridable,
   restore_registry_key: {},
-  stop_service: { mask: flag, ...overridable },
+  stop_service: { mask: flag, removeUnitFile: flag, ...overridable },
   restore_service: {},
   disable_driver: overridable,
   restore_driver: {},

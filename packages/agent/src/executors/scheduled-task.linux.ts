@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { basename, dirname, join, normalize } from 'node:path';
 import { guardsFor } from '../guards.linux.ts';
 import { type CommandRunner, mustRun } from '../runner.ts';
-import { type FileMeta, Folder, type FolderId, lstatFrom } from '../safe-fs.linux.ts';
-import { ExecutionError, type ExecutionContext, type ExecutionResult, type Executor, type FileMetadata } from './executor.ts';
+import { type Folder, type FolderId, lstatFrom } from '../safe-fs.linux.ts';
+import { ExecutionError, type ExecutionContext, type ExecutionResult, type Executor } from './executor.ts';
+import { type FileRecord, inFolder, isFileRecord, record, sha256, verifyRestored, writeExactly } from './file-record.linux.ts';
 
 /**
  * Remove scheduled task / restore scheduled task: cron entries and systemd
@@ -47,8 +47,6 @@ const CRON_FILE_DIRS = ['/etc/cron.d', '/etc/cron.hourly', '/etc/cron.daily', '/
 const USER_CRONTAB_DIR = '/var/spool/cron/crontabs';
 const SYSTEM_CRONTAB = '/etc/crontab';
 const SYSTEMD_DIR = '/etc/systemd/system';
-/** What one snapshot may hold: cron files and unit files are tiny, and the snapshot lives in the agent's journal. */
-const MAX_FILE_BYTES = 256 * 1024;
 
 const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,254}$/;
 const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
@@ -59,18 +57,11 @@ type Task =
   | { kind: 'cron_line'; path: string; line: string }
   | { kind: 'systemd_timer'; path: string; unit: string };
 
-/** A file exactly as it was: its bytes and the metadata restore puts back. */
-export interface FileRecord extends FileMetadata {
-  contentBase64: string;
-}
-
 /** `chain`: the folders above the file when it was removed; restore writes only into the very same ones. */
 export type ScheduledTaskSnapshot = { chain?: FolderId[] } & (
   | { kind: 'cron_file'; path: string; file: FileRecord }
   | { kind: 'cron_line'; path: string; line: string; removedLineNumbers: number[]; file: FileRecord; sha256After: string }
   | { kind: 'systemd_timer'; path: string; unit: string; file: FileRecord; enabled: string; active: string });
-
-const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
 
 /** Only the scheduled-task folders themselves; they are walked without following links when the file is opened. */
 function checkedDirectory(path: string, allowed: readonly string[]): void {
@@ -109,57 +100,6 @@ export function taskOf(ctx: ExecutionContext): Task {
   }
   checkedDirectory(path, [...CRON_FILE_DIRS, USER_CRONTAB_DIR]);
   return line === undefined ? { kind: 'cron_file', path } : { kind: 'cron_line', path, line };
-}
-
-/** Reads a task's file without following links: a regular file, within the size a task file can be. */
-async function record(folder: Folder, name: string): Promise<{ record: FileRecord; bytes: Buffer }> {
-  const path = folder.join(name);
-  if (!folder.lstat(name)) throw new ExecutionError(`no file at ${path}`);
-  const file = folder.openFile(name);
-  try {
-    const chunks: Buffer[] = [];
-    if (file.stat.size > MAX_FILE_BYTES) throw new ExecutionError(`${path} is ${file.stat.size} bytes, more than a scheduled task file can be (${MAX_FILE_BYTES})`);
-    await file.readAll(MAX_FILE_BYTES, (chunk) => void chunks.push(Buffer.from(chunk)));
-    const bytes = Buffer.concat(chunks);
-    const { stat } = file;
-    return {
-      bytes,
-      record: { contentBase64: bytes.toString('base64'), sha256: sha256(bytes), mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, atimeMs: stat.atimeMs, mtimeMs: stat.mtimeMs },
-    };
-  } finally {
-    file.close();
-  }
-}
-
-/**
- * Puts `bytes` at `name` with the given owner, mode and, when given, times,
- * through a temporary file made durable first: cron never reads half a
- * file. `replace` renames over what is there; otherwise nothing is
- * overwritten.
- */
-function writeExactly(folder: Folder, name: string, bytes: Buffer, meta: FileMeta, tag: string, replace: boolean): Promise<void> {
-  return folder.placeFile(name, `.quell-${tag}`, (file) => file.writeAll(bytes), meta, replace);
-}
-
-/** Throws unless `name` holds exactly the recorded file: bytes, mode, owner and modification time. */
-async function verifyRestored(folder: Folder, name: string, file: FileRecord): Promise<void> {
-  const path = folder.join(name);
-  if (!folder.lstat(name)?.isFile()) throw new ExecutionError(`${path} is not there after restoring it`);
-  const { record: now } = await record(folder, name);
-  if (now.sha256 !== file.sha256) throw new ExecutionError(`${path} has SHA-256 ${now.sha256} after restoring, not ${file.sha256}`);
-  if (now.mode !== file.mode || now.uid !== file.uid || now.gid !== file.gid || Math.abs(now.mtimeMs - file.mtimeMs) > 1) {
-    throw new ExecutionError(`${path} was written back but its mode, owner or time differ from what was removed`);
-  }
-}
-
-/** Runs `work` with the task's folder held open (reached without following links), and closes it. */
-async function inFolder<T>(path: string, work: (folder: Folder, name: string) => Promise<T>): Promise<T> {
-  const { folder, name } = Folder.ofFile(path);
-  try {
-    return await work(folder, name);
-  } finally {
-    folder.close();
-  }
 }
 
 /**
@@ -245,10 +185,7 @@ async function removeTask(ctx: ExecutionContext, task: Task, folder: Folder, nam
 
 function isSnapshot(value: unknown): value is ScheduledTaskSnapshot {
   const s = value as Partial<ScheduledTaskSnapshot> | undefined;
-  const f = s?.file as Partial<FileRecord> | undefined;
-  return (s?.kind === 'cron_file' || s?.kind === 'cron_line' || s?.kind === 'systemd_timer') && typeof s.path === 'string'
-    && typeof f?.contentBase64 === 'string' && typeof f.sha256 === 'string' && typeof f.mode === 'number' && typeof f.uid === 'number'
-    && typeof f.gid === 'number' && typeof f.atimeMs === 'number' && typeof f.mtimeMs === 'number';
+  return (s?.kind === 'cron_file' || s?.kind === 'cron_line' || s?.kind === 'systemd_timer') && typeof s.path === 'string' && isFileRecord(s.file);
 }
 
 /** Writes back exactly what was removed and checks it by hash; never overwrites a file that differs from what removal left. */

@@ -307,6 +307,16 @@ describe('stop_service and restore_service (systemd)', () => {
     expect((error as Error).message).toBe('evil.service is failed and enabled after restoring, not active and enabled as before the action');
   });
 
+  it('removeUnitFile: a packaged unit, or mask asked too, is refused before any change', async () => {
+    systemd.units.set('packaged.service', { active: 'active', file: 'enabled', mask: null, fragmentPath: '/usr/lib/systemd/system/packaged.service' });
+    await expect(stop(systemd, 'packaged.service', { removeUnitFile: true })).rejects.toThrow(/only a file named as the unit directly in \/etc\/systemd\/system, .*mask it instead/);
+    systemd.units.set('aliased.service', { active: 'active', file: 'enabled', mask: null, fragmentPath: '/etc/systemd/system/other-name.service' });
+    await expect(stop(systemd, 'aliased.service', { removeUnitFile: true })).rejects.toThrow(/the unit file of aliased\.service is \/etc\/systemd\/system\/other-name\.service/);
+    await expect(stop(systemd, 'packaged.service', { removeUnitFile: true, mask: true })).rejects.toThrow('give mask or removeUnitFile, not both');
+    expect(systemd.runner.take().filter((call) => !/ (is-active|is-enabled|show) /.test(call))).toEqual([]);
+    expect(systemd.units.get('packaged.service')).toMatchObject({ active: 'active', file: 'enabled', mask: null });
+  });
+
   it('a unit that does not exist is refused after looking, before any change', async () => {
     await expect(stop(systemd, 'ghost.service')).rejects.toThrow('there is no unit ghost.service on this device');
     expect(systemd.runner.take()).toEqual(['systemctl is-active ghost.service', 'systemctl is-enabled ghost.service']);

@@ -1,6 +1,9 @@
+import { basename, dirname } from 'node:path';
 import { guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
+import { type FolderId, lstatFrom } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
+import { type FileRecord, inFolder, isFileRecord, record, verifyRestored, writeExactly } from './file-record.linux.ts';
 import { type UnitLink, placeControlMask, putLinksBack, removeControlMask, unitLinks } from './unit-links.linux.ts';
 
 /**
@@ -10,6 +13,13 @@ import { type UnitLink, placeControlMask, putLinksBack, removeControlMask, unitL
 const UNIT_NAME = /^[A-Za-z0-9@_:][A-Za-z0-9@._:-]*\.(service|socket|timer|path)$/;
 /** systemd's UNIT_NAME_MAX, without the terminating NUL. */
 const UNIT_NAME_MAX = 255;
+
+/**
+ * Where a unit file is removed from with `removeUnitFile`: the
+ * administrator's folders. A packaged unit (/usr/lib/systemd/system) would
+ * come back with the next upgrade: it is masked instead.
+ */
+const REMOVABLE_UNIT_DIRS = ['/etc/systemd/system', '/run/systemd/system', '/usr/local/lib/systemd/system'];
 
 /** `systemctl is-active` answers that mean the unit is running or about to be. */
 const RUNNING = new Set(['active', 'activating', 'reloading', 'refreshing']);
@@ -38,6 +48,8 @@ export interface ServiceSnapshot extends UnitSnapshot {
   applied?: StopMode;
   /** The sockets, paths and timers that started the unit, each stopped and disabled with it. */
   triggers?: UnitSnapshot[];
+  /** With `removeUnitFile`: the unit file taken out, byte for byte, and the folders above it. */
+  unitFile?: { path: string; file: FileRecord; chain: FolderId[] };
 }
 
 interface UnitState { active: string; enabled: string }
@@ -215,14 +227,32 @@ export async function serviceLifted(runner: Systemd['runner'], snapshot: Service
   // Both of what is wrong with the unit, not just the first: running and enabled again are two things to put right.
   if (isRunning(state.active)) found.push(`${snapshot.unit} is ${state.active}`);
   if (mode === 'disable' ? ENABLED.has(state.enabled) : !MASKED.has(state.enabled)) found.push(`${snapshot.unit} is ${state.enabled}`);
+  if (await unitFileBack(snapshot)) found.push(`${snapshot.unit} has its unit file at ${snapshot.unitFile!.path}`);
   return found.length ? `${found.join(', ')} again` : null;
 }
 
-/** Puts a stop service in force back: what started the unit first, then the unit, as the action left them. */
+/** Whether the very unit file the action removed is back at its place. */
+async function unitFileBack(snapshot: ServiceSnapshot): Promise<boolean> {
+  const removed = snapshot.unitFile;
+  if (!removed || !lstatFrom('/', '/', removed.path)?.isFile()) return false;
+  return inFolder(removed.path, async (folder, name) => (await record(folder, name)).record.sha256 === removed.file.sha256);
+}
+
+/** Puts a stop service in force back: what started the unit first, then the unit, as the action left them, and its unit file out again. */
 export async function stopServiceAgain(runner: Systemd['runner'], snapshot: ServiceSnapshot): Promise<void> {
   const ctx = { runner };
+  const fileBack = await unitFileBack(snapshot);
+  // systemd learns of the file first, so that it can be disabled and stopped by name.
+  if (fileBack) await systemctl(ctx, 'daemon-reload');
   for (const trigger of snapshot.triggers ?? []) await stopUnit(ctx, trigger.unit, 'disable');
   await stopUnit(ctx, snapshot.unit, modeOf(snapshot));
+  if (fileBack) {
+    await inFolder(snapshot.unitFile!.path, async (folder, name) => {
+      folder.unlink(name);
+      folder.sync();
+    });
+    await systemctl(ctx, 'daemon-reload');
+  }
 }
 
 /**
@@ -241,7 +271,10 @@ export const stopService: Executor = async (ctx) => {
   const guarded = guardsFor(ctx).unit(unit);
   if (guarded) throw new ExecutionError(guarded);
   const wantsMask = ctx.command.parameters.mask === true || ctx.command.parameters.mask === 'true';
+  const removeFile = ctx.command.parameters.removeUnitFile === true || ctx.command.parameters.removeUnitFile === 'true';
+  if (wantsMask && removeFile) throw new ExecutionError('give mask or removeUnitFile, not both: a unit whose file is removed cannot start, and there is nothing left to mask');
   const snapshot: ServiceSnapshot = { ...await snapshotOf(ctx, unit), masked: false, triggers: await triggersOf(ctx, unit) };
+  const unitFilePath = removeFile ? await removableUnitFile(ctx, unit) : null;
   snapshot.masked = MASKED.has(snapshot.enabled);
   // systemctl cannot mask a unit whose own file is in /etc/systemd/system: that one is masked through system.control.
   const fileInEtc = wantsMask && !snapshot.masked && (await property(ctx, unit, 'FragmentPath')).startsWith('/etc/systemd/system/');
@@ -255,17 +288,71 @@ export const stopService: Executor = async (ctx) => {
   } catch (error) {
     throw await rolledBack(ctx, snapshot, error as Error);
   }
+  if (unitFilePath) await removeUnitFile(ctx, snapshot, unitFilePath);
 
   const notes: string[] = [];
   if (snapshot.triggers?.length) notes.push(`also stopped and disabled what started it: ${snapshot.triggers.map((t) => t.unit).join(', ')}`);
   if (mode === 'control_mask') notes.push('masked through /etc/systemd/system.control, since its unit file is in /etc/systemd/system');
+  if (snapshot.unitFile) notes.push(`its unit file ${snapshot.unitFile.path} (SHA-256 ${snapshot.unitFile.file.sha256}) was removed, so it cannot start again, not even after a reboot; restore puts it back byte for byte`);
   if (snapshot.enabled === 'transient') notes.push('a transient unit\'s definition is gone once it stops, so restoring cannot start it again');
   if (['static', 'indirect', 'generated'].includes(after.enabled)) notes.push(`a ${after.enabled} unit can still be started by other units; mask it to prevent that`);
-  const busName = mode === 'disable' ? await property(ctx, unit, 'BusName') : '';
+  const busName = mode === 'disable' && !snapshot.unitFile ? await property(ctx, unit, 'BusName') : '';
   if (busName) notes.push(`it can still be started over D-Bus as ${busName}; mask it to prevent that`);
   const note = notes.map((text) => `. Note: ${text}`).join('');
   return { output: `Stopped ${unit} (was ${snapshot.active}, ${snapshot.enabled}; now ${after.active}, ${after.enabled})${note}`, snapshot };
 };
+
+/** The unit's own file, when it is one `removeUnitFile` may take: in an administrator's folder, named as the unit. */
+async function removableUnitFile(ctx: Systemd, unit: string): Promise<string> {
+  const path = await property(ctx, unit, 'FragmentPath');
+  if (!REMOVABLE_UNIT_DIRS.includes(dirname(path)) || basename(path) !== unit) {
+    throw new ExecutionError(`the unit file of ${unit} is ${path || 'unknown'}: only a file named as the unit directly in ${REMOVABLE_UNIT_DIRS.join(', ')} is removed (a packaged unit would come back with the next upgrade: mask it instead)`);
+  }
+  return path;
+}
+
+/**
+ * Takes the stopped unit's file out, recorded byte for byte, and reloads
+ * systemd; checks systemd no longer knows the unit. A failure puts the file
+ * and the unit's state back.
+ */
+async function removeUnitFile(ctx: ExecutionContext, snapshot: ServiceSnapshot, path: string): Promise<void> {
+  const taken = await inFolder(path, async (folder, name) => {
+    const { record: file, bytes } = await record(folder, name);
+    snapshot.unitFile = { path, file, chain: [...folder.chain] };
+    folder.unlink(name);
+    folder.sync();
+    return { file, bytes };
+  });
+  try {
+    await systemctl(ctx, 'daemon-reload');
+    const loadState = await property(ctx, snapshot.unit, 'LoadState');
+    if (loadState !== 'not-found') throw new ExecutionError(`systemd still loads ${snapshot.unit} (${loadState}) after its unit file was removed`);
+  } catch (error) {
+    await inFolder(path, (folder, name) => writeExactly(folder, name, taken.bytes, taken.file, ctx.command.actionId, false));
+    await systemctl(ctx, 'daemon-reload');
+    delete snapshot.unitFile;
+    throw await rolledBack(ctx, snapshot, error as Error);
+  }
+}
+
+/** Puts a removed unit file back exactly (never over another file) and reloads systemd. */
+async function putUnitFileBack(ctx: ExecutionContext, removed: NonNullable<ServiceSnapshot['unitFile']>, unit: string): Promise<void> {
+  if (!REMOVABLE_UNIT_DIRS.includes(dirname(removed.path)) || basename(removed.path) !== unit || !isFileRecord(removed.file)) {
+    throw new ExecutionError(`the service record names an unexpected unit file: ${JSON.stringify(removed.path)}`);
+  }
+  const bytes = Buffer.from(removed.file.contentBase64, 'base64');
+  await inFolder(removed.path, async (folder, name) => {
+    folder.expectChain(removed.chain);
+    if (folder.lstat(name)) {
+      if ((await record(folder, name)).record.sha256 !== removed.file.sha256) throw new ExecutionError(`a different file now exists at ${removed.path}; it was not overwritten`);
+    } else {
+      await writeExactly(folder, name, bytes, removed.file, ctx.command.actionId, false);
+    }
+    await verifyRestored(folder, name, removed.file);
+  });
+  await systemctl(ctx, 'daemon-reload');
+}
 
 async function rolledBack(ctx: ExecutionContext, snapshot: ServiceSnapshot, error: Error): Promise<ExecutionError> {
   try {
@@ -283,7 +370,9 @@ export const restoreService: Executor = async (ctx) => {
   validUnitName(snapshot.unit);
   for (const trigger of snapshot.triggers ?? []) validUnitName(trigger.unit);
   if (snapshot.unit !== ctx.command.entity.name) throw new ExecutionError(`the original action acted on ${snapshot.unit}, not ${ctx.command.entity.name}`);
+  if (snapshot.unitFile) await putUnitFileBack(ctx, snapshot.unitFile, snapshot.unit);
   const after = await convergeAll(ctx, snapshot);
   const also = snapshot.triggers?.length ? `, with ${snapshot.triggers.map((t) => t.unit).join(', ')}` : '';
-  return { output: `Restored ${snapshot.unit}: ${after.active}, ${after.enabled}${also}` };
+  const file = snapshot.unitFile ? `; unit file ${snapshot.unitFile.path} back byte for byte (SHA-256 ${snapshot.unitFile.file.sha256})` : '';
+  return { output: `Restored ${snapshot.unit}: ${after.active}, ${after.enabled}${also}${file}` };
 };
