@@ -52,6 +52,7 @@ const COLUMN_TYPES = {
   incident_id: 'text', approval_id: 'text', requested_by: 'text', requested_by_user_id: 'text', requested_at: 'bigint', comment: 'text',
   decided_by: 'text', decided_at: 'bigint', decision_comment: 'text', expires_at: 'bigint', updated_at: 'bigint', undo_of: 'text',
   undone_by: 'text', result: 'text', command_jws: 'text', deliver_by: 'bigint', state_version: 'bigint', enforcement: 'text',
+  entity_key: 'text',
 } as const satisfies Record<keyof ActionsTable, 'text' | 'bigint'>;
 const SEED_COLUMNS = Object.keys(COLUMN_TYPES) as Array<keyof ActionsTable>;
 const cell = (row: ActionsTable, column: keyof ActionsTable) => row[column] ?? null;
@@ -196,6 +197,8 @@ export function* seedRows(plan: SeedPlan): Generator<ActionsTable> {
       deliver_by: commanded ? queuedAt + 7 * DAY : null,
       state_version: null,
       enforcement: null,
+      // Random entities repeat on a device: seeded history is not held to one open action per entity.
+      entity_key: null,
     };
   }
 }

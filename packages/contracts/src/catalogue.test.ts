@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ACTION_CATALOGUE, ACTION_TYPES, CAPABILITY_MATRIX } from './catalogue.ts';
+import { ACTION_CATALOGUE, ACTION_TYPES, CAPABILITY_MATRIX, entityKey } from './catalogue.ts';
 
 describe('action catalogue', () => {
   it.each(ACTION_TYPES)('%s: its undo type is an undo-only type on the same entity and platforms', (type) => {
@@ -19,6 +19,20 @@ describe('action catalogue', () => {
     expect(ACTION_CATALOGUE.quarantine_file.undoRole).toBe('security_admin');
     expect(ACTION_CATALOGUE.stop_and_quarantine_file.undoRole).toBe('security_admin');
     expect(ACTION_CATALOGUE.contain_user.undoRole).toBe('global_admin');
+  });
+
+  it.each([
+    ['quarantine_file', { name: 'a', path: '/tmp/a', sha256: 'AB'.repeat(32) }, `sha256:${'ab'.repeat(32)}`],
+    ['stop_and_quarantine_file', { name: 'b', path: '/opt/b', sha256: 'ab'.repeat(32) }, `sha256:${'ab'.repeat(32)}`],
+    ['quarantine_file', { name: 'a', path: '/tmp/a' }, 'path:/tmp/a'],
+    ['isolate_device', { name: 'web-1' }, 'device'],
+    ['contain_user', { name: 'mallory' }, 'name:mallory'],
+    ['remove_scheduled_task', { name: 'evil', path: '/etc/cron.d/evil' }, 'path:/etc/cron.d/evil|name:evil'],
+    ['restore_file', { name: 'a', path: '/tmp/a', sha256: 'ab'.repeat(32) }, null],
+    ['run_antivirus_scan', { name: 'web-1' }, null],
+    ['collect_evidence', { name: 'web-1' }, null],
+  ] as const)('%s on %o is the same action as another with the key %s', (type, entity, key) => {
+    expect(entityKey(type, entity)).toBe(key);
   });
 
   it('supports registry actions on Windows only', () => {

@@ -3,6 +3,7 @@
  * how it is undone and who may undo it. Server, agent, CLI and console read
  * these tables; nobody re-types an action type string.
  */
+import type { ActionStatus } from './lifecycle.ts';
 import type { Role } from './roles.ts';
 
 export const PLATFORMS = ['linux', 'windows', 'macos'] as const;
@@ -110,6 +111,34 @@ export const FILE_QUARANTINE_TYPES: readonly ActionType[] = ['quarantine_file', 
  * enforces, including agents that enrol later, until it is released.
  */
 export const FLEET_ACTION_TYPES: readonly ActionType[] = ['contain_device', 'release_containment'];
+
+/** The statuses of an action that is still to be carried out: at most one per device, type and entity (entityKey). */
+export const OPEN_ACTION_STATUSES = ['pending_approval', 'queued', 'in_progress'] as const satisfies readonly ActionStatus[];
+
+/**
+ * What makes two actions of one type on one device the same action: the
+ * file by its SHA-256 (its path when it has none), the device itself for
+ * isolation and code restriction, and the entity's path and name for users,
+ * services, drivers, tasks, registry keys and addresses. A second open
+ * action with the same key is a duplicate; the server keeps one (a partial
+ * unique index over open statuses). Null for types that are not
+ * remediations of an entity and may repeat: undos (each is linked to its
+ * original), scans, investigation packages and evidence requests. Keep it
+ * the same as the backfill in the server's 0018 migration.
+ */
+export function entityKey(type: ActionType, entity: { name: string; path?: string | null; sha256?: string | null }): string | null {
+  const def = ACTION_CATALOGUE[type];
+  if (def.isUndo || !DEDUPLICATED_TYPES.includes(type)) return null;
+  switch (def.entityType) {
+    case 'file': return entity.sha256 ? `sha256:${entity.sha256.toLowerCase()}` : entity.path ? `path:${entity.path}` : null;
+    case 'device': return 'device';
+    default: return entity.path ? `path:${entity.path}|name:${entity.name}` : `name:${entity.name}`;
+  }
+}
+const DEDUPLICATED_TYPES: readonly ActionType[] = [
+  'isolate_device', 'contain_device', 'contain_user', 'restrict_code_execution', 'quarantine_file', 'stop_and_quarantine_file',
+  'remove_registry_key', 'stop_service', 'disable_driver', 'remove_scheduled_task',
+];
 
 export function isUndoable(type: ActionType): boolean {
   return ACTION_CATALOGUE[type].undoType !== null;

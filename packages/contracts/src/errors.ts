@@ -50,6 +50,7 @@ export const ERRORS = {
   action_not_completed: { status: 409, title: 'Only completed actions can be undone' },
   undo_in_progress: { status: 409, title: 'An undo of this action already exists' },
   action_state_conflict: { status: 409, title: 'The action changed status meanwhile' },
+  action_already_open: { status: 409, title: 'The same action is already open on this device' },
   indicator_exists: { status: 409, title: 'An active indicator for this value exists' },
   investigation_ended: { status: 409, title: 'The investigation has ended' },
   no_pending_expansion: { status: 409, title: 'The investigation is not waiting for an expansion decision' },

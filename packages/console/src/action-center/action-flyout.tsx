@@ -122,12 +122,13 @@ export default function ActionFlyout({ actionId, onClose }: { actionId: string |
               {action.status !== 'pending_approval' && mayUndo && (
                 <GuardedButton refusal={undoRefusal(action, permissions.undoRefusal)} onClick={() => setDecision({ kind: 'undo', actions: [action] })}>Undo</GuardedButton>
               )}
-              {action.status !== 'pending_approval' && isQuarantine && mayUndo && instances.data && instances.data.instances.length > 0 && (
+              {/* Counted in devices where the file is quarantined now, not in actions. */}
+              {action.status !== 'pending_approval' && isQuarantine && mayUndo && instances.data && instances.data.deviceCount > 0 && (
                 <GuardedButton
                   refusal={undoRefusal(action, permissions.undoRefusal)}
-                  onClick={() => setDecision({ kind: 'undo_instances', actions: [action], instances: instances.data.instances })}
+                  onClick={() => setDecision({ kind: 'undo_instances', actions: [action], instances: instances.data.instances, deviceCount: instances.data.deviceCount })}
                 >
-                  Apply to {instances.data.instances.length} more {instances.data.instances.length === 1 ? 'instance' : 'instances'} of this file
+                  Apply to {instances.data.deviceCount} more {instances.data.deviceCount === 1 ? 'instance' : 'instances'} of this file
                 </GuardedButton>
               )}
             </div>

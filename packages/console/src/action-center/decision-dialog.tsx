@@ -25,7 +25,7 @@ function consequence(decision: Decision): string {
     case 'approve': return `${them} will be queued and sent to ${n === 1 ? 'its device' : 'their devices'}.`;
     case 'reject': return `${them} will not run. The decision is final.`;
     case 'undo': return `Each gets a ${undoType ? typeLabel(undoType).toLowerCase() : 'undo'} action, sent to its device without further approval.`;
-    case 'undo_instances': return `The file is restored on this device and on ${decision.instances.length} more ${decision.instances.length === 1 ? 'device' : 'devices'}.`;
+    case 'undo_instances': return `The file is restored on this device and on ${decision.deviceCount} more ${decision.deviceCount === 1 ? 'device' : 'devices'}.`;
   }
 }
 

@@ -30,7 +30,7 @@ export function usePendingSummary() {
 /** A decision on one or more actions of one type; every way out (success or not) refreshes the lists to the truth. */
 export type Decision =
   | { kind: 'approve' | 'reject' | 'undo'; actions: Action[] }
-  | { kind: 'undo_instances'; actions: Action[]; instances: Action[] };
+  | { kind: 'undo_instances'; actions: Action[]; instances: Action[]; deviceCount: number };
 
 export function useDecide() {
   const queryClient = useQueryClient();

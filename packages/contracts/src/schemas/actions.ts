@@ -171,6 +171,8 @@ export const InstancesSchema = Type.Object({
   action: ActionSchema,
   sha256: Sha256Schema,
   instances: Type.Array(ActionSchema),
+  /** What "Apply to N more instances" counts: distinct other devices where the file is quarantined now, not actions. */
+  deviceCount: Type.Integer({ minimum: 0, description: 'Distinct other devices where the file is quarantined now (completed and not undone): the N of "Apply to N more instances".' }),
 });
 
 export const UndoInstancesBodySchema = Type.Object({

@@ -90,6 +90,8 @@ export interface ActionsTable {
   state_version: number | null;
   /** Containment types: the agents' enforcement when the action ended (JSON). */
   enforcement: string | null;
+  /** What makes it the same action as another of its type on its device (entityKey); null for types that may repeat. */
+  entity_key: string | null;
 }
 
 export interface ActionEventsTable {

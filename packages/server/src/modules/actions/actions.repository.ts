@@ -1,5 +1,5 @@
 import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
-import type { ActionStatus, ActionType } from '@quell/contracts';
+import { type ActionStatus, type ActionType, FILE_QUARANTINE_TYPES, OPEN_ACTION_STATUSES } from '@quell/contracts';
 import type { ActionDriftTable, ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
 
@@ -53,6 +53,36 @@ export function createActionsRepository() {
   return {
     async insert(db: Db, row: ActionsTable): Promise<void> {
       await db.insertInto('actions').values(row).execute();
+    },
+
+    /**
+     * Inserts unless an open action with the same device, type and entity key
+     * is there (the partial unique index actions_open_once, which also holds
+     * against a concurrent transaction); returns whether it was inserted.
+     */
+    async insertUnlessOpen(db: Db, row: ActionsTable): Promise<boolean> {
+      const result = await db.insertInto('actions').values(row).onConflict((oc) => oc.doNothing()).executeTakeFirst();
+      return Number(result.numInsertedOrUpdatedRows ?? 0n) === 1;
+    },
+
+    /** The open action of this type on the entity (entityKey) on the device, if any. */
+    async findOpen(db: Db, deviceId: string, type: string, entityKey: string): Promise<ActionsTable | undefined> {
+      return db.selectFrom('actions').selectAll().where('device_id', '=', deviceId).where('type', '=', type).where('entity_key', '=', entityKey)
+        .where('status', 'in', OPEN_ACTION_STATUSES).executeTakeFirst();
+    },
+
+    /** The latest action of these types on the entity on the device that is no longer open: what was last decided or done about it. */
+    async lastClosed(db: Db, deviceId: string, types: readonly string[], entityKey: string): Promise<ActionsTable | undefined> {
+      return db.selectFrom('actions').selectAll().where('device_id', '=', deviceId).where('type', 'in', types).where('entity_key', '=', entityKey)
+        .where('status', 'not in', OPEN_ACTION_STATUSES).orderBy('updated_at', 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
+    },
+
+    /** Of these devices, the ones where the file is quarantined now: a completed quarantine of its SHA-256 that has not been undone. */
+    async quarantinedOn(db: Db, sha256: string, deviceIds: readonly string[]): Promise<Set<string>> {
+      if (deviceIds.length === 0) return new Set();
+      const rows = await db.selectFrom('actions').select('device_id').distinct().where('entity_sha256', '=', sha256.toLowerCase())
+        .where('type', 'in', FILE_QUARANTINE_TYPES).where('status', '=', 'completed').where('undone_by', 'is', null).where('device_id', 'in', deviceIds).execute();
+      return new Set(rows.map((r) => r.device_id));
     },
 
     async insertEvent(db: Db, row: ActionEventsTable): Promise<void> {

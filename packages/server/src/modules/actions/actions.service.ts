@@ -1,6 +1,6 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionEvent, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
-  CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
+  CAPABILITY_MATRIX, type CreateActionBody, entityKey, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
   type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, parameterProblem, roleAtLeast, statusesCountedAs,
 } from '@quell/contracts';
 import { isIP } from 'node:net';
@@ -76,6 +76,14 @@ function undoParameters(parameters: string): string {
   if (!('overrideGuard' in undo)) return parameters;
   delete undo.overrideGuard;
   return JSON.stringify(undo);
+}
+
+/** The refusal of a second open action on the same entity: it names the open one, and who proposed it. */
+export function alreadyOpen(open: ActionsTable): QuellError {
+  const by = open.investigation_id !== null ? `investigation ${open.investigation_id}` : open.requested_by;
+  return new QuellError('action_already_open', `${open.type} of ${open.entity_name} on ${open.device_name} is already open as action ${open.id} (${open.status}), proposed by ${by}`, {
+    actions: [{ id: open.id, status: open.status, decidedBy: open.decided_by }],
+  });
 }
 
 export interface AgentResult { outcome: 'completed' | 'failed'; output?: string; error?: string }
@@ -246,6 +254,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
         deliver_by: null,
         state_version: null,
         enforcement: null,
+        entity_key: null,
       };
       Object.assign(undo, await queueFields(trx, undo, now));
       await repo.insert(trx, undo);
@@ -331,10 +340,19 @@ export function createActionsService(deps: ActionsServiceDeps) {
       deliver_by: null,
       state_version: null,
       enforcement: null,
+      entity_key: entityKey(body.type, body.entity),
     };
     await requireNotAllowed(trx, row);
+    if (row.entity_key !== null) {
+      const open = await repo.findOpen(trx, row.device_id, row.type, row.entity_key);
+      if (open) throw alreadyOpen(open);
+    }
     if (!pending) Object.assign(row, await queueFields(trx, row, now));
-    await repo.insert(trx, row);
+    if (!(await repo.insertUnlessOpen(trx, row))) {
+      // A concurrent transaction proposed the same thing and committed first.
+      const open = row.entity_key === null ? undefined : await repo.findOpen(trx, row.device_id, row.type, row.entity_key);
+      throw open ? alreadyOpen(open) : new QuellError('action_already_open', `The same ${row.type} on ${row.device_name} was proposed meanwhile`);
+    }
     if (!pending && isFleet(row)) await refreshContainment(trx, row);
     await repo.insertEvent(trx, { id: ids.next(), action_id: id, at: now, event: 'create', from_status: null, to_status: status, actor: actor.name, comment: row.comment });
     await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, after: presentAction(row) });
@@ -351,6 +369,10 @@ export function createActionsService(deps: ActionsServiceDeps) {
     /** For services that propose actions as one step of their own transaction (investigations); call notify after commit. */
     createIn,
     notify,
+    /** What was last decided or done about an entity on a device, once no action on it is open (a rejection is remembered). */
+    lastClosedIn: (trx: Db, deviceId: string, types: readonly ActionType[], key: string) => repo.lastClosed(trx, deviceId, types, key),
+    /** Of these devices, those where the file is quarantined now. */
+    quarantinedOnIn: (trx: Db, sha256: string, deviceIds: readonly string[]) => repo.quarantinedOn(trx, sha256, deviceIds),
 
     async list(actor: Actor, query: ListActionsQuery): Promise<{ items: Action[]; nextCursor: string | null; total: number | null }> {
       requirePermission(actor, 'actions:read');
@@ -442,7 +464,9 @@ export function createActionsService(deps: ActionsServiceDeps) {
       if (!row || !inScope(actor, row.group_id)) throw new QuellError('action_not_found', `No such action: ${id}`);
       if (!FILE_QUARANTINE_TYPES.includes(row.type as ActionType) || row.entity_sha256 === null) throw new QuellError('not_a_file_quarantine', `${row.type} is not a file quarantine`);
       const others = await repo.quarantineInstances(store.db, row.entity_sha256, FILE_QUARANTINE_TYPES, row.id, actor.groupIds);
-      return { action: presentAction(row), sha256: row.entity_sha256, instances: others.map(presentAction) };
+      // Two quarantines of one file on one device (made before duplicates were refused) are one instance of it.
+      const deviceCount = new Set(others.map((o) => o.device_id).filter((d) => d !== row.device_id)).size;
+      return { action: presentAction(row), sha256: row.entity_sha256, instances: others.map(presentAction), deviceCount };
     },
 
     /** Undoes this quarantine and every other completed quarantine of the same file, all or nothing. */
@@ -496,6 +520,8 @@ export function createActionsService(deps: ActionsServiceDeps) {
           investigation_id: null, incident_id: null, approval_id: null, requested_by: actor.name, requested_by_user_id: null, requested_at: local.at, comment: null,
           decided_by: AUTOMATION, decided_at: local.at, decision_comment: null, expires_at: null, updated_at: local.at, undo_of: null, undone_by: null,
           result: null, command_jws: null, deliver_by: null, state_version: null, enforcement: null,
+          // What the agent already did is recorded, never refused as a duplicate of an open proposal.
+          entity_key: null,
         };
         await repo.insert(trx, row);
         await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: local.at, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment: null });

@@ -130,8 +130,9 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
   it('needs a Global Administrator to approve an action that carries parameters.overrideGuard; anyone may reject it', async () => {
     const { users, request } = ctx();
     const deviceId = await ctx().createDevice();
-    const post = async () => (await request(users.global_admin, 'POST', '/api/actions', {
-      type: 'disable_driver', deviceId, entity: { name: 'nf_tables' }, source: 'api', status: 'pending_approval', parameters: { overrideGuard: true },
+    // Each its own module: a second open action on the same one would be refused as a duplicate.
+    const post = async (name = 'nf_tables') => (await request(users.global_admin, 'POST', '/api/actions', {
+      type: 'disable_driver', deviceId, entity: { name }, source: 'api', status: 'pending_approval', parameters: { overrideGuard: true },
     })).json().id as string;
     const id = await post();
     const plain = await ctx().createAction({ deviceId, type: 'disable_driver', entity: { name: 'evil_rootkit' } });
@@ -147,7 +148,7 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     const approved = await request(users.global_admin, 'POST', '/api/actions/approve', { ids: [id] });
     expect(approved.statusCode).toBe(200);
     expect(approved.json().items[0]).toMatchObject({ status: 'queued', decidedBy: 'global-admin' });
-    const rejected = await request(users.security_operator, 'POST', '/api/actions/reject', { ids: [await post()] });
+    const rejected = await request(users.security_operator, 'POST', '/api/actions/reject', { ids: [await post('nf_conntrack')] });
     expect(rejected.json().items[0].status).toBe('rejected');
   });
 
@@ -204,7 +205,7 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect(manual.json()).toMatchObject({ status: 'queued', decidedBy: 'security-operator', requestedBy: 'security-operator', expiresAt: null, parameters: { isolation: 'full' } });
     const bad = await request(users.security_operator, 'POST', '/api/actions', { type: 'isolate_device', deviceId, entity: { name: 'host' }, source: 'manual', status: 'pending_approval' });
     expect(bad.json().code).toBe('manual_actions_are_queued');
-    const auto = await request(users.security_operator, 'POST', '/api/actions', { type: 'isolate_device', deviceId, entity: { name: 'host' }, source: 'antivirus', status: 'queued' });
+    const auto = await request(users.security_operator, 'POST', '/api/actions', { type: 'isolate_device', deviceId: await ctx().createDevice(), entity: { name: 'host' }, source: 'antivirus', status: 'queued' });
     expect(auto.json()).toMatchObject({ status: 'queued', decidedBy: 'Automation' });
     const reader = await request(users.security_reader, 'POST', '/api/actions', { type: 'isolate_device', deviceId, entity: { name: 'host' }, source: 'manual' });
     expect(reader.statusCode).toBe(403);
@@ -249,6 +250,7 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     const { users, request, clock } = ctx();
     const deviceId = await ctx().createDevice();
     const old = await ctx().createAction({ deviceId, status: 'queued' });
+    await ctx().complete(old);
     clock.advance(3 * 86_400_000);
     const recent = await ctx().createAction({ deviceId, status: 'queued' });
     const ids = async (query: string) => (await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&${query}`)).json().items.map((a: { id: string }) => a.id);
