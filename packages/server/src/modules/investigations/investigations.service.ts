@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import {
-  ACTION_OUTPUT_MAX_CHARS, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema,
-  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict,
+  ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, entityKey,
 } from '@quell/contracts';
 import { parseJsonAs, type Checked } from '@quell/contracts/checks';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
@@ -32,6 +32,8 @@ const STEP_RETRY_MS = 5_000;
 const WAIT_POLL_MS = 1000;
 const SEVERITY_RANK: Record<AlertSeverity, number> = { informational: 0, low: 1, medium: 2, high: 3 };
 const ACTION_OPEN = ['pending_approval', 'queued', 'in_progress'];
+/** At most this many new alerts are named when a rejected proposal is made again. */
+const NEWS_MAX_ALERTS = 3;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -164,6 +166,39 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     return null;
   }
 
+  /**
+   * What is new about an entity since an analyst rejected its remediation
+   * on its device: alerts received since that name it (by SHA-256 or path),
+   * a verdict that went from suspicious to malicious, a block indicator for
+   * its hash added since. Nothing new: it is not proposed again.
+   */
+  async function newSince(trx: Db, entity: InvestigationEntitiesTable, rejected: ActionsTable): Promise<string[]> {
+    const since = rejected.decided_at ?? rejected.updated_at;
+    const news: string[] = [];
+    const alerts = await trx.selectFrom('alerts').innerJoin('alert_evidence', 'alert_evidence.alert_id', 'alerts.id').select(['alerts.id', 'alerts.title']).distinct()
+      .where('alerts.device_id', '=', entity.device_id).where('alerts.received_at', '>', since)
+      .where((eb) => eb.or([
+        eb.and([eb('alert_evidence.kind', '=', 'sha256'), eb('alert_evidence.value', '=', entity.value)]),
+        ...(entity.path === null ? [] : [eb.and([eb('alert_evidence.kind', '=', 'path'), eb('alert_evidence.value', '=', entity.path)])]),
+      ])).orderBy('alerts.id').limit(NEWS_MAX_ALERTS).execute();
+    for (const alert of alerts) news.push(`alert ${alert.id} ("${alert.title}") names it`);
+    if (entity.verdict === 'malicious' && rejected.comment?.startsWith('suspicious')) news.push(`its verdict is now malicious (${entity.reason}); it was suspicious`);
+    const blocks = await trx.selectFrom('indicators').select('title').where('type', '=', 'sha256').where('value', '=', entity.value)
+      .where('action', 'in', ['block', 'block_and_remediate']).where('created_at', '>', since).orderBy('created_at').execute();
+    for (const block of blocks) news.push(`block indicator "${block.title}" added`);
+    return news;
+  }
+
+  /** Who proposed an action, for the log of an investigation that joins it. */
+  const proposer = (action: Pick<ActionsTable, 'investigation_id' | 'requested_by'>): string => (action.investigation_id !== null ? `investigation ${action.investigation_id}` : action.requested_by);
+
+  /** The actions an investigation follows: those linked to its entities, its own or another's that it joined. */
+  async function followedActions(trx: Db, entities: readonly InvestigationEntitiesTable[]): Promise<Map<string, ActionsTable>> {
+    const linked = [...new Set(entities.flatMap((e) => (e.action_id === null ? [] : [e.action_id])))];
+    if (linked.length === 0) return new Map();
+    return new Map((await trx.selectFrom('actions').selectAll().where('id', 'in', linked).execute()).map((a) => [a.id, a]));
+  }
+
   /** Adds the devices where the investigation's files were also found, each file judged again against that device's indicators. */
   async function addFound(trx: Db, inv: InvestigationsTable, found: Expansion['found']): Promise<StepOutcome> {
     for (const f of found) {
@@ -279,15 +314,28 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
           found.push({ source: threat, deviceId: other.device_id, deviceName: other.device_name, groupId: other.group_id, path: path?.kind === 'file' ? path.path : null });
         }
       }
+      // Where the file is quarantined now (completed, not undone) there is nothing left to remediate.
+      const skipped: string[] = [];
+      for (const value of new Set(found.map((f) => f.source.value))) {
+        const quarantined = await actions.quarantinedOnIn(trx, value, [...new Set(found.filter((f) => f.source.value === value).map((f) => f.deviceId))]);
+        for (let i = found.length - 1; i >= 0; i--) {
+          const f = found[i]!;
+          if (f.source.value !== value || !quarantined.has(f.deviceId)) continue;
+          skipped.unshift(f.deviceName);
+          found.splice(i, 1);
+        }
+      }
+      const already = skipped.length === 0 ? '' : `; already quarantined on ${[...new Set(skipped)].join(', ')}`;
       const devices = new Set(found.map((f) => f.deviceId));
       if (devices.size >= EXPANSION_LIMIT) {
         const asked: Expansion = { found: found.map((f) => ({ ...f, value: f.source.value, verdict: f.source.verdict!, reason: f.source.reason! })), askedAt: clock.now(), decision: null };
         return {
-          result: `the same files are on ${devices.size} other devices: following them there waits for an analyst's approval`, next: 'expand_decided',
+          result: `the same files are on ${devices.size} other devices: following them there waits for an analyst's approval${already}`, next: 'expand_decided',
           patch: { pending_expansion: JSON.stringify(asked), status: 'pending_action', waiting_since: inv.waiting_since ?? clock.now() },
         };
       }
-      return addFound(trx, inv, found.map((f) => ({ ...f, value: f.source.value, verdict: f.source.verdict!, reason: f.source.reason! })));
+      const added = await addFound(trx, inv, found.map((f) => ({ ...f, value: f.source.value, verdict: f.source.verdict!, reason: f.source.reason! })));
+      return { ...added, result: `${added.result}${already}` };
     },
 
     /** Waits for the analyst's decision on a large expansion (or its expiry), then follows it or not. */
@@ -306,12 +354,29 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       return { result: `expansion to ${new Set(expansion.found.map((f) => f.deviceId)).size} devices not followed: ${why}`, next: 'remediate', patch: closeWaiting };
     },
 
-    /** Proposes a quarantine for each malicious or suspicious file: queued or pending approval as the device group's automation level says. */
+    /**
+     * Proposes a quarantine for each malicious or suspicious file: queued or
+     * pending approval as the device group's automation level says. The same
+     * remediation already open on that device (another investigation's, an
+     * analyst's) is joined, not proposed twice, and followed as this
+     * investigation's own. A remediation an analyst rejected there is not
+     * proposed again unless something is new since, and then says what.
+     */
     async remediate(trx, inv) {
       const proposed: ActionsTable[] = [];
       const notes: string[] = [];
-      for (const entity of await entitiesOf(trx, inv.id)) {
-        if (entity.action_id !== null || (entity.verdict !== 'malicious' && entity.verdict !== 'suspicious')) continue;
+      let joined = 0;
+      const entities = await entitiesOf(trx, inv.id);
+      const followed = await followedActions(trx, entities);
+      const link = (entity: InvestigationEntitiesTable, actionId: string) => trx.updateTable('investigation_entities').set({ action_id: actionId }).where('id', '=', entity.id).execute();
+      // Every investigation proposes in one order (device, file, kind): two that propose the same actions at
+      // the same time then wait on each other's first one instead of each holding one the other needs (a deadlock).
+      const order = (e: InvestigationEntitiesTable) => `${e.device_id}\u0000${e.value}\u0000${e.kind}`;
+      for (const entity of [...entities].sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0))) {
+        if (entity.verdict !== 'malicious' && entity.verdict !== 'suspicious') continue;
+        // A rejected remediation is looked at again when the investigation runs again: new evidence may have come since.
+        const current = entity.action_id === null ? null : followed.get(entity.action_id) ?? null;
+        if (entity.action_id !== null && current?.status !== 'rejected') continue;
         const device = await trx.selectFrom('devices').select(['group_id', 'name']).where('id', '=', entity.device_id).executeTakeFirstOrThrow();
         const level = await automationLevel(trx, device.group_id);
         if (level === 'none') {
@@ -319,31 +384,66 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
           continue;
         }
         const path = entity.path ?? entity.value;
+        // A running process is ended before its executable is quarantined.
+        const type: ActionType = entity.kind === 'process' ? 'stop_and_quarantine_file' : 'quarantine_file';
+        const target = { name: basename(path), path, sha256: entity.value };
+        let comment = `${entity.verdict}: ${entity.reason}`;
+        let renewedBy: string | null = null;
+        const key = entityKey(type, target);
+        // Quarantining a file and stopping-and-quarantining it are one remediation to the analyst who rejected either.
+        const last = key === null ? undefined : await actions.lastClosedIn(trx, entity.device_id, FILE_QUARANTINE_TYPES, key);
+        if (current !== null && last !== undefined && last.status !== 'rejected') {
+          // Proposed again elsewhere since, and that ended: follow what was last done.
+          if (last.id !== current.id) await link(entity, last.id);
+          continue;
+        }
+        if (last?.status === 'rejected') {
+          const news = await newSince(trx, entity, last);
+          if (news.length === 0) {
+            if (entity.action_id !== last.id) {
+              await link(entity, last.id);
+              notes.push(`${device.name}: ${type} of ${path} not proposed again: ${last.decided_by ?? 'an analyst'} rejected it as action ${last.id} (proposed by ${proposer(last)}) and nothing is new since`);
+            }
+            continue;
+          }
+          renewedBy = news.join('; ');
+          comment += `; proposed again after ${last.decided_by ?? 'an analyst'} rejected action ${last.id}, new since: ${renewedBy}`;
+        }
         try {
           const action = await actions.createIn(trx, engine, {
-            // A running process is ended before its executable is quarantined.
-            type: entity.kind === 'process' ? 'stop_and_quarantine_file' : 'quarantine_file', deviceId: entity.device_id, source: 'automated_investigation', investigationId: inv.id,
-            status: needsApproval(level, entity.verdict as Verdict, entity.path) ? 'pending_approval' : 'queued',
-            entity: { name: basename(path), path, sha256: entity.value }, comment: `${entity.verdict}: ${entity.reason}`,
+            type, deviceId: entity.device_id, source: 'automated_investigation', investigationId: inv.id,
+            status: needsApproval(level, entity.verdict, entity.path) ? 'pending_approval' : 'queued', entity: target, comment,
           });
-          await trx.updateTable('investigation_entities').set({ action_id: action.id }).where('id', '=', entity.id).execute();
+          await link(entity, action.id);
           proposed.push(action);
+          if (renewedBy !== null) notes.push(`${device.name}: ${type} of ${path} proposed again as action ${action.id}: ${renewedBy}`);
         } catch (error) {
           if (!(error instanceof QuellError)) throw error;
+          const openId = error.code === 'action_already_open' ? error.actions?.[0]?.id : undefined;
+          const open = openId === undefined ? undefined : await trx.selectFrom('actions').selectAll().where('id', '=', openId).executeTakeFirst();
+          if (open) {
+            // The same remediation is open already: this investigation follows that one.
+            await link(entity, open.id);
+            joined++;
+            notes.push(`${device.name}: ${type} of ${path} already proposed by ${proposer(open)} as action ${open.id}`);
+            continue;
+          }
           notes.push(`${device.name}: ${error.message}`);
         }
       }
       const pending = proposed.filter((a) => a.status === 'pending_approval').length;
-      const result = `${proposed.length} action${proposed.length === 1 ? '' : 's'} proposed (${proposed.length - pending} automatic, ${pending} pending approval)${notes.length ? `; ${notes.join('; ')}` : ''}`;
+      const result = `${proposed.length} action${proposed.length === 1 ? '' : 's'} proposed (${proposed.length - pending} automatic, ${pending} pending approval)`
+        + `${joined ? `, ${joined} already proposed` : ''}${notes.length ? `; ${notes.join('; ')}` : ''}`;
       return { result, next: 'wait', proposed };
     },
 
     /** Follows the investigation's actions until each has ended, then says how it ended. */
     async wait(trx, inv) {
       const now = clock.now();
-      const rows = await trx.selectFrom('actions').select(['status']).where('investigation_id', '=', inv.id).where('source', '=', 'automated_investigation')
-        .where('type', '<>', 'collect_evidence').execute();
-      const threats = (await entitiesOf(trx, inv.id)).filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious').length;
+      // The remediations its entities are linked to: its own, and those of others it joined instead of proposing them twice.
+      const entities = await entitiesOf(trx, inv.id);
+      const rows = [...(await followedActions(trx, entities)).values()];
+      const threats = entities.filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious').length;
       const pending = rows.some((a) => a.status === 'pending_approval');
       if (rows.some((a) => ACTION_OPEN.includes(a.status))) {
         const status: InvestigationStatus = pending ? 'pending_action' : 'running';
@@ -490,14 +590,28 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         store.db.selectFrom('investigation_entities').innerJoin('devices', 'devices.id', 'investigation_entities.device_id').selectAll('investigation_entities')
           .select(['devices.name as device_name', 'devices.group_id as device_group_id']).where('investigation_id', '=', id).orderBy('investigation_entities.id').execute(),
         store.db.selectFrom('investigation_log').selectAll().where('investigation_id', '=', id).orderBy('started_at').orderBy('id').execute(),
-        store.db.selectFrom('actions').selectAll().where('investigation_id', '=', id).orderBy('requested_at').execute(),
+        // Its own actions and the ones it joined (another investigation or an analyst had proposed the same).
+        store.db.selectFrom('actions').selectAll().where((eb) => eb.or([
+          eb('investigation_id', '=', id),
+          eb('id', 'in', eb.selectFrom('investigation_entities').select('action_id').where('investigation_id', '=', id).where('action_id', 'is not', null)),
+        ])).orderBy('requested_at').orderBy('id').execute(),
       ]);
       // Following its files can take an investigation to devices of other groups: a scoped reader sees only theirs.
       const visible = entities.filter((e) => inScope(actor, e.device_group_id));
       const expansion = JSON.parse(row.pending_expansion ?? 'null') as Expansion | null;
       const elsewhere = [...entities.map((e) => ({ name: e.device_name, groupId: e.device_group_id })), ...(expansion?.found ?? []).map((f) => ({ name: f.deviceName, groupId: f.groupId }))];
       const ours = new Set(elsewhere.filter((d) => inScope(actor, d.groupId)).map((d) => d.name));
-      const hidden = new Set(elsewhere.filter((d) => !inScope(actor, d.groupId) && !ours.has(d.name)).map((d) => d.name));
+      const hidden = new Map(elsewhere.filter((d) => !inScope(actor, d.groupId) && !ours.has(d.name)).map((d) => [d.name, 'a device in another group']));
+      // The log names what it joined or did not propose again on those devices: their paths, actions and investigations are kept from the reader too.
+      const visiblePaths = new Set(visible.map((e) => e.path));
+      for (const e of entities.filter((e) => !inScope(actor, e.device_group_id))) {
+        if (e.path !== null && !visiblePaths.has(e.path)) hidden.set(e.path, 'a file there');
+        if (e.action_id !== null) hidden.set(e.action_id, 'an action there');
+      }
+      for (const a of actionRows.filter((a) => !inScope(actor, a.group_id))) {
+        hidden.set(a.id, 'an action there');
+        if (a.investigation_id !== null && a.investigation_id !== id) hidden.set(a.investigation_id, 'an investigation there');
+      }
       return {
         investigation: presentInvestigation(row, clock.now()),
         alertIds: alerts.map((a) => a.alert_id),
@@ -566,8 +680,8 @@ function evidencePaths(paths: string[]): string {
   return chosen.join('\n');
 }
 
-/** A log line with the names of devices the reader may not see put as "a device in another group" (the longest names first). */
-function withoutNames(text: string, names: ReadonlySet<string>): string {
-  if (names.size === 0) return text;
-  return [...names].sort((a, b) => b.length - a.length).reduce((line, name) => line.split(name).join('a device in another group'), text);
+/** A log line with what the reader may not see (names of devices in other groups, their files and actions) put in general words, the longest first. */
+function withoutNames(text: string, hidden: ReadonlyMap<string, string>): string {
+  if (hidden.size === 0) return text;
+  return [...hidden].sort(([a], [b]) => b.length - a.length).reduce((line, [name, words]) => line.split(name).join(words), text);
 }
