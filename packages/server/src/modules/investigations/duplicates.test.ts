@@ -1,7 +1,11 @@
 import { AGENT_PROTOCOL_VERSION } from '@quell/contracts';
+import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
+import { migrate } from '../../db/migrate.ts';
+import { openStore } from '../../db/store.ts';
 import { enrolTestAgent, signedByAgent, type TestAgent } from '../../test/agents.ts';
 import { TEST_DIALECT, useTestApp } from '../../test/helper.ts';
+import { createTestDatabase } from '../../test/store.ts';
 
 interface SeenAction { id: string; type: string; status: string; deviceId: string; investigationId: string | null; comment: string | null; entity: { sha256?: string; path?: string } }
 interface SeenLog { step: string; result: string }
@@ -34,7 +38,7 @@ describe(`no duplicate remediations (${TEST_DIALECT})`, () => {
   const investigationOf = async (deviceId: string) => (await investigations(deviceId))[0]!.id;
   const detail = async (id: string) => (await ctx().request(ctx().users.security_reader, 'GET', `/api/investigations/${id}`)).json() as { investigation: { status: string }; actions: SeenAction[]; log: SeenLog[]; entities: Array<{ deviceId: string; actionId: string | null }> };
   const run = () => ctx().services.investigations.runDue();
-  const quarantines = async (sha256: string) => (await ctx().store.db.selectFrom('actions').selectAll().where('entity_sha256', '=', sha256).where('type', 'in', ['quarantine_file', 'stop_and_quarantine_file']).execute());
+  const quarantines = async (sha256: string) => (await ctx().store.db.selectFrom('actions').selectAll().where('entity_sha256', '=', sha256).where('type', 'in', ['quarantine_file', 'stop_and_quarantine_file']).orderBy('device_name').orderBy('requested_at').execute());
 
   it('4 alerts naming one file on 4 devices give 4 pending quarantines, one per device, which every investigation follows to remediated', async () => {
     const semi = await group('semi_any_folder');
@@ -203,6 +207,47 @@ describe(`no duplicate remediations (${TEST_DIALECT})`, () => {
     expect((await detail(third)).log.find((l) => l.step === 'remediate')!.result).toContain(`proposed again as action ${renewed[0]!.id}: alert ${named} ("Detection") names it`);
   });
 
+  it('a rejection on a device followed to from elsewhere holds until a new fact: a stronger verdict, a block indicator', async () => {
+    const semi = await group('semi_any_folder');
+    const [x, y, z] = [await ctx().createDevice({ groupId: semi, name: 'rej-x' }), await ctx().createDevice({ groupId: semi, name: 'rej-y' }), await ctx().createDevice({ groupId: semi, name: 'rej-z' })];
+    const sha256 = hash();
+    await alert(y, sha256, '/opt/tool', 'informational');
+    await run();
+    await alert(x, sha256, '/opt/tool', 'high');
+    await run();
+    const first = await quarantines(sha256);
+    expect(first.map((a) => [a.device_name, a.status, a.comment])).toEqual([
+      ['rej-x', 'pending_approval', 'suspicious: named by a high-severity alert'], ['rej-y', 'pending_approval', 'suspicious: the same file as on rej-x (named by a high-severity alert)'],
+    ]);
+    expect((await ctx().request(operator(), 'POST', '/api/actions/reject', { ids: first.map((a) => a.id), comment: 'vendor tool' })).statusCode).toBe(200);
+    ctx().clock.advance(2000);
+    await run();
+
+    // A new alert on X names the file there: proposed again on X; Y has nothing new and is left alone.
+    const named = await alert(x, sha256, '/opt/tool', 'high');
+    await run();
+    const second = (await investigations(x)).find((i) => !first.some((a) => a.investigation_id === i.id))!.id;
+    const log = (await detail(second)).log.find((l) => l.step === 'remediate')!.result;
+    expect(log).toContain(`rej-x: quarantine_file of /opt/tool proposed again as action `);
+    expect(log).toContain(`: alert ${named} ("Detection") names it`);
+    const onY = first.find((a) => a.device_id === y)!;
+    expect(log).toContain(`rej-y: quarantine_file of /opt/tool not proposed again: security-operator rejected it as action ${onY.id} (proposed by investigation ${onY.investigation_id}) and nothing is new since`);
+    expect((await quarantines(sha256)).filter((a) => a.status === 'pending_approval').map((a) => a.device_name)).toEqual(['rej-x']);
+
+    // A block indicator makes the file malicious: a third device's investigation joins the open one on X and proposes again on Y, saying why.
+    await ctx().request(admin(), 'POST', '/api/indicators', { type: 'sha256', value: sha256, action: 'block', title: 'loader after all' });
+    ctx().clock.advance(1000);
+    await alert(z, sha256, '/opt/tool', 'low');
+    await run();
+    const open = (await quarantines(sha256)).filter((a) => a.status === 'pending_approval');
+    expect(open.map((a) => a.device_name).sort()).toEqual(['rej-x', 'rej-y', 'rej-z']);
+    const renewed = open.find((a) => a.device_id === y)!;
+    expect(renewed.comment).toBe(`malicious: the same file as on rej-z (block indicator "loader after all"); proposed again after security-operator rejected action ${onY.id}, new since: `
+      + 'its verdict is now malicious (the same file as on rej-z (block indicator "loader after all")); it was suspicious; block indicator "loader after all" added');
+    const third = await investigationOf(z);
+    expect((await detail(third)).log.find((l) => l.step === 'remediate')!.result).toContain(`rej-x: quarantine_file of /opt/tool already proposed by investigation ${second} as action `);
+  });
+
   it('refuses a second identical open action asked for by hand with 409 action_already_open naming the open one', async () => {
     const deviceId = await ctx().createDevice({ name: 'manual-dup' });
     const sha256 = hash();
@@ -219,5 +264,35 @@ describe(`no duplicate remediations (${TEST_DIALECT})`, () => {
     expect((await ctx().request(operator(), 'POST', '/api/actions', { type: 'stop_and_quarantine_file', deviceId, source: 'manual', entity: { name: 'tool', path: '/opt/tool', sha256 } })).statusCode).toBe(201);
     await ctx().complete(first.json().id, 'failed');
     expect((await quarantine('/opt/tool')).statusCode).toBe(201);
+  });
+
+  it('the migration keys the actions already there and keeps the oldest of duplicates already open as the open one', async () => {
+    const database = await createTestDatabase();
+    const store = openStore(database.location);
+    try {
+      await migrate(store, { through: 17 });
+      const device = '00000000-0000-7000-8000-000000000021';
+      await sql`INSERT INTO devices (id, name, platform, group_id, created_at) VALUES (${device}, 'old-host', 'linux', NULL, 0)`.execute(store.db);
+      const sha256 = 'AB'.repeat(32);
+      const rows: Array<[string, string, string, string | null, number]> = [
+        ['q-1', 'quarantine_file', 'pending_approval', sha256, 1], ['q-2', 'quarantine_file', 'pending_approval', sha256, 2], ['q-3', 'quarantine_file', 'rejected', sha256, 0],
+        ['i-1', 'isolate_device', 'queued', null, 3], ['r-1', 'restore_file', 'queued', sha256, 4], ['s-1', 'stop_service', 'completed', null, 5],
+      ];
+      for (const [id, type, status, sha, at] of rows) {
+        await sql`INSERT INTO actions (id, type, status, entity_type, entity_name, entity_sha256, entity_path, parameters, device_id, device_name, group_id, source, requested_by, requested_at, updated_at)
+          VALUES (${id}, ${type}, ${status}, 'file', 'x', ${sha}, ${type === 'stop_service' ? null : '/tmp/x'}, '{}', ${device}, 'old-host', NULL, 'manual', 'ann', ${at}, ${at})`.execute(store.db);
+      }
+      expect(await migrate(store)).toContain(18);
+      const keys = await store.db.selectFrom('actions').select(['id', 'entity_key']).orderBy('id').execute();
+      const key = `sha256:${sha256.toLowerCase()}`;
+      expect(Object.fromEntries(keys.map((k) => [k.id, k.entity_key]))).toEqual({ 'i-1': 'device', 'q-1': key, 'q-2': null, 'q-3': key, 'r-1': null, 's-1': 'name:x' });
+      // From now on the database itself refuses a second open one.
+      const again = sql`INSERT INTO actions (id, type, status, entity_type, entity_name, parameters, device_id, device_name, source, requested_by, requested_at, updated_at, entity_key)
+        VALUES ('q-4', 'quarantine_file', 'queued', 'file', 'x', '{}', ${device}, 'old-host', 'manual', 'ann', 9, 9, ${key})`;
+      await expect(again.execute(store.db)).rejects.toThrow(/unique/i);
+    } finally {
+      await store.close();
+      await database.drop();
+    }
   });
 });
