@@ -31,7 +31,7 @@ const TYPE_WEIGHTS = {
   isolate_device: 10, release_isolation: 3, contain_device: 4, release_containment: 1, contain_user: 4, release_user: 1,
   restrict_code_execution: 3, remove_code_restriction: 1, quarantine_file: 18, stop_and_quarantine_file: 12, restore_file: 2,
   remove_registry_key: 5, restore_registry_key: 1, stop_service: 4, restore_service: 1, disable_driver: 2, restore_driver: 0.5,
-  remove_scheduled_task: 4, restore_scheduled_task: 1, run_antivirus_scan: 14, collect_investigation_package: 8, collect_evidence: 6,
+  remove_scheduled_task: 4, restore_scheduled_task: 1, remove_persistence: 0, restore_persistence: 0, run_antivirus_scan: 14, collect_investigation_package: 8, collect_evidence: 6,
 } as const satisfies Record<ActionType, number>;
 
 const SOURCE_WEIGHTS = {

@@ -107,6 +107,22 @@ describe(`a real agent keeps removed things removed, on the kernel's word (${TES
     expect(readFileSync(path, 'utf8')).toBe(keep);
   });
 
+  it('a removed persistence script written back to /etc/profile.d is removed again', async () => {
+    const name = `zz-${randomUUID().slice(0, 8)}.sh`;
+    const path = join(etc, 'profile.d', name);
+    const script = 'nohup /var/tmp/.x/miner >/dev/null 2>&1 &\n';
+    mkdirSync(join(etc, 'profile.d'), { recursive: true });
+    writeFileSync(path, script, { mode: 0o755 });
+    const actionId = randomUUID();
+    completed(await send({ type: 'remove_persistence', actionId, entity: { name, path: `/etc/profile.d/${name}` } }));
+    expect(existsSync(path)).toBe(false);
+
+    const seen = drifts().length;
+    writeFileSync(path, script, { mode: 0o755 });
+    expect(await nextDrift(actionId, seen)).toMatchObject({ effect: 'removed_task', actionIds: [actionId], repaired: true });
+    expect(existsSync(path)).toBe(false);
+  });
+
   it('a quarantined file dropped again at its place is removed again; after a restore it is left where it is', async () => {
     const path = join(files, `dropper-${randomUUID().slice(0, 8)}`);
     const payload = `payload ${randomUUID()}`;

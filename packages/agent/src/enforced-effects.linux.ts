@@ -34,7 +34,7 @@ function eachInForce<T>(effect: EnforcedEffect, inForce: Array<{ actionId: strin
  * watch: the isolation tables, the containment table, the restricted mounts,
  * each contained user's locked and expired account with nothing running as it,
  * each stopped service (and what started it) stopped, disabled or masked,
- * each removed scheduled task and each quarantined file gone.
+ * each removed scheduled task or persistence entry and each quarantined file gone.
  *
  * The firewall tables are compared with how nftables listed them right
  * after the agent applied them. When the watch first sees an effect (after
@@ -59,7 +59,7 @@ export function linuxEnforcedEffects(deps: {
     .flatMap(({ actionId, snapshot }) => { const item = recordOf(snapshot); return item ? [{ actionId, item }] : []; });
   const containedUsers = () => allOf('contain_user', 'release_user', (s) => (typeof (s as ContainUserSnapshot | undefined)?.name === 'string' ? s as ContainUserSnapshot : null));
   const stoppedServices = () => allOf('stop_service', 'restore_service', (s) => (typeof (s as ServiceSnapshot | undefined)?.unit === 'string' ? s as ServiceSnapshot : null));
-  const removedTasks = () => allOf('remove_scheduled_task', 'restore_scheduled_task', removedTaskOf);
+  const removedTasks = () => [...allOf('remove_scheduled_task', 'restore_scheduled_task', removedTaskOf), ...allOf('remove_persistence', 'restore_persistence', removedTaskOf)];
   const quarantinedFiles = () => [...allOf('quarantine_file', 'restore_file', quarantineOf), ...allOf('stop_and_quarantine_file', 'restore_file', quarantineOf)];
 
   /** What no longer holds of one user's containment, or null. */

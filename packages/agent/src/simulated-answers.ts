@@ -118,6 +118,8 @@ const SAID: Record<ActionType, (command: CommandPayload, device: SimulatedDevice
   restore_driver: (c) => `Restored ${c.entity.name}: loaded again; removed /etc/modprobe.d/quell-${c.entity.name}.conf`,
   remove_scheduled_task: (c) => `Removed ${c.entity.path ?? c.entity.name}`,
   restore_scheduled_task: (c) => `Restored ${c.entity.path ?? c.entity.name}`,
+  remove_persistence: (c) => `Removed ${typeof c.parameters.line === 'string' ? `a line of ${c.entity.path ?? c.entity.name}` : c.entity.path ?? c.entity.name}`,
+  restore_persistence: (c) => `Restored ${c.entity.path ?? c.entity.name}`,
   run_antivirus_scan: (c) => JSON.stringify(simulatedScan(c)),
   collect_investigation_package: async (c, device, upload) => {
     const { bytes, files } = simulatedPackage(c, device);

@@ -29,6 +29,7 @@ export const ACTION_TYPES = [
   'stop_service', 'restore_service',
   'disable_driver', 'restore_driver',
   'remove_scheduled_task', 'restore_scheduled_task',
+  'remove_persistence', 'restore_persistence',
   'run_antivirus_scan', 'collect_investigation_package', 'collect_evidence',
 ] as const;
 export type ActionType = (typeof ACTION_TYPES)[number];
@@ -65,6 +66,8 @@ export const ACTION_CATALOGUE = {
   restore_driver: { label: 'Restore driver', entityType: 'driver', undoType: null, undoRole: null, isUndo: true },
   remove_scheduled_task: { label: 'Remove scheduled task', entityType: 'scheduled_task', undoType: 'restore_scheduled_task', undoRole: 'security_operator', isUndo: false },
   restore_scheduled_task: { label: 'Restore scheduled task', entityType: 'scheduled_task', undoType: null, undoRole: null, isUndo: true },
+  remove_persistence: { label: 'Remove persistence', entityType: 'file', undoType: 'restore_persistence', undoRole: 'security_operator', isUndo: false },
+  restore_persistence: { label: 'Restore persistence', entityType: 'file', undoType: null, undoRole: null, isUndo: true },
   run_antivirus_scan: { label: 'Run antivirus scan', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
   collect_investigation_package: { label: 'Collect investigation package', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
   collect_evidence: { label: 'Collect evidence', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
@@ -75,6 +78,7 @@ export type Support = 'supported' | 'unsupported';
 const ALL: Record<Platform, Support> = { linux: 'supported', windows: 'supported', macos: 'supported' };
 const WINDOWS_ONLY: Record<Platform, Support> = { linux: 'unsupported', windows: 'supported', macos: 'unsupported' };
 const NOT_MAC: Record<Platform, Support> = { linux: 'supported', windows: 'supported', macos: 'unsupported' };
+const LINUX_ONLY: Record<Platform, Support> = { linux: 'supported', windows: 'unsupported', macos: 'unsupported' };
 
 /** Which action types each platform's agent can carry out. */
 export const CAPABILITY_MATRIX = {
@@ -97,6 +101,8 @@ export const CAPABILITY_MATRIX = {
   restore_driver: NOT_MAC,
   remove_scheduled_task: ALL,
   restore_scheduled_task: ALL,
+  remove_persistence: LINUX_ONLY,
+  restore_persistence: LINUX_ONLY,
   run_antivirus_scan: ALL,
   collect_investigation_package: ALL,
   collect_evidence: NOT_MAC,

@@ -39,6 +39,8 @@ export const ACTION_PARAMETERS: Record<ActionType, Record<string, ParameterRule>
   restore_driver: {},
   remove_scheduled_task: { line: text(4096), ...overridable },
   restore_scheduled_task: {},
+  remove_persistence: { line: text(4096), ...overridable },
+  restore_persistence: {},
   run_antivirus_scan: { scan: text(8, ['quick', 'full']), roots: text(65_536), blockSha256: text(1_000_000) },
   collect_investigation_package: {},
   collect_evidence: { paths: text(EVIDENCE_MAX_PATHS_CHARS) },

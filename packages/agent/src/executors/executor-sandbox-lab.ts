@@ -4,6 +4,7 @@ import { type CommandRunner, type RunResult, systemRunner } from '../runner.ts';
 import { containUser, releaseUser } from './contain-user.linux.ts';
 import type { Executor } from './executor.ts';
 import { executionContext } from './recording-runner.ts';
+import { removePersistence, restorePersistence } from './persistence.linux.ts';
 import { removeScheduledTask, restoreScheduledTask } from './scheduled-task.linux.ts';
 
 /**
@@ -19,7 +20,7 @@ import { removeScheduledTask, restoreScheduledTask } from './scheduled-task.linu
  * which simulates what this machine cannot host (systemd) and records it.
  */
 
-const EXECUTORS: Record<string, Executor> = { removeScheduledTask, restoreScheduledTask, containUser, releaseUser };
+const EXECUTORS: Record<string, Executor> = { removeScheduledTask, restoreScheduledTask, removePersistence, restorePersistence, containUser, releaseUser };
 
 interface Request { id: number; executor: string; command: Pick<CommandPayload, 'type' | 'entity'> & Partial<CommandPayload>; priorSnapshot?: unknown; proxy?: boolean }
 type Answer = { answer: number; result: RunResult };

@@ -11,21 +11,24 @@ const LAB = new URL('./executor-sandbox-lab.ts', import.meta.url).pathname;
 const ROOT = new URL('../../../../', import.meta.url).pathname;
 
 /**
- * Copies of /etc, /var/spool and /home on a tmpfs, mounted over the real
- * ones in a private mount namespace: accounts, crontabs and unit files made
- * and changed there never reach this machine's own, and vanish with it.
+ * Copies of /etc and /var/spool, and an empty /home and /root, on a tmpfs,
+ * mounted over the real ones in a private mount namespace: accounts,
+ * crontabs, unit files and shell startup files made and changed there never
+ * reach this machine's own, and vanish with it.
  */
 const MOUNT_COPIES = `
 set -e
 base="$1"; shift
 mount -t tmpfs -o mode=0755 quell-sandbox "$base"
 mkdir "$base/etc" "$base/spool" "$base/home"
+mkdir -m 0700 "$base/root"
 cp -a /etc/. "$base/etc/"
 cp -a /var/spool/. "$base/spool/"
 mkdir -p -m 1730 "$base/spool/cron/crontabs"
 mount --bind "$base/etc" /etc
 mount --bind "$base/spool" /var/spool
 mount --bind "$base/home" /home
+mount --bind "$base/root" /root
 exec "$@"
 `;
 
@@ -41,7 +44,7 @@ export interface ExecutorSandbox {
    * `runner`, every command it issues is answered by that runner instead
    * (a RecordingRunner simulating systemd). Rejects with the executor's error.
    */
-  act(executor: 'removeScheduledTask' | 'restoreScheduledTask' | 'containUser' | 'releaseUser',
+  act(executor: 'removeScheduledTask' | 'restoreScheduledTask' | 'removePersistence' | 'restorePersistence' | 'containUser' | 'releaseUser',
     command: Pick<CommandPayload, 'type' | 'entity'> & Partial<CommandPayload>,
     options?: { priorSnapshot?: unknown; runner?: CommandRunner }): Promise<ExecutionResult>;
   close(): Promise<void>;

@@ -3,6 +3,7 @@ import type { Executor } from './executor.ts';
 import { isolateDevice, releaseIsolation } from './isolation.linux.ts';
 import { quarantineFile, restoreFile } from './quarantine.linux.ts';
 import { containUser, releaseUser } from './contain-user.linux.ts';
+import { removePersistence, restorePersistence } from './persistence.linux.ts';
 import { removeScheduledTask, restoreScheduledTask } from './scheduled-task.linux.ts';
 import { removeCodeRestriction, restrictCodeExecution } from './restrict-code.linux.ts';
 import { restoreService, stopService } from './service.linux.ts';
@@ -40,6 +41,8 @@ export const EXECUTORS = {
     restore_driver: restoreDriver,
     remove_scheduled_task: removeScheduledTask,
     restore_scheduled_task: restoreScheduledTask,
+    remove_persistence: removePersistence,
+    restore_persistence: restorePersistence,
     run_antivirus_scan: runAntivirusScan,
     collect_investigation_package: collectInvestigationPackage,
     collect_evidence: collectEvidence,
@@ -65,6 +68,8 @@ export const EXECUTORS = {
     restore_driver: null,
     remove_scheduled_task: null,
     restore_scheduled_task: null,
+    remove_persistence: null,
+    restore_persistence: null,
     run_antivirus_scan: null,
     collect_investigation_package: null,
     collect_evidence: null,

@@ -52,7 +52,7 @@ const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,254}$/;
 const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
 const TIMER_UNIT = /^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]{0,248}\.timer$/;
 
-type Task =
+export type Task =
   | { kind: 'cron_file'; path: string }
   | { kind: 'cron_line'; path: string; line: string }
   | { kind: 'systemd_timer'; path: string; unit: string };
@@ -124,13 +124,36 @@ async function unitState(ctx: Pick<ExecutionContext, 'runner'>, verb: 'is-enable
   return result.stdout.trim().split('\n')[0] || 'unknown';
 }
 
-export const removeScheduledTask: Executor = async (ctx) => {
-  const task = taskOf(ctx);
-  // A guarded timer (one that keeps the system patched) is refused before its unit file is read or touched.
-  const guarded = task.kind === 'systemd_timer' ? guardsFor(ctx).unit(task.unit) : null;
-  if (guarded) throw new ExecutionError(guarded);
-  return inFolder(task.path, (folder, name) => removeTask(ctx, task, folder, name));
-};
+/**
+ * Remove and restore executors over one way of finding the file a command
+ * names (`locate` refuses anything outside its own locations): scheduled
+ * tasks here, other persistence in persistence.linux.ts.
+ */
+export function fileTaskExecutors(locate: (ctx: ExecutionContext) => Task): { remove: Executor; restore: Executor } {
+  const remove: Executor = async (ctx) => {
+    const task = locate(ctx);
+    // A guarded timer (one that keeps the system patched) is refused before its unit file is read or touched.
+    const guarded = task.kind === 'systemd_timer' ? guardsFor(ctx).unit(task.unit) : null;
+    if (guarded) throw new ExecutionError(guarded);
+    return inFolder(task.path, (folder, name) => removeTask(ctx, task, folder, name));
+  };
+
+  /** Writes back exactly what was removed and checks it by hash; never overwrites a file that differs from what removal left. */
+  const restore: Executor = async (ctx) => {
+    const snapshot = ctx.priorSnapshot;
+    if (!isSnapshot(snapshot)) throw new ExecutionError('this agent holds no record of what was removed');
+    // The recorded path is checked again, as if it came from a command: a record is data too.
+    const task = locate({ ...ctx, command: { ...ctx.command, entity: { name: basename(snapshot.path), path: snapshot.path }, parameters: snapshot.kind === 'cron_line' ? { line: snapshot.line } : {} } });
+    if (task.kind !== snapshot.kind) throw new ExecutionError(`the record of ${snapshot.path} is inconsistent`);
+    const { file, path } = snapshot;
+    const original = Buffer.from(file.contentBase64, 'base64');
+    if (sha256(original) !== file.sha256) throw new ExecutionError(`the recorded content of ${path} does not match its recorded hash; not restored`);
+    return inFolder(path, (folder, name) => restoreTask(ctx, snapshot, original, folder, name));
+  };
+  return { remove, restore };
+}
+
+export const { remove: removeScheduledTask, restore: restoreScheduledTask } = fileTaskExecutors(taskOf);
 
 async function removeTask(ctx: ExecutionContext, task: Task, folder: Folder, name: string): Promise<ExecutionResult> {
   const { record: file, bytes } = await record(folder, name);
@@ -187,19 +210,6 @@ function isSnapshot(value: unknown): value is ScheduledTaskSnapshot {
   const s = value as Partial<ScheduledTaskSnapshot> | undefined;
   return (s?.kind === 'cron_file' || s?.kind === 'cron_line' || s?.kind === 'systemd_timer') && typeof s.path === 'string' && isFileRecord(s.file);
 }
-
-/** Writes back exactly what was removed and checks it by hash; never overwrites a file that differs from what removal left. */
-export const restoreScheduledTask: Executor = async (ctx) => {
-  const snapshot = ctx.priorSnapshot;
-  if (!isSnapshot(snapshot)) throw new ExecutionError('this agent holds no record of the removed task');
-  // The recorded path is checked again, as if it came from a command: a record is data too.
-  const task = taskOf({ ...ctx, command: { ...ctx.command, entity: { name: basename(snapshot.path), path: snapshot.path }, parameters: snapshot.kind === 'cron_line' ? { line: snapshot.line } : {} } });
-  if (task.kind !== snapshot.kind) throw new ExecutionError(`the record of ${snapshot.path} is inconsistent`);
-  const { file, path } = snapshot;
-  const original = Buffer.from(file.contentBase64, 'base64');
-  if (sha256(original) !== file.sha256) throw new ExecutionError(`the recorded content of ${path} does not match its recorded hash; not restored`);
-  return inFolder(path, (folder, name) => restoreTask(ctx, snapshot, original, folder, name));
-};
 
 async function restoreTask(ctx: ExecutionContext, snapshot: ScheduledTaskSnapshot, original: Buffer, folder: Folder, name: string): Promise<ExecutionResult> {
   const { file, path } = snapshot;

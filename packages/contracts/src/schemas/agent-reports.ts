@@ -94,6 +94,8 @@ export const ACTION_REPORT_SCHEMAS: Record<ActionType, TSchema | null> = {
   restore_driver: null,
   remove_scheduled_task: null,
   restore_scheduled_task: null,
+  remove_persistence: null,
+  restore_persistence: null,
   run_antivirus_scan: AntivirusScanReportSchema,
   collect_investigation_package: null,
   collect_evidence: EvidenceReportSchema,

@@ -188,7 +188,7 @@ export type EnforcedEffect = (typeof ENFORCED_EFFECTS)[number];
 /** The action types whose effect each enforced effect is. */
 export const ENFORCED_EFFECT_ACTION_TYPES: Record<EnforcedEffect, readonly ActionType[]> = {
   isolation: ['isolate_device'], containment: ['contain_device'], code_restriction: ['restrict_code_execution'], user_containment: ['contain_user'],
-  stopped_service: ['stop_service'], removed_task: ['remove_scheduled_task'], quarantined_file: ['quarantine_file', 'stop_and_quarantine_file'],
+  stopped_service: ['stop_service'], removed_task: ['remove_scheduled_task', 'remove_persistence'], quarantined_file: ['quarantine_file', 'stop_and_quarantine_file'],
 };
 /** The action types that put an enforced effect in force or take it away: an agent never runs them while it checks those effects. */
 export const EFFECT_CHANGING_ACTION_TYPES: ReadonlySet<ActionType> = new Set(Object.values(ENFORCED_EFFECT_ACTION_TYPES).flat()

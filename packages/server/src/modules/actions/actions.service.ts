@@ -91,7 +91,7 @@ export interface AgentResult { outcome: 'completed' | 'failed'; output?: string;
 /** The action types whose effect stays in force on their device until undone, kept true by its agent, and that effect in words. */
 const IN_FORCE_EFFECTS: Partial<Record<ActionType, string>> = {
   isolate_device: 'isolation', restrict_code_execution: 'code restriction', contain_user: 'containment of the user', stop_service: 'stopped service',
-  remove_scheduled_task: 'removal of the task', quarantine_file: 'removal of the file', stop_and_quarantine_file: 'removal of the file',
+  remove_scheduled_task: 'removal of the task', remove_persistence: 'removal of the persistence', quarantine_file: 'removal of the file', stop_and_quarantine_file: 'removal of the file',
 };
 
 export function createActionsService(deps: ActionsServiceDeps) {
@@ -285,7 +285,8 @@ export function createActionsService(deps: ActionsServiceDeps) {
     requirePermission(actor, 'actions:create');
     const def = ACTION_CATALOGUE[body.type];
     if (def.isUndo) throw new QuellError('undo_types_not_creatable', `${body.type} is created by undoing an action, through /api/actions/undo`);
-    if (def.entityType === 'file' && body.entity.sha256 === undefined) throw new QuellError('validation_failed', `${body.type} needs entity.sha256`);
+    if (FILE_QUARANTINE_TYPES.includes(body.type) && body.entity.sha256 === undefined) throw new QuellError('validation_failed', `${body.type} needs entity.sha256`);
+    if (body.type === 'remove_persistence' && body.entity.path === undefined) throw new QuellError('validation_failed', 'remove_persistence needs entity.path: the file the persistence is in');
     // The agent refuses a command with parameters its type does not take: say so now, not as a failed action later.
     const parameterError = parameterProblem(body.type, body.parameters ?? {});
     if (parameterError) throw new QuellError('validation_failed', parameterError);

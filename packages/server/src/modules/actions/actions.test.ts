@@ -219,6 +219,13 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect((await post({ type: 'remove_registry_key', entity: { name: 'HKLM\\Run\\evil' } })).json().code).toBe('unsupported_platform');
     expect((await post({ type: 'quarantine_file', entity: { name: '/tmp/x' } })).json().code).toBe('validation_failed');
     expect((await post({ type: 'isolate_device', entity: { name: 'x' }, unknownField: 1 })).json().code).toBe('validation_failed');
+    // Persistence is named by the file it is in, and by a line of it; a Windows device has none of these files.
+    expect((await post({ type: 'remove_persistence', entity: { name: 'authorized_keys' } })).json().code).toBe('validation_failed');
+    const windows = await ctx().createDevice({ platform: 'windows' });
+    expect((await post({ type: 'remove_persistence', deviceId: windows, entity: { name: 'authorized_keys', path: '/root/.ssh/authorized_keys' } })).json().code).toBe('unsupported_platform');
+    const created = await post({ type: 'remove_persistence', entity: { name: 'authorized_keys', path: '/root/.ssh/authorized_keys' }, parameters: { line: 'ssh-rsa AAAA x@kali' } });
+    expect(created.statusCode, created.body).toBe(201);
+    expect(created.json()).toMatchObject({ type: 'remove_persistence', entity: { path: '/root/.ssh/authorized_keys' }, parameters: { line: 'ssh-rsa AAAA x@kali' } });
   });
 
   it('pages the History with keyset cursors: every row once, in order', async () => {

@@ -48,7 +48,7 @@ export class AgentProtocolError extends Error {}
  */
 const DRIFT_LABELS: Record<EnforcedEffect, string> = {
   isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user', stopped_service: 'A stopped service',
-  removed_task: 'A removed scheduled task', quarantined_file: 'A quarantined file',
+  removed_task: 'A removed scheduled task or persistence entry', quarantined_file: 'A quarantined file',
 };
 
 export function createAgentsService(deps: {
