@@ -19,7 +19,7 @@ import { type AgentIdentity, loadIdentity } from './identity.ts';
 import { Journal, type Outcome } from './journal.ts';
 import { Lane } from './lanes.ts';
 import { type DriftTriggers, driftTriggers } from './drift-events.linux.ts';
-import { type DriftReport, type DriftWatch, watchDrift } from './drift-watch.ts';
+import { type DriftReport, type DriftWatch, checkKey, watchDrift } from './drift-watch.ts';
 import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
 import { Refusal, helloSignature, signDrift, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
 import { offboardEndpoint } from './offboard.linux.ts';
@@ -451,7 +451,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   await restoreDesiredState();
   if (platform === 'linux') {
-    driftEvents = driftTriggers(() => void driftWatch?.checkNow(), (source, error) => log.warn('drift events unavailable: the periodic check covers them', { source, error: error.message }));
+    driftEvents = driftTriggers((keys) => void driftWatch?.checkNow(keys), (source, error) => log.warn('drift events unavailable: the periodic check covers them', { source, error: error.message }));
     driftWatch = watchDrift({
       effects: linuxEnforcedEffects({
         runner, journal, restrict: async (actionId) => void (await restrictAgain(actionId)),
@@ -473,7 +473,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       intervalMs: options.driftCheckMs ?? DEFAULT_DRIFT_CHECK_SECONDS * 1000,
       onDrift,
       onError: (effect, error) => log.warn('could not check an effect in force', { effect, error: error.message }),
-      onRound: (checks) => driftEvents?.follow(checks.flatMap((c) => (c.signals ? [c.signals] : []))),
+      onRound: (checks) => driftEvents?.follow(checks.flatMap((c) => (c.signals ? [{ key: checkKey(c), signals: c.signals }] : []))),
     });
     // At once: the reference of what is in force is taken, and its events followed, from the start.
     void driftWatch.checkNow();

@@ -2,7 +2,9 @@ import type { EnforcedEffect } from '@quell/contracts';
 
 /** What can tell the drift watch, by an event, that an effect in force may have been lifted. */
 export interface DriftSignals {
-  /** Folders whose entries it depends on (a removed file's folder, /etc for the accounts). */
+  /** Files whose change (written, removed, renamed over) may lift it: a removed file, /etc/shadow for the accounts. */
+  files?: readonly string[];
+  /** Folders any change in which may lift it. */
   folders?: readonly string[];
   /** nftables rules: any change to the ruleset. */
   firewall?: boolean;
@@ -30,11 +32,14 @@ export interface EnforcedEffectCheck {
   signals?: DriftSignals;
 }
 
+/** What tells one check from the others: its effect and its actions. */
+export const checkKey = (check: Pick<EnforcedEffectCheck, 'effect' | 'actionIds'>): string => `${check.effect}:${check.actionIds.join(',')}`;
+
 export interface DriftReport { effect: EnforcedEffect; actionIds: string[]; found: string; repaired: boolean; error?: string; at: number }
 
 export interface DriftWatch {
-  /** Checks every effect now (after an action completes, say) instead of at the next tick. */
-  checkNow(): Promise<void>;
+  /** Checks every effect now (after an action completes, say), or only those of `keys` (an event concerned them), instead of at the next tick. */
+  checkNow(keys?: ReadonlySet<string>): Promise<void>;
   /**
    * Runs `change` (an action that puts an effect in force or takes it away)
    * after the check under way, with no check during it: a check that saw the
@@ -95,13 +100,13 @@ export function watchDrift(options: {
     options.onDrift({ effect: effect.effect, actionIds, found, repaired: false, error, at });
   }
 
-  const checkAll = (): Promise<void> => {
+  const checkAll = (only?: ReadonlySet<string>): Promise<void> => {
     running = running.then(async () => {
-      const keys = new Set<string>();
       const checks = options.effects();
+      const keys = new Set(checks.map(checkKey));
       for (const effect of checks) {
-        const key = `${effect.effect}:${effect.actionIds.join(',')}`;
-        keys.add(key);
+        const key = checkKey(effect);
+        if (only && !only.has(key)) continue;
         try {
           await checkOne(effect, key);
         } catch (error) {

@@ -123,6 +123,21 @@ describe(`a real agent keeps removed things removed, on the kernel's word (${TES
     expect(existsSync(path)).toBe(false);
   });
 
+  it('a contained user unlocked is contained again on the word of /etc/shadow changing', async () => {
+    const inSandbox = (command: string, args: string[], input?: string) => execFileSync('nsenter', ['-t', String(agent.child.pid), '-m', command, ...args], { input });
+    const name = `quellev${randomUUID().slice(0, 6)}`;
+    inSandbox('useradd', ['-M', '-u', String(200_000 + Math.floor(Math.random() * 100_000)), '-s', '/bin/sh', name]);
+    inSandbox('chpasswd', [], `${name}:correct horse battery\n`);
+    const actionId = randomUUID();
+    completed(await send({ type: 'contain_user', actionId, entity: { name } }));
+
+    const seen = drifts().length;
+    inSandbox('usermod', ['-U', name]);
+    expect(await nextDrift(actionId, seen)).toMatchObject({ effect: 'user_containment', actionIds: [actionId], repaired: true });
+    const shadow = readFileSync(join(etc, 'shadow'), 'utf8').split('\n').find((line) => line.startsWith(`${name}:`))!.split(':');
+    expect(shadow[1]).toMatch(/^!/);
+  });
+
   it('a quarantined file dropped again at its place is removed again; after a restore it is left where it is', async () => {
     const path = join(files, `dropper-${randomUUID().slice(0, 8)}`);
     const payload = `payload ${randomUUID()}`;

@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { ActionType, EnforcedEffect } from '@quell/contracts';
 import type { DriftSignals, EnforcedEffectCheck } from './drift-watch.ts';
 import { type ContainUserSnapshot, processesOf } from './executors/contain-user.linux.ts';
@@ -151,22 +150,23 @@ export function linuxEnforcedEffects(deps: {
       ...eachInForce('user_containment', containedUsers(), {
         lifted: userLifted,
         putBack: (user, actionId) => deps.containAgain(actionId, user.name),
-        signals: () => ({ folders: ['/etc'] }),
+        // usermod, chage and passwd write /etc/shadow anew and rename it into place.
+        signals: () => ({ files: ['/etc/shadow'] }),
       }),
       ...eachInForce('stopped_service', stoppedServices(), {
         lifted: (service) => serviceLifted(runner, service),
         putBack: (service) => stopServiceAgain(runner, service),
-        signals: () => ({ folders: ['/etc/systemd/system'] }),
+        signals: (service) => ({ folders: ['/etc/systemd/system'], files: service.unitFile ? [service.unitFile.path] : [] }),
       }),
       ...eachInForce('removed_task', removedTasks(), {
         lifted: (task) => taskReturned(runner, task),
         putBack: (task) => removeTaskAgain(runner, task),
-        signals: (task) => ({ folders: [dirname(task.path)] }),
+        signals: (task) => ({ files: [task.path] }),
       }),
       ...eachInForce('quarantined_file', quarantinedFiles(), {
         lifted: quarantinedFileReturned,
         putBack: removeReturnedFile,
-        signals: (file) => ({ folders: [dirname(file.path)] }),
+        signals: (file) => ({ files: [file.path] }),
       }),
     ];
   };
