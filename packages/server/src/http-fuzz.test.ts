@@ -705,12 +705,28 @@ const ENTITIES = {
 } as const;
 type SeedType = keyof typeof ENTITIES;
 
+let seeded = 0;
 function seedHelpers(t: TestContext, deviceId: () => string) {
-  const pending = (type: SeedType = 'isolate_device') => t.createAction({ type, entity: ENTITIES[type], deviceId: deviceId() });
+  /**
+   * A device has one open action per type and entity: each seeded service and
+   * file is another one, and each isolation (whose entity is the device) is of another
+   * device like the one chosen, in its group and of its platform.
+   */
+  const target = async (type: SeedType): Promise<{ deviceId: string; entity: { name: string; sha256?: string; path?: string } }> => {
+    const chosen = deviceId();
+    seeded++;
+    if (type === 'stop_service') return { deviceId: chosen, entity: { name: `miner-${seeded}.service` } };
+    if (type === 'quarantine_file') return { deviceId: chosen, entity: { ...ENTITIES.quarantine_file, sha256: seeded.toString(16).padStart(64, 'e') } };
+    if (type !== 'isolate_device') return { deviceId: chosen, entity: ENTITIES[type] };
+    const like = await t.store.db.selectFrom('devices').select(['platform', 'group_id']).where('id', '=', chosen).executeTakeFirstOrThrow();
+    const platform = like.platform as 'linux' | 'windows' | 'macos';
+    return { deviceId: await t.createDevice({ platform, name: `fuzz-isolated-${seeded}`, ...(like.group_id === null ? {} : { groupId: like.group_id }) }), entity: ENTITIES[type] };
+  };
+  const pending = async (type: SeedType = 'isolate_device') => t.createAction({ type, ...(await target(type)) });
   return {
     pending,
     async completed(type: SeedType = 'isolate_device'): Promise<string> {
-      const id = await t.createAction({ type, entity: ENTITIES[type], deviceId: deviceId(), status: 'queued' });
+      const id = await t.createAction({ type, ...(await target(type)), status: 'queued' });
       await t.complete(id);
       return id;
     },
