@@ -22,7 +22,10 @@ export const InvestigationEntitySchema = Type.Object({
   verdict: Type.Union([Type.Enum(VERDICTS), Type.Null()]),
   /** Why it got its verdict, in words. */
   reason: Type.Union([Type.String(), Type.Null()]),
-  actionId: Type.Union([IdSchema, Type.Null()]),
+  /** The remediation the investigation follows for it: its own proposal, or one already open (or rejected) that it joined instead of proposing it twice. */
+  actionId: Type.Union([IdSchema, Type.Null()], {
+    description: 'The remediation the investigation follows for this entity: its own proposal, or the same action already proposed by another investigation or an analyst (open, or rejected with nothing new since), which it joined instead of proposing it again.',
+  }),
 });
 
 export const InvestigationLogEntrySchema = Type.Object({
@@ -68,7 +71,9 @@ export const InvestigationDetailSchema = Type.Object({
   alertIds: Type.Array(IdSchema),
   entities: Type.Array(InvestigationEntitySchema),
   log: Type.Array(InvestigationLogEntrySchema),
-  actions: Type.Array(ActionSchema),
+  actions: Type.Array(ActionSchema, {
+    description: "The investigation's own actions and those it joined (see entities[].actionId): an action's investigationId names the investigation that proposed it.",
+  }),
   /** The investigation found its files on ten or more other devices and waits for an analyst before following them there. */
   pendingExpansion: Type.Union([Type.Object({ devices: Type.Array(Type.Object({ id: IdSchema, name: Type.String() })), askedAt: TimestampSchema }), Type.Null()]),
 });
