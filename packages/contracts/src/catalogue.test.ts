@@ -35,6 +35,16 @@ describe('action catalogue', () => {
     expect(entityKey(type, entity)).toBe(key);
   });
 
+  it('tells two lines of one file apart: removing each is its own action', () => {
+    const crontab = { name: 'crontab', path: '/etc/crontab' };
+    const first = entityKey('remove_scheduled_task', crontab, { line: '* * * * * root /tmp/a' });
+    expect(first).toBe('path:/etc/crontab|name:crontab|line:* * * * * root /tmp/a');
+    expect(entityKey('remove_scheduled_task', crontab, { line: '* * * * * root /tmp/b' })).not.toBe(first);
+    const keys = { name: 'authorized_keys', path: '/root/.ssh/authorized_keys' };
+    expect(entityKey('remove_persistence', keys, { line: 'ssh-rsa AAAA a@x' })).not.toBe(entityKey('remove_persistence', keys, { line: 'ssh-rsa BBBB b@x' }));
+    expect(entityKey('remove_persistence', { name: 'x.sh', path: '/etc/profile.d/x.sh' })).toBe('path:/etc/profile.d/x.sh|name:x.sh');
+  });
+
   it('supports registry actions on Windows only', () => {
     expect(CAPABILITY_MATRIX.remove_registry_key).toEqual({ linux: 'unsupported', windows: 'supported', macos: 'unsupported' });
   });

@@ -125,26 +125,32 @@ export const OPEN_ACTION_STATUSES = ['pending_approval', 'queued', 'in_progress'
  * What makes two actions of one type on one device the same action: the
  * file by its SHA-256 (its path when it has none), the device itself for
  * isolation and code restriction, and the entity's path and name for users,
- * services, drivers, tasks, registry keys and addresses. A second open
- * action with the same key is a duplicate; the server keeps one (a partial
- * unique index over open statuses). Null for types that are not
+ * services, drivers, tasks, persistence, registry keys and addresses, with
+ * the line for a task or persistence removed by line (two lines of one file
+ * are two actions). A second open action with the same key is a duplicate;
+ * the server keeps one (a partial unique index over open statuses, on the
+ * key or, when it is long, its digest). Null for types that are not
  * remediations of an entity and may repeat: undos (each is linked to its
  * original), scans, investigation packages and evidence requests. Keep it
  * the same as the backfill in the server's 0018 migration.
  */
-export function entityKey(type: ActionType, entity: { name: string; path?: string | null; sha256?: string | null }): string | null {
+export function entityKey(type: ActionType, entity: { name: string; path?: string | null; sha256?: string | null }, parameters: Readonly<Record<string, unknown>> = {}): string | null {
   const def = ACTION_CATALOGUE[type];
   if (def.isUndo || !DEDUPLICATED_TYPES.includes(type)) return null;
+  const named = entity.path ? `path:${entity.path}|name:${entity.name}` : `name:${entity.name}`;
+  if (BY_LINE_TYPES.includes(type)) return typeof parameters.line === 'string' ? `${named}|line:${parameters.line}` : named;
   switch (def.entityType) {
     case 'file': return entity.sha256 ? `sha256:${entity.sha256.toLowerCase()}` : entity.path ? `path:${entity.path}` : null;
     case 'device': return 'device';
-    default: return entity.path ? `path:${entity.path}|name:${entity.name}` : `name:${entity.name}`;
+    default: return named;
   }
 }
 const DEDUPLICATED_TYPES: readonly ActionType[] = [
   'isolate_device', 'contain_device', 'contain_user', 'restrict_code_execution', 'quarantine_file', 'stop_and_quarantine_file',
-  'remove_registry_key', 'stop_service', 'disable_driver', 'remove_scheduled_task',
+  'remove_registry_key', 'stop_service', 'disable_driver', 'remove_scheduled_task', 'remove_persistence',
 ];
+/** Types that act on one line of a file when `parameters.line` is given. */
+const BY_LINE_TYPES: readonly ActionType[] = ['remove_scheduled_task', 'remove_persistence'];
 
 export function isUndoable(type: ActionType): boolean {
   return ACTION_CATALOGUE[type].undoType !== null;

@@ -9,10 +9,15 @@ UPDATE actions SET entity_key = CASE
   WHEN type IN ('quarantine_file', 'stop_and_quarantine_file') THEN
     CASE WHEN entity_sha256 IS NOT NULL THEN 'sha256:' || lower(entity_sha256) WHEN entity_path IS NOT NULL THEN 'path:' || entity_path ELSE NULL END
   WHEN type IN ('isolate_device', 'restrict_code_execution') THEN 'device'
+  -- A task removed by line is keyed with its line (entityKey): read from JSON differently by each
+  -- database, so such rows are left without a key, like any key too long to store as it is.
+  WHEN type = 'remove_scheduled_task' AND parameters LIKE '%"line"%' THEN NULL
   WHEN type IN ('contain_device', 'contain_user', 'remove_registry_key', 'stop_service', 'disable_driver', 'remove_scheduled_task') THEN
     CASE WHEN entity_path IS NOT NULL THEN 'path:' || entity_path || '|name:' || entity_name ELSE 'name:' || entity_name END
   ELSE NULL
 END;
+-- Longer keys are stored as their SHA-256 digest by the server (entity-key.ts); the databases cannot all compute it.
+UPDATE actions SET entity_key = NULL WHERE length(entity_key) > 512;
 
 -- Duplicates already open before this migration stay as they are, but only the oldest of each counts
 -- as the open one: the others lose their key, so the index below can be built.

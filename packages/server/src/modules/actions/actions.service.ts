@@ -1,8 +1,9 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionEvent, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
-  CAPABILITY_MATRIX, type CreateActionBody, entityKey, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
+  CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
   type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, parameterProblem, roleAtLeast, statusesCountedAs,
 } from '@quell/contracts';
+import { storedEntityKey } from './entity-key.ts';
 import { isIP } from 'node:net';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { ActionsTable } from '../../db/schema.ts';
@@ -341,7 +342,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       deliver_by: null,
       state_version: null,
       enforcement: null,
-      entity_key: entityKey(body.type, body.entity),
+      entity_key: storedEntityKey(body.type, body.entity, body.parameters),
     };
     await requireNotAllowed(trx, row);
     if (row.entity_key !== null) {

@@ -228,6 +228,22 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect(created.json()).toMatchObject({ type: 'remove_persistence', entity: { path: '/root/.ssh/authorized_keys' }, parameters: { line: 'ssh-rsa AAAA x@kali' } });
   });
 
+  it('an entity named by a path and name too long to index as they are is still one action: a second is refused, and two lines of one file are two', async () => {
+    const { users, request } = ctx();
+    const deviceId = await ctx().createDevice({ platform: 'linux' });
+    const random = (length: number) => Array.from({ length }, () => Math.floor(Math.random() * 36).toString(36)).join('');
+    const entity = { name: random(1000), path: `/etc/cron.d/${random(4000)}` };
+    const post = (parameters: object = {}) => request(users.security_operator, 'POST', '/api/actions', { type: 'remove_scheduled_task', source: 'manual', deviceId, entity, parameters });
+    const first = await post();
+    expect(first.statusCode, first.body).toBe(201);
+    const second = await post();
+    expect(second.statusCode).toBe(409);
+    expect(second.json()).toMatchObject({ code: 'action_already_open' });
+    expect((await post({ line: '* * * * * root /tmp/a' })).statusCode).toBe(201);
+    expect((await post({ line: '* * * * * root /tmp/b' })).statusCode).toBe(201);
+    expect((await post({ line: '* * * * * root /tmp/b' })).statusCode).toBe(409);
+  });
+
   it('pages the History with keyset cursors: every row once, in order', async () => {
     const { users, request, clock } = ctx();
     const deviceId = await ctx().createDevice();

@@ -1,8 +1,9 @@
 import { basename } from 'node:path';
 import {
   ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
-  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, entityKey,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict,
 } from '@quell/contracts';
+import { storedEntityKey } from '../actions/entity-key.ts';
 import { parseJsonAs, type Checked } from '@quell/contracts/checks';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { ActionsTable, AlertsTable, InvestigationEntitiesTable, InvestigationsTable } from '../../db/schema.ts';
@@ -389,7 +390,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         const target = { name: basename(path), path, sha256: entity.value };
         let comment = `${entity.verdict}: ${entity.reason}`;
         let renewedBy: string | null = null;
-        const key = entityKey(type, target);
+        const key = storedEntityKey(type, target);
         // Quarantining a file and stopping-and-quarantining it are one remediation to the analyst who rejected either.
         const last = key === null ? undefined : await actions.lastClosedIn(trx, entity.device_id, FILE_QUARANTINE_TYPES, key);
         if (current !== null && last !== undefined && last.status !== 'rejected') {
