@@ -4,6 +4,7 @@ import {
   type EnforcedEffect, FLEET_ACTION_TYPES, type EnrolBody, type EnrolResponse, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
   challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
+import { sql } from 'kysely';
 import { checkValue, parseJsonAs } from '@quell/contracts/checks';
 import type { Static, TSchema } from 'typebox';
 import { Readable } from 'node:stream';
@@ -140,11 +141,28 @@ export function createAgentsService(deps: {
         // waits for the row lock and rechecks `uses_left > 0`, so the token is never spent beyond its uses.
         const spent = await trx.updateTable('enrolment_tokens').set((eb) => ({ uses_left: eb('uses_left', '-', 1) })).where('id', '=', token.id).where('uses_left', '>', 0).executeTakeFirst();
         if (Number(spent.numUpdatedRows) !== 1) throw new QuellError('enrolment_token_invalid', TOKEN_USED_UP);
-        const id = ids.next();
-        await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now, group_pinned: 0 }).execute();
-        await applyGroupRules(trx, [id]);
-        await trx.insertInto('agents').values({ device_id: id, public_key: JSON.stringify(body.publicKey), facts: JSON.stringify(body.facts), enrolled_at: now, revoked_at: null, state_version: null, state_error: null, state_failures: null }).execute();
-        await audit.record(trx, { ...systemActor(`enrolment:${token.name}`), sourceIp }, { kind: 'agent.enrol', targetType: 'device', targetId: id, after: { facts: body.facts, tokenId: token.id } });
+        // A host Quell learnt of from another engine's alerts, never enrolled: its agent takes that device over,
+        // so its alerts, incidents and actions so far are the managed device's.
+        const known = await trx.selectFrom('devices').leftJoin('agents', 'agents.device_id', 'devices.id').select('devices.id')
+          .where('devices.discovered_from', 'is not', null).where('agents.device_id', 'is', null)
+          .where(sql<string>`lower(devices.name)`, '=', body.facts.hostname.toLowerCase()).executeTakeFirst();
+        const agentRow = (deviceId: string) => ({ device_id: deviceId, public_key: JSON.stringify(body.publicKey), facts: JSON.stringify(body.facts), enrolled_at: now, revoked_at: null, state_version: null, state_error: null, state_failures: null });
+        // Two agents of that name enrolling at once: the first takes the device, the other gets one of its own.
+        const tookOver = known !== undefined && await trx.insertInto('agents').values(agentRow(known.id))
+          .onConflict((oc) => oc.column('device_id').doNothing()).returning('device_id').executeTakeFirst() !== undefined;
+        let id: string;
+        if (tookOver) {
+          id = known.id;
+          await trx.updateTable('devices').set({ platform: body.facts.platform, last_seen_at: now }).where('id', '=', id).execute();
+        } else {
+          id = ids.next();
+          await trx.insertInto('devices').values({ id, name: body.facts.hostname, platform: body.facts.platform, group_id: null, created_at: now, last_seen_at: now, group_pinned: 0 }).execute();
+          await applyGroupRules(trx, [id]);
+          await trx.insertInto('agents').values(agentRow(id)).execute();
+        }
+        await audit.record(trx, { ...systemActor(`enrolment:${token.name}`), sourceIp }, {
+          kind: 'agent.enrol', targetType: 'device', targetId: id, after: { facts: body.facts, tokenId: token.id, ...(tookOver ? { tookOverDiscoveredDevice: true } : {}) },
+        });
         return id;
       });
       return { deviceId, serverKey: signer.publicJwk, serverKeyId: signer.keyId };

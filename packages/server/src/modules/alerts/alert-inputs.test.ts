@@ -90,16 +90,28 @@ describe(`alerts from other engines find their device (${TEST_DIALECT})`, () => 
     expect(audit.map((a) => a.kind)).toEqual(['device.discover']);
   });
 
-  it('sends the alerts of a host first known from alerts to its managed device once it enrols a Quell agent', async () => {
+  it('a host first known from alerts that enrols a Quell agent under its name (any case) is that same device, managed from then on, with its alerts', async () => {
     const first = (await post('/api/alerts/wazuh', wazuh('late-1', { id: '077', name: 'late-host' }))).json();
     expect(first.device).toMatchObject({ managed: false, created: true });
-    const agent = await enrolTestAgent(ctx(), 'late-host');
+    const agent = await enrolTestAgent(ctx(), 'LATE-host');
+    expect(agent.deviceId).toBe(first.device.id);
+    const device = (await ctx().request(ctx().users.security_reader, 'GET', `/api/devices/${agent.deviceId}`)).json();
+    expect(device).toMatchObject({ name: 'late-host', discoveredFrom: 'wazuh' });
+    expect(device.health).not.toBe('unmanaged');
     const second = (await post('/api/alerts/wazuh', wazuh('late-2', { id: '077', name: 'late-host' }))).json();
-    expect(second.device).toEqual({ id: agent.deviceId, name: 'late-host', managed: true, created: false, matchedBy: 'host_name' });
+    expect(second.device).toMatchObject({ id: agent.deviceId, name: 'late-host', managed: true, created: false });
     const third = (await post('/api/alerts/wazuh', wazuh('late-3', { id: '077', name: 'renamed-later' }))).json();
     expect(third.device).toMatchObject({ id: agent.deviceId, matchedBy: 'source_agent_id' });
-    // What came before stays where it was.
-    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts/${first.id}`)).json().deviceId).toBe(first.device.id);
+    expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts?deviceId=${agent.deviceId}`)).json().items).toHaveLength(3);
+    const enrolled = await ctx().store.db.selectFrom('audit_log').select('after_json').where('kind', '=', 'agent.enrol').where('target_id', '=', agent.deviceId).executeTakeFirstOrThrow();
+    expect(JSON.parse(enrolled.after_json!)).toMatchObject({ tookOverDiscoveredDevice: true });
+    // A second agent with that name is a device of its own: the first one holds the device.
+    expect((await enrolTestAgent(ctx(), 'late-host')).deviceId).not.toBe(agent.deviceId);
+
+    // Two agents of one name enrolling at once: one takes the device over, the other gets its own, and neither fails.
+    const raced = (await post('/api/alerts/wazuh', wazuh('race-1', { id: '078', name: 'race-host' }))).json();
+    const both = await Promise.all([enrolTestAgent(ctx(), 'race-host'), enrolTestAgent(ctx(), 'race-host')]);
+    expect(both.map((a) => a.deviceId === raced.device.id).sort()).toEqual([false, true]);
   });
 
   it('maps Wazuh rootcheck, audit, registry integrity and sshd alerts, keeping location and previous_output', async () => {
