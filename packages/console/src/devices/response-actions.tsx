@@ -111,7 +111,8 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
   const [sha256, setSha256] = useState('');
   const [path, setPath] = useState('');
   const [user, setUser] = useState('');
-  const [ip, setIp] = useState(device.agent?.ips[0] ?? '');
+  // An unmanaged device: the address its alerts reported last.
+  const [ip, setIp] = useState(device.agent?.ips[0] ?? device.addresses[0] ?? '');
   const [mac, setMac] = useState('');
   const mutation = useMutation({
     mutationFn: (body: CreateActionBody) => api.createAction(body),
