@@ -152,6 +152,8 @@ describe(`no duplicate remediations (${TEST_DIALECT})`, () => {
     const agent = await enrolTestAgent(ctx(), 'dev-box');
     expect((await ctx().request(admin(), 'PATCH', `/api/devices/${agent.deviceId}`, { groupId: semi })).statusCode).toBe(200);
     const helper = { exe: '/tmp/build-1234/helper', sha256: hash() };
+    // Running from /tmp alone gets a process no proposal unless an alert names it: a block indicator makes the helper a threat wherever it is found.
+    expect((await ctx().request(admin(), 'POST', '/api/indicators', { type: 'sha256', value: helper.sha256, action: 'block', title: 'build helper' })).statusCode).toBe(201);
     const answerEvidence = async (a: TestAgent, id: string, pid: number) => {
       const asked = (await detail(id)).actions.filter((x) => x.type === 'collect_evidence' && x.status === 'queued');
       expect(asked).toHaveLength(1);
@@ -203,7 +205,7 @@ describe(`no duplicate remediations (${TEST_DIALECT})`, () => {
     const renewed = (await detail(third)).actions.filter((x) => x.type !== 'collect_evidence' && x.investigationId === third);
     expect(renewed).toHaveLength(1);
     expect(renewed[0]).toMatchObject({ status: 'pending_approval', entity: { path: helper.exe, sha256: helper.sha256 } });
-    expect(renewed[0]!.comment).toBe(`suspicious: named by a medium-severity alert; proposed again after security-operator rejected action ${rejected.id}, new since: alert ${named} ("Detection") names it`);
+    expect(renewed[0]!.comment).toBe(`malicious: pid 102: block indicator "build helper"; proposed again after security-operator rejected action ${rejected.id}, new since: alert ${named} ("Detection") names it`);
     expect((await detail(third)).log.find((l) => l.step === 'remediate')!.result).toContain(`proposed again as action ${renewed[0]!.id}: alert ${named} ("Detection") names it`);
   });
 

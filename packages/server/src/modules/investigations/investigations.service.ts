@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import {
-  ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
-  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict,
+  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, entityKey,
 } from '@quell/contracts';
 import { storedEntityKey } from '../actions/entity-key.ts';
 import { parseJsonAs, type Checked } from '@quell/contracts/checks';
@@ -14,6 +14,7 @@ import { presentAction } from '../actions/actions.presenter.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
+import { type Launcher, launchersOf, names } from './launchers.ts';
 import { fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
 
 /** Devices of no group get the cautious level: every remediation waits for an analyst. */
@@ -70,6 +71,25 @@ function evidenceOf(action: ActionsTable): Checked<EvidenceReport> {
   if (action.status === 'failed') return { ok: false, problem: result.error ?? 'the agent reported a failure without a reason' };
   const report = parseJsonAs(EvidenceReportSchema, result.output ?? '', ACTION_OUTPUT_MAX_CHARS);
   return report.ok ? report : { ok: false, problem: `The agent's answer is not a valid evidence report: ${report.problem}` };
+}
+
+/** Entities that are files: judged by the verdict rules, quarantined; the others are what launches them. */
+const FILE_KINDS = ['file', 'process'];
+const isFile = (entity: InvestigationEntitiesTable): boolean => FILE_KINDS.includes(entity.kind);
+
+/** The persistence entries of a report that run the executable at `path`, named for a verdict's reason ("cron /etc/crontab"). */
+function persistenceNaming(report: EvidenceReport, path: string): string[] {
+  return [...new Set(report.persistence.filter((p) => p.kind !== 'kernel_module' && names(p.text, path)).map((p) => `${p.kind} ${p.source}`))];
+}
+
+/** A launcher's entity: its kind is the catalogue's entity type of its removal, its value the removal's entity key. */
+const launcherEntity = (launcher: Launcher): { kind: string; value: string } => ({
+  kind: ACTION_CATALOGUE[launcher.type].entityType, value: entityKey(launcher.type, launcher.entity, launcher.parameters)!,
+});
+
+/** A verdict's reason with the persistence entries that made it, when they did. */
+function withLaunchers(reason: string, verdict: Verdict, launchers: readonly string[]): string {
+  return verdict === 'malicious' && launchers.length > 0 && reason.endsWith('that a persistence entry launches') ? `${reason}: ${launchers.join(', ')}` : reason;
 }
 
 type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'remediate' | 'wait';
@@ -212,6 +232,47 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     return { result: names.length === 0 ? 'not found on other devices' : `found on ${names.length} other device${names.length === 1 ? '' : 's'}: ${names.join(', ')}`, next: 'remediate' };
   }
 
+  /** The latest usable evidence report the investigation's device sent, or null: none came, or none could be read. */
+  async function latestReport(trx: Db, inv: InvestigationsTable): Promise<EvidenceReport | null> {
+    const answered = await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence').where('device_id', '=', inv.device_id)
+      .where('status', '=', 'completed').orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS).execute();
+    for (const action of answered) {
+      const report = evidenceOf(action);
+      if (report.ok) return report.value;
+    }
+    return null;
+  }
+
+  /** The launchers of the malicious files on the investigated device, by their entity (kind and value), each with the file it launches. */
+  function launchersHere(report: EvidenceReport, entities: readonly InvestigationEntitiesTable[], inv: InvestigationsTable): Map<string, { launcher: Launcher; launches: string }> {
+    const paths = [...new Set(entities.filter((e) => isFile(e) && e.verdict === 'malicious' && e.device_id === inv.device_id && e.path !== null).map((e) => e.path!))];
+    const found = new Map<string, { launcher: Launcher; launches: string }>();
+    for (const [launches, launchers] of launchersOf(report, paths)) {
+      for (const launcher of launchers) {
+        const { kind, value } = launcherEntity(launcher);
+        if (!found.has(`${kind}\u0000${value}`)) found.set(`${kind}\u0000${value}`, { launcher, launches });
+      }
+    }
+    return found;
+  }
+
+  /** Adds the launchers of the malicious files on the investigated device that are not entities yet; returns how many. */
+  async function addLaunchers(trx: Db, inv: InvestigationsTable, report: EvidenceReport): Promise<number> {
+    const entities = await entitiesOf(trx, inv.id);
+    const present = new Set(entities.filter((e) => e.device_id === inv.device_id).map((e) => `${e.kind}\u0000${e.value}`));
+    let added = 0;
+    for (const [key, { launcher, launches }] of launchersHere(report, entities, inv)) {
+      if (present.has(key)) continue;
+      const { kind, value } = launcherEntity(launcher);
+      await trx.insertInto('investigation_entities').values({
+        id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind, value, path: launcher.entity.path ?? null,
+        verdict: 'malicious', reason: `${launcher.what} launches ${launches}, which is malicious`, action_id: null,
+      }).execute();
+      added++;
+    }
+    return added;
+  }
+
   const STEPS: Record<StepName, (trx: Db, inv: InvestigationsTable) => Promise<StepOutcome>> = {
     /** The files named in the investigation's alerts, one entity per device and hash. */
     async collect(trx, inv) {
@@ -239,7 +300,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const agent = await trx.selectFrom('agents').select('device_id').where('device_id', '=', inv.device_id).where('revoked_at', 'is', null).executeTakeFirst();
       if (!agent) return { result: 'no agent on the device: its alerts are the evidence', next: 'verdicts' };
       const entities = (await entitiesOf(trx, inv.id)).filter((e) => e.device_id === inv.device_id);
-      const paths = evidencePaths(entities.flatMap((e) => (e.path !== null && e.kind === 'file' ? [e.path] : [])));
+      const paths = evidencePaths(entities.flatMap((e) => (e.path !== null && isFile(e) ? [e.path] : [])));
       const asked = (await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence')
         .where('device_id', '=', inv.device_id).orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS * 4).execute())
         .filter((a) => (JSON.parse(a.parameters) as { paths?: string }).paths === paths);
@@ -270,38 +331,61 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const missing = report.files.filter((f) => f.sha256 === null).map((f) => f.path);
       const known = new Set(entities.map((e) => e.value));
       let found = 0;
+      let leftAlone = 0;
       for (const process of report.processes) {
         if (!process.sha256 || known.has(process.sha256) || !inTempFolder(process.exe)) continue;
         known.add(process.sha256);
-        const persistent = report.persistence.some((p) => p.kind !== 'kernel_module' && p.text.includes(process.exe));
-        const { verdict, reason } = fileVerdict({ sha256: process.sha256, path: process.exe, severity: 'informational', indicator: await indicatorFor(trx, process.sha256, inv.group_id), launchedFromPersistence: persistent });
-        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, verdict, reason: `pid ${process.pid}: ${reason}`, action_id: null }).execute();
         found++;
+        const launchers = persistenceNaming(report, process.exe);
+        const { verdict, reason } = fileVerdict({ sha256: process.sha256, path: process.exe, severity: 'informational', indicator: await indicatorFor(trx, process.sha256, inv.group_id), launchedFromPersistence: launchers.length > 0 });
+        // No alert names it: it is remediated only when the evidence alone makes it malicious (persistence, an indicator, a
+        // signature), never for running from a temp folder alone — a developer's tool or a build helper does that too.
+        if (verdict !== 'malicious') {
+          leftAlone++;
+          continue;
+        }
+        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, verdict, reason: withLaunchers(`pid ${process.pid}: ${reason}`, verdict, launchers), action_id: null }).execute();
       }
       const result = `evidence from the agent: ${report.processes.length} processes and ${report.persistence.length} persistence entries looked at, ${found} running from temp or download folders`
+        + (leftAlone ? ` (${leftAlone} neither named by the alerts nor launched by persistence: left alone)` : '')
         + (missing.length ? `; no longer on the device: ${missing.join(', ')}` : '');
       return { result, next: 'verdicts' };
     },
 
+    /**
+     * Judges each file not judged yet by the same rules, whether an alert
+     * named it or the agent found it running: on the investigated device the
+     * evidence report says whether it runs (then it is a process, stopped
+     * before its quarantine) and what persistence launches it. Then, for each
+     * malicious file there, the launchers the report shows become entities
+     * of their own, to be removed next to the file's quarantine.
+     */
     async verdicts(trx, inv) {
       const files = await filesOfAlerts(trx, inv.id);
+      const report = await latestReport(trx, inv);
       const counts: Record<Verdict, number> = { malicious: 0, suspicious: 0, no_threats_found: 0 };
       for (const entity of await entitiesOf(trx, inv.id)) {
         if (entity.verdict !== null) continue;
         const device = await trx.selectFrom('devices').select('group_id').where('id', '=', entity.device_id).executeTakeFirstOrThrow();
         const severity = files.get(`${entity.device_id}:${entity.value}`)?.severity ?? 'low';
-        const { verdict, reason } = fileVerdict({ sha256: entity.value, path: entity.path, severity, indicator: await indicatorFor(trx, entity.value, device.group_id) });
-        await trx.updateTable('investigation_entities').set({ verdict, reason }).where('id', '=', entity.id).execute();
-        counts[verdict]++;
+        const here = report !== null && entity.device_id === inv.device_id && entity.path !== null ? report : null;
+        const launchers = here === null ? [] : persistenceNaming(here, entity.path!);
+        const process = here?.processes.find((p) => p.exe === entity.path || p.sha256 === entity.value);
+        const facts = { sha256: entity.value, path: entity.path, severity, indicator: await indicatorFor(trx, entity.value, device.group_id) };
+        const judged = fileVerdict(process ? { ...facts, launchedFromPersistence: launchers.length > 0 } : launchers.length > 0 ? { ...facts, launchedFromPersistence: true } : facts);
+        const reason = withLaunchers(process ? `pid ${process.pid}: ${judged.reason}` : judged.reason, judged.verdict, launchers);
+        await trx.updateTable('investigation_entities').set({ verdict: judged.verdict, reason, ...(process ? { kind: 'process' } : {}) }).where('id', '=', entity.id).execute();
+        counts[judged.verdict]++;
       }
-      return { result: `${counts.malicious} malicious, ${counts.suspicious} suspicious, ${counts.no_threats_found} with no threats found`, next: 'expand' };
+      const launchers = report === null ? 0 : await addLaunchers(trx, inv, report);
+      return { result: `${counts.malicious} malicious, ${counts.suspicious} suspicious, ${counts.no_threats_found} with no threats found${launchers ? `; ${launchers} persistence entr${launchers === 1 ? 'y launches' : 'ies launch'} malicious files` : ''}`, next: 'expand' };
     },
 
     /** The same malicious or suspicious files named in other devices' alerts: those devices join the investigation. */
     async expand(trx, inv) {
       const entities = await entitiesOf(trx, inv.id);
       const present = new Set(entities.map((e) => `${e.device_id}:${e.value}`));
-      const threats = entities.filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious');
+      const threats = entities.filter((e) => isFile(e) && (e.verdict === 'malicious' || e.verdict === 'suspicious'));
       const found: Array<{ source: InvestigationEntitiesTable; deviceId: string; deviceName: string; groupId: string | null; path: string | null }> = [];
       for (const threat of threats) {
         const elsewhere = await trx.selectFrom('alert_evidence').innerJoin('alerts', 'alerts.id', 'alert_evidence.alert_id')
@@ -369,6 +453,8 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       let joined = 0;
       const entities = await entitiesOf(trx, inv.id);
       const followed = await followedActions(trx, entities);
+      const report = await latestReport(trx, inv);
+      const launchers = report === null ? new Map<string, { launcher: Launcher; launches: string }>() : launchersHere(report, entities, inv);
       const link = (entity: InvestigationEntitiesTable, actionId: string) => trx.updateTable('investigation_entities').set({ action_id: actionId }).where('id', '=', entity.id).execute();
       // Every investigation proposes in one order (device, file, kind): two that propose the same actions at
       // the same time then wait on each other's first one instead of each holding one the other needs (a deadlock).
@@ -384,15 +470,32 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
           notes.push(`${device.name}: its device group has no automated response`);
           continue;
         }
-        const path = entity.path ?? entity.value;
-        // A running process is ended before its executable is quarantined.
-        const type: ActionType = entity.kind === 'process' ? 'stop_and_quarantine_file' : 'quarantine_file';
-        const target = { name: basename(path), path, sha256: entity.value };
+        let type: ActionType;
+        let target: { name: string; path?: string; sha256?: string };
+        let parameters: Record<string, string | boolean> = {};
+        let path: string;
+        // Quarantining a file and stopping-and-quarantining it are one remediation to the analyst who rejected either.
+        let sameRemediation: readonly ActionType[] = FILE_QUARANTINE_TYPES;
+        if (isFile(entity)) {
+          path = entity.path ?? entity.value;
+          // A running process is ended before its executable is quarantined.
+          type = entity.kind === 'process' ? 'stop_and_quarantine_file' : 'quarantine_file';
+          target = { name: basename(path), path, sha256: entity.value };
+        } else {
+          // A launcher is removed as the device's latest evidence shows it; gone from it, there is nothing to propose.
+          const found = launchers.get(`${entity.kind}\u0000${entity.value}`);
+          if (found === undefined) {
+            notes.push(`${device.name}: ${entity.value} not proposed: the device's latest evidence no longer shows it launching a malicious file`);
+            continue;
+          }
+          ({ type, entity: target, parameters } = found.launcher);
+          path = found.launcher.what;
+          sameRemediation = [type];
+        }
         let comment = `${entity.verdict}: ${entity.reason}`;
         let renewedBy: string | null = null;
-        const key = storedEntityKey(type, target);
-        // Quarantining a file and stopping-and-quarantining it are one remediation to the analyst who rejected either.
-        const last = key === null ? undefined : await actions.lastClosedIn(trx, entity.device_id, FILE_QUARANTINE_TYPES, key);
+        const key = storedEntityKey(type, target, parameters);
+        const last = key === null ? undefined : await actions.lastClosedIn(trx, entity.device_id, sameRemediation, key);
         if (current !== null && last !== undefined && last.status !== 'rejected') {
           // Proposed again elsewhere since, and that ended: follow what was last done.
           if (last.id !== current.id) await link(entity, last.id);
@@ -413,7 +516,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         try {
           const action = await actions.createIn(trx, engine, {
             type, deviceId: entity.device_id, source: 'automated_investigation', investigationId: inv.id,
-            status: needsApproval(level, entity.verdict, entity.path) ? 'pending_approval' : 'queued', entity: target, comment,
+            status: needsApproval(level, entity.verdict, entity.path) ? 'pending_approval' : 'queued', entity: target, parameters, comment,
           });
           await link(entity, action.id);
           proposed.push(action);

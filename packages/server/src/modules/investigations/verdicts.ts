@@ -26,7 +26,11 @@ export interface FileFacts {
   severity: AlertSeverity;
   /** Indicators in the device's scope: the action of the one for this hash, if any. */
   indicator: { action: 'allow' | 'audit' | 'block' | 'block_and_remediate'; title: string } | null;
-  /** For a running process the agent reported: whether a cron line or systemd unit names its executable. */
+  /**
+   * From the device's evidence, for every file judged there (named by an alert or found running):
+   * whether a cron line or systemd unit runs it; undefined when there is no evidence of either, false
+   * when it runs and nothing launches it.
+   */
   launchedFromPersistence?: boolean;
 }
 
