@@ -157,7 +157,7 @@ describe(`automated investigation with real agents in network namespaces (${TEST
       await statusOf(id, 'remediated');
       const seen = await detail(id);
       expect(seen.entities.find((e: { kind: string; path: string }) => e.kind === 'process' && e.path === exe))
-        .toMatchObject({ verdict: 'malicious', reason: expect.stringMatching(/^pid \d+: an executable in a temp or download folder that a persistence entry launches$/) });
+        .toMatchObject({ verdict: 'malicious', reason: expect.stringMatching(/^pid \d+: an executable in a temp or download folder that a persistence entry launches: cron \/etc\/cron\.d\/quell-e2e-[0-9a-f]{8}$/) });
       expect(seen.actions.find((x: { type: string }) => x.type === 'stop_and_quarantine_file')).toMatchObject({ status: 'completed', entity: { path: exe } });
       await exited;
       expect(existsSync(exe)).toBe(false);
@@ -165,6 +165,75 @@ describe(`automated investigation with real agents in network namespaces (${TEST
     } finally {
       running.kill();
       rmSync(cronFile, { force: true });
+    }
+  });
+
+  it('judges an alert-named executable in /var/tmp by the crontab line, cron.d file and unit that launch it, and removes each with its quarantine, not a developer tool beside it', async () => {
+    const tag = randomUUID().slice(0, 8);
+    const dir = mkdtempSync('/var/tmp/quell-investigation-');
+    const exe = join(dir, '.x', 'run');
+    mkdirSync(join(dir, '.x'));
+    // A real executable of its own hash: sleep with bytes of its own after its end.
+    writeFileSync(exe, Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(`\n${tag}\n`)]), { mode: 0o755 });
+    // A developer's tool running from /tmp that nothing launches and no alert names.
+    const tool = join(root, `devtool-${tag}`, 'watch');
+    mkdirSync(join(root, `devtool-${tag}`));
+    writeFileSync(tool, Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(`\ntool ${tag}\n`)]), { mode: 0o755 });
+    const running = spawn(exe, ['300'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    const developer = spawn(tool, ['300'], { stdio: 'ignore' });
+    const crontab = join(etcOfA, 'crontab');
+    const crontabBefore = existsSync(crontab) ? readFileSync(crontab, 'utf8') : null;
+    const unrelated = '0 4 * * * root /usr/local/bin/backup-notes';
+    const line = `*/5 * * * * root ${exe} 300 >/dev/null 2>&1`;
+    writeFileSync(crontab, `${crontabBefore ?? 'SHELL=/bin/sh\n'}${unrelated}\n${line}\n`);
+    mkdirSync(join(etcOfA, 'cron.d'), { recursive: true });
+    const cronFile = join(etcOfA, 'cron.d', `dbus-helper-${tag}`);
+    writeFileSync(cronFile, `@reboot root ${exe} 300\n`);
+    mkdirSync(join(etcOfA, 'systemd', 'system'), { recursive: true });
+    const unit = `dbus-helper-${tag}.service`;
+    writeFileSync(join(etcOfA, 'systemd', 'system', unit), `[Unit]\nDescription=D-Bus helper\n\n[Service]\nExecStart=${exe} 300\n\n[Install]\nWantedBy=multi-user.target\n`);
+    try {
+      const started = Date.now();
+      await alert('a', exe, createHash('sha256').update(readFileSync(exe)).digest('hex'), 'low');
+      const id = await investigationOf('a', started);
+      const seen = await waitFor(`investigation ${id} to end`, async () => {
+        const d = await detail(id);
+        return ['remediated', 'partially_remediated', 'failed'].includes(d.investigation.status) ? d : undefined;
+      }, 30_000);
+      const file = seen.entities.find((e: { path: string }) => e.path === exe);
+      expect(file).toMatchObject({ kind: 'process', verdict: 'malicious' });
+      expect(file.reason).toBe(`pid ${running.pid}: an executable in a temp or download folder that a persistence entry launches: cron /etc/crontab, cron /etc/cron.d/dbus-helper-${tag}, systemd /etc/systemd/system/${unit}`);
+      const proposed = seen.actions.filter((x: { type: string; investigationId: string }) => x.type !== 'collect_evidence' && x.investigationId === id)
+        .map((x: { type: string; entity: { name: string; path?: string }; parameters: unknown }) => [x.type, x.entity.path ?? x.entity.name, x.parameters]);
+      expect(proposed).toHaveLength(4);
+      expect(proposed).toEqual(expect.arrayContaining([
+        ['stop_and_quarantine_file', exe, {}],
+        ['remove_scheduled_task', '/etc/crontab', { line }],
+        ['remove_scheduled_task', `/etc/cron.d/dbus-helper-${tag}`, {}],
+        ['stop_service', unit, { removeUnitFile: true }],
+      ]));
+      // Carried out by the agent on its own /etc: the line and the file are gone, the rest of the crontab is as it was.
+      const outcome = seen.actions.filter((x: { type: string; investigationId: string }) => x.type !== 'collect_evidence' && x.investigationId === id)
+        .map((x: { type: string; status: string }) => [x.type, x.status]);
+      // This machine's PID 1 is not systemd: stopping the unit fails there and leaves its file (service.linux.test.ts covers the executor with recorded systemctl commands).
+      expect(outcome.sort()).toEqual([['remove_scheduled_task', 'completed'], ['remove_scheduled_task', 'completed'], ['stop_and_quarantine_file', 'completed'], ['stop_service', 'failed']]);
+      expect(seen.investigation.status).toBe('partially_remediated');
+      expect(existsSync(join(etcOfA, 'systemd', 'system', unit))).toBe(true);
+      await exited;
+      expect(existsSync(exe)).toBe(false);
+      expect(readFileSync(crontab, 'utf8')).toBe(`${crontabBefore ?? 'SHELL=/bin/sh\n'}${unrelated}\n`);
+      expect(existsSync(cronFile)).toBe(false);
+      expect(developer.exitCode).toBeNull();
+      expect(existsSync(tool)).toBe(true);
+    } finally {
+      running.kill();
+      developer.kill();
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(cronFile, { force: true });
+      rmSync(join(etcOfA, 'systemd', 'system', unit), { force: true });
+      if (crontabBefore === null) rmSync(crontab, { force: true });
+      else writeFileSync(crontab, crontabBefore);
     }
   });
 
