@@ -26,6 +26,23 @@ const CRON_FILES = ['/etc/crontab'];
 const CRON_DIRS = ['/etc/cron.d', '/var/spool/cron/crontabs'];
 /** Where administrators and installers put their own units (packages' units live under /usr/lib). */
 const SYSTEMD_DIRS = ['/etc/systemd/system', '/run/systemd/system'];
+/** A user's files read at each login, and the keys that let one in (remove_persistence edits them by line). */
+const USER_STARTUP_FILES = ['.bashrc', '.profile', '.bash_profile', '.bash_login', '.bash_logout', '.zshrc', '.zprofile', '.ssh/authorized_keys', '.ssh/authorized_keys2'];
+/** A path in a temp, shared-memory or download folder, where droppers land (the server's verdict rules name the same folders). */
+const NAMES_TEMP_PATH = /(^|[\s'"=:;&|(])(\/tmp\/|\/var\/tmp\/|\/dev\/shm\/|\/home\/[^/\s]+\/Downloads\/|\/root\/Downloads\/)/;
+
+/**
+ * Where startup persistence lives: files edited by line only (read by every
+ * login or start, or a user's), and files that may go whole (drop-ins,
+ * ld.so.preload), whose every line is reported once one names a temp path.
+ */
+export interface StartupLayout { lineOnly: readonly string[]; whole: readonly string[]; dropInDirs: readonly string[]; homes: readonly string[] }
+export const startupLayout = (): StartupLayout => ({
+  lineOnly: ['/etc/profile', '/etc/bash.bashrc', '/etc/environment', '/etc/rc.local'],
+  whole: ['/etc/ld.so.preload'],
+  dropInDirs: ['/etc/profile.d'],
+  homes: ['/root', ...listDir('/home')],
+});
 
 /**
  * The files the alerts named, newline-separated in `parameters.paths`, at
@@ -146,6 +163,28 @@ function listDir(dir: string): string[] {
   }
 }
 
+/**
+ * The lines of startup files that name something in a temp or download
+ * folder: a shell line that runs it, a key whose forced command is it, a
+ * preloaded library there. Of a drop-in file or ld.so.preload every line,
+ * so that the server can tell whether the whole file is the attacker's.
+ * At most EVIDENCE_LIMITS.persistenceFiles files are read.
+ */
+export async function startupEntries(layout: StartupLayout): Promise<EvidenceReport['persistence']> {
+  const entries: EvidenceReport['persistence'] = [];
+  const files = [
+    ...[...layout.lineOnly, ...layout.homes.flatMap((home) => USER_STARTUP_FILES.map((name) => join(home, name)))].map((path) => ({ path, whole: false })),
+    ...[...layout.whole, ...layout.dropInDirs.flatMap(listDir)].map((path) => ({ path, whole: true })),
+  ].slice(0, EVIDENCE_LIMITS.persistenceFiles);
+  for (const { path, whole } of files) {
+    const lines = ((await smallFile(path)) ?? '').split('\n').filter((line) => line.trim() && !line.trim().startsWith('#'));
+    const naming = lines.filter((line) => NAMES_TEMP_PATH.test(line));
+    if (naming.length === 0) continue;
+    for (const line of whole ? lines : naming) entries.push({ kind: 'startup', source: path, text: line.slice(0, 1024) });
+  }
+  return entries;
+}
+
 async function persistence(): Promise<EvidenceReport['persistence']> {
   const entries: EvidenceReport['persistence'] = [];
   const add = (kind: EvidenceReport['persistence'][number]['kind'], source: string, text: string): void => void entries.push({ kind, source, text: text.slice(0, 1024) });
@@ -158,6 +197,7 @@ async function persistence(): Promise<EvidenceReport['persistence']> {
     const exec = (await smallFile(file))?.split('\n').filter((l) => /^(ExecStart|ExecStartPre|Unit)=/.test(l.trim())).join('\n');
     if (exec) add('systemd', file, exec);
   }
+  entries.push(...await startupEntries(startupLayout()));
   for (const line of ((await smallProcFile('/proc/modules')) ?? '').split('\n')) if (line) add('kernel_module', '/proc/modules', line.split(' ')[0]!);
   return entries;
 }
@@ -194,7 +234,7 @@ export function fitReport(report: EvidenceReport, limit: number): EvidenceReport
 /**
  * Collects evidence for an automated investigation and changes nothing:
  * running processes with their executables' hashes, persistence (cron,
- * systemd services and timers, kernel modules), and the current hash of
+ * systemd services and timers, startup lines naming temp folders, kernel modules), and the current hash of
  * each file the alerts named (`parameters.paths`, newline-separated).
  * Files are read without following links, within size limits, off the
  * agent's main thread.

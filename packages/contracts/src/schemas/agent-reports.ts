@@ -15,7 +15,14 @@ const Sha256OrNullSchema = Type.Union([Sha256Schema, Type.Null()]);
 const DevicePathSchema = Type.String({ maxLength: 8192 });
 const CountSchema = Type.Integer({ minimum: 0 });
 
-export const EVIDENCE_PERSISTENCE_KINDS = ['cron', 'systemd', 'kernel_module'] as const;
+/**
+ * `startup`: a line of a file read at every login, start or process launch
+ * (shell startup files, `authorized_keys`, `/etc/ld.so.preload`,
+ * `/etc/profile.d`) that names something in a temp or download folder;
+ * of a drop-in file or ld.so.preload, every line once one does, so that it
+ * can be told whether the file holds anything else.
+ */
+export const EVIDENCE_PERSISTENCE_KINDS = ['cron', 'systemd', 'startup', 'kernel_module'] as const;
 
 /**
  * What a device answers to `collect_evidence`: what runs, what starts
@@ -31,7 +38,7 @@ export const EvidenceReportSchema = Type.Object({
     sha256: Sha256OrNullSchema,
     commandLine: Type.String({ maxLength: 4096 }),
   }), { maxItems: 4096 }),
-  /** Cron lines, systemd units and kernel modules: each with the file it comes from and its text. */
+  /** Cron lines, systemd units, startup lines and kernel modules: each with the file it comes from and its text. */
   persistence: Type.Array(Type.Object({
     kind: Type.Enum(EVIDENCE_PERSISTENCE_KINDS),
     source: DevicePathSchema,
