@@ -76,6 +76,16 @@ describe(`automated investigation with real agents in network namespaces (${TEST
   const detail = async (id: string) => (await ctx.request(ctx.users.security_reader, 'GET', `/api/investigations/${id}`)).json();
   const statusOf = (id: string, wanted: string) => waitFor(`investigation ${id} to be ${wanted}`, async () => ((await detail(id)).investigation.status === wanted ? true : undefined));
 
+  /** A real executable of its own hash, running from a hidden folder in /var/tmp: sleep with bytes of its own after its end. */
+  function runDropper(folder: string, tag: string) {
+    const dir = mkdtempSync('/var/tmp/quell-investigation-');
+    mkdirSync(join(dir, folder));
+    const exe = join(dir, folder, 'run');
+    writeFileSync(exe, Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(`\n${folder} ${tag}\n`)]), { mode: 0o755 });
+    const running = spawn(exe, ['300'], { stdio: 'ignore' });
+    return { dir, exe, running, exited: new Promise((resolve) => running.once('exit', resolve)) };
+  }
+
   it('remediates on A by itself, asks for B and C, and ends partially remediated when B is approved and C rejected', async () => {
     const content = `dropper ${randomUUID()}`;
     const hash = sha256(content);
@@ -170,17 +180,11 @@ describe(`automated investigation with real agents in network namespaces (${TEST
 
   it('judges an alert-named executable in /var/tmp by the crontab line, cron.d file and unit that launch it, and removes each with its quarantine, not a developer tool beside it', async () => {
     const tag = randomUUID().slice(0, 8);
-    const dir = mkdtempSync('/var/tmp/quell-investigation-');
-    const exe = join(dir, '.x', 'run');
-    mkdirSync(join(dir, '.x'));
-    // A real executable of its own hash: sleep with bytes of its own after its end.
-    writeFileSync(exe, Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(`\n${tag}\n`)]), { mode: 0o755 });
+    const { dir, exe, running, exited } = runDropper('.x', tag);
     // A developer's tool running from /tmp that nothing launches and no alert names.
     const tool = join(root, `devtool-${tag}`, 'watch');
     mkdirSync(join(root, `devtool-${tag}`));
     writeFileSync(tool, Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(`\ntool ${tag}\n`)]), { mode: 0o755 });
-    const running = spawn(exe, ['300'], { stdio: 'ignore' });
-    const exited = new Promise((resolve) => running.once('exit', resolve));
     const developer = spawn(tool, ['300'], { stdio: 'ignore' });
     const crontab = join(etcOfA, 'crontab');
     const crontabBefore = existsSync(crontab) ? readFileSync(crontab, 'utf8') : null;
@@ -234,6 +238,47 @@ describe(`automated investigation with real agents in network namespaces (${TEST
       rmSync(join(etcOfA, 'systemd', 'system', unit), { force: true });
       if (crontabBefore === null) rmSync(crontab, { force: true });
       else writeFileSync(crontab, crontabBefore);
+    }
+  });
+
+  it('removes the shell startup line and the profile.d file that start an alert-named executable, with its quarantine, and nothing else', async () => {
+    const { dir, exe, running, exited } = runDropper('.y', randomUUID().slice(0, 8));
+    const tag = randomUUID().slice(0, 8);
+    const bashrc = join(etcOfA, 'bash.bashrc');
+    const bashrcBefore = existsSync(bashrc) ? readFileSync(bashrc, 'utf8') : null;
+    const line = `(${exe} 300 &) 2>/dev/null`;
+    writeFileSync(bashrc, `${bashrcBefore ?? '[ -z "$PS1" ] && return\n'}${line}\n`);
+    mkdirSync(join(etcOfA, 'profile.d'), { recursive: true });
+    const dropIn = join(etcOfA, 'profile.d', `zz-helper-${tag}.sh`);
+    writeFileSync(dropIn, `#!/bin/sh\nnohup ${exe} 300 >/dev/null 2>&1 &\n`);
+    try {
+      const started = Date.now();
+      await alert('a', exe, createHash('sha256').update(readFileSync(exe)).digest('hex'), 'low');
+      const id = await investigationOf('a', started);
+      await statusOf(id, 'remediated');
+      const seen = await detail(id);
+      expect(seen.entities.find((e: { path: string }) => e.path === exe)).toMatchObject({
+        kind: 'process', verdict: 'malicious',
+        reason: `pid ${running.pid}: an executable in a temp or download folder that a persistence entry launches: startup /etc/bash.bashrc, startup /etc/profile.d/zz-helper-${tag}.sh`,
+      });
+      const proposed = seen.actions.filter((x: { type: string; investigationId: string }) => x.type !== 'collect_evidence' && x.investigationId === id)
+        .map((x: { type: string; status: string; entity: { path?: string }; parameters: unknown }) => [x.type, x.status, x.entity.path, x.parameters]);
+      expect(proposed).toHaveLength(3);
+      expect(proposed).toEqual(expect.arrayContaining([
+        ['stop_and_quarantine_file', 'completed', exe, {}],
+        ['remove_persistence', 'completed', '/etc/bash.bashrc', { line }],
+        ['remove_persistence', 'completed', `/etc/profile.d/zz-helper-${tag}.sh`, {}],
+      ]));
+      await exited;
+      expect(existsSync(exe)).toBe(false);
+      expect(readFileSync(bashrc, 'utf8')).toBe(bashrcBefore ?? '[ -z "$PS1" ] && return\n');
+      expect(existsSync(dropIn)).toBe(false);
+    } finally {
+      running.kill();
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(dropIn, { force: true });
+      if (bashrcBefore === null) rmSync(bashrc, { force: true });
+      else writeFileSync(bashrc, bashrcBefore);
     }
   });
 

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import {
-  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
+  ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
   INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, entityKey,
 } from '@quell/contracts';
 import { storedEntityKey } from '../actions/entity-key.ts';
@@ -14,7 +14,7 @@ import { presentAction } from '../actions/actions.presenter.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
-import { type Launcher, launchersOf, names } from './launchers.ts';
+import { LAUNCHER_KINDS, type Launcher, launchersOf, names } from './launchers.ts';
 import { fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
 
 /** Devices of no group get the cautious level: every remediation waits for an analyst. */
@@ -82,9 +82,9 @@ function persistenceNaming(report: EvidenceReport, path: string): string[] {
   return [...new Set(report.persistence.filter((p) => p.kind !== 'kernel_module' && names(p.text, path)).map((p) => `${p.kind} ${p.source}`))];
 }
 
-/** A launcher's entity: its kind is the catalogue's entity type of its removal, its value the removal's entity key. */
+/** A launcher's entity: its kind says what it is (LAUNCHER_KINDS), its value is its removal's entity key. */
 const launcherEntity = (launcher: Launcher): { kind: string; value: string } => ({
-  kind: ACTION_CATALOGUE[launcher.type].entityType, value: entityKey(launcher.type, launcher.entity, launcher.parameters)!,
+  kind: LAUNCHER_KINDS[launcher.type], value: entityKey(launcher.type, launcher.entity, launcher.parameters)!,
 });
 
 /** A verdict's reason with the persistence entries that made it, when they did. */

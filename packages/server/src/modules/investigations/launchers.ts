@@ -11,12 +11,16 @@ type PersistenceEntry = EvidenceReport['persistence'][number];
  * the agent's executor accepts, and the agent checks it again.
  */
 export interface Launcher {
-  type: Extract<ActionType, 'remove_scheduled_task' | 'stop_service'>;
+  type: LauncherRemoval;
   entity: { name: string; path?: string };
   parameters: Record<string, string | boolean>;
   /** What it is, for the investigation's entities and log: "crontab line of /etc/crontab", "systemd service evil.service". */
   what: string;
 }
+
+type LauncherRemoval = Extract<ActionType, 'remove_scheduled_task' | 'stop_service' | 'remove_persistence'>;
+/** A launcher's kind among an investigation's entities, by its removal: never `file` or `process`, which are quarantined. */
+export const LAUNCHER_KINDS: Record<LauncherRemoval, string> = { remove_scheduled_task: 'scheduled_task', stop_service: 'service', remove_persistence: 'startup_entry' };
 
 const SYSTEM_CRONTAB = '/etc/crontab';
 const USER_CRONTAB_DIR = '/var/spool/cron/crontabs';
@@ -31,6 +35,13 @@ const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
 const UNIT_NAME = /^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]{0,248}\.(service|timer)$/;
 /** The agent cuts an entry's text at this length: a line this long may not be the whole line, and is never proposed. */
 const ENTRY_TEXT_MAX = 1024;
+/** Startup files remove_persistence edits by line only (persistence.linux.ts): read by every login or start. */
+const STARTUP_LINE_ONLY = ['/etc/profile', '/etc/bash.bashrc', '/etc/environment', '/etc/rc.local', '/etc/ld.so.preload'];
+/** Folders whose files remove_persistence may remove whole. */
+const STARTUP_DROP_IN_DIRS = ['/etc/profile.d'];
+const USER_STARTUP_FILES = ['.bashrc', '.profile', '.bash_profile', '.bash_login', '.bash_logout', '.zshrc', '.zprofile', '.ssh/authorized_keys', '.ssh/authorized_keys2'];
+const STARTUP_FILE_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,254}$/;
+const HOME_USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 /** `NAME=value` in a cron file: an environment setting, not a job. */
 const CRON_SETTING = /^\s*[A-Za-z_][A-Za-z0-9_]*\s*=/;
 
@@ -60,6 +71,16 @@ function cronRemoval(entry: PersistenceEntry, wholeFile: boolean): Launcher | nu
   return { type: 'remove_scheduled_task', entity: { name, path: file }, parameters: { line: entry.text }, what: `line of ${file}` };
 }
 
+/** How remove_persistence takes a startup file: a drop-in whole or by line, the others by line; null when it is none it handles. */
+function startupFile(path: string): 'file_or_line' | 'line' | null {
+  if (!plainPath(path) || !STARTUP_FILE_NAME.test(basename(path))) return null;
+  if (STARTUP_LINE_ONLY.includes(path)) return 'line';
+  if (STARTUP_DROP_IN_DIRS.includes(dirname(path))) return 'file_or_line';
+  const home = /^(\/root|\/home\/([^/]+))\/(.+)$/.exec(path);
+  if (home === null || (home[2] !== undefined && !HOME_USER_NAME.test(home[2]))) return null;
+  return USER_STARTUP_FILES.includes(home[3]!) ? 'line' : null;
+}
+
 /** A unit file's `Key=value` settings, each key with its values in order. */
 function settings(text: string): Map<string, string[]> {
   const found = new Map<string, string[]>();
@@ -78,7 +99,10 @@ function settings(text: string): Map<string, string[]> {
  *   whole file: nothing was left out of it);
  * - a systemd service whose ExecStart runs one: stop it and remove its unit
  *   file (masked instead where the agent does not remove unit files);
- * - a systemd timer that starts such a service: its removal by name.
+ * - a systemd timer that starts such a service: its removal by name;
+ * - a line of a shell startup file, authorized_keys or ld.so.preload that
+ *   runs or loads one: its removal by line; a /etc/profile.d file whole
+ *   when every line of it does.
  */
 export function launchersOf(report: EvidenceReport, paths: readonly string[]): Map<string, Launcher[]> {
   const found = new Map<string, Launcher[]>(paths.map((p) => [p, []]));
@@ -98,6 +122,23 @@ export function launchersOf(report: EvidenceReport, paths: readonly string[]): M
       fileProposed ||= removal.parameters.line === undefined;
       // One removal per launcher, listed under the first executable it runs.
       found.get(targets[0]!)!.push(removal);
+    }
+  }
+  const startupBySource = new Map<string, PersistenceEntry[]>();
+  for (const entry of report.persistence) if (entry.kind === 'startup') startupBySource.set(entry.source, [...(startupBySource.get(entry.source) ?? []), entry]);
+  for (const [source, entries] of startupBySource) {
+    const as = startupFile(source);
+    if (as === null) continue;
+    // A drop-in every line of which runs one of them is the attacker's whole; the agent reports every line of a drop-in once one names a temp folder.
+    const whole = as === 'file_or_line' && report.leftOut === 0 && entries.every((e) => runs(e.text).length > 0 && oneLine(e.text));
+    if (whole) {
+      found.get(runs(entries[0]!.text)[0]!)!.push({ type: 'remove_persistence', entity: { name: basename(source), path: source }, parameters: {}, what: `startup file ${source}` });
+      continue;
+    }
+    for (const entry of entries) {
+      const targets = runs(entry.text);
+      if (targets.length === 0 || !oneLine(entry.text)) continue;
+      found.get(targets[0]!)!.push({ type: 'remove_persistence', entity: { name: basename(source), path: source }, parameters: { line: entry.text }, what: `line of ${source}` });
     }
   }
   const services = new Map<string, string>();

@@ -152,6 +152,26 @@ describe('the launchers of an executable, from an evidence report', () => {
     ]);
   });
 
+  it('removes startup lines that run or load the file by line, and a profile.d file whole when every line of it runs the file', () => {
+    const lib = '/dev/shm/.lib/libhide.so';
+    const found = launchersOf(report([
+      { kind: 'startup', source: '/etc/bash.bashrc', text: `(${DROPPER} &) 2>/dev/null` },
+      { kind: 'startup', source: '/home/eve/.ssh/authorized_keys', text: `command="${DROPPER}" ssh-ed25519 AAAAC3Nx backdoor` },
+      { kind: 'startup', source: '/etc/ld.so.preload', text: '/usr/lib/libfast.so' },
+      { kind: 'startup', source: '/etc/ld.so.preload', text: lib },
+      { kind: 'startup', source: '/etc/profile.d/zz-helper.sh', text: `nohup ${DROPPER} >/dev/null 2>&1 &` },
+      { kind: 'startup', source: '/etc/profile.d/mixed.sh', text: 'export HELPER=1' },
+      { kind: 'startup', source: '/etc/profile.d/mixed.sh', text: `${DROPPER} &` },
+    ]), [DROPPER, lib]);
+    expect(found.get(DROPPER)!.map((l) => [l.type, l.entity, l.parameters])).toEqual([
+      ['remove_persistence', { name: 'bash.bashrc', path: '/etc/bash.bashrc' }, { line: `(${DROPPER} &) 2>/dev/null` }],
+      ['remove_persistence', { name: 'authorized_keys', path: '/home/eve/.ssh/authorized_keys' }, { line: `command="${DROPPER}" ssh-ed25519 AAAAC3Nx backdoor` }],
+      ['remove_persistence', { name: 'zz-helper.sh', path: '/etc/profile.d/zz-helper.sh' }, {}],
+      ['remove_persistence', { name: 'mixed.sh', path: '/etc/profile.d/mixed.sh' }, { line: `${DROPPER} &` }],
+    ]);
+    expect(found.get(lib)!.map((l) => [l.type, l.entity, l.parameters])).toEqual([['remove_persistence', { name: 'ld.so.preload', path: '/etc/ld.so.preload' }, { line: lib }]]);
+  });
+
   it('proposes nothing from text that does not parse into a target the agent accepts', () => {
     const found = launchersOf(report([
       { kind: 'cron', source: '/etc/cron.d/../crontab', text: `* * * * * root ${DROPPER}` },
@@ -162,6 +182,10 @@ describe('the launchers of an executable, from an evidence report', () => {
       { kind: 'systemd', source: '/etc/systemd/system/bad name.service', text: `ExecStart=${DROPPER}` },
       { kind: 'systemd', source: '/etc/systemd/system/ok.service', text: `Description=${DROPPER}` },
       { kind: 'kernel_module', source: '/proc/modules', text: DROPPER },
+      { kind: 'startup', source: '/etc/motd', text: DROPPER },
+      { kind: 'startup', source: '/home/eve/../../etc/profile', text: DROPPER },
+      { kind: 'startup', source: '/home/eve/notes/.bashrc', text: DROPPER },
+      { kind: 'startup', source: '/etc/profile.d/sub/x.sh', text: DROPPER },
     ]), [DROPPER]).get(DROPPER)!;
     expect(found).toEqual([]);
   });
