@@ -15,8 +15,14 @@ export type Verdict = (typeof VERDICTS)[number];
 export const InvestigationEntitySchema = Type.Object({
   deviceId: IdSchema,
   deviceName: Type.String(),
+  /**
+   * `file` or `process` (a file running on the device); for what launches a
+   * malicious file, `scheduled_task` (a cron line or file, a timer),
+   * `service` or `startup_entry` (a shell startup line, a key, a preloaded
+   * library, a profile.d file).
+   */
   kind: Type.String(),
-  /** The file's SHA-256 for files. */
+  /** The file's SHA-256 for files; for a launcher, the entity key of its removal (path, name and line). */
   value: Type.String(),
   path: Type.Union([Type.String(), Type.Null()]),
   verdict: Type.Union([Type.Enum(VERDICTS), Type.Null()]),
