@@ -667,6 +667,7 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.getByRole('button', { name: 'Terminate' }).click();
     await decide('Terminate', 'Known test file');
     await page.getByLabel('Investigation summary').getByText('Terminated by user').waitFor();
+    await page.getByLabel('Investigation summary').getByText(/^Terminated by .+: Known test file$/).waitFor();
     expect(await page.getByRole('button', { name: 'Terminate' }).count()).toBe(0);
     const detail = (await ctx.request(ctx.users.security_reader, 'GET', `/api/investigations/${id}`)).json();
     expect(detail.investigation.status).toBe('terminated_by_user');

@@ -108,6 +108,7 @@ function QuellInvestigation({ id }: { id: string }) {
       </div>
       <dl className={styles.facts} aria-label="Investigation summary">
         {fact('Status', <InvestigationStatusBadge status={inv.status} />)}
+        {inv.conclusion !== null && fact('Why it ended', inv.conclusion)}
         {fact('Device', <Link to={`/devices/${inv.deviceId}`}>{inv.deviceName}</Link>)}
         {fact('Started by', inv.startedBy)}
         {fact('Started', formatDateTime(inv.startedAt))}

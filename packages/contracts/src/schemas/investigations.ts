@@ -69,6 +69,13 @@ export const InvestigationSchema = Type.Object({
    * few times, then the investigation went on with what it had.
    */
   problems: Type.Array(InvestigationProblemSchema),
+  /**
+   * Why it ended, in words, without the log: what was remediated and what
+   * is left (and why: rejected, failed, expired), that no threat was found
+   * and what was looked at, the reason it failed, or who ended it. Null
+   * while it runs.
+   */
+  conclusion: Type.Union([Type.String(), Type.Null()]),
 });
 export type Investigation = Static<typeof InvestigationSchema>;
 

@@ -267,6 +267,8 @@ export interface InvestigationsTable {
   problems: string | null;
   /** How many times in a row the current step has failed. */
   step_attempts: number;
+  /** Why it ended, in words; null while it runs (and for investigations that ended before it was kept). */
+  conclusion?: string | null;
 }
 
 export interface InvestigationAlertsTable { investigation_id: string; alert_id: string }

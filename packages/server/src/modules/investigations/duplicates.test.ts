@@ -36,7 +36,7 @@ describe(`no duplicate remediations (${TEST_DIALECT})`, () => {
   const investigations = async (deviceId: string) => ((await ctx().request(ctx().users.security_reader, 'GET', '/api/investigations')).json().items as Array<{ id: string; deviceId: string; status: string }>)
     .filter((i) => i.deviceId === deviceId);
   const investigationOf = async (deviceId: string) => (await investigations(deviceId))[0]!.id;
-  const detail = async (id: string) => (await ctx().request(ctx().users.security_reader, 'GET', `/api/investigations/${id}`)).json() as { investigation: { status: string }; actions: SeenAction[]; log: SeenLog[]; entities: Array<{ deviceId: string; actionId: string | null }> };
+  const detail = async (id: string) => (await ctx().request(ctx().users.security_reader, 'GET', `/api/investigations/${id}`)).json() as { investigation: { status: string; conclusion: string | null }; actions: SeenAction[]; log: SeenLog[]; entities: Array<{ deviceId: string; actionId: string | null }> };
   const run = () => ctx().services.investigations.runDue();
   const quarantines = async (sha256: string) => (await ctx().store.db.selectFrom('actions').selectAll().where('entity_sha256', '=', sha256).where('type', 'in', ['quarantine_file', 'stop_and_quarantine_file']).orderBy('device_name').orderBy('requested_at').execute());
 
@@ -82,6 +82,7 @@ describe(`no duplicate remediations (${TEST_DIALECT})`, () => {
       const seen = await detail(id);
       expect(seen.investigation.status).toBe('remediated');
       expect(seen.log.at(-1)!.result).toBe('remediated: 4 of 4 threats remediated');
+      expect(seen.investigation.conclusion).toBe('Remediated: 4 of 4 threats remediated');
     }
   });
 

@@ -136,6 +136,7 @@ describe(`problems an investigation survives (${TEST_DIALECT})`, () => {
     }
     const seen = await detail(id);
     expect(seen.investigation.status).toBe('failed');
+    expect(seen.investigation.conclusion).toMatch(/^Failed: the collect step could not run 3 times: /);
     expect(seen.investigation.endedAt).not.toBeNull();
     expect(seen.investigation.problems.map((p: { step: string }) => p.step)).toEqual(['collect', 'collect', 'collect']);
     expect(seen.log.at(-1)).toMatchObject({ step: 'error', result: expect.stringMatching(/^failed: /) });

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import {
-  ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
+  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
   INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, entityKey,
 } from '@quell/contracts';
 import { storedEntityKey } from '../actions/entity-key.ts';
@@ -46,7 +46,18 @@ export function presentInvestigation(row: InvestigationsTable, now: number): Inv
     startedBy: row.started_by, startedAt: iso(row.started_at), endedAt: row.ended_at === null ? null : iso(row.ended_at),
     waitingSeconds: Math.floor(waiting / 1000), updatedAt: iso(row.updated_at),
     problems: (JSON.parse(row.problems ?? '[]') as StoredProblem[]).map((p) => ({ step: p.step, at: iso(p.at), reason: p.reason })),
+    conclusion: row.conclusion ?? null,
   };
+}
+
+/** What became of one threat's remediation, for the conclusion: "web-1: /var/tmp/x (stop and quarantine file rejected: not ours)". */
+function leftOver(entity: InvestigationEntitiesTable & { device_name: string }, action: ActionsTable | undefined): string {
+  const what = `${entity.device_name}: ${entity.path ?? entity.value}`;
+  if (!action) return `${what} (nothing proposed)`;
+  const label = ACTION_CATALOGUE[action.type as ActionType].label.toLowerCase();
+  const why = action.status === 'failed' ? `: ${(JSON.parse(action.result ?? '{}') as { error?: string }).error ?? 'no reason given'}`
+    : action.status === 'rejected' && action.decision_comment ? `: ${action.decision_comment}` : '';
+  return `${what} (${label} ${action.status.replaceAll('_', ' ')}${why.slice(0, 200)})`;
 }
 
 interface StoredProblem { step: string; at: number; reason: string }
@@ -134,7 +145,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       row = {
         id: ids.next(), device_id: device.id, device_name: device.name, group_id: device.group_id, status: 'running', step: 'collect', started_by: startedBy,
         started_at: now, ended_at: null, updated_at: now, waiting_ms: 0, waiting_since: null, run_after: now, locked_by: null, locked_until: null, pending_expansion: null,
-        problems: null, step_attempts: 0,
+        problems: null, step_attempts: 0, conclusion: null,
       };
       await trx.insertInto('investigations').values(row).execute();
       await audit.record(trx, startedBy === engine.name ? engine : systemActor(startedBy), { kind: 'investigation.start', targetType: 'investigation', targetId: row.id, after: { deviceId: device.id } });
@@ -563,9 +574,25 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
             : expired > 0 && expired === rows.length ? 'terminated_by_system'
               : 'partially_remediated';
       const closeWaiting = { waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : now - inv.waiting_since) };
-      return { result: `${status.replaceAll('_', ' ')}: ${done} of ${threats} threat${threats === 1 ? '' : 's'} remediated${expired ? `, ${expired} expired without a decision` : ''}`, next: 'done', patch: { status, ended_at: now, ...closeWaiting } };
+      const result = `${status.replaceAll('_', ' ')}: ${done} of ${threats} threat${threats === 1 ? '' : 's'} remediated${expired ? `, ${expired} expired without a decision` : ''}`;
+      return { result, next: 'done', patch: { status, ended_at: now, ...closeWaiting, conclusion: await conclusionOf(trx, status, result, entities, rows) } };
     },
   };
+
+  /** Why the investigation ended, for its summary: what is left and why, or what was looked at when nothing was found. */
+  async function conclusionOf(trx: Db, status: InvestigationStatus, result: string, entities: readonly InvestigationEntitiesTable[], rows: readonly ActionsTable[]): Promise<string> {
+    const names = new Map((await trx.selectFrom('devices').select(['id', 'name']).where('id', 'in', [...new Set(entities.map((e) => e.device_id)), '']).execute()).map((d) => [d.id, d.name]));
+    const byId = new Map(rows.map((a) => [a.id, a]));
+    const threats = entities.filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious');
+    if (status === 'no_threats_found') {
+      const kinds = [...new Set(entities.map((e) => e.kind))].map((kind) => `${entities.filter((e) => e.kind === kind).length} ${kind.replaceAll('_', ' ')}${entities.filter((e) => e.kind === kind).length === 1 ? '' : 's'}`);
+      return `No threats found: ${kinds.length ? `${kinds.join(', ')} looked at, none malicious or suspicious` : 'the alerts named nothing to judge, and the device reported nothing suspicious'}`;
+    }
+    const left = threats.filter((e) => !['completed', 'undone'].includes(byId.get(e.action_id ?? '')?.status ?? ''))
+      .map((e) => leftOver({ ...e, device_name: names.get(e.device_id) ?? e.device_id }, byId.get(e.action_id ?? '')));
+    const shown = left.slice(0, 10).join('; ') + (left.length > 10 ? `; and ${left.length - 10} more` : '');
+    return `${result.charAt(0).toUpperCase()}${result.slice(1)}${left.length ? `. Left: ${shown}` : ''}`;
+  }
 
   /** Runs the next step of one investigation, if this process can take its lease. */
   async function runStep(id: string): Promise<boolean> {
@@ -626,7 +653,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     }
     await log(trx, id, 'error', startedAt, `failed: ${message}`);
     await trx.updateTable('investigations').set({
-      ...release, status: 'failed', step: 'done', ended_at: now, step_attempts: attempt,
+      ...release, status: 'failed', step: 'done', ended_at: now, step_attempts: attempt, conclusion: `Failed: the ${step} step could not run ${attempt} times: ${message}`.slice(0, 2000),
       waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : now - inv.waiting_since),
     }).where('id', '=', id).execute();
   }
@@ -754,7 +781,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         const current = await trx.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
         if (current.step === 'done') throw new QuellError('investigation_ended', `Investigation ${id} has ended: ${current.status}`);
         const patch: Partial<InvestigationsTable> = {
-          status: 'terminated_by_user', step: 'done', ended_at: now, updated_at: now,
+          status: 'terminated_by_user', step: 'done', ended_at: now, updated_at: now, conclusion: `Terminated by ${actor.name}${comment ? `: ${comment}` : ''}`,
           waiting_since: null, waiting_ms: current.waiting_ms + (current.waiting_since === null ? 0 : now - current.waiting_since),
         };
         await trx.updateTable('investigations').set(patch).where('id', '=', id).execute();

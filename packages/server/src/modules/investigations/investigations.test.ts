@@ -43,7 +43,9 @@ describe(`automated investigations (${TEST_DIALECT})`, () => {
     await alert(b, sha256, '/var/tmp/kworker', 'informational');
     await alert(c, sha256, '/home/dev/kworker', 'informational');
     await run();
-    expect((await detail(await investigationOf(b))).investigation.status).toBe('no_threats_found');
+    expect((await detail(await investigationOf(b))).investigation).toMatchObject({
+      status: 'no_threats_found', conclusion: 'No threats found: 1 file looked at, none malicious or suspicious',
+    });
 
     await alert(a, sha256, '/tmp/.x/kworker', 'high');
     await run();
@@ -72,6 +74,8 @@ describe(`automated investigations (${TEST_DIALECT})`, () => {
     expect(seen.investigation).toMatchObject({ status: 'partially_remediated', waitingSeconds: 90 });
     expect(seen.investigation.endedAt).not.toBeNull();
     expect(seen.log.at(-1).result).toBe('partially remediated: 2 of 3 threats remediated');
+    // Why, without the log: what is left, and why it is.
+    expect(seen.investigation.conclusion).toBe('Partially remediated: 2 of 3 threats remediated. Left: web-c: /home/dev/kworker (quarantine file rejected: dev box, expected)');
   });
 
   it('ends terminated by the system when its only pending action expires without a decision', async () => {
@@ -84,7 +88,9 @@ describe(`automated investigations (${TEST_DIALECT})`, () => {
     ctx().clock.advance(8 * 24 * 3_600_000);
     await ctx().services.actions.expireDue(systemActor());
     await run();
-    expect((await detail(id)).investigation.status).toBe('terminated_by_system');
+    expect((await detail(id)).investigation).toMatchObject({
+      status: 'terminated_by_system', conclusion: expect.stringMatching(/^Terminated by system: 0 of 1 threat remediated, 1 expired without a decision\. Left: .+: \/tmp\/dropper \(.+ expired\)$/),
+    });
   });
 
   it('an allow indicator keeps a file from being remediated; a block indicator makes a quiet file malicious', async () => {
