@@ -180,6 +180,19 @@ EOF
     expect(await unitStates('lab-implant.service')).toEqual({ 'lab-implant.service': 'active enabled' });
     expect(await unitLinks()).toBe(linksBefore);
     await box.sh('systemctl disable --now lab-implant.service');
+
+    // A unit file that is a symbolic link is not followed: refused before the unit is touched.
+    await box.sh(`mkdir -p /srv/units; printf '[Service]\\nExecStart=/bin/sleep infinity\\n' > /srv/units/lab-linked.service
+      ln -s /srv/units/lab-linked.service /etc/systemd/system/lab-linked.service; systemctl daemon-reload; systemctl start lab-linked.service`);
+    const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
+      type: 'stop_service', deviceId, source: 'manual', entity: { name: 'lab-linked.service' }, parameters: { removeUnitFile: true },
+    });
+    const refused = await waitForAction(ctx, created.json().id, undefined, 60_000);
+    expect(refused.status).toBe('failed');
+    expect(JSON.stringify(refused.result)).toMatch(/not a regular file reached without a symbolic link/);
+    expect((await unitStates('lab-linked.service'))['lab-linked.service']).toMatch(/^active /);
+    expect(await box.sh('readlink /etc/systemd/system/lab-linked.service')).toBe('/srv/units/lab-linked.service\n');
+    await box.sh('systemctl stop lab-linked.service; rm /etc/systemd/system/lab-linked.service; systemctl daemon-reload');
   });
 
   it('contain user stops the services that run as the user, so none starts its processes again; release starts them again', async () => {

@@ -313,6 +313,10 @@ describe('stop_service and restore_service (systemd)', () => {
     systemd.units.set('aliased.service', { active: 'active', file: 'enabled', mask: null, fragmentPath: '/etc/systemd/system/other-name.service' });
     await expect(stop(systemd, 'aliased.service', { removeUnitFile: true })).rejects.toThrow(/the unit file of aliased\.service is \/etc\/systemd\/system\/other-name\.service/);
     await expect(stop(systemd, 'packaged.service', { removeUnitFile: true, mask: true })).rejects.toThrow('give mask or removeUnitFile, not both');
+    // A unit file that is a link, or not there: refused as well, before the unit is stopped.
+    systemd.units.set('linked.service', { active: 'active', file: 'enabled', mask: null, fragmentPath: '/etc/systemd/system/linked.service' });
+    await expect(stop(systemd, 'linked.service', { removeUnitFile: true })).rejects.toThrow(/is not a regular file reached without a symbolic link/);
+    expect(systemd.units.get('linked.service')).toMatchObject({ active: 'active', file: 'enabled', mask: null });
     expect(systemd.runner.take().filter((call) => !/ (is-active|is-enabled|show) /.test(call))).toEqual([]);
     expect(systemd.units.get('packaged.service')).toMatchObject({ active: 'active', file: 'enabled', mask: null });
   });

@@ -308,6 +308,8 @@ async function removableUnitFile(ctx: Systemd, unit: string): Promise<string> {
   if (!REMOVABLE_UNIT_DIRS.includes(dirname(path)) || basename(path) !== unit) {
     throw new ExecutionError(`the unit file of ${unit} is ${path || 'unknown'}: only a file named as the unit directly in ${REMOVABLE_UNIT_DIRS.join(', ')} is removed (a packaged unit would come back with the next upgrade: mask it instead)`);
   }
+  // Reached without following a link, like every file the agent changes: a link there is left alone.
+  if (!lstatFrom('/', '/', path)?.isFile()) throw new ExecutionError(`${path} is not a regular file reached without a symbolic link: its unit file was left alone, mask it instead`);
   return path;
 }
 
@@ -317,13 +319,19 @@ async function removableUnitFile(ctx: Systemd, unit: string): Promise<string> {
  * and the unit's state back.
  */
 async function removeUnitFile(ctx: ExecutionContext, snapshot: ServiceSnapshot, path: string): Promise<void> {
-  const taken = await inFolder(path, async (folder, name) => {
-    const { record: file, bytes } = await record(folder, name);
-    snapshot.unitFile = { path, file, chain: [...folder.chain] };
-    folder.unlink(name);
-    folder.sync();
-    return { file, bytes };
-  });
+  let taken: { file: FileRecord; bytes: Buffer };
+  try {
+    taken = await inFolder(path, async (folder, name) => {
+      const { record: file, bytes } = await record(folder, name);
+      folder.unlink(name);
+      folder.sync();
+      snapshot.unitFile = { path, file, chain: [...folder.chain] };
+      return { file, bytes };
+    });
+  } catch (error) {
+    // Replaced meanwhile, or unreadable: the file is where it was, and the unit goes back as it was.
+    throw await rolledBack(ctx, snapshot, error as Error);
+  }
   try {
     await systemctl(ctx, 'daemon-reload');
     const loadState = await property(ctx, snapshot.unit, 'LoadState');
