@@ -581,17 +581,20 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
 
   /** Why the investigation ended, for its summary: what is left and why, or what was looked at when nothing was found. */
   async function conclusionOf(trx: Db, status: InvestigationStatus, result: string, entities: readonly InvestigationEntitiesTable[], rows: readonly ActionsTable[]): Promise<string> {
-    const names = new Map((await trx.selectFrom('devices').select(['id', 'name']).where('id', 'in', [...new Set(entities.map((e) => e.device_id)), '']).execute()).map((d) => [d.id, d.name]));
-    const byId = new Map(rows.map((a) => [a.id, a]));
-    const threats = entities.filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious');
     if (status === 'no_threats_found') {
-      const kinds = [...new Set(entities.map((e) => e.kind))].map((kind) => `${entities.filter((e) => e.kind === kind).length} ${kind.replaceAll('_', ' ')}${entities.filter((e) => e.kind === kind).length === 1 ? '' : 's'}`);
-      return `No threats found: ${kinds.length ? `${kinds.join(', ')} looked at, none malicious or suspicious` : 'the alerts named nothing to judge, and the device reported nothing suspicious'}`;
+      const counts = new Map<string, number>();
+      for (const { kind } of entities) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+      const looked = [...counts].map(([kind, n]) => `${n} ${kind.replaceAll('_', ' ')}${n === 1 ? '' : 's'}`);
+      return `No threats found: ${looked.length ? `${looked.join(', ')} looked at, none malicious or suspicious` : 'the alerts named nothing to judge, and the device reported nothing suspicious'}`;
     }
-    const left = threats.filter((e) => !['completed', 'undone'].includes(byId.get(e.action_id ?? '')?.status ?? ''))
-      .map((e) => leftOver({ ...e, device_name: names.get(e.device_id) ?? e.device_id }, byId.get(e.action_id ?? '')));
-    const shown = left.slice(0, 10).join('; ') + (left.length > 10 ? `; and ${left.length - 10} more` : '');
-    return `${result.charAt(0).toUpperCase()}${result.slice(1)}${left.length ? `. Left: ${shown}` : ''}`;
+    const byId = new Map(rows.map((a) => [a.id, a]));
+    const left = entities.filter((e) => (e.verdict === 'malicious' || e.verdict === 'suspicious') && !['completed', 'undone'].includes(byId.get(e.action_id ?? '')?.status ?? ''));
+    const summary = `${result.charAt(0).toUpperCase()}${result.slice(1)}`;
+    if (left.length === 0) return summary;
+    const devices = await trx.selectFrom('devices').select(['id', 'name']).where('id', 'in', [...new Set(left.map((e) => e.device_id))]).execute();
+    const names = new Map(devices.map((d) => [d.id, d.name]));
+    const shown = left.slice(0, 10).map((e) => leftOver({ ...e, device_name: names.get(e.device_id) ?? e.device_id }, byId.get(e.action_id ?? '')));
+    return `${summary}. Left: ${shown.join('; ')}${left.length > 10 ? `; and ${left.length - 10} more` : ''}`;
   }
 
   /** Runs the next step of one investigation, if this process can take its lease. */
