@@ -257,6 +257,7 @@ function EvidenceTab({ detail }: { detail: InvestigationDetail }) {
           <TableHeaderCell>Device</TableHeaderCell>
           <TableHeaderCell>Verdict</TableHeaderCell>
           <TableHeaderCell>Reason</TableHeaderCell>
+          <TableHeaderCell>Facts</TableHeaderCell>
           <TableHeaderCell>Remediation</TableHeaderCell>
         </TableRow>
       </TableHeader>
@@ -271,6 +272,9 @@ function EvidenceTab({ detail }: { detail: InvestigationDetail }) {
               <TableCell><Link to={`/devices/${e.deviceId}`}>{e.deviceName}</Link></TableCell>
               <TableCell><VerdictBadge verdict={e.verdict} /></TableCell>
               <TableCell className={styles.text}>{e.reason ?? '—'}</TableCell>
+              <TableCell>
+                {e.facts.length === 0 ? '—' : <ul className={styles.problems} aria-label="Facts weighed">{e.facts.map((fact) => <li key={fact}>{fact}</li>)}</ul>}
+              </TableCell>
               <TableCell>
                 {action
                   ? <Button appearance="transparent" size="small" onClick={() => openAction(action.id)} aria-label={`${typeLabel(action.type)} of ${action.entity.name}: ${action.status.replace('_', ' ')}`}><StatusBadge status={action.status} /></Button>

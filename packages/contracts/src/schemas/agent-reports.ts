@@ -11,6 +11,23 @@ export const ACTION_OUTPUT_MAX_CHARS = 65_536;
 
 const Sha256Schema = Type.String({ pattern: '^[0-9a-f]{64}$' });
 const Sha256OrNullSchema = Type.Union([Sha256Schema, Type.Null()]);
+
+/**
+ * Who put a file on the device, as the agent could tell: Quell itself (the
+ * agent's program, interpreter and directory), or an installed package
+ * whose recorded checksum the file matches (`verified`) or no longer
+ * matches. Absent: neither.
+ */
+export const FileOwnerSchema = Type.Union([
+  Type.Object({ kind: Type.Literal('quell') }, { additionalProperties: false }),
+  Type.Object({
+    kind: Type.Literal('package'),
+    manager: Type.Enum(['dpkg', 'rpm'] as const),
+    name: Type.String({ minLength: 1, maxLength: 256 }),
+    verified: Type.Boolean(),
+  }, { additionalProperties: false }),
+]);
+export type FileOwner = Static<typeof FileOwnerSchema>;
 /** A path on the device as the agent read it ("… (deleted)" included); the output limit bounds the whole report. */
 const DevicePathSchema = Type.String({ maxLength: 8192 });
 const CountSchema = Type.Integer({ minimum: 0 });
@@ -37,6 +54,7 @@ export const EvidenceReportSchema = Type.Object({
     /** Null when the executable could not be read (gone, too large). */
     sha256: Sha256OrNullSchema,
     commandLine: Type.String({ maxLength: 4096 }),
+    owner: Type.Optional(FileOwnerSchema),
   }), { maxItems: 4096 }),
   /** Cron lines, systemd units, startup lines and kernel modules: each with the file it comes from and its text. */
   persistence: Type.Array(Type.Object({
@@ -44,10 +62,16 @@ export const EvidenceReportSchema = Type.Object({
     source: DevicePathSchema,
     text: Type.String({ maxLength: 1024 }),
   }), { maxItems: 10_000 }),
-  /** Each file asked for with its hash, or why it has none. */
+  /**
+   * Each file asked for with its hashes (SHA-1 and MD5 too, so that a file an
+   * alert knows only by those can be matched), or why it has none.
+   */
   files: Type.Array(Type.Object({
     path: Type.String({ maxLength: EVIDENCE_MAX_PATHS_CHARS }),
     sha256: Sha256OrNullSchema,
+    sha1: Type.Optional(Type.String({ pattern: '^[0-9a-f]{40}$' })),
+    md5: Type.Optional(Type.String({ pattern: '^[0-9a-f]{32}$' })),
+    owner: Type.Optional(FileOwnerSchema),
     note: Type.Optional(Type.String({ maxLength: 300 })),
   }), { maxItems: EVIDENCE_MAX_PATHS }),
   /** What did not fit in the result and was left out. */

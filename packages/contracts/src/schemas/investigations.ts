@@ -22,12 +22,18 @@ export const InvestigationEntitySchema = Type.Object({
    * library, a profile.d file).
    */
   kind: Type.String(),
-  /** The file's SHA-256 for files; for a launcher, the entity key of its removal (path, name and line). */
+  /**
+   * The file's SHA-256 for files (until its device hashes it, one an alert
+   * knows only by SHA-1, MD5 or path is "sha1:…", "md5:…" or "path:…"); for a
+   * launcher, the entity key of its removal (path, name and line).
+   */
   value: Type.String(),
   path: Type.Union([Type.String(), Type.Null()]),
   verdict: Type.Union([Type.Enum(VERDICTS), Type.Null()]),
-  /** Why it got its verdict, in words. */
+  /** Why it got its verdict, in words: the rule that decided, with the facts that made it. */
   reason: Type.Union([Type.String(), Type.Null()]),
+  /** Every fact the verdict weighed, in words: its package, detections, location, persistence, alerts, how common it is in the fleet. */
+  facts: Type.Array(Type.String()),
   /** The remediation the investigation follows for it: its own proposal, or one already open (or rejected) that it joined instead of proposing it twice. */
   actionId: Type.Union([IdSchema, Type.Null()], {
     description: 'The remediation the investigation follows for this entity: its own proposal, or the same action already proposed by another investigation or an analyst (open, or rejected with nothing new since), which it joined instead of proposing it again.',

@@ -283,7 +283,13 @@ export interface InvestigationEntitiesTable {
   verdict: string | null;
   reason: string | null;
   action_id: string | null;
+  /** JSON array of the facts the verdict weighed, in words. */
+  facts: string | null;
+  sha1: string | null;
+  md5: string | null;
 }
+
+export interface FileSightingsTable { sha256: string; device_id: string; path: string | null; first_seen: number; last_seen: number }
 
 export interface InvestigationLogTable { id: string; investigation_id: string; step: string; started_at: number; ended_at: number; result: string }
 
@@ -347,5 +353,6 @@ export interface Database {
   investigation_alerts: InvestigationAlertsTable;
   investigation_entities: InvestigationEntitiesTable;
   investigation_log: InvestigationLogTable;
+  file_sightings: FileSightingsTable;
   schema_migrations: SchemaMigrationsTable;
 }

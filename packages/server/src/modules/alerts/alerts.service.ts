@@ -47,7 +47,7 @@ export function evidenceKeys(evidence: readonly Evidence[]): Array<Pick<AlertEvi
   const keys = evidence.flatMap((e): Array<[string, string | undefined]> => {
     switch (e.kind) {
       case 'file': return [['sha256', e.sha256?.toLowerCase()], ['sha1', e.sha1?.toLowerCase()], ['md5', e.md5?.toLowerCase()], ['path', e.path]];
-      case 'process': return [['process', e.name], ['sha256', e.sha256?.toLowerCase()]];
+      case 'process': return [['process', e.name], ['sha256', e.sha256?.toLowerCase()], ['sha1', e.sha1?.toLowerCase()], ['md5', e.md5?.toLowerCase()], ['path', e.path]];
       case 'registry_key': return [['registry_key', e.key]];
       case 'ip': return [['ip', e.address]];
       case 'url': return [['url', e.url]];

@@ -15,7 +15,7 @@ import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
 import { LAUNCHER_KINDS, type Launcher, launchersOf, names } from './launchers.ts';
-import { fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
+import { type FileFacts, fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
 
 /** Devices of no group get the cautious level: every remediation waits for an analyst. */
 const UNGROUPED_LEVEL: AutomationLevel = 'semi_any_folder';
@@ -34,6 +34,8 @@ const STEP_RETRY_MS = 5_000;
 const WAIT_POLL_MS = 1000;
 const SEVERITY_RANK: Record<AlertSeverity, number> = { informational: 0, low: 1, medium: 2, high: 3 };
 const ACTION_OPEN = ['pending_approval', 'queued', 'in_progress'];
+/** At most this many files' verdicts are written out in the log, each with its reason. */
+const VERDICTS_LOGGED = 10;
 /** At most this many new alerts are named when a rejected proposal is made again. */
 const NEWS_MAX_ALERTS = 3;
 
@@ -84,6 +86,30 @@ function evidenceOf(action: ActionsTable): Checked<EvidenceReport> {
   return report.ok ? report : { ok: false, problem: `The agent's answer is not a valid evidence report: ${report.problem}` };
 }
 
+/** A file or process an alert names, by whatever it knows of it. */
+interface AlertFile {
+  deviceId: string; severity: AlertSeverity; path: string | null;
+  sha256: string | null; sha1: string | null; md5: string | null;
+  detections: { engine: string; positives: number; total: number } | null;
+}
+type FileHashes = { sha256: string | null; sha1: string | null; md5: string | null };
+
+const SHA256 = /^[0-9a-f]{64}$/;
+/** Whether a file entity is known by its SHA-256 yet (until its device hashes it, one known only by SHA-1, MD5 or path is not). */
+const hashed = (entity: InvestigationEntitiesTable): boolean => SHA256.test(entity.value);
+/** A file entity's value: its SHA-256, or until the device hashes it what the alert knows it by. */
+const fileKey = (file: FileHashes & { path: string | null }): string =>
+  file.sha256 ?? (file.sha1 !== null ? `sha1:${file.sha1}` : file.md5 !== null ? `md5:${file.md5}` : `path:${file.path}`);
+
+/** Whether an alert names this entity: on its device, by any hash they share, or by path when the alert gives no hash. */
+function alertNames(file: AlertFile, entity: InvestigationEntitiesTable): boolean {
+  if (file.deviceId !== entity.device_id) return false;
+  if (file.sha256 !== null || file.sha1 !== null || file.md5 !== null) {
+    return entity.value === fileKey(file) || file.sha256 === entity.value || (file.sha1 !== null && file.sha1 === entity.sha1) || (file.md5 !== null && file.md5 === entity.md5);
+  }
+  return file.path === entity.path;
+}
+
 /** Entities that are files: judged by the verdict rules, quarantined; the others are what launches them. */
 const FILE_KINDS = ['file', 'process'];
 const isFile = (entity: InvestigationEntitiesTable): boolean => FILE_KINDS.includes(entity.kind);
@@ -98,16 +124,11 @@ const launcherEntity = (launcher: Launcher): { kind: string; value: string } => 
   kind: LAUNCHER_KINDS[launcher.type], value: entityKey(launcher.type, launcher.entity, launcher.parameters)!,
 });
 
-/** A verdict's reason with the persistence entries that made it, when they did. */
-function withLaunchers(reason: string, verdict: Verdict, launchers: readonly string[]): string {
-  return verdict === 'malicious' && launchers.length > 0 && reason.endsWith('that a persistence entry launches') ? `${reason}: ${launchers.join(', ')}` : reason;
-}
-
 type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'remediate' | 'wait';
 
 /** A large expansion waiting for an analyst: the devices it would add, and the decision once made. */
 interface Expansion {
-  found: Array<{ deviceId: string; deviceName: string; groupId: string | null; path: string | null; value: string; verdict: string; reason: string }>;
+  found: Array<{ deviceId: string; deviceName: string; groupId: string | null; path: string | null; value: string; sha1?: string | null; md5?: string | null; verdict: string; reason: string }>;
   askedAt: number;
   decision: { approved: boolean; by: string } | null;
 }
@@ -159,20 +180,20 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     return row;
   }
 
-  /** The files the investigation's alerts name, with the highest severity that names each. */
-  async function filesOfAlerts(trx: Db, investigationId: string): Promise<Map<string, { sha256: string; path: string | null; deviceId: string; severity: AlertSeverity }>> {
+  /** The files the investigation's alerts name, each with the alert's severity and any multi-engine detections. */
+  async function filesOfAlerts(trx: Db, investigationId: string): Promise<AlertFile[]> {
     const alerts = await trx.selectFrom('alerts').innerJoin('investigation_alerts', 'investigation_alerts.alert_id', 'alerts.id')
       .select(['alerts.device_id', 'alerts.severity', 'alerts.evidence']).where('investigation_alerts.investigation_id', '=', investigationId).execute();
-    const files = new Map<string, { sha256: string; path: string | null; deviceId: string; severity: AlertSeverity }>();
+    const files: AlertFile[] = [];
     for (const alert of alerts) {
       for (const e of JSON.parse(alert.evidence) as Evidence[]) {
         if (e.kind !== 'file' && e.kind !== 'process') continue;
-        const sha256 = e.sha256?.toLowerCase();
-        if (!sha256) continue;
-        const key = `${alert.device_id}:${sha256}`;
-        const severity = alert.severity as AlertSeverity;
-        const known = files.get(key);
-        if (!known || SEVERITY_RANK[severity] > SEVERITY_RANK[known.severity]) files.set(key, { sha256, path: e.path ?? known?.path ?? null, deviceId: alert.device_id, severity });
+        const file = {
+          deviceId: alert.device_id, severity: alert.severity as AlertSeverity, path: e.path ?? null,
+          sha256: e.sha256?.toLowerCase() ?? null, sha1: e.sha1?.toLowerCase() ?? null, md5: e.md5?.toLowerCase() ?? null,
+          detections: e.kind === 'file' ? e.detections ?? null : null,
+        };
+        if (file.sha256 !== null || file.sha1 !== null || file.md5 !== null || file.path !== null) files.push(file);
       }
     }
     return files;
@@ -182,10 +203,13 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     return trx.selectFrom('investigation_entities').selectAll().where('investigation_id', '=', investigationId).orderBy('id').execute();
   }
 
-  /** The indicator for a hash in a device group's scope: allow wins over block, block over audit. */
-  async function indicatorFor(trx: Db, sha256: string, groupId: string | null): Promise<{ action: 'allow' | 'audit' | 'block' | 'block_and_remediate'; title: string } | null> {
+  /** The indicator for any of a file's hashes in a device group's scope: allow wins over block, block over audit. */
+  async function indicatorFor(trx: Db, hashes: FileHashes, groupId: string | null): Promise<{ action: 'allow' | 'audit' | 'block' | 'block_and_remediate'; title: string } | null> {
     const now = clock.now();
-    const rows = await trx.selectFrom('indicators').select(['action', 'title', 'device_group_ids']).where('type', '=', 'sha256').where('value', '=', sha256)
+    const known = (['sha256', 'sha1', 'md5'] as const).flatMap((type) => (hashes[type] ? [{ type, value: hashes[type] }] : []));
+    if (known.length === 0) return null;
+    const rows = await trx.selectFrom('indicators').select(['action', 'title', 'device_group_ids'])
+      .where((eb) => eb.or(known.map((h) => eb.and([eb('type', '=', h.type), eb('value', '=', h.value)]))))
       .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)])).execute();
     const applies = rows.filter((row) => {
       const groups = JSON.parse(row.device_group_ids) as string[];
@@ -196,6 +220,29 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       if (found) return { action, title: found.title };
     }
     return null;
+  }
+
+  /** On how many devices a hash was seen: in their alerts or in their evidence. */
+  async function devicesWith(trx: Db, sha256: string): Promise<number> {
+    const [alerted, sighted] = await Promise.all([
+      trx.selectFrom('alert_evidence').innerJoin('alerts', 'alerts.id', 'alert_evidence.alert_id').select('alerts.device_id').distinct()
+        .where('alert_evidence.kind', '=', 'sha256').where('alert_evidence.value', '=', sha256).execute(),
+      trx.selectFrom('file_sightings').select('device_id').where('sha256', '=', sha256).execute(),
+    ]);
+    return new Set([...alerted, ...sighted].map((row) => row.device_id)).size;
+  }
+
+  /** Keeps where the device's evidence shows each hash, for how common it is in the fleet. */
+  async function recordSightings(trx: Db, deviceId: string, report: EvidenceReport): Promise<void> {
+    const now = clock.now();
+    const seen = new Map<string, string>();
+    for (const f of report.files) if (f.sha256 !== null) seen.set(f.sha256, f.path);
+    for (const p of report.processes) if (p.sha256 !== null && !seen.has(p.sha256)) seen.set(p.sha256, p.exe);
+    const rows = [...seen].map(([sha256, path]) => ({ sha256, device_id: deviceId, path: path.slice(0, 4096), first_seen: now, last_seen: now }));
+    for (let i = 0; i < rows.length; i += 100) {
+      await trx.insertInto('file_sightings').values(rows.slice(i, i + 100))
+        .onConflict((oc) => oc.columns(['sha256', 'device_id']).doUpdateSet((eb) => ({ path: eb.ref('excluded.path'), last_seen: eb.ref('excluded.last_seen') }))).execute();
+    }
   }
 
   /**
@@ -235,9 +282,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
   async function addFound(trx: Db, inv: InvestigationsTable, found: Expansion['found']): Promise<StepOutcome> {
     for (const f of found) {
       // A file judged malicious by its hash alone is malicious everywhere; an allow indicator in the other device's scope still wins.
-      const indicator = await indicatorFor(trx, f.value, f.groupId);
+      const indicator = await indicatorFor(trx, { sha256: SHA256.test(f.value) ? f.value : null, sha1: f.sha1 ?? null, md5: f.md5 ?? null }, f.groupId);
       const judged = indicator?.action === 'allow' ? { verdict: 'no_threats_found', reason: `allowed by indicator "${indicator.title}"` } : { verdict: f.verdict, reason: `the same file as on ${inv.device_name} (${f.reason})` };
-      await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: f.deviceId, kind: 'file', value: f.value, path: f.path, verdict: judged.verdict, reason: judged.reason, action_id: null }).execute();
+      await trx.insertInto('investigation_entities').values({
+        id: ids.next(), investigation_id: inv.id, device_id: f.deviceId, kind: 'file', value: f.value, path: f.path, sha1: f.sha1 ?? null, md5: f.md5 ?? null,
+        verdict: judged.verdict, reason: judged.reason, facts: JSON.stringify([`the same file as on ${inv.device_name}`]), action_id: null,
+      }).execute();
     }
     const names = [...new Set(found.map((f) => f.deviceName))];
     return { result: names.length === 0 ? 'not found on other devices' : `found on ${names.length} other device${names.length === 1 ? '' : 's'}: ${names.join(', ')}`, next: 'remediate' };
@@ -277,22 +327,85 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const { kind, value } = launcherEntity(launcher);
       await trx.insertInto('investigation_entities').values({
         id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind, value, path: launcher.entity.path ?? null,
-        verdict: 'malicious', reason: `${launcher.what} launches ${launches}, which is malicious`, action_id: null,
+        sha1: null, md5: null, verdict: 'malicious', reason: `${launcher.what} launches ${launches}, which is malicious`, facts: null, action_id: null,
       }).execute();
       added++;
     }
     return added;
   }
 
+  /**
+   * Gives the files the alerts know only by SHA-1, MD5 or path their SHA-256,
+   * from the device's evidence: when the file at that path still has the
+   * hashes the alert gives (one already known by its SHA-256 is merged into
+   * that one); and the files known by SHA-256 their SHA-1 and MD5. Returns
+   * what it did, in words.
+   */
+  async function hashOnDevice(trx: Db, entities: readonly InvestigationEntitiesTable[], report: EvidenceReport): Promise<string[]> {
+    const done: string[] = [];
+    for (const entity of entities.filter((e) => isFile(e) && e.path !== null)) {
+      const file = report.files.find((f) => f.path === entity.path);
+      if (!file?.sha256) continue;
+      if (hashed(entity)) {
+        // Its other hashes, for indicators and alerts that know it by those.
+        if (file.sha256 === entity.value && (entity.sha1 === null || entity.md5 === null)) {
+          await trx.updateTable('investigation_entities').set({ sha1: entity.sha1 ?? file.sha1 ?? null, md5: entity.md5 ?? file.md5 ?? null }).where('id', '=', entity.id).execute();
+        }
+        continue;
+      }
+      const differs = entity.sha1 !== null && file.sha1 !== entity.sha1 ? 'SHA-1' : entity.md5 !== null && file.md5 !== entity.md5 ? 'MD5' : null;
+      if (differs !== null) {
+        done.push(`${entity.path} no longer has the ${differs} the alert gives: judged as the alert knows it`);
+        continue;
+      }
+      const same = entities.find((e) => e.device_id === entity.device_id && e.kind === entity.kind && e.value === file.sha256);
+      if (same) {
+        await trx.updateTable('investigation_entities').set({ sha1: same.sha1 ?? file.sha1 ?? null, md5: same.md5 ?? file.md5 ?? null }).where('id', '=', same.id).execute();
+        await trx.deleteFrom('investigation_entities').where('id', '=', entity.id).execute();
+      } else {
+        await trx.updateTable('investigation_entities').set({ value: file.sha256, sha1: file.sha1 ?? entity.sha1, md5: file.md5 ?? entity.md5 }).where('id', '=', entity.id).execute();
+      }
+      done.push(`${entity.path} is SHA-256 ${file.sha256}`);
+    }
+    return done;
+  }
+
+  /** Everything known about a file on a device: from the alerts that name it, its device's evidence (when `report` is that device's), indicators and the fleet. */
+  async function factsOf(
+    trx: Db, entity: Pick<InvestigationEntitiesTable, 'device_id' | 'value' | 'sha1' | 'md5' | 'path'>, groupId: string | null, alertFiles: readonly AlertFile[], report: EvidenceReport | null,
+  ): Promise<FileFacts> {
+    const sha256 = SHA256.test(entity.value) ? entity.value : null;
+    const severity = alertFiles.reduce<AlertSeverity | null>((top, f) => (top === null || SEVERITY_RANK[f.severity] > SEVERITY_RANK[top] ? f.severity : top), null);
+    const detections = alertFiles.reduce<FileFacts['detections']>((top, f) => (f.detections && (top === null || f.detections.positives > top.positives) ? f.detections : top), null);
+    const process = report?.processes.find((p) => (entity.path !== null && p.exe === entity.path) || (sha256 !== null && p.sha256 === sha256));
+    const file = entity.path === null ? undefined : report?.files.find((f) => f.path === entity.path && f.sha256 !== null && (sha256 === null || f.sha256 === sha256));
+    return {
+      sha256, path: entity.path, severity, detections,
+      indicator: await indicatorFor(trx, { sha256, sha1: entity.sha1, md5: entity.md5 }, groupId),
+      owner: file?.owner ?? process?.owner ?? null,
+      pid: process?.pid ?? null,
+      launchers: report === null || entity.path === null ? null : persistenceNaming(report, entity.path),
+      devices: sha256 === null ? null : await devicesWith(trx, sha256),
+    };
+  }
+
   const STEPS: Record<StepName, (trx: Db, inv: InvestigationsTable) => Promise<StepOutcome>> = {
-    /** The files named in the investigation's alerts, one entity per device and hash. */
+    /**
+     * The files named in the investigation's alerts, one entity per device
+     * and file: by SHA-256, or until the device hashes it by the SHA-1, MD5
+     * or path the alert gives.
+     */
     async collect(trx, inv) {
-      const files = await filesOfAlerts(trx, inv.id);
-      const known = new Set((await entitiesOf(trx, inv.id)).map((e) => `${e.device_id}:${e.value}`));
+      const entities = await entitiesOf(trx, inv.id);
       let added = 0;
-      for (const [key, file] of files) {
-        if (known.has(key)) continue;
-        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: file.deviceId, kind: 'file', value: file.sha256, path: file.path, verdict: null, reason: null, action_id: null }).execute();
+      for (const file of await filesOfAlerts(trx, inv.id)) {
+        if (entities.some((e) => isFile(e) && alertNames(file, e))) continue;
+        const entity: InvestigationEntitiesTable = {
+          id: ids.next(), investigation_id: inv.id, device_id: file.deviceId, kind: 'file', value: fileKey(file), path: file.path,
+          sha1: file.sha1, md5: file.md5, verdict: null, reason: null, facts: null, action_id: null,
+        };
+        await trx.insertInto('investigation_entities').values(entity).execute();
+        entities.push(entity);
         added++;
       }
       const alerts = await trx.selectFrom('investigation_alerts').select((eb) => eb.fn.countAll<number>().as('n')).where('investigation_id', '=', inv.id).executeTakeFirstOrThrow();
@@ -339,26 +452,31 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         return { result: `no usable evidence after ${attempt} attempts (${answer.problem}): its alerts are the evidence`, next: 'verdicts', patch };
       }
       const report = answer.value;
+      await recordSightings(trx, inv.device_id, report);
+      const hashedNow = await hashOnDevice(trx, entities, report);
       const missing = report.files.filter((f) => f.sha256 === null).map((f) => f.path);
-      const known = new Set(entities.map((e) => e.value));
+      const known = new Set((await entitiesOf(trx, inv.id)).filter((e) => e.device_id === inv.device_id).map((e) => e.value));
       let found = 0;
       let leftAlone = 0;
       for (const process of report.processes) {
         if (!process.sha256 || known.has(process.sha256) || !inTempFolder(process.exe)) continue;
         known.add(process.sha256);
         found++;
-        const launchers = persistenceNaming(report, process.exe);
-        const { verdict, reason } = fileVerdict({ sha256: process.sha256, path: process.exe, severity: 'informational', indicator: await indicatorFor(trx, process.sha256, inv.group_id), launchedFromPersistence: launchers.length > 0 });
+        const judged = fileVerdict(await factsOf(trx, { device_id: inv.device_id, value: process.sha256, sha1: null, md5: null, path: process.exe }, inv.group_id, [], report));
         // No alert names it: it is remediated only when the evidence alone makes it malicious (persistence, an indicator, a
         // signature), never for running from a temp folder alone — a developer's tool or a build helper does that too.
-        if (verdict !== 'malicious') {
+        if (judged.verdict !== 'malicious') {
           leftAlone++;
           continue;
         }
-        await trx.insertInto('investigation_entities').values({ id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, verdict, reason: withLaunchers(`pid ${process.pid}: ${reason}`, verdict, launchers), action_id: null }).execute();
+        await trx.insertInto('investigation_entities').values({
+          id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, sha1: null, md5: null,
+          verdict: judged.verdict, reason: `pid ${process.pid}: ${judged.reason}`, facts: JSON.stringify(judged.facts), action_id: null,
+        }).execute();
       }
       const result = `evidence from the agent: ${report.processes.length} processes and ${report.persistence.length} persistence entries looked at, ${found} running from temp or download folders`
         + (leftAlone ? ` (${leftAlone} neither named by the alerts nor launched by persistence: left alone)` : '')
+        + (hashedNow.length ? `; hashed on the device: ${hashedNow.join('; ')}` : '')
         + (missing.length ? `; no longer on the device: ${missing.join(', ')}` : '');
       return { result, next: 'verdicts' };
     },
@@ -375,21 +493,24 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const files = await filesOfAlerts(trx, inv.id);
       const report = await latestReport(trx, inv);
       const counts: Record<Verdict, number> = { malicious: 0, suspicious: 0, no_threats_found: 0 };
+      const judgedNow: string[] = [];
       for (const entity of await entitiesOf(trx, inv.id)) {
         if (entity.verdict !== null) continue;
         const device = await trx.selectFrom('devices').select('group_id').where('id', '=', entity.device_id).executeTakeFirstOrThrow();
-        const severity = files.get(`${entity.device_id}:${entity.value}`)?.severity ?? 'low';
-        const here = report !== null && entity.device_id === inv.device_id && entity.path !== null ? report : null;
-        const launchers = here === null ? [] : persistenceNaming(here, entity.path!);
-        const process = here?.processes.find((p) => p.exe === entity.path || p.sha256 === entity.value);
-        const facts = { sha256: entity.value, path: entity.path, severity, indicator: await indicatorFor(trx, entity.value, device.group_id) };
-        const judged = fileVerdict(process ? { ...facts, launchedFromPersistence: launchers.length > 0 } : launchers.length > 0 ? { ...facts, launchedFromPersistence: true } : facts);
-        const reason = withLaunchers(process ? `pid ${process.pid}: ${judged.reason}` : judged.reason, judged.verdict, launchers);
-        await trx.updateTable('investigation_entities').set({ verdict: judged.verdict, reason, ...(process ? { kind: 'process' } : {}) }).where('id', '=', entity.id).execute();
+        const facts = await factsOf(trx, entity, device.group_id, files.filter((f) => alertNames(f, entity)), entity.device_id === inv.device_id ? report : null);
+        const judged = fileVerdict(facts);
+        const reason = facts.pid === null ? judged.reason : `pid ${facts.pid}: ${judged.reason}`;
+        await trx.updateTable('investigation_entities').set({ verdict: judged.verdict, reason, facts: JSON.stringify(judged.facts), ...(facts.pid === null ? {} : { kind: 'process' }) })
+          .where('id', '=', entity.id).execute();
         counts[judged.verdict]++;
+        judgedNow.push(`${entity.path ?? entity.value}: ${judged.verdict.replaceAll('_', ' ')} (${reason})`);
       }
       const launchers = report === null ? 0 : await addLaunchers(trx, inv, report);
-      return { result: `${counts.malicious} malicious, ${counts.suspicious} suspicious, ${counts.no_threats_found} with no threats found${launchers ? `; ${launchers} persistence entr${launchers === 1 ? 'y launches' : 'ies launch'} malicious files` : ''}`, next: 'expand' };
+      const shown = judgedNow.slice(0, VERDICTS_LOGGED).join('; ') + (judgedNow.length > VERDICTS_LOGGED ? `; and ${judgedNow.length - VERDICTS_LOGGED} more` : '');
+      return {
+        result: `${counts.malicious} malicious, ${counts.suspicious} suspicious, ${counts.no_threats_found} with no threats found${launchers ? `; ${launchers} persistence entr${launchers === 1 ? 'y launches' : 'ies launch'} malicious files` : ''}${shown ? `. ${shown}` : ''}`,
+        next: 'expand',
+      };
     },
 
     /** The same malicious or suspicious files named in other devices' alerts: those devices join the investigation. */
@@ -399,15 +520,19 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const threats = entities.filter((e) => isFile(e) && (e.verdict === 'malicious' || e.verdict === 'suspicious'));
       const found: Array<{ source: InvestigationEntitiesTable; deviceId: string; deviceName: string; groupId: string | null; path: string | null }> = [];
       for (const threat of threats) {
+        // By every hash known for it: an alert elsewhere may know the same file only by its SHA-1 or MD5.
+        const hashes = [{ kind: 'sha256', value: threat.value }, { kind: 'sha1', value: threat.sha1 }, { kind: 'md5', value: threat.md5 }].filter((h): h is { kind: string; value: string } => h.value !== null);
         const elsewhere = await trx.selectFrom('alert_evidence').innerJoin('alerts', 'alerts.id', 'alert_evidence.alert_id')
-          .select(['alerts.device_id', 'alerts.device_name', 'alerts.group_id', 'alerts.evidence']).where('alert_evidence.kind', '=', 'sha256').where('alert_evidence.value', '=', threat.value)
+          .select(['alerts.device_id', 'alerts.device_name', 'alerts.group_id', 'alerts.evidence'])
+          .where((eb) => eb.or(hashes.map((h) => eb.and([eb('alert_evidence.kind', '=', h.kind), eb('alert_evidence.value', '=', h.value)]))))
           .where('alerts.device_id', '<>', threat.device_id).execute();
         for (const other of elsewhere) {
           const key = `${other.device_id}:${threat.value}`;
           if (present.has(key)) continue;
           present.add(key);
-          const path = (JSON.parse(other.evidence) as Evidence[]).find((e) => e.kind === 'file' && e.sha256?.toLowerCase() === threat.value);
-          found.push({ source: threat, deviceId: other.device_id, deviceName: other.device_name, groupId: other.group_id, path: path?.kind === 'file' ? path.path : null });
+          const named = (JSON.parse(other.evidence) as Evidence[]).find((e) => e.kind === 'file'
+            && (e.sha256?.toLowerCase() === threat.value || (e.sha1 !== undefined && e.sha1.toLowerCase() === threat.sha1) || (e.md5 !== undefined && e.md5.toLowerCase() === threat.md5)));
+          found.push({ source: threat, deviceId: other.device_id, deviceName: other.device_name, groupId: other.group_id, path: named?.kind === 'file' ? named.path : null });
         }
       }
       // Where the file is quarantined now (completed, not undone) there is nothing left to remediate.
@@ -424,13 +549,13 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const already = skipped.length === 0 ? '' : `; already quarantined on ${[...new Set(skipped)].join(', ')}`;
       const devices = new Set(found.map((f) => f.deviceId));
       if (devices.size >= EXPANSION_LIMIT) {
-        const asked: Expansion = { found: found.map((f) => ({ ...f, value: f.source.value, verdict: f.source.verdict!, reason: f.source.reason! })), askedAt: clock.now(), decision: null };
+        const asked: Expansion = { found: found.map((f) => ({ ...f, value: f.source.value, sha1: f.source.sha1, md5: f.source.md5, verdict: f.source.verdict!, reason: f.source.reason! })), askedAt: clock.now(), decision: null };
         return {
           result: `the same files are on ${devices.size} other devices: following them there waits for an analyst's approval${already}`, next: 'expand_decided',
           patch: { pending_expansion: JSON.stringify(asked), status: 'pending_action', waiting_since: inv.waiting_since ?? clock.now() },
         };
       }
-      const added = await addFound(trx, inv, found.map((f) => ({ ...f, value: f.source.value, verdict: f.source.verdict!, reason: f.source.reason! })));
+      const added = await addFound(trx, inv, found.map((f) => ({ ...f, value: f.source.value, sha1: f.source.sha1, md5: f.source.md5, verdict: f.source.verdict!, reason: f.source.reason! })));
       return { ...added, result: `${added.result}${already}` };
     },
 
@@ -487,6 +612,10 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         let path: string;
         // Quarantining a file and stopping-and-quarantining it are one remediation to the analyst who rejected either.
         let sameRemediation: readonly ActionType[] = FILE_QUARANTINE_TYPES;
+        if (isFile(entity) && !hashed(entity)) {
+          notes.push(`${device.name}: ${entity.path ?? entity.value} not proposed: the device has not hashed it, and a quarantine needs its SHA-256`);
+          continue;
+        }
         if (isFile(entity)) {
           path = entity.path ?? entity.value;
           // A running process is ended before its executable is quarantined.
@@ -749,7 +878,10 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       return {
         investigation: presentInvestigation(row, clock.now()),
         alertIds: alerts.map((a) => a.alert_id),
-        entities: visible.map((e) => ({ deviceId: e.device_id, deviceName: e.device_name, kind: e.kind, value: e.value, path: e.path, verdict: e.verdict as Verdict | null, reason: e.reason, actionId: e.action_id })),
+        entities: visible.map((e) => ({
+          deviceId: e.device_id, deviceName: e.device_name, kind: e.kind, value: e.value, path: e.path, verdict: e.verdict as Verdict | null, reason: e.reason,
+          facts: JSON.parse(e.facts ?? '[]') as string[], actionId: e.action_id,
+        })),
         log: logRows.map((l) => ({ step: l.step, startedAt: iso(l.started_at), endedAt: iso(l.ended_at), result: withoutNames(l.result, hidden) })),
         actions: actionRows.filter((a) => inScope(actor, a.group_id)).map(presentAction),
         pendingExpansion: pendingExpansionOf(row, actor),

@@ -89,7 +89,15 @@ describe(`persistence that launches a file, judged and removed (${TEST_DIALECT})
     }
     const evidence = seen.log.find((l: { step: string; result: string }) => l.step === 'evidence' && l.result.startsWith('evidence from the agent'));
     expect(evidence.result).toBe('evidence from the agent: 2 processes and 9 persistence entries looked at, 1 running from temp or download folders (1 neither named by the alerts nor launched by persistence: left alone)');
-    expect(seen.log.find((l: { step: string }) => l.step === 'verdicts').result).toBe('1 malicious, 0 suspicious, 0 with no threats found; 3 persistence entries launch malicious files');
+    expect(seen.log.find((l: { step: string }) => l.step === 'verdicts').result).toBe('1 malicious, 0 suspicious, 0 with no threats found; 3 persistence entries launch malicious files. '
+      + `${DROPPER}: malicious (pid 4242: an executable in a temp or download folder that a persistence entry launches: `
+      + 'cron /var/spool/cron/crontabs/root, cron /etc/cron.d/dbus-helper, systemd /etc/systemd/system/dbus-helper.service)');
+    // The evidence tab lists every fact the verdict weighed.
+    expect(seen.entities.find((e: { path: string }) => e.path === DROPPER).facts).toEqual([
+      'in a temp or download folder', 'in a hidden folder', 'running as pid 4242',
+      'launched by cron /var/spool/cron/crontabs/root, cron /etc/cron.d/dbus-helper, systemd /etc/systemd/system/dbus-helper.service',
+      'named by a low-severity alert', 'seen on no other device in the fleet',
+    ]);
 
     // Rejected, a launcher's removal is not proposed again when the investigation runs again with nothing new.
     const line = seen.actions.find((a: { type: string; parameters: { line?: string } }) => a.type === 'remove_scheduled_task' && a.parameters.line !== undefined);
