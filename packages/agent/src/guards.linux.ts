@@ -152,7 +152,8 @@ const FILE_SYSTEM_MODULES: Readonly<Record<string, string[]>> = {
 };
 
 type Id = { dev: number; ino: number };
-const idKey = (id: Id): string => `${id.dev}:${id.ino}`;
+/** A file's identity as the keys of agentFileIds: its device and inode. */
+export const idKey = (id: Id): string => `${id.dev}:${id.ino}`;
 
 function statId(path: string): string | null {
   try {
@@ -221,6 +222,24 @@ export function cgroupUnit(cgroup: string): string | null {
   return null;
 }
 
+/**
+ * The agent's own files by device and inode (idKey), each with what it is
+ * and its real path: every regular file in its directory, its script and
+ * its interpreter. The guards refuse to act on these; evidence names them
+ * Quell's.
+ */
+export function agentFileIds(agentDir: string, facts: Pick<GuardFacts, 'agentScript' | 'agentInterpreter'>): Map<string, { what: string; path: string }> {
+  const files = new Map<string, { what: string; path: string }>();
+  const add = (path: string | null, what: string): void => {
+    const id = path === null ? null : statId(path);
+    if (path !== null && id !== null && !files.has(id)) files.set(id, { what, path: realpath(path) ?? path });
+  };
+  for (const path of ownFilesUnder(agentDir)) add(path, 'file');
+  add(facts.agentScript, 'program');
+  add(facts.agentInterpreter, 'interpreter');
+  return files;
+}
+
 /** Lazily computed once per Guards instance. */
 function once<T>(compute: () => T): () => T {
   let value: { v: T } | undefined;
@@ -239,18 +258,7 @@ export function guardsFor(ctx: ExecutionContext, facts: GuardFacts = systemGuard
   /** How a file is named in a reason: by the path asked about, and by its guarded name when that differs (a hard link, a linked directory). */
   const subjectOf = (path: string, guarded: string): string => (path === guarded ? path : `${path} (the same file as ${guarded})`);
 
-  /** The agent's files by device and inode: everything in its directory, its script and its interpreter. */
-  const agentFiles = once(() => {
-    const files = new Map<string, { what: string; path: string }>();
-    const add = (path: string | null, what: string): void => {
-      const id = path === null ? null : statId(path);
-      if (path !== null && id !== null && !files.has(id)) files.set(id, { what, path: realpath(path) ?? path });
-    };
-    for (const path of ownFilesUnder(agentDir)) add(path, 'file');
-    add(facts.agentScript, 'program');
-    add(facts.agentInterpreter, 'interpreter');
-    return files;
-  });
+  const agentFiles = once(() => agentFileIds(agentDir, facts));
 
   /** The system's files by device and inode, each with every path it was guarded under, its name on the device, and why. */
   const systemFiles = once(() => {

@@ -333,6 +333,20 @@ function describe(error: unknown, path: string, what: 'folder' | 'file' = 'folde
   }
 }
 
+/** The hashes files are known by: SHA-256 to Quell, SHA-1 and MD5 to older alerts and to package managers. */
+export type DigestName = 'sha256' | 'sha1' | 'md5';
+
+/** Feeds the same bytes to several hashes at once, so that a file is read once however many it is reported with. */
+export function digesting<A extends DigestName>(algorithms: readonly A[]): { update(chunk: Buffer): void; digest(): Record<A, string> } {
+  const hashes = algorithms.map((algorithm) => [algorithm, createHash(algorithm)] as const);
+  return {
+    update: (chunk) => {
+      for (const [, hash] of hashes) hash.update(chunk);
+    },
+    digest: () => Object.fromEntries(hashes.map(([algorithm, hash]) => [algorithm, hash.digest('hex')])) as Record<A, string>,
+  };
+}
+
 const readAsync = promisify(read);
 const writeAsync = promisify(write);
 const CHUNK = 1024 * 1024;
@@ -379,9 +393,14 @@ export class OpenFile {
   }
 
   async sha256(limit: number): Promise<string> {
-    const hash = createHash('sha256');
-    await this.readAll(limit, (chunk) => void hash.update(chunk));
-    return hash.digest('hex');
+    return (await this.digests(['sha256'], limit)).sha256;
+  }
+
+  /** Several hashes of the file from one read of it, within `limit` bytes as readAll. */
+  async digests<A extends DigestName>(algorithms: readonly A[], limit: number): Promise<Record<A, string>> {
+    const hashing = digesting(algorithms);
+    await this.readAll(limit, hashing.update);
+    return hashing.digest();
   }
 
   async writeAll(bytes: Buffer): Promise<void> {

@@ -10,8 +10,9 @@ export type SimulatedAnswer = { outcome: 'completed'; output: string } | { outco
 /** What a simulated device is, for the answers it gives. */
 export interface SimulatedDevice { deviceId: string; hostname: string }
 
-/** A stable, realistic-looking SHA-256 for something on a simulated device. */
-const fakeHash = (...parts: string[]): string => createHash('sha256').update(parts.join('\0')).digest('hex');
+/** A stable, realistic-looking SHA-256 (or SHA-1, MD5) for something on a simulated device. */
+const fakeDigest = (algorithm: 'sha256' | 'sha1' | 'md5', ...parts: string[]): string => createHash(algorithm).update(parts.join('\0')).digest('hex');
+const fakeHash = (...parts: string[]): string => fakeDigest('sha256', ...parts);
 
 /**
  * What a simulated device has running and starting things: an ordinary
@@ -25,15 +26,18 @@ export function simulatedEvidence(command: CommandPayload, device: SimulatedDevi
     ['/opt/quell/bin/node', '/opt/quell/bin/node /opt/quell/quell-agent.mjs run --dir /var/lib/quell-agent'],
   ] as const;
   return {
-    processes: programs.map(([exe, commandLine], i) => ({ pid: 700 + 97 * i, exe, sha256: fakeHash(exe), commandLine })),
+    // The agent's own process is the one Quell put there.
+    processes: programs.map(([exe, commandLine], i) => ({ pid: 700 + 97 * i, exe, sha256: fakeHash(exe), commandLine, ...(exe === '/opt/quell/bin/node' ? { owner: { kind: 'quell' as const } } : {}) })),
     persistence: [
       { kind: 'cron', source: '/etc/crontab', text: '17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly' },
       { kind: 'cron', source: '/etc/cron.d/app-backup', text: '30 2 * * * app /opt/app/bin/backup --quiet' },
       { kind: 'systemd', source: '/etc/systemd/system/app-server.service', text: 'ExecStart=/opt/app/bin/app-server --config /etc/app/server.yaml' },
       ...['nf_tables', 'overlay', 'ext4'].map((module) => ({ kind: 'kernel_module' as const, source: '/proc/modules', text: module })),
     ],
-    // The files the alerts name are still there, each with the hash the device reads for it.
-    files: requestedPaths(command.parameters.paths).map((path) => ({ path, sha256: fakeHash(device.deviceId, path) })),
+    // The files the alerts name are still there, each with the hashes the device reads for it.
+    files: requestedPaths(command.parameters.paths).map((path) => ({
+      path, sha256: fakeHash(device.deviceId, path), sha1: fakeDigest('sha1', device.deviceId, path), md5: fakeDigest('md5', device.deviceId, path),
+    })),
     leftOut: 0,
   };
 }

@@ -1,10 +1,12 @@
-import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { EVIDENCE_MAX_PATHS, type EvidenceReport } from '@quell/contracts';
-import { Folder } from '../safe-fs.linux.ts';
-import { ExecutionError, type Executor } from './executor.ts';
+import { promisify } from 'node:util';
+import { EVIDENCE_MAX_PATHS, type EvidenceReport, type FileOwner } from '@quell/contracts';
+import { type GuardFacts, agentFileIds, idKey, systemGuardFacts } from '../guards.linux.ts';
+import { type DigestName, Folder, digesting } from '../safe-fs.linux.ts';
+import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
 
 /** What an investigation asks a device for: the one schema the server checks the answer against. */
 export type { EvidenceReport };
@@ -18,7 +20,18 @@ export const EVIDENCE_LIMITS = {
   persistenceFileBytes: 256 * 1024,
   /** The result travels as an action's output, which the server takes whole only up to ACTION_OUTPUT_MAX_CHARS (64 Ki characters). */
   outputChars: 60_000,
+  /** Distinct files and executables whose package is looked up, per request: one dpkg-query (and one rpm) call holds them all. */
+  packageLookups: 256,
+  /** How long dpkg-query or rpm may take, and how much it may print, before its answer is ignored. */
+  packageQueryMs: 30_000,
+  packageQueryBytes: 32 * 1024 * 1024,
+  /** A package's md5sums file is read whole up to this size. */
+  md5sumsBytes: 16 * 1024 * 1024,
 } as const;
+
+/** Each file is reported with all three; a package manager recorded one of them. */
+const DIGESTS = ['sha256', 'sha1', 'md5'] as const satisfies readonly DigestName[];
+type Digests = Record<(typeof DIGESTS)[number], string>;
 
 /** Executables the operating system's packages install: their processes are not evidence of anything. */
 const SYSTEM_EXECUTABLES = /^\/(usr\/(s?bin|lib|libexec)|s?bin|lib(32|64)?)\//;
@@ -45,6 +58,21 @@ export const startupLayout = (): StartupLayout => ({
 });
 
 /**
+ * Where evidence is read from besides /proc and the fixed system paths:
+ * startup files, the package databases, and the agent's own program and
+ * interpreter (its directory is the command's `agentDir`).
+ */
+export interface EvidenceLayout {
+  startup: StartupLayout;
+  /** dpkg's database (`dpkg-query --admindir`). */
+  dpkgAdmindir: string;
+  /** rpm's database (`rpm --dbpath`); rpm's own default when absent. */
+  rpmDbPath?: string;
+  agent: Pick<GuardFacts, 'agentScript' | 'agentInterpreter'>;
+}
+export const evidenceLayout = (): EvidenceLayout => ({ startup: startupLayout(), dpkgAdmindir: '/var/lib/dpkg', agent: systemGuardFacts() });
+
+/**
  * The files the alerts named, newline-separated in `parameters.paths`, at
  * most EVIDENCE_MAX_PATHS. A path that is not absolute and canonical is
  * answered with a note instead of a hash, like a file that is missing.
@@ -57,34 +85,38 @@ export function requestedPaths(value: unknown): string[] {
   return paths;
 }
 
-/** A file's hash, read without following links and only from ordinary file systems; or why there is none. */
-async function fileEvidence(path: string): Promise<EvidenceReport['files'][number]> {
+/** A file as the agent read it: the path it was reached by, the file itself (device and inode), and its bytes' hashes when it could hash them. */
+interface ReadFile { path: string; id: { dev: number; ino: number }; digests: Digests | null }
+
+/** A file's hashes, read once without following links and only from ordinary file systems; or why there are none. */
+async function fileEvidence(path: string): Promise<{ entry: EvidenceReport['files'][number]; read?: ReadFile }> {
   let where: { folder: Folder; name: string } | null = null;
   try {
     where = Folder.ofFile(path);
     const file = where.folder.openFile(where.name);
     try {
       file.assertOrdinary();
-      return { path, sha256: await file.sha256(EVIDENCE_LIMITS.hashedBytes) };
+      const digests = await file.digests(DIGESTS, EVIDENCE_LIMITS.hashedBytes);
+      return { entry: { path, ...digests }, read: { path, id: file.stat, digests } };
     } finally {
       file.close();
     }
   } catch (error) {
-    return { path, sha256: null, note: (error as Error).message.slice(0, 300) };
+    return { entry: { path, sha256: null, note: (error as Error).message.slice(0, 300) } };
   } finally {
     where?.folder.close();
   }
 }
 
 /** The text of a small file, read without following links; null when it cannot be. */
-async function smallFile(path: string): Promise<string | null> {
+async function smallFile(path: string, limit: number = EVIDENCE_LIMITS.persistenceFileBytes): Promise<string | null> {
   let where: { folder: Folder; name: string } | null = null;
   try {
     where = Folder.ofFile(path);
     const file = where.folder.openFile(where.name);
     try {
       const chunks: Buffer[] = [];
-      await file.readAll(EVIDENCE_LIMITS.persistenceFileBytes, (chunk) => void chunks.push(Buffer.from(chunk)));
+      await file.readAll(limit, (chunk) => void chunks.push(Buffer.from(chunk)));
       return Buffer.concat(chunks).toString('utf8');
     } finally {
       file.close();
@@ -96,22 +128,28 @@ async function smallFile(path: string): Promise<string | null> {
   }
 }
 
-/** Hashes a running process's executable through /proc (deleted ones too), off the main thread and within the size limit. */
-async function executableHash(pid: string): Promise<string | null> {
+/**
+ * A running process's executable as the process has it (deleted ones too,
+ * through /proc), hashed off the main thread; its hashes are absent when it
+ * is over the size limit or grew while read, and the whole is null when it
+ * cannot be opened.
+ */
+async function readExecutable(pid: string): Promise<Omit<ReadFile, 'path'> | null> {
   try {
     const handle = await open(`/proc/${pid}/exe`, 'r');
     try {
-      const { size } = await handle.stat();
-      if (size > EVIDENCE_LIMITS.hashedBytes) return null;
-      const hash = createHash('sha256');
+      const stat = await handle.stat();
+      const id = { dev: stat.dev, ino: stat.ino };
+      if (stat.size > EVIDENCE_LIMITS.hashedBytes) return { id, digests: null };
+      const hashing = digesting(DIGESTS);
       const buffer = Buffer.allocUnsafe(1024 * 1024);
-      for (let total = 0; total <= size;) {
+      for (let total = 0; total <= stat.size;) {
         const { bytesRead } = await handle.read(buffer, 0, buffer.length, total);
-        if (bytesRead === 0) return hash.digest('hex');
+        if (bytesRead === 0) return { id, digests: hashing.digest() };
         total += bytesRead;
-        hash.update(buffer.subarray(0, bytesRead));
+        hashing.update(buffer.subarray(0, bytesRead));
       }
-      return null; // it grew while being read
+      return { id, digests: null }; // it grew while being read
     } finally {
       await handle.close();
     }
@@ -120,9 +158,10 @@ async function executableHash(pid: string): Promise<string | null> {
   }
 }
 
-async function processes(): Promise<EvidenceReport['processes']> {
-  const found: EvidenceReport['processes'] = [];
-  const hashes = new Map<string, Promise<string | null>>();
+/** The processes not running a system executable, each with the executable as read, for its owner. */
+async function processes(): Promise<Array<{ entry: EvidenceReport['processes'][number]; read: ReadFile | null }>> {
+  const found: Array<{ entry: EvidenceReport['processes'][number]; read: ReadFile | null }> = [];
+  const executables = new Map<string, ReturnType<typeof readExecutable>>();
   const pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).slice(0, EVIDENCE_LIMITS.processes);
   for (const pid of pids) {
     let exe: string;
@@ -133,9 +172,10 @@ async function processes(): Promise<EvidenceReport['processes']> {
       continue; // a kernel thread, or the process ended
     }
     if (SYSTEM_EXECUTABLES.test(exe)) continue;
-    if (!hashes.has(exe)) hashes.set(exe, executableHash(pid));
+    if (!executables.has(exe)) executables.set(exe, readExecutable(pid));
     const commandLine = ((await smallProcFile(`/proc/${pid}/cmdline`)) ?? '').split('\0').filter(Boolean).join(' ').slice(0, 4096);
-    found.push({ pid: Number(pid), exe, sha256: await hashes.get(exe)!, commandLine });
+    const read = await executables.get(exe)!;
+    found.push({ entry: { pid: Number(pid), exe, sha256: read?.digests?.sha256 ?? null, commandLine }, read: read && { path: exe, ...read } });
   }
   return found;
 }
@@ -185,7 +225,7 @@ export async function startupEntries(layout: StartupLayout): Promise<EvidenceRep
   return entries;
 }
 
-async function persistence(): Promise<EvidenceReport['persistence']> {
+async function persistence(layout: StartupLayout): Promise<EvidenceReport['persistence']> {
   const entries: EvidenceReport['persistence'] = [];
   const add = (kind: EvidenceReport['persistence'][number]['kind'], source: string, text: string): void => void entries.push({ kind, source, text: text.slice(0, 1024) });
   const cronFiles = [...CRON_FILES, ...CRON_DIRS.flatMap(listDir)].slice(0, EVIDENCE_LIMITS.persistenceFiles);
@@ -197,9 +237,146 @@ async function persistence(): Promise<EvidenceReport['persistence']> {
     const exec = (await smallFile(file))?.split('\n').filter((l) => /^(ExecStart|ExecStartPre|Unit)=/.test(l.trim())).join('\n');
     if (exec) add('systemd', file, exec);
   }
-  entries.push(...await startupEntries(startupLayout()));
+  entries.push(...await startupEntries(layout));
   for (const line of ((await smallProcFile('/proc/modules')) ?? '').split('\n')) if (line) add('kernel_module', '/proc/modules', line.split(' ')[0]!);
   return entries;
+}
+
+/** What a package manager recorded for a path: the package, and the digest it installed the file with (null when it keeps none). */
+interface PackageRecord { manager: 'dpkg' | 'rpm'; name: string; digest: string | null }
+
+/**
+ * A path dpkg-query -S and rpm -qf take as that one path: absolute, one
+ * line, and free of what dpkg-query reads as a glob pattern (`*?[\`),
+ * which would name files other than the one asked about.
+ */
+const LITERAL_PATH = /^\/[^*?[\\\n]*$/;
+const DPKG_PACKAGE = '[a-z0-9][a-z0-9+.-]*(?::[a-z0-9-]+)?';
+/** `pkg[:arch][, pkg2…]: path`; a `diversion by …` or `local diversion …` line has spaces where this has none, and never matches. */
+const DPKG_OWNERS_LINE = new RegExp(`^(${DPKG_PACKAGE}(?:, ${DPKG_PACKAGE})*): (/.*)$`);
+/** For each package owning a path asked, one line per file of that package: its name, the digest recorded for the file (empty for none) and the file's path. */
+const RPM_QUERY_FORMAT = '[%{=NAME}\\t%{FILEDIGESTS}\\t%{FILENAMES}\\n]';
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * What a package manager printed; '' when it is not installed, failed
+ * outright, or ran out of time or room. `answered` says which failing exit
+ * statuses still come with answers (dpkg-query: 1, some paths are nobody's;
+ * rpm: the number of paths it found no package for).
+ */
+async function packageQuery(command: string, args: readonly string[], answered: (status: number) => boolean): Promise<string> {
+  // The C locale: what is parsed here is English there.
+  // eslint-disable-next-line no-restricted-syntax -- the child inherits the agent's environment; nothing is configured from it
+  const env = { ...process.env, LC_ALL: 'C' };
+  try {
+    return (await execFileAsync(command, args, { encoding: 'utf8', env, timeout: EVIDENCE_LIMITS.packageQueryMs, maxBuffer: EVIDENCE_LIMITS.packageQueryBytes })).stdout;
+  } catch (error) {
+    const { code, killed, stdout } = error as { code?: unknown; killed?: boolean; stdout?: string };
+    return typeof code === 'number' && !killed && answered(code) ? stdout ?? '' : '';
+  }
+}
+
+/**
+ * The packages dpkg-query -S names as owners of each path asked. A line
+ * for any other path (what a pattern would match) is ignored, so only
+ * paths asked for exactly come back.
+ */
+export function parseDpkgOwners(output: string, asked: ReadonlySet<string>): Map<string, string[]> {
+  const owners = new Map<string, string[]>();
+  for (const line of output.split('\n')) {
+    const match = DPKG_OWNERS_LINE.exec(line);
+    if (match && asked.has(match[2]!)) owners.set(match[2]!, match[1]!.split(', '));
+  }
+  return owners;
+}
+
+/**
+ * The MD5 dpkg recorded for each file of a package, by path without its
+ * leading "/", from `info/<pkg>.md5sums` (a package installed for several
+ * architectures keeps `info/<pkg>:<arch>.md5sums`, and dpkg-query names
+ * it with its architecture then). Read without following links; empty
+ * when there is no such file.
+ */
+async function dpkgMd5sums(admindir: string, pkg: string): Promise<Map<string, string>> {
+  const sums = new Map<string, string>();
+  const plain = pkg.split(':')[0]!;
+  for (const name of pkg === plain ? [pkg] : [pkg, plain]) {
+    const text = await smallFile(join(admindir, 'info', `${name}.md5sums`), EVIDENCE_LIMITS.md5sumsBytes);
+    if (text === null) continue;
+    for (const line of text.split('\n')) {
+      const match = /^([0-9a-f]{32}) {2}(.+)$/.exec(line);
+      if (match) sums.set(match[2]!, match[1]!);
+    }
+    return sums;
+  }
+  return sums;
+}
+
+/** The dpkg packages owning each path, with the MD5 each recorded for it, from one dpkg-query call. */
+async function dpkgRecords(paths: readonly string[], admindir: string): Promise<Map<string, PackageRecord[]>> {
+  const records = new Map<string, PackageRecord[]>();
+  if (paths.length === 0) return records;
+  const output = await packageQuery('dpkg-query', ['--admindir', admindir, '-S', ...paths], (status) => status === 1);
+  const md5sums = new Map<string, Promise<Map<string, string>>>();
+  for (const [path, names] of parseDpkgOwners(output, new Set(paths))) {
+    const found: PackageRecord[] = [];
+    for (const name of names) {
+      if (!md5sums.has(name)) md5sums.set(name, dpkgMd5sums(admindir, name));
+      found.push({ manager: 'dpkg', name, digest: (await md5sums.get(name)!).get(path.slice(1)) ?? null });
+    }
+    records.set(path, found);
+  }
+  return records;
+}
+
+/**
+ * The rpm packages owning each path asked, with the digest each recorded
+ * for it (MD5 by older rpm, SHA-256 by newer), from output in
+ * RPM_QUERY_FORMAT. Lines for the packages' other files are ignored.
+ */
+export function parseRpmRecords(output: string, asked: ReadonlySet<string>): Map<string, PackageRecord[]> {
+  const records = new Map<string, PackageRecord[]>();
+  for (const line of output.split('\n')) {
+    const [name, digest, ...rest] = line.split('\t');
+    const path = rest.join('\t');
+    if (name === undefined || digest === undefined || !asked.has(path) || !/^\S{1,256}$/.test(name)) continue;
+    const found = records.get(path) ?? [];
+    // A package owning two paths asked is listed once for each.
+    if (!found.some((record) => record.name === name)) found.push({ manager: 'rpm', name, digest: /^[0-9a-f]+$/i.test(digest) ? digest.toLowerCase() : null });
+    records.set(path, found);
+  }
+  return records;
+}
+
+/** The rpm packages owning each path, from one rpm call. */
+async function rpmRecords(paths: readonly string[], dbPath: string | undefined): Promise<Map<string, PackageRecord[]>> {
+  if (paths.length === 0) return new Map();
+  const output = await packageQuery('rpm', [...(dbPath === undefined ? [] : ['--dbpath', dbPath]), '-qf', '--queryformat', RPM_QUERY_FORMAT, ...paths], () => true);
+  return parseRpmRecords(output, new Set(paths));
+}
+
+/** The packages owning each path: dpkg's, and for what dpkg does not own, rpm's. */
+async function packageRecords(paths: readonly string[], layout: EvidenceLayout): Promise<Map<string, PackageRecord[]>> {
+  const dpkg = await dpkgRecords(paths, layout.dpkgAdmindir);
+  const rpm = await rpmRecords(paths.filter((path) => !dpkg.has(path)), layout.rpmDbPath);
+  return new Map([...dpkg, ...rpm]);
+}
+
+/**
+ * Quell's, when the file is one of the agent's own (by device and inode);
+ * else the package that installed its path, verified when the file as read
+ * has the digest that package recorded (of the packages owning the path,
+ * one it matches, else the first); else none.
+ */
+function ownerOf(read: ReadFile, agentFiles: ReadonlyMap<string, unknown>, records: ReadonlyMap<string, PackageRecord[]>): FileOwner | undefined {
+  if (agentFiles.has(idKey(read.id))) return { kind: 'quell' };
+  const candidates = records.get(read.path);
+  if (!candidates?.length || read.digests === null) return undefined;
+  const digests: readonly string[] = Object.values(read.digests);
+  const matching = candidates.find((record) => record.digest !== null && digests.includes(record.digest));
+  const { manager, name } = matching ?? candidates[0]!;
+  return { kind: 'package', manager, name, verified: matching !== undefined };
 }
 
 /**
@@ -231,18 +408,35 @@ export function fitReport(report: EvidenceReport, limit: number): EvidenceReport
   return report;
 }
 
+/** The evidence of one request, whole: collectEvidence fits it to an action's output. */
+export async function evidenceReport(ctx: ExecutionContext, layout: EvidenceLayout): Promise<EvidenceReport> {
+  const files: Array<Awaited<ReturnType<typeof fileEvidence>>> = [];
+  for (const path of requestedPaths(ctx.command.parameters.paths)) files.push(await fileEvidence(path));
+  const running = await processes();
+  const agentFiles = agentFileIds(ctx.agentDir, layout.agent);
+  // The files asked for first, then the executables: the same paths the report lists, in its order.
+  const lookups = [...new Set([...files, ...running].flatMap(({ read }) => (read?.digests && !agentFiles.has(idKey(read.id)) ? [read.path] : [])))]
+    .filter((path) => LITERAL_PATH.test(path)).slice(0, EVIDENCE_LIMITS.packageLookups);
+  const records = await packageRecords(lookups, layout);
+  const withOwner = <T>({ entry, read }: { entry: T; read?: ReadFile | null }): T => {
+    const owner = read && ownerOf(read, agentFiles, records);
+    return owner ? { ...entry, owner } : entry;
+  };
+  return { files: files.map(withOwner), processes: running.map(withOwner), persistence: await persistence(layout.startup), leftOut: 0 };
+}
+
 /**
  * Collects evidence for an automated investigation and changes nothing:
  * running processes with their executables' hashes, persistence (cron,
- * systemd services and timers, startup lines naming temp folders, kernel modules), and the current hash of
- * each file the alerts named (`parameters.paths`, newline-separated).
- * Files are read without following links, within size limits, off the
- * agent's main thread.
+ * systemd services and timers, startup lines naming temp folders, kernel
+ * modules), and the current SHA-256, SHA-1 and MD5 of each file the alerts
+ * named (`parameters.paths`, newline-separated). Files are read once,
+ * without following links, within size limits, off the agent's main
+ * thread. A file or executable that is the agent's own is marked Quell's;
+ * one an installed package put there (dpkg, else rpm) names the package
+ * and whether it still has the digest the package recorded.
  */
 export const collectEvidence: Executor = async (ctx) => {
-  const paths = requestedPaths(ctx.command.parameters.paths);
-  const files: EvidenceReport['files'] = [];
-  for (const path of paths) files.push(await fileEvidence(path));
-  const report: EvidenceReport = { files, processes: await processes(), persistence: await persistence(), leftOut: 0 };
+  const report = await evidenceReport(ctx, evidenceLayout());
   return { output: JSON.stringify(fitReport(report, EVIDENCE_LIMITS.outputChars)) };
 };
