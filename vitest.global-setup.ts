@@ -5,8 +5,8 @@ import { ensureSystemdRoot } from './packages/agent/src/systemd-root.ts';
 /**
  * What the tests need from Debian besides Node, by the file that shows it is
  * there: real firewalls in network namespaces, a real browser, the tools the
- * agent keeps a file's extended attributes and capabilities with, and a
- * real systemd booted in a container.
+ * agent keeps a file's extended attributes and capabilities with, a real
+ * systemd booted in a container, and rpm to tell a file's package by.
  */
 const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; provides: string }> = [
   { name: 'nftables', provides: '/usr/sbin/nft' },
@@ -16,6 +16,7 @@ const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; provides: string }> = [
   { name: 'iproute2', provides: '/usr/sbin/ip' },
   { name: 'debootstrap', provides: '/usr/sbin/debootstrap' },
   { name: 'systemd-container', provides: '/usr/bin/systemd-nspawn' },
+  { name: 'rpm', provides: '/usr/bin/rpmbuild' },
 ];
 
 /** Installs the Debian packages the tests need that this machine lacks, saying so in one line; fails clearly where it cannot. */

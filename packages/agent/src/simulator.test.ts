@@ -132,7 +132,7 @@ describe(`fleet simulator (${TEST_DIALECT})`, () => {
       ['collect', '1 new file from 1 alert'],
       ['evidence', 'asked the agent for evidence'],
       ['evidence', 'evidence from the agent: 3 processes and 6 persistence entries looked at, 0 running from temp or download folders'],
-      ['verdicts', '1 malicious, 0 suspicious, 0 with no threats found'],
+      ['verdicts', '1 malicious, 0 suspicious, 0 with no threats found. /tmp/.x/kworker: malicious (high-severity detection of a file in a temp or download folder)'],
       ['expand', 'not found on other devices'],
       ['remediate', '1 action proposed (0 automatic, 1 pending approval)'],
       ['wait', 'waiting for analysts to decide pending actions'],
