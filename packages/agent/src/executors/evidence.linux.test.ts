@@ -19,7 +19,7 @@ describe('evidence: startup persistence', () => {
     return full;
   };
 
-  it('reports the lines of startup files that name a temp or download folder, every line of a drop-in or ld.so.preload once one does, and nothing else', async () => {
+  it('reports the lines of startup files that name a temp, download or hidden folder, every line of a drop-in or ld.so.preload once one does, and nothing else', async () => {
     const bashrc = file('etc/bash.bashrc', '# system bashrc\n[ -z "$PS1" ] && return\n(/var/tmp/.x/run &) 2>/dev/null\nalias ll="ls -l"\n');
     const profile = file('etc/profile', 'export PATH=/usr/local/bin:/usr/bin\n');
     const preload = file('etc/ld.so.preload', '/usr/lib/libfast.so\n/dev/shm/.lib/libhide.so\n');
@@ -27,11 +27,15 @@ describe('evidence: startup persistence', () => {
     file('etc/profile.d/vendor.sh', 'export JAVA_HOME=/usr/lib/jvm/default\n');
     const keys = file('home/eve/.ssh/authorized_keys', 'ssh-ed25519 AAAAC3Nz eve@laptop\ncommand="/home/eve/Downloads/agent" ssh-ed25519 AAAAC3Nx backdoor\n');
     const zshrc = file('root/.zshrc', 'export EDITOR=vim\n');
+    // A udev rule running something from a hidden folder, and a user's autostart entry.
+    const rule = file('etc/udev/rules.d/99-usb.rules', 'ACTION=="add", SUBSYSTEM=="usb", RUN+="/usr/lib/.x/run"\n');
+    file('etc/udev/rules.d/60-vendor.rules', 'SUBSYSTEM=="block", RUN+="/usr/lib/udev/vendor-helper"\n');
+    const autostart = file('home/eve/.config/autostart/helper.desktop', '[Desktop Entry]\nType=Application\nExec=/home/eve/.cache/.h/helper\n');
     // A link is never followed, even to a file that names a temp folder.
     symlinkSync(bashrc, join(root, 'root', '.bashrc'));
 
     const entries = await startupEntries({
-      lineOnly: [bashrc, profile, join(root, 'etc/rc.local')], whole: [preload], dropInDirs: [join(root, 'etc/profile.d')], homes: [join(root, 'root'), join(root, 'home/eve')],
+      lineOnly: [bashrc, profile, join(root, 'etc/rc.local')], whole: [preload], dropInDirs: [join(root, 'etc/profile.d'), join(root, 'etc/udev/rules.d')], homes: [join(root, 'root'), join(root, 'home/eve')],
     });
     expect(entries).toEqual([
       { kind: 'startup', source: bashrc, text: '(/var/tmp/.x/run &) 2>/dev/null' },
@@ -40,6 +44,10 @@ describe('evidence: startup persistence', () => {
       { kind: 'startup', source: preload, text: '/dev/shm/.lib/libhide.so' },
       { kind: 'startup', source: dropIn, text: 'export HELPER=1' },
       { kind: 'startup', source: dropIn, text: 'nohup /tmp/.helper/run >/dev/null 2>&1 &' },
+      { kind: 'startup', source: rule, text: 'ACTION=="add", SUBSYSTEM=="usb", RUN+="/usr/lib/.x/run"' },
+      { kind: 'startup', source: autostart, text: '[Desktop Entry]' },
+      { kind: 'startup', source: autostart, text: 'Type=Application' },
+      { kind: 'startup', source: autostart, text: 'Exec=/home/eve/.cache/.h/helper' },
     ]);
     expect(entries.some((e) => e.source === zshrc)).toBe(false);
     expect(checkValue(EvidenceReportSchema, { processes: [], persistence: entries, files: [], leftOut: 0 })).toMatchObject({ ok: true });

@@ -3,7 +3,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { EVIDENCE_MAX_PATHS, type EvidenceReport, type FileOwner } from '@quell/contracts';
+import { EVIDENCE_MAX_PATHS, type EvidenceReport, type FileOwner, STARTUP_LOCATIONS } from '@quell/contracts';
 import { type GuardFacts, agentFileIds, idKey, systemGuardFacts } from '../guards.linux.ts';
 import { type DigestName, Folder, digesting } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
@@ -39,21 +39,23 @@ const CRON_FILES = ['/etc/crontab'];
 const CRON_DIRS = ['/etc/cron.d', '/var/spool/cron/crontabs'];
 /** Where administrators and installers put their own units (packages' units live under /usr/lib). */
 const SYSTEMD_DIRS = ['/etc/systemd/system', '/run/systemd/system'];
-/** A user's files read at each login, and the keys that let one in (remove_persistence edits them by line). */
-const USER_STARTUP_FILES = ['.bashrc', '.profile', '.bash_profile', '.bash_login', '.bash_logout', '.zshrc', '.zprofile', '.ssh/authorized_keys', '.ssh/authorized_keys2'];
-/** A path in a temp, shared-memory or download folder, where droppers land (the server's verdict rules name the same folders). */
-const NAMES_TEMP_PATH = /(^|[\s'"=:;&|(])(\/tmp\/|\/var\/tmp\/|\/dev\/shm\/|\/home\/[^/\s]+\/Downloads\/|\/root\/Downloads\/)/;
+/**
+ * A path where droppers land: a temp, shared-memory or download folder (the
+ * server's verdict rules name the same folders), or a hidden folder — one
+ * whose name starts with a dot.
+ */
+const NAMES_DROP_PATH = /(^|[\s'"=:;&|(])(\/tmp\/|\/var\/tmp\/|\/dev\/shm\/|\/home\/[^/\s]+\/Downloads\/|\/root\/Downloads\/|\/[^\s'"]*\/\.[^\s/'".][^\s/'"]*\/)/;
 
 /**
- * Where startup persistence lives: files edited by line only (read by every
- * login or start, or a user's), and files that may go whole (drop-ins,
- * ld.so.preload), whose every line is reported once one names a temp path.
+ * Where startup persistence lives (STARTUP_LOCATIONS): files edited by line
+ * only, and files that may go whole (drop-ins, ld.so.preload), whose every
+ * line is reported once one names a drop path.
  */
 export interface StartupLayout { lineOnly: readonly string[]; whole: readonly string[]; dropInDirs: readonly string[]; homes: readonly string[] }
 export const startupLayout = (): StartupLayout => ({
-  lineOnly: ['/etc/profile', '/etc/bash.bashrc', '/etc/environment', '/etc/rc.local'],
-  whole: ['/etc/ld.so.preload'],
-  dropInDirs: ['/etc/profile.d'],
+  lineOnly: STARTUP_LOCATIONS.lineOnly,
+  whole: STARTUP_LOCATIONS.fileOrLine,
+  dropInDirs: STARTUP_LOCATIONS.dropInDirs,
   homes: ['/root', ...listDir('/home')],
 });
 
@@ -204,21 +206,24 @@ function listDir(dir: string): string[] {
 }
 
 /**
- * The lines of startup files that name something in a temp or download
- * folder: a shell line that runs it, a key whose forced command is it, a
- * preloaded library there. Of a drop-in file or ld.so.preload every line,
+ * The lines of startup files that name something in a temp, download or
+ * hidden folder: a shell line that runs it, a key whose forced command is
+ * it, a preloaded library, a udev rule, an apt hook, an autostart entry. Of a drop-in file or ld.so.preload every line,
  * so that the server can tell whether the whole file is the attacker's.
  * At most EVIDENCE_LIMITS.persistenceFiles files are read.
  */
 export async function startupEntries(layout: StartupLayout): Promise<EvidenceReport['persistence']> {
   const entries: EvidenceReport['persistence'] = [];
   const files = [
-    ...[...layout.lineOnly, ...layout.homes.flatMap((home) => USER_STARTUP_FILES.map((name) => join(home, name)))].map((path) => ({ path, whole: false })),
-    ...[...layout.whole, ...layout.dropInDirs.flatMap(listDir)].map((path) => ({ path, whole: true })),
+    ...[...layout.lineOnly, ...layout.homes.flatMap((home) => STARTUP_LOCATIONS.userLineOnly.map((name) => join(home, name)))].map((path) => ({ path, whole: false })),
+    ...[
+      ...layout.whole, ...layout.dropInDirs.flatMap(listDir),
+      ...layout.homes.flatMap((home) => STARTUP_LOCATIONS.userDropInDirs.flatMap((dir) => listDir(join(home, dir)))),
+    ].map((path) => ({ path, whole: true })),
   ].slice(0, EVIDENCE_LIMITS.persistenceFiles);
   for (const { path, whole } of files) {
     const lines = ((await smallFile(path)) ?? '').split('\n').filter((line) => line.trim() && !line.trim().startsWith('#'));
-    const naming = lines.filter((line) => NAMES_TEMP_PATH.test(line));
+    const naming = lines.filter((line) => NAMES_DROP_PATH.test(line));
     if (naming.length === 0) continue;
     for (const line of whole ? lines : naming) entries.push({ kind: 'startup', source: path, text: line.slice(0, 1024) });
   }

@@ -1,4 +1,5 @@
 import { basename, dirname, normalize } from 'node:path';
+import { STARTUP_LOCATIONS } from '@quell/contracts';
 import { ExecutionError, type ExecutionContext } from './executor.ts';
 import { type Task, fileTaskExecutors } from './scheduled-task.linux.ts';
 
@@ -26,13 +27,11 @@ import { type Task, fileTaskExecutors } from './scheduled-task.linux.ts';
 const FILE_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,254}$/;
 const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 
-/** Files edited by line only. */
-const LINE_ONLY = new Set(['/etc/profile', '/etc/bash.bashrc', '/etc/environment', '/etc/rc.local']);
-/** Folders whose files may be removed whole or by line. */
-const DROP_IN_DIRS = new Set(['/etc/profile.d', '/etc/update-motd.d', '/etc/udev/rules.d', '/etc/apt/apt.conf.d', '/etc/xdg/autostart']);
-const USER_STARTUP_FILES = new Set(['.bashrc', '.profile', '.bash_profile', '.bash_login', '.bash_logout', '.zshrc', '.zprofile']);
-const AUTHORIZED_KEYS = new Set(['authorized_keys', 'authorized_keys2']);
-const LD_SO_PRELOAD = '/etc/ld.so.preload';
+const LINE_ONLY = new Set<string>(STARTUP_LOCATIONS.lineOnly);
+const FILE_OR_LINE = new Set<string>(STARTUP_LOCATIONS.fileOrLine);
+const DROP_IN_DIRS = new Set<string>(STARTUP_LOCATIONS.dropInDirs);
+const USER_LINE_ONLY = new Set<string>(STARTUP_LOCATIONS.userLineOnly);
+const USER_DROP_IN_DIRS = new Set<string>(STARTUP_LOCATIONS.userDropInDirs);
 
 /** The home folder a path is in (`/root` or `/home/USER`) and the rest of it, or null. */
 function inHome(path: string): { home: string; rest: string } | null {
@@ -46,12 +45,11 @@ function removableAs(path: string): 'file_or_line' | 'line' | null {
   const name = basename(path);
   if (!FILE_NAME.test(name)) return null;
   if (LINE_ONLY.has(path)) return 'line';
-  if (path === LD_SO_PRELOAD || DROP_IN_DIRS.has(dirname(path))) return 'file_or_line';
+  if (FILE_OR_LINE.has(path) || DROP_IN_DIRS.has(dirname(path))) return 'file_or_line';
   const home = inHome(path);
   if (!home) return null;
-  if (USER_STARTUP_FILES.has(home.rest)) return 'line';
-  if (home.rest.startsWith('.ssh/') && AUTHORIZED_KEYS.has(home.rest.slice('.ssh/'.length))) return 'line';
-  if (home.rest === `.config/autostart/${name}`) return 'file_or_line';
+  if (USER_LINE_ONLY.has(home.rest)) return 'line';
+  if (USER_DROP_IN_DIRS.has(dirname(home.rest))) return 'file_or_line';
   return null;
 }
 

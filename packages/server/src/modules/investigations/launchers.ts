@@ -1,5 +1,5 @@
 import { basename, dirname, normalize } from 'node:path';
-import type { ActionType, EvidenceReport } from '@quell/contracts';
+import { type ActionType, type EvidenceReport, STARTUP_LOCATIONS } from '@quell/contracts';
 
 type PersistenceEntry = EvidenceReport['persistence'][number];
 
@@ -35,11 +35,6 @@ const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
 const UNIT_NAME = /^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]{0,248}\.(service|timer)$/;
 /** The agent cuts an entry's text at this length: a line this long may not be the whole line, and is never proposed. */
 const ENTRY_TEXT_MAX = 1024;
-/** Startup files remove_persistence edits by line only (persistence.linux.ts): read by every login or start. */
-const STARTUP_LINE_ONLY = ['/etc/profile', '/etc/bash.bashrc', '/etc/environment', '/etc/rc.local', '/etc/ld.so.preload'];
-/** Folders whose files remove_persistence may remove whole. */
-const STARTUP_DROP_IN_DIRS = ['/etc/profile.d'];
-const USER_STARTUP_FILES = ['.bashrc', '.profile', '.bash_profile', '.bash_login', '.bash_logout', '.zshrc', '.zprofile', '.ssh/authorized_keys', '.ssh/authorized_keys2'];
 const STARTUP_FILE_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,254}$/;
 const HOME_USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 /** `NAME=value` in a cron file: an environment setting, not a job. */
@@ -71,14 +66,16 @@ function cronRemoval(entry: PersistenceEntry, wholeFile: boolean): Launcher | nu
   return { type: 'remove_scheduled_task', entity: { name, path: file }, parameters: { line: entry.text }, what: `line of ${file}` };
 }
 
-/** How remove_persistence takes a startup file: a drop-in whole or by line, the others by line; null when it is none it handles. */
+/** How remove_persistence takes a startup file (STARTUP_LOCATIONS): whole or by line, or by line only; null when it is none it handles. */
 function startupFile(path: string): 'file_or_line' | 'line' | null {
   if (!plainPath(path) || !STARTUP_FILE_NAME.test(basename(path))) return null;
-  if (STARTUP_LINE_ONLY.includes(path)) return 'line';
-  if (STARTUP_DROP_IN_DIRS.includes(dirname(path))) return 'file_or_line';
+  const among = (list: readonly string[], item: string): boolean => list.includes(item);
+  if (among(STARTUP_LOCATIONS.lineOnly, path)) return 'line';
+  if (among(STARTUP_LOCATIONS.fileOrLine, path) || among(STARTUP_LOCATIONS.dropInDirs, dirname(path))) return 'file_or_line';
   const home = /^(\/root|\/home\/([^/]+))\/(.+)$/.exec(path);
   if (home === null || (home[2] !== undefined && !HOME_USER_NAME.test(home[2]))) return null;
-  return USER_STARTUP_FILES.includes(home[3]!) ? 'line' : null;
+  if (among(STARTUP_LOCATIONS.userLineOnly, home[3]!)) return 'line';
+  return among(STARTUP_LOCATIONS.userDropInDirs, dirname(home[3]!)) ? 'file_or_line' : null;
 }
 
 /** A unit file's `Key=value` settings, each key with its values in order. */
@@ -100,9 +97,11 @@ function settings(text: string): Map<string, string[]> {
  * - a systemd service whose ExecStart runs one: stop it and remove its unit
  *   file (masked instead where the agent does not remove unit files);
  * - a systemd timer that starts such a service: its removal by name;
- * - a line of a shell startup file, authorized_keys or ld.so.preload that
- *   runs or loads one: its removal by line; a /etc/profile.d file whole
- *   when every line of it does.
+ * - a line of a startup file (STARTUP_LOCATIONS: shell startup files,
+ *   authorized_keys, ld.so.preload, profile.d and update-motd.d scripts,
+ *   udev rules, apt hooks, autostart entries) that runs or loads one: its
+ *   removal by line; ld.so.preload or a drop-in file whole when every line
+ *   of it does.
  */
 export function launchersOf(report: EvidenceReport, paths: readonly string[]): Map<string, Launcher[]> {
   const found = new Map<string, Launcher[]>(paths.map((p) => [p, []]));
@@ -129,10 +128,12 @@ export function launchersOf(report: EvidenceReport, paths: readonly string[]): M
   for (const [source, entries] of startupBySource) {
     const as = startupFile(source);
     if (as === null) continue;
-    // A drop-in every line of which runs one of them is the attacker's whole; the agent reports every line of a drop-in once one names a temp folder.
-    const whole = as === 'file_or_line' && report.leftOut === 0 && entries.every((e) => runs(e.text).length > 0 && oneLine(e.text));
+    // A drop-in or ld.so.preload every line of which runs one of them is the attacker's whole; the agent reports every line of those once one names a drop path.
+    // An autostart entry exists to run its Exec= line: when that runs one of them, the entry is the attacker's whole.
+    const desktopEntry = source.endsWith('.desktop') && entries.some((e) => /^\s*Exec\s*=/.test(e.text) && runs(e.text).length > 0);
+    const whole = as === 'file_or_line' && report.leftOut === 0 && (desktopEntry || entries.every((e) => runs(e.text).length > 0 && oneLine(e.text)));
     if (whole) {
-      found.get(runs(entries[0]!.text)[0]!)!.push({ type: 'remove_persistence', entity: { name: basename(source), path: source }, parameters: {}, what: `startup file ${source}` });
+      found.get(entries.flatMap((e) => runs(e.text))[0]!)!.push({ type: 'remove_persistence', entity: { name: basename(source), path: source }, parameters: {}, what: `startup file ${source}` });
       continue;
     }
     for (const entry of entries) {

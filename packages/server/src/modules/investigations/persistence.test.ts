@@ -180,6 +180,28 @@ describe('the launchers of an executable, from an evidence report', () => {
     expect(found.get(lib)!.map((l) => [l.type, l.entity, l.parameters])).toEqual([['remove_persistence', { name: 'ld.so.preload', path: '/etc/ld.so.preload' }, { line: lib }]]);
   });
 
+  it('removes ld.so.preload whole when it loads only the file, and the udev rules, apt hooks, motd scripts and autostart entries that run it', () => {
+    const lib = '/usr/lib/.x/libx.so';
+    const found = launchersOf(report([
+      { kind: 'startup', source: '/etc/ld.so.preload', text: lib },
+      { kind: 'startup', source: '/etc/udev/rules.d/99-usb.rules', text: `ACTION=="add", SUBSYSTEM=="usb", RUN+="${DROPPER}"` },
+      { kind: 'startup', source: '/etc/apt/apt.conf.d/01-update', text: `APT::Update::Pre-Invoke {"${DROPPER} || true";};` },
+      { kind: 'startup', source: '/etc/update-motd.d/99-banner', text: `${DROPPER} &` },
+      { kind: 'startup', source: '/etc/update-motd.d/99-banner', text: 'echo welcome' },
+      { kind: 'startup', source: '/home/eve/.config/autostart/helper.desktop', text: '[Desktop Entry]' },
+      { kind: 'startup', source: '/home/eve/.config/autostart/helper.desktop', text: 'Type=Application' },
+      { kind: 'startup', source: '/home/eve/.config/autostart/helper.desktop', text: `Exec=${DROPPER}` },
+      { kind: 'startup', source: '/etc/xdg/autostart/sub/x.desktop', text: `Exec=${DROPPER}` },
+    ]), [DROPPER, lib]);
+    expect(found.get(lib)!.map((l) => [l.type, l.entity, l.parameters])).toEqual([['remove_persistence', { name: 'ld.so.preload', path: '/etc/ld.so.preload' }, {}]]);
+    expect(found.get(DROPPER)!.map((l) => [l.type, l.entity, l.parameters])).toEqual([
+      ['remove_persistence', { name: '99-usb.rules', path: '/etc/udev/rules.d/99-usb.rules' }, {}],
+      ['remove_persistence', { name: '01-update', path: '/etc/apt/apt.conf.d/01-update' }, {}],
+      ['remove_persistence', { name: '99-banner', path: '/etc/update-motd.d/99-banner' }, { line: `${DROPPER} &` }],
+      ['remove_persistence', { name: 'helper.desktop', path: '/home/eve/.config/autostart/helper.desktop' }, {}],
+    ]);
+  });
+
   it('proposes nothing from text that does not parse into a target the agent accepts', () => {
     const found = launchersOf(report([
       { kind: 'cron', source: '/etc/cron.d/../crontab', text: `* * * * * root ${DROPPER}` },
