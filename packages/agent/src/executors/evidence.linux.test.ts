@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { EvidenceReportSchema } from '@quell/contracts';
+import { type EvidenceReport, EvidenceReportSchema } from '@quell/contracts';
 import { checkValue } from '@quell/contracts/checks';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type EvidenceLayout, evidenceReport, parseDpkgOwners, parseRpmRecords, startupEntries } from './evidence.linux.ts';
@@ -137,6 +137,22 @@ describe('evidence: what each file is, and whose', () => {
     const owned = (verified: boolean) => ({ kind: 'package', manager: 'dpkg', name: 'quell-test-tool', verified });
     expect(files.map((f) => [f.path, f.owner])).toEqual([[kept, owned(true)], [altered, owned(false)], [unlisted, owned(false)], [star, undefined]]);
     expect(processes.find((p) => p.pid === pid)).toMatchObject({ exe: sleeper, owner: owned(true) });
+  });
+
+  it('gives each process its ancestors, through the system shells the report leaves out', async () => {
+    const child = join(root, 'tree/bin/child');
+    mkdirSync(join(child, '..'), { recursive: true });
+    copyFileSync('/usr/bin/sleep', child);
+    // sh stays the parent (two commands: it cannot exec the first), and is itself left out as a system executable.
+    const shell = spawn('/bin/sh', ['-c', `${child} 300; true`], { stdio: 'ignore' });
+    children.push(shell);
+    await once(shell, 'spawn');
+    let found: EvidenceReport['processes'][number] | undefined;
+    for (let i = 0; i < 50 && !found; i++) {
+      found = (await report([], layout(join(root, 'no-dpkg')))).processes.find((p) => p.exe === child);
+      if (!found) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(found?.ancestors?.slice(0, 2)).toEqual([shell.pid, process.pid]);
   });
 
   it('marks the agent\'s own files and programs Quell\'s, by the file itself, even where a package lists them', async () => {

@@ -15,6 +15,8 @@ export type { EvidenceReport };
 export const EVIDENCE_LIMITS = {
   hashedBytes: 64 * 1024 * 1024,
   processes: 4096,
+  /** A process's ancestors reported, from its parent up. */
+  ancestors: 64,
   /** Cron files and unit files read, and the bytes read of each. */
   persistenceFiles: 1000,
   persistenceFileBytes: 256 * 1024,
@@ -161,11 +163,30 @@ async function readExecutable(pid: string): Promise<Omit<ReadFile, 'path'> | nul
 }
 
 /** The processes not running a system executable, each with the executable as read, for its owner. */
+/** A process's parent, from /proc/PID/stat: the field after the command name, which may itself hold spaces and parentheses. */
+async function parentOf(pid: string): Promise<number | null> {
+  const stat = await smallProcFile(`/proc/${pid}/stat`);
+  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ppid = Number(fields?.[1]);
+  return Number.isSafeInteger(ppid) ? ppid : null;
+}
+
+/** Its parent, its parent's parent… up to the first process, at most EVIDENCE_LIMITS.ancestors of them. */
+function ancestry(pid: number, parents: ReadonlyMap<number, number>): number[] {
+  const chain: number[] = [];
+  for (let at = parents.get(pid); at !== undefined && at > 0 && chain.length < EVIDENCE_LIMITS.ancestors && !chain.includes(at); at = parents.get(at)) chain.push(at);
+  return chain;
+}
+
 async function processes(): Promise<Array<{ entry: EvidenceReport['processes'][number]; read: ReadFile | null }>> {
   const found: Array<{ entry: EvidenceReport['processes'][number]; read: ReadFile | null }> = [];
   const executables = new Map<string, ReturnType<typeof readExecutable>>();
+  const parents = new Map<number, number>();
   const pids = readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).slice(0, EVIDENCE_LIMITS.processes);
   for (const pid of pids) {
+    // Every process's parent, system ones too: a shell between two of the reported ones keeps them in one tree.
+    const ppid = await parentOf(pid);
+    if (ppid !== null) parents.set(Number(pid), ppid);
     let exe: string;
     try {
       // A deleted executable reads back as "… (deleted)": its hash comes from the process's own mapping.
@@ -179,6 +200,7 @@ async function processes(): Promise<Array<{ entry: EvidenceReport['processes'][n
     const read = await executables.get(exe)!;
     found.push({ entry: { pid: Number(pid), exe, sha256: read?.digests?.sha256 ?? null, commandLine }, read: read && { path: exe, ...read } });
   }
+  for (const { entry } of found) entry.ancestors = ancestry(entry.pid, parents);
   return found;
 }
 

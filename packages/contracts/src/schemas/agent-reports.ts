@@ -54,6 +54,8 @@ export const EvidenceReportSchema = Type.Object({
     /** Null when the executable could not be read (gone, too large). */
     sha256: Sha256OrNullSchema,
     commandLine: Type.String({ maxLength: 4096 }),
+    /** Its parent, its parent's parent… up to the first process: what connects it to the processes an alert names. */
+    ancestors: Type.Optional(Type.Array(CountSchema, { maxItems: 64 })),
     owner: Type.Optional(FileOwnerSchema),
   }), { maxItems: 4096 }),
   /** Cron lines, systemd units, startup lines and kernel modules: each with the file it comes from and its text. */

@@ -110,6 +110,23 @@ function alertNames(file: AlertFile, entity: InvestigationEntitiesTable): boolea
   return file.path === entity.path;
 }
 
+/**
+ * How a running process is connected to the investigation's files on its
+ * device, by the process tree in the report: started by one of them
+ * (`child`), or the one that started one of them (`parent`); null when it
+ * is neither.
+ */
+function relatedProcess(report: EvidenceReport, entities: readonly InvestigationEntitiesTable[], process: EvidenceReport['processes'][number]):
+  { relation: 'child' | 'parent'; other: EvidenceReport['processes'][number]; entity: InvestigationEntitiesTable } | null {
+  for (const entity of entities.filter((e) => isFile(e) && e.value !== process.sha256)) {
+    for (const other of report.processes.filter((p) => p.pid !== process.pid && ((entity.path !== null && p.exe === entity.path) || p.sha256 === entity.value))) {
+      if (process.ancestors?.includes(other.pid)) return { relation: 'child', other, entity };
+      if (other.ancestors?.includes(process.pid)) return { relation: 'parent', other, entity };
+    }
+  }
+  return null;
+}
+
 /** Entities that are files: judged by the verdict rules, quarantined; the others are what launches them. */
 const FILE_KINDS = ['file', 'process'];
 const isFile = (entity: InvestigationEntitiesTable): boolean => FILE_KINDS.includes(entity.kind);
@@ -455,16 +472,29 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       await recordSightings(trx, inv.device_id, report);
       const hashedNow = await hashOnDevice(trx, entities, report);
       const missing = report.files.filter((f) => f.sha256 === null).map((f) => f.path);
-      const known = new Set((await entitiesOf(trx, inv.id)).filter((e) => e.device_id === inv.device_id).map((e) => e.value));
+      const here = (await entitiesOf(trx, inv.id)).filter((e) => e.device_id === inv.device_id);
+      const known = new Set(here.map((e) => e.value));
       let found = 0;
       let leftAlone = 0;
+      let tree = 0;
       for (const process of report.processes) {
-        if (!process.sha256 || known.has(process.sha256) || !inTempFolder(process.exe)) continue;
+        if (!process.sha256 || known.has(process.sha256)) continue;
+        // Started by a file the investigation judges, or starting one: judged with it, next to it.
+        if (relatedProcess(report, here, process) !== null) {
+          known.add(process.sha256);
+          tree++;
+          await trx.insertInto('investigation_entities').values({
+            id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, sha1: null, md5: null,
+            verdict: null, reason: null, facts: null, action_id: null,
+          }).execute();
+          continue;
+        }
+        if (!inTempFolder(process.exe)) continue;
         known.add(process.sha256);
         found++;
         const judged = fileVerdict(await factsOf(trx, { device_id: inv.device_id, value: process.sha256, sha1: null, md5: null, path: process.exe }, inv.group_id, [], report));
-        // No alert names it: it is remediated only when the evidence alone makes it malicious (persistence, an indicator, a
-        // signature), never for running from a temp folder alone — a developer's tool or a build helper does that too.
+        // Connected to nothing the alerts name: remediated only when the evidence alone makes it malicious (persistence, an
+        // indicator, a signature), never for running from a temp folder alone — a developer's tool or a build helper does that too.
         if (judged.verdict !== 'malicious') {
           leftAlone++;
           continue;
@@ -475,7 +505,8 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         }).execute();
       }
       const result = `evidence from the agent: ${report.processes.length} processes and ${report.persistence.length} persistence entries looked at, ${found} running from temp or download folders`
-        + (leftAlone ? ` (${leftAlone} neither named by the alerts nor launched by persistence: left alone)` : '')
+        + (tree ? `, ${tree} started by or starting the files the alerts name` : '')
+        + (leftAlone ? ` (${leftAlone} connected to nothing the alerts name, and not malicious on their own: left alone)` : '')
         + (hashedNow.length ? `; hashed on the device: ${hashedNow.join('; ')}` : '')
         + (missing.length ? `; no longer on the device: ${missing.join(', ')}` : '');
       return { result, next: 'verdicts' };
@@ -494,11 +525,19 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const report = await latestReport(trx, inv);
       const counts: Record<Verdict, number> = { malicious: 0, suspicious: 0, no_threats_found: 0 };
       const judgedNow: string[] = [];
-      for (const entity of await entitiesOf(trx, inv.id)) {
+      const entities = await entitiesOf(trx, inv.id);
+      for (const entity of entities) {
         if (entity.verdict !== null) continue;
         const device = await trx.selectFrom('devices').select('group_id').where('id', '=', entity.device_id).executeTakeFirstOrThrow();
-        const facts = await factsOf(trx, entity, device.group_id, files.filter((f) => alertNames(f, entity)), entity.device_id === inv.device_id ? report : null);
+        const naming = files.filter((f) => alertNames(f, entity));
+        const here = entity.device_id === inv.device_id ? report : null;
+        const facts = await factsOf(trx, entity, device.group_id, naming, here);
+        // What no alert names is judged with the file whose process tree it is in (judged before it: entities are judged in the order found).
+        const process = here?.processes.find((p) => p.sha256 === entity.value);
+        const related = naming.length > 0 || !here || !process ? null : relatedProcess(here, entities.filter((e) => e.device_id === entity.device_id && e.verdict !== null), process);
+        if (related) facts.related = { relation: related.relation, pid: related.other.pid, path: related.other.exe, verdict: related.entity.verdict as Verdict };
         const judged = fileVerdict(facts);
+        entity.verdict = judged.verdict;
         const reason = facts.pid === null ? judged.reason : `pid ${facts.pid}: ${judged.reason}`;
         await trx.updateTable('investigation_entities').set({ verdict: judged.verdict, reason, facts: JSON.stringify(judged.facts), ...(facts.pid === null ? {} : { kind: 'process' }) })
           .where('id', '=', entity.id).execute();

@@ -88,7 +88,7 @@ describe(`persistence that launches a file, judged and removed (${TEST_DIALECT})
       expect(action.comment).toMatch(new RegExp(`^malicious: .* launches ${DROPPER.replaceAll('.', '\\.')}, which is malicious$`));
     }
     const evidence = seen.log.find((l: { step: string; result: string }) => l.step === 'evidence' && l.result.startsWith('evidence from the agent'));
-    expect(evidence.result).toBe('evidence from the agent: 2 processes and 9 persistence entries looked at, 1 running from temp or download folders (1 neither named by the alerts nor launched by persistence: left alone)');
+    expect(evidence.result).toBe('evidence from the agent: 2 processes and 9 persistence entries looked at, 1 running from temp or download folders (1 connected to nothing the alerts name, and not malicious on their own: left alone)');
     expect(seen.log.find((l: { step: string }) => l.step === 'verdicts').result).toBe('1 malicious, 0 suspicious, 0 with no threats found; 3 persistence entries launch malicious files. '
       + `${DROPPER}: malicious (pid 4242: an executable in a temp or download folder that a persistence entry launches: `
       + 'cron /var/spool/cron/crontabs/root, cron /etc/cron.d/dbus-helper, systemd /etc/systemd/system/dbus-helper.service)');

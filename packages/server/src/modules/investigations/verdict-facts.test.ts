@@ -141,4 +141,36 @@ describe(`verdicts from every fact about a file (${TEST_DIALECT})`, () => {
     expect(entityAt(seen, '/opt/app/bin/helper')).toMatchObject({ verdict: 'suspicious', reason: 'named by a medium-severity alert' });
     expect(entityAt(seen, '/opt/app/bin/helper').facts).toContain('seen on no other device in the fleet');
   });
+
+  it('judges the processes a malicious file started with it, suspects the loader that started it from a temp folder, and leaves the exploited server and a developer tool alone', async () => {
+    const agent = await device('tree');
+    const dropper = '/var/tmp/.x/run';
+    const h = { dropper: hex(64), miner: hex(64), loader: hex(64), server: hex(64), devtool: hex(64) };
+    await alert(agent, 'low', [{ kind: 'file', path: dropper, sha256: h.dropper }]);
+    const id = await investigationOf(agent);
+    await answer(agent, id, {
+      processes: [
+        { pid: 100, exe: '/opt/app/bin/server', sha256: h.server, commandLine: '/opt/app/bin/server', ancestors: [1] },
+        { pid: 4200, exe: '/tmp/ld', sha256: h.loader, commandLine: '/tmp/ld', ancestors: [100, 1] },
+        { pid: 4242, exe: dropper, sha256: h.dropper, commandLine: dropper, ancestors: [4200, 100, 1] },
+        // Through a shell the report leaves out (a system executable): still in the dropper's tree.
+        { pid: 4300, exe: '/dev/shm/.m/miner', sha256: h.miner, commandLine: '/dev/shm/.m/miner -o pool', ancestors: [4299, 4242, 4200, 100, 1] },
+        { pid: 5150, exe: '/tmp/go-build1/b001/exe/devserver', sha256: h.devtool, commandLine: 'devserver', ancestors: [900, 1] },
+      ],
+      persistence: [{ kind: 'cron', source: '/etc/cron.d/dbus-helper', text: `@reboot root ${dropper}` }],
+      files: [{ path: dropper, sha256: h.dropper }],
+      leftOut: 0,
+    });
+
+    const seen = await detail(id);
+    expect(entityAt(seen, dropper)).toMatchObject({ kind: 'process', verdict: 'malicious' });
+    expect(entityAt(seen, '/dev/shm/.m/miner')).toMatchObject({ kind: 'process', verdict: 'malicious', reason: `pid 4300: started by pid 4242 (${dropper}), which is malicious` });
+    expect(entityAt(seen, '/tmp/ld')).toMatchObject({ verdict: 'suspicious', reason: `pid 4200: in a temp or download folder, and started pid 4242 (${dropper}), which is malicious` });
+    expect(entityAt(seen, '/opt/app/bin/server')).toMatchObject({ verdict: 'no_threats_found' });
+    expect(entityAt(seen, '/opt/app/bin/server').facts).toContain(`started pid 4242 (${dropper}), which is malicious`);
+    expect(seen.entities.some((e: Entity) => e.path === '/tmp/go-build1/b001/exe/devserver')).toBe(false);
+    const stopped = seen.actions.filter((a: { type: string }) => a.type === 'stop_and_quarantine_file').map((a: { entity: { path: string } }) => a.entity.path).sort();
+    expect(stopped).toEqual(['/dev/shm/.m/miner', '/tmp/ld', dropper].sort());
+    expect(logOf(seen, 'evidence')).toContain('1 running from temp or download folders, 3 started by or starting the files the alerts name (1 connected to nothing the alerts name, and not malicious on their own: left alone)');
+  });
 });

@@ -55,6 +55,8 @@ export interface FileFacts {
   launchers: readonly string[] | null;
   /** On how many devices of the fleet its hash was seen (this one included); null when not known. */
   devices: number | null;
+  /** A process of a judged file that this one started (`parent`) or was started by (`child`), as the device's process tree shows. */
+  related?: { relation: 'child' | 'parent'; pid: number; path: string; verdict: Verdict } | null;
 }
 
 export interface Judgement {
@@ -66,6 +68,9 @@ export interface Judgement {
 }
 
 const detected = (d: NonNullable<FileFacts['detections']>): string => `${d.positives} of ${d.total} engines flag it (${d.engine})`;
+
+const relatedFact = (r: NonNullable<FileFacts['related']>): string =>
+  `${r.relation === 'child' ? 'started by' : 'started'} pid ${r.pid} (${r.path}), which is ${r.verdict === 'no_threats_found' ? 'no threat' : r.verdict}`;
 
 /** The facts in words, for an analyst reading the evidence. */
 export function describeFacts(file: FileFacts): string[] {
@@ -82,6 +87,7 @@ export function describeFacts(file: FileFacts): string[] {
   if (file.launchers !== null) facts.push(file.launchers.length > 0 ? `launched by ${file.launchers.join(', ')}` : 'no persistence launches it');
   facts.push(file.severity === null ? 'named by no alert: found by the agent' : `named by ${file.severity === 'informational' ? 'an' : 'a'} ${file.severity}-severity alert`);
   if (file.devices !== null) facts.push(file.devices <= 1 ? 'seen on no other device in the fleet' : `seen on ${file.devices} devices in the fleet`);
+  if (file.related) facts.push(relatedFact(file.related));
   return facts;
 }
 
@@ -94,14 +100,17 @@ export function describeFacts(file: FileFacts): string[] {
  * 2. An allow indicator: no threats found, whatever else is said of it.
  * 3. A block (or block-and-remediate) indicator, or a built-in signature: malicious.
  * 4. Installed by a package and unchanged since (its checksum matches): no threats found.
- * 5. Flagged by MALICIOUS_DETECTIONS engines or more of a multi-engine scan: malicious.
- * 6. In a temp, download or hidden folder and launched by persistence: malicious.
- * 7. Named by a high-severity alert and in a temp or download folder: malicious.
- * 8. Flagged by fewer engines: suspicious.
- * 9. Named by an alert, running from a temp or download folder: suspicious.
- * 10. Named by a high alert, or by a medium one unless its hash is common
+ * 5. Started by a malicious or suspicious process: the same verdict; a
+ *    process in a temp, download or hidden folder that started one: suspicious
+ *    (outside those folders it is more likely the victim, a server exploited).
+ * 6. Flagged by MALICIOUS_DETECTIONS engines or more of a multi-engine scan: malicious.
+ * 7. In a temp, download or hidden folder and launched by persistence: malicious.
+ * 8. Named by a high-severity alert and in a temp or download folder: malicious.
+ * 9. Flagged by fewer engines: suspicious.
+ * 10. Named by an alert, running from a temp or download folder: suspicious.
+ * 11. Named by a high alert, or by a medium one unless its hash is common
  *     in the fleet (COMMON_DEVICES) and it lies in no temp or hidden folder: suspicious.
- * 11. Otherwise: no threats found.
+ * 12. Otherwise: no threats found.
  */
 export function fileVerdict(file: FileFacts): Judgement {
   const facts = describeFacts(file);
@@ -118,6 +127,9 @@ export function fileVerdict(file: FileFacts): Judgement {
   const signature = file.sha256 === null ? undefined : BUILT_IN_SIGNATURES.get(file.sha256);
   if (signature) return judged('malicious', `built-in signature ${signature}`);
   if (file.owner?.kind === 'package' && file.owner.verified) return judged('no_threats_found', `installed by the ${file.owner.manager} package ${file.owner.name} and unchanged since`);
+  const related = file.related;
+  if (related?.relation === 'child' && related.verdict !== 'no_threats_found') return judged(related.verdict, relatedFact(related));
+  if (related?.relation === 'parent' && related.verdict !== 'no_threats_found' && (temp || hidden)) return judged('suspicious', `in ${where}, and ${relatedFact(related)}`);
   if (file.detections && file.detections.positives >= MALICIOUS_DETECTIONS) return judged('malicious', flagged!);
   if ((temp || hidden) && file.launchers !== null && file.launchers.length > 0) return judged('malicious', `an executable in ${where} that a persistence entry launches: ${file.launchers.join(', ')}`);
   if (file.severity === 'high' && temp) return judged('malicious', 'high-severity detection of a file in a temp or download folder');
