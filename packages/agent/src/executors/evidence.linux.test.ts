@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { type EvidenceReport, EvidenceReportSchema } from '@quell/contracts';
 import { checkValue } from '@quell/contracts/checks';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type EvidenceLayout, evidenceReport, parseDpkgOwners, parseRpmRecords, startupEntries } from './evidence.linux.ts';
 import { RecordingRunner, executionContext, failed } from './recording-runner.ts';
 
@@ -144,9 +144,9 @@ describe('evidence: what each file is, and whose', () => {
     mkdirSync(join(child, '..'), { recursive: true });
     copyFileSync('/usr/bin/sleep', child);
     // sh stays the parent (two commands: it cannot exec the first), and is itself left out as a system executable.
-    const shell = spawn('/bin/sh', ['-c', `${child} 300; true`], { stdio: 'ignore' });
-    children.push(shell);
+    const shell = spawn('/bin/sh', ['-c', `${child} 300; true`], { stdio: 'ignore', detached: true });
     await once(shell, 'spawn');
+    onTestFinished(() => process.kill(-shell.pid!, 'SIGKILL'));
     let found: EvidenceReport['processes'][number] | undefined;
     for (let i = 0; i < 50 && !found; i++) {
       found = (await report([], layout(join(root, 'no-dpkg')))).processes.find((p) => p.exe === child);

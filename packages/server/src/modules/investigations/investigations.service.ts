@@ -76,7 +76,7 @@ function withProblem(row: InvestigationsTable, step: string, at: number, reason:
  * alerts; without following the files elsewhere it remediates here. The
  * others are the investigation itself: when they cannot run it has failed.
  */
-const STEP_FALLBACK: Partial<Record<StepName, StepName>> = { evidence: 'verdicts', expand: 'remediate', expand_decided: 'remediate' };
+const STEP_FALLBACK: Partial<Record<StepName, StepName>> = { evidence: 'verdicts', expand: 'remediate', expand_decided: 'remediate', evidence_elsewhere: 'remediate' };
 
 /** What a device answered to an evidence request: its report, or why it is none (the action failed, or the answer does not match the schema). */
 function evidenceOf(action: ActionsTable): Checked<EvidenceReport> {
@@ -141,7 +141,7 @@ const launcherEntity = (launcher: Launcher): { kind: string; value: string } => 
   kind: LAUNCHER_KINDS[launcher.type], value: entityKey(launcher.type, launcher.entity, launcher.parameters)!,
 });
 
-type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'remediate' | 'wait';
+type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'evidence_elsewhere' | 'remediate' | 'wait';
 
 /** A large expansion waiting for an analyst: the devices it would add, and the decision once made. */
 interface Expansion {
@@ -307,12 +307,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       }).execute();
     }
     const names = [...new Set(found.map((f) => f.deviceName))];
-    return { result: names.length === 0 ? 'not found on other devices' : `found on ${names.length} other device${names.length === 1 ? '' : 's'}: ${names.join(', ')}`, next: 'remediate' };
+    return { result: names.length === 0 ? 'not found on other devices' : `found on ${names.length} other device${names.length === 1 ? '' : 's'}: ${names.join(', ')}`, next: 'evidence_elsewhere' };
   }
 
-  /** The latest usable evidence report the investigation's device sent, or null: none came, or none could be read. */
-  async function latestReport(trx: Db, inv: InvestigationsTable): Promise<EvidenceReport | null> {
-    const answered = await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence').where('device_id', '=', inv.device_id)
+  /** The latest usable evidence report a device sent the investigation (its own device's by default), or null: none came, or none could be read. */
+  async function latestReport(trx: Db, inv: InvestigationsTable, deviceId = inv.device_id): Promise<EvidenceReport | null> {
+    const answered = await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence').where('device_id', '=', deviceId)
       .where('status', '=', 'completed').orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS).execute();
     for (const action of answered) {
       const report = evidenceOf(action);
@@ -321,9 +321,9 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     return null;
   }
 
-  /** The launchers of the malicious files on the investigated device, by their entity (kind and value), each with the file it launches. */
-  function launchersHere(report: EvidenceReport, entities: readonly InvestigationEntitiesTable[], inv: InvestigationsTable): Map<string, { launcher: Launcher; launches: string }> {
-    const paths = [...new Set(entities.filter((e) => isFile(e) && e.verdict === 'malicious' && e.device_id === inv.device_id && e.path !== null).map((e) => e.path!))];
+  /** The launchers of the malicious files on a device, from its evidence report, by their entity (kind and value), each with the file it launches. */
+  function launchersOn(deviceId: string, report: EvidenceReport, entities: readonly InvestigationEntitiesTable[]): Map<string, { launcher: Launcher; launches: string }> {
+    const paths = [...new Set(entities.filter((e) => isFile(e) && e.verdict === 'malicious' && e.device_id === deviceId && e.path !== null).map((e) => e.path!))];
     const found = new Map<string, { launcher: Launcher; launches: string }>();
     for (const [launches, launchers] of launchersOf(report, paths)) {
       for (const launcher of launchers) {
@@ -334,16 +334,16 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     return found;
   }
 
-  /** Adds the launchers of the malicious files on the investigated device that are not entities yet; returns how many. */
-  async function addLaunchers(trx: Db, inv: InvestigationsTable, report: EvidenceReport): Promise<number> {
+  /** Adds the launchers of the malicious files on a device that are not entities yet; returns how many. */
+  async function addLaunchers(trx: Db, inv: InvestigationsTable, deviceId: string, report: EvidenceReport): Promise<number> {
     const entities = await entitiesOf(trx, inv.id);
-    const present = new Set(entities.filter((e) => e.device_id === inv.device_id).map((e) => `${e.kind}\u0000${e.value}`));
+    const present = new Set(entities.filter((e) => e.device_id === deviceId).map((e) => `${e.kind}\u0000${e.value}`));
     let added = 0;
-    for (const [key, { launcher, launches }] of launchersHere(report, entities, inv)) {
+    for (const [key, { launcher, launches }] of launchersOn(deviceId, report, entities)) {
       if (present.has(key)) continue;
       const { kind, value } = launcherEntity(launcher);
       await trx.insertInto('investigation_entities').values({
-        id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind, value, path: launcher.entity.path ?? null,
+        id: ids.next(), investigation_id: inv.id, device_id: deviceId, kind, value, path: launcher.entity.path ?? null,
         sha1: null, md5: null, verdict: 'malicious', reason: `${launcher.what} launches ${launches}, which is malicious`, facts: null, action_id: null,
       }).execute();
       added++;
@@ -477,8 +477,11 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       let found = 0;
       let leftAlone = 0;
       let tree = 0;
+      // The same file may run from several paths: each is judged where it runs, a copy launched by persistence too.
+      const looked = new Set<string>();
       for (const process of report.processes) {
-        if (!process.sha256 || known.has(process.sha256)) continue;
+        if (!process.sha256 || known.has(process.sha256) || looked.has(`${process.sha256}\u0000${process.exe}`)) continue;
+        looked.add(`${process.sha256}\u0000${process.exe}`);
         // Started by a file the investigation judges, or starting one: judged with it, next to it.
         if (relatedProcess(report, here, process) !== null) {
           known.add(process.sha256);
@@ -490,7 +493,6 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
           continue;
         }
         if (!inTempFolder(process.exe)) continue;
-        known.add(process.sha256);
         found++;
         const judged = fileVerdict(await factsOf(trx, { device_id: inv.device_id, value: process.sha256, sha1: null, md5: null, path: process.exe }, inv.group_id, [], report));
         // Connected to nothing the alerts name: remediated only when the evidence alone makes it malicious (persistence, an
@@ -499,6 +501,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
           leftAlone++;
           continue;
         }
+        known.add(process.sha256);
         await trx.insertInto('investigation_entities').values({
           id: ids.next(), investigation_id: inv.id, device_id: inv.device_id, kind: 'process', value: process.sha256, path: process.exe, sha1: null, md5: null,
           verdict: judged.verdict, reason: `pid ${process.pid}: ${judged.reason}`, facts: JSON.stringify(judged.facts), action_id: null,
@@ -544,7 +547,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         counts[judged.verdict]++;
         judgedNow.push(`${entity.path ?? entity.value}: ${judged.verdict.replaceAll('_', ' ')} (${reason})`);
       }
-      const launchers = report === null ? 0 : await addLaunchers(trx, inv, report);
+      const launchers = report === null ? 0 : await addLaunchers(trx, inv, inv.device_id, report);
       const shown = judgedNow.slice(0, VERDICTS_LOGGED).join('; ') + (judgedNow.length > VERDICTS_LOGGED ? `; and ${judgedNow.length - VERDICTS_LOGGED} more` : '');
       return {
         result: `${counts.malicious} malicious, ${counts.suspicious} suspicious, ${counts.no_threats_found} with no threats found${launchers ? `; ${launchers} persistence entr${launchers === 1 ? 'y launches' : 'ies launch'} malicious files` : ''}${shown ? `. ${shown}` : ''}`,
@@ -615,6 +618,58 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     },
 
     /**
+     * Asks each other device the investigation followed its threats to, and
+     * that has an agent, for its evidence (the files named there), and waits
+     * for the answers a while. On each device that answered, a threat
+     * running there becomes a process (stopped before its quarantine) and
+     * the persistence that launches a malicious one there is added, as on the
+     * investigated device. A device that does not answer in time, or whose
+     * answer cannot be used, gets its quarantines only.
+     */
+    async evidence_elsewhere(trx, inv) {
+      const entities = await entitiesOf(trx, inv.id);
+      const threats = entities.filter((e) => e.device_id !== inv.device_id && isFile(e) && (e.verdict === 'malicious' || e.verdict === 'suspicious'));
+      const deviceIds = [...new Set(threats.map((e) => e.device_id))];
+      const withAgents = deviceIds.length === 0 ? [] : (await trx.selectFrom('agents').innerJoin('devices', 'devices.id', 'agents.device_id').select(['agents.device_id', 'devices.name'])
+        .where('agents.device_id', 'in', deviceIds).where('agents.revoked_at', 'is', null).execute());
+      if (withAgents.length === 0) return { result: null, next: 'remediate' };
+      const proposed: ActionsTable[] = [];
+      const answers: Array<{ deviceId: string; name: string; action: ActionsTable | undefined }> = [];
+      for (const { device_id: deviceId, name } of withAgents) {
+        const paths = evidencePaths(entities.flatMap((e) => (e.device_id === deviceId && isFile(e) && e.path !== null ? [e.path] : [])));
+        const asked = (await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence').where('device_id', '=', deviceId)
+          .orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS * 4).execute()).find((a) => (JSON.parse(a.parameters) as { paths?: string }).paths === paths);
+        if (asked === undefined) {
+          proposed.push(await actions.createIn(trx, engine, {
+            type: 'collect_evidence', deviceId, source: 'automated_investigation', investigationId: inv.id, status: 'queued', entity: { name }, parameters: { paths },
+          }));
+        }
+        answers.push({ deviceId, name, action: asked });
+      }
+      if (proposed.length > 0) return { result: `asked ${proposed.length} other device${proposed.length === 1 ? '' : 's'} for evidence: ${answers.filter((a) => a.action === undefined).map((a) => a.name).join(', ')}`, next: 'evidence_elsewhere', proposed };
+      if (answers.some((a) => ACTION_OPEN.includes(a.action!.status) && clock.now() - a.action!.requested_at < EVIDENCE_WAIT_MS)) return { result: null, next: 'evidence_elsewhere' };
+      const lines: string[] = [];
+      for (const { deviceId, name, action } of answers) {
+        const report = action!.status === 'completed' ? evidenceOf(action!) : null;
+        if (report === null || !report.ok) {
+          lines.push(`${name}: no usable evidence (${report === null ? action!.status.replaceAll('_', ' ') : report.problem}): its quarantines only`);
+          continue;
+        }
+        await recordSightings(trx, deviceId, report.value);
+        let running = 0;
+        for (const threat of threats.filter((e) => e.device_id === deviceId && e.kind === 'file')) {
+          const process = report.value.processes.find((p) => p.sha256 === threat.value || (threat.path !== null && p.exe === threat.path));
+          if (!process) continue;
+          await trx.updateTable('investigation_entities').set({ kind: 'process', reason: `pid ${process.pid}: ${threat.reason}` }).where('id', '=', threat.id).execute();
+          running++;
+        }
+        const launchers = await addLaunchers(trx, inv, deviceId, report.value);
+        lines.push(`${name}: ${running} running, ${launchers} persistence entr${launchers === 1 ? 'y launches' : 'ies launch'} malicious files`);
+      }
+      return { result: `evidence from other devices: ${lines.join('; ')}`, next: 'remediate' };
+    },
+
+    /**
      * Proposes a quarantine for each malicious or suspicious file: queued or
      * pending approval as the device group's automation level says. The same
      * remediation already open on that device (another investigation's, an
@@ -628,8 +683,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       let joined = 0;
       const entities = await entitiesOf(trx, inv.id);
       const followed = await followedActions(trx, entities);
-      const report = await latestReport(trx, inv);
-      const launchers = report === null ? new Map<string, { launcher: Launcher; launches: string }>() : launchersHere(report, entities, inv);
+      // Each device's launchers, as its latest evidence shows them.
+      const launchers = new Map<string, Map<string, { launcher: Launcher; launches: string }>>();
+      for (const deviceId of new Set(entities.filter((e) => !isFile(e)).map((e) => e.device_id))) {
+        const report = await latestReport(trx, inv, deviceId);
+        launchers.set(deviceId, report === null ? new Map() : launchersOn(deviceId, report, entities));
+      }
       const link = (entity: InvestigationEntitiesTable, actionId: string) => trx.updateTable('investigation_entities').set({ action_id: actionId }).where('id', '=', entity.id).execute();
       // Every investigation proposes in one order (device, file, kind): two that propose the same actions at
       // the same time then wait on each other's first one instead of each holding one the other needs (a deadlock).
@@ -662,7 +721,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
           target = { name: basename(path), path, sha256: entity.value };
         } else {
           // A launcher is removed as the device's latest evidence shows it; gone from it, there is nothing to propose.
-          const found = launchers.get(`${entity.kind}\u0000${entity.value}`);
+          const found = launchers.get(entity.device_id)?.get(`${entity.kind}\u0000${entity.value}`);
           if (found === undefined) {
             notes.push(`${device.name}: ${entity.value} not proposed: the device's latest evidence no longer shows it launching a malicious file`);
             continue;

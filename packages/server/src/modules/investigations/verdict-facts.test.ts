@@ -173,4 +173,52 @@ describe(`verdicts from every fact about a file (${TEST_DIALECT})`, () => {
     expect(stopped).toEqual(['/dev/shm/.m/miner', '/tmp/ld', dropper].sort());
     expect(logOf(seen, 'evidence')).toContain('1 running from temp or download folders, 3 started by or starting the files the alerts name (1 connected to nothing the alerts name, and not malicious on their own: left alone)');
   });
+
+  it('judges each path a file runs from: a copy that persistence launches is malicious even where another copy of it is left alone', async () => {
+    const agent = await device('copies');
+    const same = hex(64);
+    await alert(agent, 'low', [{ kind: 'file', path: '/srv/notes.txt', sha256: hex(64) }]);
+    const id = await investigationOf(agent);
+    await answer(agent, id, {
+      processes: [
+        { pid: 300, exe: '/tmp/build/sleep', sha256: same, commandLine: '/tmp/build/sleep 60' },
+        { pid: 301, exe: '/tmp/.k/kthreadd', sha256: same, commandLine: '/tmp/.k/kthreadd' },
+      ],
+      persistence: [{ kind: 'cron', source: '/etc/cron.d/k', text: '@reboot root /tmp/.k/kthreadd' }],
+      files: [],
+      leftOut: 0,
+    });
+    const seen = await detail(id);
+    expect(seen.entities.filter((e: Entity) => e.value === same).map((e: Entity) => [e.path, e.verdict])).toEqual([['/tmp/.k/kthreadd', 'malicious']]);
+  });
+
+  it('asks the other devices a threat was followed to for their evidence, and stops it and removes its persistence there too', async () => {
+    const [here, there] = [await device('first-seen'), await device('also-there')];
+    const dropper = '/var/tmp/.x/run';
+    const sha256 = hex(64);
+    await alert(there, 'informational', [{ kind: 'file', path: dropper, sha256 }]);
+    await alert(here, 'high', [{ kind: 'file', path: dropper, sha256 }]);
+    const id = await investigationOf(here);
+    await answer(here, id, { ...NO_EVIDENCE, files: [{ path: dropper, sha256 }] });
+    const asked = (await detail(id)).actions.find((a: { type: string; deviceId: string }) => a.type === 'collect_evidence' && a.deviceId === there.deviceId);
+    expect(asked.parameters).toEqual({ paths: dropper });
+    const report: EvidenceReport = {
+      processes: [{ pid: 77, exe: dropper, sha256, commandLine: dropper }],
+      persistence: [{ kind: 'cron', source: '/etc/cron.d/x', text: `@reboot root ${dropper}` }],
+      files: [{ path: dropper, sha256 }],
+      leftOut: 0,
+    };
+    await ctx().services.agents.result(there.deviceId, signedByAgent(there.key, { v: AGENT_PROTOCOL_VERSION, deviceId: there.deviceId, actionId: asked.id, outcome: 'completed', output: JSON.stringify(report), iat: 0 }));
+    ctx().clock.advance(1_500);
+    await ctx().services.investigations.runDue();
+
+    const seen = await detail(id);
+    expect(logOf(seen, 'evidence_elsewhere')).toContain('evidence from other devices: also-there: 1 running, 1 persistence entry launches malicious files');
+    const proposals = seen.actions.filter((a: { type: string; deviceId: string }) => a.type !== 'collect_evidence' && a.deviceId === there.deviceId).map((a: { type: string; entity: unknown; parameters: unknown }) => [a.type, a.entity, a.parameters]);
+    expect(proposals).toEqual(expect.arrayContaining([
+      ['stop_and_quarantine_file', { name: 'run', path: dropper, sha256 }, {}],
+      ['remove_scheduled_task', { name: 'x', path: '/etc/cron.d/x' }, {}],
+    ]));
+    expect(proposals).toHaveLength(2);
+  });
 });
