@@ -613,6 +613,8 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await file.getByText('Malicious').waitFor();
     await file.getByText('Pending approval').waitFor();
     expect(await file.textContent()).toContain(sha256);
+    // The facts the verdict weighed, each in its own line.
+    expect(await file.getByRole('list', { name: 'Facts weighed' }).getByRole('listitem').allTextContents()).toEqual(expect.arrayContaining(['in a temp or download folder', 'named by a high-severity alert']));
     if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'investigation-page.png'), fullPage: true });
     await page.getByRole('tab', { name: /Alerts/ }).click();
     await page.getByRole('table', { name: 'Alerts' }).getByText('Malware detected').waitFor();
