@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
+import { LINUX_NAMES } from '@quell/contracts';
 import { type Guards, guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
@@ -39,7 +40,7 @@ import { validUnitName } from './service.linux.ts';
  */
 
 /** The local-account names Debian's useradd accepts; anything else is refused before it reaches a command. */
-const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
+const USER_NAME = LINUX_NAMES.user;
 /** The expiry day contain_user sets: 2 January 1970, long past and unambiguous. */
 const EXPIRED_DAY = '1';
 const NOBODY_UID = 65534;

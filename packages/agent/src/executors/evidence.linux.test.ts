@@ -146,7 +146,7 @@ describe('evidence: what each file is, and whose', () => {
     // sh stays the parent (two commands: it cannot exec the first), and is itself left out as a system executable.
     const shell = spawn('/bin/sh', ['-c', `${child} 300; true`], { stdio: 'ignore', detached: true });
     await once(shell, 'spawn');
-    onTestFinished(() => process.kill(-shell.pid!, 'SIGKILL'));
+    onTestFinished(() => void process.kill(-shell.pid!, 'SIGKILL'));
     let found: EvidenceReport['processes'][number] | undefined;
     for (let i = 0; i < 50 && !found; i++) {
       found = (await report([], layout(join(root, 'no-dpkg')))).processes.find((p) => p.exe === child);

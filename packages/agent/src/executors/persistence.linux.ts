@@ -1,5 +1,5 @@
 import { basename, dirname, normalize } from 'node:path';
-import { STARTUP_LOCATIONS } from '@quell/contracts';
+import { LINUX_NAMES, STARTUP_LOCATIONS } from '@quell/contracts';
 import { ExecutionError, type ExecutionContext } from './executor.ts';
 import { type Task, fileTaskExecutors } from './scheduled-task.linux.ts';
 
@@ -23,9 +23,8 @@ import { type Task, fileTaskExecutors } from './scheduled-task.linux.ts';
  * without following any link (a link anywhere is refused).
  */
 
-/** A file name, dot files (`.bashrc`) included; never `.` or `..` (the path is normalized). */
-const FILE_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,254}$/;
-const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+const FILE_NAME = LINUX_NAMES.startupFile;
+const USER_NAME = LINUX_NAMES.user;
 
 const LINE_ONLY = new Set<string>(STARTUP_LOCATIONS.lineOnly);
 const FILE_OR_LINE = new Set<string>(STARTUP_LOCATIONS.fileOrLine);

@@ -1,4 +1,5 @@
 import { basename, dirname, join, normalize } from 'node:path';
+import { LINUX_NAMES } from '@quell/contracts';
 import { guardsFor } from '../guards.linux.ts';
 import { type CommandRunner, mustRun } from '../runner.ts';
 import { type Folder, type FolderId, lstatFrom } from '../safe-fs.linux.ts';
@@ -48,8 +49,8 @@ const USER_CRONTAB_DIR = '/var/spool/cron/crontabs';
 const SYSTEM_CRONTAB = '/etc/crontab';
 const SYSTEMD_DIR = '/etc/systemd/system';
 
-const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,254}$/;
-const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
+const FILE_NAME = LINUX_NAMES.cronFile;
+const USER_NAME = LINUX_NAMES.user;
 const TIMER_UNIT = /^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]{0,248}\.timer$/;
 
 export type Task =

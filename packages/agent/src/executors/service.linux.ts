@@ -1,4 +1,5 @@
 import { basename, dirname } from 'node:path';
+import { LINUX_NAMES } from '@quell/contracts';
 import { guardsFor } from '../guards.linux.ts';
 import { mustRun } from '../runner.ts';
 import { type FolderId, lstatFrom } from '../safe-fs.linux.ts';
@@ -10,7 +11,7 @@ import { type UnitLink, placeControlMask, putLinksBack, removeControlMask, unitL
  * The unit names this action accepts. The first character can never be `-`,
  * so a name from an attacker is never read by systemctl as an option.
  */
-const UNIT_NAME = /^[A-Za-z0-9@_:][A-Za-z0-9@._:-]*\.(service|socket|timer|path)$/;
+const UNIT_NAME = LINUX_NAMES.unit;
 /** systemd's UNIT_NAME_MAX, without the terminating NUL. */
 const UNIT_NAME_MAX = 255;
 

@@ -1,5 +1,5 @@
 import { basename, dirname, normalize } from 'node:path';
-import { type ActionType, type EvidenceReport, STARTUP_LOCATIONS } from '@quell/contracts';
+import { type ActionType, type EvidenceReport, LINUX_NAMES, STARTUP_LOCATIONS } from '@quell/contracts';
 
 type PersistenceEntry = EvidenceReport['persistence'][number];
 
@@ -30,13 +30,9 @@ const REMOVABLE_UNIT_DIRS = ['/etc/systemd/system', '/run/systemd/system', '/usr
 /** The folder remove_scheduled_task finds a timer in by its name. */
 const TIMER_DIR = '/etc/systemd/system';
 /** The names the agent's executors accept (scheduled-task.linux.ts, service.linux.ts). */
-const CRON_FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,254}$/;
-const USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
-const UNIT_NAME = /^[A-Za-z0-9_][A-Za-z0-9:_.@\\-]{0,248}\.(service|timer)$/;
+const { cronFile: CRON_FILE_NAME, user: USER_NAME, unit: UNIT_NAME, startupFile: STARTUP_FILE_NAME } = LINUX_NAMES;
 /** The agent cuts an entry's text at this length: a line this long may not be the whole line, and is never proposed. */
 const ENTRY_TEXT_MAX = 1024;
-const STARTUP_FILE_NAME = /^[A-Za-z0-9_.][A-Za-z0-9_.@+-]{0,254}$/;
-const HOME_USER_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
 /** `NAME=value` in a cron file: an environment setting, not a job. */
 const CRON_SETTING = /^\s*[A-Za-z_][A-Za-z0-9_]*\s*=/;
 
@@ -73,7 +69,7 @@ function startupFile(path: string): 'file_or_line' | 'line' | null {
   if (among(STARTUP_LOCATIONS.lineOnly, path)) return 'line';
   if (among(STARTUP_LOCATIONS.fileOrLine, path) || among(STARTUP_LOCATIONS.dropInDirs, dirname(path))) return 'file_or_line';
   const home = /^(\/root|\/home\/([^/]+))\/(.+)$/.exec(path);
-  if (home === null || (home[2] !== undefined && !HOME_USER_NAME.test(home[2]))) return null;
+  if (home === null || (home[2] !== undefined && !USER_NAME.test(home[2]))) return null;
   if (among(STARTUP_LOCATIONS.userLineOnly, home[3]!)) return 'line';
   return among(STARTUP_LOCATIONS.userDropInDirs, dirname(home[3]!)) ? 'file_or_line' : null;
 }
