@@ -4,6 +4,7 @@ import { guardsFor } from '../guards.linux.ts';
 import { type CommandRunner, mustRun } from '../runner.ts';
 import { type Folder, type FolderId, lstatFrom } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type ExecutionResult, type Executor } from './executor.ts';
+import { isActive, isEnabled } from './service.linux.ts';
 import { type FileRecord, inFolder, isFileRecord, record, sha256, verifyRestored, writeExactly } from './file-record.linux.ts';
 
 /**
@@ -119,12 +120,6 @@ function withoutLine(bytes: Buffer, line: string): { bytes: Buffer; removed: num
   return { bytes: Buffer.from(kept.join('\n'), 'latin1'), removed };
 }
 
-async function unitState(ctx: Pick<ExecutionContext, 'runner'>, verb: 'is-enabled' | 'is-active', unit: string): Promise<string> {
-  // Both verbs exit non-zero for "disabled" and "inactive": the answer is what they print.
-  const result = await ctx.runner.run('systemctl', [verb, unit]);
-  return result.stdout.trim().split('\n')[0] || 'unknown';
-}
-
 /**
  * Remove and restore executors over one way of finding the file a command
  * names (`locate` refuses anything outside its own locations): scheduled
@@ -187,15 +182,15 @@ async function removeTask(ctx: ExecutionContext, task: Task, folder: Folder, nam
       return { output: `Removed ${lines} of ${task.path}: ${task.line}`, snapshot };
     }
     case 'systemd_timer': {
-      const enabled = await unitState(ctx, 'is-enabled', task.unit);
-      const active = await unitState(ctx, 'is-active', task.unit);
+      const enabled = await isEnabled(ctx, task.unit);
+      const active = await isActive(ctx, task.unit);
       const snapshot: ScheduledTaskSnapshot = { kind: 'systemd_timer', path: task.path, unit: task.unit, file, enabled, active, chain };
       await mustRun(ctx.runner, 'systemctl', ['disable', '--now', task.unit]);
       folder.unlink(name);
       folder.sync();
       try {
         await mustRun(ctx.runner, 'systemctl', ['daemon-reload']);
-        const activeAfter = await unitState(ctx, 'is-active', task.unit);
+        const activeAfter = await isActive(ctx, task.unit);
         if (activeAfter === 'active' || activeAfter === 'activating') throw new ExecutionError(`${task.unit} is still ${activeAfter} after stopping it`);
       } catch (error) {
         // A failed action keeps no snapshot: the unit file goes back now or it would be lost.
@@ -244,8 +239,8 @@ async function restoreTask(ctx: ExecutionContext, snapshot: ScheduledTaskSnapsho
       await mustRun(ctx.runner, 'systemctl', ['daemon-reload']);
       if (snapshot.enabled === 'enabled') await mustRun(ctx.runner, 'systemctl', ['enable', snapshot.unit]);
       if (snapshot.active === 'active') await mustRun(ctx.runner, 'systemctl', ['start', snapshot.unit]);
-      const enabled = await unitState(ctx, 'is-enabled', snapshot.unit);
-      const active = await unitState(ctx, 'is-active', snapshot.unit);
+      const enabled = await isEnabled(ctx, snapshot.unit);
+      const active = await isActive(ctx, snapshot.unit);
       if (enabled !== snapshot.enabled || (active === 'active') !== (snapshot.active === 'active')) {
         throw new ExecutionError(`${snapshot.unit} is ${enabled}, ${active} after restoring; it was ${snapshot.enabled}, ${snapshot.active}`);
       }
@@ -284,7 +279,7 @@ export async function taskReturned(runner: CommandRunner, snapshot: ScheduledTas
     case 'cron_line':
       return present?.bytes && withoutLine(present.bytes, snapshot.line).removed.length > 0 ? `the removed line is back in ${snapshot.path}: ${snapshot.line}` : null;
     case 'systemd_timer': {
-      const state = [await unitState({ runner }, 'is-enabled', snapshot.unit), await unitState({ runner }, 'is-active', snapshot.unit)].filter((s) => TIMER_RUNS.has(s));
+      const state = [await isEnabled({ runner }, snapshot.unit), await isActive({ runner }, snapshot.unit)].filter((s) => TIMER_RUNS.has(s));
       const back = present?.sha256 === snapshot.file.sha256;
       if (!back && state.length === 0) return null;
       return `${snapshot.unit} ${[...(back ? [`has its unit file back at ${snapshot.path}`] : []), ...(state.length ? [`is ${state.join(' and ')} again`] : [])].join(' and ')}`;

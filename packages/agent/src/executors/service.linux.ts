@@ -67,7 +67,8 @@ export function validUnitName(name: string): string {
 
 const isRunning = (active: string): boolean => RUNNING.has(active);
 
-async function isActive(ctx: Systemd, unit: string): Promise<string> {
+/** The unit's state as `systemctl is-active` names it (which exits non-zero for "inactive": the answer is what it prints). */
+export async function isActive(ctx: Systemd, unit: string): Promise<string> {
   const result = await ctx.runner.run('systemctl', ['is-active', unit]);
   const state = result.stdout.trim().split('\n')[0]?.trim() ?? '';
   if (!state) throw new ExecutionError(`systemctl is-active ${unit} gave no state (${result.code}): ${result.stderr.trim()}`);
@@ -75,7 +76,7 @@ async function isActive(ctx: Systemd, unit: string): Promise<string> {
 }
 
 /** The unit-file state as `systemctl is-enabled` names it; `not-found` once nothing in the search path provides the unit. */
-async function isEnabled(ctx: Systemd, unit: string): Promise<string> {
+export async function isEnabled(ctx: Systemd, unit: string): Promise<string> {
   const result = await ctx.runner.run('systemctl', ['is-enabled', unit]);
   const state = result.stdout.trim().split('\n')[0]?.trim() ?? '';
   if (state) return state;
