@@ -110,21 +110,30 @@ function alertNames(file: AlertFile, entity: InvestigationEntitiesTable): boolea
   return file.path === entity.path;
 }
 
+type ReportedProcess = EvidenceReport['processes'][number];
+type Relation = { relation: 'child' | 'parent'; other: ReportedProcess; entity: InvestigationEntitiesTable };
+
 /**
- * How a running process is connected to the investigation's files on its
+ * How running processes are connected to the investigation's files on their
  * device, by the process tree in the report: started by one of them
- * (`child`), or the one that started one of them (`parent`); null when it
- * is neither.
+ * (`child`), or the one that started one of them (`parent`); null when
+ * neither. The processes of those files are found once, not per question.
  */
-function relatedProcess(report: EvidenceReport, entities: readonly InvestigationEntitiesTable[], process: EvidenceReport['processes'][number]):
-  { relation: 'child' | 'parent'; other: EvidenceReport['processes'][number]; entity: InvestigationEntitiesTable } | null {
-  for (const entity of entities.filter((e) => isFile(e) && e.value !== process.sha256)) {
-    for (const other of report.processes.filter((p) => p.pid !== process.pid && ((entity.path !== null && p.exe === entity.path) || p.sha256 === entity.value))) {
-      if (process.ancestors?.includes(other.pid)) return { relation: 'child', other, entity };
-      if (other.ancestors?.includes(process.pid)) return { relation: 'parent', other, entity };
+function processTree(report: EvidenceReport, entities: readonly InvestigationEntitiesTable[]): (process: ReportedProcess) => Relation | null {
+  const files = entities.filter(isFile);
+  const running = report.processes.flatMap((other) => {
+    const entity = files.find((e) => (e.path !== null && other.exe === e.path) || other.sha256 === e.value);
+    return entity ? [{ other, entity }] : [];
+  });
+  const byPid = new Map(running.map((r) => [r.other.pid, r]));
+  return (process) => {
+    for (const pid of process.ancestors ?? []) {
+      const found = byPid.get(pid);
+      if (found && found.entity.value !== process.sha256) return { relation: 'child', ...found };
     }
-  }
-  return null;
+    const started = running.find((r) => r.entity.value !== process.sha256 && r.other.ancestors?.includes(process.pid));
+    return started ? { relation: 'parent', ...started } : null;
+  };
 }
 
 /** Entities that are files: judged by the verdict rules, quarantined; the others are what launches them. */
@@ -479,11 +488,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       let tree = 0;
       // The same file may run from several paths: each is judged where it runs, a copy launched by persistence too.
       const looked = new Set<string>();
+      const relatedTo = processTree(report, here);
       for (const process of report.processes) {
         if (!process.sha256 || known.has(process.sha256) || looked.has(`${process.sha256}\u0000${process.exe}`)) continue;
         looked.add(`${process.sha256}\u0000${process.exe}`);
         // Started by a file the investigation judges, or starting one: judged with it, next to it.
-        if (relatedProcess(report, here, process) !== null) {
+        if (relatedTo(process) !== null) {
           known.add(process.sha256);
           tree++;
           await trx.insertInto('investigation_entities').values({
@@ -535,9 +545,9 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         const naming = files.filter((f) => alertNames(f, entity));
         const here = entity.device_id === inv.device_id ? report : null;
         const facts = await factsOf(trx, entity, device.group_id, naming, here);
-        // What no alert names is judged with the file whose process tree it is in (judged before it: entities are judged in the order found).
+        // What no alert names is judged with the threat whose process tree it is in (judged before it: entities are judged in the order found).
         const process = here?.processes.find((p) => p.sha256 === entity.value);
-        const related = naming.length > 0 || !here || !process ? null : relatedProcess(here, entities.filter((e) => e.device_id === entity.device_id && e.verdict !== null), process);
+        const related = naming.length > 0 || !here || !process ? null : processTree(here, entities.filter((e) => e.device_id === entity.device_id && (e.verdict === 'malicious' || e.verdict === 'suspicious')))(process);
         if (related) facts.related = { relation: related.relation, pid: related.other.pid, path: related.other.exe, verdict: related.entity.verdict as Verdict };
         const judged = fileVerdict(facts);
         entity.verdict = judged.verdict;
