@@ -193,6 +193,21 @@ describe(`alerts from other engines find their device (${TEST_DIALECT})`, () => 
     expect(renamed.json().device).toMatchObject({ id: alert.device.id, matchedBy: 'source_agent_id' });
   });
 
+  it('maps an ECS event with the user a process ran as: sudo names the user who asked and the one whose rights it took (201)', async () => {
+    const response = await post('/api/alerts/ecs', {
+      '@timestamp': '2026-11-30T10:05:00Z', 'event.kind': 'event', 'event.dataset': 'system.auth', 'host.hostname': 'build-07',
+      'process.name': 'sudo', 'process.pid': 1582, 'process.command_line': 'sudo emacs /etc/ssh/sshd_config',
+      'user.name': 'dev', 'user.effective.name': 'root',
+    });
+    expect(response.statusCode, response.body).toBe(201);
+    expect(response.json().device).toMatchObject({ name: 'build-07', created: true });
+    expect(response.json().evidence).toEqual([
+      { kind: 'process', name: 'sudo', pid: 1582, commandLine: 'sudo emacs /etc/ssh/sshd_config', user: 'dev' },
+      { kind: 'user', name: 'dev' },
+      { kind: 'user', name: 'root' },
+    ]);
+  });
+
   it('refuses malformed, oversized and hostile ECS documents with a 4xx and writes nothing', async () => {
     const before = await Promise.all([count('alerts'), count('devices'), count('device_source_ids'), count('device_addresses')]);
     let deep: Record<string, unknown> = { leaf: 'x' };

@@ -10,7 +10,7 @@ import { TEST_DIALECT, useTestApp } from '../../test/helper.ts';
  */
 interface Case {
   file: string;
-  format: 'wazuh' | 'sysmon' | 'windows';
+  format: 'wazuh' | 'ecs' | 'sysmon' | 'windows';
   source: { repository: string; path: string; commit: string; licence: string };
   host: string;
   ruleId?: string;
@@ -22,6 +22,8 @@ interface Case {
 const corpus = (name: string) => JSON.parse(readFileSync(new URL(`./corpus/${name}`, import.meta.url), 'utf8')) as unknown;
 const wazuhCases = corpus('wazuh-cases.json') as Case[];
 const windowsCases = corpus('sysmon-cases.json') as Case[];
+const ecsCases = corpus('ecs-cases.json') as Case[];
+const allCases = [...wazuhCases, ...ecsCases, ...windowsCases];
 
 interface WindowsEvent {
   Event: {
@@ -74,14 +76,23 @@ function asWazuh(raw: WindowsEvent, id: string): Record<string, unknown> {
   };
 }
 
+/**
+ * An ECS event as its Beat shipped it. Filebeat's golden files leave out
+ * `@timestamp` where the log line has no year (syslog's auth.log), so the
+ * test gives those the time Filebeat would have stamped; everything else
+ * is the source's.
+ */
+const asShipped = (doc: Record<string, unknown>) => ('@timestamp' in doc ? doc : { '@timestamp': '2024-02-21T21:54:44.000Z', ...doc });
+
 const containsEvidence = (expected: Array<Record<string, unknown>>) => expect.arrayContaining(expected.map((e) => expect.objectContaining(e)));
 
 describe(`the alert corpus (${TEST_DIALECT})`, () => {
   const ctx = useTestApp();
 
-  it('holds at least 50 real documents, each with its source and licence', () => {
-    expect(wazuhCases.length + windowsCases.length).toBeGreaterThanOrEqual(50);
-    for (const c of [...wazuhCases, ...windowsCases]) expect(c.source).toMatchObject({ repository: expect.any(String), path: expect.any(String), commit: expect.stringMatching(/^[0-9a-f]{40}$/), licence: expect.any(String) });
+  it('holds at least 50 real documents in the three formats, each with its source and licence', () => {
+    expect(allCases.length).toBeGreaterThanOrEqual(50);
+    expect(new Set(allCases.map((c) => (c.format === 'windows' ? 'sysmon' : c.format)))).toEqual(new Set(['wazuh', 'ecs', 'sysmon']));
+    for (const c of allCases) expect(c.source).toMatchObject({ repository: expect.any(String), path: expect.any(String), commit: expect.stringMatching(/^[0-9a-f]{40}$/), licence: expect.any(String) });
   });
 
   it.each(wazuhCases.map((c) => [c.file, c] as const))('maps the Wazuh alert %s', async (_name, c) => {
@@ -94,6 +105,17 @@ describe(`the alert corpus (${TEST_DIALECT})`, () => {
     // What the response said is what was stored.
     const stored = (await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts/${alert.id}`)).json();
     expect(stored).toMatchObject({ ruleId: c.ruleId, mitreTechniques: c.mitreTechniques, evidence: alert.evidence, deviceId: alert.device.id, origin: expect.objectContaining({ agentName: c.host }) });
+  });
+
+  it.each(ecsCases.map((c) => [c.file, c] as const))('maps the ECS event %s', async (_name, c) => {
+    const response = await ctx().request(ctx().users.security_operator, 'POST', '/api/alerts/ecs', asShipped(corpus(c.file) as Record<string, unknown>));
+    expect(response.statusCode, response.body).toBe(201);
+    const alert = response.json();
+    expect(alert).toMatchObject({ detectionSource: 'elastic', device: { name: c.host, managed: false } });
+    expect(alert.evidence).toEqual(containsEvidence(c.evidence));
+    // What the response said is what was stored.
+    const stored = (await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts/${alert.id}`)).json();
+    expect(stored).toMatchObject({ evidence: alert.evidence, deviceId: alert.device.id });
   });
 
   it.each(windowsCases.map((c) => [c.file, c] as const))('maps the Windows event %s as Winlogbeat (ECS) and Wazuh relay it, onto one device', async (name, c) => {

@@ -102,7 +102,8 @@ function processEvidence(list: EvidenceList, process: Record<string, unknown>, u
  * Maps an ECS document to Quell's alert model: the rule (Kibana's or the
  * source's), its MITRE ATT&CK techniques and tactics (threat.*), the host
  * (agent.id, host.id, host.name / hostname, host.ip), and as evidence the
- * process with its parent, the file with its hashes and change, the user,
+ * process with its parent, the file with its hashes and change, the user
+ * (and the one whose rights it ran with),
  * source and destination addresses, DNS question, URL, registry entry, and
  * Sysmon's EventData relayed by Winlogbeat (winlog.event_data).
  */
@@ -139,6 +140,8 @@ export function fromEcs(input: EcsDocument): MappedAlert {
   }
 
   list.user(qualifiedUser);
+  // The user whose rights the process ran with: root behind a user's sudo or su is evidence in its own right.
+  list.user(text(field(doc, 'user.effective.name'), 256), field(doc, 'user.effective.domain'));
   list.ip(field(doc, 'source.ip'), 'source', field(doc, 'source.port')).ip(field(doc, 'destination.ip'), 'destination', field(doc, 'destination.port'));
   const query = text(field(doc, 'dns.question.name'), 1024);
   if (query) list.url(query);
