@@ -78,9 +78,9 @@ function asWazuh(raw: WindowsEvent, id: string): Record<string, unknown> {
 
 /**
  * An ECS event as its Beat shipped it. Filebeat's golden files leave out
- * `@timestamp` where the log line has no year (syslog's auth.log), so the
- * test gives those the time Filebeat would have stamped; everything else
- * is the source's.
+ * `@timestamp` where the log line has no year (syslog's auth.log); a shipped
+ * event always has one, so the test gives those a fixed time. Everything
+ * else is the source's.
  */
 const asShipped = (doc: Record<string, unknown>) => ('@timestamp' in doc ? doc : { '@timestamp': '2024-02-21T21:54:44.000Z', ...doc });
 
