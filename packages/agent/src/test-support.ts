@@ -1,4 +1,6 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Action } from '@quell/contracts';
 import { systemActor } from '@quell/server';
@@ -42,18 +44,64 @@ export interface AgentProcess { child: ChildProcess; log: () => string; stop(sig
 /** The bundled agent that endpoints run (built by `npm run build:agent` at install). */
 export const AGENT_BUNDLE = new URL('../dist/quell-agent.mjs', import.meta.url).pathname;
 
+/** A periodic drift check longer than any test: a repair a test sees was started by an event. */
+export const NO_PERIODIC_CHECK_SECONDS = 3600;
+
 /**
  * A private mount namespace for an agent that is handed hostile commands:
  * `etc` (a copy of /etc) is mounted over /etc, so the account databases and
  * cron folders it sees are copies and the host's own are out of its reach.
+ * `binds` mounts more test folders over system folders, by the path the
+ * agent sees them at (`{ '/var/tmp': dir }`).
  */
-/** A periodic drift check longer than any test: a repair a test sees was started by an event. */
-export const NO_PERIODIC_CHECK_SECONDS = 3600;
-
-export interface Sandbox { etc: string }
+export interface Sandbox { etc: string; binds?: Readonly<Record<string, string>> }
 
 function sandboxed(sandbox: Sandbox): string[] {
-  return ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc && shift && exec "$@"', 'sandbox', sandbox.etc];
+  const pairs = Object.entries({ '/etc': sandbox.etc, ...sandbox.binds }).flatMap(([target, source]) => [source, target]);
+  const script = 'while [ "$1" != -- ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"';
+  return ['unshare', '--mount', '--propagation', 'private', 'sh', '-ec', script, 'sandbox', ...pairs, '--'];
+}
+
+/**
+ * Test folders under `root` for every system folder an attacker plants
+ * persistence in, to mount over the real ones in an agent's sandbox: copies
+ * of /etc and /var/spool (with cron's crontabs folder), and an empty /home,
+ * /root and /var/tmp with their usual modes.
+ */
+export function sandboxFolders(root: string): Sandbox {
+  const folder = (name: string, mode: number): string => {
+    const dir = join(root, name);
+    mkdirSync(dir, { recursive: true });
+    chmodSync(dir, mode);
+    return dir;
+  };
+  mkdirSync(root, { recursive: true });
+  const etc = join(root, 'etc');
+  execFileSync('cp', ['-a', '/etc', etc]);
+  const spool = join(root, 'spool');
+  execFileSync('cp', ['-a', '/var/spool', spool]);
+  mkdirSync(join(spool, 'cron', 'crontabs'), { recursive: true });
+  chmodSync(join(spool, 'cron', 'crontabs'), 0o1730);
+  return { etc, binds: { '/var/spool': spool, '/home': folder('home', 0o755), '/root': folder('root', 0o700), '/var/tmp': folder('var-tmp', 0o1777) } };
+}
+
+/**
+ * The process of a sandboxed agent that runs in its private mount namespace
+ * (`ip netns exec` forks, and the agent runs as its child's child): the
+ * descendant of `pid` that runs Node. Join its namespace with `nsenter -t`.
+ */
+export function agentProcessIn(pid: number): number | undefined {
+  const node = realpathSync(process.execPath);
+  const queue = [pid];
+  for (let at = queue.shift(); at !== undefined; at = queue.shift()) {
+    try {
+      if (readlinkSync(`/proc/${at}/exe`) === node) return at;
+      queue.push(...readFileSync(`/proc/${at}/task/${at}/children`, 'utf8').split(/\s+/).filter(Boolean).map(Number));
+    } catch {
+      // it ended, or has not started yet
+    }
+  }
+  return undefined;
 }
 
 /**
