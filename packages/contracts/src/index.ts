@@ -5,7 +5,7 @@ export * from './lifecycle.ts';
 export * from './errors.ts';
 export * from './paths.ts';
 export * from './linux-names.ts';
-export * from './startup-locations.ts';
+export * from './persistence-locations.ts';
 export * from './schemas/common.ts';
 export * from './schemas/actions.ts';
 export * from './schemas/auth.ts';

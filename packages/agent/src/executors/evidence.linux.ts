@@ -3,7 +3,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { EVIDENCE_MAX_PATHS, type EvidenceReport, type FileOwner, STARTUP_LOCATIONS } from '@quell/contracts';
+import { CRON_LOCATIONS, EVIDENCE_MAX_PATHS, type EvidenceReport, type FileOwner, STARTUP_LOCATIONS } from '@quell/contracts';
 import { type GuardFacts, agentFileIds, idKey, systemGuardFacts } from '../guards.linux.ts';
 import { type DigestName, Folder, digesting } from '../safe-fs.linux.ts';
 import { ExecutionError, type ExecutionContext, type Executor } from './executor.ts';
@@ -37,8 +37,6 @@ type Digests = Record<(typeof DIGESTS)[number], string>;
 
 /** Executables the operating system's packages install: their processes are not evidence of anything. */
 const SYSTEM_EXECUTABLES = /^\/(usr\/(s?bin|lib|libexec)|s?bin|lib(32|64)?)\//;
-const CRON_FILES = ['/etc/crontab'];
-const CRON_DIRS = ['/etc/cron.d', '/var/spool/cron/crontabs'];
 /** Where administrators and installers put their own units (packages' units live under /usr/lib). */
 const SYSTEMD_DIRS = ['/etc/systemd/system', '/run/systemd/system'];
 /**
@@ -230,24 +228,32 @@ function listDir(dir: string): string[] {
 /**
  * The lines of startup files that name something in a temp, download or
  * hidden folder: a shell line that runs it, a key whose forced command is
- * it, a preloaded library, a udev rule, an apt hook, an autostart entry. Of a drop-in file or ld.so.preload every line,
- * so that the server can tell whether the whole file is the attacker's.
- * At most EVIDENCE_LIMITS.persistenceFiles files are read.
+ * it, a preloaded library, a udev rule, an apt hook, an autostart entry. Of
+ * a drop-in file or ld.so.preload every line, so that the server can tell
+ * whether the whole file is the attacker's.
  */
 export async function startupEntries(layout: StartupLayout): Promise<EvidenceReport['persistence']> {
-  const entries: EvidenceReport['persistence'] = [];
-  const files = [
+  return linesNamingDropPaths('startup', [
     ...[...layout.lineOnly, ...layout.homes.flatMap((home) => STARTUP_LOCATIONS.userLineOnly.map((name) => join(home, name)))].map((path) => ({ path, whole: false })),
     ...[
       ...layout.whole, ...layout.dropInDirs.flatMap(listDir),
       ...layout.homes.flatMap((home) => STARTUP_LOCATIONS.userDropInDirs.flatMap((dir) => listDir(join(home, dir)))),
     ].map((path) => ({ path, whole: true })),
-  ].slice(0, EVIDENCE_LIMITS.persistenceFiles);
-  for (const { path, whole } of files) {
+  ]);
+}
+
+/**
+ * The lines (not comments) of the files that name a drop path: those lines,
+ * or every line of a file that may go `whole`. At most
+ * EVIDENCE_LIMITS.persistenceFiles files are read.
+ */
+async function linesNamingDropPaths(kind: EvidenceReport['persistence'][number]['kind'], files: ReadonlyArray<{ path: string; whole: boolean }>): Promise<EvidenceReport['persistence']> {
+  const entries: EvidenceReport['persistence'] = [];
+  for (const { path, whole } of files.slice(0, EVIDENCE_LIMITS.persistenceFiles)) {
     const lines = ((await smallFile(path)) ?? '').split('\n').filter((line) => line.trim() && !line.trim().startsWith('#'));
     const naming = lines.filter((line) => NAMES_DROP_PATH.test(line));
     if (naming.length === 0) continue;
-    for (const line of whole ? lines : naming) entries.push({ kind: 'startup', source: path, text: line.slice(0, 1024) });
+    for (const line of whole ? lines : naming) entries.push({ kind, source: path, text: line.slice(0, 1024) });
   }
   return entries;
 }
@@ -255,14 +261,17 @@ export async function startupEntries(layout: StartupLayout): Promise<EvidenceRep
 async function persistence(layout: StartupLayout): Promise<EvidenceReport['persistence']> {
   const entries: EvidenceReport['persistence'] = [];
   const add = (kind: EvidenceReport['persistence'][number]['kind'], source: string, text: string): void => void entries.push({ kind, source, text: text.slice(0, 1024) });
-  const cronFiles = [...CRON_FILES, ...CRON_DIRS.flatMap(listDir)].slice(0, EVIDENCE_LIMITS.persistenceFiles);
+  const cronFiles = [CRON_LOCATIONS.crontab, ...[...CRON_LOCATIONS.fileDirs, CRON_LOCATIONS.userCrontabs].flatMap(listDir)].slice(0, EVIDENCE_LIMITS.persistenceFiles);
   for (const file of cronFiles) {
     for (const line of ((await smallFile(file)) ?? '').split('\n')) if (line.trim() && !line.trim().startsWith('#')) add('cron', file, line);
   }
+  // run-parts scripts are whole shell scripts: those that name a drop path, every line of them.
+  entries.push(...await linesNamingDropPaths('cron', CRON_LOCATIONS.scriptDirs.flatMap(listDir).map((path) => ({ path, whole: true }))));
   const unitFiles = SYSTEMD_DIRS.flatMap(listDir).filter((p) => p.endsWith('.service') || p.endsWith('.timer')).slice(0, EVIDENCE_LIMITS.persistenceFiles);
   for (const file of unitFiles) {
     const exec = (await smallFile(file))?.split('\n').filter((l) => /^(ExecStart|ExecStartPre|Unit)=/.test(l.trim())).join('\n');
-    if (exec) add('systemd', file, exec);
+    // Every timer, even one without Unit= (it starts the service of its own name).
+    if (exec || file.endsWith('.timer')) add('systemd', file, exec ?? '');
   }
   entries.push(...await startupEntries(layout));
   for (const line of ((await smallProcFile('/proc/modules')) ?? '').split('\n')) if (line) add('kernel_module', '/proc/modules', line.split(' ')[0]!);
@@ -454,9 +463,9 @@ export async function evidenceReport(ctx: ExecutionContext, layout: EvidenceLayo
 
 /**
  * Collects evidence for an automated investigation and changes nothing:
- * running processes with their executables' hashes, persistence (cron,
- * systemd services and timers, startup lines naming temp folders, kernel
- * modules), and the current SHA-256, SHA-1 and MD5 of each file the alerts
+ * running processes with their executables' hashes and ancestors,
+ * persistence (cron lines, run-parts scripts naming drop paths, systemd
+ * services and timers, startup lines naming drop paths, kernel modules), and the current SHA-256, SHA-1 and MD5 of each file the alerts
  * named (`parameters.paths`, newline-separated). Files are read once,
  * without following links, within size limits, off the agent's main
  * thread. A file or executable that is the agent's own is marked Quell's;

@@ -1,5 +1,5 @@
 import { basename, dirname, join, normalize } from 'node:path';
-import { LINUX_NAMES } from '@quell/contracts';
+import { CRON_LOCATIONS, LINUX_NAMES } from '@quell/contracts';
 import { guardsFor } from '../guards.linux.ts';
 import { type CommandRunner, mustRun } from '../runner.ts';
 import { type Folder, type FolderId, lstatFrom } from '../safe-fs.linux.ts';
@@ -45,9 +45,9 @@ import { type FileRecord, inFolder, isFileRecord, record, sha256, verifyRestored
  *   those edits.
  */
 
-const CRON_FILE_DIRS = ['/etc/cron.d', '/etc/cron.hourly', '/etc/cron.daily', '/etc/cron.weekly', '/etc/cron.monthly'] as const;
-const USER_CRONTAB_DIR = '/var/spool/cron/crontabs';
-const SYSTEM_CRONTAB = '/etc/crontab';
+const CRON_FILE_DIRS = [...CRON_LOCATIONS.fileDirs, ...CRON_LOCATIONS.scriptDirs];
+const USER_CRONTAB_DIR = CRON_LOCATIONS.userCrontabs;
+const SYSTEM_CRONTAB = CRON_LOCATIONS.crontab;
 const SYSTEMD_DIR = '/etc/systemd/system';
 
 const FILE_NAME = LINUX_NAMES.cronFile;

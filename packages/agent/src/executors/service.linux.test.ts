@@ -335,6 +335,21 @@ describe('stop_service and restore_service (systemd)', () => {
     expect(systemd.runner.calls).toEqual([]);
   });
 
+  it('restore refuses, before any change, while a timer that started the service is gone: that removal is undone first', async () => {
+    systemd.units.set('helper.timer', { active: 'active', file: 'enabled', mask: null });
+    systemd.units.set('helper.service', { active: 'active', file: 'static', mask: null, triggeredBy: ['helper.timer'] });
+    const stopped = await stop(systemd, 'helper.service');
+    // Another action (remove_scheduled_task) removed the timer's unit file since.
+    systemd.units.delete('helper.timer');
+    const before = systemd.runner.calls.length;
+    await expect(restore(systemd, 'helper.service', stopped.snapshot)).rejects.toThrow('helper.timer, which started helper.service, is gone from this device (another action removed it): undo that removal first, then this one');
+    expect(systemd.runner.calls.slice(before).map(({ command, args }) => [command, ...args].join(' '))).toEqual(['systemctl is-enabled helper.timer']);
+    // Once the timer is back (disabled, as its removal left it), the service's restore puts both back as they were.
+    systemd.units.set('helper.timer', { active: 'inactive', file: 'disabled', mask: null });
+    await restore(systemd, 'helper.service', stopped.snapshot);
+    expect([systemd.units.get('helper.timer')!.active, systemd.units.get('helper.timer')!.file, systemd.units.get('helper.service')!.active]).toEqual(['active', 'enabled', 'active']);
+  });
+
   it('restore without a snapshot, or with one for another unit, runs nothing', async () => {
     await expect(restore(systemd, 'evil.service', undefined)).rejects.toThrow('no service record');
     await expect(restore(systemd, 'evil.service', { unit: 'other.service', active: 'active', enabled: 'enabled', masked: false })).rejects.toThrow('acted on other.service');

@@ -380,6 +380,10 @@ export const restoreService: Executor = async (ctx) => {
   validUnitName(snapshot.unit);
   for (const trigger of snapshot.triggers ?? []) validUnitName(trigger.unit);
   if (snapshot.unit !== ctx.command.entity.name) throw new ExecutionError(`the original action acted on ${snapshot.unit}, not ${ctx.command.entity.name}`);
+  // A trigger another action removed (a timer's removal) comes back with that action's undo: before it, this one could only half restore.
+  for (const trigger of snapshot.triggers ?? []) {
+    if ((await isEnabled(ctx, trigger.unit)) === 'not-found') throw new ExecutionError(`${trigger.unit}, which started ${snapshot.unit}, is gone from this device (another action removed it): undo that removal first, then this one`);
+  }
   if (snapshot.unitFile) await putUnitFileBack(ctx, snapshot.unitFile, snapshot.unit);
   const after = await convergeAll(ctx, snapshot);
   const also = snapshot.triggers?.length ? `, with ${snapshot.triggers.map((t) => t.unit).join(', ')}` : '';

@@ -1,5 +1,5 @@
 import { basename, dirname, normalize } from 'node:path';
-import { type ActionType, type EvidenceReport, LINUX_NAMES, STARTUP_LOCATIONS } from '@quell/contracts';
+import { type ActionType, CRON_LOCATIONS, type EvidenceReport, LINUX_NAMES, STARTUP_LOCATIONS } from '@quell/contracts';
 
 type PersistenceEntry = EvidenceReport['persistence'][number];
 
@@ -22,9 +22,9 @@ type LauncherRemoval = Extract<ActionType, 'remove_scheduled_task' | 'stop_servi
 /** A launcher's kind among an investigation's entities, by its removal: never `file` or `process`, which are quarantined. */
 export const LAUNCHER_KINDS: Record<LauncherRemoval, string> = { remove_scheduled_task: 'scheduled_task', stop_service: 'service', remove_persistence: 'startup_entry' };
 
-const SYSTEM_CRONTAB = '/etc/crontab';
-const USER_CRONTAB_DIR = '/var/spool/cron/crontabs';
-const CRON_D = '/etc/cron.d';
+const { crontab: SYSTEM_CRONTAB, userCrontabs: USER_CRONTAB_DIR } = CRON_LOCATIONS;
+/** Folders whose files remove_scheduled_task removes whole or by line: cron files and run-parts scripts. */
+const CRON_FILE_DIRS: readonly string[] = [...CRON_LOCATIONS.fileDirs, ...CRON_LOCATIONS.scriptDirs];
 /** The folders whose unit files stop_service removes with removeUnitFile; a unit elsewhere is masked instead. */
 const REMOVABLE_UNIT_DIRS = ['/etc/systemd/system', '/run/systemd/system', '/usr/local/lib/systemd/system'];
 /** The folder remove_scheduled_task finds a timer in by its name. */
@@ -55,10 +55,10 @@ function cronRemoval(entry: PersistenceEntry, wholeFile: boolean): Launcher | nu
   const file = entry.source;
   if (!plainPath(file) || !oneLine(entry.text)) return null;
   const name = basename(file);
-  const inCronD = dirname(file) === CRON_D && CRON_FILE_NAME.test(name);
+  const cronFile = CRON_FILE_DIRS.includes(dirname(file)) && CRON_FILE_NAME.test(name);
   const crontab = file === SYSTEM_CRONTAB || (dirname(file) === USER_CRONTAB_DIR && USER_NAME.test(name));
-  if (!inCronD && !crontab) return null;
-  if (inCronD && wholeFile) return { type: 'remove_scheduled_task', entity: { name, path: file }, parameters: {}, what: `cron file ${file}` };
+  if (!cronFile && !crontab) return null;
+  if (cronFile && wholeFile) return { type: 'remove_scheduled_task', entity: { name, path: file }, parameters: {}, what: `cron file ${file}` };
   return { type: 'remove_scheduled_task', entity: { name, path: file }, parameters: { line: entry.text }, what: `line of ${file}` };
 }
 
@@ -88,8 +88,9 @@ function settings(text: string): Map<string, string[]> {
  * The launchers of the executables at `paths` in a device's evidence
  * report, each with the removal to propose:
  * - a cron line that runs one: its removal by line; a whole /etc/cron.d
- *   file when every job in it runs one of them (and the report holds the
- *   whole file: nothing was left out of it);
+ *   file or run-parts script (/etc/cron.daily…) when every job in it runs
+ *   one of them (and the report holds the whole file: nothing was left out
+ *   of it);
  * - a systemd service whose ExecStart runs one: stop it and remove its unit
  *   file (masked instead where the agent does not remove unit files);
  * - a systemd timer that starts such a service: its removal by name;

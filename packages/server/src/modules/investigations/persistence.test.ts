@@ -202,6 +202,22 @@ describe('the launchers of an executable, from an evidence report', () => {
     ]);
   });
 
+  it('removes a run-parts script whole when it only runs the file, and a timer that names no unit with the service of its name', () => {
+    const found = launchersOf(report([
+      { kind: 'cron', source: '/etc/cron.daily/logrotate-helper', text: `${DROPPER} >/dev/null 2>&1 &` },
+      { kind: 'cron', source: '/etc/cron.weekly/report', text: 'cd /srv/reports' },
+      { kind: 'cron', source: '/etc/cron.weekly/report', text: `${DROPPER} --weekly` },
+      { kind: 'systemd', source: '/etc/systemd/system/apt-daily-check.service', text: `ExecStart=${DROPPER}` },
+      { kind: 'systemd', source: '/etc/systemd/system/apt-daily-check.timer', text: '' },
+    ]), [DROPPER]).get(DROPPER)!;
+    expect(found.map((l) => [l.type, l.entity, l.parameters])).toEqual([
+      ['remove_scheduled_task', { name: 'logrotate-helper', path: '/etc/cron.daily/logrotate-helper' }, {}],
+      ['remove_scheduled_task', { name: 'report', path: '/etc/cron.weekly/report' }, { line: `${DROPPER} --weekly` }],
+      ['stop_service', { name: 'apt-daily-check.service' }, { removeUnitFile: true }],
+      ['remove_scheduled_task', { name: 'apt-daily-check.timer' }, {}],
+    ]);
+  });
+
   it('proposes nothing from text that does not parse into a target the agent accepts', () => {
     const found = launchersOf(report([
       { kind: 'cron', source: '/etc/cron.d/../crontab', text: `* * * * * root ${DROPPER}` },

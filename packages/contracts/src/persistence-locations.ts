@@ -1,4 +1,19 @@
 /**
+ * Where cron jobs live: what the agent's evidence reads, what
+ * investigations propose to remove, and what remove_scheduled_task accepts.
+ */
+export const CRON_LOCATIONS = {
+  /** The system crontab: only ever edited by line. */
+  crontab: '/etc/crontab',
+  /** Folders of cron files, each in crontab format (with a user field). */
+  fileDirs: ['/etc/cron.d'],
+  /** Folders of scripts run-parts runs hourly, daily, weekly and monthly. */
+  scriptDirs: ['/etc/cron.hourly', '/etc/cron.daily', '/etc/cron.weekly', '/etc/cron.monthly'],
+  /** Users' crontabs, one file per user. */
+  userCrontabs: '/var/spool/cron/crontabs',
+} as const;
+
+/**
  * Where Linux startup persistence lives besides cron, timers and services:
  * what the agent's evidence reads, what investigations propose to remove,
  * and what remove_persistence accepts, from this one table.
