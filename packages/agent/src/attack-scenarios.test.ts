@@ -68,8 +68,7 @@ const LIBRARY = '/var/tmp/.x6/libx.so';
  * namespace too, so the agent sees them at the sandbox's paths. What systemd
  * runs is planted on a second device, a container booting a real systemd
  * (systemd-lab.ts). The proposals of every scenario are tallied into
- * bench/detection-quality.md; a scenario marked ENGINE GAP expects what the
- * engine does not propose yet.
+ * bench/detection-quality.md.
  */
 describe(`attack scenarios, investigated by the engine with a real agent (${TEST_DIALECT})`, () => {
   let lab: NetnsLab;
@@ -404,8 +403,7 @@ describe(`attack scenarios, investigated by the engine with a real agent (${TEST
         'apt-daily-check.timer': '[Unit]\nDescription=Daily apt check\n\n[Timer]\nOnBootSec=15min\nOnUnitActiveSec=1h\n\n[Install]\nWantedBy=timers.target\n',
       },
       start: 'systemctl enable --now apt-daily-check.timer && systemctl start apt-daily-check.service',
-      // ENGINE GAP (the timer's removal is missed): the agent's evidence reports a unit file by its ExecStart=, ExecStartPre= and
-      // Unit= lines only, and this timer, like most, has no Unit= (it starts the service of its own name), so it is never reported.
+      // This timer, like most, names no Unit=: it starts the service of its own name.
       expected: [
         ['stop_and_quarantine_file', DROPPER(11), {}],
         ['stop_service', 'apt-daily-check.service', { removeUnitFile: true }],
@@ -489,8 +487,6 @@ describe(`attack scenarios, investigated by the engine with a real agent (${TEST
       name: '/etc/cron.daily script', technique: 'T1053.003', file: DROPPER(10),
       launchers: [{ path: '/etc/cron.daily/logrotate-helper', content: `#!/bin/sh\n${RUN(10)} &\n`, mode: 0o755, after: null }],
       // remove_scheduled_task removes run-parts scripts (scheduled-task.linux.ts): cron starts this one every day as surely as a cron.d line.
-      // ENGINE GAP (the script's removal is missed, and the file is only suspicious): the agent's evidence reads /etc/crontab,
-      // /etc/cron.d and the users' crontabs, not the run-parts folders /etc/cron.{hourly,daily,weekly,monthly}.
       expected: [['stop_and_quarantine_file', DROPPER(10), {}], ['remove_scheduled_task', '/etc/cron.daily/logrotate-helper', {}]],
     });
   });
@@ -508,10 +504,40 @@ describe(`attack scenarios, investigated by the engine with a real agent (${TEST
     expect(seen.entities.find((e: { path: string }) => e.path === '/usr/bin/env')).toMatchObject({ verdict: 'no_threats_found' });
   });
 
+  it('a medium alert on a running program a Debian package installed in /var/tmp: no threats found, nothing proposed', async () => {
+    // A vendor's package that puts its agent in a temp folder, installed with dpkg in the sandbox: its own copy of dpkg's
+    // database is bound over /var/lib/dpkg there, so this machine's packages and log are never touched.
+    const path = '/var/tmp/vendor-tools/bin/vendor-agent';
+    const build = join(root, 'vendor-tools');
+    const binary = Buffer.concat([readFileSync('/bin/sleep'), Buffer.from(`\nvendor-agent ${randomUUID()}\n`)]);
+    mkdirSync(join(build, 'DEBIAN'), { recursive: true });
+    mkdirSync(join(build, dirname(path)), { recursive: true });
+    writeFileSync(join(build, 'DEBIAN', 'control'), 'Package: vendor-tools\nVersion: 1.0\nArchitecture: all\nMaintainer: Vendor <ops@vendor.example>\nDescription: vendor agent\n');
+    writeFileSync(join(build, path), binary, { mode: 0o755 });
+    execFileSync('dpkg-deb', ['--build', '--root-owner-group', build, `${build}.deb`], { stdio: 'ignore' });
+    execFileSync('cp', ['-a', '/var/lib/dpkg', join(root, 'dpkg')]);
+    execFileSync('nsenter', ['-t', String(pid), '-m', 'mount', '--bind', join(root, 'dpkg'), '/var/lib/dpkg']);
+    execFileSync('nsenter', ['-t', String(pid), '-m', 'dpkg', '--log=/dev/null', '-i', `${build}.deb`], { stdio: 'ignore' });
+    const running = runInside(path, ['300']);
+    try {
+      const id = await alert(path, sha256(binary), 'medium');
+      const seen = await statusOf(id, ['no_threats_found', 'pending_action', 'remediated', 'partially_remediated', 'failed']);
+      const proposed = (seen.actions as Action[]).filter((a) => a.type !== 'collect_evidence');
+      measured.push({ scenario: 'package-owned program in /var/tmp (benign)', technique: '-', expected: [], proposed: sorted(proposed.map(asProposal)), duplicates: duplicatesAmong(proposed) });
+      expect(seen.investigation.status).toBe('no_threats_found');
+      expect(proposed).toEqual([]);
+      expect(seen.entities.find((e: { path: string }) => e.path === path)).toMatchObject({ kind: 'process', verdict: 'no_threats_found', reason: expect.stringMatching(/installed by the dpkg package vendor-tools and unchanged since$/) });
+      expect(running.exitCode).toBeNull();
+      expect(existsSync(inside(path))).toBe(true);
+    } finally {
+      running.kill();
+    }
+  });
+
   it('finds every expected remediation (recall 100 %), proposes almost nothing else (precision ≥ 95 %) and nothing twice', () => {
     tallied = true;
     const { recall, precision, duplicates } = totals(measured);
-    expect(measured).toHaveLength(13);
+    expect(measured).toHaveLength(14);
     expect({ recall, duplicates }).toEqual({ recall: 1, duplicates: 0 });
     expect(precision).toBeGreaterThanOrEqual(0.95);
     // The developer tool beside the attacks was never proposed, and still runs.
