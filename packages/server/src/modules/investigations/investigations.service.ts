@@ -1,10 +1,9 @@
 import { basename } from 'node:path';
 import {
-  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, type ActionType, EVIDENCE_MAX_PATHS, EVIDENCE_MAX_PATHS_CHARS, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, EvidenceReportSchema, FILE_QUARANTINE_TYPES,
-  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict, entityKey,
+  ACTION_CATALOGUE, type ActionType, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, FILE_QUARANTINE_TYPES,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict,
 } from '@quell/contracts';
 import { storedEntityKey } from '../actions/entity-key.ts';
-import { parseJsonAs, type Checked } from '@quell/contracts/checks';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
 import type { ActionsTable, AlertsTable, InvestigationEntitiesTable, InvestigationsTable } from '../../db/schema.ts';
 import { type Db, type Store, groupScope } from '../../db/store.ts';
@@ -14,7 +13,10 @@ import { presentAction } from '../actions/actions.presenter.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
-import { LAUNCHER_KINDS, type Launcher, launchersOf, names } from './launchers.ts';
+import {
+  type AlertFile, type FileHashes, SHA256, alertNames, evidenceOf, evidencePaths, fileKey, hashed, isFile, launcherEntity, persistenceNaming, processTree,
+} from './evidence.ts';
+import { type Launcher, launchersOf } from './launchers.ts';
 import { type FileFacts, fileVerdict, inTempFolder, needsApproval } from './verdicts.ts';
 
 /** Devices of no group get the cautious level: every remediation waits for an analyst. */
@@ -77,78 +79,6 @@ function withProblem(row: InvestigationsTable, step: string, at: number, reason:
  * others are the investigation itself: when they cannot run it has failed.
  */
 const STEP_FALLBACK: Partial<Record<StepName, StepName>> = { evidence: 'verdicts', expand: 'remediate', expand_decided: 'remediate', evidence_elsewhere: 'remediate' };
-
-/** What a device answered to an evidence request: its report, or why it is none (the action failed, or the answer does not match the schema). */
-function evidenceOf(action: ActionsTable): Checked<EvidenceReport> {
-  const result = JSON.parse(action.result ?? '{}') as { output?: string; error?: string };
-  if (action.status === 'failed') return { ok: false, problem: result.error ?? 'the agent reported a failure without a reason' };
-  const report = parseJsonAs(EvidenceReportSchema, result.output ?? '', ACTION_OUTPUT_MAX_CHARS);
-  return report.ok ? report : { ok: false, problem: `The agent's answer is not a valid evidence report: ${report.problem}` };
-}
-
-/** A file or process an alert names, by whatever it knows of it. */
-interface AlertFile {
-  deviceId: string; severity: AlertSeverity; path: string | null;
-  sha256: string | null; sha1: string | null; md5: string | null;
-  detections: { engine: string; positives: number; total: number } | null;
-}
-type FileHashes = { sha256: string | null; sha1: string | null; md5: string | null };
-
-const SHA256 = /^[0-9a-f]{64}$/;
-/** Whether a file entity is known by its SHA-256 yet (until its device hashes it, one known only by SHA-1, MD5 or path is not). */
-const hashed = (entity: InvestigationEntitiesTable): boolean => SHA256.test(entity.value);
-/** A file entity's value: its SHA-256, or until the device hashes it what the alert knows it by. */
-const fileKey = (file: FileHashes & { path: string | null }): string =>
-  file.sha256 ?? (file.sha1 !== null ? `sha1:${file.sha1}` : file.md5 !== null ? `md5:${file.md5}` : `path:${file.path}`);
-
-/** Whether an alert names this entity: on its device, by any hash they share, or by path when the alert gives no hash. */
-function alertNames(file: AlertFile, entity: InvestigationEntitiesTable): boolean {
-  if (file.deviceId !== entity.device_id) return false;
-  if (file.sha256 !== null || file.sha1 !== null || file.md5 !== null) {
-    return entity.value === fileKey(file) || file.sha256 === entity.value || (file.sha1 !== null && file.sha1 === entity.sha1) || (file.md5 !== null && file.md5 === entity.md5);
-  }
-  return file.path === entity.path;
-}
-
-type ReportedProcess = EvidenceReport['processes'][number];
-type Relation = { relation: 'child' | 'parent'; other: ReportedProcess; entity: InvestigationEntitiesTable };
-
-/**
- * How running processes are connected to the investigation's files on their
- * device, by the process tree in the report: started by one of them
- * (`child`), or the one that started one of them (`parent`); null when
- * neither. The processes of those files are found once, not per question.
- */
-function processTree(report: EvidenceReport, entities: readonly InvestigationEntitiesTable[]): (process: ReportedProcess) => Relation | null {
-  const files = entities.filter(isFile);
-  const running = report.processes.flatMap((other) => {
-    const entity = files.find((e) => (e.path !== null && other.exe === e.path) || other.sha256 === e.value);
-    return entity ? [{ other, entity }] : [];
-  });
-  const byPid = new Map(running.map((r) => [r.other.pid, r]));
-  return (process) => {
-    for (const pid of process.ancestors ?? []) {
-      const found = byPid.get(pid);
-      if (found && found.entity.value !== process.sha256) return { relation: 'child', ...found };
-    }
-    const started = running.find((r) => r.entity.value !== process.sha256 && r.other.ancestors?.includes(process.pid));
-    return started ? { relation: 'parent', ...started } : null;
-  };
-}
-
-/** Entities that are files: judged by the verdict rules, quarantined; the others are what launches them. */
-const FILE_KINDS = ['file', 'process'];
-const isFile = (entity: InvestigationEntitiesTable): boolean => FILE_KINDS.includes(entity.kind);
-
-/** The persistence entries of a report that run the executable at `path`, named for a verdict's reason ("cron /etc/crontab"). */
-function persistenceNaming(report: EvidenceReport, path: string): string[] {
-  return [...new Set(report.persistence.filter((p) => p.kind !== 'kernel_module' && names(p.text, path)).map((p) => `${p.kind} ${p.source}`))];
-}
-
-/** A launcher's entity: its kind says what it is (LAUNCHER_KINDS), its value is its removal's entity key. */
-const launcherEntity = (launcher: Launcher): { kind: string; value: string } => ({
-  kind: LAUNCHER_KINDS[launcher.type], value: entityKey(launcher.type, launcher.entity, launcher.parameters)!,
-});
 
 type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'evidence_elsewhere' | 'remediate' | 'wait';
 
@@ -1037,22 +967,6 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
   };
 }
 export type InvestigationsService = ReturnType<typeof createInvestigationsService>;
-
-/**
- * The files an evidence request names, newline-separated: an agent answers
- * for at most EVIDENCE_MAX_PATHS of them, EVIDENCE_MAX_PATHS_CHARS long in
- * all; the others are judged from their alerts alone.
- */
-function evidencePaths(paths: string[]): string {
-  const chosen: string[] = [];
-  let length = 0;
-  for (const path of [...new Set(paths)].sort()) {
-    if (chosen.length === EVIDENCE_MAX_PATHS || length + path.length + 1 > EVIDENCE_MAX_PATHS_CHARS) break;
-    chosen.push(path);
-    length += path.length + 1;
-  }
-  return chosen.join('\n');
-}
 
 /** A log line with what the reader may not see (names of devices in other groups, their files and actions) put in general words, the longest first. */
 function withoutNames(text: string, hidden: ReadonlyMap<string, string>): string {
