@@ -202,7 +202,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     } else {
       try {
         const run = () => executor({
-          command, runner, agentDir: options.dir, serverAddresses, upload: (bytes) => uploadPackage(actionId, bytes), blockSha256: blocked,
+          command, runner, agentDir: options.dir, serverAddresses, upload: (bytes) => uploadPackage(actionId, bytes), blockHashes: blocked,
           priorSnapshot: command.undoOf ? journal.snapshotOf(command.undoOf) : undefined,
         });
         const result: ExecutionResult = driftWatch && EFFECT_CHANGING_ACTION_TYPES.has(command.type) ? await driftWatch.exclusive(run) : await run();
@@ -229,7 +229,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       : { failures: Object.fromEntries(state.containment.map((e) => [e.actionId, `containment is not supported on ${platform} by this agent yet`])) };
     saveState(options.dir, { version: state.version, jws });
     containedHere = state.containment.map((e) => e.actionId).filter((id) => outcome.error === undefined && !(id in outcome.failures));
-    const blocks = new Set(state.antivirus.blockSha256);
+    const blocks = new Set([...state.antivirus.blockSha256, ...(state.antivirus.blockSha1 ?? []), ...(state.antivirus.blockMd5 ?? [])]);
     const newBlocks = [...blocks].some((hash) => !blocked.has(hash));
     blocked = blocks;
     // Files already sitting in watched folders are looked at again against the new block indicators.

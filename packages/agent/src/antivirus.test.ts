@@ -109,6 +109,23 @@ describe(`on-access antivirus of a real agent (${TEST_DIALECT})`, () => {
     expect(agent.log()).toContain('"signature":"Block indicator"');
   });
 
+  it('block indicators by SHA-1 and MD5 reach the agent and catch files in the watched folder like SHA-256 ones', async () => {
+    const digest = (algorithm: string, text: string): string => createHash(algorithm).update(text).digest('hex');
+    const bySha1 = join(watched, 'loader.bin');
+    const byMd5 = join(watched, 'stager.bin');
+    const [sha1Bytes, md5Bytes] = [`known by its SHA-1 ${randomUUID()}`, `known by its MD5 ${randomUUID()}`];
+    writeFileSync(bySha1, sha1Bytes);
+    writeFileSync(byMd5, md5Bytes);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect([existsSync(bySha1), existsSync(byMd5)]).toEqual([true, true]);
+
+    for (const [type, value, title] of [['sha1', digest('sha1', sha1Bytes), 'loader of IR-14'], ['md5', digest('md5', md5Bytes).toUpperCase(), 'stager of IR-14']]) {
+      expect((await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type, value, action: 'block', title })).statusCode).toBe(201);
+    }
+    for (const path of [bySha1, byMd5]) expect((await quarantineOf(path)).status).toBe('completed');
+    expect([existsSync(bySha1), existsSync(byMd5)]).toEqual([false, false]);
+  });
+
   it('a block indicator scoped to a device group reaches only that group: moving the device there brings it', async () => {
     const group = (await ctx().services.devices.createGroup(ctx().users.security_admin.actor, { name: 'finance', rank: 1, automationLevel: 'full' })).id;
     const path = join(watched, 'payroll-helper.bin');

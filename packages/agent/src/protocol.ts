@@ -76,8 +76,11 @@ export async function verifyState(jws: string, serverKey: Parameters<typeof comp
   if (!Array.isArray(payload.containment) || !payload.containment.every((e) => typeof e === 'object' && e !== null && typeof e.actionId === 'string' && typeof e.address === 'string')) {
     throw new Refusal(null, 'state has a malformed containment list');
   }
-  const blocks: unknown = (payload.antivirus as { blockSha256?: unknown } | undefined)?.blockSha256;
-  if (!Array.isArray(blocks) || !blocks.every((h) => typeof h === 'string' && /^[0-9a-f]{64}$/.test(h))) throw new Refusal(null, 'state has a malformed block list');
+  const antivirus = payload.antivirus as Record<string, unknown> | undefined;
+  const hashList = (value: unknown, length: number): boolean => Array.isArray(value) && value.every((h) => typeof h === 'string' && h.length === length && /^[0-9a-f]+$/.test(h));
+  if (!hashList(antivirus?.blockSha256, 64) || (antivirus?.blockSha1 !== undefined && !hashList(antivirus.blockSha1, 40)) || (antivirus?.blockMd5 !== undefined && !hashList(antivirus.blockMd5, 32))) {
+    throw new Refusal(null, 'state has a malformed block list');
+  }
   return payload;
 }
 

@@ -104,6 +104,15 @@ describe('run_antivirus_scan over real files', () => {
     expect(report.missingRoots).toEqual([join(dir, 'absent')]);
   });
 
+  it('finds files by the SHA-1 and MD5 block indicators of the state in force, as by SHA-256', async () => {
+    const digest = (algorithm: string): string => createHash(algorithm).update(payload).digest('hex');
+    for (const blocked of [digest('sha1'), digest('md5')]) {
+      const ctx = executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: root } });
+      const report = JSON.parse((await scan({ ...ctx, blockHashes: new Set([blocked]) })).output) as ScanReport;
+      expect(report.findings.filter((finding) => finding.signature === BLOCK_INDICATOR).map((finding) => finding.sha256)).toEqual([sha256(payload)]);
+    }
+  });
+
   it('walks a directory only once when roots overlap', async () => {
     const report = await run({ roots: `${join(root, 'nested')},${root}`, blockSha256: sha256(payload) });
     expect(report.directories).toBe(3);

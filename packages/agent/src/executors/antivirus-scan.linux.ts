@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import { type BigIntStats, constants, type Dirent, readFileSync, type Stats } from 'node:fs';
 import { type FileHandle, lstat, open, opendir, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ACTION_OUTPUT_MAX_CHARS, type AntivirusScanReport as ScanReport, type ScanFinding } from '@quell/contracts';
+import { type DigestName, digesting } from '../safe-fs.linux.ts';
 import { ExecutionError, type Executor } from './executor.ts';
 
 /**
@@ -125,9 +125,20 @@ async function openForScan(path: string): Promise<FileHandle> {
   }
 }
 
+/** The hashes a block list needs: SHA-256 always, SHA-1 and MD5 only when it holds hashes of their length. */
+function digestsFor(blocked: ReadonlySet<string>): DigestName[] {
+  const lengths = new Set([...blocked].map((hash) => hash.length));
+  return ['sha256', ...(lengths.has(40) ? ['sha1' as const] : []), ...(lengths.has(32) ? ['md5' as const] : [])];
+}
+
+/** Whether any of a file's hashes is blocked. */
+const isBlocked = (digests: Partial<Record<DigestName, string>>, blocked: ReadonlySet<string>): boolean =>
+  [digests.sha256, digests.sha1, digests.md5].some((hash) => hash !== undefined && blocked.has(hash));
+
 /**
- * Whether one file is malware: its SHA-256 against the built-in signatures
- * and the block indicators, and its first bytes against the signatures'.
+ * Whether one file is malware: its SHA-256 against the built-in signatures,
+ * any of its hashes against the block indicators, and its first bytes
+ * against the signatures'.
  * Null for a clean file, or one that is not a regular file within the size limit.
  */
 export async function detectFile(path: string, blocked: ReadonlySet<string>, maxFileBytes = SYSTEM.maxFileBytes): Promise<ScanFinding | null> {
@@ -136,10 +147,12 @@ export async function detectFile(path: string, blocked: ReadonlySet<string>, max
     const stat = await handle.stat();
     if (!stat.isFile() || stat.size > maxFileBytes) return null;
     const bytes = await handle.readFile();
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const signature = SIGNATURES.find((candidate) => candidate.sha256 === sha256 || (candidate.prefix && bytes.subarray(0, candidate.prefix.length).equals(candidate.prefix)))?.name
-      ?? (blocked.has(sha256) ? BLOCK_INDICATOR : undefined);
-    return signature === undefined ? null : { path, sha256, signature };
+    const hashing = digesting(digestsFor(blocked));
+    hashing.update(bytes);
+    const digests = hashing.digest();
+    const signature = SIGNATURES.find((candidate) => candidate.sha256 === digests.sha256 || (candidate.prefix && bytes.subarray(0, candidate.prefix.length).equals(candidate.prefix)))?.name
+      ?? (isBlocked(digests, blocked) ? BLOCK_INDICATOR : undefined);
+    return signature === undefined ? null : { path, sha256: digests.sha256, signature };
   } finally {
     await handle.close();
   }
@@ -152,9 +165,9 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
   return async (ctx) => {
     const started = Date.now();
     const { kind, roots } = scanRoots(ctx.command.parameters.scan, ctx.command.parameters.roots);
-    const blocked = new Set([...blockHashes(ctx.command.parameters.blockSha256), ...(ctx.blockSha256 ?? [])]);
+    const blocked = new Set([...blockHashes(ctx.command.parameters.blockSha256), ...(ctx.blockHashes ?? [])]);
+    const algorithms = digestsFor(blocked);
     const byHash = new Map<string, string>(SIGNATURES.map((signature) => [signature.sha256, signature.name]));
-    for (const hash of blocked) if (!byHash.has(hash)) byHash.set(hash, BLOCK_INDICATOR);
     const prefixes = SIGNATURES.filter((signature) => signature.prefix);
     const headBytes = Math.max(0, ...prefixes.map((signature) => signature.prefix!.length));
     const mounts = readMounts(options.mountInfo);
@@ -189,7 +202,7 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
           report.skipped.tooLarge += 1;
           return;
         }
-        const hash = createHash('sha256');
+        const hash = digesting(algorithms);
         const head: Buffer[] = [];
         let headLength = 0;
         let total = 0;
@@ -207,13 +220,14 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
             headLength += head.at(-1)!.length;
           }
         }
-        const sha256 = hash.digest('hex');
+        const digests = hash.digest();
         report.scanned += 1;
         report.bytes += total;
         const start = Buffer.concat(head);
-        const signature = byHash.get(sha256) ?? prefixes.find((candidate) => start.subarray(0, candidate.prefix!.length).equals(candidate.prefix!))?.name;
+        const signature = byHash.get(digests.sha256) ?? prefixes.find((candidate) => start.subarray(0, candidate.prefix!.length).equals(candidate.prefix!))?.name
+          ?? (isBlocked(digests, blocked) ? BLOCK_INDICATOR : undefined);
         if (signature === undefined) return;
-        if (report.findings.length < FINDINGS_MAX) report.findings.push({ path, sha256, signature });
+        if (report.findings.length < FINDINGS_MAX) report.findings.push({ path, sha256: digests.sha256, signature });
         else report.findingsLeftOut += 1;
       } catch (error) {
         unreadable(path, error);

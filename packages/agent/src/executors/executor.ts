@@ -12,8 +12,8 @@ export interface ExecutionContext {
   serverAddresses: readonly string[];
   /** Sends a file this action produced (an investigation package) to the server, signed by this agent. */
   upload(bytes: Buffer): Promise<void>;
-  /** The block indicators (SHA-256) of the desired state in force, for antivirus scans. */
-  blockSha256?: ReadonlySet<string>;
+  /** The file block indicators of the desired state in force (SHA-256, SHA-1 and MD5 hashes, told apart by length), for antivirus scans. */
+  blockHashes?: ReadonlySet<string>;
 }
 
 /** What an action left behind: words for the analyst and the prior state for its undo. */

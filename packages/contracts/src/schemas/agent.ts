@@ -127,8 +127,12 @@ export interface StatePayload {
   kind: 'quell-state';
   version: number;
   containment: ContainmentEntry[];
-  /** Files the agent's antivirus treats as malicious beyond its built-in signatures (block indicators). */
-  antivirus: { blockSha256: string[] };
+  /**
+   * Files the agent's antivirus treats as malicious beyond its built-in
+   * signatures (block indicators), by SHA-256, SHA-1 or MD5; the last two
+   * are absent from states of servers that sent SHA-256 only.
+   */
+  antivirus: { blockSha256: string[]; blockSha1?: string[]; blockMd5?: string[] };
   iat: number;
 }
 

@@ -13,7 +13,7 @@ const IN_FORCE = ['queued', 'in_progress', 'completed'];
 
 /**
  * Writes the next version of the desired state every agent enforces: the
- * containment list (the same for all) and the SHA-256 block indicators
+ * containment list (the same for all) and the file block indicators by any hash
  * (those of no group, plus each group's own), signed once per device group.
  * Called inside the transaction that changed a containment action or an
  * indicator; returns the new version.
@@ -29,14 +29,16 @@ export async function writeDesiredState(trx: Db, signer: CommandSigner | undefin
     const mac = (JSON.parse(row.parameters) as { mac?: unknown }).mac;
     return { actionId: row.id, address: row.entity_name, ...(typeof mac === 'string' ? { mac } : {}) };
   });
-  const blocks = (await trx.selectFrom('indicators').select(['value', 'device_group_ids'])
-    .where('type', '=', 'sha256').where('action', 'in', ['block', 'block_and_remediate'])
+  const blocks = (await trx.selectFrom('indicators').select(['type', 'value', 'device_group_ids'])
+    .where('type', 'in', ['sha256', 'sha1', 'md5']).where('action', 'in', ['block', 'block_and_remediate'])
     .where((eb: ExpressionBuilder<Database, 'indicators'>) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-    .orderBy('value').execute()).map((row) => ({ sha256: row.value, groups: JSON.parse(row.device_group_ids) as string[] }));
+    .orderBy('value').execute()).map((row) => ({ type: row.type, hash: row.value, groups: JSON.parse(row.device_group_ids) as string[] }));
   const groups = (await trx.selectFrom('device_groups').select('id').execute()).map((g) => g.id);
   for (const groupId of [null, ...groups]) {
-    const blockSha256 = [...new Set(blocks.filter((b) => b.groups.length === 0 || (groupId !== null && b.groups.includes(groupId))).map((b) => b.sha256))];
-    const jws = signer ? signer.signState({ version, containment, antivirus: { blockSha256 } }, now) : null;
+    const inScope = blocks.filter((b) => b.groups.length === 0 || (groupId !== null && b.groups.includes(groupId)));
+    const ofType = (type: string): string[] => [...new Set(inScope.filter((b) => b.type === type).map((b) => b.hash))];
+    const antivirus = { blockSha256: ofType('sha256'), blockSha1: ofType('sha1'), blockMd5: ofType('md5') };
+    const jws = signer ? signer.signState({ version, containment, antivirus }, now) : null;
     await trx.insertInto('desired_state').values({ name: rowName(groupId), version, jws, updated_at: now })
       .onConflict((oc) => oc.column('name').doUpdateSet({ version, jws, updated_at: now })).execute();
   }

@@ -91,9 +91,9 @@ export function createIndicatorsService(deps: {
 }) {
   const { store, audit, clock, ids } = deps;
 
-  /** SHA-256 indicators reach the agents' antivirus through the desired state: a change signs a new version. */
+  /** File hash indicators (SHA-256, SHA-1, MD5) reach the agents' antivirus through the desired state: a change signs a new version. */
   async function refreshIfAgentsCare(trx: Db, rows: Array<Pick<IndicatorsTable, 'type'>>): Promise<boolean> {
-    if (!rows.some((row) => row.type === 'sha256')) return false;
+    if (!rows.some((row) => row.type in HEX)) return false;
     await writeDesiredState(trx, deps.signer, clock.now());
     return true;
   }
