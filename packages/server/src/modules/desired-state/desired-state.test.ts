@@ -83,4 +83,19 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
       expect(response.json().code).toBe('validation_failed');
     }
   });
+
+  it('carries block indicators by every hash, each group with those in its scope', async () => {
+    const admin = ctx().users.security_admin;
+    const group = (await ctx().services.devices.createGroup(admin.actor, { name: 'finance', rank: 1, automationLevel: 'semi_any_folder' })).id;
+    const [sha256, sha1, md5, finance] = ['a1'.repeat(32), 'b2'.repeat(20), 'c3'.repeat(16), 'd4'.repeat(20)];
+    for (const [type, value, groups] of [['sha256', sha256, []], ['sha1', sha1, []], ['md5', md5.toUpperCase(), []], ['sha1', finance, [group]]] as const) {
+      expect((await ctx().request(admin, 'POST', '/api/indicators', { type, value, action: 'block', title: `block ${type}`, deviceGroupIds: groups })).statusCode).toBe(201);
+    }
+    const antivirus = async (groupId: string | null) => {
+      const state = (await ctx().services.desiredState.current(groupId))!;
+      return (JSON.parse(Buffer.from(state.jws.split('.')[1]!, 'base64url').toString()) as StatePayload).antivirus;
+    };
+    expect(await antivirus(null)).toEqual({ blockSha256: [sha256], blockSha1: [sha1], blockMd5: [md5] });
+    expect(await antivirus(group)).toEqual({ blockSha256: [sha256], blockSha1: [sha1, finance].sort(), blockMd5: [md5] });
+  });
 });
