@@ -78,6 +78,8 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       { name: 'time_out_undelivered_actions', intervalMs: config.jobPollMs, run: () => services.actions.timeOutUndelivered(systemActor()) },
       // Containment that waited only on agents which have since gone offline is settled here.
       { name: 'settle_containment', intervalMs: config.jobPollMs, run: () => services.desiredState.settle() },
+      // An indicator that expires by time leaves what the agents enforce at the next version.
+      { name: 'lift_expired_indicators', intervalMs: config.jobPollMs, run: () => services.indicators.liftExpired() },
       { name: 'run_investigations', intervalMs: Math.min(config.jobPollMs, INVESTIGATION_POLL_MS), run: () => services.investigations.runDue() },
     ],
     onError: (job, error) => logger.error({ err: error, job }, 'job failed'),

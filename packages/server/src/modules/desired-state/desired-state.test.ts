@@ -98,4 +98,20 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
     expect(await antivirus(null)).toEqual({ blockSha256: [sha256], blockSha1: [sha1], blockMd5: [md5] });
     expect(await antivirus(group)).toEqual({ blockSha256: [sha256], blockSha1: [sha1, finance].sort(), blockMd5: [md5] });
   });
+
+  it('signs a new version without a block indicator once it expires by time, once', async () => {
+    const admin = ctx().users.security_admin;
+    const hash = 'e5'.repeat(32);
+    const expiresAt = new Date(ctx().clock.now() + 3_600_000).toISOString();
+    expect((await ctx().request(admin, 'POST', '/api/indicators', { type: 'sha256', value: hash, action: 'block', title: 'for an hour', expiresAt })).statusCode).toBe(201);
+    const before = await signedState();
+    expect(before.payload.antivirus.blockSha256).toContain(hash);
+    expect(await ctx().services.indicators.liftExpired()).toBe(false);
+    ctx().clock.advance(3_600_001);
+    expect(await ctx().services.indicators.liftExpired()).toBe(true);
+    const after = await signedState();
+    expect(after.version).toBe(before.version + 1);
+    expect(after.payload.antivirus.blockSha256).not.toContain(hash);
+    expect(await ctx().services.indicators.liftExpired()).toBe(false);
+  });
 });

@@ -190,6 +190,24 @@ export function createIndicatorsService(deps: {
       return { indicator: presentIndicator(row, now), blockLifted: existing !== undefined };
     },
 
+    /**
+     * Lifts on the endpoints the indicators that expired by time since the
+     * desired state was last signed: signs a new version without them (the
+     * job calls it). Returns whether it did.
+     */
+    async liftExpired(): Promise<boolean> {
+      const now = clock.now();
+      const refreshed = await store.transaction(async (trx) => {
+        const state = await trx.selectFrom('desired_state').select('updated_at').where('name', '=', 'fleet').executeTakeFirst();
+        if (!state) return false;
+        const expired = await trx.selectFrom('indicators').select('type').where('type', 'in', Object.keys(HEX) as Array<keyof typeof HEX>)
+          .where('expires_at', '>', state.updated_at).where('expires_at', '<=', now).limit(1).execute();
+        return refreshIfAgentsCare(trx, expired);
+      });
+      if (refreshed) deps.publishState?.();
+      return refreshed;
+    },
+
     /** Tells the agents of a desired state signed in a caller's transaction (after commit). */
     announce: () => deps.publishState?.(),
 
