@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
 import { executorFor } from './executors/registry.ts';
 import { type ContainmentOutcome, applyContainment } from './executors/containment.linux.ts';
+import { applyAddressBlocks } from './executors/address-blocks.linux.ts';
 import { reapplyIsolation } from './executors/isolation.linux.ts';
 import { loadState, saveState } from './desired-state.ts';
 import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
@@ -54,6 +55,8 @@ export interface RunningAgent {
 }
 
 /** How many commands run at once; the long ones (scans, packages, evidence) have their own, smaller lane. */
+/** The key in a state report's failures under which address blocks that could not be applied are reported (containment's are action ids). */
+const ADDRESS_BLOCKS_FAILURE = 'address_blocks';
 const COMMAND_SLOTS = 4;
 const HEAVY_COMMAND_SLOTS = 2;
 const HEAVY_TYPES: ReadonlySet<string> = new Set(['run_antivirus_scan', 'collect_investigation_package', 'collect_evidence']);
@@ -112,6 +115,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let offboarding = false;
   /** The containment actions this agent enforces now (from the last state applied), for the drift watch. */
   let containedHere: string[] = [];
+  /** Whether address block indicators are in force in the agent's table (drift keeps them so). */
+  let blockingHere = false;
   let driftWatch: DriftWatch | null = null;
   /** The kernel's events that start a drift check at once. */
   let driftEvents: DriftTriggers | null = null;
@@ -227,6 +232,12 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const outcome: ContainmentOutcome = platform === 'linux'
       ? await applyContainment(runner, state.containment, { own: ownAddresses(), server: serverAddresses })
       : { failures: Object.fromEntries(state.containment.map((e) => [e.actionId, `containment is not supported on ${platform} by this agent yet`])) };
+    // Address block indicators: a failure is reported beside containment's, never in its place.
+    const addresses = state.network?.blockAddresses ?? [];
+    const blocking = platform === 'linux' ? await applyAddressBlocks(runner, addresses, [...serverAddresses, ...(state.network?.allowAddresses ?? [])])
+      : addresses.length > 0 ? `address blocks are not supported on ${platform} by this agent yet` : null;
+    if (blocking !== null) outcome.failures[ADDRESS_BLOCKS_FAILURE] = blocking;
+    blockingHere = addresses.length > 0 && blocking === null;
     saveState(options.dir, { version: state.version, jws });
     containedHere = state.containment.map((e) => e.actionId).filter((id) => outcome.error === undefined && !(id in outcome.failures));
     const blocks = new Set([...state.antivirus.blockSha256, ...(state.antivirus.blockSha1 ?? []), ...(state.antivirus.blockMd5 ?? [])]);
@@ -235,6 +246,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     // Files already sitting in watched folders are looked at again against the new block indicators.
     if (newBlocks) void malwareWatch?.sweep();
     return { version: state.version, outcome };
+  }
+
+  /** Runs `work` once every state application before it has ended: states and their repairs are applied one at a time, in order. */
+  function inStateOrder(work: () => Promise<void>): Promise<void> {
+    const run = stateWork.then(work);
+    stateWork = run.catch(() => {});
+    return run;
   }
 
   async function onState(jws: string): Promise<void> {
@@ -322,7 +340,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       }
       case 'state': {
         const jws = String(frame.jws);
-        stateWork = stateWork.then(() => onState(jws)).catch((error: unknown) => {
+        void inStateOrder(() => onState(jws)).catch((error: unknown) => {
           const reason = (error as Error).message;
           log.warn('desired state refused', { reason });
           send({ t: 'rejected', actionId: null, reason });
@@ -426,6 +444,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const fields = { effect: report.effect, actionIds: report.actionIds, found: report.found, error: report.error };
     if (report.repaired) log.warn('effect re-applied after tampering', fields);
     else log.warn('effect found lifted and could not be re-applied', fields);
+    // Only what actions put in force is reported (address blocks are the desired state's): the log says the rest.
+    if (report.actionIds.length === 0) return;
     const jws = signDrift(privateKey, { deviceId: identity.deviceId, ...report });
     if (socket?.readyState === WebSocket.OPEN) send({ t: 'drift', jws });
     else if (heldDrift.push(jws) > MAX_HELD_DRIFT) heldDrift.shift();
@@ -462,12 +482,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
             runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {},
           });
         },
+        addressBlocks: { inForce: () => blockingHere, version: () => loadState(options.dir)?.version ?? 0 },
         containment: {
           actionIds: () => containedHere,
-          async reapply() {
+          // In turn with the states that arrive: a repair never puts back an older state over a newer one.
+          reapply: () => inStateOrder(async () => {
             const stored = loadState(options.dir);
             if (stored) await enforceState(stored.jws);
-          },
+          }),
         },
       }),
       intervalMs: options.driftCheckMs ?? DEFAULT_DRIFT_CHECK_SECONDS * 1000,

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ActionType, EnforcedEffect } from '@quell/contracts';
 import type { DriftSignals, EnforcedEffectCheck } from './drift-watch.ts';
 import { type ContainUserSnapshot, processesOf } from './executors/contain-user.linux.ts';
+import { ADDRESS_BLOCKS_TABLE } from './executors/address-blocks.linux.ts';
 import { isolationListing, replaceIsolation, uncoveredBridge } from './executors/isolation.linux.ts';
 import { quarantineOf, quarantinedFileReturned, removeReturnedFile } from './executors/quarantine.linux.ts';
 import { type CodeRestrictionSnapshot, parseMountinfo, topmostAt } from './executors/restrict-code.linux.ts';
@@ -45,6 +46,8 @@ export function linuxEnforcedEffects(deps: {
   journal: Pick<Journal, 'inForce' | 'allInForce'>;
   /** The containment in force: the actions it enforces here, and how to apply it again (the stored signed state). */
   containment: { actionIds(): string[]; reapply(): Promise<void> };
+  /** Whether address block indicators are in force here, and the version of the state they come from; they are applied again with the stored signed state. */
+  addressBlocks: { inForce(): boolean; version(): number };
   /** Restricts code execution again for the action in force (restriction is idempotent). */
   restrict(actionId: string): Promise<void>;
   /** Contains the user of a contain_user action in force again (locking and expiring are idempotent). */
@@ -81,15 +84,41 @@ export function linuxEnforcedEffects(deps: {
     isolationReference = { actionId: inForce.actionId, listing: await isolationListing(runner) };
   };
 
-  let containmentReference: { actionIds: string; listing: string | null } | null = null;
-  const containmentListing = async (): Promise<string | null> => {
-    const result = await runner.run('nft', ['list', 'table', 'inet', CONTAINMENT_TABLE]);
-    return result.code === 0 ? result.stdout : null;
+  /**
+   * A table of the agent's own that the signed desired state fills, kept as
+   * it was applied: what it should hold is told by `key` (changed: applied
+   * again and taken as the reference, no drift); deleted or edited since, it
+   * is drift, repaired by applying the stored state again.
+   */
+  const stateTable = (effect: EnforcedEffect, table: string, rules: string, key: () => string): (actionIds: string[]) => EnforcedEffectCheck => {
+    let reference: { key: string; listing: string | null } | null = null;
+    const listing = async (): Promise<string | null> => {
+      const result = await runner.run('nft', ['list', 'table', 'inet', table]);
+      return result.code === 0 ? result.stdout : null;
+    };
+    const reapply = async (): Promise<void> => {
+      await deps.containment.reapply();
+      reference = { key: key(), listing: await listing() };
+    };
+    return (actionIds) => ({
+      effect,
+      actionIds,
+      signals: { firewall: true },
+      async check() {
+        if (reference?.key !== key()) {
+          await reapply();
+          return null;
+        }
+        const now = await listing();
+        if (now === null) return `the ${rules} were gone (the nftables table deleted, or the ruleset flushed or reloaded)`;
+        return now === reference.listing ? null : `the ${rules} had been changed`;
+      },
+      repair: reapply,
+    });
   };
-  const reapplyContainment = async (): Promise<void> => {
-    await deps.containment.reapply();
-    containmentReference = { actionIds: deps.containment.actionIds().join(','), listing: await containmentListing() };
-  };
+  const containmentCheck = stateTable('containment', CONTAINMENT_TABLE, 'containment rules', () => deps.containment.actionIds().join(','));
+  // Address blocks are the state's own, no action's: a new version is a new reference.
+  const addressBlocksCheck = stateTable('address_blocks', ADDRESS_BLOCKS_TABLE, 'address block rules', () => String(deps.addressBlocks.version()))([]);
 
   const isolationCheck = (actionId: string): EnforcedEffectCheck => ({
     effect: 'isolation',
@@ -106,22 +135,6 @@ export function linuxEnforcedEffects(deps: {
       return uncoveredBridge(listing) ? 'a bridge was created after the isolation (a container or VM started): its traffic was not cut off yet' : null;
     },
     repair: reapplyIsolation,
-  });
-
-  const containmentCheck = (actionIds: string[]): EnforcedEffectCheck => ({
-    effect: 'containment',
-    actionIds,
-    signals: { firewall: true },
-    async check() {
-      if (containmentReference?.actionIds !== actionIds.join(',')) {
-        await reapplyContainment();
-        return null;
-      }
-      const listing = await containmentListing();
-      if (listing === null) return 'the containment rules were gone (the nftables table deleted, or the ruleset flushed or reloaded)';
-      return listing === containmentReference.listing ? null : 'the containment rules had been changed';
-    },
-    repair: reapplyContainment,
   });
 
   const restrictionCheck = ({ actionId, snapshot }: { actionId: string; snapshot: unknown }): EnforcedEffectCheck => ({
@@ -146,6 +159,7 @@ export function linuxEnforcedEffects(deps: {
     return [
       ...(isolated ? [isolationCheck(isolated.actionId)] : []),
       ...(containedHere.length ? [containmentCheck(containedHere)] : []),
+      ...(deps.addressBlocks.inForce() ? [addressBlocksCheck] : []),
       ...(restricted ? [restrictionCheck(restricted)] : []),
       ...eachInForce('user_containment', containedUsers(), {
         lifted: userLifted,

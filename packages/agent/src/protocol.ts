@@ -1,6 +1,9 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, type CommandPayload, type DriftPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, addressOrRange, type CommandPayload, type DriftPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
+
+/** The most address blocks one state may carry: a set of this size is applied in well under a second. */
+const NETWORK_BLOCKS_MAX = 200_000;
 
 /** A command the agent will not run, with the reason it reports to the server. */
 export class Refusal extends Error {
@@ -80,6 +83,11 @@ export async function verifyState(jws: string, serverKey: Parameters<typeof comp
   const hashList = (value: unknown, length: number): boolean => Array.isArray(value) && value.every((h) => typeof h === 'string' && h.length === length && /^[0-9a-f]+$/.test(h));
   if (!hashList(antivirus?.blockSha256, 64) || (antivirus?.blockSha1 !== undefined && !hashList(antivirus.blockSha1, 40)) || (antivirus?.blockMd5 !== undefined && !hashList(antivirus.blockMd5, 32))) {
     throw new Refusal(null, 'state has a malformed block list');
+  }
+  const network = payload.network as { blockAddresses?: unknown; allowAddresses?: unknown } | undefined;
+  const addressList = (value: unknown): boolean => Array.isArray(value) && value.length <= NETWORK_BLOCKS_MAX && value.every((a) => typeof a === 'string' && !('problem' in addressOrRange(a)));
+  if (network !== undefined && (!addressList(network.blockAddresses) || (network.allowAddresses !== undefined && !addressList(network.allowAddresses)))) {
+    throw new Refusal(null, 'state has a malformed address block list');
   }
   return payload;
 }

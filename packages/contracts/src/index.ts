@@ -4,6 +4,7 @@ export * from './roles.ts';
 export * from './lifecycle.ts';
 export * from './errors.ts';
 export * from './paths.ts';
+export * from './addresses.ts';
 export * from './linux-names.ts';
 export * from './persistence-locations.ts';
 export * from './schemas/common.ts';

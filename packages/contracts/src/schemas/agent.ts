@@ -133,6 +133,12 @@ export interface StatePayload {
    * are absent from states of servers that sent SHA-256 only.
    */
   antivirus: { blockSha256: string[]; blockSha1?: string[]; blockMd5?: string[] };
+  /**
+   * Addresses and CIDR ranges traffic from and to which is dropped (block
+   * indicators), and those let through all the same (allow indicators);
+   * absent from states of older servers.
+   */
+  network?: { blockAddresses: string[]; allowAddresses?: string[] };
   iat: number;
 }
 
@@ -187,12 +193,14 @@ export const StateReportPayloadSchema = Type.Object({
 export type StateReportPayload = Static<typeof StateReportPayloadSchema>;
 
 /** The effects an agent keeps true while they are in force, and re-applies when something lifts them. */
-export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction', 'user_containment', 'stopped_service', 'removed_task', 'quarantined_file'] as const;
+export const ENFORCED_EFFECTS = ['isolation', 'containment', 'code_restriction', 'user_containment', 'stopped_service', 'removed_task', 'quarantined_file', 'address_blocks'] as const;
 export type EnforcedEffect = (typeof ENFORCED_EFFECTS)[number];
 /** The action types whose effect each enforced effect is. */
 export const ENFORCED_EFFECT_ACTION_TYPES: Record<EnforcedEffect, readonly ActionType[]> = {
   isolation: ['isolate_device'], containment: ['contain_device'], code_restriction: ['restrict_code_execution'], user_containment: ['contain_user'],
   stopped_service: ['stop_service'], removed_task: ['remove_scheduled_task', 'remove_persistence'], quarantined_file: ['quarantine_file', 'stop_and_quarantine_file'],
+  // Block indicators' addresses: the desired state's, no action's.
+  address_blocks: [],
 };
 /** The action types that put an enforced effect in force or take it away: an agent never runs them while it checks those effects. */
 export const EFFECT_CHANGING_ACTION_TYPES: ReadonlySet<ActionType> = new Set(Object.values(ENFORCED_EFFECT_ACTION_TYPES).flat()

@@ -49,7 +49,7 @@ export class AgentProtocolError extends Error {}
  */
 const DRIFT_LABELS: Record<EnforcedEffect, string> = {
   isolation: 'Isolation', containment: 'Containment', code_restriction: 'Code restriction', user_containment: 'Containment of a user', stopped_service: 'A stopped service',
-  removed_task: 'A removed scheduled task or persistence entry', quarantined_file: 'A quarantined file',
+  removed_task: 'A removed scheduled task or persistence entry', quarantined_file: 'A quarantined file', address_blocks: 'Address block indicators',
 };
 
 export function createAgentsService(deps: {

@@ -8,12 +8,15 @@ import type { CommandSigner } from '../agents/command-signer.ts';
 const FLEET = 'fleet';
 const rowName = (groupId: string | null): string => (groupId === null ? FLEET : `group:${groupId}`);
 
+/** The indicator types agents enforce: files by hash, traffic by address. */
+export const ENFORCED_TYPES: Array<'sha256' | 'sha1' | 'md5' | 'ip'> = ['sha256', 'sha1', 'md5', 'ip'];
+
 /** The statuses in which a contain_device action is enforced (until its release is under way). */
 const IN_FORCE = ['queued', 'in_progress', 'completed'];
 
 /**
  * Writes the next version of the desired state every agent enforces: the
- * containment list (the same for all) and the file block indicators by any hash
+ * containment list (the same for all) and the block indicators by file hash and address
  * (those of no group, plus each group's own), signed once per device group.
  * Called inside the transaction that changed a containment action or an
  * indicator; returns the new version.
@@ -29,16 +32,18 @@ export async function writeDesiredState(trx: Db, signer: CommandSigner | undefin
     const mac = (JSON.parse(row.parameters) as { mac?: unknown }).mac;
     return { actionId: row.id, address: row.entity_name, ...(typeof mac === 'string' ? { mac } : {}) };
   });
-  const blocks = (await trx.selectFrom('indicators').select(['type', 'value', 'device_group_ids'])
-    .where('type', 'in', ['sha256', 'sha1', 'md5']).where('action', 'in', ['block', 'block_and_remediate'])
+  const indicators = (await trx.selectFrom('indicators').select(['type', 'value', 'action', 'device_group_ids'])
+    .where('type', 'in', ENFORCED_TYPES).where('action', 'in', ['block', 'block_and_remediate', 'allow'])
     .where((eb: ExpressionBuilder<Database, 'indicators'>) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-    .orderBy('value').execute()).map((row) => ({ type: row.type, hash: row.value, groups: JSON.parse(row.device_group_ids) as string[] }));
+    .orderBy('value').execute()).map((row) => ({ type: row.type, value: row.value, allow: row.action === 'allow', groups: JSON.parse(row.device_group_ids) as string[] }));
   const groups = (await trx.selectFrom('device_groups').select('id').execute()).map((g) => g.id);
   for (const groupId of [null, ...groups]) {
-    const inScope = blocks.filter((b) => b.groups.length === 0 || (groupId !== null && b.groups.includes(groupId)));
-    const ofType = (type: string): string[] => [...new Set(inScope.filter((b) => b.type === type).map((b) => b.hash))];
-    const antivirus = { blockSha256: ofType('sha256'), blockSha1: ofType('sha1'), blockMd5: ofType('md5') };
-    const jws = signer ? signer.signState({ version, containment, antivirus }, now) : null;
+    const inScope = indicators.filter((i) => i.groups.length === 0 || (groupId !== null && i.groups.includes(groupId)));
+    const blocked = (type: string): string[] => [...new Set(inScope.filter((i) => !i.allow && i.type === type).map((i) => i.value))];
+    const antivirus = { blockSha256: blocked('sha256'), blockSha1: blocked('sha1'), blockMd5: blocked('md5') };
+    // An allowed address inside a blocked range stays reachable: the agent lets it through before any block.
+    const network = { blockAddresses: blocked('ip'), allowAddresses: [...new Set(inScope.filter((i) => i.allow && i.type === 'ip').map((i) => i.value))] };
+    const jws = signer ? signer.signState({ version, containment, antivirus, network }, now) : null;
     await trx.insertInto('desired_state').values({ name: rowName(groupId), version, jws, updated_at: now })
       .onConflict((oc) => oc.column('name').doUpdateSet({ version, jws, updated_at: now })).execute();
   }

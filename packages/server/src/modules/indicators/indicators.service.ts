@@ -1,6 +1,5 @@
-import { isIP } from 'node:net';
 import {
-  type CreateIndicatorBody, INDICATOR_ACTIONS, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
+  type CreateIndicatorBody, INDICATOR_ACTIONS, addressOrRange, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
   type ListIndicatorsQuery, type UpdateIndicatorBody,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -12,7 +11,7 @@ import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import type { CommandSigner } from '../agents/command-signer.ts';
 import type { AuditService } from '../audit/audit.service.ts';
-import { writeDesiredState } from '../desired-state/desired-state.ts';
+import { ENFORCED_TYPES, writeDesiredState } from '../desired-state/desired-state.ts';
 
 const HEX = { sha256: 64, sha1: 40, md5: 32 } as const;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
@@ -28,9 +27,11 @@ export function normaliseIndicator(type: IndicatorType, raw: string): string {
       // Certificate thumbprints: SHA-1 (as Windows shows them) or SHA-256, with or without separators.
       if (!/^([0-9a-fA-F]{40}|[0-9a-fA-F]{64})$/.test(value.replace(/[:\s]/g, ''))) throw new QuellError('validation_failed', 'a certificate indicator is a SHA-1 or SHA-256 thumbprint');
       return value.replace(/[:\s]/g, '').toLowerCase();
-    case 'ip':
-      if (isIP(value) === 0) throw new QuellError('validation_failed', `not an IP address: ${JSON.stringify(raw.slice(0, 100))}`);
-      return isIP(value) === 6 ? new URL(`http://[${value}]/`).hostname.slice(1, -1) : value;
+    case 'ip': {
+      const address = addressOrRange(value);
+      if ('problem' in address) throw new QuellError('validation_failed', address.problem);
+      return address.value;
+    }
     case 'domain':
       if (!DOMAIN.test(value.toLowerCase())) throw new QuellError('validation_failed', `not a domain name: ${JSON.stringify(raw.slice(0, 100))}`);
       return value.toLowerCase();
@@ -91,9 +92,9 @@ export function createIndicatorsService(deps: {
 }) {
   const { store, audit, clock, ids } = deps;
 
-  /** File hash indicators (SHA-256, SHA-1, MD5) reach the agents' antivirus through the desired state: a change signs a new version. */
+  /** File hash and address indicators reach the agents through the desired state: a change signs a new version. */
   async function refreshIfAgentsCare(trx: Db, rows: Array<Pick<IndicatorsTable, 'type'>>): Promise<boolean> {
-    if (!rows.some((row) => row.type in HEX)) return false;
+    if (!rows.some((row) => (ENFORCED_TYPES as string[]).includes(row.type))) return false;
     await writeDesiredState(trx, deps.signer, clock.now());
     return true;
   }
@@ -200,7 +201,7 @@ export function createIndicatorsService(deps: {
       const refreshed = await store.transaction(async (trx) => {
         const state = await trx.selectFrom('desired_state').select('updated_at').where('name', '=', 'fleet').executeTakeFirst();
         if (!state) return false;
-        const expired = await trx.selectFrom('indicators').select('type').where('type', 'in', Object.keys(HEX) as Array<keyof typeof HEX>)
+        const expired = await trx.selectFrom('indicators').select('type').where('type', 'in', ENFORCED_TYPES)
           .where('expires_at', '>', state.updated_at).where('expires_at', '<=', now).limit(1).execute();
         return refreshIfAgentsCare(trx, expired);
       });

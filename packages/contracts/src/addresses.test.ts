@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { addressOrRange } from './addresses.ts';
+
+describe('addresses and ranges of address indicators', () => {
+  it('keeps one form of each: an address as nft prints it, a range as its network and prefix length', () => {
+    expect(addressOrRange(' 192.0.2.7 ')).toEqual({ value: '192.0.2.7', family: 4 });
+    expect(addressOrRange('192.0.2.7/32')).toEqual({ value: '192.0.2.7', family: 4 });
+    expect(addressOrRange('10.9.3.4/16')).toEqual({ value: '10.9.0.0/16', family: 4 });
+    expect(addressOrRange('2001:0DB8::0001')).toEqual({ value: '2001:db8::1', family: 6 });
+    expect(addressOrRange('2001:DB8::1:2/64')).toEqual({ value: '2001:db8::/64', family: 6 });
+  });
+
+  it('refuses what is neither, and a range wider than /8 or /16 that would cut devices off the internet', () => {
+    for (const value of ['1.2.3', 'example.org', '10.0.0.1/abc', '10.0.0.1/33', '10.0.0.0/16/2', '10.0.0.0/', '2001:db8::/129', '']) {
+      expect(addressOrRange(value), value).toHaveProperty('problem');
+    }
+    expect(addressOrRange('10.0.0.0/7')).toEqual({ problem: 'a range wider than /8 would cut devices off from most of the internet: 10.0.0.0/7' });
+    expect(addressOrRange('::/0')).toHaveProperty('problem');
+    expect(addressOrRange('10.0.0.0/8')).toEqual({ value: '10.0.0.0/8', family: 4 });
+  });
+});

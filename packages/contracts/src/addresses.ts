@@ -1,0 +1,27 @@
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
+
+/** The widest ranges an address indicator may block: wider ones would cut devices off from most of the internet. */
+export const WIDEST_BLOCKED_PREFIX = { 4: 8, 6: 16 } as const;
+
+/**
+ * An IPv4 or IPv6 address, or a range in CIDR notation, in the one form it is
+ * stored, signed and enforced in: the address as nft prints it (IPv6
+ * compressed), a range as its network address and prefix length
+ * (`10.9.3.4/16` is `10.9.0.0/16`; a full-length prefix is the address).
+ * Null with the reason when it is neither, or a range too wide to block.
+ */
+export function addressOrRange(raw: string): { value: string; family: 4 | 6 } | { problem: string } {
+  const [address = '', prefix, ...rest] = raw.trim().split('/');
+  const version = isIP(address);
+  if ((version !== 4 && version !== 6) || rest.length > 0) return { problem: `not an IP address or CIDR range: ${JSON.stringify(raw.slice(0, 100))}` };
+  const family: 4 | 6 = version;
+  const bits = family === 4 ? 32 : 128;
+  if (prefix === undefined) return { value: ipaddr.parse(address).toString(), family };
+  const length = /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1;
+  if (length < 0 || length > bits) return { problem: `not a prefix length of an IPv${family} range: ${JSON.stringify(prefix.slice(0, 10))}` };
+  if (length < WIDEST_BLOCKED_PREFIX[family]) return { problem: `a range wider than /${WIDEST_BLOCKED_PREFIX[family]} would cut devices off from most of the internet: ${raw.trim()}` };
+  if (length === bits) return { value: ipaddr.parse(address).toString(), family };
+  const network = family === 4 ? ipaddr.IPv4.networkAddressFromCIDR(`${address}/${length}`) : ipaddr.IPv6.networkAddressFromCIDR(`${address}/${length}`);
+  return { value: `${network.toString()}/${length}`, family };
+}
