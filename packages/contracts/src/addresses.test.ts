@@ -11,7 +11,7 @@ describe('addresses and ranges of address indicators', () => {
   });
 
   it('refuses what is neither, and a range wider than /8 or /16 that would cut devices off the internet', () => {
-    for (const value of ['1.2.3', 'example.org', '10.0.0.1/abc', '10.0.0.1/33', '10.0.0.0/16/2', '10.0.0.0/', '2001:db8::/129', '']) {
+    for (const value of ['1.2.3', '010.1.1.1', '0x0a.1.1.1', 'fe80::1%eth0', 'example.org', '10.0.0.1/abc', '10.0.0.1/33', '10.0.0.0/16/2', '10.0.0.0/', '2001:db8::/129', '']) {
       expect(addressOrRange(value), value).toHaveProperty('problem');
     }
     expect(addressOrRange('10.0.0.0/7')).toEqual({ problem: 'a range wider than /8 would cut devices off from most of the internet: 10.0.0.0/7' });

@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
 
 /** The widest ranges an address indicator may block: wider ones would cut devices off from most of the internet. */
@@ -13,8 +12,9 @@ export const WIDEST_BLOCKED_PREFIX = { 4: 8, 6: 16 } as const;
  */
 export function addressOrRange(raw: string): { value: string; family: 4 | 6 } | { problem: string } {
   const [address = '', prefix, ...rest] = raw.trim().split('/');
-  const version = isIP(address);
-  if ((version !== 4 && version !== 6) || rest.length > 0) return { problem: `not an IP address or CIDR range: ${JSON.stringify(raw.slice(0, 100))}` };
+  // Four-part decimal only for IPv4 (not `10.1` or `0x0a.1.1.1`, which parsers also take); IPv6 without a zone (`%eth0`).
+  const version = ipaddr.IPv4.isValidFourPartDecimal(address) ? 4 : !/[.%]/.test(address) && ipaddr.IPv6.isValid(address) ? 6 : 0;
+  if (version === 0 || rest.length > 0) return { problem: `not an IP address or CIDR range: ${JSON.stringify(raw.slice(0, 100))}` };
   const family: 4 | 6 = version;
   const bits = family === 4 ? 32 : 128;
   if (prefix === undefined) return { value: ipaddr.parse(address).toString(), family };
