@@ -35,8 +35,14 @@ export function watchForMalware(options: {
   const watchers = new Map<string, FSWatcher>();
   let limitReported = false;
 
+  /** Paths asked about again while being examined (a new block list arrived meanwhile): examined once more after. */
+  const again = new Set<string>();
+
   async function examine(path: string): Promise<void> {
-    if (busy.has(path)) return;
+    if (busy.has(path)) {
+      again.add(path);
+      return;
+    }
     busy.add(path);
     try {
       const finding = await detectFile(path, options.blocked());
@@ -47,6 +53,7 @@ export function watchForMalware(options: {
       if (code !== 'ENOENT' && code !== 'ELOOP' && code !== 'EISDIR') options.onError(path, error as Error);
     } finally {
       busy.delete(path);
+      if (again.delete(path)) void examine(path);
     }
   }
 
