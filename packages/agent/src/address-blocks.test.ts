@@ -1,11 +1,11 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
-import { ADDRESS_BLOCKS_TABLE } from './executors/address-blocks.linux.ts';
+import { ADDRESS_BLOCKS_TABLE, withoutSeenSets } from './executors/address-blocks.linux.ts';
 import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
 import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, quell, spawnAgent, waitFor } from './test-support.ts';
 
@@ -21,6 +21,7 @@ describe(`address block indicators on a real agent, in network namespaces (${TES
   let attacker: Endpoint;
   let neighbour: Endpoint;
   let agent: AgentProcess;
+  let deviceId: string;
   const work = mkdtempSync(join(tmpdir(), 'quell-address-blocks-'));
 
   beforeAll(async () => {
@@ -35,6 +36,7 @@ describe(`address block indicators on a real agent, in network namespaces (${TES
     // No periodic drift check: a repair the test sees was started by the firewall's own event.
     agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true, driftCheckSeconds: NO_PERIODIC_CHECK_SECONDS });
     await waitFor('the agent to connect', async () => (agent.log().includes('"msg":"connected"') ? true : undefined), 30_000);
+    deviceId = (await ctx.store.db.selectFrom('agents').select('device_id').executeTakeFirstOrThrow()).device_id;
   });
 
   afterAll(async () => {
@@ -99,6 +101,79 @@ describe(`address block indicators on a real agent, in network namespaces (${TES
     expect(await reaches(attacker, endpoint)).toBe(false);
     await lift(id);
     await waitFor('the attacker to be reachable again', async () => ((await reaches(endpoint, attacker)) ? true : undefined), 15_000);
+  });
+
+  type HitRow = { indicatorId: string; deviceId: string; count: number; lastHit: { action: string; remote: string | null; direction: string | null; process: string | null; user: string | null } };
+  const hitsOf = async (indicatorId: string): Promise<HitRow[]> => {
+    const response = await ctx.request(ctx.users.security_reader, 'GET', `/api/indicators/hits?indicatorId=${indicatorId}`);
+    expect(response.statusCode, response.body).toBe(200);
+    return response.json().items;
+  };
+  const alertsOf = async (indicatorId: string) => (await ctx.store.db.selectFrom('alerts').select(['id', 'title', 'evidence', 'external_id'])
+    .where('detection_source', '=', 'indicator').where('external_id', 'like', `hit:${indicatorId}:%`).execute());
+  /** One alert per indicator, device and hour: as many as the hours its hits fall in. */
+  const hoursOf = async (indicatorId: string) => Number((await ctx.store.db.selectFrom('indicator_hits').select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('indicator_id', '=', indicatorId).executeTakeFirstOrThrow()).n);
+
+  it('traffic a block stops is reported, signed: hits per device on the indicator, and one alert per device and hour that starts an investigation', async () => {
+    const id = await block(attacker.address);
+    await waitFor('the attacker to be cut off', async () => ((await reaches(endpoint, attacker)) ? undefined : true), 15_000);
+    expect(await reaches(attacker, endpoint)).toBe(false);
+    const rows = await waitFor('the hits to be reported', async () => {
+      const found = await hitsOf(id);
+      return found.length > 0 && found[0]!.count > 0 ? found : undefined;
+    }, 20_000);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ indicatorId: id, deviceId: deviceId, lastHit: { action: 'block', remote: attacker.address } });
+    // More attempts in the same hour are counted, not raised again.
+    const before = rows[0]!.count;
+    expect(await reaches(endpoint, attacker)).toBe(false);
+    await waitFor('the new attempt to be counted', async () => ((await hitsOf(id))[0]!.count > before ? true : undefined), 20_000);
+    // The table remembers who matched, with counters; the drift check compares the table without them.
+    expect(table()).toMatch(/set seen_block_out4 \{[^}]*elements = \{ [^}]*counter packets [1-9]/);
+    expect(withoutSeenSets(table())).not.toContain('set seen_block_out4');
+    expect(withoutSeenSets(table())).toContain(`elements = { ${attacker.address} }`);
+    const alerts = await alertsOf(id);
+    expect(alerts).toHaveLength(await hoursOf(id));
+    expect(alerts[0]!.title).toContain(attacker.address);
+    expect(JSON.parse(alerts[0]!.evidence)).toContainEqual(expect.objectContaining({ kind: 'ip', address: attacker.address }));
+    const investigation = await waitFor('the alert to start an investigation', async () => ctx.store.db.selectFrom('investigation_alerts').select('investigation_id')
+      .where('alert_id', '=', alerts[0]!.id).executeTakeFirst(), 15_000);
+    expect(investigation).toBeDefined();
+    // The device's own view lists the same hits.
+    const onDevice = await ctx.request(ctx.users.security_reader, 'GET', `/api/indicators/hits?deviceId=${deviceId}`);
+    expect(onDevice.json().items.map((row: HitRow) => row.indicatorId)).toContain(id);
+    await lift(id);
+    await waitFor('the attacker to be reachable again', async () => ((await reaches(endpoint, attacker)) ? true : undefined), 15_000);
+  });
+
+  it('an audited address is let through and reported with the process and user that talked to it', async () => {
+    const audit = await ctx.request(ctx.users.security_admin, 'POST', '/api/indicators', { type: 'ip', value: neighbour.address, action: 'audit', title: 'watch the neighbour' });
+    expect(audit.statusCode, audit.body).toBe(201);
+    const id: string = audit.json().id;
+    await waitFor('the audit to be applied', async () => (table().includes(neighbour.address) ? true : undefined), 15_000);
+    expect(await reaches(endpoint, neighbour)).toBe(true);
+    expect(await reaches(neighbour, endpoint)).toBe(true);
+    // A connection that stays open: the agent names who holds it.
+    const holder = spawn('ip', ['netns', 'exec', neighbour.ns, process.execPath, '-e', `require('node:net').createServer(() => {}).listen(7001, '${neighbour.address}', () => console.log('up'))`]);
+    const client = await new Promise<ReturnType<typeof spawn>>((resolve) => holder.stdout.once('data', () => resolve(spawn('ip', ['netns', 'exec', endpoint.ns, process.execPath, '-e',
+      `const s = require('node:net').connect(7001, '${neighbour.address}'); s.on('error', () => {}); setInterval(() => s.write('.'), 200)`]))));
+    try {
+      const row = await waitFor('the audited connection to be reported with its process', async () => {
+        const found = (await hitsOf(id))[0];
+        return found?.lastHit.process ? found : undefined;
+      }, 20_000);
+      expect(row.lastHit).toMatchObject({ action: 'audit', remote: neighbour.address, direction: 'outbound', process: 'node', user: 'root' });
+    } finally {
+      client.kill();
+      holder.kill();
+    }
+    const alerts = await alertsOf(id);
+    expect(alerts).toHaveLength(await hoursOf(id));
+    expect(alerts[0]!.title).toMatch(/^Audited traffic (to|from) /);
+    expect(await reaches(endpoint, neighbour)).toBe(true);
+    await lift(id);
+    await waitFor('the audit to be lifted', async () => (table() === '' ? true : undefined), 15_000);
   });
 
   it('refuses what is not an address or range, and a range wide enough to cut devices off the internet', async () => {

@@ -4,7 +4,7 @@ import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
 import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, EFFECT_CHANGING_ACTION_TYPES, type Platform, type ServerFrame } from '@quell/contracts';
 import { type MalwareWatch, watchForMalware } from './antivirus-watch.ts';
-import type { ScanFinding } from './executors/antivirus-scan.linux.ts';
+import type { Detection, ScanFinding } from './executors/antivirus-scan.linux.ts';
 import { quarantineFile, removeLeftovers } from './executors/quarantine.linux.ts';
 import { importJWK } from 'jose';
 import WebSocket from 'ws';
@@ -22,8 +22,9 @@ import { Lane } from './lanes.ts';
 import { type DriftTriggers, driftTriggers } from './drift-events.linux.ts';
 import { type DriftReport, type DriftWatch, checkKey, watchDrift } from './drift-watch.ts';
 import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
-import { Refusal, helloSignature, signDrift, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
+import { Refusal, helloSignature, signDrift, signIndicatorHits, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
 import { offboardEndpoint } from './offboard.linux.ts';
+import { type HitReporter, createHitReporter, watchAddressHits } from './indicator-hits.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { pinnedTls, uploadPackage as uploadSignedPackage } from './transport.ts';
 
@@ -69,6 +70,9 @@ export function driftCheckMs(seconds: string): number {
   if (!Number.isInteger(value) || value < 1 || value > 3600) throw new Error(`--drift-check-seconds takes a whole number of seconds from 1 to 3600, not ${seconds}`);
   return value * 1000;
 }
+/** How often the agent's address table is read for hits, and hits are reported, in milliseconds. */
+const ADDRESS_HITS_CHECK_MS = 2000;
+const HITS_REPORT_MS = 1000;
 /** Drift reports kept while the server is out of reach; the oldest go first. */
 const MAX_HELD_DRIFT = 100;
 /** Beyond this many commands waiting, new ones are refused rather than held in memory. */
@@ -107,8 +111,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const running = new Set<Promise<void>>();
   /** Desired states are applied one after another, in the order they arrive. */
   let stateWork: Promise<void> = Promise.resolve();
-  /** The block indicators of the last desired state applied, for the antivirus. */
+  /** The block and audit indicators by hash of the last desired state applied, for the antivirus. */
   let blocked: ReadonlySet<string> = new Set();
+  let audited: ReadonlySet<string> = new Set();
+  /** The address block and audit entries of the last desired state applied, to tell which one traffic matched. */
+  let addressEntries: { block: readonly string[]; audit: readonly string[] } = { block: [], audit: [] };
   let malwareWatch: MalwareWatch | null = null;
   let verifying: Promise<unknown> = Promise.resolve();
   /** Set once the server has offboarded this device: no command runs any more. */
@@ -131,9 +138,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   /** Actions this process is carrying out right now (journal started, not yet finished). */
   const inFlight = new Set<string>();
 
-  const send = (frame: AgentFrame): void => {
-    if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  const send = (frame: AgentFrame): boolean => {
+    if (socket?.readyState !== WebSocket.OPEN) return false;
+    socket.send(JSON.stringify(frame));
+    return true;
   };
+  /** Indicators that matched here, reported signed until the server has counted them. */
+  const hits: HitReporter = createHitReporter({
+    sign: (seq, list) => signIndicatorHits(privateKey, identity.deviceId, seq, list),
+    send: (jws) => welcomed && send({ t: 'hits', jws }),
+    intervalMs: HITS_REPORT_MS,
+  });
 
   /** A result that cannot be sent now is not lost: the server resends the command on reconnect and the journal answers it. */
   async function report(actionId: string, outcome: Outcome): Promise<void> {
@@ -232,19 +247,23 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const outcome: ContainmentOutcome = platform === 'linux'
       ? await applyContainment(runner, state.containment, { own: ownAddresses(), server: serverAddresses })
       : { failures: Object.fromEntries(state.containment.map((e) => [e.actionId, `containment is not supported on ${platform} by this agent yet`])) };
-    // Address block indicators: a failure is reported beside containment's, never in its place.
-    const addresses = state.network?.blockAddresses ?? [];
+    // Address block and audit indicators: a failure is reported beside containment's, never in its place.
+    const addresses = { block: state.network?.blockAddresses ?? [], audit: state.network?.auditAddresses ?? [] };
+    const inTable = addresses.block.length + addresses.audit.length;
     const blocking = platform === 'linux' ? await applyAddressBlocks(runner, addresses, [...serverAddresses, ...(state.network?.allowAddresses ?? [])])
-      : addresses.length > 0 ? `address blocks are not supported on ${platform} by this agent yet` : null;
+      : inTable > 0 ? `address indicators are not supported on ${platform} by this agent yet` : null;
     if (blocking !== null) outcome.failures[ADDRESS_BLOCKS_FAILURE] = blocking;
-    blockingHere = addresses.length > 0 && blocking === null;
+    blockingHere = inTable > 0 && blocking === null;
+    addressEntries = blocking === null ? addresses : { block: [], audit: [] };
     saveState(options.dir, { version: state.version, jws });
     containedHere = state.containment.map((e) => e.actionId).filter((id) => outcome.error === undefined && !(id in outcome.failures));
     const blocks = new Set([...state.antivirus.blockSha256, ...(state.antivirus.blockSha1 ?? []), ...(state.antivirus.blockMd5 ?? [])]);
-    const newBlocks = [...blocks].some((hash) => !blocked.has(hash));
+    const audits = new Set(state.antivirus.audit ?? []);
+    const newHashes = [...blocks].some((hash) => !blocked.has(hash)) || [...audits].some((hash) => !audited.has(hash));
     blocked = blocks;
-    // Files already sitting in watched folders are looked at again against the new block indicators.
-    if (newBlocks) void malwareWatch?.sweep();
+    audited = audits;
+    // Files already sitting in watched folders are looked at again against the new block and audit indicators.
+    if (newHashes) void malwareWatch?.sweep();
     return { version: state.version, outcome };
   }
 
@@ -261,6 +280,19 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     // The drift watch takes what was just applied as its reference now, not at its next tick.
     void driftWatch?.checkNow();
     send({ t: 'state_applied', jws: signStateReport(privateKey, identity.deviceId, version, outcome) });
+  }
+
+  /** What the on-access antivirus found: a file an audit indicator names is reported; malware is quarantined. */
+  async function onDetection(detection: Detection): Promise<void> {
+    const now = Date.now();
+    if (detection.kind === 'audit') {
+      log.info('antivirus saw a file an audit indicator names', { path: detection.path, sha256: detection.sha256 });
+      hits.add({ value: detection.indicator, action: 'audit', path: detection.path, sha256: detection.sha256, count: 1, firstAt: now, lastAt: now });
+      return;
+    }
+    const { finding } = detection;
+    if (detection.indicator !== undefined) hits.add({ value: detection.indicator, action: 'block', path: finding.path, sha256: finding.sha256, count: 1, firstAt: now, lastAt: now });
+    await quarantineOnSight(finding);
   }
 
   /**
@@ -321,12 +353,16 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         // What the antivirus did while the server was out of reach, or before it answered.
         for (const report of journal.unacknowledgedReports()) send({ t: 'local_action', jws: report });
         for (const jws of heldDrift.splice(0)) send({ t: 'drift', jws });
+        hits.flush({ resend: true });
         return;
       case 'local_ack':
         journal.acknowledgeLocal(String(frame.actionId));
         return;
       case 'result_ack':
         journal.acknowledgeResult(String(frame.actionId));
+        return;
+      case 'hits_ack':
+        hits.acknowledged(Number(frame.seq));
         return;
       case 'command': {
         const work = execute(String(frame.jws)).catch((error: unknown) => {
@@ -378,6 +414,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     driftWatch?.close();
     driftEvents?.close();
     malwareWatch?.close();
+    addressHits?.close();
+    hits.close();
     await Promise.allSettled([...running, stateWork]);
     const report = await offboardEndpoint({ runner, agentDir: options.dir, deviceId: identity.deviceId, journal, releaseEffects: order.releaseEffects });
     log.warn('offboarded', { ...report });
@@ -503,13 +541,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   if (platform === 'linux' && options.watch && options.watch.length > 0) {
     malwareWatch = watchForMalware({
       folders: options.watch,
-      blocked: () => blocked,
-      onDetection: quarantineOnSight,
+      lists: () => ({ blocked, audited }),
+      onDetection,
       onError: (path, error) => log.warn('antivirus could not examine a file', { path, error: error.message }),
     });
     log.info('antivirus watching', { folders: options.watch });
     void malwareWatch.sweep();
   }
+  const addressHits = platform === 'linux' ? watchAddressHits({
+    runner, intervalMs: ADDRESS_HITS_CHECK_MS, entries: () => addressEntries, onHit: (hit) => hits.add(hit),
+    onError: (error) => log.warn('could not read the address indicators\' hits', { error: error.message }),
+  }) : null;
   connect();
   return {
     deviceId: identity.deviceId,
@@ -517,6 +559,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     async stop() {
       stopping = true;
       malwareWatch?.close();
+      addressHits?.close();
+      hits.close();
       driftWatch?.close();
       driftEvents?.close();
       if (reconnectTimer) clearTimeout(reconnectTimer);

@@ -1,7 +1,7 @@
 import { type FSWatcher, lstatSync, readdirSync, watch } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type ScanFinding, detectFile } from './executors/antivirus-scan.linux.ts';
+import { type Detection, detectFile } from './executors/antivirus-scan.linux.ts';
 
 /** Where files are watched as they appear unless the agent is told otherwise: where downloads and droppers land first. */
 export const DEFAULT_WATCHED_FOLDERS = ['/tmp', '/var/tmp', '/dev/shm'] as const;
@@ -21,13 +21,14 @@ export interface MalwareWatch {
  * On-access antivirus: watches folders and every folder below them (new
  * ones as they appear, never through a symbolic link) for files being
  * created or changed, examines each once it settles, and hands what
- * matches a signature or a block indicator to `onDetection`, one at a time
+ * matches a signature, a block indicator or an audit indicator to `onDetection`, one at a time
  * per path.
  */
 export function watchForMalware(options: {
   folders: readonly string[];
-  blocked: () => ReadonlySet<string>;
-  onDetection: (finding: ScanFinding) => Promise<void>;
+  /** The hashes of block and audit indicators in force. */
+  lists: () => { blocked: ReadonlySet<string>; audited: ReadonlySet<string> };
+  onDetection: (detection: Detection) => Promise<void>;
   onError: (path: string, error: Error) => void;
 }): MalwareWatch {
   const timers = new Map<string, NodeJS.Timeout>();
@@ -45,8 +46,8 @@ export function watchForMalware(options: {
     }
     busy.add(path);
     try {
-      const finding = await detectFile(path, options.blocked());
-      if (finding) await options.onDetection(finding);
+      const detection = await detectFile(path, options.lists());
+      if (detection) await options.onDetection(detection);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       // Gone again, or a link or directory: nothing to examine.

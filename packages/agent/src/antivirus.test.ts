@@ -126,6 +126,39 @@ describe(`on-access antivirus of a real agent (${TEST_DIALECT})`, () => {
     expect([existsSync(bySha1), existsSync(byMd5)]).toEqual([false, false]);
   });
 
+  it('an audit indicator leaves the file where it is and reports it: a hit with its path on the indicator, and one alert', async () => {
+    const path = join(watched, 'admin-tool.bin');
+    const bytes = `a dual-use tool ${randomUUID()}`;
+    const created = await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha1', value: createHash('sha1').update(bytes).digest('hex'), action: 'audit', title: 'watch this tool' });
+    expect(created.statusCode).toBe(201);
+    const id: string = created.json().id;
+    // Written before or after the audit arrives: either the watch sees it land, or the sweep a new audit brings finds it.
+    writeFileSync(path, bytes);
+    const hits = async () => (await ctx().request(ctx().users.security_reader, 'GET', `/api/indicators/hits?indicatorId=${id}`)).json().items;
+    const [row] = await waitFor('the hit to be reported', async () => ((await hits()).length > 0 ? hits() : undefined));
+    expect(row).toMatchObject({ deviceId, lastHit: { action: 'audit', path } });
+    expect(existsSync(path)).toBe(true);
+    expect((await antivirusActions()).some((a) => a.entity.path === path)).toBe(false);
+    const alerts = await ctx().store.db.selectFrom('alerts').select(['title', 'evidence']).where('external_id', 'like', `hit:${id}:%`).execute();
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]!.title).toBe(`Audited file ${path} on ${row.deviceName}`);
+    expect(JSON.parse(alerts[0]!.evidence)).toEqual([{ kind: 'file', path, sha256: sha256(bytes) }]);
+  });
+
+  it('a quarantine by a block indicator counts as a hit on it, without a second alert', async () => {
+    const path = join(watched, 'counted.bin');
+    const bytes = `counted on its indicator ${randomUUID()}`;
+    const created = await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'md5', value: createHash('md5').update(bytes).digest('hex'), action: 'block', title: 'counted' });
+    const id: string = created.json().id;
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    writeFileSync(path, bytes);
+    await quarantineOf(path);
+    const hits = async () => (await ctx().request(ctx().users.security_reader, 'GET', `/api/indicators/hits?indicatorId=${id}`)).json().items;
+    const [row] = await waitFor('the hit to be reported', async () => ((await hits()).length > 0 ? hits() : undefined));
+    expect(row).toMatchObject({ deviceId, count: 1, lastHit: { action: 'block', path } });
+    expect(await ctx().store.db.selectFrom('alerts').select('id').where('external_id', 'like', `hit:${id}:%`).execute()).toEqual([]);
+  });
+
   it('a block indicator scoped to a device group reaches only that group: moving the device there brings it', async () => {
     const group = (await ctx().services.devices.createGroup(ctx().users.security_admin.actor, { name: 'finance', rank: 1, automationLevel: 'full' })).id;
     const path = join(watched, 'payroll-helper.bin');

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { ActionType, EnforcedEffect } from '@quell/contracts';
 import type { DriftSignals, EnforcedEffectCheck } from './drift-watch.ts';
 import { type ContainUserSnapshot, processesOf } from './executors/contain-user.linux.ts';
-import { ADDRESS_BLOCKS_TABLE } from './executors/address-blocks.linux.ts';
+import { ADDRESS_BLOCKS_TABLE, withoutSeenSets } from './executors/address-blocks.linux.ts';
 import { isolationListing, replaceIsolation, uncoveredBridge } from './executors/isolation.linux.ts';
 import { quarantineOf, quarantinedFileReturned, removeReturnedFile } from './executors/quarantine.linux.ts';
 import { type CodeRestrictionSnapshot, parseMountinfo, topmostAt } from './executors/restrict-code.linux.ts';
@@ -90,11 +90,11 @@ export function linuxEnforcedEffects(deps: {
    * again and taken as the reference, no drift); deleted or edited since, it
    * is drift, repaired by applying the stored state again.
    */
-  const stateTable = (effect: EnforcedEffect, table: string, rules: string, key: () => string): (actionIds: string[]) => EnforcedEffectCheck => {
+  const stateTable = (effect: EnforcedEffect, table: string, rules: string, key: () => string, comparable = (listing: string) => listing): (actionIds: string[]) => EnforcedEffectCheck => {
     let reference: { key: string; listing: string | null } | null = null;
     const listing = async (): Promise<string | null> => {
       const result = await runner.run('nft', ['list', 'table', 'inet', table]);
-      return result.code === 0 ? result.stdout : null;
+      return result.code === 0 ? comparable(result.stdout) : null;
     };
     const reapply = async (): Promise<void> => {
       await deps.containment.reapply();
@@ -118,7 +118,8 @@ export function linuxEnforcedEffects(deps: {
   };
   const containmentCheck = stateTable('containment', CONTAINMENT_TABLE, 'containment rules', () => deps.containment.actionIds().join(','));
   // Address blocks are the state's own, no action's: a new version is a new reference.
-  const addressBlocksCheck = stateTable('address_blocks', ADDRESS_BLOCKS_TABLE, 'address block rules', () => String(deps.addressBlocks.version()))([]);
+  // Traffic fills the sets that remember who matched: they change without anyone working against the blocks.
+  const addressBlocksCheck = stateTable('address_blocks', ADDRESS_BLOCKS_TABLE, 'address block rules', () => String(deps.addressBlocks.version()), withoutSeenSets)([]);
 
   const isolationCheck = (actionId: string): EnforcedEffectCheck => ({
     effect: 'isolation',

@@ -417,6 +417,16 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
       },
       { name: 'older than the one in force (a replay of a genuine state)', reason: /^state version \d+ is older than version \d+ already applied$/, forge: async () => first.jws },
       { name: 'that is garbage', reason: /state signature does not verify/, forge: async () => 'a.b.c' },
+      // Signed by the genuine key, and still checked entry by entry: a compromised or buggy server cannot make the agent cut the internet off.
+      ...([
+        ['a range wider than /8', { network: { blockAddresses: ['10.0.0.0/7'] } }, /^state has a malformed address block list$/],
+        ['an audited name that is no address', { network: { blockAddresses: [], auditAddresses: ['example.org'] } }, /^state has a malformed address block list$/],
+        ['an allow list that is not a list', { network: { blockAddresses: [], allowAddresses: '192.0.2.1' } }, /^state has a malformed address block list$/],
+        ['an audited hash that is no hash', { antivirus: { blockSha256: [], audit: ['../../etc/passwd'] } }, /^state has a malformed block list$/],
+      ] as const).map(([what, change, reason]) => ({
+        name: `signed by the server with ${what}`, reason,
+        forge: () => signState(serverKey, { ...statePayload(stored().version + 1, '192.0.2.68'), ...change } as unknown as StatePayload),
+      })),
     ];
 
     it.each(FORGED)('refuses a state $name: a rejected frame, a log line, nothing applied or kept', async ({ reason, forge }) => {

@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, addressOrRange, type CommandPayload, type DriftPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, addressOrRange, type CommandPayload, type DriftPayload, type IndicatorHit, type IndicatorHitsPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** The most address blocks one state may carry: a set of this size is applied in well under a second. */
@@ -81,12 +81,15 @@ export async function verifyState(jws: string, serverKey: Parameters<typeof comp
   }
   const antivirus = payload.antivirus as Record<string, unknown> | undefined;
   const hashList = (value: unknown, length: number): boolean => Array.isArray(value) && value.every((h) => typeof h === 'string' && h.length === length && /^[0-9a-f]+$/.test(h));
-  if (!hashList(antivirus?.blockSha256, 64) || (antivirus?.blockSha1 !== undefined && !hashList(antivirus.blockSha1, 40)) || (antivirus?.blockMd5 !== undefined && !hashList(antivirus.blockMd5, 32))) {
+  const anyHashList = (value: unknown): boolean => Array.isArray(value) && value.every((h) => typeof h === 'string' && /^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$/.test(h));
+  if (!hashList(antivirus?.blockSha256, 64) || (antivirus?.blockSha1 !== undefined && !hashList(antivirus.blockSha1, 40)) || (antivirus?.blockMd5 !== undefined && !hashList(antivirus.blockMd5, 32))
+    || (antivirus?.audit !== undefined && !anyHashList(antivirus.audit))) {
     throw new Refusal(null, 'state has a malformed block list');
   }
-  const network = payload.network as { blockAddresses?: unknown; allowAddresses?: unknown } | undefined;
+  const network = payload.network as { blockAddresses?: unknown; allowAddresses?: unknown; auditAddresses?: unknown } | undefined;
   const addressList = (value: unknown): boolean => Array.isArray(value) && value.length <= NETWORK_BLOCKS_MAX && value.every((a) => typeof a === 'string' && !('problem' in addressOrRange(a)));
-  if (network !== undefined && (!addressList(network.blockAddresses) || (network.allowAddresses !== undefined && !addressList(network.allowAddresses)))) {
+  const optionalAddressList = (value: unknown): boolean => value === undefined || addressList(value);
+  if (network !== undefined && (!addressList(network.blockAddresses) || !optionalAddressList(network.allowAddresses) || !optionalAddressList(network.auditAddresses))) {
     throw new Refusal(null, 'state has a malformed address block list');
   }
   return payload;
@@ -103,6 +106,12 @@ function signCompact(privateKey: KeyObject, typ: string, payload: object): strin
 export function signStateReport(privateKey: KeyObject, deviceId: string, version: number, outcome: { failures: Record<string, string>; error?: string }): string {
   const payload: StateReportPayload = { v: AGENT_PROTOCOL_VERSION, deviceId, version, failures: outcome.failures, ...(outcome.error !== undefined ? { error: outcome.error } : {}), iat: Math.floor(Date.now() / 1000) };
   return signCompact(privateKey, 'quell-state-report+jws', payload);
+}
+
+/** The agent's signed report of indicators that matched on its device since its last report. */
+export function signIndicatorHits(privateKey: KeyObject, deviceId: string, seq: number, hits: IndicatorHit[]): string {
+  const payload: IndicatorHitsPayload = { v: AGENT_PROTOCOL_VERSION, deviceId, seq, hits, iat: Math.floor(Date.now() / 1000) };
+  return signCompact(privateKey, 'quell-indicator-hits+jws', payload);
 }
 
 /** Checks the server's offboarding: the pinned key's signature, this device, and an issue time that is not in the future. */

@@ -25,3 +25,23 @@ export function addressOrRange(raw: string): { value: string; family: 4 | 6 } | 
   const network = family === 4 ? ipaddr.IPv4.networkAddressFromCIDR(`${address}/${length}`) : ipaddr.IPv6.networkAddressFromCIDR(`${address}/${length}`);
   return { value: `${network.toString()}/${length}`, family };
 }
+
+/**
+ * The narrowest of `entries` (addresses and ranges as `addressOrRange`
+ * spells them) that holds `address`, or null: which indicator a remote
+ * address matched.
+ */
+export function entryHolding(address: string, entries: readonly string[]): string | null {
+  if (!ipaddr.isValid(address)) return null;
+  const parsed = ipaddr.process(address);
+  let best: { entry: string; bits: number } | null = null;
+  for (const entry of entries) {
+    const [network = '', prefix] = entry.split('/');
+    if (!ipaddr.isValid(network)) continue;
+    const base = ipaddr.process(network);
+    if (base.kind() !== parsed.kind()) continue;
+    const bits = prefix === undefined ? (parsed.kind() === 'ipv4' ? 32 : 128) : Number(prefix);
+    if (parsed.match(base, bits) && (best === null || bits > best.bits)) best = { entry, bits };
+  }
+  return best?.entry ?? null;
+}

@@ -45,6 +45,7 @@ export const API_PATHS = {
   indicator: '/api/indicators/:id',
   indicatorsCsv: '/api/indicators/export.csv',
   indicatorsImport: '/api/indicators/import.csv',
+  indicatorHits: '/api/indicators/hits',
   investigations: '/api/investigations',
   investigation: '/api/investigations/:id',
   investigationTerminate: '/api/investigations/:id/terminate',

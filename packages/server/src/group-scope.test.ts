@@ -191,7 +191,8 @@ async function buildWorld(name: 'A' | 'B', rank: number): Promise<World> {
 
   // An indicator for this group only.
   const indicatorValue = mark(sha256(`indicator of ${unique}`), 'indicator value');
-  await call(groupAdmin, 'POST', '/api/indicators', { type: 'sha256', value: indicatorValue, action: 'block', title: mark(`indicator-${unique}`, 'indicator title'), deviceGroupIds: [group.id] });
+  const { id: indicatorId } = await call(groupAdmin, 'POST', '/api/indicators', { type: 'sha256', value: indicatorValue, action: 'block', title: mark(`indicator-${unique}`, 'indicator title'), deviceGroupIds: [group.id] });
+  await recordHit(indicatorId, deviceId, mark(`/tmp/hit-${unique}`, 'indicator hit path'));
 
   return {
     name, groupId: mark(group.id, 'device group id'), users: [reader, operator, groupAdmin], callers: [], operator, markers, ids: [], deviceIds: [deviceId], investigationIds: [],
@@ -236,6 +237,13 @@ async function collect(world: World): Promise<void> {
   }
 }
 
+/** A hit an agent reported, as the server keeps it (the agent's side is tested with real agents). */
+async function recordHit(indicatorId: string, deviceId: string, path: string): Promise<void> {
+  const at = Date.parse(DAY);
+  const hit = { value: 'a'.repeat(64), action: 'block', path, count: 1, firstAt: at, lastAt: at };
+  await t.store.db.insertInto('indicator_hits').values({ indicator_id: indicatorId, device_id: deviceId, hour: at, action: 'block', count: 1, first_at: at, last_at: at, last_hit: JSON.stringify(hit) }).execute();
+}
+
 let A: World;
 let B: World;
 /** Objects of both groups, whose ids are asked for too: what each group sees of them is its own part. */
@@ -262,6 +270,14 @@ beforeAll(async () => {
     await t.services.investigations.runDue();
     if (world === A) sharedIds.push((await call(t.users.global_admin, 'GET', `/api/alerts/${alert.id}`)).incidentId);
   }
+  // An indicator for every device, hit in both groups: each group sees its own hits only.
+  const global = await call(t.users.global_admin, 'POST', '/api/indicators', { type: 'ip', value: '203.0.113.66', action: 'audit', title: 'everyone\'s' });
+  sharedIds.push(global.id);
+  for (const world of [A, B]) {
+    const path = `/tmp/global-hit-${world.name.toLowerCase()}${randomUUID().slice(0, 8)}`;
+    world.markers.set(path, 'indicator hit path');
+    await recordHit(global.id, world.deviceIds[0]!, path);
+  }
   await collect(A);
   await collect(B);
 }, 120_000);
@@ -282,6 +298,7 @@ const PATH_VALUES: Record<string, () => string[]> = {
 const QUERY_VALUES: Record<string, (schema: ParameterSchema) => Value[]> = {
   deviceId: () => both((w) => w.deviceIds),
   investigationId: () => both((w) => w.investigationIds),
+  indicatorId: () => [...both((w) => w.ids), ...sharedIds],
   targetId: () => both((w) => w.ids),
   entity: () => both((w) => w.entities),
   value: () => both((w) => w.indicatorValues),

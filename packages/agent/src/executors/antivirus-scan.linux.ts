@@ -132,27 +132,39 @@ function digestsFor(blocked: ReadonlySet<string>): DigestName[] {
 }
 
 /** Whether any of a file's hashes is blocked. */
-const isBlocked = (digests: Partial<Record<DigestName, string>>, blocked: ReadonlySet<string>): boolean =>
-  [digests.sha256, digests.sha1, digests.md5].some((hash) => hash !== undefined && blocked.has(hash));
+const isBlocked = (digests: Partial<Record<DigestName, string>>, blocked: ReadonlySet<string>): boolean => listedHash(digests, blocked) !== undefined;
+
+/** The first of a file's hashes that is in `list`. */
+const listedHash = (digests: Partial<Record<DigestName, string>>, list: ReadonlySet<string>): string | undefined =>
+  [digests.sha256, digests.sha1, digests.md5].find((hash) => hash !== undefined && list.has(hash));
+
+/** What the on-access antivirus found in one file: malware to quarantine, or a file an audit indicator names, to report only. */
+export type Detection =
+  | { kind: 'malware'; finding: ScanFinding; /** The block indicator's hash, when that is what matched. */ indicator?: string }
+  | { kind: 'audit'; path: string; sha256: string; indicator: string };
 
 /**
  * Whether one file is malware: its SHA-256 against the built-in signatures,
  * any of its hashes against the block indicators, and its first bytes
- * against the signatures'.
+ * against the signatures'; or else whether an audit indicator names it.
  * Null for a clean file, or one that is not a regular file within the size limit.
  */
-export async function detectFile(path: string, blocked: ReadonlySet<string>, maxFileBytes = SYSTEM.maxFileBytes): Promise<ScanFinding | null> {
+export async function detectFile(path: string, lists: { blocked: ReadonlySet<string>; audited?: ReadonlySet<string> }, maxFileBytes = SYSTEM.maxFileBytes): Promise<Detection | null> {
   const handle = await openForScan(path);
   try {
     const stat = await handle.stat();
     if (!stat.isFile() || stat.size > maxFileBytes) return null;
     const bytes = await handle.readFile();
-    const hashing = digesting(digestsFor(blocked));
+    const audited = lists.audited ?? new Set<string>();
+    const hashing = digesting(digestsFor(new Set([...lists.blocked, ...audited])));
     hashing.update(bytes);
     const digests = hashing.digest();
-    const signature = SIGNATURES.find((candidate) => candidate.sha256 === digests.sha256 || (candidate.prefix && bytes.subarray(0, candidate.prefix.length).equals(candidate.prefix)))?.name
-      ?? (isBlocked(digests, blocked) ? BLOCK_INDICATOR : undefined);
-    return signature === undefined ? null : { path, sha256: digests.sha256, signature };
+    const signature = SIGNATURES.find((candidate) => candidate.sha256 === digests.sha256 || (candidate.prefix && bytes.subarray(0, candidate.prefix.length).equals(candidate.prefix)))?.name;
+    if (signature !== undefined) return { kind: 'malware', finding: { path, sha256: digests.sha256, signature } };
+    const blocked = listedHash(digests, lists.blocked);
+    if (blocked !== undefined) return { kind: 'malware', finding: { path, sha256: digests.sha256, signature: BLOCK_INDICATOR }, indicator: blocked };
+    const audit = listedHash(digests, audited);
+    return audit === undefined ? null : { kind: 'audit', path, sha256: digests.sha256, indicator: audit };
   } finally {
     await handle.close();
   }

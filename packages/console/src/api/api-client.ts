@@ -8,7 +8,7 @@ import {
   type BulkDecisionBody, type BulkResultSchema, type CreateActionBody, type CreateDeviceGroupBody, type CreateEnrolmentTokenBody,
   type CreateIndicatorBody, type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup, type EnrolmentToken,
   type ErrorCode, type ExportActionsQuery, type FalsePositiveBody, type Incident, type Indicator, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
-  type ListAlertsQuery, type ListAuditQuery, type ListIndicatorsQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token,
+  type IndicatorHitRow, type ListAlertsQuery, type ListAuditQuery, type ListIndicatorHitsQuery, type ListIndicatorsQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token,
   type UpdateAlertBody, type UpdateIndicatorBody, type UpdateSettingsBody, type UpdateUserBody, type User,
 } from '@quell/contracts';
 import type { Static } from 'typebox';
@@ -140,6 +140,8 @@ export const api = {
   falsePositive: (id: string, body: FalsePositiveBody) => call<FalsePositiveResult>('POST', pathOf(API_PATHS.alertFalsePositive, { id }), body),
   listIndicators: (query: ListIndicatorsQuery) => call<{ items: Indicator[] }>('GET', withQuery(API_PATHS.indicators, query)),
   createIndicator: (body: CreateIndicatorBody) => call<Indicator>('POST', API_PATHS.indicators, body),
+  /** Where indicators matched: per indicator and device, most recent first. */
+  listIndicatorHits: (query: ListIndicatorHitsQuery) => call<{ items: IndicatorHitRow[] }>('GET', withQuery(API_PATHS.indicatorHits, query)),
   updateIndicator: (id: string, body: UpdateIndicatorBody) => call<Indicator>('PATCH', pathOf(API_PATHS.indicator, { id }), body),
   /** Expires it now; the server keeps it for the record. */
   expireIndicator: (id: string) => call<Indicator>('DELETE', pathOf(API_PATHS.indicator, { id })),

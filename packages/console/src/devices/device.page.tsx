@@ -13,6 +13,7 @@ import { type AppliedState, useDeviceState } from './device-state.ts';
 import { OffboardingNotes } from './offboarding-notes.tsx';
 import { HEALTH_COLORS, HEALTH_LABELS, useDeviceGroups } from './devices-shared.ts';
 import { ResponseActions } from './response-actions.tsx';
+import { INDICATOR_TYPE_LABELS, IndicatorHitsTable } from '../indicators/indicator-hits.tsx';
 
 const useStyles = makeStyles({
   head: { display: 'flex', alignItems: 'center', gap: tokens.spacingHorizontalL, flexWrap: 'wrap' },
@@ -89,10 +90,24 @@ function DeviceView({ device: d }: { device: Device }) {
           </MessageBarBody>
         </MessageBar>
       )}
+      <Subtitle1 as="h2" className={styles.section}>Indicator hits</Subtitle1>
+      <DeviceIndicatorHits deviceId={d.id} />
       <Subtitle1 as="h2" className={styles.section}>Pending actions</Subtitle1>
       <ActionsView key={`pending-${entity ?? ''}`} view="pending" filters={filters} label="Pending actions on this device" />
       <Subtitle1 as="h2" className={styles.section}>Action history</Subtitle1>
       <ActionsView key={`history-${entity ?? ''}`} view="history" filters={filters} label="Action history of this device" />
     </>
   );
+}
+
+/** The indicators that matched on this device, as its agent reported them. */
+function DeviceIndicatorHits({ deviceId }: { deviceId: string }) {
+  const hits = useQuery({ queryKey: ['indicators', 'hits', { deviceId }], queryFn: () => api.listIndicatorHits({ deviceId }), refetchInterval: 30_000 });
+  const indicators = useQuery({ queryKey: ['indicators', { includeExpired: true }], queryFn: () => api.listIndicators({ includeExpired: true }), enabled: (hits.data?.items.length ?? 0) > 0 });
+  const name = (id: string): string => {
+    const indicator = indicators.data?.items.find((i) => i.id === id);
+    return indicator ? `${INDICATOR_TYPE_LABELS[indicator.type]} ${indicator.value} (${indicator.title})` : id;
+  };
+  if (hits.isError) return <MessageBar intent="error"><MessageBarBody>{problemText(hits.error)}</MessageBarBody></MessageBar>;
+  return <IndicatorHitsTable rows={hits.data?.items ?? []} label="Indicator hits on this device" indicatorName={name} />;
 }

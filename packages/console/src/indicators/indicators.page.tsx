@@ -2,7 +2,7 @@ import {
   Badge, Button, Dialog, DialogActions, DialogBody, DialogContent, DialogSurface, DialogTitle, Field, Input, Menu, MenuItemCheckbox, MenuList, MenuPopover, MenuTrigger, MessageBar, MessageBarBody, Select,
   Spinner, Subtitle1, Switch, Table, TableBody, TableCell, TableHeader, TableHeaderCell, TableRow, Text, Textarea, Title2, makeStyles, tokens,
 } from '@fluentui/react-components';
-import { type CreateIndicatorBody, INDICATOR_ACTIONS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType } from '@quell/contracts';
+import { type CreateIndicatorBody, INDICATOR_ACTIONS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorHitRow, type IndicatorType } from '@quell/contracts';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type ChangeEvent, type FormEvent, useRef, useState } from 'react';
 import { api } from '../api/api-client.ts';
@@ -11,6 +11,7 @@ import { useDeviceGroups } from '../devices/devices-shared.ts';
 import { formatDateTime } from '../format.ts';
 import { navigate, useLocation } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
+import { INDICATOR_TYPE_LABELS, IndicatorHitsTable, hitTotals } from './indicator-hits.tsx';
 
 const useStyles = makeStyles({
   toolbar: { display: 'flex', flexWrap: 'wrap', alignItems: 'center', gap: tokens.spacingHorizontalM, margin: `${tokens.spacingVerticalM} 0` },
@@ -28,9 +29,6 @@ const useStyles = makeStyles({
   empty: { padding: tokens.spacingVerticalXXL, textAlign: 'center', color: tokens.colorNeutralForeground2 },
 });
 
-const INDICATOR_TYPE_LABELS: Record<IndicatorType, string> = {
-  sha256: 'SHA-256', sha1: 'SHA-1', md5: 'MD5', ip: 'IP address', url: 'URL', domain: 'Domain', certificate: 'Certificate thumbprint',
-};
 const INDICATOR_ACTION_LABELS: Record<IndicatorAction, string> = {
   allow: 'Allow', audit: 'Audit only', block: 'Block', block_and_remediate: 'Block and remediate',
 };
@@ -70,6 +68,9 @@ export default function IndicatorsPage() {
   const mayManage = permissions.has('indicators:manage');
   const groups = useDeviceGroups();
   const list = useQuery({ queryKey: [...INDICATORS_KEY, { includeExpired }], queryFn: () => api.listIndicators(includeExpired ? { includeExpired } : {}) });
+  const hits = useQuery({ queryKey: [...INDICATORS_KEY, 'hits'], queryFn: () => api.listIndicatorHits({}), refetchInterval: 30_000 });
+  const totals = hitTotals(hits.data?.items ?? []);
+  const [showingHits, setShowingHits] = useState<Indicator | null>(null);
   const [editing, setEditing] = useState<Indicator | null>(null);
   const [expiring, setExpiring] = useState<Indicator | null>(null);
   const items = list.data?.items ?? [];
@@ -103,6 +104,7 @@ export default function IndicatorsPage() {
               <TableHeaderCell>Scope</TableHeaderCell>
               <TableHeaderCell>Expires</TableHeaderCell>
               <TableHeaderCell>State</TableHeaderCell>
+              <TableHeaderCell>Hits</TableHeaderCell>
               {mayManage && <TableHeaderCell>Change</TableHeaderCell>}
             </TableRow>
           </TableHeader>
@@ -116,6 +118,13 @@ export default function IndicatorsPage() {
                 <TableCell className={styles.text}>{groupNames(i.deviceGroupIds)}</TableCell>
                 <TableCell>{i.expiresAt ? formatDateTime(i.expiresAt) : 'Never'}</TableCell>
                 <TableCell>{i.active ? 'Active' : 'Expired'}</TableCell>
+                <TableCell>
+                  {totals.has(i.id) ? (
+                    <Button size="small" appearance="subtle" onClick={() => setShowingHits(i)} aria-label={`Hits of ${i.title}`}>
+                      {hitsSummary(totals.get(i.id)!)}
+                    </Button>
+                  ) : 'None'}
+                </TableCell>
                 {mayManage && (
                   <TableCell>
                     {i.active && (
@@ -134,6 +143,7 @@ export default function IndicatorsPage() {
         {list.isSuccess && items.length === 0 && <div className={styles.empty}>{includeExpired ? 'No indicator yet.' : 'No active indicator.'}</div>}
       </div>
       {mayManage && <CreateIndicatorForm />}
+      {showingHits && <HitsDialog indicator={showingHits} rows={(hits.data?.items ?? []).filter((row) => row.indicatorId === showingHits.id)} onClose={() => setShowingHits(null)} />}
       {editing && <EditIndicatorDialog indicator={editing} onClose={() => setEditing(null)} />}
       {expiring && <ExpireIndicatorDialog indicator={expiring} onClose={() => setExpiring(null)} />}
     </>
@@ -274,6 +284,26 @@ function EditIndicatorDialog({ indicator, onClose }: { indicator: Indicator; onC
             </DialogActions>
           </DialogBody>
         </form>
+      </DialogSurface>
+    </Dialog>
+  );
+}
+
+const hitsSummary = (total: { count: number; devices: number; lastAt: string }): string =>
+  `${total.count.toLocaleString()} on ${total.devices} ${total.devices === 1 ? 'device' : 'devices'}, last ${formatDateTime(total.lastAt)}`;
+
+function HitsDialog({ indicator, rows, onClose }: { indicator: Indicator; rows: IndicatorHitRow[]; onClose: () => void }) {
+  return (
+    <Dialog open modalType="modal" onOpenChange={(_, data) => !data.open && onClose()}>
+      <DialogSurface>
+        <DialogBody>
+          <DialogTitle>Hits of “{indicator.title}”</DialogTitle>
+          <DialogContent>
+            <Text block>{INDICATOR_TYPE_LABELS[indicator.type]} {indicator.value}, per device, as their agents reported them.</Text>
+            <IndicatorHitsTable rows={rows} label={`Hits of ${indicator.title} per device`} />
+          </DialogContent>
+          <DialogActions><Button onClick={onClose}>Close</Button></DialogActions>
+        </DialogBody>
       </DialogSurface>
     </Dialog>
   );

@@ -130,15 +130,17 @@ export interface StatePayload {
   /**
    * Files the agent's antivirus treats as malicious beyond its built-in
    * signatures (block indicators), by SHA-256, SHA-1 or MD5; the last two
-   * are absent from states of servers that sent SHA-256 only.
+   * are absent from states of servers that sent SHA-256 only. `audit` holds
+   * hashes of any of the three kinds whose files are reported, not quarantined.
    */
-  antivirus: { blockSha256: string[]; blockSha1?: string[]; blockMd5?: string[] };
+  antivirus: { blockSha256: string[]; blockSha1?: string[]; blockMd5?: string[]; audit?: string[] };
   /**
    * Addresses and CIDR ranges traffic from and to which is dropped (block
-   * indicators), and those let through all the same (allow indicators);
-   * absent from states of older servers.
+   * indicators), those let through all the same (allow indicators), and
+   * those let through and reported (audit indicators); absent from states
+   * of older servers.
    */
-  network?: { blockAddresses: string[]; allowAddresses?: string[] };
+  network?: { blockAddresses: string[]; allowAddresses?: string[]; auditAddresses?: string[] };
   iat: number;
 }
 
@@ -248,6 +250,46 @@ export const LocalActionPayloadSchema = Type.Object({
 });
 export type LocalActionPayload = Static<typeof LocalActionPayloadSchema>;
 
+/** What an indicator does where it matches. */
+export const HIT_ACTIONS = ['block', 'audit'] as const;
+
+/** An indicator of the desired state that matched on the device: traffic from or to an address, or a file by a hash. */
+export const IndicatorHitSchema = Type.Object({
+  /** The state's entry that matched, as the state spells it: an address, a range or a hash. */
+  value: Type.String({ minLength: 1, maxLength: 64 }),
+  action: Type.Enum(HIT_ACTIONS),
+  /** Traffic: the address at the other end, and which way the traffic went. */
+  remote: Type.Optional(Type.String({ maxLength: 64 })),
+  direction: Type.Optional(Type.Enum(['inbound', 'outbound'] as const)),
+  /** Files: where the file was, and its SHA-256. */
+  path: Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
+  sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+  /** The process and user on the device's side, where the agent could tell. */
+  process: Type.Optional(Type.Object({
+    pid: Type.Integer({ minimum: 0 }), name: Type.String({ maxLength: 1024 }), commandLine: Type.Optional(Type.String({ maxLength: 32_768 })),
+  })),
+  user: Type.Optional(Type.String({ maxLength: 256 })),
+  /** Packets (traffic) or times seen (files) since the agent's last report, and the first and last of them, epoch milliseconds. */
+  count: Type.Integer({ minimum: 1 }),
+  firstAt: Type.Integer({ minimum: 0 }),
+  lastAt: Type.Integer({ minimum: 0 }),
+});
+export type IndicatorHit = Static<typeof IndicatorHitSchema>;
+
+/** The most hits one report carries; the agent sends the rest in the next. */
+export const INDICATOR_HITS_MAX = 500;
+
+/** What the agent signs to report indicators that matched on its device. */
+export const IndicatorHitsPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  deviceId: AgentIdSchema,
+  /** Grows with every report of this agent: a report the server already counted is acknowledged again, not counted twice. */
+  seq: Type.Integer({ minimum: 1 }),
+  hits: Type.Array(IndicatorHitSchema, { minItems: 1, maxItems: INDICATOR_HITS_MAX }),
+  iat: IssuedAtSchema,
+});
+export type IndicatorHitsPayload = Static<typeof IndicatorHitsPayloadSchema>;
+
 /** Frames on the WebSocket, as JSON text. */
 export type ServerFrame =
   | { t: 'challenge'; nonce: string }
@@ -258,6 +300,8 @@ export type ServerFrame =
   | { t: 'offboard'; jws: string }
   /** The server has recorded the result of this action: the agent's journal may let go of its outcome. */
   | { t: 'result_ack'; actionId: string }
+  /** The server has counted this indicator hits report (or had already). */
+  | { t: 'hits_ack'; seq: number }
   | { t: 'refused'; reason: string };
 
 /** A compact JWS as an agent sends it; its signature is what is checked, the frame size bounds it. */
@@ -271,6 +315,7 @@ export const AgentFrameSchema = Type.Union([
   Type.Object({ t: Type.Literal('local_action'), jws: AgentJwsSchema }),
   Type.Object({ t: Type.Literal('drift'), jws: AgentJwsSchema }),
   Type.Object({ t: Type.Literal('offboarded'), jws: AgentJwsSchema }),
+  Type.Object({ t: Type.Literal('hits'), jws: AgentJwsSchema }),
   Type.Object({ t: Type.Literal('rejected'), actionId: Type.Union([Type.String({ maxLength: 64 }), Type.Null()]), reason: AgentTextSchema }),
 ]);
 export type AgentFrame = Static<typeof AgentFrameSchema>;

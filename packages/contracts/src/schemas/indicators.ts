@@ -50,6 +50,32 @@ export const IndicatorSchema = Type.Object({
 });
 export type Indicator = Static<typeof IndicatorSchema>;
 
+/** One indicator's hits on one device, as its agent reported them. */
+export const IndicatorHitRowSchema = Type.Object({
+  indicatorId: IdSchema,
+  deviceId: IdSchema,
+  deviceName: Type.String(),
+  count: Type.Integer(),
+  firstAt: TimestampSchema,
+  lastAt: TimestampSchema,
+  /** The last hit: blocked or audited, the remote end (traffic) or the file, and the process and user where the agent could tell. */
+  lastHit: Type.Object({
+    action: Type.Enum(['block', 'audit'] as const),
+    remote: Type.Union([Type.String(), Type.Null()]),
+    direction: Type.Union([Type.Enum(['inbound', 'outbound'] as const), Type.Null()]),
+    path: Type.Union([Type.String(), Type.Null()]),
+    process: Type.Union([Type.String(), Type.Null()]),
+    user: Type.Union([Type.String(), Type.Null()]),
+  }),
+});
+export type IndicatorHitRow = Static<typeof IndicatorHitRowSchema>;
+
+export const ListIndicatorHitsQuerySchema = Type.Object({
+  indicatorId: Type.Optional(IdSchema),
+  deviceId: Type.Optional(IdSchema),
+}, { additionalProperties: false });
+export type ListIndicatorHitsQuery = Static<typeof ListIndicatorHitsQuerySchema>;
+
 export const ListIndicatorsQuerySchema = Type.Object({
   type: Type.Optional(Type.Enum(INDICATOR_TYPES)),
   action: Type.Optional(Type.Enum(INDICATOR_ACTIONS)),

@@ -164,6 +164,8 @@ export interface AgentsTable {
   offboard_release_effects: number | null;
   /** JSON OffboardedPayload: what the agent did. */
   offboard_report: string | null;
+  /** The sequence number of the last indicator hits report counted. */
+  hits_seq: number | null;
 }
 
 export interface AlertsTable {
@@ -291,6 +293,19 @@ export interface InvestigationEntitiesTable {
 
 export interface FileSightingsTable { sha256: string; device_id: string; path: string | null; first_seen: number; last_seen: number }
 
+/** Where an indicator matched, per device and hour (epoch milliseconds of its start). */
+export interface IndicatorHitsTable {
+  indicator_id: string;
+  device_id: string;
+  hour: number;
+  action: string;
+  count: number;
+  first_at: number;
+  last_at: number;
+  /** JSON IndicatorHit: the last hit's remote end, file, process and user. */
+  last_hit: string;
+}
+
 export interface InvestigationLogTable { id: string; investigation_id: string; step: string; started_at: number; ended_at: number; result: string }
 
 export interface ActionDriftTable {
@@ -354,5 +369,6 @@ export interface Database {
   investigation_entities: InvestigationEntitiesTable;
   investigation_log: InvestigationLogTable;
   file_sightings: FileSightingsTable;
+  indicator_hits: IndicatorHitsTable;
   schema_migrations: SchemaMigrationsTable;
 }

@@ -182,6 +182,9 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
           return;
         case 'drift':
           return agents.drift(self, key!, frame.jws);
+        case 'hits':
+          send(ws, { t: 'hits_ack', seq: await agents.indicatorHits(self, key!, frame.jws) });
+          return;
         case 'state_applied':
           return agents.stateApplied(self, key!, frame.jws);
         case 'rejected':

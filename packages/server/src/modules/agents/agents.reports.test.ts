@@ -7,7 +7,7 @@ import { ACTION_OUTPUT_MAX_CHARS, AGENT_PROTOCOL_VERSION, type Ed25519PublicJwk,
 import { describe, expect, it } from 'vitest';
 import { systemActor } from '../../actor.ts';
 import { enrolTestAgent, signedByAgent } from '../../test/agents.ts';
-import { TEST_DIALECT, useTestApp } from '../../test/helper.ts';
+import { TEST_DIALECT, createUser, useTestApp } from '../../test/helper.ts';
 
 /**
  * Results, reports and packages come from agents, which may be hostile:
@@ -185,5 +185,102 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
     expect(spent.json()).toMatchObject({ code: 'enrolment_token_invalid', detail: 'The enrolment token is used up: every one of its uses has enrolled an agent' });
     const guessed = await ctx().app.inject({ method: 'POST', url: '/agent/v1/enrol', payload: body(secret.replace(/.{4}$/, 'AAAA')) });
     expect(guessed.json()).toMatchObject({ code: 'enrolment_token_invalid', detail: 'The enrolment token is unknown, used up, expired or revoked' });
+  });
+
+  describe('indicator hits', () => {
+    const hit = (value: string, extra: object = {}) => ({ value, action: 'block', remote: '203.0.113.9', direction: 'outbound', count: 3, firstAt: ctx().clock.now(), lastAt: ctx().clock.now(), ...extra });
+    const hits = (deviceId: string, seq: number, list: unknown[]) => ({ v: AGENT_PROTOCOL_VERSION, deviceId, seq, hits: list, iat: 0 });
+    const indicator = async (body: object) => {
+      const response = await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { title: 'known bad', ...body });
+      expect(response.statusCode, response.body).toBe(201);
+      return response.json().id as string;
+    };
+    const rowsOf = async (query: string, user = ctx().users.security_reader) => {
+      const response = await ctx().request(user, 'GET', `/api/indicators/hits?${query}`);
+      expect(response.statusCode, response.body).toBe(200);
+      return response.json().items as Array<{ indicatorId: string; deviceId: string; count: number; lastAt: string; lastHit: Record<string, unknown> }>;
+    };
+    const alertsOf = (indicatorId: string) => ctx().store.db.selectFrom('alerts').select(['id', 'evidence']).where('detection_source', '=', 'indicator')
+      .where('external_id', 'like', `hit:${indicatorId}:%`).execute();
+
+    it('counts each report once, raises one alert per indicator, device and hour, and dates nothing in the future', async () => {
+      const device = await enrol('talker');
+      const agents = ctx().services.agents;
+      const id = await indicator({ type: 'ip', value: '203.0.113.9', action: 'block' });
+      const report = signed(device.key, hits(device.deviceId, 100, [hit('203.0.113.9', { process: { pid: 7, name: 'curl', commandLine: 'curl http://203.0.113.9/' }, user: 'alice' })]));
+      expect(await agents.indicatorHits(device.deviceId, device.publicKey, report)).toBe(100);
+      // Sent again (its acknowledgement was lost): acknowledged again, not counted again.
+      expect(await agents.indicatorHits(device.deviceId, device.publicKey, report)).toBe(100);
+      await agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 99, [hit('203.0.113.9')])));
+      expect((await rowsOf(`indicatorId=${id}`)).map((row) => row.count)).toEqual([3]);
+
+      ctx().clock.advance(60_000);
+      await agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 101, [hit('203.0.113.9', { count: 2, lastAt: ctx().clock.now() + 86_400_000 })])));
+      const [row] = await rowsOf(`deviceId=${device.deviceId}`);
+      expect(row).toMatchObject({ indicatorId: id, deviceId: device.deviceId, count: 5, lastAt: new Date(ctx().clock.now()).toISOString(), lastHit: { action: 'block', remote: '203.0.113.9', direction: 'outbound' } });
+      const alerts = await alertsOf(id);
+      expect(alerts).toHaveLength(1);
+      expect(JSON.parse(alerts[0]!.evidence)).toEqual(expect.arrayContaining([
+        { kind: 'ip', address: '203.0.113.9', role: 'destination' }, expect.objectContaining({ kind: 'process', name: 'curl', pid: 7, user: 'alice' }), { kind: 'user', name: 'alice' },
+      ]));
+
+      // The next hour is a new row and a new alert.
+      ctx().clock.advance(3_600_000);
+      await agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 102, [hit('203.0.113.9')])));
+      expect(await alertsOf(id)).toHaveLength(2);
+      expect((await rowsOf(`indicatorId=${id}`))[0]!.count).toBe(8);
+    });
+
+    it('counts nothing an indicator of the device\'s scope does not name, and shows hits only to those who may see the device', async () => {
+      const group = (await ctx().services.devices.createGroup(systemActor(), { name: 'build servers', rank: 1, automationLevel: 'full' })).id;
+      const device = await enrol('outsider');
+      const scoped = await indicator({ type: 'sha256', value: 'b'.repeat(64), action: 'audit', deviceGroupIds: [group] });
+      const blockedFile = await indicator({ type: 'md5', value: 'c'.repeat(32), action: 'block' });
+      const audited = await indicator({ type: 'ip', value: '198.51.100.0/24', action: 'audit' });
+      const agents = ctx().services.agents;
+      await agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 1, [
+        // Out of the device's scope, an action the indicator does not have, a value no indicator has.
+        hit('b'.repeat(64), { action: 'audit', remote: undefined, direction: undefined, path: '/tmp/x' }),
+        hit('198.51.100.0/24', { action: 'block', remote: '198.51.100.7' }),
+        hit('192.0.2.1'),
+        // Matched: a file a block quarantined (its quarantine raised the alert), and audited traffic.
+        hit('c'.repeat(32), { remote: undefined, direction: undefined, path: '/tmp/dropper', sha256: 'd'.repeat(64) }),
+        hit('198.51.100.0/24', { action: 'audit', remote: '198.51.100.7', direction: 'inbound' }),
+      ])));
+      expect(await rowsOf(`indicatorId=${scoped}`)).toEqual([]);
+      expect(await rowsOf(`indicatorId=${blockedFile}`)).toEqual([expect.objectContaining({ count: 3, lastHit: expect.objectContaining({ path: '/tmp/dropper' }) })]);
+      expect(await alertsOf(blockedFile)).toEqual([]);
+      expect(await rowsOf(`indicatorId=${audited}`)).toEqual([expect.objectContaining({ lastHit: expect.objectContaining({ action: 'audit', direction: 'inbound' }) })]);
+      expect(JSON.parse((await alertsOf(audited))[0]!.evidence)).toEqual([{ kind: 'ip', address: '198.51.100.7', role: 'source' }]);
+      const unmatched = await ctx().store.db.selectFrom('audit_log').select('after_json').where('kind', '=', 'agent.hits_unmatched').execute();
+      expect(unmatched.map((row) => JSON.parse(row.after_json!))).toEqual([{ unmatched: 3, seq: 1 }]);
+
+      const buildReader = await createUser(ctx().services, 'security_reader', 'build-reader', [group]);
+      expect(await rowsOf(`deviceId=${device.deviceId}`, buildReader)).toEqual([]);
+      expect((await rowsOf(`deviceId=${device.deviceId}`)).length).toBe(2);
+    });
+
+    it('refuses reports not signed by the device\'s own agent or not well formed, and counts nothing of them', async () => {
+      const mine = await enrol('hits-mine');
+      const other = await enrol('hits-other');
+      const id = await indicator({ type: 'ip', value: '203.0.113.77', action: 'block' });
+      const good = hit('203.0.113.77', { remote: '203.0.113.77' });
+      const refused: Array<[string, string]> = [
+        ['signed by another agent', signed(other.key, hits(mine.deviceId, 5, [good]))],
+        ['for another device', signed(mine.key, hits(other.deviceId, 5, [good]))],
+        ['no hits', signed(mine.key, hits(mine.deviceId, 5, []))],
+        ['too many hits', signed(mine.key, hits(mine.deviceId, 5, Array.from({ length: 501 }, () => good)))],
+        ['a count of zero', signed(mine.key, hits(mine.deviceId, 5, [{ ...good, count: 0 }]))],
+        ['a relative path', signed(mine.key, hits(mine.deviceId, 5, [{ ...good, path: 'etc/passwd' }]))],
+        ['an unknown action', signed(mine.key, hits(mine.deviceId, 5, [{ ...good, action: 'allow' }]))],
+        ['no sequence number', signed(mine.key, { ...hits(mine.deviceId, 5, [good]), seq: 0 })],
+        ['garbage', 'not.a.jws'],
+      ];
+      for (const [what, jws] of refused) await expect(ctx().services.agents.indicatorHits(mine.deviceId, mine.publicKey, jws), what).rejects.toThrow(/indicator hits report/);
+      expect(await rowsOf(`indicatorId=${id}`)).toEqual([]);
+      // The refused reports used no sequence number: the next good one counts.
+      await ctx().services.agents.indicatorHits(mine.deviceId, mine.publicKey, signed(mine.key, hits(mine.deviceId, 5, [good])));
+      expect((await rowsOf(`indicatorId=${id}`)).map((row) => row.count)).toEqual([3]);
+    });
   });
 });

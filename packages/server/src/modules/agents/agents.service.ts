@@ -1,7 +1,7 @@
 import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
   ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema, ENFORCED_EFFECT_ACTION_TYPES,
-  type EnforcedEffect, FLEET_ACTION_TYPES, type EnrolBody, type EnrolResponse, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
+  type EnforcedEffect, FLEET_ACTION_TYPES, type EnrolBody, type EnrolResponse, IndicatorHitsPayloadSchema, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
   challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
 import { sql } from 'kysely';
@@ -23,6 +23,7 @@ import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { AlertsService } from '../alerts/alerts.service.ts';
 import type { DesiredStateService } from '../desired-state/desired-state.service.ts';
+import { recordIndicatorHits } from '../indicators/indicator-hits.ts';
 import type { CommandSigner } from './command-signer.ts';
 
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
@@ -296,6 +297,30 @@ export function createAgentsService(deps: {
           evidence: [],
         });
       }
+    },
+
+    /**
+     * Indicators that matched on the agent's device, signed with the key its
+     * connection proved: counted per indicator, device and hour, once per
+     * report (its sequence number only grows), and the first hit of an
+     * indicator on the device in an hour raises an alert, which starts or
+     * joins an investigation like any other. Returns the sequence number to
+     * acknowledge.
+     */
+    async indicatorHits(deviceId: string, key: KeyObject, jws: string): Promise<number> {
+      const report = signedReport('indicator hits report', IndicatorHitsPayloadSchema, deviceId, key, jws);
+      const actor = agentActor(deviceId);
+      await store.transaction(async (trx) => {
+        const fresh = await trx.updateTable('agents').set({ hits_seq: report.seq }).where('device_id', '=', deviceId).where('revoked_at', 'is', null)
+          .where((eb) => eb.or([eb('hits_seq', 'is', null), eb('hits_seq', '<', report.seq)])).executeTakeFirst();
+        if (Number(fresh.numUpdatedRows) !== 1) return; // counted already
+        const device = await trx.selectFrom('devices').select(['id', 'name', 'group_id']).where('id', '=', deviceId).executeTakeFirstOrThrow();
+        const { alerts: raised, unmatched } = await recordIndicatorHits(trx, device, report.hits, clock.now());
+        for (const alert of raised) await alerts.createIn(trx, actor, alert);
+        // Naming an indicator the device does not have is a stale state at best: kept, not counted.
+        if (unmatched > 0) await audit.record(trx, actor, { kind: 'agent.hits_unmatched', targetType: 'device', targetId: deviceId, after: { unmatched, seq: report.seq } });
+      });
+      return report.seq;
     },
 
     /** The agent refused a command (bad signature, expired, replayed, wrong device…): kept in the audit log. */

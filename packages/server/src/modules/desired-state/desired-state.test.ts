@@ -84,19 +84,30 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
     }
   });
 
-  it('carries block indicators by every hash, each group with those in its scope', async () => {
+  it('carries block and audit indicators by every hash and address, each group with those in its scope', async () => {
     const admin = ctx().users.security_admin;
     const group = (await ctx().services.devices.createGroup(admin.actor, { name: 'finance', rank: 1, automationLevel: 'semi_any_folder' })).id;
-    const [sha256, sha1, md5, finance] = ['a1'.repeat(32), 'b2'.repeat(20), 'c3'.repeat(16), 'd4'.repeat(20)];
-    for (const [type, value, groups] of [['sha256', sha256, []], ['sha1', sha1, []], ['md5', md5.toUpperCase(), []], ['sha1', finance, [group]]] as const) {
-      expect((await ctx().request(admin, 'POST', '/api/indicators', { type, value, action: 'block', title: `block ${type}`, deviceGroupIds: groups })).statusCode).toBe(201);
+    const [sha256, sha1, md5, finance, audited] = ['a1'.repeat(32), 'b2'.repeat(20), 'c3'.repeat(16), 'd4'.repeat(20), 'e5'.repeat(16)];
+    const indicators = [
+      ['sha256', sha256, [], 'block'], ['sha1', sha1, [], 'block_and_remediate'], ['md5', md5.toUpperCase(), [], 'block'], ['sha1', finance, [group], 'block'],
+      ['md5', audited, [group], 'audit'], ['ip', '192.0.2.0/24', [], 'audit'], ['ip', '198.51.100.7', [group], 'block'], ['ip', '198.51.100.8', [], 'allow'],
+    ] as const;
+    for (const [type, value, groups, action] of indicators) {
+      expect((await ctx().request(admin, 'POST', '/api/indicators', { type, value, action, title: `${action} ${type}`, deviceGroupIds: groups })).statusCode).toBe(201);
     }
-    const antivirus = async (groupId: string | null) => {
-      const state = (await ctx().services.desiredState.current(groupId))!;
-      return (JSON.parse(Buffer.from(state.jws.split('.')[1]!, 'base64url').toString()) as StatePayload).antivirus;
+    const state = async (groupId: string | null) => {
+      const signed = (await ctx().services.desiredState.current(groupId))!;
+      const payload = JSON.parse(Buffer.from(signed.jws.split('.')[1]!, 'base64url').toString()) as StatePayload;
+      return { antivirus: payload.antivirus, network: payload.network };
     };
-    expect(await antivirus(null)).toEqual({ blockSha256: [sha256], blockSha1: [sha1], blockMd5: [md5] });
-    expect(await antivirus(group)).toEqual({ blockSha256: [sha256], blockSha1: [sha1, finance].sort(), blockMd5: [md5] });
+    expect(await state(null)).toEqual({
+      antivirus: { blockSha256: [sha256], blockSha1: [sha1], blockMd5: [md5], audit: [] },
+      network: { blockAddresses: [], allowAddresses: ['198.51.100.8'], auditAddresses: ['192.0.2.0/24'] },
+    });
+    expect(await state(group)).toEqual({
+      antivirus: { blockSha256: [sha256], blockSha1: [sha1, finance].sort(), blockMd5: [md5], audit: [audited] },
+      network: { blockAddresses: ['198.51.100.7'], allowAddresses: ['198.51.100.8'], auditAddresses: ['192.0.2.0/24'] },
+    });
   });
 
   it('signs a new version without a block indicator once it expires by time, once', async () => {

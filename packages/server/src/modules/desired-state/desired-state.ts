@@ -11,13 +11,16 @@ const rowName = (groupId: string | null): string => (groupId === null ? FLEET : 
 /** The indicator types agents enforce: files by hash, traffic by address. */
 export const ENFORCED_TYPES: Array<'sha256' | 'sha1' | 'md5' | 'ip'> = ['sha256', 'sha1', 'md5', 'ip'];
 
+/** The indicator actions an agent enforces as blocks. */
+const BLOCKING = ['block', 'block_and_remediate'];
+
 /** The statuses in which a contain_device action is enforced (until its release is under way). */
 const IN_FORCE = ['queued', 'in_progress', 'completed'];
 
 /**
  * Writes the next version of the desired state every agent enforces: the
- * containment list (the same for all) and the block indicators by file hash and address
- * (those of no group, plus each group's own), signed once per device group.
+ * containment list (the same for all) and the block, allow and audit indicators by file
+ * hash and address (those of no group, plus each group's own), signed once per device group.
  * Called inside the transaction that changed a containment action or an
  * indicator; returns the new version.
  */
@@ -33,16 +36,18 @@ export async function writeDesiredState(trx: Db, signer: CommandSigner | undefin
     return { actionId: row.id, address: row.entity_name, ...(typeof mac === 'string' ? { mac } : {}) };
   });
   const indicators = (await trx.selectFrom('indicators').select(['type', 'value', 'action', 'device_group_ids'])
-    .where('type', 'in', ENFORCED_TYPES).where('action', 'in', ['block', 'block_and_remediate', 'allow'])
+    .where('type', 'in', ENFORCED_TYPES).where('action', 'in', ['block', 'block_and_remediate', 'allow', 'audit'])
     .where((eb: ExpressionBuilder<Database, 'indicators'>) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-    .orderBy('value').execute()).map((row) => ({ type: row.type, value: row.value, allow: row.action === 'allow', groups: JSON.parse(row.device_group_ids) as string[] }));
+    .orderBy('value').execute()).map((row) => ({ type: row.type, value: row.value, action: row.action, groups: JSON.parse(row.device_group_ids) as string[] }));
   const groups = (await trx.selectFrom('device_groups').select('id').execute()).map((g) => g.id);
   for (const groupId of [null, ...groups]) {
     const inScope = indicators.filter((i) => i.groups.length === 0 || (groupId !== null && i.groups.includes(groupId)));
-    const blocked = (type: string): string[] => [...new Set(inScope.filter((i) => !i.allow && i.type === type).map((i) => i.value))];
-    const antivirus = { blockSha256: blocked('sha256'), blockSha1: blocked('sha1'), blockMd5: blocked('md5') };
+    const values = (types: readonly string[], actions: readonly string[]): string[] =>
+      [...new Set(inScope.filter((i) => types.includes(i.type) && actions.includes(i.action)).map((i) => i.value))];
+    const blocked = (type: string): string[] => values([type], BLOCKING);
+    const antivirus = { blockSha256: blocked('sha256'), blockSha1: blocked('sha1'), blockMd5: blocked('md5'), audit: values(['sha256', 'sha1', 'md5'], ['audit']) };
     // An allowed address inside a blocked range stays reachable: the agent lets it through before any block.
-    const network = { blockAddresses: blocked('ip'), allowAddresses: [...new Set(inScope.filter((i) => i.allow && i.type === 'ip').map((i) => i.value))] };
+    const network = { blockAddresses: blocked('ip'), allowAddresses: values(['ip'], ['allow']), auditAddresses: values(['ip'], ['audit']) };
     const jws = signer ? signer.signState({ version, containment, antivirus, network }, now) : null;
     await trx.insertInto('desired_state').values({ name: rowName(groupId), version, jws, updated_at: now })
       .onConflict((oc) => oc.column('name').doUpdateSet({ version, jws, updated_at: now })).execute();

@@ -1,4 +1,4 @@
-import { API_PATHS, CreateIndicatorBodySchema, IdParamsSchema, IndicatorSchema, ListIndicatorsQuerySchema, UpdateIndicatorBodySchema } from '@quell/contracts';
+import { API_PATHS, CreateIndicatorBodySchema, IdParamsSchema, IndicatorHitRowSchema, IndicatorSchema, ListIndicatorHitsQuerySchema, ListIndicatorsQuerySchema, UpdateIndicatorBodySchema } from '@quell/contracts';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { actorOf } from '../../plugins/auth.ts';
@@ -14,6 +14,13 @@ export const indicatorsRoutes: FastifyPluginAsyncTypebox<{ indicators: Indicator
   app.get(API_PATHS.indicators, {
     schema: { tags, summary: 'Indicators, newest first (active ones unless includeExpired)', querystring: ListIndicatorsQuerySchema, response: { 200: ITEMS, ...problemResponses } },
   }, async (request) => ({ items: await indicators.list(actorOf(request), request.query) }));
+
+  app.get(API_PATHS.indicatorHits, {
+    schema: {
+      tags, summary: 'Where indicators matched on endpoints: per indicator and device, with the last hit, most recent first (at most 1,000)',
+      querystring: ListIndicatorHitsQuerySchema, response: { 200: Type.Object({ items: Type.Array(IndicatorHitRowSchema) }), ...problemResponses },
+    },
+  }, async (request) => ({ items: await indicators.hits(actorOf(request), request.query) }));
 
   app.post(API_PATHS.indicators, {
     schema: { tags, summary: 'Create an indicator', body: CreateIndicatorBodySchema, response: { 201: IndicatorSchema, ...problemResponses } },

@@ -1,6 +1,6 @@
 import {
   type CreateIndicatorBody, INDICATOR_ACTIONS, addressOrRange, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
-  type ListIndicatorsQuery, type UpdateIndicatorBody,
+  type IndicatorHitRow, type ListIndicatorHitsQuery, type ListIndicatorsQuery, type UpdateIndicatorBody,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import { csvCell, parseCsv } from '../../csv.ts';
@@ -12,6 +12,7 @@ import type { Clock, Ids } from '../../infra.ts';
 import type { CommandSigner } from '../agents/command-signer.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import { ENFORCED_TYPES, writeDesiredState } from '../desired-state/desired-state.ts';
+import { presentHits } from './indicator-hits.ts';
 
 const HEX = { sha256: 64, sha1: 40, md5: 32 } as const;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
@@ -222,6 +223,30 @@ export function createIndicatorsService(deps: {
       if (!query.includeExpired) q = q.where(active(now));
       return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(10_000).execute())
         .flatMap((row) => visibleTo(actor, presentIndicator(row, now)) ?? []);
+    },
+
+    /**
+     * Where indicators matched, per indicator and device (summed over hours),
+     * on the devices the caller may see, most recent first.
+     */
+    async hits(actor: Actor, query: ListIndicatorHitsQuery): Promise<IndicatorHitRow[]> {
+      requirePermission(actor, 'indicators:read');
+      let q = store.db.selectFrom('indicator_hits').innerJoin('devices', 'devices.id', 'indicator_hits.device_id')
+        .select((eb) => [
+          'indicator_hits.indicator_id', 'indicator_hits.device_id', 'devices.name as device_name', 'devices.group_id',
+          eb.fn.sum<number>('indicator_hits.count').as('count'), eb.fn.min<number>('indicator_hits.first_at').as('first_at'), eb.fn.max<number>('indicator_hits.last_at').as('last_at'),
+        ])
+        .groupBy(['indicator_hits.indicator_id', 'indicator_hits.device_id', 'devices.name', 'devices.group_id']);
+      if (query.indicatorId) q = q.where('indicator_hits.indicator_id', '=', query.indicatorId);
+      if (query.deviceId) q = q.where('indicator_hits.device_id', '=', query.deviceId);
+      if (actor.groupIds !== null) q = q.where('devices.group_id', 'in', actor.groupIds.length > 0 ? actor.groupIds : ['']);
+      const rows = await q.orderBy('last_at', 'desc').limit(1000).execute();
+      // The last hit's details: of each pair's latest hour.
+      const details = rows.length === 0 ? [] : await store.db.selectFrom('indicator_hits').select(['indicator_id', 'device_id', 'last_at', 'last_hit'])
+        .where((eb) => eb.or(rows.map((row) => eb.and([eb('indicator_id', '=', row.indicator_id), eb('device_id', '=', row.device_id), eb('last_at', '=', Number(row.last_at))])))).execute();
+      return rows.map((row) => presentHits({
+        ...row, last_hit: details.find((d) => d.indicator_id === row.indicator_id && d.device_id === row.device_id && Number(d.last_at) === Number(row.last_at))?.last_hit ?? '{}',
+      }));
     },
 
     update: (actor: Actor, id: string, body: UpdateIndicatorBody) => update(actor, id, body, 'indicator.update'),

@@ -1,0 +1,119 @@
+import { type CreateAlertBody, type Evidence, type IndicatorHit, type IndicatorHitRow, addressOrRange } from '@quell/contracts';
+import type { Db } from '../../db/store.ts';
+import type { IndicatorHitsTable, IndicatorsTable } from '../../db/schema.ts';
+
+const HOUR_MS = 3_600_000;
+/** How far back an agent may date a hit it held while its server was out of reach. */
+const OLDEST_HIT_MS = 7 * 24 * HOUR_MS;
+/** A count beyond this is the agent's mistake (or lie); it is kept at this. */
+const COUNT_MAX = 1_000_000_000;
+
+const HASH_TYPES: Record<number, string> = { 64: 'sha256', 40: 'sha1', 32: 'md5' };
+
+/** The indicator type a hit's value can be of: an address or range, or a hash by its length. */
+function typeOf(hit: IndicatorHit): string | null {
+  if (hit.remote !== undefined) return 'ip';
+  return /^[0-9a-f]+$/.test(hit.value) ? HASH_TYPES[hit.value.length] ?? null : null;
+}
+
+/**
+ * The indicator a hit names: of its type and value, of the action the agent
+ * applied (block covers block and remediate), and scoped to the device's
+ * group — the newest such, as expired ones stay for the record.
+ */
+async function indicatorOf(trx: Db, hit: IndicatorHit, groupId: string | null): Promise<IndicatorsTable | undefined> {
+  const type = typeOf(hit);
+  if (type === null || (type === 'ip' && 'problem' in addressOrRange(hit.value))) return undefined;
+  const rows = await trx.selectFrom('indicators').selectAll().where('type', '=', type).where('value', '=', hit.value)
+    .where('action', 'in', hit.action === 'block' ? ['block', 'block_and_remediate'] : ['audit']).orderBy('created_at', 'desc').execute();
+  return rows.find((row) => {
+    const groups = JSON.parse(row.device_group_ids) as string[];
+    return groups.length === 0 || (groupId !== null && groups.includes(groupId));
+  });
+}
+
+/** What an alert about a hit shows: the remote end, the file, the process and its user. */
+function evidenceOf(hit: IndicatorHit): Evidence[] {
+  const evidence: Evidence[] = [];
+  if (hit.remote !== undefined && !('problem' in addressOrRange(hit.remote))) {
+    evidence.push({ kind: 'ip', address: hit.remote, role: hit.direction === 'inbound' ? 'source' : 'destination' });
+  }
+  if (hit.path !== undefined) evidence.push({ kind: 'file', path: hit.path, ...(hit.sha256 ? { sha256: hit.sha256 } : {}) });
+  if (hit.process) evidence.push({ kind: 'process', name: hit.process.name, pid: hit.process.pid, ...(hit.process.commandLine ? { commandLine: hit.process.commandLine } : {}), ...(hit.user ? { user: hit.user } : {}) });
+  if (hit.user) evidence.push({ kind: 'user', name: hit.user });
+  return evidence;
+}
+
+function alertFor(indicator: IndicatorsTable, device: { id: string; name: string }, hit: IndicatorHit, hour: number): CreateAlertBody {
+  const blocked = hit.action === 'block';
+  const what = hit.remote !== undefined
+    ? `${blocked ? 'Blocked' : 'Audited'} ${hit.direction === 'inbound' ? 'traffic from' : 'traffic to'} ${hit.remote}`
+    : `${blocked ? 'Blocked' : 'Audited'} file ${hit.path ?? hit.value}`;
+  return {
+    title: `${what} on ${device.name}`.slice(0, 500),
+    description: `The ${indicator.action.replace(/_/g, ' ')} indicator "${indicator.title}" (${indicator.type} ${indicator.value}) matched on ${device.name}. Further matches on this device within the hour are counted on the indicator, not raised again.`.slice(0, 10_000),
+    severity: 'medium', category: hit.remote !== undefined ? 'network' : 'malware', detectionSource: 'indicator',
+    externalId: `hit:${indicator.id}:${device.id}:${hour}`, deviceId: device.id, occurredAt: new Date(hit.firstAt).toISOString(),
+    evidence: evidenceOf(hit),
+  };
+}
+
+/**
+ * Counts what an agent reported as matched on its device, per indicator,
+ * device and hour, inside the caller's transaction. Returns the alerts the
+ * first hit of each indicator on this device in an hour raises; a file that
+ * a block quarantined raises none here, as its quarantine already did.
+ * Hits that name no indicator in the device's scope are left out and
+ * counted in `unmatched`.
+ */
+export async function recordIndicatorHits(trx: Db, device: { id: string; name: string; group_id: string | null }, hits: readonly IndicatorHit[], now: number): Promise<{ alerts: CreateAlertBody[]; unmatched: number }> {
+  const alerts: CreateAlertBody[] = [];
+  let unmatched = 0;
+  for (const reported of hits) {
+    const lastAt = Math.min(Math.max(reported.lastAt, now - OLDEST_HIT_MS), now);
+    const hit: IndicatorHit = { ...reported, lastAt, firstAt: Math.min(Math.max(reported.firstAt, now - OLDEST_HIT_MS), lastAt), count: Math.min(reported.count, COUNT_MAX) };
+    const indicator = await indicatorOf(trx, hit, device.group_id);
+    if (!indicator) {
+      unmatched += 1;
+      continue;
+    }
+    const hour = Math.floor(hit.firstAt / HOUR_MS) * HOUR_MS;
+    const key = { indicator_id: indicator.id, device_id: device.id, hour };
+    const known = await trx.selectFrom('indicator_hits').select(['count', 'first_at', 'last_at']).where('indicator_id', '=', key.indicator_id)
+      .where('device_id', '=', key.device_id).where('hour', '=', hour).executeTakeFirst();
+    const lastHit = JSON.stringify(hit);
+    if (known) {
+      await trx.updateTable('indicator_hits').set({
+        count: Math.min(Number(known.count) + hit.count, Number.MAX_SAFE_INTEGER), first_at: Math.min(Number(known.first_at), hit.firstAt),
+        last_at: Math.max(Number(known.last_at), hit.lastAt), last_hit: lastHit,
+      }).where('indicator_id', '=', key.indicator_id).where('device_id', '=', key.device_id).where('hour', '=', hour).execute();
+      continue;
+    }
+    const row: IndicatorHitsTable = { ...key, action: hit.action, count: hit.count, first_at: hit.firstAt, last_at: hit.lastAt, last_hit: lastHit };
+    await trx.insertInto('indicator_hits').values(row).execute();
+    const alreadyAlerted = hit.action === 'block' && hit.remote === undefined;
+    if (!alreadyAlerted) alerts.push(alertFor(indicator, device, hit, hour));
+  }
+  return { alerts, unmatched };
+}
+
+/** One indicator's hits on one device, summed over its hours, as the API shows them. */
+export function presentHits(row: { indicator_id: string; device_id: string; device_name: string; count: number | string; first_at: number | string; last_at: number | string; last_hit: string }): IndicatorHitRow {
+  const last = JSON.parse(row.last_hit) as IndicatorHit;
+  return {
+    indicatorId: row.indicator_id,
+    deviceId: row.device_id,
+    deviceName: row.device_name,
+    count: Number(row.count),
+    firstAt: new Date(Number(row.first_at)).toISOString(),
+    lastAt: new Date(Number(row.last_at)).toISOString(),
+    lastHit: {
+      action: last.action,
+      remote: last.remote ?? null,
+      direction: last.direction ?? null,
+      path: last.path ?? null,
+      process: last.process?.name ?? null,
+      user: last.user ?? null,
+    },
+  };
+}
