@@ -2,7 +2,7 @@ import { createPrivateKey, randomUUID, type KeyObject } from 'node:crypto';
 import { basename } from 'node:path';
 import { lookup } from 'node:dns/promises';
 import { networkInterfaces } from 'node:os';
-import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, EFFECT_CHANGING_ACTION_TYPES, type Platform, type ServerFrame } from '@quell/contracts';
+import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, EFFECT_CHANGING_ACTION_TYPES, type IndicatorHit, type Platform, type ServerFrame } from '@quell/contracts';
 import { type MalwareWatch, watchForMalware } from './antivirus-watch.ts';
 import type { Detection, ScanFinding } from './executors/antivirus-scan.linux.ts';
 import { quarantineFile, removeLeftovers } from './executors/quarantine.linux.ts';
@@ -24,7 +24,8 @@ import { type DriftReport, type DriftWatch, checkKey, watchDrift } from './drift
 import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
 import { Refusal, helloSignature, signDrift, signIndicatorHits, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
 import { offboardEndpoint } from './offboard.linux.ts';
-import { type HitReporter, createHitReporter, watchAddressHits } from './indicator-hits.ts';
+import { type HitReporter, createHitReporter, socketOwner, watchAddressHits } from './indicator-hits.ts';
+import { type DnsFilter, type DnsLists, configuredResolvers, startDnsFilter } from './dns-filter.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { pinnedTls, uploadPackage as uploadSignedPackage } from './transport.ts';
 
@@ -58,6 +59,8 @@ export interface RunningAgent {
 /** How many commands run at once; the long ones (scans, packages, evidence) have their own, smaller lane. */
 /** The key in a state report's failures under which address blocks that could not be applied are reported (containment's are action ids). */
 const ADDRESS_BLOCKS_FAILURE = 'address_blocks';
+/** Likewise for domain and URL indicators the DNS filter could not enforce. */
+const DNS_FAILURE = 'dns';
 const COMMAND_SLOTS = 4;
 const HEAVY_COMMAND_SLOTS = 2;
 const HEAVY_TYPES: ReadonlySet<string> = new Set(['run_antivirus_scan', 'collect_investigation_package', 'collect_evidence']);
@@ -116,6 +119,11 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let audited: ReadonlySet<string> = new Set();
   /** The address block and audit entries of the last desired state applied, to tell which one traffic matched. */
   let addressEntries: { block: readonly string[]; audit: readonly string[] } = { block: [], audit: [] };
+  /** The domain entries of the last desired state applied, and the filter that enforces them while there are any. */
+  let dnsLists: DnsLists = { block: new Set(), audit: new Set(), allow: new Set() };
+  let dnsFilter: DnsFilter | null = null;
+  /** What the address table lets through whatever blocks it holds: the server, and allowed addresses. */
+  let keptAddresses: readonly string[] = [];
   let malwareWatch: MalwareWatch | null = null;
   let verifying: Promise<unknown> = Promise.resolve();
   /** Set once the server has offboarded this device: no command runs any more. */
@@ -247,14 +255,22 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const outcome: ContainmentOutcome = platform === 'linux'
       ? await applyContainment(runner, state.containment, { own: ownAddresses(), server: serverAddresses })
       : { failures: Object.fromEntries(state.containment.map((e) => [e.actionId, `containment is not supported on ${platform} by this agent yet`])) };
-    // Address block and audit indicators: a failure is reported beside containment's, never in its place.
-    const addresses = { block: state.network?.blockAddresses ?? [], audit: state.network?.auditAddresses ?? [] };
-    const inTable = addresses.block.length + addresses.audit.length;
-    const blocking = platform === 'linux' ? await applyAddressBlocks(runner, addresses, [...serverAddresses, ...(state.network?.allowAddresses ?? [])])
+    // Address and domain indicators: a failure is reported beside containment's, never in its place.
+    const dns = state.dns ?? { block: [], audit: [], allow: [] };
+    dnsLists = { block: new Set(dns.block), audit: new Set(dns.audit), allow: new Set(dns.allow) };
+    const filtering = dns.block.length + dns.audit.length > 0;
+    const dnsProblem = filtering ? await startFilteringDns() : null;
+    if (dnsProblem !== null) outcome.failures[DNS_FAILURE] = dnsProblem;
+    const addresses = { block: state.network?.blockAddresses ?? [], audit: state.network?.auditAddresses ?? [], redirectDns: filtering && dnsFilter !== null };
+    const inTable = addresses.block.length + addresses.audit.length + (addresses.redirectDns ? 1 : 0);
+    keptAddresses = [...serverAddresses, ...(state.network?.allowAddresses ?? [])];
+    const blocking = platform === 'linux' ? await applyAddressBlocks(runner, addresses, keptAddresses)
       : inTable > 0 ? `address indicators are not supported on ${platform} by this agent yet` : null;
     if (blocking !== null) outcome.failures[ADDRESS_BLOCKS_FAILURE] = blocking;
     blockingHere = inTable > 0 && blocking === null;
     addressEntries = blocking === null ? addresses : { block: [], audit: [] };
+    // Stopped only once nothing is redirected to it any more.
+    if (!filtering) await stopFilteringDns();
     saveState(options.dir, { version: state.version, jws });
     containedHere = state.containment.map((e) => e.actionId).filter((id) => outcome.error === undefined && !(id in outcome.failures));
     const blocks = new Set([...state.antivirus.blockSha256, ...(state.antivirus.blockSha1 ?? []), ...(state.antivirus.blockMd5 ?? [])]);
@@ -265,6 +281,31 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     // Files already sitting in watched folders are looked at again against the new block and audit indicators.
     if (newHashes) void malwareWatch?.sweep();
     return { version: state.version, outcome };
+  }
+
+  /** Starts the DNS filter if it is not running; why it could not, or null. */
+  async function startFilteringDns(): Promise<string | null> {
+    if (platform !== 'linux') return `domain and URL indicators are not supported on ${platform} by this agent yet`;
+    if (dnsFilter !== null) return null;
+    if ((await configuredResolvers()).length === 0) return 'the DNS filter has no resolver to forward to: /etc/resolv.conf names none that is not on loopback';
+    try {
+      dnsFilter = await startDnsFilter({ lists: () => dnsLists, onHit: onDnsHit });
+      log.info('DNS filter started');
+      return null;
+    } catch (error) {
+      return (error as Error).message;
+    }
+  }
+
+  async function stopFilteringDns(): Promise<void> {
+    await dnsFilter?.close();
+    if (dnsFilter) log.info('DNS filter stopped');
+    dnsFilter = null;
+  }
+
+  /** A name that matched a domain entry: reported with the process that asked, where it still has its socket. */
+  function onDnsHit(hit: IndicatorHit, client: { protocol: 'udp' | 'tcp'; port: number }): void {
+    void socketOwner(runner, [client.protocol === 'udp' ? '-Huanp' : '-Htanp', 'sport', '=', `:${client.port}`]).then((owner) => hits.add({ ...hit, ...owner }));
   }
 
   /** Runs `work` once every state application before it has ended: states and their repairs are applied one at a time, in order. */
@@ -417,6 +458,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     addressHits?.close();
     hits.close();
     await Promise.allSettled([...running, stateWork]);
+    await stopFilteringDns();
     const report = await offboardEndpoint({ runner, agentDir: options.dir, deviceId: identity.deviceId, journal, releaseEffects: order.releaseEffects });
     log.warn('offboarded', { ...report });
     const signed = signOffboarded(privateKey, { deviceId: identity.deviceId, ...report });
@@ -563,6 +605,14 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       hits.close();
       driftWatch?.close();
       driftEvents?.close();
+      // The endpoint's DNS must not be sent to a filter that is gone: the redirect goes first.
+      if (dnsFilter) {
+        await inStateOrder(async () => {
+          const failed = await applyAddressBlocks(runner, { ...addressEntries, redirectDns: false }, keptAddresses);
+          if (failed) log.warn('could not remove the DNS redirect', { error: failed });
+          await stopFilteringDns();
+        });
+      }
       if (reconnectTimer) clearTimeout(reconnectTimer);
       socket?.close();
       await Promise.allSettled([...running, stateWork]);

@@ -17,7 +17,7 @@ export interface HitReporter {
   close(): void;
 }
 
-const sameHit = (hit: IndicatorHit): string => JSON.stringify([hit.value, hit.action, hit.remote, hit.direction, hit.path, hit.sha256]);
+const sameHit = (hit: IndicatorHit): string => JSON.stringify([hit.value, hit.action, hit.remote, hit.direction, hit.name, hit.path, hit.sha256]);
 
 /**
  * Reports indicator hits to the server, signed, one report at a time: the
@@ -101,7 +101,7 @@ export function watchAddressHits(options: {
       if (count === 0) continue;
       const value = entryHolding(seen.remote, entries[seen.action]);
       if (value === null) continue; // lifted since
-      const owner = await socketOwner(options.runner, seen.remote);
+      const owner = await socketOwner(options.runner, ['-Htunap', 'dst', seen.remote.includes(':') ? `[${seen.remote}]` : seen.remote]);
       options.onHit({ value, action: seen.action, remote: seen.remote, direction: seen.direction, ...owner, count, firstAt: now, lastAt: now });
     }
     last = counted;
@@ -116,9 +116,9 @@ export function watchAddressHits(options: {
   return { close: () => clearInterval(timer) };
 }
 
-/** The process (and its user) with a socket to `remote` open now, as `ss` shows it; nothing when there is none, or it is gone. */
-async function socketOwner(runner: CommandRunner, remote: string): Promise<Pick<IndicatorHit, 'process' | 'user'>> {
-  const listed = await runner.run('ss', ['-Htunap', 'dst', remote.includes(':') ? `[${remote}]` : remote]);
+/** The process (and its user) with a socket `ss` finds with these arguments open now; nothing when there is none, or it is gone. */
+export async function socketOwner(runner: CommandRunner, ssArguments: readonly string[]): Promise<Pick<IndicatorHit, 'process' | 'user'>> {
+  const listed = await runner.run('ss', [...ssArguments]);
   const match = /users:\(\("((?:[^"\\]|\\.)*)",pid=(\d+)/.exec(listed.code === 0 ? listed.stdout : '');
   if (!match) return {};
   const pid = Number(match[2]);

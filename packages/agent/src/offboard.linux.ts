@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandPayload, OffboardedPayload } from '@quell/contracts';
+import { applyAddressBlocks } from './executors/address-blocks.linux.ts';
 import { applyContainment } from './executors/containment.linux.ts';
 import { type ContainUserSnapshot, releaseUser } from './executors/contain-user.linux.ts';
 import type { Executor } from './executors/executor.ts';
@@ -73,6 +74,11 @@ export async function offboardEndpoint(deps: {
   } else {
     report.kept.push('containment of other devices (this device goes on dropping their traffic until its rules are removed)');
   }
+
+  // Indicators are the server's word, not actions of this device: once it is no longer managed, none is enforced, nor its DNS filtered.
+  const lifted = await applyAddressBlocks(deps.runner, { block: [], audit: [] }, []);
+  if (lifted) report.failures.push(`indicators (address blocks and the DNS redirect): ${lifted}`);
+  else report.released.push('indicators (address blocks and the DNS redirect)');
 
   const quarantined = [...deps.journal.allInForce('quarantine_file', 'restore_file'), ...deps.journal.allInForce('stop_and_quarantine_file', 'restore_file')]
     .flatMap(({ actionId, snapshot }) => (isVaultRecord(snapshot) && existsSync(snapshot.vaultFile) ? [{ actionId, ...snapshot }] : []));

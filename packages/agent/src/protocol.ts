@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, addressOrRange, type CommandPayload, type DriftPayload, type IndicatorHit, type IndicatorHitsPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, DOMAIN_NAME, addressOrRange, type CommandPayload, type DriftPayload, type IndicatorHit, type IndicatorHitsPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** The most address blocks one state may carry: a set of this size is applied in well under a second. */
@@ -92,6 +92,9 @@ export async function verifyState(jws: string, serverKey: Parameters<typeof comp
   if (network !== undefined && (!addressList(network.blockAddresses) || !optionalAddressList(network.allowAddresses) || !optionalAddressList(network.auditAddresses))) {
     throw new Refusal(null, 'state has a malformed address block list');
   }
+  const dns = payload.dns as { block?: unknown; audit?: unknown; allow?: unknown } | undefined;
+  const nameList = (value: unknown): boolean => Array.isArray(value) && value.length <= NETWORK_BLOCKS_MAX && value.every((n) => typeof n === 'string' && DOMAIN_NAME.test(n));
+  if (dns !== undefined && (!nameList(dns.block) || !nameList(dns.audit) || !nameList(dns.allow))) throw new Refusal(null, 'state has a malformed domain list');
   return payload;
 }
 

@@ -45,3 +45,19 @@ export function entryHolding(address: string, entries: readonly string[]): strin
   }
   return best?.entry ?? null;
 }
+
+/** A domain name as indicators store it: lower case, labels of letters, digits and hyphens, a top-level label of letters, no trailing dot. */
+export const DOMAIN_NAME = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/**
+ * The narrowest entry of `domains` that is `name` or a parent of it
+ * (`evil.example` holds `c2.evil.example`), or null.
+ */
+export function domainHolding(name: string, domains: ReadonlySet<string>): string | null {
+  const labels = name.toLowerCase().replace(/\.$/, '').split('.');
+  for (let i = 0; i < labels.length - 1; i++) {
+    const candidate = labels.slice(i).join('.');
+    if (domains.has(candidate)) return candidate;
+  }
+  return null;
+}

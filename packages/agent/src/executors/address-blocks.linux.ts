@@ -1,4 +1,5 @@
 import { addressOrRange } from '@quell/contracts';
+import { DNS_FILTER_PORT, UPSTREAM_PORTS } from '../dns-filter.ts';
 import { type CommandRunner, mustRun } from '../runner.ts';
 
 /** Our own nftables table for address block indicators, apart from containment's and isolation's. */
@@ -23,7 +24,7 @@ export const SEEN_SETS = (['block', 'audit'] as const).flatMap((action) => (['in
  * Quell server's addresses, loopback, allowed addresses) is let through
  * first, so that no range cuts the agent off its server.
  */
-export function addressBlocksRuleset(lists: { block: ByFamily; audit: ByFamily; keep: ByFamily }): string {
+export function addressBlocksRuleset(lists: { block: ByFamily; audit: ByFamily; keep: ByFamily; redirectDns?: boolean }): string {
   const set = (name: string, family: 4 | 6, elements: readonly string[]) =>
     `  set ${name} { type ipv${family}_addr; flags interval; auto-merge;${elements.length > 0 ? ` elements = { ${elements.join(', ')} }` : ''} }`;
   const seen = SEEN_SETS.map(({ name, family }) => `  set ${name} { type ipv${family}_addr; size 65535; flags dynamic,timeout; timeout 1h; counter; }`);
@@ -48,6 +49,8 @@ export function addressBlocksRuleset(lists: { block: ByFamily; audit: ByFamily; 
     chain('input', 'input', matches('inbound')),
     chain('output', 'output', matches('outbound')),
     chain('forward', 'forward', [...matches('inbound'), ...matches('outbound')]),
+    // The endpoint's DNS queries, to any resolver, go to the agent's filter; the filter's own go out from its reserved ports.
+    ...(lists.redirectDns ? [`  chain dns { type nat hook output priority -100; policy accept; meta l4proto { tcp, udp } th dport 53 th sport != ${UPSTREAM_PORTS.first}-${UPSTREAM_PORTS.last} redirect to :${DNS_FILTER_PORT}; }`] : []),
     '}',
   ].join('\n');
 }
@@ -59,7 +62,7 @@ export function addressBlocksRuleset(lists: { block: ByFamily; audit: ByFamily; 
  * whatever the signed state says; what is `kept` (the server's addresses,
  * allowed ones) is never blocked. Returns why it could not, or null.
  */
-export async function applyAddressBlocks(runner: CommandRunner, lists: { block: readonly string[]; audit: readonly string[] }, kept: readonly string[]): Promise<string | null> {
+export async function applyAddressBlocks(runner: CommandRunner, lists: { block: readonly string[]; audit: readonly string[]; redirectDns?: boolean }, kept: readonly string[]): Promise<string | null> {
   const block: { 4: string[]; 6: string[] } = { 4: [], 6: [] };
   const audit: { 4: string[]; 6: string[] } = { 4: [], 6: [] };
   for (const [entries, into] of [[lists.block, block], [lists.audit, audit]] as const) {
@@ -74,12 +77,12 @@ export async function applyAddressBlocks(runner: CommandRunner, lists: { block: 
     const parsed = addressOrRange(address);
     if (!('problem' in parsed)) keep[parsed.family].push(parsed.value);
   }
-  const wanted = block[4].length + block[6].length + audit[4].length + audit[6].length;
+  const wanted = block[4].length + block[6].length + audit[4].length + audit[6].length + (lists.redirectDns ? 1 : 0);
   // Nothing to block or audit and no table left from before: nft is not touched at all.
   if (wanted === 0 && (await runner.run('nft', ['list', 'table', 'inet', ADDRESS_BLOCKS_TABLE])).code !== 0) return null;
   try {
     // Creating the table first makes the delete valid whether or not it existed: one atomic replacement.
-    const script = `table inet ${ADDRESS_BLOCKS_TABLE}\ndelete table inet ${ADDRESS_BLOCKS_TABLE}\n${wanted > 0 ? `${addressBlocksRuleset({ block, audit, keep })}\n` : ''}`;
+    const script = `table inet ${ADDRESS_BLOCKS_TABLE}\ndelete table inet ${ADDRESS_BLOCKS_TABLE}\n${wanted > 0 ? `${addressBlocksRuleset({ block, audit, keep, redirectDns: lists.redirectDns })}\n` : ''}`;
     await mustRun(runner, 'nft', ['-f', '-'], script);
     const listed = await runner.run('nft', ['list', 'table', 'inet', ADDRESS_BLOCKS_TABLE]);
     if (wanted === 0 && listed.code === 0) return 'the address block table is still there after removing it';

@@ -21,7 +21,7 @@ export function hitTotals(rows: readonly IndicatorHitRow[]): Map<string, { count
 
 /** What the last hit was: the remote end and which way, or the file; and who, where the agent could tell. */
 export function lastHitText(hit: IndicatorHitRow['lastHit']): string {
-  const what = hit.remote !== null ? `${hit.direction === 'inbound' ? 'from' : 'to'} ${hit.remote}` : hit.path ?? '';
+  const what = hit.remote !== null ? `${hit.direction === 'inbound' ? 'from' : 'to'} ${hit.remote}` : hit.name !== null ? `DNS query for ${hit.name}` : hit.path ?? '';
   const who = [hit.process, hit.user && `user ${hit.user}`].filter(Boolean).join(', ');
   return `${hit.action === 'block' ? 'Blocked' : 'Audited'} ${what}${who ? ` (${who})` : ''}`;
 }

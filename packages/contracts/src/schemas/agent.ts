@@ -141,6 +141,12 @@ export interface StatePayload {
    * of older servers.
    */
   network?: { blockAddresses: string[]; allowAddresses?: string[]; auditAddresses?: string[] };
+  /**
+   * Domain names (and the host names of URL indicators) the agent's DNS
+   * filter refuses, lets through and reports, or always lets through; each
+   * holds its subdomains. Absent from states of older servers.
+   */
+  dns?: { block: string[]; audit: string[]; allow: string[] };
   iat: number;
 }
 
@@ -261,6 +267,8 @@ export const IndicatorHitSchema = Type.Object({
   /** Traffic: the address at the other end, and which way the traffic went. */
   remote: Type.Optional(Type.String({ maxLength: 64 })),
   direction: Type.Optional(Type.Enum(['inbound', 'outbound'] as const)),
+  /** DNS: the name asked for (the value is the domain of the state that holds it). */
+  name: Type.Optional(Type.String({ maxLength: 253 })),
   /** Files: where the file was, and its SHA-256. */
   path: Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
   sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),

@@ -58,10 +58,12 @@ export const IndicatorHitRowSchema = Type.Object({
   count: Type.Integer(),
   firstAt: TimestampSchema,
   lastAt: TimestampSchema,
-  /** The last hit: blocked or audited, the remote end (traffic) or the file, and the process and user where the agent could tell. */
+  /** The last hit: blocked or audited, the remote end (traffic), the name (DNS) or the file, and the process and user where the agent could tell. */
   lastHit: Type.Object({
     action: Type.Enum(['block', 'audit'] as const),
     remote: Type.Union([Type.String(), Type.Null()]),
+    /** The name a DNS query asked for. */
+    name: Type.Union([Type.String(), Type.Null()]),
     direction: Type.Union([Type.Enum(['inbound', 'outbound'] as const), Type.Null()]),
     path: Type.Union([Type.String(), Type.Null()]),
     process: Type.Union([Type.String(), Type.Null()]),

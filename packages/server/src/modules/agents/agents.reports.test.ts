@@ -260,6 +260,22 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
       expect((await rowsOf(`deviceId=${device.deviceId}`)).length).toBe(2);
     });
 
+    it('counts a refused or audited DNS query on the domain or URL indicator whose name holds it', async () => {
+      const device = await enrol('resolver-user');
+      const domain = await indicator({ type: 'domain', value: 'evil.test', action: 'block' });
+      const url = await indicator({ type: 'url', value: 'https://phish.test/login?next=%2Fevil.test', action: 'audit' });
+      const dns = (value: string, name: string, action: string) => hit(value, { action, name, remote: undefined, direction: undefined, count: 1 });
+      await ctx().services.agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 1, [
+        dns('evil.test', 'c2.evil.test', 'block'), dns('phish.test', 'phish.test', 'audit'),
+        // The URL's query string names evil.test, its host does not: no URL indicator is enforced at evil.test by audit.
+        dns('evil.test', 'evil.test', 'audit'),
+      ])));
+      expect(await rowsOf(`indicatorId=${domain}`)).toEqual([expect.objectContaining({ count: 1, lastHit: expect.objectContaining({ action: 'block', name: 'c2.evil.test', remote: null }) })]);
+      expect(await rowsOf(`indicatorId=${url}`)).toEqual([expect.objectContaining({ count: 1, lastHit: expect.objectContaining({ action: 'audit', name: 'phish.test' }) })]);
+      expect(JSON.parse((await alertsOf(domain))[0]!.evidence)).toEqual([{ kind: 'url', url: 'c2.evil.test' }]);
+      expect(await alertsOf(url)).toHaveLength(1);
+    });
+
     it('refuses reports not signed by the device\'s own agent or not well formed, and counts nothing of them', async () => {
       const mine = await enrol('hits-mine');
       const other = await enrol('hits-other');

@@ -8,7 +8,7 @@ export interface CommandSigner {
   keyId: string;
   sign(command: Omit<CommandPayload, 'v' | 'iat' | 'nonce'>, now: number): Promise<string>;
   /** The desired state of one version, signed once for all the agents it is for. */
-  signState(state: Pick<StatePayload, 'version' | 'containment' | 'antivirus' | 'network'>, now: number): string;
+  signState(state: Pick<StatePayload, 'version' | 'containment' | 'antivirus' | 'network' | 'dns'>, now: number): string;
   signOffboard(offboard: Pick<OffboardPayload, 'deviceId' | 'releaseEffects'>, now: number): string;
 }
 

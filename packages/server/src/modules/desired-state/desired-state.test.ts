@@ -84,13 +84,14 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
     }
   });
 
-  it('carries block and audit indicators by every hash and address, each group with those in its scope', async () => {
+  it('carries block, audit and allow indicators by every hash, address, domain and URL, each group with those in its scope', async () => {
     const admin = ctx().users.security_admin;
     const group = (await ctx().services.devices.createGroup(admin.actor, { name: 'finance', rank: 1, automationLevel: 'semi_any_folder' })).id;
     const [sha256, sha1, md5, finance, audited] = ['a1'.repeat(32), 'b2'.repeat(20), 'c3'.repeat(16), 'd4'.repeat(20), 'e5'.repeat(16)];
     const indicators = [
       ['sha256', sha256, [], 'block'], ['sha1', sha1, [], 'block_and_remediate'], ['md5', md5.toUpperCase(), [], 'block'], ['sha1', finance, [group], 'block'],
       ['md5', audited, [group], 'audit'], ['ip', '192.0.2.0/24', [], 'audit'], ['ip', '198.51.100.7', [group], 'block'], ['ip', '198.51.100.8', [], 'allow'],
+      ['domain', 'Evil.test', [], 'block'], ['url', 'https://phish.test/login', [group], 'audit'], ['url', 'http://203.0.113.5/payload', [], 'block'], ['domain', 'ok.evil.test', [], 'allow'],
     ] as const;
     for (const [type, value, groups, action] of indicators) {
       expect((await ctx().request(admin, 'POST', '/api/indicators', { type, value, action, title: `${action} ${type}`, deviceGroupIds: groups })).statusCode).toBe(201);
@@ -98,15 +99,18 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
     const state = async (groupId: string | null) => {
       const signed = (await ctx().services.desiredState.current(groupId))!;
       const payload = JSON.parse(Buffer.from(signed.jws.split('.')[1]!, 'base64url').toString()) as StatePayload;
-      return { antivirus: payload.antivirus, network: payload.network };
+      return { antivirus: payload.antivirus, network: payload.network, dns: payload.dns };
     };
     expect(await state(null)).toEqual({
       antivirus: { blockSha256: [sha256], blockSha1: [sha1], blockMd5: [md5], audit: [] },
       network: { blockAddresses: [], allowAddresses: ['198.51.100.8'], auditAddresses: ['192.0.2.0/24'] },
+      // A URL is enforced at its host name; one whose host is an address has no name to refuse.
+      dns: { block: ['evil.test'], audit: [], allow: ['ok.evil.test'] },
     });
     expect(await state(group)).toEqual({
       antivirus: { blockSha256: [sha256], blockSha1: [sha1, finance].sort(), blockMd5: [md5], audit: [audited] },
       network: { blockAddresses: ['198.51.100.7'], allowAddresses: ['198.51.100.8'], auditAddresses: ['192.0.2.0/24'] },
+      dns: { block: ['evil.test'], audit: ['phish.test'], allow: ['ok.evil.test'] },
     });
   });
 

@@ -1,4 +1,4 @@
-import type { ContainmentEntry } from '@quell/contracts';
+import { type ContainmentEntry, DOMAIN_NAME } from '@quell/contracts';
 import type { ExpressionBuilder } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import type { Db } from '../../db/store.ts';
@@ -8,8 +8,20 @@ import type { CommandSigner } from '../agents/command-signer.ts';
 const FLEET = 'fleet';
 const rowName = (groupId: string | null): string => (groupId === null ? FLEET : `group:${groupId}`);
 
-/** The indicator types agents enforce: files by hash, traffic by address. */
-export const ENFORCED_TYPES: Array<'sha256' | 'sha1' | 'md5' | 'ip'> = ['sha256', 'sha1', 'md5', 'ip'];
+/** The indicator types agents enforce: files by hash, traffic by address, DNS by domain and by a URL's host. */
+export const ENFORCED_TYPES: Array<'sha256' | 'sha1' | 'md5' | 'ip' | 'domain' | 'url'> = ['sha256', 'sha1', 'md5', 'ip', 'domain', 'url'];
+
+/** The name a domain or URL indicator is enforced at: the domain, or the URL's host when that is a domain name (not an address). */
+export function enforcedName(type: string, value: string): string | null {
+  if (type === 'domain') return value;
+  if (type !== 'url') return null;
+  try {
+    const host = new URL(value).hostname;
+    return DOMAIN_NAME.test(host) ? host : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The indicator actions an agent enforces as blocks. */
 const BLOCKING = ['block', 'block_and_remediate'];
@@ -48,7 +60,9 @@ export async function writeDesiredState(trx: Db, signer: CommandSigner | undefin
     const antivirus = { blockSha256: blocked('sha256'), blockSha1: blocked('sha1'), blockMd5: blocked('md5'), audit: values(['sha256', 'sha1', 'md5'], ['audit']) };
     // An allowed address inside a blocked range stays reachable: the agent lets it through before any block.
     const network = { blockAddresses: blocked('ip'), allowAddresses: values(['ip'], ['allow']), auditAddresses: values(['ip'], ['audit']) };
-    const jws = signer ? signer.signState({ version, containment, antivirus, network }, now) : null;
+    const names = (actions: readonly string[]): string[] => [...new Set(inScope.filter((i) => actions.includes(i.action)).flatMap((i) => enforcedName(i.type, i.value) ?? []))].sort();
+    const dns = { block: names(BLOCKING), audit: names(['audit']), allow: names(['allow']) };
+    const jws = signer ? signer.signState({ version, containment, antivirus, network, dns }, now) : null;
     await trx.insertInto('desired_state').values({ name: rowName(groupId), version, jws, updated_at: now })
       .onConflict((oc) => oc.column('name').doUpdateSet({ version, jws, updated_at: now })).execute();
   }

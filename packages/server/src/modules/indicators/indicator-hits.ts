@@ -1,4 +1,5 @@
-import { type CreateAlertBody, type Evidence, type IndicatorHit, type IndicatorHitRow, addressOrRange } from '@quell/contracts';
+import { type CreateAlertBody, DOMAIN_NAME, type Evidence, type IndicatorHit, type IndicatorHitRow, addressOrRange } from '@quell/contracts';
+import { enforcedName } from '../desired-state/desired-state.ts';
 import type { Db } from '../../db/store.ts';
 import type { IndicatorHitsTable, IndicatorsTable } from '../../db/schema.ts';
 
@@ -10,10 +11,12 @@ const COUNT_MAX = 1_000_000_000;
 
 const HASH_TYPES: Record<number, string> = { 64: 'sha256', 40: 'sha1', 32: 'md5' };
 
-/** The indicator type a hit's value can be of: an address or range, or a hash by its length. */
-function typeOf(hit: IndicatorHit): string | null {
-  if (hit.remote !== undefined) return 'ip';
-  return /^[0-9a-f]+$/.test(hit.value) ? HASH_TYPES[hit.value.length] ?? null : null;
+/** The indicator types a hit's value can be of: an address or range, a domain (or a URL's host), or a hash by its length. */
+function typesOf(hit: IndicatorHit): string[] {
+  if (hit.remote !== undefined) return 'problem' in addressOrRange(hit.value) ? [] : ['ip'];
+  if (hit.name !== undefined) return DOMAIN_NAME.test(hit.value) ? ['domain', 'url'] : [];
+  const hash = /^[0-9a-f]+$/.test(hit.value) ? HASH_TYPES[hit.value.length] : undefined;
+  return hash ? [hash] : [];
 }
 
 /**
@@ -22,11 +25,13 @@ function typeOf(hit: IndicatorHit): string | null {
  * group — the newest such, as expired ones stay for the record.
  */
 async function indicatorOf(trx: Db, hit: IndicatorHit, groupId: string | null): Promise<IndicatorsTable | undefined> {
-  const type = typeOf(hit);
-  if (type === null || (type === 'ip' && 'problem' in addressOrRange(hit.value))) return undefined;
-  const rows = await trx.selectFrom('indicators').selectAll().where('type', '=', type).where('value', '=', hit.value)
+  const types = typesOf(hit);
+  if (types.length === 0) return undefined;
+  // A URL indicator is enforced at its host: its value holds the name.
+  const rows = await trx.selectFrom('indicators').selectAll().where('type', 'in', types)
+    .where((eb) => eb.or([eb('value', '=', hit.value), eb.and([eb('type', '=', 'url'), eb('value', 'like', `%${hit.value}%`)])]))
     .where('action', 'in', hit.action === 'block' ? ['block', 'block_and_remediate'] : ['audit']).orderBy('created_at', 'desc').execute();
-  return rows.find((row) => {
+  return rows.filter((row) => (row.type === 'url' ? enforcedName(row.type, row.value) === hit.value : true)).find((row) => {
     const groups = JSON.parse(row.device_group_ids) as string[];
     return groups.length === 0 || (groupId !== null && groups.includes(groupId));
   });
@@ -38,6 +43,7 @@ function evidenceOf(hit: IndicatorHit): Evidence[] {
   if (hit.remote !== undefined && !('problem' in addressOrRange(hit.remote))) {
     evidence.push({ kind: 'ip', address: hit.remote, role: hit.direction === 'inbound' ? 'source' : 'destination' });
   }
+  if (hit.name !== undefined) evidence.push({ kind: 'url', url: hit.name });
   if (hit.path !== undefined) evidence.push({ kind: 'file', path: hit.path, ...(hit.sha256 ? { sha256: hit.sha256 } : {}) });
   if (hit.process) evidence.push({ kind: 'process', name: hit.process.name, pid: hit.process.pid, ...(hit.process.commandLine ? { commandLine: hit.process.commandLine } : {}), ...(hit.user ? { user: hit.user } : {}) });
   if (hit.user) evidence.push({ kind: 'user', name: hit.user });
@@ -46,13 +52,14 @@ function evidenceOf(hit: IndicatorHit): Evidence[] {
 
 function alertFor(indicator: IndicatorsTable, device: { id: string; name: string }, hit: IndicatorHit, hour: number): CreateAlertBody {
   const blocked = hit.action === 'block';
-  const what = hit.remote !== undefined
-    ? `${blocked ? 'Blocked' : 'Audited'} ${hit.direction === 'inbound' ? 'traffic from' : 'traffic to'} ${hit.remote}`
-    : `${blocked ? 'Blocked' : 'Audited'} file ${hit.path ?? hit.value}`;
+  const verb = blocked ? 'Blocked' : 'Audited';
+  const what = hit.remote !== undefined ? `${verb} ${hit.direction === 'inbound' ? 'traffic from' : 'traffic to'} ${hit.remote}`
+    : hit.name !== undefined ? `${verb} DNS query for ${hit.name}`
+      : `${verb} file ${hit.path ?? hit.value}`;
   return {
     title: `${what} on ${device.name}`.slice(0, 500),
     description: `The ${indicator.action.replace(/_/g, ' ')} indicator "${indicator.title}" (${indicator.type} ${indicator.value}) matched on ${device.name}. Further matches on this device within the hour are counted on the indicator, not raised again.`.slice(0, 10_000),
-    severity: 'medium', category: hit.remote !== undefined ? 'network' : 'malware', detectionSource: 'indicator',
+    severity: 'medium', category: hit.path !== undefined ? 'malware' : 'network', detectionSource: 'indicator',
     externalId: `hit:${indicator.id}:${device.id}:${hour}`, deviceId: device.id, occurredAt: new Date(hit.firstAt).toISOString(),
     evidence: evidenceOf(hit),
   };
@@ -91,7 +98,7 @@ export async function recordIndicatorHits(trx: Db, device: { id: string; name: s
     }
     const row: IndicatorHitsTable = { ...key, action: hit.action, count: hit.count, first_at: hit.firstAt, last_at: hit.lastAt, last_hit: lastHit };
     await trx.insertInto('indicator_hits').values(row).execute();
-    const alreadyAlerted = hit.action === 'block' && hit.remote === undefined;
+    const alreadyAlerted = hit.action === 'block' && hit.path !== undefined;
     if (!alreadyAlerted) alerts.push(alertFor(indicator, device, hit, hour));
   }
   return { alerts, unmatched };
@@ -110,6 +117,7 @@ export function presentHits(row: { indicator_id: string; device_id: string; devi
     lastHit: {
       action: last.action,
       remote: last.remote ?? null,
+      name: last.name ?? null,
       direction: last.direction ?? null,
       path: last.path ?? null,
       process: last.process?.name ?? null,

@@ -1,5 +1,5 @@
 import {
-  type CreateIndicatorBody, INDICATOR_ACTIONS, addressOrRange, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
+  type CreateIndicatorBody, DOMAIN_NAME, INDICATOR_ACTIONS, addressOrRange, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
   type IndicatorHitRow, type ListIndicatorHitsQuery, type ListIndicatorsQuery, type UpdateIndicatorBody,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -15,7 +15,6 @@ import { ENFORCED_TYPES, writeDesiredState } from '../desired-state/desired-stat
 import { presentHits } from './indicator-hits.ts';
 
 const HEX = { sha256: 64, sha1: 40, md5: 32 } as const;
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
 /** The value as it is stored and matched, or why it is not a value of that type. */
 export function normaliseIndicator(type: IndicatorType, raw: string): string {
@@ -34,7 +33,7 @@ export function normaliseIndicator(type: IndicatorType, raw: string): string {
       return address.value;
     }
     case 'domain':
-      if (!DOMAIN.test(value.toLowerCase())) throw new QuellError('validation_failed', `not a domain name: ${JSON.stringify(raw.slice(0, 100))}`);
+      if (!DOMAIN_NAME.test(value.toLowerCase())) throw new QuellError('validation_failed', `not a domain name: ${JSON.stringify(raw.slice(0, 100))}`);
       return value.toLowerCase();
     case 'url': {
       let url: URL;

@@ -1,0 +1,165 @@
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { systemActor } from '@quell/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
+import { configuredResolvers, verdictFor } from './dns-filter.ts';
+import { ADDRESS_BLOCKS_TABLE } from './executors/address-blocks.linux.ts';
+import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
+import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, quell, spawnAgent, waitFor } from './test-support.ts';
+
+const exec = promisify(execFile);
+
+/** A resolver for the lab: every A query is answered with 192.0.2.10, over UDP and TCP. */
+const RESOLVER = `
+const dgram = require('node:dgram'), net = require('node:net'), packet = require('dns-packet');
+const [host] = process.argv.slice(-1);
+const answer = (bytes) => { const q = packet.decode(bytes); return packet.encode({ id: q.id, type: 'response', flags: packet.RECURSION_AVAILABLE, questions: q.questions,
+  answers: q.questions.filter((x) => x.type === 'A').map((x) => ({ type: 'A', name: x.name, ttl: 60, data: '192.0.2.10' })) }); };
+const udp = dgram.createSocket('udp4');
+udp.on('message', (m, r) => udp.send(answer(m), r.port, r.address));
+udp.bind(53, host, () => net.createServer((s) => s.on('data', (d) => { const a = answer(d.subarray(2)); s.end(Buffer.concat([Buffer.from([a.length >> 8, a.length & 255]), a])); }))
+  .listen(53, host, () => console.log('resolving')));
+`;
+
+/** Asks `server` for a name's A record, over UDP or TCP: prints the addresses, or the response code. */
+const ASK = `
+const dgram = require('node:dgram'), net = require('node:net'), packet = require('dns-packet');
+const [name, server, protocol] = process.argv.slice(-3);
+const query = packet.encode({ type: 'query', id: 4242, flags: packet.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
+const print = (bytes) => { const r = packet.decode(bytes); console.log(r.rcode === 'NOERROR' ? r.answers.map((a) => a.data).join(',') : r.rcode); process.exit(0); };
+setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 4000);
+if (protocol === 'udp') { const s = dgram.createSocket('udp4'); s.on('message', print); s.send(query, 53, server); }
+else { const s = net.connect(53, server, () => s.write(Buffer.concat([Buffer.from([0, query.length]), query]))); let got = Buffer.alloc(0);
+  s.on('data', (d) => { got = Buffer.concat([got, d]); if (got.length >= 2 + got.readUInt16BE(0)) print(got.subarray(2)); }); }
+`;
+
+/**
+ * Domain and URL indicators observed from outside: a managed endpoint whose
+ * resolver (configured in its resolv.conf) is served by another namespace,
+ * and queries sent to it by processes on the endpoint, over UDP and TCP.
+ */
+describe(`domain and URL indicators through the agent's DNS filter, in network namespaces (${TEST_DIALECT})`, () => {
+  let lab: NetnsLab;
+  let ctx: TestContext;
+  let endpoint: Endpoint;
+  let resolver: Endpoint;
+  let agent: AgentProcess;
+  const work = mkdtempSync(join(tmpdir(), 'quell-dns-'));
+  const etc = join(work, 'etc');
+
+  beforeAll(async () => {
+    lab = await createNetnsLab();
+    endpoint = await lab.endpoint('managed');
+    resolver = await lab.endpoint('resolver');
+    ctx = await setupTestApp({ listen: { host: endpoint.gateway }, clock: liveClock() });
+    const serving = spawn('ip', ['netns', 'exec', resolver.ns, process.execPath, '-e', RESOLVER, resolver.address], { cwd: process.cwd() });
+    await new Promise((resolve) => serving.stdout.once('data', resolve));
+    // The endpoint's own configuration names that resolver: the agent forwards there.
+    mkdirSync(etc);
+    cpSync('/etc', etc, { recursive: true, verbatimSymlinks: true });
+    rmSync(join(etc, 'resolv.conf'), { force: true });
+    writeFileSync(join(etc, 'resolv.conf'), `nameserver ${resolver.address}\n`);
+    const { secret } = await ctx.services.agents.createEnrolmentToken(systemActor(), { name: endpoint.ns, uses: 1, expiresInDays: 1 });
+    await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', join(work, 'agent')], endpoint.ns);
+    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true, sandbox: { etc }, driftCheckSeconds: NO_PERIODIC_CHECK_SECONDS });
+    await waitFor('the agent to connect', async () => (agent.log().includes('"msg":"connected"') ? true : undefined), 30_000);
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await ctx?.close();
+    await lab?.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** What a process on the endpoint gets when it asks the resolver for `name`: addresses, a response code, or TIMEOUT. */
+  const ask = async (name: string, protocol: 'udp' | 'tcp' = 'udp'): Promise<string> =>
+    (await exec('ip', ['netns', 'exec', endpoint.ns, process.execPath, '-e', ASK, name, resolver.address, protocol], { cwd: process.cwd() })).stdout.trim();
+  const indicator = async (type: string, value: string, action: string): Promise<string> => {
+    const response = await ctx.request(ctx.users.security_admin, 'POST', '/api/indicators', { type, value, action, title: `${action} ${value}` });
+    expect(response.statusCode, response.body).toBe(201);
+    return response.json().id;
+  };
+  const lift = async (id: string) => expect((await ctx.request(ctx.users.security_admin, 'DELETE', `/api/indicators/${id}`)).statusCode).toBe(200);
+  const table = () => spawnSync('ip', ['netns', 'exec', endpoint.ns, 'nft', 'list', 'table', 'inet', ADDRESS_BLOCKS_TABLE], { encoding: 'utf8' }).stdout;
+  const hitsOf = async (id: string) => (await ctx.request(ctx.users.security_reader, 'GET', `/api/indicators/hits?indicatorId=${id}`)).json().items;
+
+  it('a blocked domain and its subdomains stop resolving within seconds, over UDP and TCP, while other names still do; the refusal is a hit with an alert', async () => {
+    expect(await ask('c2.evil.test')).toBe('192.0.2.10');
+    const id = await indicator('domain', 'evil.test', 'block');
+    await waitFor('the domain to be refused', async () => ((await ask('c2.evil.test')) === 'REFUSED' ? true : undefined), 15_000);
+    expect(await ask('evil.test', 'tcp')).toBe('REFUSED');
+    expect(await ask('EVIL.test')).toBe('REFUSED');
+    expect(await ask('notevil.test')).toBe('192.0.2.10');
+    expect(await ask('good.example', 'tcp')).toBe('192.0.2.10');
+    const [row] = await waitFor('the hit to be reported', async () => ((await hitsOf(id)).length > 0 ? hitsOf(id) : undefined), 15_000);
+    expect(row.lastHit).toMatchObject({ action: 'block', name: expect.stringMatching(/evil\.test$/) });
+    const alerts = await ctx.store.db.selectFrom('alerts').select(['title', 'evidence']).where('external_id', 'like', `hit:${id}:%`).execute();
+    expect(alerts.length).toBeGreaterThanOrEqual(1);
+    expect(alerts[0]!.title).toMatch(/^Blocked DNS query for (c2\.)?evil\.test on /);
+    await lift(id);
+    await waitFor('the domain to resolve again', async () => ((await ask('c2.evil.test')) === '192.0.2.10' ? true : undefined), 15_000);
+    await waitFor('the redirect to be gone', async () => (table() === '' ? true : undefined));
+  });
+
+  it('a URL indicator is enforced at its host name; an allow indicator for a subdomain wins over the block of its parent', async () => {
+    const url = await indicator('url', 'https://phish.test/login?next=/account', 'block');
+    const domain = await indicator('domain', 'cdn.test', 'block');
+    const allowed = await indicator('domain', 'fonts.cdn.test', 'allow');
+    await waitFor('the URL\'s host to be refused', async () => ((await ask('phish.test')) === 'REFUSED' ? true : undefined), 15_000);
+    expect(await ask('img.cdn.test')).toBe('REFUSED');
+    expect(await ask('fonts.cdn.test')).toBe('192.0.2.10');
+    for (const id of [url, domain, allowed]) await lift(id);
+    await waitFor('the redirect to be gone', async () => (table() === '' ? true : undefined), 15_000);
+  });
+
+  it('an audited domain resolves and is reported', async () => {
+    const id = await indicator('domain', 'watched.test', 'audit');
+    await waitFor('the audit to be applied', async () => (table().includes('redirect to :') ? true : undefined), 15_000);
+    expect(await ask('www.watched.test')).toBe('192.0.2.10');
+    const [row] = await waitFor('the hit to be reported', async () => ((await hitsOf(id)).length > 0 ? hitsOf(id) : undefined), 15_000);
+    expect(row.lastHit).toMatchObject({ action: 'audit', name: 'www.watched.test' });
+    await lift(id);
+  });
+
+  it('a flushed ruleset is put back: the domain stays refused; a stopped agent leaves the endpoint\'s DNS working', async () => {
+    await indicator('domain', 'evil.test', 'block');
+    await waitFor('the domain to be refused', async () => ((await ask('evil.test')) === 'REFUSED' ? true : undefined), 15_000);
+    execFileSync('ip', ['netns', 'exec', endpoint.ns, 'nft', 'flush', 'ruleset']);
+    await waitFor('the redirect to be put back', async () => (table().includes('redirect to :') ? true : undefined), 15_000);
+    expect(await ask('evil.test')).toBe('REFUSED');
+    await agent.stop();
+    expect(table()).not.toContain('redirect to :');
+    expect(await ask('evil.test')).toBe('192.0.2.10');
+  });
+});
+
+describe('what the DNS filter does with a name', () => {
+  const lists = { block: new Set(['evil.test', 'ads.cdn.test']), audit: new Set(['cdn.test']), allow: new Set(['ok.evil.test']) };
+
+  it('blocks a blocked domain and every name below it, audits likewise, and lets an allowed name through whatever blocks its parent', () => {
+    expect(verdictFor('evil.test', lists)).toEqual({ action: 'block', entry: 'evil.test' });
+    expect(verdictFor('A.B.Evil.Test.', lists)).toEqual({ action: 'block', entry: 'evil.test' });
+    expect(verdictFor('x.ads.cdn.test', lists)).toEqual({ action: 'block', entry: 'ads.cdn.test' });
+    expect(verdictFor('img.cdn.test', lists)).toEqual({ action: 'audit', entry: 'cdn.test' });
+    expect(verdictFor('www.ok.evil.test', lists)).toBeNull();
+    expect(verdictFor('notevil.test', lists)).toBeNull();
+    expect(verdictFor('test', lists)).toBeNull();
+  });
+
+  it('forwards to the configured resolvers that are not on loopback, or else to systemd-resolved\'s', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'quell-resolv-'));
+    const [stub, upstream, plain] = [join(dir, 'stub'), join(dir, 'upstream'), join(dir, 'plain')] as const;
+    writeFileSync(stub, 'nameserver 127.0.0.53\noptions edns0\n');
+    writeFileSync(upstream, '# from DHCP\nnameserver 192.0.2.53\nnameserver fe80::1%eth0\nnameserver ::1\n');
+    writeFileSync(plain, 'search example.org\nnameserver 198.51.100.1\n');
+    expect(await configuredResolvers([plain, upstream])).toEqual(['198.51.100.1']);
+    expect(await configuredResolvers([stub, upstream])).toEqual(['192.0.2.53', 'fe80::1']);
+    expect(await configuredResolvers([stub, join(dir, 'missing')])).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
