@@ -6,7 +6,8 @@ import { ensureSystemdRoot } from './packages/agent/src/systemd-root.ts';
  * What the tests need from Debian besides Node, by the file that shows it is
  * there: real firewalls in network namespaces, a real browser, the tools the
  * agent keeps a file's extended attributes and capabilities with, a real
- * systemd booted in a container, and rpm to tell a file's package by.
+ * systemd booted in a container, rpm to tell a file's package by, and a C
+ * compiler for the agent's exec guard.
  */
 const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; provides: string }> = [
   { name: 'nftables', provides: '/usr/sbin/nft' },
@@ -17,6 +18,8 @@ const DEBIAN_PACKAGES: ReadonlyArray<{ name: string; provides: string }> = [
   { name: 'debootstrap', provides: '/usr/sbin/debootstrap' },
   { name: 'systemd-container', provides: '/usr/bin/systemd-nspawn' },
   { name: 'rpm', provides: '/usr/bin/rpmbuild' },
+  { name: 'gcc', provides: '/usr/bin/gcc' },
+  { name: 'libc6-dev', provides: '/usr/lib/x86_64-linux-gnu/libc.a' },
 ];
 
 /** Installs the Debian packages the tests need that this machine lacks, saying so in one line; fails clearly where it cannot. */

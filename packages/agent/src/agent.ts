@@ -26,6 +26,7 @@ import { Refusal, helloSignature, signDrift, signIndicatorHits, signLocalAction,
 import { offboardEndpoint } from './offboard.linux.ts';
 import { type HitReporter, createHitReporter, socketOwner, watchAddressHits } from './indicator-hits.ts';
 import { type DnsFilter, type DnsLists, configuredResolvers, startDnsFilter } from './dns-filter.ts';
+import { type ExecGuard, type RefusedExecution, execGuardHelper, startExecGuard } from './exec-guard.linux.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { pinnedTls, uploadPackage as uploadSignedPackage } from './transport.ts';
 
@@ -43,6 +44,8 @@ export interface AgentOptions {
   maxSkewSeconds?: number;
   /** Folders the antivirus watches for new files (Linux); none unless given. */
   watch?: readonly string[];
+  /** Paths whose mounts the exec permission check guards (Linux): executions of blocked files there are refused. None unless given. */
+  execGuard?: readonly string[];
   /** How often what the agent enforces is checked and re-applied if something lifted it when no event asks, in milliseconds. */
   driftCheckMs?: number;
   /** Called once the agent has offboarded itself (released, reported, identity removed): it runs no more. */
@@ -125,6 +128,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   /** What the address table lets through whatever blocks it holds: the server, and allowed addresses. */
   let keptAddresses: readonly string[] = [];
   let malwareWatch: MalwareWatch | null = null;
+  let execGuard: ExecGuard | null = null;
   let verifying: Promise<unknown> = Promise.resolve();
   /** Set once the server has offboarded this device: no command runs any more. */
   let offboarding = false;
@@ -276,6 +280,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const blocks = new Set([...state.antivirus.blockSha256, ...(state.antivirus.blockSha1 ?? []), ...(state.antivirus.blockMd5 ?? [])]);
     const audits = new Set(state.antivirus.audit ?? []);
     const newHashes = [...blocks].some((hash) => !blocked.has(hash)) || [...audits].some((hash) => !audited.has(hash));
+    // Verdicts the exec guard remembers were given against the old list, blocks lifted since included.
+    if (blocks.size !== blocked.size || newHashes) execGuard?.listsChanged();
     blocked = blocks;
     audited = audits;
     // Files already sitting in watched folders are looked at again against the new block and audit indicators.
@@ -333,6 +339,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     }
     const { finding } = detection;
     if (detection.indicator !== undefined) hits.add({ value: detection.indicator, action: 'block', path: finding.path, sha256: finding.sha256, count: 1, firstAt: now, lastAt: now });
+    await quarantineOnSight(finding);
+  }
+
+  /** The exec guard refused to run a file: reported as a hit on its block indicator, and the file quarantined like the antivirus does. */
+  async function onRefusedExecution({ detection, pid, process: name }: RefusedExecution): Promise<void> {
+    const { finding } = detection;
+    log.warn('execution refused', { path: finding.path, sha256: finding.sha256, signature: finding.signature, pid, process: name });
+    const now = Date.now();
+    if (detection.indicator !== undefined) {
+      hits.add({ value: detection.indicator, action: 'block', path: finding.path, sha256: finding.sha256, process: { pid, name: name.slice(0, 1024) }, count: 1, firstAt: now, lastAt: now });
+    }
     await quarantineOnSight(finding);
   }
 
@@ -455,6 +472,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     driftWatch?.close();
     driftEvents?.close();
     malwareWatch?.close();
+    execGuard?.close();
     addressHits?.close();
     hits.close();
     await Promise.allSettled([...running, stateWork]);
@@ -590,6 +608,22 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     log.info('antivirus watching', { folders: options.watch });
     void malwareWatch.sweep();
   }
+  if (platform === 'linux' && options.execGuard && options.execGuard.length > 0) {
+    const helper = execGuardHelper();
+    if (helper === null) log.warn('exec guard unavailable: its helper was not built with the agent (a C compiler is needed)');
+    else {
+      try {
+        execGuard = await startExecGuard({
+          helper, paths: options.execGuard, blocked: () => blocked,
+          onRefused: (refused) => void onRefusedExecution(refused),
+          onError: (error) => log.warn('exec guard', { error: error.message }),
+        });
+        log.info('exec guard on', { paths: options.execGuard });
+      } catch (error) {
+        log.warn('exec guard unavailable', { error: (error as Error).message });
+      }
+    }
+  }
   const addressHits = platform === 'linux' ? watchAddressHits({
     runner, intervalMs: ADDRESS_HITS_CHECK_MS, entries: () => addressEntries, onHit: (hit) => hits.add(hit),
     onError: (error) => log.warn('could not read the address indicators\' hits', { error: error.message }),
@@ -601,6 +635,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     async stop() {
       stopping = true;
       malwareWatch?.close();
+      execGuard?.close();
       addressHits?.close();
       hits.close();
       driftWatch?.close();

@@ -8,19 +8,21 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_AGENT_DIR } from '@quell/contracts';
 import { DEFAULT_DRIFT_CHECK_SECONDS, driftCheckMs, startAgent } from './agent.ts';
 import { DEFAULT_WATCHED_FOLDERS } from './antivirus-watch.ts';
+import { DEFAULT_GUARDED_PATHS } from './exec-guard.linux.ts';
 import { enrolAgent } from './enrol.ts';
 import { OFFBOARDED_EXIT_CODE, exitIfOffboarded } from './offboard.linux.ts';
 
 const USAGE = `Usage:
   quell-agent enrol --server URL --token TOKEN [--fingerprint SHA256] [--dir ${DEFAULT_AGENT_DIR}]
     (an https server needs --fingerprint: the TLS certificate fingerprint quell server printed)
-  quell-agent run [--dir ${DEFAULT_AGENT_DIR}] [--watch ${DEFAULT_WATCHED_FOLDERS.join(',')}] [--drift-check-seconds ${DEFAULT_DRIFT_CHECK_SECONDS}]
+  quell-agent run [--dir ${DEFAULT_AGENT_DIR}] [--watch ${DEFAULT_WATCHED_FOLDERS.join(',')}] [--exec-guard ${DEFAULT_GUARDED_PATHS.join(',')}] [--drift-check-seconds ${DEFAULT_DRIFT_CHECK_SECONDS}]
     (--watch: folders the antivirus watches for new files; empty for none)
+    (--exec-guard: paths whose mounts are guarded: running a blocked file there is refused; empty for none)
     (--drift-check-seconds: how often what Quell put in force is checked when no event says it changed)`;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { server: { type: 'string' }, token: { type: 'string' }, fingerprint: { type: 'string' }, watch: { type: 'string', default: DEFAULT_WATCHED_FOLDERS.join(',') }, 'drift-check-seconds': { type: 'string', default: String(DEFAULT_DRIFT_CHECK_SECONDS) }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
+  options: { server: { type: 'string' }, token: { type: 'string' }, fingerprint: { type: 'string' }, watch: { type: 'string', default: DEFAULT_WATCHED_FOLDERS.join(',') }, 'exec-guard': { type: 'string', default: DEFAULT_GUARDED_PATHS.join(',') }, 'drift-check-seconds': { type: 'string', default: String(DEFAULT_DRIFT_CHECK_SECONDS) }, dir: { type: 'string', default: DEFAULT_AGENT_DIR }, help: { type: 'boolean' } },
 });
 const dir = values.dir ?? DEFAULT_AGENT_DIR;
 
@@ -44,7 +46,7 @@ if (values.help || positionals.length !== 1) {
     process.exit(2);
   }
   const running = await startAgent({
-    dir, watch: (values.watch ?? '').split(',').map((f) => f.trim()).filter(Boolean), driftCheckMs: driftCheck, onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
+    dir, watch: (values.watch ?? '').split(',').map((f) => f.trim()).filter(Boolean), execGuard: (values['exec-guard'] ?? '').split(',').map((f) => f.trim()).filter(Boolean), driftCheckMs: driftCheck, onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
   });
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
 } else {

@@ -27,7 +27,7 @@ describe(`code restriction re-applied after a reboot (${TEST_DIALECT})`, () => {
   let deviceId: string;
 
   const start = () => {
-    const child = spawn('unshare', ['-m', '--propagation', 'private', process.execPath, AGENT_BUNDLE, 'run', '--dir', dir, '--watch=', `--drift-check-seconds=${NO_PERIODIC_CHECK_SECONDS}`]);
+    const child = spawn('unshare', ['-m', '--propagation', 'private', process.execPath, AGENT_BUNDLE, 'run', '--dir', dir, '--watch=', '--exec-guard=', `--drift-check-seconds=${NO_PERIODIC_CHECK_SECONDS}`]);
     let log = '';
     child.stdout.on('data', (chunk: Buffer) => (log += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (log += chunk.toString()));

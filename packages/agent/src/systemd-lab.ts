@@ -90,7 +90,7 @@ export async function bootSystemd(binds: readonly string[] = []): Promise<System
     run,
     sh,
     spawnAgent(dir) {
-      const child = spawn('nsenter', ['-t', String(init), '-a', process.execPath, AGENT_BUNDLE, 'run', '--dir', dir, '--watch=']);
+      const child = spawn('nsenter', ['-t', String(init), '-a', process.execPath, AGENT_BUNDLE, 'run', '--dir', dir, '--watch=', '--exec-guard=']);
       agents.push(child);
       return watchedAgent(child);
     },

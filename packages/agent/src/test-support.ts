@@ -106,11 +106,12 @@ export function agentProcessIn(pid: number): number | undefined {
 
 /**
  * Starts `quell agent run`, or with `bundle` the built quell-agent that
- * endpoints run. Its antivirus watches only the folders in `watch` (none by
- * default: tests must not quarantine the test machine's /tmp).
+ * endpoints run. Its antivirus watches only the folders in `watch`, and its
+ * exec guard guards only the mounts of `execGuard` (none by default: tests
+ * must not quarantine the test machine's /tmp, nor hold its executions).
  */
-export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean; watch?: string[]; sandbox?: Sandbox; driftCheckSeconds?: number } = {}): AgentProcess {
-  const flags = [`--watch=${(options.watch ?? []).join(',')}`, ...(options.driftCheckSeconds ? [`--drift-check-seconds=${options.driftCheckSeconds}`] : [])];
+export function spawnAgent(dir: string, netns?: string, options: { bundle?: boolean; watch?: string[]; execGuard?: string[]; sandbox?: Sandbox; driftCheckSeconds?: number } = {}): AgentProcess {
+  const flags = [`--watch=${(options.watch ?? []).join(',')}`, `--exec-guard=${(options.execGuard ?? []).join(',')}`, ...(options.driftCheckSeconds ? [`--drift-check-seconds=${options.driftCheckSeconds}`] : [])];
   const args = options.bundle ? [AGENT_BUNDLE, 'run', '--dir', dir, ...flags] : [QUELL, 'agent', 'run', '--dir', dir, ...flags];
   const command = options.sandbox ? [...sandboxed(options.sandbox), process.execPath, ...args] : [process.execPath, ...args];
   return watchedAgent(netns ? spawn('ip', ['netns', 'exec', netns, ...command]) : spawn(command[0]!, command.slice(1)));

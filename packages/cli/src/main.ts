@@ -166,8 +166,9 @@ agent.command('run')
   .description('Run the agent: connect to the server and carry out signed commands')
   .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
   .option('--watch <folders>', 'comma-separated folders the antivirus watches for new files (empty: none)', '/tmp,/var/tmp,/dev/shm')
+  .option('--exec-guard <paths>', 'comma-separated paths whose mounts are guarded: running a blocked file there is refused (empty: none)', '/,/usr,/usr/local,/opt,/home,/root,/tmp,/var,/var/tmp,/dev/shm,/srv')
   .option('--drift-check-seconds <seconds>', 'how often what Quell put in force is checked when no event says it changed', '3')
-  .action(async (opts: { dir: string; watch: string; driftCheckSeconds: string }) => {
+  .action(async (opts: { dir: string; watch: string; execGuard: string; driftCheckSeconds: string }) => {
     const { startAgent, driftCheckMs, exitIfOffboarded, OFFBOARDED_EXIT_CODE } = await agentModule();
     exitIfOffboarded(opts.dir);
     let driftCheck: number;
@@ -177,8 +178,8 @@ agent.command('run')
       throw new UsageError((error as Error).message);
     }
     const running = await startAgent({
-      dir: opts.dir, watch: opts.watch.split(',').map((f) => f.trim()).filter(Boolean), driftCheckMs: driftCheck,
-      onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
+      dir: opts.dir, watch: opts.watch.split(',').map((f) => f.trim()).filter(Boolean), execGuard: opts.execGuard.split(',').map((f) => f.trim()).filter(Boolean),
+      driftCheckMs: driftCheck, onOffboarded: () => process.exit(OFFBOARDED_EXIT_CODE),
     });
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void running.stop().then(() => process.exit(0)));
   });

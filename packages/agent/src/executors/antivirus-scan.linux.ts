@@ -150,7 +150,11 @@ export type Detection =
  * Null for a clean file, or one that is not a regular file within the size limit.
  */
 export async function detectFile(path: string, lists: { blocked: ReadonlySet<string>; audited?: ReadonlySet<string> }, maxFileBytes = SYSTEM.maxFileBytes): Promise<Detection | null> {
-  const handle = await openForScan(path);
+  return detectOpened(await openForScan(path), path, lists, maxFileBytes);
+}
+
+/** The same for a file already open (closed here), known by `path`. */
+export async function detectOpened(handle: FileHandle, path: string, lists: { blocked: ReadonlySet<string>; audited?: ReadonlySet<string> }, maxFileBytes = SYSTEM.maxFileBytes): Promise<Detection | null> {
   try {
     const stat = await handle.stat();
     if (!stat.isFile() || stat.size > maxFileBytes) return null;

@@ -1,0 +1,176 @@
+/*
+ * quell-exec-guard: the agent's exec permission check. It asks the kernel
+ * (fanotify, FAN_OPEN_EXEC_PERM) to hold every execution of a file on the
+ * mounts named on its command line until it answers, and answers from a
+ * cache of verdicts by file identity, or by asking the agent over its pipes:
+ *
+ *   to the agent (stdout):   ask <id> <fd> <pid>\n   -- read the file at /proc/<this pid>/fd/<fd>
+ *   from the agent (stdin):  <id> allow|deny\n       -- the verdict, cached for that file as it is now
+ *                            flush\n                  -- forget every cached verdict (the block list changed)
+ *
+ * The agent's own children are let through unasked (the agent may be busy
+ * starting them), and so is every execution the agent does not answer within
+ * two seconds: the guard never stops the endpoint on its own.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ANSWER_TIMEOUT_MS 2000
+#define CACHE_SLOTS 8192
+
+struct verdict { dev_t dev; ino_t ino; off_t size; struct timespec mtime, ctime; int used, allow; };
+static struct verdict cache[CACHE_SLOTS];
+static pid_t agent;
+static char line[256];
+static size_t line_length;
+
+static struct verdict *slot_of(const struct stat *st) {
+  return &cache[(st->st_ino * 2654435761u ^ st->st_dev) % CACHE_SLOTS];
+}
+
+static int cached(const struct stat *st, int *allow) {
+  const struct verdict *v = slot_of(st);
+  if (!v->used || v->dev != st->st_dev || v->ino != st->st_ino || v->size != st->st_size
+      || v->mtime.tv_sec != st->st_mtim.tv_sec || v->mtime.tv_nsec != st->st_mtim.tv_nsec
+      || v->ctime.tv_sec != st->st_ctim.tv_sec || v->ctime.tv_nsec != st->st_ctim.tv_nsec) return 0;
+  *allow = v->allow;
+  return 1;
+}
+
+static void remember(const struct stat *st, int allow) {
+  struct verdict *v = slot_of(st);
+  *v = (struct verdict){ st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim, 1, allow };
+}
+
+static pid_t parent_of(pid_t pid) {
+  char path[64], buffer[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buffer, sizeof buffer - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buffer[n] = 0;
+  /* pid (comm) state ppid: the command may hold spaces and parentheses, so read from the last one. */
+  char *end = strrchr(buffer, ')');
+  return end ? (pid_t)strtol(end + 3, NULL, 10) : -1;
+}
+
+/* Reads what the agent sent into `line`, one line at a time; 1 when a whole line is there, 0 when not yet, -1 when the agent is gone. */
+static int read_line(void) {
+  for (;;) {
+    char *newline = memchr(line, '\n', line_length);
+    if (newline) return 1;
+    if (line_length == sizeof line - 1) line_length = 0; /* an overlong line is dropped */
+    ssize_t n = read(STDIN_FILENO, line + line_length, sizeof line - 1 - line_length);
+    if (n == 0) return -1;
+    if (n < 0) return errno == EAGAIN ? 0 : -1;
+    line_length += (size_t)n;
+  }
+}
+
+static void consume_line(void) {
+  char *newline = memchr(line, '\n', line_length);
+  size_t used = (size_t)(newline - line) + 1;
+  memmove(line, line + used, line_length - used);
+  line_length -= used;
+}
+
+/* Handles the agent's lines that are not the awaited answer; returns the verdict when `id` is answered. */
+static int handle_lines(unsigned long id, int *allow) {
+  int status;
+  while ((status = read_line()) == 1) {
+    unsigned long answered;
+    char word[8];
+    if (strncmp(line, "flush\n", 6) == 0) {
+      memset(cache, 0, sizeof cache);
+    } else if (sscanf(line, "%lu %7s", &answered, word) == 2 && answered == id) {
+      *allow = strcmp(word, "deny") != 0;
+      consume_line();
+      return 1;
+    }
+    consume_line();
+  }
+  if (status < 0) exit(0); /* the agent is gone: closing the group lets every held execution through */
+  return 0;
+}
+
+static long long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* The agent's verdict: 1 allow, 0 deny, -1 none in time (let through, not remembered). */
+static int ask(int fd, pid_t pid) {
+  static unsigned long next_id;
+  unsigned long id = ++next_id;
+  int allow = 1;
+  printf("ask %lu %d %d\n", id, fd, pid);
+  fflush(stdout);
+  long long deadline = now_ms() + ANSWER_TIMEOUT_MS;
+  for (long long left; (left = deadline - now_ms()) > 0;) {
+    struct pollfd in = { STDIN_FILENO, POLLIN, 0 };
+    if (poll(&in, 1, (int)left) > 0 && handle_lines(id, &allow)) return allow;
+  }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: quell-exec-guard <mount>...\n");
+    return 2;
+  }
+  agent = getppid();
+  int group = fanotify_init(FAN_CLOEXEC | FAN_CLASS_CONTENT, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+  if (group < 0) {
+    fprintf(stderr, "fanotify_init: %s\n", strerror(errno));
+    return 1;
+  }
+  for (int i = 1; i < argc; i++) {
+    if (fanotify_mark(group, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC_PERM, AT_FDCWD, argv[i]) < 0) {
+      fprintf(stderr, "fanotify_mark %s: %s\n", argv[i], strerror(errno));
+      return 1;
+    }
+  }
+  fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+  printf("ready\n");
+  fflush(stdout);
+  char buffer[4096] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+  for (;;) {
+    struct pollfd fds[2] = { { group, POLLIN, 0 }, { STDIN_FILENO, POLLIN, 0 } };
+    if (poll(fds, 2, -1) < 0) continue;
+    if (fds[1].revents) {
+      int unused;
+      handle_lines(0, &unused);
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
+    ssize_t length = read(group, buffer, sizeof buffer);
+    if (length <= 0) continue;
+    for (struct fanotify_event_metadata *event = (void *)buffer; FAN_EVENT_OK(event, length); event = FAN_EVENT_NEXT(event, length)) {
+      if (event->vers != FANOTIFY_METADATA_VERSION || event->fd < 0) continue;
+      int allow = 1;
+      struct stat st;
+      if ((event->mask & FAN_OPEN_EXEC_PERM) && event->pid != agent && parent_of(event->pid) != agent && fstat(event->fd, &st) == 0) {
+        if (!cached(&st, &allow)) {
+          int answer = ask(event->fd, event->pid);
+          allow = answer != 0;
+          if (answer >= 0) remember(&st, allow);
+        }
+      }
+      struct fanotify_response response = { event->fd, allow ? FAN_ALLOW : FAN_DENY };
+      if (write(group, &response, sizeof response) < 0) perror("fanotify response");
+      close(event->fd);
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { execFile } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Action } from '@quell/contracts';
+import { systemActor } from '@quell/server';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { type AgentProcess, agentProcessIn, quell, spawnAgent, waitFor } from './test-support.ts';
+
+const exec = promisify(execFile);
+
+/**
+ * Execution of blocked files refused by a real agent: its exec guard holds
+ * every execution on one mount (a folder mounted in the agent's private
+ * mount namespace, so that nothing else on this machine is held) and
+ * refuses the files its block indicators name.
+ */
+describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
+  const ctx = useTestApp({ listen: { host: '127.0.0.1' }, clock: liveClock() });
+  const work = mkdtempSync(join(tmpdir(), 'quell-exec-'));
+  const guarded = join(work, 'guarded');
+  const agentDir = join(work, 'agent');
+  let agent: AgentProcess;
+  let deviceId: string;
+  let agentPid: number;
+
+  beforeAll(async () => {
+    mkdirSync(guarded);
+    const etc = join(work, 'etc');
+    await exec('cp', ['-a', '/etc', etc]);
+    const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'exec', uses: 1, expiresInDays: 1 });
+    deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(await quell(['agent', 'enrol', '--server', ctx().url, '--token', secret, '--dir', agentDir]))![1]!;
+    // The folder mounted on itself in the agent's mount namespace: a mount of its own, that only processes there use.
+    agent = spawnAgent(agentDir, undefined, { bundle: true, sandbox: { etc, binds: { [guarded]: guarded } }, execGuard: [guarded] });
+    await waitFor('the agent to connect with its exec guard on', async () => (agent.log().includes('exec guard on') && agent.log().includes('"msg":"connected"') ? true : undefined), 30_000);
+    agentPid = await waitFor('the agent process', async () => agentProcessIn(agent.child.pid!));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** A program of its own (a copy of `true` with a unique tail): its hash names it alone. */
+  const program = (name: string, tail: string = randomUUID()): { path: string; sha256: string; tail: string } => {
+    const path = join(guarded, name);
+    copyFileSync('/usr/bin/true', path);
+    appendFileSync(path, tail);
+    return { path, sha256: createHash('sha256').update(readFileSync(path)).digest('hex'), tail };
+  };
+  /** Runs a program the way a process in the agent's mount namespace does: its exit code and what it said. */
+  const run = async (path: string): Promise<{ code: number; stderr: string }> => {
+    try {
+      await exec('nsenter', ['-t', String(agentPid), '-m', path]);
+      return { code: 0, stderr: '' };
+    } catch (error) {
+      const failed = error as { code?: number; stderr?: string };
+      return { code: failed.code ?? -1, stderr: failed.stderr ?? '' };
+    }
+  };
+  const statesApplied = () => agent.log().split('\n').filter((line) => line.includes('containment state applied')).length;
+  const block = async (sha256: string): Promise<string> => {
+    const before = statesApplied();
+    const response = await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256, action: 'block', title: `block ${sha256.slice(0, 8)}` });
+    expect(response.statusCode, response.body).toBe(201);
+    await waitFor('the agent to apply the new state', async () => (statesApplied() > before ? true : undefined));
+    return response.json().id;
+  };
+  const antivirusActions = async (): Promise<Action[]> =>
+    (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions?view=history&source=antivirus&deviceId=${deviceId}&limit=100`)).json().items;
+
+  it('refuses to run a blocked file, one that ran before the block too; reports the refusal as a hit and quarantines the file with an alert; other files run', async () => {
+    const tool = program('tool');
+    const other = program('other');
+    expect(await run(tool.path)).toEqual({ code: 0, stderr: '' });
+    const id = await block(tool.sha256);
+
+    const refused = await run(tool.path);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/Operation not permitted/);
+    expect(await run(other.path)).toEqual({ code: 0, stderr: '' });
+
+    const quarantine = await waitFor('the refused file to be quarantined', async () => (await antivirusActions()).find((a) => a.entity.path === tool.path), 15_000);
+    expect(quarantine).toMatchObject({ status: 'completed', entity: { sha256: tool.sha256 } });
+    expect(existsSync(tool.path)).toBe(false);
+    const hits = async () => (await ctx().request(ctx().users.security_reader, 'GET', `/api/indicators/hits?indicatorId=${id}`)).json().items;
+    const [row] = await waitFor('the refusal to be reported', async () => ((await hits()).length > 0 ? hits() : undefined), 15_000);
+    expect(row.lastHit).toMatchObject({ action: 'block', path: tool.path, process: 'nsenter' });
+    const alerts = await ctx().store.db.selectFrom('alerts').select('title').where('device_id', '=', deviceId).where('detection_source', '=', 'antivirus').execute();
+    expect(alerts.map((a) => a.title)).toContain('Malware quarantined: Block indicator');
+  });
+
+  it('forgets its verdicts when the block list changes: a file blocked and then lifted runs again', async () => {
+    const tool = program('again');
+    expect(await run(tool.path)).toEqual({ code: 0, stderr: '' });
+    const id = await block(tool.sha256);
+    expect((await run(tool.path)).code).not.toBe(0);
+    await waitFor('the refused file to be quarantined', async () => ((await antivirusActions()).some((a) => a.entity.path === tool.path) ? true : undefined), 15_000);
+    const before = statesApplied();
+    expect((await ctx().request(ctx().users.security_admin, 'DELETE', `/api/indicators/${id}`)).statusCode).toBe(200);
+    await waitFor('the agent to apply the state without the block', async () => (statesApplied() > before ? true : undefined));
+    const back = program('again', tool.tail);
+    expect(back.sha256).toBe(tool.sha256);
+    expect(await run(back.path)).toEqual({ code: 0, stderr: '' });
+  });
+});
