@@ -985,6 +985,40 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     expect(stored).toEqual([expect.objectContaining({ active: false })]);
   });
 
+  it('blocks an address from an alert\'s evidence in two clicks as Security Administrator, and shows where indicators matched', async () => {
+    const deviceId = await device('ws-block-01');
+    const id = await sendAlert(deviceId, 'SSH brute force', 'high', [{ kind: 'ip', address: '203.0.113.77' }, { kind: 'user', name: 'root' }]);
+    await signIn(ctx.users.security_admin, '/alerts');
+    await alertRow(id).getByRole('cell').first().click();
+    const evidence = alertPanel().getByRole('table', { name: 'Evidence' });
+    const blockAddress = evidence.getByRole('button', { name: 'Block IP address 203.0.113.77' });
+    await blockAddress.waitFor();
+    // Only what an indicator can name has the button: the address, not the user.
+    expect(await evidence.getByRole('button', { name: /^Block / }).count()).toBe(1);
+    await blockAddress.click();
+    const dialog = page.getByRole('dialog', { name: 'Block IP address 203.0.113.77?' });
+    await dialog.getByRole('button', { name: 'Block', exact: true }).click();
+    await dialog.getByText(/^Blocked on every device: the agents enforce it within seconds/).waitFor();
+    const [stored] = (await ctx.request(ctx.users.security_reader, 'GET', '/api/indicators?type=ip&value=203.0.113.77')).json().items;
+    expect(stored).toMatchObject({ action: 'block', title: 'Blocked from alert “SSH brute force”', deviceGroupIds: [] });
+    await dialog.getByRole('button', { name: 'Close' }).click();
+    await page.keyboard.press('Escape');
+
+    // Its agent reported hits: the indicator page says how many, where, and what the last one was.
+    const at = Date.now();
+    await ctx.store.db.insertInto('indicator_hits').values({
+      indicator_id: stored.id, device_id: deviceId, hour: at - (at % 3_600_000), action: 'block', count: 3, first_at: at, last_at: at,
+      last_hit: JSON.stringify({ value: '203.0.113.77', action: 'block', remote: '203.0.113.77', direction: 'inbound', count: 3, firstAt: at, lastAt: at }),
+    }).execute();
+    await page.goto(`${ctx.url}/indicators`);
+    await indicatorRow('203.0.113.77').getByRole('button', { name: 'Hits of Blocked from alert “SSH brute force”' }).click();
+    const hits = page.getByRole('dialog', { name: 'Hits of “Blocked from alert “SSH brute force””' });
+    await hits.getByRole('link', { name: 'ws-block-01' }).waitFor();
+    await hits.getByText('Blocked from 203.0.113.77').waitFor();
+    expect(await scan()).toEqual([]);
+    await hits.getByRole('button', { name: 'Close' }).click();
+  });
+
   it('shows a Security Reader indicators and alerts without editing controls, and says why', async () => {
     await signIn(ctx.users.security_reader, '/indicators');
     await page.getByText('Your role, Security Reader, can view and export indicators but not create, change, expire or import them: that needs a Security Administrator.').waitFor();
@@ -996,7 +1030,7 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.goto(`${ctx.url}/alerts`);
     await page.locator('tr[data-alert-id]').first().getByRole('cell').first().click();
     await alertPanel().getByText('Your role, Security Reader, can view alerts but not triage them or classify them as false positives.').waitFor();
-    expect(await alertPanel().getByRole('button', { name: /Update alert|Classify as false positive/ }).count()).toBe(0);
+    expect(await alertPanel().getByRole('button', { name: /Update alert|Classify as false positive|^Block / }).count()).toBe(0);
     await page.keyboard.press('Escape');
   });
 

@@ -18,6 +18,7 @@ import {
 } from './alert-labels.ts';
 import { AlertStatusBadge } from './alert-status.tsx';
 import { FalsePositiveDialog } from './false-positive-dialog.tsx';
+import { BlockThis, blockCandidate } from '../indicators/block-this.tsx';
 
 const useStyles = makeStyles({
   badges: { display: 'flex', flexWrap: 'wrap', gap: tokens.spacingHorizontalS, alignItems: 'center' },
@@ -106,6 +107,7 @@ function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
             <TableRow>
               <TableHeaderCell>Kind</TableHeaderCell>
               <TableHeaderCell>Values</TableHeaderCell>
+              <TableHeaderCell>Block</TableHeaderCell>
             </TableRow>
           </TableHeader>
           <TableBody>
@@ -122,6 +124,7 @@ function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
                     ))}
                   </dl>
                 </TableCell>
+                <TableCell><BlockThis candidate={blockCandidate(e)} source={`alert “${alert.title}”`} /></TableCell>
               </TableRow>
             ))}
           </TableBody>

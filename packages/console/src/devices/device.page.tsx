@@ -79,6 +79,7 @@ function DeviceView({ device: d }: { device: Device }) {
         {d.agent && fact('Agent version', d.agent.agentVersion)}
         {d.agent && fact('IP addresses', d.agent.ips.join(', ') || '—')}
         {d.agent && fact('Enrolled', formatDateTime(d.agent.enrolledAt))}
+        {d.agent && fact('Indicators and containment', <DesiredState state={d.agent.desiredState} />)}
         {fact('Device ID', d.id)}
       </dl>
       <Subtitle1 as="h2" className={styles.section}>Response actions</Subtitle1>
@@ -110,4 +111,20 @@ function DeviceIndicatorHits({ deviceId }: { deviceId: string }) {
   };
   if (hits.isError) return <MessageBar intent="error"><MessageBarBody>{problemText(hits.error)}</MessageBarBody></MessageBar>;
   return <IndicatorHitsTable rows={hits.data?.items ?? []} label="Indicator hits on this device" indicatorName={name} />;
+}
+
+/** What the agent last reported of the desired state, signed: the version it applied, and what it could not enforce, in its words. */
+function DesiredState({ state }: { state: NonNullable<Device['agent']>['desiredState'] }) {
+  if (state.version === null) return <Text>No state applied yet</Text>;
+  const problems = [
+    state.error && `Not applied: ${state.error}`,
+    state.addressIndicators && `Address indicators not enforced: ${state.addressIndicators}`,
+    state.dnsIndicators && `Domain and URL indicators not enforced: ${state.dnsIndicators}`,
+  ].filter((problem): problem is string => Boolean(problem));
+  return (
+    <>
+      <Badge appearance="tint" color={problems.length > 0 ? 'danger' : 'success'}>{problems.length > 0 ? `Version ${state.version}, with problems` : `Version ${state.version} in force`}</Badge>
+      {problems.map((problem) => <Text block key={problem}>{problem}</Text>)}
+    </>
+  );
 }

@@ -15,6 +15,7 @@ import { problemText } from '../api/problem-text.ts';
 import { CommentDialog } from '../comment-dialog.tsx';
 import { formatDateTime, formatDuration, typeLabel } from '../format.ts';
 import { PageLoading } from '../layout.tsx';
+import { BlockThis, entityCandidate } from '../indicators/block-this.tsx';
 import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
 import { InvestigationStatusBadge, VerdictBadge } from './investigation-status.tsx';
@@ -259,6 +260,7 @@ function EvidenceTab({ detail }: { detail: InvestigationDetail }) {
           <TableHeaderCell>Reason</TableHeaderCell>
           <TableHeaderCell>Facts</TableHeaderCell>
           <TableHeaderCell>Remediation</TableHeaderCell>
+          <TableHeaderCell>Block</TableHeaderCell>
         </TableRow>
       </TableHeader>
       <TableBody>
@@ -280,6 +282,7 @@ function EvidenceTab({ detail }: { detail: InvestigationDetail }) {
                   ? <Button appearance="transparent" size="small" onClick={() => openAction(action.id)} aria-label={`${typeLabel(action.type)} of ${action.entity.name}: ${action.status.replace('_', ' ')}`}><StatusBadge status={action.status} /></Button>
                   : '—'}
               </TableCell>
+              <TableCell><BlockThis candidate={entityCandidate(e.kind, e.value)} source={`investigation of ${detail.investigation.deviceName}`} /></TableCell>
             </TableRow>
           );
         })}

@@ -31,6 +31,17 @@ export const DeviceSchema = Type.Object({
     agentVersion: Type.String(),
     ips: Type.Array(Type.String()),
     enrolledAt: TimestampSchema,
+    /**
+     * The desired state (containment and indicators) as the agent last reported it, signed:
+     * the version it applied, and what it could not enforce — as a whole (`error`), its address
+     * indicators (`addressIndicators`), its domain and URL indicators (`dnsIndicators`), by words.
+     */
+    desiredState: Type.Object({
+      version: Type.Union([Type.Integer(), Type.Null()]),
+      error: Type.Union([Type.String(), Type.Null()]),
+      addressIndicators: Type.Union([Type.String(), Type.Null()]),
+      dnsIndicators: Type.Union([Type.String(), Type.Null()]),
+    }),
   }), Type.Null()]),
   /** Offboarding asked of its agent, which is told when it next connects and is revoked once it reports. */
   offboarding: Type.Union([Type.Object({ requestedAt: TimestampSchema, releaseEffects: Type.Boolean() }), Type.Null()]),

@@ -187,6 +187,20 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
     expect(guessed.json()).toMatchObject({ code: 'enrolment_token_invalid', detail: 'The enrolment token is unknown, used up, expired or revoked' });
   });
 
+  it('shows on the device what its agent last reported of the desired state: the version, and what it could not enforce, in its words', async () => {
+    const device = await enrol('reporting');
+    const agents = ctx().services.agents;
+    const deviceState = async () => (await ctx().request(ctx().users.security_reader, 'GET', `/api/devices/${device.deviceId}`)).json().agent.desiredState;
+    expect(await deviceState()).toEqual({ version: null, error: null, addressIndicators: null, dnsIndicators: null });
+    const report = (version: number, failures: Record<string, string>) => signed(device.key, { v: AGENT_PROTOCOL_VERSION, deviceId: device.deviceId, version, failures, iat: 0 });
+    agents.stateApplied(device.deviceId, device.publicKey, report(3, { dns: 'the DNS filter has no resolver to forward to', address_blocks: 'nft: <b>no</b> table' }));
+    await ctx().services.desiredState.drain();
+    expect(await deviceState()).toEqual({ version: 3, error: null, addressIndicators: 'nft: <b>no</b> table', dnsIndicators: 'the DNS filter has no resolver to forward to' });
+    agents.stateApplied(device.deviceId, device.publicKey, report(4, {}));
+    await ctx().services.desiredState.drain();
+    expect(await deviceState()).toEqual({ version: 4, error: null, addressIndicators: null, dnsIndicators: null });
+  });
+
   describe('indicator hits', () => {
     const hit = (value: string, extra: object = {}) => ({ value, action: 'block', remote: '203.0.113.9', direction: 'outbound', count: 3, firstAt: ctx().clock.now(), lastAt: ctx().clock.now(), ...extra });
     const hits = (deviceId: string, seq: number, list: unknown[]) => ({ v: AGENT_PROTOCOL_VERSION, deviceId, seq, hits: list, iat: 0 });

@@ -5,6 +5,9 @@ import { type Db, groupScope } from '../../db/store.ts';
 export interface DeviceRow extends DevicesTable {
   agent_facts: string | null;
   agent_enrolled_at: number | null;
+  agent_state_version: number | null;
+  agent_state_error: string | null;
+  agent_state_failures: string | null;
   offboard_requested_at: number | null;
   offboard_release_effects: number | null;
   offboarded_at: number | null;
@@ -16,6 +19,7 @@ function withAgent(db: Db) {
     .leftJoin('agents', (join) => join.onRef('agents.device_id', '=', 'devices.id').on('agents.revoked_at', 'is', null))
     .selectAll('devices')
     .select(['agents.facts as agent_facts', 'agents.enrolled_at as agent_enrolled_at', 'agents.offboard_requested_at', 'agents.offboard_release_effects'])
+    .select(['agents.state_version as agent_state_version', 'agents.state_error as agent_state_error', 'agents.state_failures as agent_state_failures'])
     .select((eb) => {
       const lastOffboarded = () => eb.selectFrom('agents as done').whereRef('done.device_id', '=', 'devices.id').where('done.offboard_report', 'is not', null)
         .orderBy('done.revoked_at', 'desc').limit(1);

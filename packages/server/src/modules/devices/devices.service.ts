@@ -53,6 +53,17 @@ async function statesOf(db: Db, deviceIds: readonly string[]): Promise<Map<strin
   return states;
 }
 
+/** The agent's last signed state report: the version, and what it could not enforce (the keys its report names them by). */
+function desiredStateOf(row: DeviceRow): NonNullable<Device['agent']>['desiredState'] {
+  const failures = row.agent_state_failures === null ? {} : (JSON.parse(row.agent_state_failures) as Record<string, string>);
+  return {
+    version: row.agent_state_version === null ? null : Number(row.agent_state_version),
+    error: row.agent_state_error,
+    addressIndicators: failures.address_blocks ?? null,
+    dnsIndicators: failures.dns ?? null,
+  };
+}
+
 export function presentDevice(row: DeviceRow, now: number, extras: DeviceExtras = { state: NOTHING_IN_FORCE, addresses: [] }): Device {
   const facts = row.agent_facts === null ? null : (JSON.parse(row.agent_facts) as DeviceFacts);
   return {
@@ -65,7 +76,10 @@ export function presentDevice(row: DeviceRow, now: number, extras: DeviceExtras 
     health: deviceHealth(row, now),
     discoveredFrom: row.discovered_from ?? null,
     addresses: extras.addresses,
-    agent: facts === null ? null : { os: facts.os, kernel: facts.kernel, agentVersion: facts.agentVersion, ips: facts.ips, enrolledAt: new Date(row.agent_enrolled_at!).toISOString() },
+    agent: facts === null ? null : {
+      os: facts.os, kernel: facts.kernel, agentVersion: facts.agentVersion, ips: facts.ips, enrolledAt: new Date(row.agent_enrolled_at!).toISOString(),
+      desiredState: desiredStateOf(row),
+    },
     offboarding: row.offboard_requested_at === null ? null
       : { requestedAt: new Date(Number(row.offboard_requested_at)).toISOString(), releaseEffects: Number(row.offboard_release_effects) === 1 },
     offboarded: row.offboarded_report === null || row.offboarded_at === null ? null
