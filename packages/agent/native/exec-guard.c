@@ -161,12 +161,11 @@ int main(int argc, char **argv) {
       if (event->vers != FANOTIFY_METADATA_VERSION || event->fd < 0) continue;
       int allow = 1;
       struct stat st;
-      if ((event->mask & FAN_OPEN_EXEC_PERM) && event->pid != agent && parent_of(event->pid) != agent && fstat(event->fd, &st) == 0) {
-        if (!cached(&st, &allow)) {
-          int answer = ask(event->fd, event->pid);
-          allow = answer != 0;
-          if (answer >= 0) remember(&st, allow);
-        }
+      /* A remembered verdict first (the common case costs one fstat); the agent and its children are not asked. */
+      if ((event->mask & FAN_OPEN_EXEC_PERM) && fstat(event->fd, &st) == 0 && !cached(&st, &allow) && event->pid != agent && parent_of(event->pid) != agent) {
+        int answer = ask(event->fd, event->pid);
+        allow = answer != 0;
+        if (answer >= 0) remember(&st, allow);
       }
       struct fanotify_response response = { event->fd, allow ? FAN_ALLOW : FAN_DENY };
       if (write(group, &response, sizeof response) < 0) perror("fanotify response");

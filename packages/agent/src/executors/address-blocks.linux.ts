@@ -84,7 +84,8 @@ export async function applyAddressBlocks(runner: CommandRunner, lists: { block: 
     // Creating the table first makes the delete valid whether or not it existed: one atomic replacement.
     const script = `table inet ${ADDRESS_BLOCKS_TABLE}\ndelete table inet ${ADDRESS_BLOCKS_TABLE}\n${wanted > 0 ? `${addressBlocksRuleset({ block, audit, keep, redirectDns: lists.redirectDns })}\n` : ''}`;
     await mustRun(runner, 'nft', ['-f', '-'], script);
-    const listed = await runner.run('nft', ['list', 'table', 'inet', ADDRESS_BLOCKS_TABLE]);
+    // One of its chains, not the table: listing a table prints every element of its sets.
+    const listed = await runner.run('nft', ['list', 'chain', 'inet', ADDRESS_BLOCKS_TABLE, 'input']);
     if (wanted === 0 && listed.code === 0) return 'the address block table is still there after removing it';
     if (wanted > 0 && listed.code !== 0) return `the address block table is not there after applying it: ${listed.stderr.trim()}`;
   } catch (error) {
