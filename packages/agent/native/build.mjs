@@ -11,6 +11,7 @@ mkdirSync(new URL('../dist/', import.meta.url).pathname, { recursive: true });
 try {
   execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-static', '-o', output, source], { stdio: ['ignore', 'inherit', 'inherit'] });
 } catch (error) {
-  if (error.code !== 'ENOENT') throw error;
-  process.stderr.write('No C compiler (cc): the agent is built without its exec guard. Install gcc and libc6-dev, then npm run build:agent, to have it.\n');
+  // Installing Quell must not fail for want of it: the agent says at start that its exec guard is missing.
+  const why = error.code === 'ENOENT' ? 'there is no C compiler (cc)' : 'the C compiler failed (above)';
+  process.stderr.write(`The agent is built without its exec guard: ${why}. Install gcc and libc6-dev, then run npm run build:agent, to have it.\n`);
 }

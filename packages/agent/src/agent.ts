@@ -27,6 +27,7 @@ import { offboardEndpoint } from './offboard.linux.ts';
 import { type HitReporter, createHitReporter, socketOwner, watchAddressHits } from './indicator-hits.ts';
 import { type DnsFilter, type DnsLists, configuredResolvers, startDnsFilter } from './dns-filter.ts';
 import { type ExecGuard, type RefusedExecution, execGuardHelper, startExecGuard } from './exec-guard.linux.ts';
+import { guardsFor } from './guards.linux.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
 import { pinnedTls, uploadPackage as uploadSignedPackage } from './transport.ts';
 
@@ -613,8 +614,17 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     if (helper === null) log.warn('exec guard unavailable: its helper was not built with the agent (a C compiler is needed)');
     else {
       try {
+        // The same guards as a quarantine's, read afresh for each refusal: what the agent would never quarantine, it never stops from running.
+        const guards = () => {
+          const now = Math.floor(Date.now() / 1000);
+          return guardsFor({
+            command: { v: 1, actionId: randomUUID(), deviceId: identity.deviceId, type: 'quarantine_file', entity: { name: 'exec guard' }, parameters: {}, undoOf: null, iat: now, exp: now, nonce: 'exec-guard' },
+            runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {},
+          });
+        };
         execGuard = await startExecGuard({
-          helper, paths: options.execGuard, blocked: () => blocked,
+          helper, paths: options.execGuard, blocked: () => blocked, spared: (path, id) => guards().file(path, id),
+          onSpared: (path, reason) => log.warn('a blocked file was let run: refusing it would harm the device', { path, reason }),
           onRefused: (refused) => void onRefusedExecution(refused),
           onError: (error) => log.warn('exec guard', { error: error.message }),
         });

@@ -1,4 +1,4 @@
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,6 +48,7 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
   let endpoint: Endpoint;
   let resolver: Endpoint;
   let agent: AgentProcess;
+  let serving: ChildProcess | undefined;
   const work = mkdtempSync(join(tmpdir(), 'quell-dns-'));
   const etc = join(work, 'etc');
 
@@ -56,8 +57,9 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
     endpoint = await lab.endpoint('managed');
     resolver = await lab.endpoint('resolver');
     ctx = await setupTestApp({ listen: { host: endpoint.gateway }, clock: liveClock() });
-    const serving = spawn('ip', ['netns', 'exec', resolver.ns, process.execPath, '-e', RESOLVER, resolver.address], { cwd: process.cwd() });
-    await new Promise((resolve) => serving.stdout.once('data', resolve));
+    const started = spawn('ip', ['netns', 'exec', resolver.ns, process.execPath, '-e', RESOLVER, resolver.address], { cwd: process.cwd() });
+    serving = started;
+    await new Promise((resolve) => started.stdout.once('data', resolve));
     // The endpoint's own configuration names that resolver: the agent forwards there.
     mkdirSync(etc);
     cpSync('/etc', etc, { recursive: true, verbatimSymlinks: true });
@@ -71,6 +73,8 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
 
   afterAll(async () => {
     await agent?.stop();
+    // A process left in a namespace keeps it, its veth and its route on this host after the lab is gone.
+    serving?.kill();
     await ctx?.close();
     await lab?.close();
     rmSync(work, { recursive: true, force: true });

@@ -12,6 +12,9 @@ export interface DriftTriggers {
   close(): void;
 }
 
+/** How long a monitor may take after it starts to subscribe to the kernel's events. */
+const MONITOR_STARTUP_MS = 300;
+
 /** The commands that print a line for each change of what a signal follows. */
 const MONITORS = {
   firewall: ['nft', 'monitor', 'ruleset'],
@@ -81,8 +84,12 @@ export function driftTriggers(onChange: (keys: ReadonlySet<string>) => void, onE
     const command = MONITORS[kind];
     const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], { stdio: ['ignore', 'pipe', 'ignore'] });
     child.stdout.on('data', () => changed(monitorKeys.get(kind) ?? []));
-    // What changed before the monitor was running is seen by one more check once it runs.
-    child.once('spawn', () => changed(monitorKeys.get(kind) ?? []));
+    // What changed before the monitor was listening is seen by one more check once it runs, and by another once it has
+    // surely subscribed to the kernel's events (a moment after it starts).
+    child.once('spawn', () => {
+      changed(monitorKeys.get(kind) ?? []);
+      setTimeout(() => changed(monitorKeys.get(kind) ?? []), MONITOR_STARTUP_MS).unref();
+    });
     child.on('error', (error) => {
       unavailable.add(kind);
       onError(command.join(' '), error);
@@ -126,8 +133,8 @@ export function driftTriggers(onChange: (keys: ReadonlySet<string>) => void, onE
       for (const kind of Object.keys(MONITORS) as Monitor[]) {
         const keys = new Set(checks.filter((c) => c.signals[kind]).map((c) => c.key));
         monitorKeys.set(kind, keys);
+        // A monitor once started keeps running while nothing needs it: started again, it would miss what changes while it starts.
         if (keys.size > 0 && !monitors.has(kind) && !unavailable.has(kind)) startMonitor(kind);
-        if (keys.size === 0) monitors.get(kind)?.kill();
       }
     },
     close() {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { type Detection, detectOpened } from './executors/antivirus-scan.linux.ts';
@@ -33,7 +33,11 @@ export async function startExecGuard(options: {
   helper: string;
   paths: readonly string[];
   blocked: () => ReadonlySet<string>;
+  /** Why a file must never be refused (the system shell, a login shell, libc, the agent's own files: what the agent never quarantines), or null. */
+  spared: (path: string, id: { dev: number; ino: number }) => string | null;
   onRefused: (refused: RefusedExecution) => void;
+  /** A blocked file let run all the same, and why. */
+  onSpared: (path: string, reason: string) => void;
   onError: (error: Error) => void;
 }): Promise<ExecGuard> {
   const paths = options.paths.filter((path) => existsSync(path));
@@ -46,8 +50,15 @@ export async function startExecGuard(options: {
   async function verdict(fd: string, pid: number): Promise<'allow' | 'deny'> {
     const held = `/proc/${child.pid}/fd/${fd}`;
     const path = readlinkSync(held);
+    const { dev, ino } = statSync(held);
     const detection = await detectOpened(await open(held, 'r'), path, { blocked: options.blocked() });
     if (detection?.kind !== 'malware') return 'allow';
+    // Refusing these would do the endpoint more harm than the file: they run, and the log says why.
+    const reason = options.spared(path, { dev, ino });
+    if (reason !== null) {
+      options.onSpared(path, reason);
+      return 'allow';
+    }
     const comm = (() => {
       try {
         return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();

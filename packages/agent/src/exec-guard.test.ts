@@ -31,6 +31,8 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
     mkdirSync(guarded);
     const etc = join(work, 'etc');
     await exec('cp', ['-a', '/etc', etc]);
+    // A login shell on the guarded mount, as the agent's /etc/shells lists it: what it never quarantines, it never refuses to run.
+    appendFileSync(join(etc, 'shells'), `${join(guarded, 'login-shell')}\n`);
     const { secret } = await ctx().services.agents.createEnrolmentToken(systemActor(), { name: 'exec', uses: 1, expiresInDays: 1 });
     deviceId = /Enrolled as device ([0-9a-f-]{36})/.exec(await quell(['agent', 'enrol', '--server', ctx().url, '--token', secret, '--dir', agentDir]))![1]!;
     // The folder mounted on itself in the agent's mount namespace: a mount of its own, that only processes there use.
@@ -40,6 +42,7 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
   });
   afterAll(async () => {
     await agent?.stop();
+    if (process.env.QUELL_TEST_VERBOSE) process.stdout.write(agent.log());
     rmSync(work, { recursive: true, force: true });
   });
 
@@ -90,6 +93,15 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
     expect(row.lastHit).toMatchObject({ action: 'block', path: tool.path, process: 'nsenter' });
     const alerts = await ctx().store.db.selectFrom('alerts').select('title').where('device_id', '=', deviceId).where('detection_source', '=', 'antivirus').execute();
     expect(alerts.map((a) => a.title)).toContain('Malware quarantined: Block indicator');
+  });
+
+  it('lets a blocked login shell run all the same, and says why: refusing it would lock out the accounts that use it', async () => {
+    const shell = program('login-shell');
+    await block(shell.sha256);
+    expect(await run(shell.path)).toEqual({ code: 0, stderr: '' });
+    await waitFor('the agent to say why', async () => (agent.log().includes('a blocked file was let run') ? true : undefined));
+    expect(agent.log()).toContain('a login shell listed in /etc/shells');
+    expect(existsSync(shell.path)).toBe(true);
   });
 
   it('forgets its verdicts when the block list changes: a file blocked and then lifted runs again', async () => {
