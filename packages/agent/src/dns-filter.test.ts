@@ -9,7 +9,7 @@ import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../s
 import { configuredResolvers, verdictFor } from './dns-filter.ts';
 import { ADDRESS_BLOCKS_TABLE } from './executors/address-blocks.linux.ts';
 import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, quell, spawnAgent, waitFor } from './test-support.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor } from './test-support.ts';
 
 const exec = promisify(execFile);
 
@@ -67,7 +67,8 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
     writeFileSync(join(etc, 'resolv.conf'), `nameserver ${resolver.address}\n`);
     const { secret } = await ctx.services.agents.createEnrolmentToken(systemActor(), { name: endpoint.ns, uses: 1, expiresInDays: 1 });
     await quell(['agent', 'enrol', '--server', ctx.url, '--token', secret, '--dir', join(work, 'agent')], endpoint.ns);
-    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true, sandbox: { etc }, driftCheckSeconds: NO_PERIODIC_CHECK_SECONDS });
+    // Firewall events start a repair at once (the address block test shows it); here the periodic check is on as on endpoints.
+    agent = spawnAgent(join(work, 'agent'), endpoint.ns, { bundle: true, sandbox: { etc }, driftCheckSeconds: 2 });
     await waitFor('the agent to connect', async () => (agent.log().includes('"msg":"connected"') ? true : undefined), 30_000);
   });
 

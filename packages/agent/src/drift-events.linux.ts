@@ -58,6 +58,8 @@ export function driftTriggers(onChange: (keys: ReadonlySet<string>) => void, onE
   const folders = new Map<string, WatchedFolder>();
   const monitors = new Map<Monitor, ChildProcess>();
   const monitorKeys = new Map<Monitor, Set<string>>();
+  /** Monitors that saw a change while no check followed them. */
+  const unclaimed = new Set<Monitor>();
   /** Monitors that could not start (the command missing): not tried again. */
   const unavailable = new Set<Monitor>();
 
@@ -83,7 +85,12 @@ export function driftTriggers(onChange: (keys: ReadonlySet<string>) => void, onE
   function startMonitor(kind: Monitor): void {
     const command = MONITORS[kind];
     const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', ...command], { stdio: ['ignore', 'pipe', 'ignore'] });
-    child.stdout.on('data', () => changed(monitorKeys.get(kind) ?? []));
+    child.stdout.on('data', () => {
+      const keys = monitorKeys.get(kind) ?? new Set<string>();
+      // No check follows it right now (a round is taking its reference): the next one that does is told.
+      if (keys.size === 0) unclaimed.add(kind);
+      changed(keys);
+    });
     // What changed before the monitor was listening is seen by one more check once it runs, and by another once it has
     // surely subscribed to the kernel's events (a moment after it starts).
     child.once('spawn', () => {
@@ -133,6 +140,7 @@ export function driftTriggers(onChange: (keys: ReadonlySet<string>) => void, onE
       for (const kind of Object.keys(MONITORS) as Monitor[]) {
         const keys = new Set(checks.filter((c) => c.signals[kind]).map((c) => c.key));
         monitorKeys.set(kind, keys);
+        if (keys.size > 0 && unclaimed.delete(kind)) changed(keys);
         // A monitor once started keeps running while nothing needs it: started again, it would miss what changes while it starts.
         if (keys.size > 0 && !monitors.has(kind) && !unavailable.has(kind)) startMonitor(kind);
       }
