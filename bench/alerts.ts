@@ -8,8 +8,9 @@
  *
  * BENCH_ALERTS (default 5000) sizes the ingestion run; BENCH_SUSTAIN_SECONDS (default 60) the sustained one.
  */
+import { replaceSection } from './report.ts';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -157,11 +158,7 @@ try {
     'in its own transaction on the one SQLite connection the HTTP requests also use.',
     '<!-- alerts:end -->',
   ].join('\n');
-  const current = readFileSync(RESULTS, 'utf8');
-  const updated = /<!-- alerts:start -->[\s\S]*<!-- alerts:end -->/.test(current)
-    ? current.replace(/<!-- alerts:start -->[\s\S]*<!-- alerts:end -->/, section)
-    : `${current.trimEnd()}\n\n${section}\n`;
-  writeFileSync(RESULTS, updated);
+  replaceSection(RESULTS, 'alerts', section);
   process.stdout.write(section + '\n');
 } finally {
   if (server.exitCode === null) {

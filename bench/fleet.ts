@@ -6,8 +6,9 @@
  *
  * BENCH_AGENTS (default 10000) sizes the fleet.
  */
+import { replaceSection } from './report.ts';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -202,11 +203,7 @@ try {
     'share one verification of the identical state bytes, as each real machine verifies once on its own.',
     '<!-- fleet:end -->',
   ].join('\n');
-  const current = readFileSync(RESULTS, 'utf8');
-  const updated = /<!-- fleet:start -->[\s\S]*<!-- fleet:end -->/.test(current)
-    ? current.replace(/<!-- fleet:start -->[\s\S]*<!-- fleet:end -->/, section)
-    : `${current.trimEnd()}\n\n${section}\n`;
-  writeFileSync(RESULTS, updated);
+  replaceSection(RESULTS, 'fleet', section);
   process.stdout.write(section + '\n');
 } finally {
   server.kill('SIGTERM');

@@ -15,9 +15,10 @@
  * Writes its section of bench/RESULTS.md. Each part runs as a child of this
  * script inside its namespace (`node bench/indicators.ts <part>`).
  */
+import { replaceSection } from './report.ts';
 import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -181,11 +182,7 @@ async function main(): Promise<void> {
     'Executions are timed in a shell loop, from the loop\'s start to its end; the first execution of the program (the one the agent is asked about) is not in the timed rounds.',
     '<!-- indicators:end -->',
   ].join('\n');
-  const current = readFileSync(RESULTS, 'utf8');
-  const updated = /<!-- indicators:start -->[\s\S]*<!-- indicators:end -->/.test(current)
-    ? current.replace(/<!-- indicators:start -->[\s\S]*<!-- indicators:end -->/, section)
-    : `${current.trimEnd()}\n\n${section}\n`;
-  writeFileSync(RESULTS, updated);
+  replaceSection(RESULTS, 'indicators', section);
   process.stdout.write(`${section}\n`);
 }
 

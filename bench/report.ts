@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { ExportResult, HistoryLatencyResult, ThroughputResult } from './http.ts';
 import type { LifecycleResult } from './lifecycle.ts';
 
@@ -175,4 +176,11 @@ ${NOTES_MARKER}
 
 ${notes}
 `;
+}
+
+/** Puts `section` (which begins with `<!-- name:start -->` and ends with `<!-- name:end -->`) in place of the section of that name in `file`, or at its end. */
+export function replaceSection(file: string, name: string, section: string): void {
+  const current = readFileSync(file, 'utf8');
+  const marked = new RegExp(`<!-- ${name}:start -->[\\s\\S]*<!-- ${name}:end -->`);
+  writeFileSync(file, marked.test(current) ? current.replace(marked, () => section) : `${current.trimEnd()}\n\n${section}\n`);
 }
