@@ -8,9 +8,11 @@
  *   from the agent (stdin):  <id> allow|deny\n       -- the verdict, cached for that file as it is now
  *                            flush\n                  -- forget every cached verdict (the block list changed)
  *
- * The agent's own children are let through unasked (the agent may be busy
- * starting them), and so is every execution the agent does not answer within
- * two seconds: the guard never stops the endpoint on its own.
+ * Up to 64 executions are held at once, each answered as soon as its verdict
+ * comes (a large file being hashed holds up no other). The agent's own
+ * children are let through unasked (the agent may be busy starting them),
+ * and so is every execution the agent does not answer within two seconds:
+ * the guard never stops the endpoint on its own.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +29,8 @@
 
 #define ANSWER_TIMEOUT_MS 2000
 #define CACHE_SLOTS 8192
+/* Executions held at once while the agent looks at their files. */
+#define MAX_PENDING 64
 
 struct verdict { dev_t dev; ino_t ino; off_t size; struct timespec mtime, ctime; int used, allow; };
 static struct verdict cache[CACHE_SLOTS];
@@ -86,24 +90,12 @@ static void consume_line(void) {
   line_length -= used;
 }
 
-/* Handles the agent's lines that are not the awaited answer; returns the verdict when `id` is answered. */
-static int handle_lines(unsigned long id, int *allow) {
-  int status;
-  while ((status = read_line()) == 1) {
-    unsigned long answered;
-    char word[8];
-    if (strncmp(line, "flush\n", 6) == 0) {
-      memset(cache, 0, sizeof cache);
-    } else if (sscanf(line, "%lu %7s", &answered, word) == 2 && answered == id) {
-      *allow = strcmp(word, "deny") != 0;
-      consume_line();
-      return 1;
-    }
-    consume_line();
-  }
-  if (status < 0) exit(0); /* the agent is gone: closing the group lets every held execution through */
-  return 0;
-}
+/* An execution held until the agent answers for it. */
+struct pending { unsigned long id; int fd; struct stat st; long long deadline; unsigned generation; int used; };
+static struct pending pending[MAX_PENDING];
+static int pending_count;
+/* Counts the agent's flushes: a verdict given against a block list older than the last flush is used once, not remembered. */
+static unsigned generation;
 
 static long long now_ms(void) {
   struct timespec t;
@@ -111,19 +103,67 @@ static long long now_ms(void) {
   return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* The agent's verdict: 1 allow, 0 deny, -1 none in time (let through, not remembered). */
-static int ask(int fd, pid_t pid) {
-  static unsigned long next_id;
-  unsigned long id = ++next_id;
-  int allow = 1;
-  printf("ask %lu %d %d\n", id, fd, pid);
-  fflush(stdout);
-  long long deadline = now_ms() + ANSWER_TIMEOUT_MS;
-  for (long long left; (left = deadline - now_ms()) > 0;) {
-    struct pollfd in = { STDIN_FILENO, POLLIN, 0 };
-    if (poll(&in, 1, (int)left) > 0 && handle_lines(id, &allow)) return allow;
+static void respond(int group, int fd, int allow) {
+  struct fanotify_response response = { fd, allow ? FAN_ALLOW : FAN_DENY };
+  if (write(group, &response, sizeof response) < 0) perror("fanotify response");
+  close(fd);
+}
+
+static void settle(int group, struct pending *held, int allow, int trusted) {
+  if (trusted && held->generation == generation) remember(&held->st, allow);
+  respond(group, held->fd, allow);
+  held->used = 0;
+  pending_count--;
+}
+
+/* Handles every whole line the agent has sent: verdicts for held executions, and flushes. */
+static void handle_lines(int group) {
+  int status;
+  while ((status = read_line()) == 1) {
+    unsigned long answered;
+    char word[8];
+    if (strncmp(line, "flush\n", 6) == 0) {
+      memset(cache, 0, sizeof cache);
+      generation++;
+    } else if (sscanf(line, "%lu %7s", &answered, word) == 2) {
+      for (int i = 0; i < MAX_PENDING; i++) {
+        if (pending[i].used && pending[i].id == answered) {
+          settle(group, &pending[i], strcmp(word, "deny") != 0, 1);
+          break;
+        }
+      }
+    }
+    consume_line();
   }
-  return -1;
+  if (status < 0) exit(0); /* the agent is gone: closing the group lets every held execution through */
+}
+
+/* Lets through (and does not remember) every held execution the agent has not answered in time. */
+static void expire(int group) {
+  long long now = now_ms();
+  for (int i = 0; i < MAX_PENDING; i++) if (pending[i].used && pending[i].deadline <= now) settle(group, &pending[i], 1, 0);
+}
+
+/* How long poll may wait: until the first held execution's time is up, or for ever. */
+static int next_timeout(void) {
+  long long first = -1;
+  for (int i = 0; i < MAX_PENDING; i++) if (pending[i].used && (first < 0 || pending[i].deadline < first)) first = pending[i].deadline;
+  if (first < 0) return -1;
+  long long left = first - now_ms();
+  return left > 0 ? (int)left : 0;
+}
+
+/* Holds an execution and asks the agent about its file; the main loop reads no more events while every slot is taken. */
+static void ask(int fd, pid_t pid, const struct stat *st) {
+  static unsigned long next_id;
+  for (int i = 0; i < MAX_PENDING; i++) {
+    if (pending[i].used) continue;
+    pending[i] = (struct pending){ ++next_id, fd, *st, now_ms() + ANSWER_TIMEOUT_MS, generation, 1 };
+    pending_count++;
+    printf("ask %lu %d %d\n", pending[i].id, fd, pid);
+    fflush(stdout);
+    return;
+  }
 }
 
 int main(int argc, char **argv) {
@@ -146,30 +186,27 @@ int main(int argc, char **argv) {
   fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
   printf("ready\n");
   fflush(stdout);
-  char buffer[4096] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+  struct fanotify_event_metadata buffer[MAX_PENDING];
   for (;;) {
-    struct pollfd fds[2] = { { group, POLLIN, 0 }, { STDIN_FILENO, POLLIN, 0 } };
-    if (poll(fds, 2, -1) < 0) continue;
-    if (fds[1].revents) {
-      int unused;
-      handle_lines(0, &unused);
-    }
+    /* While every slot holds an execution, the kernel keeps the next ones queued. */
+    struct pollfd fds[2] = { { group, pending_count < MAX_PENDING ? POLLIN : 0, 0 }, { STDIN_FILENO, POLLIN, 0 } };
+    if (poll(fds, 2, next_timeout()) < 0) continue;
+    if (fds[1].revents) handle_lines(group);
+    expire(group);
     if (!(fds[0].revents & POLLIN)) continue;
-    ssize_t length = read(group, buffer, sizeof buffer);
+    /* Never more events than free slots: each read event is either answered now or held in one. */
+    ssize_t length = read(group, buffer, (size_t)(MAX_PENDING - pending_count) * sizeof buffer[0]);
     if (length <= 0) continue;
-    for (struct fanotify_event_metadata *event = (void *)buffer; FAN_EVENT_OK(event, length); event = FAN_EVENT_NEXT(event, length)) {
+    for (struct fanotify_event_metadata *event = buffer; FAN_EVENT_OK(event, length); event = FAN_EVENT_NEXT(event, length)) {
       if (event->vers != FANOTIFY_METADATA_VERSION || event->fd < 0) continue;
       int allow = 1;
       struct stat st;
       /* A remembered verdict first (the common case costs one fstat); the agent and its children are not asked. */
       if ((event->mask & FAN_OPEN_EXEC_PERM) && fstat(event->fd, &st) == 0 && !cached(&st, &allow) && event->pid != agent && parent_of(event->pid) != agent) {
-        int answer = ask(event->fd, event->pid);
-        allow = answer != 0;
-        if (answer >= 0) remember(&st, allow);
+        ask(event->fd, event->pid, &st);
+        continue;
       }
-      struct fanotify_response response = { event->fd, allow ? FAN_ALLOW : FAN_DENY };
-      if (write(group, &response, sizeof response) < 0) perror("fanotify response");
-      close(event->fd);
+      respond(group, event->fd, allow);
     }
   }
 }

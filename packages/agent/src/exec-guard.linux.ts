@@ -2,10 +2,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import pLimit from 'p-limit';
 import { type Detection, detectOpened } from './executors/antivirus-scan.linux.ts';
 
 /** Where executions are checked unless the agent is told otherwise: the mounts that hold these paths. */
 export const DEFAULT_GUARDED_PATHS = ['/', '/usr', '/usr/local', '/opt', '/home', '/root', '/tmp', '/var', '/var/tmp', '/dev/shm', '/srv'] as const;
+
+/** Files read and hashed at once for the held executions (each read whole, up to the antivirus's size limit). */
+const FILES_AT_ONCE = 4;
 
 /** The helper built beside the agent's bundle (`npm run build:agent`), found from the bundle or from the sources. */
 export function execGuardHelper(): string | null {
@@ -27,7 +31,8 @@ export interface RefusedExecution { detection: Extract<Detection, { kind: 'malwa
  * the guarded mounts until the agent has looked at the file (its hashes
  * against the block indicators and the built-in signatures, as the
  * antivirus does), and refuses the ones that match; its verdicts are
- * cached by file identity until the block list changes.
+ * cached by file identity until the block list changes. Executions are
+ * answered each as its file is looked at, a few files at a time.
  */
 export async function startExecGuard(options: {
   helper: string;
@@ -46,6 +51,7 @@ export async function startExecGuard(options: {
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const answer = (line: string): void => void child.stdin!.write(`${line}\n`);
   const lines = createInterface({ input: child.stdout! });
+  const inTurn = pLimit(FILES_AT_ONCE);
 
   async function verdict(fd: string, pid: number): Promise<'allow' | 'deny'> {
     const held = `/proc/${child.pid}/fd/${fd}`;
@@ -81,7 +87,7 @@ export async function startExecGuard(options: {
     const [word, id, fd, pid] = line.split(' ');
     if (word !== 'ask' || !id || !fd || !pid) return;
     // A file that cannot be read is let through: the guard refuses what it knows to be blocked, nothing else.
-    void verdict(fd, Number(pid)).catch((error: unknown) => {
+    void inTurn(() => verdict(fd, Number(pid))).catch((error: unknown) => {
       options.onError(error as Error);
       return 'allow' as const;
     }).then((said) => answer(`${id} ${said}`));

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -102,6 +102,20 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
     await waitFor('the agent to say why', async () => (agent.log().includes('a blocked file was let run') ? true : undefined));
     expect(agent.log()).toContain('a login shell listed in /etc/shells');
     expect(existsSync(shell.path)).toBe(true);
+  });
+
+  it('answers each execution as its file is looked at: a blocked program is refused while a large file started before it is still being hashed', async () => {
+    const small = program('quick');
+    await block(small.sha256);
+    const large = join(guarded, 'large');
+    writeFileSync(large, randomBytes(60 * 1024 * 1024), { mode: 0o755 });
+    const finished: string[] = [];
+    const runningLarge = run(large).then(() => finished.push('large'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const refused = await run(small.path).then((result) => (finished.push('small'), result));
+    await runningLarge;
+    expect(refused.stderr).toMatch(/Operation not permitted/);
+    expect(finished).toEqual(['small', 'large']);
   });
 
   it('forgets its verdicts when the block list changes: a file blocked and then lifted runs again', async () => {

@@ -131,6 +131,39 @@ function digestsFor(blocked: ReadonlySet<string>): DigestName[] {
   return ['sha256', ...(lengths.has(40) ? ['sha1' as const] : []), ...(lengths.has(32) ? ['md5' as const] : [])];
 }
 
+const PREFIXED = SIGNATURES.filter((signature) => signature.prefix);
+/** The first bytes of a file that the signatures' prefixes need. */
+const HEAD_BYTES = Math.max(0, ...PREFIXED.map((signature) => signature.prefix!.length));
+
+/** The built-in signature a file matches by its SHA-256 or its first bytes. */
+const signatureOf = (sha256: string, head: Buffer): string | undefined =>
+  SIGNATURES.find((candidate) => candidate.sha256 === sha256 || (candidate.prefix && head.subarray(0, candidate.prefix.length).equals(candidate.prefix)))?.name;
+
+/**
+ * Reads an open file to its end a chunk at a time into `buffer`, hashing as
+ * it goes (other work runs between chunks, and no file is held in memory
+ * whole): its digests, first bytes and length; null when it grew past
+ * `maxFileBytes` while read.
+ */
+async function readHashing(handle: FileHandle, algorithms: DigestName[], maxFileBytes: number, buffer: Buffer): Promise<{ digests: Partial<Record<DigestName, string>> & { sha256: string }; head: Buffer; total: number } | null> {
+  const hash = digesting(algorithms);
+  const head: Buffer[] = [];
+  let headLength = 0;
+  let total = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+    if (bytesRead === 0) break;
+    total += bytesRead;
+    if (total > maxFileBytes) return null;
+    hash.update(buffer.subarray(0, bytesRead));
+    if (headLength < HEAD_BYTES) {
+      head.push(Buffer.from(buffer.subarray(0, Math.min(bytesRead, HEAD_BYTES - headLength))));
+      headLength += head.at(-1)!.length;
+    }
+  }
+  return { digests: hash.digest(), head: Buffer.concat(head), total };
+}
+
 /** Whether any of a file's hashes is blocked. */
 const isBlocked = (digests: Partial<Record<DigestName, string>>, blocked: ReadonlySet<string>): boolean => listedHash(digests, blocked) !== undefined;
 
@@ -158,12 +191,11 @@ export async function detectOpened(handle: FileHandle, path: string, lists: { bl
   try {
     const stat = await handle.stat();
     if (!stat.isFile() || stat.size > maxFileBytes) return null;
-    const bytes = await handle.readFile();
     const audited = lists.audited ?? new Set<string>();
-    const hashing = digesting(digestsFor(new Set([...lists.blocked, ...audited])));
-    hashing.update(bytes);
-    const digests = hashing.digest();
-    const signature = SIGNATURES.find((candidate) => candidate.sha256 === digests.sha256 || (candidate.prefix && bytes.subarray(0, candidate.prefix.length).equals(candidate.prefix)))?.name;
+    const read = await readHashing(handle, digestsFor(new Set([...lists.blocked, ...audited])), maxFileBytes, Buffer.allocUnsafe(Math.min(READ_CHUNK, stat.size + 1)));
+    if (read === null) return null;
+    const { digests } = read;
+    const signature = signatureOf(digests.sha256, read.head);
     if (signature !== undefined) return { kind: 'malware', finding: { path, sha256: digests.sha256, signature } };
     const blocked = listedHash(digests, lists.blocked);
     if (blocked !== undefined) return { kind: 'malware', finding: { path, sha256: digests.sha256, signature: BLOCK_INDICATOR }, indicator: blocked };
@@ -183,9 +215,6 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
     const { kind, roots } = scanRoots(ctx.command.parameters.scan, ctx.command.parameters.roots);
     const blocked = new Set([...blockHashes(ctx.command.parameters.blockSha256), ...(ctx.blockHashes ?? [])]);
     const algorithms = digestsFor(blocked);
-    const byHash = new Map<string, string>(SIGNATURES.map((signature) => [signature.sha256, signature.name]));
-    const prefixes = SIGNATURES.filter((signature) => signature.prefix);
-    const headBytes = Math.max(0, ...prefixes.map((signature) => signature.prefix!.length));
     const mounts = readMounts(options.mountInfo);
 
     const report: ScanReport = {
@@ -218,30 +247,15 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
           report.skipped.tooLarge += 1;
           return;
         }
-        const hash = digesting(algorithms);
-        const head: Buffer[] = [];
-        let headLength = 0;
-        let total = 0;
-        for (;;) {
-          const { bytesRead } = await handle.read(buffer, 0, READ_CHUNK, null);
-          if (bytesRead === 0) break;
-          total += bytesRead;
-          if (total > options.maxFileBytes) {
-            report.skipped.tooLarge += 1; // it grew while being read
-            return;
-          }
-          hash.update(buffer.subarray(0, bytesRead));
-          if (headLength < headBytes) {
-            head.push(Buffer.from(buffer.subarray(0, Math.min(bytesRead, headBytes - headLength))));
-            headLength += head.at(-1)!.length;
-          }
+        const read = await readHashing(handle, algorithms, options.maxFileBytes, buffer);
+        if (read === null) {
+          report.skipped.tooLarge += 1; // it grew while being read
+          return;
         }
-        const digests = hash.digest();
+        const { digests } = read;
         report.scanned += 1;
-        report.bytes += total;
-        const start = Buffer.concat(head);
-        const signature = byHash.get(digests.sha256) ?? prefixes.find((candidate) => start.subarray(0, candidate.prefix!.length).equals(candidate.prefix!))?.name
-          ?? (isBlocked(digests, blocked) ? BLOCK_INDICATOR : undefined);
+        report.bytes += read.total;
+        const signature = signatureOf(digests.sha256, read.head) ?? (isBlocked(digests, blocked) ? BLOCK_INDICATOR : undefined);
         if (signature === undefined) return;
         if (report.findings.length < FINDINGS_MAX) report.findings.push({ path, sha256: digests.sha256, signature });
         else report.findingsLeftOut += 1;
