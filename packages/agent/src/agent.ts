@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { type ExecutionResult } from './executors/executor.ts';
 import { executorFor } from './executors/registry.ts';
 import { type ContainmentOutcome, applyContainment } from './executors/containment.linux.ts';
-import { applyAddressBlocks } from './executors/address-blocks.linux.ts';
+import { applyAddressBlocks, blockResolvedAddresses, unblockResolvedAddress } from './executors/address-blocks.linux.ts';
 import { reapplyIsolation } from './executors/isolation.linux.ts';
 import { loadState, saveState } from './desired-state.ts';
 import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
@@ -25,7 +25,8 @@ import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
 import { Refusal, helloSignature, signDrift, signIndicatorHits, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
 import { offboardEndpoint } from './offboard.linux.ts';
 import { type HitReporter, createHitReporter, socketOwner, watchAddressHits } from './indicator-hits.ts';
-import { type DnsFilter, type DnsLists, configuredResolvers, startDnsFilter } from './dns-filter.ts';
+import { type DnsFilter, type DnsLists, configuredResolvers, lookupAddresses, startDnsFilter } from './dns-filter.ts';
+import { createResolvedBlocks } from './resolved-blocks.ts';
 import { type ExecGuard, type RefusedExecution, execGuardHelper, startExecGuard } from './exec-guard.linux.ts';
 import { guardsFor } from './guards.linux.ts';
 import { type CommandRunner, systemRunner } from './runner.ts';
@@ -128,6 +129,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let dnsFilter: DnsFilter | null = null;
   /** What the address table lets through whatever blocks it holds: the server, and allowed addresses. */
   let keptAddresses: readonly string[] = [];
+  const resolvedBlocks = createResolvedBlocks({
+    lookup: async (name) => lookupAddresses(name, await configuredResolvers()),
+    spared: async () => [...(await configuredResolvers()), ...ownAddresses()],
+    block: (addresses) => blockResolvedAddresses(runner, addresses),
+    unblock: (address) => unblockResolvedAddress(runner, address),
+    onProblem: (problem) => log.warn('could not block the addresses of a blocked name', { error: problem }),
+  });
   let malwareWatch: MalwareWatch | null = null;
   let execGuard: ExecGuard | null = null;
   let verifying: Promise<unknown> = Promise.resolve();
@@ -162,6 +170,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     send: (jws) => welcomed && send({ t: 'hits', jws }),
     intervalMs: HITS_REPORT_MS,
   });
+  const addressHits = platform === 'linux' ? watchAddressHits({
+    runner, intervalMs: ADDRESS_HITS_CHECK_MS, entries: () => addressEntries, resolved: resolvedBlocks.current, onHit: (hit) => hits.add(hit),
+    onError: (error) => log.warn('could not read the address indicators\' hits', { error: error.message }),
+  }) : null;
 
   /** A result that cannot be sent now is not lost: the server resends the command on reconnect and the journal answers it. */
   async function report(actionId: string, outcome: Outcome): Promise<void> {
@@ -269,11 +281,15 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     const addresses = { block: state.network?.blockAddresses ?? [], audit: state.network?.auditAddresses ?? [], redirectDns: filtering && dnsFilter !== null };
     const inTable = addresses.block.length + addresses.audit.length + (addresses.redirectDns ? 1 : 0);
     keptAddresses = [...serverAddresses, ...(state.network?.allowAddresses ?? [])];
+    // What matched since the last look is read before the table (and its counters) is replaced.
+    await addressHits?.readNow();
     const blocking = platform === 'linux' ? await applyAddressBlocks(runner, addresses, keptAddresses)
       : inTable > 0 ? `address indicators are not supported on ${platform} by this agent yet` : null;
     if (blocking !== null) outcome.failures[ADDRESS_BLOCKS_FAILURE] = blocking;
     blockingHere = inTable > 0 && blocking === null;
     addressEntries = blocking === null ? addresses : { block: [], audit: [] };
+    // Replacing the table emptied the sets of what blocked names resolve to.
+    if (platform === 'linux') void resolvedBlocks.reapplied(blocking === null && addresses.redirectDns ? dnsLists.block : new Set());
     // Stopped only once nothing is redirected to it any more.
     if (!filtering) await stopFilteringDns();
     saveState(options.dir, { version: state.version, jws });
@@ -296,7 +312,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     if (dnsFilter !== null) return null;
     if ((await configuredResolvers()).length === 0) return 'the DNS filter has no resolver to forward to: /etc/resolv.conf names none that is not on loopback';
     try {
-      dnsFilter = await startDnsFilter({ lists: () => dnsLists, onHit: onDnsHit });
+      dnsFilter = await startDnsFilter({ lists: () => dnsLists, onHit: onDnsHit, onForwarded: (addresses) => resolvedBlocks.answeredForOthers(addresses) });
       log.info('DNS filter started');
       return null;
     } catch (error) {
@@ -312,6 +328,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
 
   /** A name that matched a domain entry: reported with the process that asked, where it still has its socket. */
   function onDnsHit(hit: IndicatorHit, client: { protocol: 'udp' | 'tcp'; port: number }): void {
+    if (hit.action === 'block' && hit.name !== undefined) void resolvedBlocks.resolve(hit.name);
     void socketOwner(runner, [client.protocol === 'udp' ? '-Huanp' : '-Htanp', 'sport', '=', `:${client.port}`]).then((owner) => hits.add({ ...hit, ...owner }));
   }
 
@@ -634,10 +651,6 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       }
     }
   }
-  const addressHits = platform === 'linux' ? watchAddressHits({
-    runner, intervalMs: ADDRESS_HITS_CHECK_MS, entries: () => addressEntries, onHit: (hit) => hits.add(hit),
-    onError: (error) => log.warn('could not read the address indicators\' hits', { error: error.message }),
-  }) : null;
   connect();
   return {
     deviceId: identity.deviceId,

@@ -13,12 +13,17 @@ import { type AgentProcess, quell, spawnAgent, waitFor } from './test-support.ts
 
 const exec = promisify(execFile);
 
-/** A resolver for the lab: every A query is answered with 192.0.2.10, over UDP and TCP. */
+/**
+ * A resolver for the lab, over UDP and TCP: names under hardcoded.test are
+ * the attacker's server, names under sneaky.test the resolver itself (an
+ * address of the network's own), every other A query 192.0.2.10.
+ */
 const RESOLVER = `
 const dgram = require('node:dgram'), net = require('node:net'), packet = require('dns-packet');
-const [host] = process.argv.slice(-1);
+const [host, c2] = process.argv.slice(-2);
+const addressOf = (name) => (/(^|\\.)hardcoded\\.test$/.test(name) ? c2 : /(^|\\.)sneaky\\.test$/.test(name) ? host : '192.0.2.10');
 const answer = (bytes) => { const q = packet.decode(bytes); return packet.encode({ id: q.id, type: 'response', flags: packet.RECURSION_AVAILABLE, questions: q.questions,
-  answers: q.questions.filter((x) => x.type === 'A').map((x) => ({ type: 'A', name: x.name, ttl: 60, data: '192.0.2.10' })) }); };
+  answers: q.questions.filter((x) => x.type === 'A').map((x) => ({ type: 'A', name: x.name, ttl: 60, data: addressOf(x.name) })) }); };
 const udp = dgram.createSocket('udp4');
 udp.on('message', (m, r) => udp.send(answer(m), r.port, r.address));
 udp.bind(53, host, () => net.createServer((s) => s.on('data', (d) => { const a = answer(d.subarray(2)); s.end(Buffer.concat([Buffer.from([a.length >> 8, a.length & 255]), a])); }))
@@ -37,6 +42,47 @@ else { const s = net.connect(53, server, () => s.write(Buffer.concat([Buffer.fro
   s.on('data', (d) => { got = Buffer.concat([got, d]); if (got.length >= 2 + got.readUInt16BE(0)) print(got.subarray(2)); }); }
 `;
 
+/** Asks `server` two questions in one query, over UDP: prints the response code. */
+const ASK_TWO = `
+const dgram = require('node:dgram'), packet = require('dns-packet');
+const [first, second, server] = process.argv.slice(-3);
+const query = packet.encode({ type: 'query', id: 4343, flags: packet.RECURSION_DESIRED, questions: [{ type: 'A', name: first }, { type: 'A', name: second }] });
+setTimeout(() => { console.log('TIMEOUT'); process.exit(0); }, 4000);
+const s = dgram.createSocket('udp4'); s.on('message', (m) => { console.log(packet.decode(m).rcode); process.exit(0); }); s.send(query, 53, server);
+`;
+
+/**
+ * What a hostile process on the endpoint sends its resolver (and so the
+ * agent's filter): random bytes, empty and one-byte datagrams, a header
+ * alone, a name pointing at itself, a label past the end, an answer instead
+ * of a query, a 60 kB datagram, thousands of real queries at once; over TCP,
+ * 300 connections that send one byte and wait, one that announces 65,535
+ * bytes and sends fewer, and one that announces none. Prints "sent" and keeps
+ * its connections open.
+ */
+const HOSTILE = `
+const dgram = require('node:dgram'), net = require('node:net'), packet = require('dns-packet'), crypto = require('node:crypto');
+const [server] = process.argv.slice(-1);
+const header = Buffer.from([0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+const datagrams = [Buffer.alloc(0), Buffer.from([1]), header, Buffer.concat([header, Buffer.from([0xc0, 12, 0, 1, 0, 1])]),
+  Buffer.concat([header, Buffer.from([63]), Buffer.alloc(20, 97)]), Buffer.concat([header, Buffer.alloc(400, 63)]),
+  packet.encode({ type: 'response', id: 7, questions: [{ type: 'A', name: 'evil.test' }], answers: [{ type: 'A', name: 'evil.test', data: '1.2.3.4' }] }),
+  Buffer.alloc(60000, 0xff)];
+for (let i = 0; i < 2000; i++) datagrams.push(crypto.randomBytes(Math.floor(Math.random() * 600)));
+for (let i = 0; i < 3000; i++) datagrams.push(packet.encode({ type: 'query', id: i, questions: [{ type: 'A', name: 'n' + i + '.flood.test' }] }));
+for (let i = 0; i < 500; i++) datagrams.push(packet.encode({ type: 'query', id: i, questions: [{ type: 'A', name: 'r' + i + '.evil.test' }] }));
+const udp = dgram.createSocket('udp4');
+const sockets = [];
+(async () => {
+  for (const datagram of datagrams) await new Promise((resolve) => udp.send(datagram, 53, server, resolve));
+  for (let i = 0; i < 300; i++) await new Promise((resolve) => { const s = net.connect(53, server, () => { s.write(Buffer.from([0])); resolve(); }); s.on('error', resolve); sockets.push(s); });
+  for (const opening of [Buffer.concat([Buffer.from([0xff, 0xff]), Buffer.alloc(1000, 1)]), Buffer.from([0, 0, 0, 0])]) {
+    await new Promise((resolve) => { const s = net.connect(53, server, () => { s.write(opening); resolve(); }); s.on('error', resolve); sockets.push(s); });
+  }
+  console.log('sent');
+})();
+`;
+
 /**
  * Domain and URL indicators observed from outside: a managed endpoint whose
  * resolver (configured in its resolv.conf) is served by another namespace,
@@ -50,6 +96,8 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
   let agent: AgentProcess;
   let serving: ChildProcess | undefined;
   const work = mkdtempSync(join(tmpdir(), 'quell-dns-'));
+  /** The attacker's server, at an address outside the lab's own ranges: the resolver's namespace holds it. */
+  const C2 = `198.51.100.${10 + Math.floor(Math.random() * 200)}`;
   const etc = join(work, 'etc');
 
   beforeAll(async () => {
@@ -57,7 +105,7 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
     endpoint = await lab.endpoint('managed');
     resolver = await lab.endpoint('resolver');
     ctx = await setupTestApp({ listen: { host: endpoint.gateway }, clock: liveClock() });
-    const started = spawn('ip', ['netns', 'exec', resolver.ns, process.execPath, '-e', RESOLVER, resolver.address], { cwd: process.cwd() });
+    const started = spawn('ip', ['netns', 'exec', resolver.ns, process.execPath, '-e', RESOLVER, resolver.address, C2], { cwd: process.cwd() });
     serving = started;
     await new Promise((resolve) => started.stdout.once('data', resolve));
     // The endpoint's own configuration names that resolver: the agent forwards there.
@@ -128,6 +176,50 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
     expect(await ask('www.watched.test')).toBe('192.0.2.10');
     const [row] = await waitFor('the hit to be reported', async () => ((await hitsOf(id)).length > 0 ? hitsOf(id) : undefined), 15_000);
     expect(row.lastHit).toMatchObject({ action: 'audit', name: 'www.watched.test' });
+    await lift(id);
+  });
+
+  it('what a blocked name resolves to is blocked too, for a process that has the address another way; never an address of the network\'s own', async () => {
+    await lab.alias(resolver, C2);
+    await lab.listen(resolver.ns, C2, 8443);
+    expect(await lab.canConnect(endpoint.ns, C2, 8443)).toBe(true);
+    const id = await indicator('domain', 'hardcoded.test', 'block');
+    const sneaky = await indicator('domain', 'sneaky.test', 'block');
+    // No process on the endpoint asks for the name: the agent resolves the blocked names itself.
+    await waitFor('the address to be blocked', async () => (!(await lab.canConnect(endpoint.ns, C2, 8443)) ? true : undefined), 20_000);
+    const [row] = await waitFor('the hit to be reported', async () => ((await hitsOf(id)).some((h: { lastHit: { remote: string } }) => h.lastHit.remote === C2) ? hitsOf(id) : undefined), 15_000);
+    expect(row.lastHit).toMatchObject({ action: 'block', remote: C2, name: 'hardcoded.test' });
+    const alerts = await ctx.store.db.selectFrom('alerts').select('title').where('external_id', 'like', `hit:${id}:%`).execute();
+    expect(alerts.map((a) => a.title)).toContainEqual(expect.stringMatching(new RegExp(`^Blocked traffic (to|from) ${C2.replace(/\./g, '\\.')} \\(an address of hardcoded\\.test\\) on `)));
+    // sneaky.test answers with the resolver's own (private) address: blocking that would have cut the endpoint's DNS.
+    expect(await ask('sneaky.test')).toBe('REFUSED');
+    expect(await ask('good.example', 'tcp')).toBe('192.0.2.10');
+    expect(await lab.canConnect(endpoint.ns, new URL(ctx.url).hostname, Number(new URL(ctx.url).port))).toBe(true);
+    await lift(id);
+    await lift(sneaky);
+    await waitFor('the address to be reachable again', async () => ((await lab.canConnect(endpoint.ns, C2, 8443)) ? true : undefined), 15_000);
+  });
+
+  it('garbage, looping, truncated and oversized packets, a flood of queries and of idle connections leave the filter answering', async () => {
+    const id = await indicator('domain', 'evil.test', 'block');
+    await waitFor('the domain to be refused', async () => ((await ask('evil.test')) === 'REFUSED' ? true : undefined), 15_000);
+    const hostile = spawn('ip', ['netns', 'exec', endpoint.ns, process.execPath, '-e', HOSTILE, resolver.address], { cwd: process.cwd() });
+    try {
+      const sent = await new Promise<string>((resolve, reject) => {
+        hostile.stdout.once('data', (data: Buffer) => resolve(data.toString().trim()));
+        hostile.once('exit', (code) => reject(new Error(`the hostile client exited with ${code}`)));
+      });
+      expect(sent).toBe('sent');
+      // Its idle connections are still open: a new one is served all the same.
+      expect(await ask('good.example', 'tcp')).toBe('192.0.2.10');
+      expect(await ask('good.example')).toBe('192.0.2.10');
+      expect(await ask('c2.evil.test', 'tcp')).toBe('REFUSED');
+      // A blocked name second in a query is refused like a first.
+      expect((await exec('ip', ['netns', 'exec', endpoint.ns, process.execPath, '-e', ASK_TWO, 'good.example', 'c2.evil.test', resolver.address], { cwd: process.cwd() })).stdout.trim()).toBe('REFUSED');
+    } finally {
+      hostile.kill();
+    }
+    expect(agent.child.exitCode).toBeNull();
     await lift(id);
   });
 

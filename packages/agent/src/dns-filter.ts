@@ -13,6 +13,10 @@ export const UPSTREAM_PORTS = { first: 61000, last: 61999 } as const;
 const UPSTREAM_TIMEOUT_MS = 2000;
 /** How often the resolvers are read again from resolv.conf. */
 const RESOLVERS_TTL_MS = 5000;
+/** Queries answered at once; beyond this, UDP queries are dropped (their clients ask again) and TCP ones get SERVFAIL. */
+const MAX_QUERIES_IN_FLIGHT = 512;
+/** TCP connections held open at once; a new one beyond closes the oldest, so idle connections cannot lock clients out. */
+const MAX_TCP_CONNECTIONS = 256;
 const REFUSED = 5;
 const SERVFAIL = 2;
 
@@ -21,6 +25,9 @@ export interface DnsLists { block: ReadonlySet<string>; audit: ReadonlySet<strin
 export interface DnsFilter {
   close(): Promise<void>;
 }
+
+/** An address in a DNS answer, with how long the answer may be kept, in seconds. */
+export interface AnsweredAddress { address: string; ttl: number }
 
 /**
  * The resolvers the endpoint is configured with, as the filter forwards to
@@ -94,6 +101,33 @@ function askOverTcp(server: string, query: Buffer): Promise<Buffer | null> {
   });
 }
 
+/** The addresses of an answer's A and AAAA records, whatever name (or alias) they are for; none when it is not a DNS answer. */
+export function answeredAddresses(bytes: Buffer): AnsweredAddress[] {
+  let answer: dnsPacket.Packet;
+  try {
+    answer = dnsPacket.decode(bytes);
+  } catch {
+    return [];
+  }
+  return (answer.answers ?? []).flatMap((record) => ((record.type === 'A' || record.type === 'AAAA') && typeof record.data === 'string'
+    ? [{ address: record.data, ttl: record.ttl ?? 0 }] : []));
+}
+
+/** What the configured resolvers answer for a name's A and AAAA records, asked from the reserved ports. */
+export async function lookupAddresses(name: string, resolvers: readonly string[]): Promise<AnsweredAddress[]> {
+  const found: AnsweredAddress[] = [];
+  for (const type of ['A', 'AAAA'] as const) {
+    const query = dnsPacket.encode({ type: 'query', id: Math.floor(Math.random() * 65_536), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name }] });
+    for (const server of resolvers) {
+      const answer = await askOverUdp(server, query);
+      if (answer === null) continue;
+      found.push(...answeredAddresses(answer).filter(({ address }) => isIP(address) === (type === 'A' ? 4 : 6)));
+      break;
+    }
+  }
+  return found;
+}
+
 /**
  * The endpoint's DNS filter: answers queries for blocked names (and their
  * subdomains) with REFUSED, passes every other query unchanged to the
@@ -104,10 +138,13 @@ function askOverTcp(server: string, query: Buffer): Promise<Buffer | null> {
 export async function startDnsFilter(options: {
   lists: () => DnsLists;
   onHit: (hit: IndicatorHit, client: { protocol: 'udp' | 'tcp'; port: number }) => void;
+  /** The addresses of each answer passed on to the endpoint, told once it has gone. */
+  onForwarded?: (addresses: AnsweredAddress[]) => void;
   resolvers?: () => Promise<string[]>;
   port?: number;
 }): Promise<DnsFilter> {
   const port = options.port ?? DNS_FILTER_PORT;
+  let inFlight = 0;
   let resolvers: { list: string[]; at: number } = { list: [], at: 0 };
   const currentResolvers = async (): Promise<string[]> => {
     if (Date.now() - resolvers.at > RESOLVERS_TTL_MS) resolvers = { list: await (options.resolvers ?? configuredResolvers)(), at: Date.now() };
@@ -121,19 +158,31 @@ export async function startDnsFilter(options: {
     } catch {
       return null; // not DNS: nothing to answer
     }
-    const name = query.questions?.[0]?.name?.toLowerCase();
-    if (query.type !== 'query' || name === undefined) return null;
-    const verdict = verdictFor(name, options.lists());
-    if (verdict !== null) {
-      const now = Date.now();
-      options.onHit({ value: verdict.entry, action: verdict.action, name: name.slice(0, 253), count: 1, firstAt: now, lastAt: now }, client);
-      if (verdict.action === 'block') return replyWith(query, REFUSED);
+    const names = (query.questions ?? []).map((question) => question.name.toLowerCase());
+    if (query.type !== 'query' || names.length === 0) return null;
+    // Every question is looked at: a blocked name second in a query is refused like a first.
+    const lists = options.lists();
+    const verdicts = names.flatMap((name) => {
+      const verdict = verdictFor(name, lists);
+      return verdict === null ? [] : [{ name, ...verdict }];
+    });
+    const now = Date.now();
+    for (const verdict of verdicts) options.onHit({ value: verdict.entry, action: verdict.action, name: verdict.name.slice(0, 253), count: 1, firstAt: now, lastAt: now }, client);
+    if (verdicts.some((verdict) => verdict.action === 'block')) return replyWith(query, REFUSED);
+    if (inFlight >= MAX_QUERIES_IN_FLIGHT) return client.protocol === 'udp' ? null : replyWith(query, SERVFAIL);
+    inFlight += 1;
+    try {
+      for (const server of await currentResolvers()) {
+        const upstream = await (client.protocol === 'udp' ? askOverUdp(server, bytes) : askOverTcp(server, bytes));
+        if (upstream) {
+          if (options.onForwarded) setImmediate(() => options.onForwarded!(answeredAddresses(upstream)));
+          return upstream;
+        }
+      }
+      return replyWith(query, SERVFAIL);
+    } finally {
+      inFlight -= 1;
     }
-    for (const server of await currentResolvers()) {
-      const upstream = await (client.protocol === 'udp' ? askOverUdp(server, bytes) : askOverTcp(server, bytes));
-      if (upstream) return upstream;
-    }
-    return replyWith(query, SERVFAIL);
   }
 
   const udpBinding = Promise.allSettled((['udp4', 'udp6'] as const).map((type) => new Promise<UdpSocket | null>((resolve, reject) => {
@@ -149,8 +198,16 @@ export async function startDnsFilter(options: {
     });
   })));
 
+  const connections = new Set<Socket>();
   const tcpBinding = Promise.allSettled(['127.0.0.1', '::1'].map((host) => new Promise<Server | null>((resolve, reject) => {
     const server = createServer((socket) => {
+      if (connections.size >= MAX_TCP_CONNECTIONS) {
+        const oldest = connections.values().next().value!;
+        connections.delete(oldest);
+        oldest.destroy();
+      }
+      connections.add(socket);
+      socket.on('close', () => connections.delete(socket));
       let buffered = Buffer.alloc(0);
       socket.on('error', () => {});
       socket.setTimeout(10_000, () => socket.destroy());
@@ -176,6 +233,7 @@ export async function startDnsFilter(options: {
   const failed = [...udpResults, ...tcpResults].find((r): r is PromiseRejectedResult => r.status === 'rejected');
   const close = async (): Promise<void> => {
     for (const socket of udp) socket?.close();
+    for (const socket of connections) socket.destroy();
     await Promise.all(tcp.map((server) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))));
   };
   if (failed) {

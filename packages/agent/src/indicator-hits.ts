@@ -65,7 +65,7 @@ export function createHitReporter(options: { sign(seq: number, hits: IndicatorHi
 }
 
 /**
- * Reads, every `intervalMs`, which remote addresses matched a block or
+ * Reads, every `intervalMs` and when asked, which remote addresses matched a block or
  * audit entry of the agent's table since it last looked, and hands each
  * over as a hit on the entry that holds it, with the process and user that
  * had a connection to it open then, where there was one.
@@ -75,17 +75,20 @@ export function watchAddressHits(options: {
   intervalMs: number;
   /** The address block and audit entries in force. */
   entries: () => { block: readonly string[]; audit: readonly string[] };
+  /** The addresses blocked names resolved to, blocked now, with the entry and name each is blocked for. */
+  resolved?: () => ReadonlyMap<string, { value: string; name: string }>;
   onHit: (hit: IndicatorHit) => void;
   onError: (error: Error) => void;
-}): { close(): void } {
+}): { readNow(): Promise<void>; close(): void } {
   /** Packets counted per set and remote address at the last look; the table's counters start again when it is replaced. */
   let last = new Map<string, number>();
-  let busy = false;
+  let looking: Promise<void> | null = null;
 
   async function look(): Promise<void> {
     const entries = options.entries();
+    const resolved = options.resolved?.() ?? new Map<string, { value: string; name: string }>();
     const families = (list: readonly string[]) => new Set(list.map((entry) => (entry.includes(':') ? 6 : 4)));
-    const wanted = { block: families(entries.block), audit: families(entries.audit) };
+    const wanted = { block: families([...entries.block, ...resolved.keys()]), audit: families(entries.audit) };
     const sets = SEEN_SETS.filter((set) => wanted[set.action].has(set.family));
     if (sets.length === 0) {
       last = new Map();
@@ -100,24 +103,30 @@ export function watchAddressHits(options: {
       const count = seen.packets >= before ? seen.packets - before : seen.packets;
       if (count === 0) continue;
       const value = entryHolding(seen.remote, entries[seen.action]);
-      if (value === null) continue; // lifted since
+      const resolvedFor = value === null && seen.action === 'block' ? resolved.get(seen.remote) : undefined;
+      if (value === null && resolvedFor === undefined) continue; // lifted since
       const owner = await socketOwner(options.runner, ['-Htunap', 'dst', seen.remote.includes(':') ? `[${seen.remote}]` : seen.remote]);
-      options.onHit({ value, action: seen.action, remote: seen.remote, direction: seen.direction, ...owner, count, firstAt: now, lastAt: now });
+      options.onHit({ value: value ?? resolvedFor!.value, ...(resolvedFor ? { name: resolvedFor.name } : {}), action: seen.action, remote: seen.remote, direction: seen.direction, ...owner, count, firstAt: now, lastAt: now });
     }
     last = counted;
   }
 
-  const timer = setInterval(() => {
-    if (busy) return;
-    busy = true;
-    look().catch(options.onError).finally(() => (busy = false));
-  }, options.intervalMs);
+  const lookOnce = (): Promise<void> => (looking ??= look().catch(options.onError).finally(() => (looking = null)));
+  const timer = setInterval(() => void lookOnce(), options.intervalMs);
   timer.unref();
-  return { close: () => clearInterval(timer) };
+  // Replacing the table empties its sets: the agent reads them just before.
+  return { readNow: lookOnce, close: () => clearInterval(timer) };
 }
 
-/** The process (and its user) with a socket `ss` finds with these arguments open now; nothing when there is none, or it is gone. */
+/** `ss` runs at most this many times a second to name hits' processes: beyond, hits go without (a flood of queries must not start a process each). */
+const OWNER_LOOKUPS_PER_SECOND = 20;
+const ownerLookups = { second: 0, count: 0 };
+
+/** The process (and its user) with a socket `ss` finds with these arguments open now; nothing when there is none, it is gone, or too many were asked this second. */
 export async function socketOwner(runner: CommandRunner, ssArguments: readonly string[]): Promise<Pick<IndicatorHit, 'process' | 'user'>> {
+  const second = Math.floor(Date.now() / 1000);
+  if (ownerLookups.second !== second) Object.assign(ownerLookups, { second, count: 0 });
+  if (++ownerLookups.count > OWNER_LOOKUPS_PER_SECOND) return {};
   const listed = await runner.run('ss', [...ssArguments]);
   const match = /users:\(\("((?:[^"\\]|\\.)*)",pid=(\d+)/.exec(listed.code === 0 ? listed.stdout : '');
   if (!match) return {};

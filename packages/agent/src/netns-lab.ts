@@ -22,6 +22,8 @@ export interface NetnsLab {
   routedBehind(host: Endpoint, name: string): Promise<Endpoint>;
   /** Containers on a Linux bridge inside `host`: they talk to each other through the bridge, not through the endpoint's routing. */
   bridgedBehind(host: Endpoint, names: readonly string[]): Promise<Endpoint[]>;
+  /** Gives `host` one more address, routed to it from this machine and so from every endpoint: a server "on the internet". */
+  alias(host: Endpoint, address: string): Promise<void>;
   /** True when a TCP connection from `ns` to host:port is accepted within a second. */
   canConnect(ns: string | null, host: string, port: number): Promise<boolean>;
   /** Keeps a TCP listener running inside `ns` until the lab closes. */
@@ -117,6 +119,11 @@ export async function createNetnsLab(): Promise<NetnsLab> {
         containers.push(container);
       }
       return containers;
+    },
+    async alias(host, address) {
+      await ip('netns', 'exec', host.ns, 'ip', 'addr', 'add', `${address}/32`, 'dev', 'lo');
+      await ip('route', 'add', `${address}/32`, 'via', host.address);
+      routes.push(`${address}/32`);
     },
     async canConnect(ns, host, port) {
       const argv = [...(ns ? ['netns', 'exec', ns] : []), process.execPath, '-e', PROBE, host, String(port)];

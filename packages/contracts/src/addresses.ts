@@ -26,6 +26,14 @@ export function addressOrRange(raw: string): { value: string; family: 4 | 6 } | 
   return { value: `${network.toString()}/${length}`, family };
 }
 
+/** Ranges of a network's own (private, loopback, link-local, shared, multicast, unspecified): no answer of a name's DNS may have them blocked. */
+const LOCAL_RANGES = new Set(['unspecified', 'broadcast', 'multicast', 'linkLocal', 'loopback', 'private', 'uniqueLocal', 'carrierGradeNat']);
+
+/** True for an address that belongs to a network's own ranges (an IPv4-mapped IPv6 address as its IPv4 one); false for any other, and for what is not an address. */
+export function isLocalAddress(address: string): boolean {
+  return ipaddr.isValid(address) && LOCAL_RANGES.has(ipaddr.process(address).range());
+}
+
 /**
  * The narrowest of `entries` (addresses and ranges as `addressOrRange`
  * spells them) that holds `address`, or null: which indicator a remote

@@ -17,17 +17,22 @@ type ByFamily = { 4: readonly string[]; 6: readonly string[] };
 export const SEEN_SETS = (['block', 'audit'] as const).flatMap((action) => (['inbound', 'outbound'] as const).flatMap((direction) =>
   ([4, 6] as const).map((family) => ({ name: `seen_${action}_${direction === 'inbound' ? 'in' : 'out'}${family}`, action, direction, family }))));
 
+/** The sets of the addresses blocked names resolve to, filled while the table is in force, each address for as long as its answer lives. */
+export const RESOLVED_SETS = { 4: 'resolved4', 6: 'resolved6' } as const;
+
 /**
  * The table for these indicators: traffic from and to each blocked address
  * or range is dropped, in, out and forwarded, and traffic of each audited
- * one let through; both are remembered by remote address. What is kept (the
- * Quell server's addresses, loopback, allowed addresses) is let through
- * first, so that no range cuts the agent off its server.
+ * one let through; both are remembered by remote address. The addresses
+ * blocked names resolve to are blocked likewise, from sets the agent fills.
+ * What is kept (the Quell server's addresses, loopback, allowed addresses)
+ * is let through first, so that no range cuts the agent off its server.
  */
 export function addressBlocksRuleset(lists: { block: ByFamily; audit: ByFamily; keep: ByFamily; redirectDns?: boolean }): string {
   const set = (name: string, family: 4 | 6, elements: readonly string[]) =>
     `  set ${name} { type ipv${family}_addr; flags interval; auto-merge;${elements.length > 0 ? ` elements = { ${elements.join(', ')} }` : ''} }`;
   const seen = SEEN_SETS.map(({ name, family }) => `  set ${name} { type ipv${family}_addr; size 65535; flags dynamic,timeout; timeout 1h; counter; }`);
+  const resolved = ([4, 6] as const).map((family) => `  set ${RESOLVED_SETS[family]} { type ipv${family}_addr; size 65535; flags timeout; }`);
   const chain = (name: string, hook: string, matches: string[]) =>
     `  chain ${name} { type filter hook ${hook} priority -180; policy accept; ${matches.map((m) => `${m};`).join(' ')} }`;
   const matches = (direction: 'inbound' | 'outbound') => {
@@ -38,6 +43,7 @@ export function addressBlocksRuleset(lists: { block: ByFamily; audit: ByFamily; 
       return [
         `${ip} ${field} @keep${family} accept`,
         `${ip} ${field} @block${family} update @seen_block_${tag}${family} { ${ip} ${field} } drop`,
+        `${ip} ${field} @${RESOLVED_SETS[family]} update @seen_block_${tag}${family} { ${ip} ${field} } drop`,
         `${ip} ${field} @audit${family} update @seen_audit_${tag}${family} { ${ip} ${field} }`,
       ];
     });
@@ -46,6 +52,7 @@ export function addressBlocksRuleset(lists: { block: ByFamily; audit: ByFamily; 
     `table inet ${ADDRESS_BLOCKS_TABLE} {`,
     ...(['keep', 'block', 'audit'] as const).flatMap((list) => ([4, 6] as const).map((family) => set(`${list}${family}`, family, lists[list][family]))),
     ...seen,
+    ...resolved,
     chain('input', 'input', matches('inbound')),
     chain('output', 'output', matches('outbound')),
     chain('forward', 'forward', [...matches('inbound'), ...matches('outbound')]),
@@ -94,10 +101,29 @@ export async function applyAddressBlocks(runner: CommandRunner, lists: { block: 
   return null;
 }
 
-/** A listing of the agent's table without the sets that remember who matched, which traffic changes all the time. */
+/** A listing of the agent's table without the sets that traffic and DNS answers fill: they change all the time. */
 export function withoutSeenSets(listing: string): string {
   // nft prints each set's closing brace alone on a line, one tab in; elements are indented further.
-  return listing.replace(/\n\tset seen_\w+ \{[\s\S]*?\n\t\}/g, '');
+  return listing.replace(/\n\tset (seen_\w+|resolved[46]) \{[\s\S]*?\n\t\}/g, '');
+}
+
+/** Blocks these addresses (of names the DNS filter blocks) for `seconds` each in the agent's table; why it could not, or null. */
+export async function blockResolvedAddresses(runner: CommandRunner, addresses: ReadonlyArray<{ address: string; seconds: number }>): Promise<string | null> {
+  const lines = addresses.flatMap(({ address, seconds }) => {
+    const parsed = addressOrRange(address);
+    return 'problem' in parsed || parsed.value.includes('/') ? [] : [`add element inet ${ADDRESS_BLOCKS_TABLE} ${RESOLVED_SETS[parsed.family]} { ${parsed.value} timeout ${Math.round(seconds)}s }`];
+  });
+  if (lines.length === 0) return null;
+  const applied = await runner.run('nft', ['-f', '-'], `${lines.join('\n')}\n`);
+  return applied.code === 0 ? null : `could not block the addresses of blocked names: ${applied.stderr.trim()}`;
+}
+
+/** Stops blocking an address a blocked name resolved to (it turned out to be shared with a name that is not blocked). */
+export async function unblockResolvedAddress(runner: CommandRunner, address: string): Promise<void> {
+  const parsed = addressOrRange(address);
+  if ('problem' in parsed) return;
+  // Absent already (expired, or the table replaced) is as good as deleted.
+  await runner.run('nft', ['delete', 'element', 'inet', ADDRESS_BLOCKS_TABLE, RESOLVED_SETS[parsed.family], `{ ${parsed.value} }`]);
 }
 
 /** A remote address that matched a block or audit entry, and the packets counted for it since the agent's table was last applied. */

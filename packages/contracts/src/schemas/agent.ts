@@ -261,13 +261,13 @@ export const HIT_ACTIONS = ['block', 'audit'] as const;
 
 /** An indicator of the desired state that matched on the device: traffic from or to an address, or a file by a hash. */
 export const IndicatorHitSchema = Type.Object({
-  /** The state's entry that matched, as the state spells it: an address, a range or a hash. */
-  value: Type.String({ minLength: 1, maxLength: 64 }),
+  /** The state's entry that matched, as the state spells it: an address, a range, a domain (a URL's host) or a hash. */
+  value: Type.String({ minLength: 1, maxLength: 253 }),
   action: Type.Enum(HIT_ACTIONS),
   /** Traffic: the address at the other end, and which way the traffic went. */
   remote: Type.Optional(Type.String({ maxLength: 64 })),
   direction: Type.Optional(Type.Enum(['inbound', 'outbound'] as const)),
-  /** DNS: the name asked for (the value is the domain of the state that holds it). */
+  /** DNS: the name asked for, or whose address the traffic went to (the value is the domain of the state that holds it). */
   name: Type.Optional(Type.String({ maxLength: 253 })),
   /** Files: where the file was, and its SHA-256. */
   path: Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),

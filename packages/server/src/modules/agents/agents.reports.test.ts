@@ -214,7 +214,7 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
       expect(response.statusCode, response.body).toBe(200);
       return response.json().items as Array<{ indicatorId: string; deviceId: string; count: number; lastAt: string; lastHit: Record<string, unknown> }>;
     };
-    const alertsOf = (indicatorId: string) => ctx().store.db.selectFrom('alerts').select(['id', 'evidence']).where('detection_source', '=', 'indicator')
+    const alertsOf = (indicatorId: string) => ctx().store.db.selectFrom('alerts').select(['id', 'title', 'evidence']).where('detection_source', '=', 'indicator')
       .where('external_id', 'like', `hit:${indicatorId}:%`).execute();
 
     it('counts each report once, raises one alert per indicator, device and hour, and dates nothing in the future', async () => {
@@ -288,6 +288,19 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
       expect(await rowsOf(`indicatorId=${url}`)).toEqual([expect.objectContaining({ count: 1, lastHit: expect.objectContaining({ action: 'audit', name: 'phish.test' }) })]);
       expect(JSON.parse((await alertsOf(domain))[0]!.evidence)).toEqual([{ kind: 'url', url: 'c2.evil.test' }]);
       expect(await alertsOf(url)).toHaveLength(1);
+    });
+
+    it('counts traffic to an address a blocked name resolved to on that name\'s domain indicator, however long the name', async () => {
+      const device = await enrol('resolved-user');
+      const long = `${'a'.repeat(60)}.${'b'.repeat(60)}.example`;
+      const domain = await indicator({ type: 'domain', value: long, action: 'block' });
+      await ctx().services.agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 1, [
+        hit(long, { action: 'block', remote: '198.51.100.7', direction: 'outbound', name: `c2.${long}` }),
+      ])));
+      expect(await rowsOf(`indicatorId=${domain}`)).toEqual([expect.objectContaining({ count: 3, lastHit: expect.objectContaining({ remote: '198.51.100.7', name: `c2.${long}` }) })]);
+      const [alert] = await alertsOf(domain);
+      expect(alert!.title).toBe(`Blocked traffic to 198.51.100.7 (an address of c2.${long}) on resolved-user`);
+      expect(JSON.parse(alert!.evidence)).toEqual([{ kind: 'ip', address: '198.51.100.7', role: 'destination' }, { kind: 'url', url: `c2.${long}` }]);
     });
 
     it('refuses reports not signed by the device\'s own agent or not well formed, and counts nothing of them', async () => {

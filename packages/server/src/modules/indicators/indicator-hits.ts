@@ -11,10 +11,14 @@ const COUNT_MAX = 1_000_000_000;
 
 const HASH_TYPES: Record<number, string> = { 64: 'sha256', 40: 'sha1', 32: 'md5' };
 
-/** The indicator types a hit's value can be of: an address or range, a domain (or a URL's host), or a hash by its length. */
+/**
+ * The indicator types a hit's value can be of: an address or range, a
+ * domain (or a URL's host: traffic to an address a blocked name resolved to
+ * names both), or a hash by its length.
+ */
 function typesOf(hit: IndicatorHit): string[] {
-  if (hit.remote !== undefined) return 'problem' in addressOrRange(hit.value) ? [] : ['ip'];
   if (hit.name !== undefined) return DOMAIN_NAME.test(hit.value) ? ['domain', 'url'] : [];
+  if (hit.remote !== undefined) return 'problem' in addressOrRange(hit.value) ? [] : ['ip'];
   const hash = /^[0-9a-f]+$/.test(hit.value) ? HASH_TYPES[hit.value.length] : undefined;
   return hash ? [hash] : [];
 }
@@ -53,7 +57,7 @@ function evidenceOf(hit: IndicatorHit): Evidence[] {
 function alertFor(indicator: IndicatorsTable, device: { id: string; name: string }, hit: IndicatorHit, hour: number): CreateAlertBody {
   const blocked = hit.action === 'block';
   const verb = blocked ? 'Blocked' : 'Audited';
-  const what = hit.remote !== undefined ? `${verb} ${hit.direction === 'inbound' ? 'traffic from' : 'traffic to'} ${hit.remote}`
+  const what = hit.remote !== undefined ? `${verb} ${hit.direction === 'inbound' ? 'traffic from' : 'traffic to'} ${hit.remote}${hit.name !== undefined ? ` (an address of ${hit.name})` : ''}`
     : hit.name !== undefined ? `${verb} DNS query for ${hit.name}`
       : `${verb} file ${hit.path ?? hit.value}`;
   return {
