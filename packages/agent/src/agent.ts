@@ -79,7 +79,7 @@ export function driftCheckMs(seconds: string): number {
   return value * 1000;
 }
 /** How often the agent's address table is read for hits, and hits are reported, in milliseconds. */
-const ADDRESS_HITS_CHECK_MS = 2000;
+const ADDRESS_HITS_CHECK_MS = 5000;
 const HITS_REPORT_MS = 1000;
 /** Drift reports kept while the server is out of reach; the oldest go first. */
 const MAX_HELD_DRIFT = 100;
