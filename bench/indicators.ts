@@ -32,8 +32,8 @@ const RESULTS = new URL('./RESULTS.md', import.meta.url).pathname;
 const ADDRESSES = 100_000;
 const DNS_SAMPLES = 5_000;
 const EXECUTIONS = 2_000;
-/** Rounds of executions on each mount. */
-const ROUNDS = 11;
+/** Rounds of executions on each mount: one round varies by tens of microseconds on a shared machine. */
+const ROUNDS = 31;
 const SELF = new URL(import.meta.url).pathname;
 
 const percentile = (values: number[], p: number): number => {

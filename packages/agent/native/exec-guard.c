@@ -2,11 +2,13 @@
  * quell-exec-guard: the agent's exec permission check. It asks the kernel
  * (fanotify, FAN_OPEN_EXEC_PERM) to hold every execution of a file on the
  * mounts named on its command line until it answers, and answers from a
- * cache of verdicts by file identity, or by asking the agent over its pipes:
+ * cache of verdicts by file identity, or by asking the agent over its pipes
+ * (a file allowed is marked so that the kernel does not hold it again until
+ * it is modified or the block list changes):
  *
  *   to the agent (stdout):   ask <id> <fd> <pid>\n   -- read the file at /proc/<this pid>/fd/<fd>
  *   from the agent (stdin):  <id> allow|deny\n       -- the verdict, cached for that file as it is now
- *                            flush\n                  -- forget every cached verdict (the block list changed)
+ *                            flush\n                  -- forget every verdict given (the block list changed)
  *
  * Up to 64 executions are held at once, each answered as soon as its verdict
  * comes (a large file being hashed holds up no other). The agent's own
@@ -109,8 +111,21 @@ static void respond(int group, int fd, int allow) {
   close(fd);
 }
 
+/*
+ * Later executions of an allowed file are not even reported to the guard:
+ * the kernel skips them (no round trip at all) until the file is modified,
+ * which clears the mark, or the agent's block list changes (a flush).
+ * Beyond the kernel's limit of marks, the cache answers instead.
+ */
+static void ignore_from_now_on(int group, int fd) {
+  fanotify_mark(group, FAN_MARK_ADD | FAN_MARK_IGNORED_MASK, FAN_OPEN_EXEC_PERM, fd, NULL);
+}
+
 static void settle(int group, struct pending *held, int allow, int trusted) {
-  if (trusted && held->generation == generation) remember(&held->st, allow);
+  if (trusted && held->generation == generation) {
+    remember(&held->st, allow);
+    if (allow) ignore_from_now_on(group, held->fd);
+  }
   respond(group, held->fd, allow);
   held->used = 0;
   pending_count--;
@@ -124,6 +139,8 @@ static void handle_lines(int group) {
     char word[8];
     if (strncmp(line, "flush\n", 6) == 0) {
       memset(cache, 0, sizeof cache);
+      /* Without FAN_MARK_MOUNT, a flush removes the marks on files only: the mounts stay guarded. */
+      fanotify_mark(group, FAN_MARK_FLUSH, 0, AT_FDCWD, NULL);
       generation++;
     } else if (sscanf(line, "%lu %7s", &answered, word) == 2) {
       for (int i = 0; i < MAX_PENDING; i++) {

@@ -1,6 +1,7 @@
-import { execFile } from 'node:child_process';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { appendFileSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -8,6 +9,7 @@ import type { Action } from '@quell/contracts';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { execGuardHelper } from './exec-guard.linux.ts';
 import { type AgentProcess, agentProcessIn, quell, spawnAgent, waitFor } from './test-support.ts';
 
 const exec = promisify(execFile);
@@ -104,18 +106,19 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
     expect(existsSync(shell.path)).toBe(true);
   });
 
-  it('answers each execution as its file is looked at: a blocked program is refused while a large file started before it is still being hashed', async () => {
-    const small = program('quick');
-    await block(small.sha256);
-    const large = join(guarded, 'large');
-    writeFileSync(large, randomBytes(60 * 1024 * 1024), { mode: 0o755 });
-    const finished: string[] = [];
-    const runningLarge = run(large).then(() => finished.push('large'));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const refused = await run(small.path).then((result) => (finished.push('small'), result));
-    await runningLarge;
-    expect(refused.stderr).toMatch(/Operation not permitted/);
-    expect(finished).toEqual(['small', 'large']);
+  it('looks again at a file allowed before once it is modified in place: rewritten into a blocked program, it is refused', async () => {
+    const tool = program('rewritten');
+    const blockedLater = program('model-of-rewritten');
+    await block(blockedLater.sha256);
+    rmSync(blockedLater.path);
+    expect(await run(tool.path)).toEqual({ code: 0, stderr: '' });
+    expect(await run(tool.path)).toEqual({ code: 0, stderr: '' });
+    // Same inode, new content: the blocked program's bytes.
+    const { fd, bytes } = { fd: openSync(tool.path, 'r+'), bytes: readFileSync('/usr/bin/true') };
+    writeSync(fd, Buffer.concat([bytes, Buffer.from(blockedLater.tail)]), 0, undefined, 0);
+    closeSync(fd);
+    expect(createHash('sha256').update(readFileSync(tool.path)).digest('hex')).toBe(blockedLater.sha256);
+    expect((await run(tool.path)).stderr).toMatch(/Operation not permitted/);
   });
 
   it('forgets its verdicts when the block list changes: a file blocked and then lifted runs again', async () => {
@@ -130,5 +133,65 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
     const back = program('again', tool.tail);
     expect(back.sha256).toBe(tool.sha256);
     expect(await run(back.path)).toEqual({ code: 0, stderr: '' });
+  });
+});
+
+/**
+ * The helper alone, with this test in the agent's place: it reads the
+ * helper's questions and answers them in the order it chooses. The helper
+ * guards a folder mounted on itself in a mount namespace of its own; the
+ * programs run there from a shell (the helper lets the agent's own children
+ * through unasked, and the shell is not one).
+ */
+describe('the exec guard helper', () => {
+  const work = mkdtempSync(join(tmpdir(), 'quell-guard-'));
+  const helperPath = execGuardHelper()!;
+  const helper = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" "$0" && exec "$1" "$0"', work, helperPath]);
+  const questions: string[] = [];
+  const waiting: Array<(line: string) => void> = [];
+  createInterface({ input: helper.stdout }).on('line', (line) => (waiting.length > 0 ? waiting.shift()!(line) : questions.push(line)));
+  const nextLine = (): Promise<string> => (questions.length > 0 ? Promise.resolve(questions.shift()!) : new Promise((resolve) => waiting.push(resolve)));
+  const answer = (ask: string, verdict: 'allow' | 'deny' | 'flush') => helper.stdin.write(verdict === 'flush' ? 'flush\n' : `${ask.split(' ')[1]} ${verdict}\n`);
+  /** Runs a program in the helper's mount namespace: what the shell says of it. */
+  const run = (path: string) => exec('nsenter', ['-t', String(helper.pid), '-m', 'sh', '-c', '"$0" 2>&1; echo "exit $?"', path]).then((result) => result.stdout.trim());
+  const program = (name: string): string => {
+    const path = join(work, name);
+    copyFileSync('/usr/bin/true', path);
+    appendFileSync(path, randomUUID());
+    return path;
+  };
+
+  beforeAll(async () => expect(await nextLine()).toBe('ready'));
+  afterAll(() => {
+    helper.kill();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('holds executions side by side: one is answered while another asked before it is still held', async () => {
+    const [slow, quick] = [program('slow'), program('quick')];
+    let slowDone = false;
+    const slowRun = run(slow).then((said) => ((slowDone = true), said));
+    const askedSlow = await nextLine();
+    expect(askedSlow).toMatch(/^ask \d+ \d+ \d+$/);
+    const quickRun = run(quick);
+    const askedQuick = await nextLine();
+    answer(askedQuick, 'deny');
+    expect(await quickRun).toMatch(/Operation not permitted[\s\S]*exit 126$/);
+    expect(slowDone).toBe(false);
+    answer(askedSlow, 'allow');
+    expect(await slowRun).toBe('exit 0');
+  });
+
+  it('does not hold an allowed file again until the block list changes: no question at all, then one after a flush', async () => {
+    const tool = program('tool');
+    const first = run(tool);
+    answer(await nextLine(), 'allow');
+    expect(await first).toBe('exit 0');
+    expect(await run(tool)).toBe('exit 0');
+    expect(questions).toEqual([]);
+    answer('', 'flush');
+    const again = run(tool);
+    answer(await nextLine(), 'deny');
+    expect(await again).toMatch(/exit 126$/);
   });
 });
