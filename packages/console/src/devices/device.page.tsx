@@ -13,7 +13,8 @@ import { type AppliedState, useDeviceState } from './device-state.ts';
 import { OffboardingNotes } from './offboarding-notes.tsx';
 import { HEALTH_COLORS, HEALTH_LABELS, useDeviceGroups } from './devices-shared.ts';
 import { ResponseActions } from './response-actions.tsx';
-import { INDICATOR_TYPE_LABELS, IndicatorHitsTable } from '../indicators/indicator-hits.tsx';
+import { IndicatorHitsTable } from '../indicators/indicator-hits.tsx';
+import { INDICATOR_TYPE_LABELS } from '../indicators/indicator-labels.ts';
 
 const useStyles = makeStyles({
   head: { display: 'flex', alignItems: 'center', gap: tokens.spacingHorizontalL, flexWrap: 'wrap' },

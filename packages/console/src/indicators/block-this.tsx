@@ -6,7 +6,7 @@ import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
-import { INDICATOR_TYPE_LABELS } from './indicator-hits.tsx';
+import { INDICATOR_TYPE_LABELS } from './indicator-labels.ts';
 
 /** Something an analyst can block from what they look at: a file by a hash, an address, a domain or a URL. */
 export interface BlockCandidate { type: IndicatorType; value: string }

@@ -1,13 +1,9 @@
 import { Table, TableBody, TableCell, TableHeader, TableHeaderCell, TableRow, Text, makeStyles } from '@fluentui/react-components';
-import type { IndicatorHitRow, IndicatorType } from '@quell/contracts';
+import type { IndicatorHitRow } from '@quell/contracts';
 import { formatDateTime } from '../format.ts';
 import { Link } from '../router.tsx';
 
 const useStyles = makeStyles({ text: { wordBreak: 'break-all' } });
-
-export const INDICATOR_TYPE_LABELS: Record<IndicatorType, string> = {
-  sha256: 'SHA-256', sha1: 'SHA-1', md5: 'MD5', ip: 'IP address', url: 'URL', domain: 'Domain', certificate: 'Certificate thumbprint',
-};
 
 /** Each indicator's hits summed over devices: how many, on how many devices, and when last. */
 export function hitTotals(rows: readonly IndicatorHitRow[]): Map<string, { count: number; devices: number; lastAt: string }> {
@@ -21,7 +17,7 @@ export function hitTotals(rows: readonly IndicatorHitRow[]): Map<string, { count
 
 /** What the last hit was: the remote end and which way, or the file; and who, where the agent could tell. */
 export function lastHitText(hit: IndicatorHitRow['lastHit']): string {
-  const what = hit.remote !== null ? `${hit.direction === 'inbound' ? 'from' : 'to'} ${hit.remote}` : hit.name !== null ? `DNS query for ${hit.name}` : hit.path ?? '';
+  const what = hit.remote !== null ? `${hit.direction === 'inbound' ? 'from' : 'to'} ${hit.remote}${hit.name !== null ? ` (an address of ${hit.name})` : ''}` : hit.name !== null ? `DNS query for ${hit.name}` : hit.path ?? '';
   const who = [hit.process, hit.user && `user ${hit.user}`].filter(Boolean).join(', ');
   return `${hit.action === 'block' ? 'Blocked' : 'Audited'} ${what}${who ? ` (${who})` : ''}`;
 }

@@ -11,7 +11,8 @@ import { useDeviceGroups } from '../devices/devices-shared.ts';
 import { formatDateTime } from '../format.ts';
 import { navigate, useLocation } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
-import { INDICATOR_TYPE_LABELS, IndicatorHitsTable, hitTotals } from './indicator-hits.tsx';
+import { IndicatorHitsTable, hitTotals } from './indicator-hits.tsx';
+import { INDICATOR_ACTION_LABELS, INDICATOR_TYPE_LABELS } from './indicator-labels.ts';
 
 const useStyles = makeStyles({
   toolbar: { display: 'flex', flexWrap: 'wrap', alignItems: 'center', gap: tokens.spacingHorizontalM, margin: `${tokens.spacingVerticalM} 0` },
@@ -29,9 +30,6 @@ const useStyles = makeStyles({
   empty: { padding: tokens.spacingVerticalXXL, textAlign: 'center', color: tokens.colorNeutralForeground2 },
 });
 
-const INDICATOR_ACTION_LABELS: Record<IndicatorAction, string> = {
-  allow: 'Allow', audit: 'Audit only', block: 'Block', block_and_remediate: 'Block and remediate',
-};
 const ACTION_COLOURS: Record<IndicatorAction, 'success' | 'informative' | 'danger' | 'severe'> = { allow: 'success', audit: 'informative', block: 'danger', block_and_remediate: 'severe' };
 
 /** `2026-12-31` (a date input's value) → the end of that day here, as the API's timestamp; '' → no expiry. */

@@ -234,18 +234,16 @@ export function createIndicatorsService(deps: {
         .select((eb) => [
           'indicator_hits.indicator_id', 'indicator_hits.device_id', 'devices.name as device_name', 'devices.group_id',
           eb.fn.sum<number>('indicator_hits.count').as('count'), eb.fn.min<number>('indicator_hits.first_at').as('first_at'), eb.fn.max<number>('indicator_hits.last_at').as('last_at'),
+          // The last hit's details: of the pair's latest hour.
+          eb.selectFrom('indicator_hits as latest').select('latest.last_hit').whereRef('latest.indicator_id', '=', 'indicator_hits.indicator_id')
+            .whereRef('latest.device_id', '=', 'indicator_hits.device_id').orderBy('latest.last_at', 'desc').limit(1).as('last_hit'),
         ])
         .groupBy(['indicator_hits.indicator_id', 'indicator_hits.device_id', 'devices.name', 'devices.group_id']);
       if (query.indicatorId) q = q.where('indicator_hits.indicator_id', '=', query.indicatorId);
       if (query.deviceId) q = q.where('indicator_hits.device_id', '=', query.deviceId);
       if (actor.groupIds !== null) q = q.where('devices.group_id', 'in', actor.groupIds.length > 0 ? actor.groupIds : ['']);
       const rows = await q.orderBy('last_at', 'desc').limit(1000).execute();
-      // The last hit's details: of each pair's latest hour.
-      const details = rows.length === 0 ? [] : await store.db.selectFrom('indicator_hits').select(['indicator_id', 'device_id', 'last_at', 'last_hit'])
-        .where((eb) => eb.or(rows.map((row) => eb.and([eb('indicator_id', '=', row.indicator_id), eb('device_id', '=', row.device_id), eb('last_at', '=', Number(row.last_at))])))).execute();
-      return rows.map((row) => presentHits({
-        ...row, last_hit: details.find((d) => d.indicator_id === row.indicator_id && d.device_id === row.device_id && Number(d.last_at) === Number(row.last_at))?.last_hit ?? '{}',
-      }));
+      return rows.map((row) => presentHits({ ...row, last_hit: row.last_hit ?? '{}' }));
     },
 
     update: (actor: Actor, id: string, body: UpdateIndicatorBody) => update(actor, id, body, 'indicator.update'),
