@@ -122,6 +122,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   /** The block and audit indicators by hash of the last desired state applied, for the antivirus. */
   let blocked: ReadonlySet<string> = new Set();
   let audited: ReadonlySet<string> = new Set();
+  /** Blocked hashes whose indicators also remediate: a file refused at execution is quarantined too. */
+  let remediated: ReadonlySet<string> = new Set();
   /** The address block and audit entries of the last desired state applied, to tell which one traffic matched. */
   let addressEntries: { block: readonly string[]; audit: readonly string[] } = { block: [], audit: [] };
   /** The domain entries of the last desired state applied, and the filter that enforces them while there are any. */
@@ -301,6 +303,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     if (blocks.size !== blocked.size || newHashes) execGuard?.listsChanged();
     blocked = blocks;
     audited = audits;
+    remediated = new Set(state.antivirus.remediate ?? []);
     // Files already sitting in watched folders are looked at again against the new block and audit indicators.
     if (newHashes) void malwareWatch?.sweep();
     return { version: state.version, outcome };
@@ -356,19 +359,25 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       return;
     }
     const { finding } = detection;
-    if (detection.indicator !== undefined) hits.add({ value: detection.indicator, action: 'block', path: finding.path, sha256: finding.sha256, count: 1, firstAt: now, lastAt: now });
+    if (detection.indicator !== undefined) hits.add({ value: detection.indicator, action: 'block', path: finding.path, sha256: finding.sha256, quarantined: true, count: 1, firstAt: now, lastAt: now });
     await quarantineOnSight(finding);
   }
 
-  /** The exec guard refused to run a file: reported as a hit on its block indicator, and the file quarantined like the antivirus does. */
+  /**
+   * The exec guard refused to run a file: reported as a hit on its block
+   * indicator. Malware by a built-in signature, or a file whose indicator
+   * blocks and remediates, is quarantined like the antivirus does; a file a
+   * block indicator only blocks stays where it is (the hit raises the alert).
+   */
   async function onRefusedExecution({ detection, pid, process: name }: RefusedExecution): Promise<void> {
     const { finding } = detection;
-    log.warn('execution refused', { path: finding.path, sha256: finding.sha256, signature: finding.signature, pid, process: name });
+    const quarantined = detection.indicator === undefined || remediated.has(detection.indicator);
+    log.warn('execution refused', { path: finding.path, sha256: finding.sha256, signature: finding.signature, pid, process: name, quarantined });
     const now = Date.now();
     if (detection.indicator !== undefined) {
-      hits.add({ value: detection.indicator, action: 'block', path: finding.path, sha256: finding.sha256, process: { pid, name: name.slice(0, 1024) }, count: 1, firstAt: now, lastAt: now });
+      hits.add({ value: detection.indicator, action: 'block', path: finding.path, sha256: finding.sha256, quarantined, process: { pid, name: name.slice(0, 1024) }, count: 1, firstAt: now, lastAt: now });
     }
-    await quarantineOnSight(finding);
+    if (quarantined) await quarantineOnSight(finding);
   }
 
   /**

@@ -66,9 +66,9 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
     }
   };
   const statesApplied = () => agent.log().split('\n').filter((line) => line.includes('containment state applied')).length;
-  const block = async (sha256: string): Promise<string> => {
+  const block = async (sha256: string, action: 'block' | 'block_and_remediate' = 'block'): Promise<string> => {
     const before = statesApplied();
-    const response = await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256, action: 'block', title: `block ${sha256.slice(0, 8)}` });
+    const response = await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256, action, title: `block ${sha256.slice(0, 8)}` });
     expect(response.statusCode, response.body).toBe(201);
     await waitFor('the agent to apply the new state', async () => (statesApplied() > before ? true : undefined));
     return response.json().id;
@@ -76,11 +76,11 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
   const antivirusActions = async (): Promise<Action[]> =>
     (await ctx().request(ctx().users.security_reader, 'GET', `/api/actions?view=history&source=antivirus&deviceId=${deviceId}&limit=100`)).json().items;
 
-  it('refuses to run a blocked file, one that ran before the block too; reports the refusal as a hit and quarantines the file with an alert; other files run', async () => {
+  it('refuses to run a file blocked and remediated, one that ran before the block too; reports the refusal as a hit and quarantines the file with an alert; other files run', async () => {
     const tool = program('tool');
     const other = program('other');
     expect(await run(tool.path)).toEqual({ code: 0, stderr: '' });
-    const id = await block(tool.sha256);
+    const id = await block(tool.sha256, 'block_and_remediate');
 
     const refused = await run(tool.path);
     expect(refused.code).not.toBe(0);
@@ -121,18 +121,28 @@ describe(`the exec guard of a real agent (${TEST_DIALECT})`, () => {
     expect((await run(tool.path)).stderr).toMatch(/Operation not permitted/);
   });
 
+  it('refuses to run a file a block indicator names but leaves it where it is; the refusal is a hit that raises its own alert', async () => {
+    const tool = program('kept');
+    const id = await block(tool.sha256);
+    expect((await run(tool.path)).stderr).toMatch(/Operation not permitted/);
+    const hits = async () => (await ctx().request(ctx().users.security_reader, 'GET', `/api/indicators/hits?indicatorId=${id}`)).json().items;
+    const [row] = await waitFor('the refusal to be reported', async () => ((await hits()).length > 0 ? hits() : undefined), 15_000);
+    expect(row.lastHit).toMatchObject({ action: 'block', path: tool.path, process: 'nsenter' });
+    const alerts = await ctx().store.db.selectFrom('alerts').select('title').where('external_id', 'like', `hit:${id}:%`).execute();
+    expect(alerts.map((a) => a.title)).toEqual([expect.stringMatching(new RegExp(`^Blocked execution of ${tool.path.replace(/[.]/g, '\\.')} on `))]);
+    expect(existsSync(tool.path)).toBe(true);
+    expect((await antivirusActions()).some((a) => a.entity.path === tool.path)).toBe(false);
+  });
+
   it('forgets its verdicts when the block list changes: a file blocked and then lifted runs again', async () => {
     const tool = program('again');
     expect(await run(tool.path)).toEqual({ code: 0, stderr: '' });
     const id = await block(tool.sha256);
     expect((await run(tool.path)).code).not.toBe(0);
-    await waitFor('the refused file to be quarantined', async () => ((await antivirusActions()).some((a) => a.entity.path === tool.path) ? true : undefined), 15_000);
     const before = statesApplied();
     expect((await ctx().request(ctx().users.security_admin, 'DELETE', `/api/indicators/${id}`)).statusCode).toBe(200);
     await waitFor('the agent to apply the state without the block', async () => (statesApplied() > before ? true : undefined));
-    const back = program('again', tool.tail);
-    expect(back.sha256).toBe(tool.sha256);
-    expect(await run(back.path)).toEqual({ code: 0, stderr: '' });
+    expect(await run(tool.path)).toEqual({ code: 0, stderr: '' });
   });
 });
 

@@ -423,6 +423,7 @@ describe(`attacks on the agent protocol (${TEST_DIALECT})`, () => {
         ['an audited name that is no address', { network: { blockAddresses: [], auditAddresses: ['example.org'] } }, /^state has a malformed address block list$/],
         ['an allow list that is not a list', { network: { blockAddresses: [], allowAddresses: '192.0.2.1' } }, /^state has a malformed address block list$/],
         ['an audited hash that is no hash', { antivirus: { blockSha256: [], audit: ['../../etc/passwd'] } }, /^state has a malformed block list$/],
+        ['a remediated hash that is no hash', { antivirus: { blockSha256: [], remediate: ['*'] } }, /^state has a malformed block list$/],
         ['a blocked name that is no domain name', { dns: { block: ['evil.test; rm -rf /'], audit: [], allow: [] } }, /^state has a malformed domain list$/],
         ['a domain list without its allow list', { dns: { block: ['evil.test'], audit: [] } }, /^state has a malformed domain list$/],
       ] as const).map(([what, change, reason]) => ({

@@ -83,7 +83,7 @@ export async function verifyState(jws: string, serverKey: Parameters<typeof comp
   const hashList = (value: unknown, length: number): boolean => Array.isArray(value) && value.every((h) => typeof h === 'string' && h.length === length && /^[0-9a-f]+$/.test(h));
   const anyHashList = (value: unknown): boolean => Array.isArray(value) && value.every((h) => typeof h === 'string' && /^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$/.test(h));
   if (!hashList(antivirus?.blockSha256, 64) || (antivirus?.blockSha1 !== undefined && !hashList(antivirus.blockSha1, 40)) || (antivirus?.blockMd5 !== undefined && !hashList(antivirus.blockMd5, 32))
-    || (antivirus?.audit !== undefined && !anyHashList(antivirus.audit))) {
+    || (antivirus?.audit !== undefined && !anyHashList(antivirus.audit)) || (antivirus?.remediate !== undefined && !anyHashList(antivirus.remediate))) {
     throw new Refusal(null, 'state has a malformed block list');
   }
   const network = payload.network as { blockAddresses?: unknown; allowAddresses?: unknown; auditAddresses?: unknown } | undefined;

@@ -130,10 +130,13 @@ export interface StatePayload {
   /**
    * Files the agent's antivirus treats as malicious beyond its built-in
    * signatures (block indicators), by SHA-256, SHA-1 or MD5; the last two
-   * are absent from states of servers that sent SHA-256 only. `audit` holds
-   * hashes of any of the three kinds whose files are reported, not quarantined.
+   * are absent from states of servers that sent SHA-256 only. `remediate`
+   * holds the blocked hashes (of any kind) whose indicators also remediate:
+   * a file refused when something tries to run it is quarantined only then.
+   * `audit` holds hashes of any of the three kinds whose files are reported,
+   * not quarantined.
    */
-  antivirus: { blockSha256: string[]; blockSha1?: string[]; blockMd5?: string[]; audit?: string[] };
+  antivirus: { blockSha256: string[]; blockSha1?: string[]; blockMd5?: string[]; remediate?: string[]; audit?: string[] };
   /**
    * Addresses and CIDR ranges traffic from and to which is dropped (block
    * indicators), those let through all the same (allow indicators), and
@@ -269,9 +272,10 @@ export const IndicatorHitSchema = Type.Object({
   direction: Type.Optional(Type.Enum(['inbound', 'outbound'] as const)),
   /** DNS: the name asked for, or whose address the traffic went to (the value is the domain of the state that holds it). */
   name: Type.Optional(Type.String({ maxLength: 253 })),
-  /** Files: where the file was, and its SHA-256. */
+  /** Files: where the file was, its SHA-256, and whether the agent quarantined it (its quarantine raised an alert of its own). */
   path: Type.Optional(Type.String({ pattern: '^/', maxLength: 4096 })),
   sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
+  quarantined: Type.Optional(Type.Boolean()),
   /** The process and user on the device's side, where the agent could tell. */
   process: Type.Optional(Type.Object({
     pid: Type.Integer({ minimum: 0 }), name: Type.String({ maxLength: 1024 }), commandLine: Type.Optional(Type.String({ maxLength: 32_768 })),

@@ -102,13 +102,14 @@ describe(`containment lifecycle from agents' reports (${TEST_DIALECT})`, () => {
       return { antivirus: payload.antivirus, network: payload.network, dns: payload.dns };
     };
     expect(await state(null)).toEqual({
-      antivirus: { blockSha256: [sha256], blockSha1: [sha1], blockMd5: [md5], audit: [] },
+      // Only the SHA-1's indicator blocks and remediates: a refused execution of that file alone is quarantined.
+      antivirus: { blockSha256: [sha256], blockSha1: [sha1], blockMd5: [md5], remediate: [sha1], audit: [] },
       network: { blockAddresses: [], allowAddresses: ['198.51.100.8'], auditAddresses: ['192.0.2.0/24'] },
       // A URL is enforced at its host name; one whose host is an address has no name to refuse.
       dns: { block: ['evil.test'], audit: [], allow: ['ok.evil.test'] },
     });
     expect(await state(group)).toEqual({
-      antivirus: { blockSha256: [sha256], blockSha1: [sha1, finance].sort(), blockMd5: [md5], audit: [audited] },
+      antivirus: { blockSha256: [sha256], blockSha1: [sha1, finance].sort(), blockMd5: [md5], remediate: [sha1], audit: [audited] },
       network: { blockAddresses: ['198.51.100.7'], allowAddresses: ['198.51.100.8'], auditAddresses: ['192.0.2.0/24'] },
       dns: { block: ['evil.test'], audit: ['phish.test'], allow: ['ok.evil.test'] },
     });

@@ -57,7 +57,10 @@ export async function writeDesiredState(trx: Db, signer: CommandSigner | undefin
     const values = (types: readonly string[], actions: readonly string[]): string[] =>
       [...new Set(inScope.filter((i) => types.includes(i.type) && actions.includes(i.action)).map((i) => i.value))];
     const blocked = (type: string): string[] => values([type], BLOCKING);
-    const antivirus = { blockSha256: blocked('sha256'), blockSha1: blocked('sha1'), blockMd5: blocked('md5'), audit: values(['sha256', 'sha1', 'md5'], ['audit']) };
+    const antivirus = {
+      blockSha256: blocked('sha256'), blockSha1: blocked('sha1'), blockMd5: blocked('md5'),
+      remediate: values(['sha256', 'sha1', 'md5'], ['block_and_remediate']), audit: values(['sha256', 'sha1', 'md5'], ['audit']),
+    };
     // An allowed address inside a blocked range stays reachable: the agent lets it through before any block.
     const network = { blockAddresses: blocked('ip'), allowAddresses: values(['ip'], ['allow']), auditAddresses: values(['ip'], ['audit']) };
     const names = (actions: readonly string[]): string[] => [...new Set(inScope.filter((i) => actions.includes(i.action)).flatMap((i) => enforcedName(i.type, i.value) ?? []))].sort();

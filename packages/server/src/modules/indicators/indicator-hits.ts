@@ -59,7 +59,8 @@ function alertFor(indicator: IndicatorsTable, device: { id: string; name: string
   const verb = blocked ? 'Blocked' : 'Audited';
   const what = hit.remote !== undefined ? `${verb} ${hit.direction === 'inbound' ? 'traffic from' : 'traffic to'} ${hit.remote}${hit.name !== undefined ? ` (an address of ${hit.name})` : ''}`
     : hit.name !== undefined ? `${verb} DNS query for ${hit.name}`
-      : `${verb} file ${hit.path ?? hit.value}`;
+      : blocked && hit.process !== undefined ? `Blocked execution of ${hit.path ?? hit.value}`
+        : `${verb} file ${hit.path ?? hit.value}`;
   return {
     title: `${what} on ${device.name}`.slice(0, 500),
     description: `The ${indicator.action.replace(/_/g, ' ')} indicator "${indicator.title}" (${indicator.type} ${indicator.value}) matched on ${device.name}. Further matches on this device within the hour are counted on the indicator, not raised again.`.slice(0, 10_000),
@@ -102,7 +103,8 @@ export async function recordIndicatorHits(trx: Db, device: { id: string; name: s
     }
     const row: IndicatorHitsTable = { ...key, action: hit.action, count: hit.count, first_at: hit.firstAt, last_at: hit.lastAt, last_hit: lastHit };
     await trx.insertInto('indicator_hits').values(row).execute();
-    const alreadyAlerted = hit.action === 'block' && hit.path !== undefined;
+    // A quarantine raised its own alert; agents that do not say so quarantined every blocked file they reported.
+    const alreadyAlerted = hit.quarantined ?? (hit.action === 'block' && hit.path !== undefined);
     if (!alreadyAlerted) alerts.push(alertFor(indicator, device, hit, hour));
   }
   return { alerts, unmatched };
