@@ -7,6 +7,7 @@ export * from './paths.ts';
 export * from './addresses.ts';
 export * from './linux-names.ts';
 export * from './persistence-locations.ts';
+export * from './enumerations.ts';
 export * from './schemas/common.ts';
 export * from './schemas/actions.ts';
 export * from './schemas/auth.ts';

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox';
+import { ACTION_SORT_FIELDS, TIME_RANGES } from '../enumerations.ts';
 import { ACTION_SOURCES, ACTION_TYPES, ENTITY_TYPES } from '../catalogue.ts';
 import { ACTION_EVENTS, ACTION_STATUSES, ACTION_VIEWS } from '../lifecycle.ts';
 import { CommentSchema, IdSchema, TimestampSchema } from './common.ts';
@@ -121,10 +122,6 @@ export const ActionDetailSchema = Type.Object({
 });
 export type ActionDetail = Static<typeof ActionDetailSchema>;
 
-export const ACTION_SORT_FIELDS = ['requestedAt', 'updatedAt'] as const;
-export type ActionSortField = (typeof ACTION_SORT_FIELDS)[number];
-export const TIME_RANGES = ['day', 'week', '30d', '6m', 'custom'] as const;
-export type TimeRange = (typeof TIME_RANGES)[number];
 
 export const ListActionsQuerySchema = Type.Object({
   view: Type.Enum(ACTION_VIEWS),

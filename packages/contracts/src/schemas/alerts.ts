@@ -1,14 +1,7 @@
 import { Type, type Static } from 'typebox';
+import { ALERT_CLASSIFICATIONS, ALERT_DETERMINATIONS, ALERT_SEVERITIES, ALERT_STATUSES } from '../enumerations.ts';
 import { CommentSchema, IdSchema, TimestampSchema } from './common.ts';
 
-export const ALERT_SEVERITIES = ['informational', 'low', 'medium', 'high'] as const;
-export const ALERT_STATUSES = ['new', 'in_progress', 'resolved'] as const;
-export const ALERT_CLASSIFICATIONS = ['true_positive', 'informational_expected', 'false_positive'] as const;
-export const ALERT_DETERMINATIONS = [
-  'malware', 'multistage_attack', 'malicious_user_activity', 'unwanted_software', 'phishing', 'compromised_account',
-  'security_testing', 'line_of_business_application', 'confirmed_activity', 'not_malicious', 'not_enough_information', 'other',
-] as const;
-export type AlertSeverity = (typeof ALERT_SEVERITIES)[number];
 
 const Text = (maxLength: number) => Type.String({ minLength: 1, maxLength });
 export const MitreTechniqueSchema = Type.String({ pattern: '^T\\d{4}(\\.\\d{3})?$' });

@@ -1,9 +1,8 @@
 import { Type, type Static } from 'typebox';
+import { AUTOMATION_LEVELS } from '../enumerations.ts';
 import { PLATFORMS } from '../catalogue.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
 
-export const AUTOMATION_LEVELS = ['full', 'semi_any_folder', 'semi_core_folders', 'semi_non_temp_folders', 'none'] as const;
-export type AutomationLevel = (typeof AUTOMATION_LEVELS)[number];
 
 export const PlatformSchema = Type.Enum(PLATFORMS);
 

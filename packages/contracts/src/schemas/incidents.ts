@@ -1,6 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { ActionSchema } from './actions.ts';
-import { ALERT_SEVERITIES, AlertSchema } from './alerts.ts';
+import { ALERT_SEVERITIES } from '../enumerations.ts';
+import { AlertSchema } from './alerts.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
 import { InvestigationSchema } from './investigations.ts';
 

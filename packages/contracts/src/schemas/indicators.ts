@@ -1,15 +1,7 @@
 import { Type, type Static } from 'typebox';
+import { INDICATOR_ACTIONS, INDICATOR_TYPES } from '../enumerations.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
 
-/** What an indicator matches: file hashes, network addresses, and certificate thumbprints. */
-export const INDICATOR_TYPES = ['sha256', 'sha1', 'md5', 'ip', 'url', 'domain', 'certificate'] as const;
-export type IndicatorType = (typeof INDICATOR_TYPES)[number];
-/**
- * allow: never remediated; audit: an alert only; block: malicious, prevented;
- * block_and_remediate: malicious, and what exists is remediated.
- */
-export const INDICATOR_ACTIONS = ['allow', 'audit', 'block', 'block_and_remediate'] as const;
-export type IndicatorAction = (typeof INDICATOR_ACTIONS)[number];
 
 export const CreateIndicatorBodySchema = Type.Object({
   type: Type.Enum(INDICATOR_TYPES),

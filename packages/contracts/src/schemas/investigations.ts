@@ -1,13 +1,8 @@
 import { Type, type Static } from 'typebox';
+import { INVESTIGATION_STATUSES } from '../enumerations.ts';
 import { ActionSchema } from './actions.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
 
-export const INVESTIGATION_STATUSES = [
-  'running', 'pending_action', 'remediated', 'partially_remediated', 'no_threats_found', 'failed', 'terminated_by_user', 'terminated_by_system',
-] as const;
-export type InvestigationStatus = (typeof INVESTIGATION_STATUSES)[number];
-/** The statuses of an investigation that has ended. */
-export const INVESTIGATION_ENDED: readonly InvestigationStatus[] = ['remediated', 'partially_remediated', 'no_threats_found', 'failed', 'terminated_by_user', 'terminated_by_system'];
 
 export const VERDICTS = ['malicious', 'suspicious', 'no_threats_found'] as const;
 export type Verdict = (typeof VERDICTS)[number];
