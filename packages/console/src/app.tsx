@@ -5,6 +5,7 @@ import { FlyoutHost } from './action-center/flyout-host.tsx';
 import { Centered, PageLoading } from './layout.tsx';
 import { Link, matchPath, navigate, useLocation } from './router.tsx';
 import { usePermissions, useSession, useSignOut } from './session/session.tsx';
+import { ThemeMenu } from './theme.tsx';
 
 const HomePage = lazy(() => import('./home/home.page.tsx'));
 const ActionCenterPage = lazy(() => import('./action-center/action-center.page.tsx'));
@@ -48,7 +49,8 @@ const NAV: Array<{ to: string; label: string; section: string; permission?: Perm
 ];
 
 const useGlobalStyles = makeStaticStyles({
-  body: { margin: 0, backgroundColor: tokens.colorNeutralBackground1 },
+  // Its colour is the theme's, set by ThemeRoot: the body is outside Fluent's provider and its tokens.
+  body: { margin: 0 },
 });
 
 const useStyles = makeStyles({
@@ -93,6 +95,7 @@ export function App() {
           <Text weight="semibold">{user.displayName || user.username}</Text>
           <Text size={200}>{roleLabel}</Text>
         </div>
+        <ThemeMenu username={user.username} />
         <Button appearance="primary" onClick={() => signOut.mutate()} disabled={signOut.isPending}>Sign out</Button>
       </header>
       <main className={styles.main}>

@@ -1,10 +1,11 @@
-import { FluentProvider, RendererProvider, createDOMRenderer, webLightTheme } from '@fluentui/react-components';
+import { RendererProvider, createDOMRenderer } from '@fluentui/react-components';
 import { MutationCache, QueryCache, QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { ApiError } from './api/api-client.ts';
 import { App } from './app.tsx';
 import { SESSION_KEY, SessionGate } from './session/session.tsx';
+import { ThemeRoot } from './theme.tsx';
 
 /** A 401 on any call means the session ended: back to the sign-in page. */
 const onError = (error: unknown): void => {
@@ -23,13 +24,13 @@ const renderer = createDOMRenderer(document, nonce ? { styleElementAttributes: {
 createRoot(document.getElementById('root')!).render(
   <StrictMode>
     <RendererProvider renderer={renderer} targetDocument={document}>
-      <FluentProvider theme={webLightTheme}>
+      <ThemeRoot>
         <QueryClientProvider client={queryClient}>
           <SessionGate>
             <App />
           </SessionGate>
         </QueryClientProvider>
-      </FluentProvider>
+      </ThemeRoot>
     </RendererProvider>
   </StrictMode>,
 );
