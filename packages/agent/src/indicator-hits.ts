@@ -114,8 +114,14 @@ export function watchAddressHits(options: {
   const lookOnce = (): Promise<void> => (looking ??= look().catch(options.onError).finally(() => (looking = null)));
   const timer = setInterval(() => void lookOnce(), options.intervalMs);
   timer.unref();
-  // Replacing the table empties its sets: the agent reads them just before.
-  return { readNow: lookOnce, close: () => clearInterval(timer) };
+  return {
+    // Replacing the table empties its sets: the agent reads them just before, in a look that starts after it asked.
+    readNow: async () => {
+      await looking;
+      await lookOnce();
+    },
+    close: () => clearInterval(timer),
+  };
 }
 
 /** `ss` runs at most this many times a second to name hits' processes: beyond, hits go without (a flood of queries must not start a process each). */

@@ -1,4 +1,4 @@
-import { domainHolding, isLocalAddress } from '@quell/contracts';
+import { addressOrRange, domainHolding, isLocalAddress } from '@quell/contracts';
 import type { AnsweredAddress } from './dns-filter.ts';
 
 /** How long an address a blocked name resolved to stays blocked, whatever the TTL of its answer says. */
@@ -17,6 +17,12 @@ const MAX_NAMES_AHEAD = 256;
 /** How long an address answered for a name that is not blocked is known as shared, and so never blocked for a blocked one. */
 const SHARED_FOR_MS = 3_600_000;
 const MAX_SHARED = 20_000;
+
+/** An address as nft prints it (IPv6 compressed), so that what the table reports matches what was blocked; null for what is no address. */
+function canonical(address: string): string | null {
+  const parsed = addressOrRange(address);
+  return 'problem' in parsed || parsed.value.includes('/') ? null : parsed.value;
+}
 
 /** Which blocked entry an address is blocked for, and the name that resolved to it. */
 export interface ResolvedFor { value: string; name: string }
@@ -75,18 +81,26 @@ export function createResolvedBlocks(deps: {
     resolvedAt.set(name, now());
     if (resolvedAt.size > MAX_REMEMBERED_NAMES) resolvedAt.delete(resolvedAt.keys().next().value!);
     lookups += 1;
-    const [answers, spared] = await Promise.all([deps.lookup(name), deps.spared()]).finally(() => (lookups -= 1));
+    const [looked, spared] = await Promise.all([deps.lookup(name), deps.spared()]).finally(() => (lookups -= 1));
+    const answers = looked.flatMap(({ address, ttl }) => {
+      const value = canonical(address);
+      return value === null ? [] : [{ address: value, ttl }];
+    });
     // The list may have changed while the resolvers answered.
     if (domainHolding(name, blockedNames) !== value) return;
     const at = now();
     let room = MAX_ADDRESSES - live().length;
-    const taken = answers.filter(({ address }) => !isLocalAddress(address) && !spared.includes(address) && (shared.get(address) ?? 0) <= at)
+    const sparedNow = new Set(spared.map(canonical));
+    const taken = answers.filter(({ address }) => !isLocalAddress(address) && !sparedNow.has(address) && (shared.get(address) ?? 0) <= at)
       .slice(0, MAX_PER_NAME).filter(({ address }) => blocked.has(address) || room-- > 0)
       .map(({ address, ttl }) => ({ address, seconds: Math.min(Math.max(ttl, BLOCKED_SECONDS.min), BLOCKED_SECONDS.max) }));
     if (taken.length === 0) return;
-    const problem = await deps.block(taken);
-    if (problem !== null) return deps.onProblem(problem);
+    // Known before the table holds them: traffic they stop from the first packet on is told as a hit on this name.
     for (const { address, seconds } of taken) blocked.set(address, { value, name, until: at + seconds * 1000 });
+    const problem = await deps.block(taken);
+    if (problem === null) return;
+    for (const { address } of taken) blocked.delete(address);
+    deps.onProblem(problem);
   }
 
   return {
@@ -103,7 +117,9 @@ export function createResolvedBlocks(deps: {
     },
     answeredForOthers(addresses) {
       const until = now() + SHARED_FOR_MS;
-      for (const { address } of addresses) {
+      for (const answered of addresses) {
+        const address = canonical(answered.address);
+        if (address === null) continue;
         shared.delete(address);
         shared.set(address, until);
         if (shared.size > MAX_SHARED) shared.delete(shared.keys().next().value!);
