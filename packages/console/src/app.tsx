@@ -1,6 +1,7 @@
 import type { Permission } from '@quell/contracts';
 import { Button, Text, makeStaticStyles, makeStyles, mergeClasses, tokens } from '@fluentui/react-components';
 import { type ComponentType, Suspense, lazy, useEffect } from 'react';
+import { DecisionOutcomeBar, DecisionOutcomes } from './action-center/decision-dialog.tsx';
 import { FlyoutHost } from './action-center/flyout-host.tsx';
 import { Centered, PageLoading } from './layout.tsx';
 import { Link, matchPath, navigate, useLocation } from './router.tsx';
@@ -99,11 +100,14 @@ export function App() {
         <Button appearance="primary" onClick={() => signOut.mutate()} disabled={signOut.isPending}>Sign out</Button>
       </header>
       <main className={styles.main}>
-        <FlyoutHost>
-          <Suspense fallback={<PageLoading />}>
-            {Page && route?.params ? <Page params={route.params} /> : <Centered>No such page. <Link to="/action-center/pending">Open the Action center</Link></Centered>}
-          </Suspense>
-        </FlyoutHost>
+        <DecisionOutcomes>
+          <FlyoutHost>
+            <DecisionOutcomeBar />
+            <Suspense fallback={<PageLoading />}>
+              {Page && route?.params ? <Page params={route.params} /> : <Centered>No such page. <Link to="/action-center/pending">Open the Action center</Link></Centered>}
+            </Suspense>
+          </FlyoutHost>
+        </DecisionOutcomes>
       </main>
     </>
   );

@@ -220,6 +220,8 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
 
     await flyout.getByRole('link', { name: 'Open investigation page' }).click();
     await page.getByRole('heading', { name: 'Investigation INV-1001' }).waitFor();
+    // Said above every page until dismissed (behind the flyout, which is modal, it was hidden).
+    await page.getByRole('status', { name: 'Decision outcome' }).getByText('Approved 1 isolate device action: queued to 1 device.').waitFor();
     await page.getByText('INV-1001 is not an investigation of Quell').waitFor();
     await page.getByRole('table', { name: 'Action history of this investigation' }).locator('tr', { hasText: 'web-frontend-01' }).waitFor();
   });
@@ -236,6 +238,19 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await decide('Reject', 'Known build agents, not miners');
     await expect.poll(() => row('miner-').count()).toBe(0);
     for (const id of ids) expect(await actionOf(id)).toMatchObject({ status: 'rejected', decisionComment: 'Known build agents, not miners' });
+    // What the decision did stays said above the list, with a way to each action and to the History.
+    const outcome = page.getByRole('status', { name: 'Decision outcome' });
+    await outcome.getByText('Rejected 3 stop service actions: they will not run.').waitFor();
+    await outcome.getByRole('button', { name: /^miner-b\.service on / }).click();
+    await drawer().getByText('Rejected', { exact: true }).first().waitFor();
+    // A rejected action never ran: there is nothing to undo, and no Undo to offer.
+    expect(await drawer().getByRole('button', { name: 'Undo' }).count()).toBe(0);
+    await page.keyboard.press('Escape');
+    await outcome.getByRole('link', { name: 'View in History' }).click();
+    await expect.poll(() => new URL(page.url()).pathname).toBe('/action-center/history');
+    await row('miner-a.service').waitFor();
+    await outcome.getByRole('button', { name: 'Dismiss' }).click();
+    await expect.poll(() => outcome.count()).toBe(0);
   });
 
   it('refuses to select actions of another type, and says why', async () => {
@@ -260,6 +275,14 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await expect.poll(async () => (await actionOf(id)).undoneBy).not.toBeNull();
     await page.locator('tr[data-action-id]', { hasText: 'Restore file' }).filter({ hasText: 'payload.so' }).waitFor();
     expect(await flyout.getByRole('button', { name: 'Undo' }).getAttribute('aria-disabled')).toBe('true');
+    // The request is in the timeline without a change of status it did not make; the undo action is one click away.
+    const timeline = flyout.getByRole('list', { name: 'Timeline' });
+    await timeline.getByText('Undo requested').waitFor();
+    expect(await timeline.textContent()).not.toContain('Completed → Completed');
+    const undoId = (await actionOf(id)).undoneBy!;
+    await flyout.getByRole('button', { name: undoId }).click();
+    await expect.poll(() => drawer().getByRole('heading').first().textContent()).toContain('Restore file');
+    await flyout.getByRole('button', { name: id }).waitFor();
   });
 
   it('says in the flyout where an effect was found lifted and re-applied, with the agent\'s words as text, and that it is unverified while the agent is silent', async () => {
@@ -316,6 +339,7 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await confirmation().getByText('Undo 2 stop service actions').waitFor();
     await confirmation().getByText('Each gets a restore service action').waitFor();
     await decide('Undo', 'Services are needed');
+    await page.getByRole('status', { name: 'Decision outcome' }).getByText('Undo of 2 stop service actions requested: 2 undo actions queued to 2 devices.').waitFor();
     await expect.poll(async () => (await Promise.all(ids.map(actionOf))).every((a) => a.undoneBy !== null)).toBe(true);
     await expect.poll(() => page.locator('tr[data-action-id]', { hasText: 'Restore service' }).count()).toBe(2);
   });

@@ -2,7 +2,7 @@ import {
   Button, DrawerBody, DrawerHeader, DrawerHeaderTitle, MessageBar, MessageBarBody, OverlayDrawer, Spinner, Subtitle2, Text, Tooltip,
   makeStyles, tokens,
 } from '@fluentui/react-components';
-import { type Action, type ActionTimelineEntry, FILE_QUARANTINE_TYPES } from '@quell/contracts';
+import { ACTION_CATALOGUE, type Action, type ActionStatus, type ActionTimelineEntry, FILE_QUARANTINE_TYPES } from '@quell/contracts';
 import { type ReactNode, useState } from 'react';
 import { problemText } from '../api/problem-text.ts';
 import { ENTITY_TYPE_LABELS, SOURCE_LABELS, formatDateTime, statusLabel, typeLabel } from '../format.ts';
@@ -10,6 +10,7 @@ import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
 import { EffectNotes } from './effect-notes.tsx';
 import { DecisionDialog } from './decision-dialog.tsx';
+import { useOpenAction } from './flyout-host.tsx';
 import { undoRefusal } from './refusals.ts';
 import type { Decision } from './use-actions.ts';
 import { useActionDetail, useInstances, useNow } from './use-actions.ts';
@@ -37,8 +38,16 @@ function GuardedButton({ refusal, children, onClick }: { refusal: string | null;
   return refusal === null ? button : <Tooltip content={refusal} relationship="description">{button}</Tooltip>;
 }
 
+/** Statuses from which an action may still become one that can be undone: the others never ran, or ran and ended otherwise. */
+const MAY_BE_UNDONE: readonly ActionStatus[] = ['queued', 'in_progress', 'completed'];
+
+/** Whether to offer Undo at all: never for a type without an undo, nor for an action that never completed and never will. */
+const offersUndo = (action: Action): boolean => ACTION_CATALOGUE[action.type].undoType !== undefined && MAY_BE_UNDONE.includes(action.status);
+
 function Details({ action, onClose }: { action: Action; onClose: () => void }) {
   const styles = useStyles();
+  const openAction = useOpenAction();
+  const actionLink = (id: string) => <Button appearance="transparent" size="small" className={styles.value} onClick={() => openAction(id)}>{id}</Button>;
   const row = (term: string, value: ReactNode) => (
     <>
       <dt className={styles.term}>{term}</dt>
@@ -66,8 +75,8 @@ function Details({ action, onClose }: { action: Action; onClose: () => void }) {
       {row('Decision comment', action.decisionComment)}
       {action.expiresAt && row('Expires at', formatDateTime(action.expiresAt))}
       {row('Last update', formatDateTime(action.updatedAt))}
-      {action.undoOf && row('Undo of', action.undoOf)}
-      {action.undoneBy && row('Undone by', action.undoneBy)}
+      {action.undoOf && row('Undo of', actionLink(action.undoOf))}
+      {action.undoneBy && row('Undone by', actionLink(action.undoneBy))}
       {Object.keys(action.parameters).length > 0 && row('Parameters', Object.entries(action.parameters).map(([k, v]) => `${k}: ${String(v)}`).join(', '))}
       {action.result?.output && row('Result', action.result.output)}
       {action.result?.error && row('Error', action.result.error)}
@@ -119,7 +128,7 @@ export default function ActionFlyout({ actionId, onClose }: { actionId: string |
                 </>
               )}
               <Link to={goHuntPath(action)} closeFirst={onClose}>Go hunt</Link>
-              {action.status !== 'pending_approval' && mayUndo && (
+              {offersUndo(action) && mayUndo && (
                 <GuardedButton refusal={undoRefusal(action, permissions.undoRefusal)} onClick={() => setDecision({ kind: 'undo', actions: [action] })}>Undo</GuardedButton>
               )}
               {/* Counted in devices where the file is quarantined now, not in actions. */}
@@ -140,7 +149,8 @@ export default function ActionFlyout({ actionId, onClose }: { actionId: string |
               {timeline.map((entry, i) => (
                 <li key={i} className={styles.event}>
                   <Text weight="semibold">{EVENT_LABELS[entry.event]}</Text> <Text size={200}>{formatDateTime(entry.at)} · {entry.actor}</Text>
-                  <Text block size={200}>{entry.fromStatus ? `${statusLabel(entry.fromStatus)} → ` : ''}{statusLabel(entry.toStatus)}</Text>
+                  {/* An undo requested leaves this action's status as it was until the undo completes: no change to show. */}
+                  {entry.fromStatus !== entry.toStatus && <Text block size={200}>{entry.fromStatus ? `${statusLabel(entry.fromStatus)} → ` : ''}{statusLabel(entry.toStatus)}</Text>}
                   {entry.comment && <Text block size={200} className={styles.value}>“{entry.comment}”</Text>}
                 </li>
               ))}

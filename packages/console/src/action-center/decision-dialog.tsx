@@ -3,9 +3,12 @@ import {
   makeStyles, tokens,
 } from '@fluentui/react-components';
 import { ACTION_CATALOGUE, type Action } from '@quell/contracts';
-import { useState } from 'react';
+import { type ReactNode, createContext, useContext, useState } from 'react';
+import type { BulkResult } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { typeLabel } from '../format.ts';
+import { Link } from '../router.tsx';
+import { useOpenAction } from './flyout-host.tsx';
 import { type Decision, useDecide } from './use-actions.ts';
 
 const useStyles = makeStyles({
@@ -29,6 +32,54 @@ function consequence(decision: Decision): string {
   }
 }
 
+const count = (n: number, one: string, many: string): string => `${n} ${n === 1 ? one : many}`;
+
+/** What a decision did, in a sentence: how many actions, of what, and where they went. */
+export function outcomeText(decision: Decision, result: BulkResult): string {
+  const decided = targets(decision);
+  const what = count(decided.length, `${typeLabel(decision.actions[0]!.type).toLowerCase()} action`, `${typeLabel(decision.actions[0]!.type).toLowerCase()} actions`);
+  const devices = count(new Set(result.items.map((a) => a.deviceId)).size, 'device', 'devices');
+  switch (decision.kind) {
+    case 'approve': return `Approved ${what}: queued to ${devices}.`;
+    case 'reject': return `Rejected ${what}: ${decided.length === 1 ? 'it' : 'they'} will not run.`;
+    case 'undo':
+    case 'undo_instances': return `Undo of ${what} requested: ${count(result.items.length, 'undo action', 'undo actions')} queued to ${devices}.`;
+  }
+}
+
+/** The last decision's outcome, shown above the page until dismissed or the next decision. */
+interface Outcome { text: string; actions: Action[] }
+const OutcomeContext = createContext<{ outcome: Outcome | null; setOutcome: (outcome: Outcome | null) => void }>({ outcome: null, setOutcome: () => undefined });
+
+const MAX_LINKED = 5;
+
+/** Keeps what the last decision did, wherever it was taken: the Action center, the flyout, an investigation or an incident. */
+export function DecisionOutcomes({ children }: { children: ReactNode }) {
+  const [outcome, setOutcome] = useState<Outcome | null>(null);
+  return <OutcomeContext.Provider value={{ outcome, setOutcome }}>{children}</OutcomeContext.Provider>;
+}
+
+/** The message that says what the last decision did, with a link to each action it made or changed, and to the History. */
+export function DecisionOutcomeBar() {
+  const { outcome, setOutcome } = useContext(OutcomeContext);
+  const openAction = useOpenAction();
+  if (!outcome) return null;
+  return (
+    <MessageBar intent="success" role="status" aria-label="Decision outcome">
+      <MessageBarBody>
+        {outcome.text}{' '}
+        {outcome.actions.slice(0, MAX_LINKED).map((a, i) => (
+          <span key={a.id}>{i > 0 && ', '}<Button appearance="transparent" size="small" onClick={() => openAction(a.id)}>{a.entity.name} on {a.deviceName}</Button></span>
+        ))}
+        {outcome.actions.length > MAX_LINKED && ` and ${outcome.actions.length - MAX_LINKED} more`}
+        {' · '}
+        <Link to="/action-center/history?sort=updatedAt">View in History</Link>
+      </MessageBarBody>
+      <Button appearance="transparent" onClick={() => setOutcome(null)}>Dismiss</Button>
+    </MessageBar>
+  );
+}
+
 /** Every target of the decision: the actions, plus the other instances of a quarantined file. */
 const targets = (decision: Decision): Action[] => (decision.kind === 'undo_instances' ? [...decision.actions, ...decision.instances] : decision.actions);
 
@@ -37,9 +88,16 @@ export function DecisionDialog({ decision, onClose, onDecided }: { decision: Dec
   const styles = useStyles();
   const [comment, setComment] = useState('');
   const decide = useDecide();
+  const announce = useContext(OutcomeContext).setOutcome;
   const all = targets(decision);
   const title = `${VERB[decision.kind]} ${all.length} ${typeLabel(decision.actions[0]!.type).toLowerCase()} ${all.length === 1 ? 'action' : 'actions'}`;
-  const confirm = (): void => decide.mutate({ decision, comment: comment.trim() }, { onSuccess: () => { onDecided?.(); onClose(); } });
+  const confirm = (): void => decide.mutate({ decision, comment: comment.trim() }, {
+    onSuccess: (result) => {
+      announce({ text: outcomeText(decision, result), actions: result.items });
+      onDecided?.();
+      onClose();
+    },
+  });
 
   return (
     <Dialog open modalType="modal" onOpenChange={(_, data) => !data.open && onClose()}>
