@@ -99,6 +99,7 @@ interface World {
   ids: string[];
   deviceIds: string[];
   investigationIds: string[];
+  incidentIds: string[];
   entities: string[];
   indicatorValues: string[];
   /** Audit seqs of the group's entries, to page from. */
@@ -195,7 +196,7 @@ async function buildWorld(name: 'A' | 'B', rank: number): Promise<World> {
   await recordHit(indicatorId, deviceId, mark(`/tmp/hit-${unique}`, 'indicator hit path'));
 
   return {
-    name, groupId: mark(group.id, 'device group id'), users: [reader, operator, groupAdmin], callers: [], operator, markers, ids: [], deviceIds: [deviceId], investigationIds: [],
+    name, groupId: mark(group.id, 'device group id'), users: [reader, operator, groupAdmin], callers: [], operator, markers, ids: [], deviceIds: [deviceId], investigationIds: [], incidentIds: [],
     entities: [`isolated-${unique}`, `payload-${unique}.bin`, SHARED_SHA256, malware], indicatorValues: [indicatorValue], auditSeqs: [], cursors: [],
   };
 }
@@ -217,6 +218,7 @@ async function collect(world: World): Promise<void> {
   const alerts = await db.selectFrom('alerts').select(['incident_id', 'group_id']).where('incident_id', 'is not', null).execute();
   const incidents = [...new Set(alerts.filter((a) => a.group_id === world.groupId).map((a) => a.incident_id!))]
     .filter((id) => alerts.every((a) => a.incident_id !== id || a.group_id === world.groupId));
+  world.incidentIds = incidents;
   const indicators = (await db.selectFrom('indicators').select(['id', 'device_group_ids']).execute()).filter((row) => (JSON.parse(row.device_group_ids) as string[]).includes(world.groupId));
   const kinds = { device: world.deviceIds, action: await byGroup('actions'), alert: await byGroup('alerts'), investigation: world.investigationIds, incident: incidents, indicator: indicators.map((i) => i.id) };
   for (const [kind, ids] of Object.entries(kinds)) for (const id of ids) mark(id, `${kind} id`);
@@ -298,6 +300,7 @@ const PATH_VALUES: Record<string, () => string[]> = {
 const QUERY_VALUES: Record<string, (schema: ParameterSchema) => Value[]> = {
   deviceId: () => both((w) => w.deviceIds),
   investigationId: () => both((w) => w.investigationIds),
+  incidentId: () => [...both((w) => w.incidentIds), ...sharedIds],
   indicatorId: () => [...both((w) => w.ids), ...sharedIds],
   targetId: () => both((w) => w.ids),
   entity: () => both((w) => w.entities),

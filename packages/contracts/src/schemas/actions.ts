@@ -119,7 +119,13 @@ export const ActionDetailSchema = Type.Object({
     /** Whether the effect holds again after the last time. */
     repaired: Type.Boolean(),
   })),
+  /** Where the action came from: the alerts that started its investigation (the first 20, oldest first), and the incidents they and the action belong to. */
+  origin: Type.Object({
+    alerts: Type.Array(Type.Object({ id: IdSchema, title: Type.String(), incidentId: Type.Union([IdSchema, Type.Null()]) })),
+    incidentIds: Type.Array(Type.String()),
+  }),
 });
+export type ActionOrigin = Static<typeof ActionDetailSchema>['origin'];
 export type ActionDetail = Static<typeof ActionDetailSchema>;
 
 
@@ -134,6 +140,8 @@ export const ListActionsQuerySchema = Type.Object({
   entityType: Type.Optional(EntityTypeSchema),
   deviceId: Type.Optional(IdSchema),
   investigationId: Type.Optional(Type.String({ maxLength: 64 })),
+  /** The incident's actions: those of the investigations its alerts started, and those taken on the incident itself. */
+  incidentId: Type.Optional(Type.String({ maxLength: 64 })),
   decidedBy: Type.Optional(Type.String({ maxLength: 128 })),
   /** Free text: matches the entity's name or path (contains, any case) or its SHA-256 (exact). */
   entity: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
@@ -186,4 +194,6 @@ export const ActionSummarySchema = Type.Object({
   rejectedLast30Days: Type.Integer(),
   /** Of those, the ones that expired without a decision. */
   expiredLast30Days: Type.Integer(),
+  /** Queued actions that wait because their device's agent is out of contact (or the device has none): how many, on how many devices, and the latest any of them was seen. */
+  queuedOffline: Type.Object({ actions: Type.Integer(), devices: Type.Integer(), lastSeenAt: Type.Union([TimestampSchema, Type.Null()]) }),
 });

@@ -52,6 +52,8 @@ export const DeviceSchema = Type.Object({
     failures: Type.Array(Type.String()),
     vault: Type.Object({ files: Type.Integer(), instructions: Type.Union([Type.String(), Type.Null()]) }),
   }), Type.Null()]),
+  /** Its actions waiting for approval. */
+  pendingActions: Type.Integer(),
   /** What is in force on the device: the completed actions not undone (an undo under way still counts until it completes). */
   state: Type.Object({
     isolatedBy: Type.Union([IdSchema, Type.Null()]),

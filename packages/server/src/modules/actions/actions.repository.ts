@@ -1,5 +1,5 @@
 import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
-import { type ActionStatus, type ActionType, FILE_QUARANTINE_TYPES, OPEN_ACTION_STATUSES } from '@quell/contracts';
+import { type ActionStatus, type ActionType, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, OPEN_ACTION_STATUSES } from '@quell/contracts';
 import type { ActionDriftTable, ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
 
@@ -14,6 +14,7 @@ export interface ActionFilter {
   entityType?: string;
   deviceId?: string;
   investigationId?: string;
+  incidentId?: string;
   decidedBy?: string;
   entity?: string;
   /** Scope: only these device groups; null for every group. */
@@ -35,6 +36,14 @@ function applyFilter<O>(query: SelectQueryBuilder<Database, 'actions', O>, filte
   if (filter.entityType !== undefined) q = q.where('entity_type', '=', filter.entityType);
   if (filter.deviceId !== undefined) q = q.where('device_id', '=', filter.deviceId);
   if (filter.investigationId !== undefined) q = q.where('investigation_id', '=', filter.investigationId);
+  if (filter.incidentId !== undefined) {
+    const incidentId = filter.incidentId;
+    q = q.where((eb) => eb.or([
+      eb('incident_id', '=', incidentId),
+      eb('investigation_id', 'in', eb.selectFrom('investigation_alerts').innerJoin('alerts', 'alerts.id', 'investigation_alerts.alert_id')
+        .select('investigation_alerts.investigation_id').where('alerts.incident_id', '=', incidentId)),
+    ]));
+  }
   if (filter.decidedBy !== undefined) q = q.where('decided_by', '=', filter.decidedBy);
   if (filter.entity !== undefined) {
     // LIKE wildcards in the search are matched literally.
@@ -116,6 +125,13 @@ export function createActionsRepository() {
         .where('action_drift.action_id', '=', actionId).orderBy('action_drift.last_at', 'desc').limit(50).execute();
     },
 
+    /** The alerts behind an investigation (oldest first, the first 20), with the incident each belongs to. */
+    async alertsOf(db: Db, investigationId: string): Promise<Array<{ id: string; title: string; incident_id: string | null }>> {
+      return db.selectFrom('investigation_alerts').innerJoin('alerts', 'alerts.id', 'investigation_alerts.alert_id')
+        .select(['alerts.id', 'alerts.title', 'alerts.incident_id'])
+        .where('investigation_alerts.investigation_id', '=', investigationId).orderBy('alerts.occurred_at').orderBy('alerts.id').limit(20).execute();
+    },
+
     async events(db: Db, actionId: string): Promise<ActionEventsTable[]> {
       return db.selectFrom('action_events').selectAll().where('action_id', '=', actionId).orderBy('at').orderBy('id').execute();
     },
@@ -185,6 +201,18 @@ export function createActionsRepository() {
         .select('type').select((eb: ExpressionBuilder<Database, 'actions'>) => [eb.fn.countAll<number>().as('count'), eb.fn.min('requested_at').as('oldest')])
         .groupBy('type').orderBy('type').execute();
       return rows.map((r) => ({ type: r.type, count: Number(r.count), oldest: Number(r.oldest) }));
+    },
+
+    /** Queued actions (containment aside) on devices not heard from since `seenSince` (or never): how many, on how many devices, and when the latest of those devices was seen. */
+    async queuedOffline(db: Db, seenSince: number, groupIds: readonly string[] | null): Promise<{ actions: number; devices: number; lastSeenAt: number | null }> {
+      const row = await db.selectFrom('actions').innerJoin('devices', 'devices.id', 'actions.device_id')
+        .select((eb) => [eb.fn.countAll<number>().as('actions'), eb.fn.count<number>('actions.device_id').distinct().as('devices'), eb.fn.max('devices.last_seen_at').as('last_seen_at')])
+        .where('actions.status', '=', 'queued').where(groupScope('actions.group_id', groupIds))
+        // Containment waits for the other devices' agents, not for its own device.
+        .where('actions.type', 'not in', FLEET_ACTION_TYPES)
+        .where((eb) => eb.or([eb('devices.last_seen_at', 'is', null), eb('devices.last_seen_at', '<', seenSince)]))
+        .executeTakeFirstOrThrow();
+      return { actions: Number(row.actions), devices: Number(row.devices), lastSeenAt: row.last_seen_at === null ? null : Number(row.last_seen_at) };
     },
 
     async statusPerDay(db: Db, since: number, groupIds: readonly string[] | null): Promise<Array<{ day: number; status: string; count: number }>> {

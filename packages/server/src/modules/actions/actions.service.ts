@@ -1,5 +1,5 @@
 import {
-  ACTION_CATALOGUE, type Action, type ActionEvent, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
+  ACTION_CATALOGUE, type Action, type ActionEvent, type ActionOrigin, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
   CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
   type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, parameterProblem, roleAtLeast, statusesCountedAs,
 } from '@quell/contracts';
@@ -275,7 +275,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       view: query.view, from, to, type: query.type, source: query.source, entityType: query.entityType,
       // Rejected finds the expired too: an expiry is the system's rejection.
       ...(query.status !== undefined ? { statuses: statusesCountedAs(query.status) } : {}),
-      deviceId: query.deviceId, investigationId: query.investigationId, decidedBy: query.decidedBy, entity: query.entity, groupIds: actor.groupIds,
+      deviceId: query.deviceId, investigationId: query.investigationId, incidentId: query.incidentId, decidedBy: query.decidedBy, entity: query.entity, groupIds: actor.groupIds,
     };
   }
 
@@ -423,6 +423,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
         action: presentAction(row), timeline: (await repo.events(store.db, id)).map(presentTimelineEntry), waiting: await waitingFor(row, enforcement), enforcement,
         unverified: await unverifiedFor(row),
         drift: (await repo.drifts(store.db, id)).map(presentDrift),
+        origin: await originOf(row),
       };
     },
 
@@ -593,7 +594,9 @@ export function createActionsService(deps: ActionsServiceDeps) {
       const perDay = await repo.statusPerDay(store.db, since, actor.groupIds);
       const rejected = statusesCountedAs('rejected') as readonly string[];
       const total = (counted: (status: string) => boolean): number => perDay.filter((d) => counted(d.status)).reduce((sum, d) => sum + d.count, 0);
+      const offline = await repo.queuedOffline(store.db, now - DEVICE_OFFLINE_AFTER_MS, actor.groupIds);
       return {
+        queuedOffline: { ...offline, lastSeenAt: offline.lastSeenAt === null ? null : new Date(offline.lastSeenAt).toISOString() },
         rejectedLast30Days: total((status) => rejected.includes(status)),
         expiredLast30Days: total((status) => status === 'expired'),
         pendingByType: pending.map((p) => ({ type: p.type as ActionType, count: p.count })),
@@ -605,7 +608,13 @@ export function createActionsService(deps: ActionsServiceDeps) {
     },
   };
 
-  /** Why a queued action has not reached its device yet, in words an analyst can act on. */
+  /** Where an action came from: the alerts that started its investigation, and their incidents (the action's own first). */
+  async function originOf(row: ActionsTable): Promise<ActionOrigin> {
+    const alerts = row.investigation_id === null ? [] : await repo.alertsOf(store.db, row.investigation_id);
+    const incidentIds = [...new Set([row.incident_id, ...alerts.map((a) => a.incident_id)].filter((id) => id !== null))];
+    return { alerts: alerts.map((a) => ({ id: a.id, title: a.title, incidentId: a.incident_id })), incidentIds };
+  }
+
   /**
    * An effect in force is only as true as its agent's last check: while the
    * agent is out of contact (stopped, or the device off or cut off), it is
@@ -620,6 +629,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
     return { since, reason: `The device's agent has not been in contact since ${since ?? 'it enrolled'}: whether the ${effect} still holds is unverified since then` };
   }
 
+  /** Why a queued action has not reached its device yet, in words an analyst can act on. */
   async function waitingFor(row: ActionsTable, enforcement: Enforcement | null): Promise<{ reason: string; deviceLastSeenAt: string | null; deliverBy: string | null } | null> {
     if (row.status !== 'queued') return null;
     if (enforcement) {

@@ -36,6 +36,32 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect((await ctx().request(ctx().users.security_reader, 'GET', `/api/actions/${scan}`)).json().unverified).toBeNull();
   });
 
+  it('names where an action came from: the alert that started its investigation and that alert\'s incident; an action from nowhere names none', async () => {
+    const { users, request, services } = ctx();
+    const group = await services.devices.createGroup(users.security_admin.actor, { name: 'semi-origin', rank: 77, automationLevel: 'semi_any_folder' });
+    const deviceId = await ctx().createDevice({ name: 'origin-host', groupId: group.id });
+    const alert = await request(users.security_operator, 'POST', '/api/alerts', {
+      title: 'Dropper seen', severity: 'high', category: 'malware', detectionSource: 'edr-rules', deviceId, occurredAt: new Date(ctx().clock.now()).toISOString(),
+      evidence: [{ kind: 'file', path: '/tmp/origin.bin', sha256: SHA(77) }],
+    });
+    expect(alert.statusCode, alert.body).toBe(201);
+    const { id: alertId, incidentId } = alert.json() as { id: string; incidentId: string };
+    await services.investigations.runDue();
+    const actions = (await request(users.security_reader, 'GET', `/api/actions?view=pending&deviceId=${deviceId}`)).json().items as Array<{ id: string }>;
+    expect(actions.length).toBeGreaterThan(0);
+    const detail = (await request(users.security_reader, 'GET', `/api/actions/${actions[0]!.id}`)).json();
+    expect(detail.origin).toEqual({ alerts: [{ id: alertId, title: 'Dropper seen', incidentId }], incidentIds: [incidentId] });
+
+    const manual = await ctx().createAction({ type: 'run_antivirus_scan', deviceId, status: 'queued' });
+    expect((await request(users.security_reader, 'GET', `/api/actions/${manual}`)).json().origin).toEqual({ alerts: [], incidentIds: [] });
+
+    // The incident's actions, wherever its investigations proposed them, and those taken on the incident itself.
+    const onIncident = await ctx().createAction({ type: 'run_antivirus_scan', deviceId, status: 'queued', incidentId });
+    const listed = async (view: string) => ((await request(users.security_reader, 'GET', `/api/actions?view=${view}&incidentId=${incidentId}`)).json().items as Array<{ id: string }>).map((a) => a.id);
+    expect((await listed('pending')).sort()).toEqual(actions.map((a) => a.id).sort());
+    expect(await listed('history')).toEqual([onIncident]);
+  });
+
   it('rejects a bulk decision over mixed action types with 400 and changes nothing', async () => {
     const { users, request } = ctx();
     const a = await ctx().createAction({ type: 'isolate_device' });
@@ -327,6 +353,33 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect(body.pendingTotal).toBeGreaterThan(0);
     expect(body.oldestPendingAgeSeconds).toBeGreaterThanOrEqual(0);
     expect(body.byStatusPerDay.length).toBeGreaterThan(0);
+  });
+
+  it('says in the summary how many queued actions wait for devices out of contact, on how many, and when one was last seen', async () => {
+    const { services, request } = ctx();
+    const group = await services.devices.createGroup(systemActor(), { name: 'far-away', rank: 31, automationLevel: 'semi_any_folder' });
+    const analyst = await createUser(services, 'security_reader', 'far-away-reader', [group.id]);
+    const offline = async () => (await request(analyst, 'GET', '/api/actions/summary')).json().queuedOffline;
+    expect(await offline()).toEqual({ actions: 0, devices: 0, lastSeenAt: null });
+
+    const { publicKey } = generateKeyPairSync('ed25519');
+    const { secret } = await services.agents.createEnrolmentToken(systemActor(), { name: 'far', uses: 1, expiresInDays: 1 });
+    const { deviceId } = await services.agents.enrol({
+      token: secret, publicKey: { kty: 'OKP', crv: 'Ed25519', x: (publicKey.export({ format: 'jwk' }) as Ed25519PublicJwk).x },
+      facts: { hostname: 'far-host', platform: 'linux', os: 'test', kernel: 'test', ips: [], macs: [], agentVersion: 'test' },
+    }, null);
+    await request(ctx().users.security_admin, 'PATCH', `/api/devices/${deviceId}`, { groupId: group.id });
+    await services.agents.touch([deviceId]);
+    const heardAt = new Date(ctx().clock.now()).toISOString();
+    await ctx().createAction({ type: 'run_antivirus_scan', deviceId, status: 'queued' });
+    await ctx().createAction({ type: 'collect_investigation_package', deviceId, status: 'queued' });
+    // Its agent was just heard from: the actions are on their way, not waiting for it.
+    expect(await offline()).toEqual({ actions: 0, devices: 0, lastSeenAt: null });
+    ctx().clock.advance(DEVICE_OFFLINE_AFTER_MS + 1000);
+    expect(await offline()).toEqual({ actions: 2, devices: 1, lastSeenAt: heardAt });
+    // A device with no agent at all waits for ever.
+    await ctx().createAction({ type: 'run_antivirus_scan', deviceId: await ctx().createDevice({ groupId: group.id }), status: 'queued' });
+    expect(await offline()).toEqual({ actions: 3, devices: 2, lastSeenAt: heardAt });
   });
 
   it('keeps scoped users inside their device groups: lists, counts, exports, gets and decisions', async () => {

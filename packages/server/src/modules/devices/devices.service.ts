@@ -18,22 +18,28 @@ export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
 
 const NOTHING_IN_FORCE: DeviceState = { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
 
-/** What is in force on each device and the addresses alerts reported for it. */
-interface DeviceExtras { state: DeviceState; addresses: string[] }
+/** What is in force on each device, the addresses alerts reported for it, and how many of its actions wait for approval. */
+interface DeviceExtras { state: DeviceState; addresses: string[]; pendingActions: number }
+const NO_EXTRAS: DeviceExtras = { state: NOTHING_IN_FORCE, addresses: [], pendingActions: 0 };
 
 async function extrasOf(db: Db, deviceIds: readonly string[]): Promise<Map<string, DeviceExtras>> {
   const states = await statesOf(db, deviceIds);
   const extras = new Map<string, DeviceExtras>();
+  const entry = (id: string): DeviceExtras => {
+    const found = extras.get(id) ?? { state: states.get(id) ?? NOTHING_IN_FORCE, addresses: [], pendingActions: 0 };
+    extras.set(id, found);
+    return found;
+  };
   for (let i = 0; i < deviceIds.length; i += 500) {
-    const rows = await db.selectFrom('device_addresses').select(['device_id', 'address']).where('device_id', 'in', deviceIds.slice(i, i + 500))
+    const chunk = deviceIds.slice(i, i + 500);
+    const rows = await db.selectFrom('device_addresses').select(['device_id', 'address']).where('device_id', 'in', chunk)
       .orderBy('seen_at', 'desc').orderBy('address').execute();
-    for (const row of rows) {
-      const entry = extras.get(row.device_id) ?? { state: states.get(row.device_id) ?? NOTHING_IN_FORCE, addresses: [] };
-      entry.addresses.push(row.address);
-      extras.set(row.device_id, entry);
-    }
+    for (const row of rows) entry(row.device_id).addresses.push(row.address);
+    const pending = await db.selectFrom('actions').select((eb) => ['device_id', eb.fn.countAll<number>().as('count')])
+      .where('status', '=', 'pending_approval').where('device_id', 'in', chunk).groupBy('device_id').execute();
+    for (const row of pending) entry(row.device_id).pendingActions = Number(row.count);
   }
-  for (const [id, state] of states) if (!extras.has(id)) extras.set(id, { state, addresses: [] });
+  for (const id of states.keys()) entry(id);
   return extras;
 }
 
@@ -64,7 +70,7 @@ function desiredStateOf(row: DeviceRow): NonNullable<Device['agent']>['desiredSt
   };
 }
 
-export function presentDevice(row: DeviceRow, now: number, extras: DeviceExtras = { state: NOTHING_IN_FORCE, addresses: [] }): Device {
+export function presentDevice(row: DeviceRow, now: number, extras: DeviceExtras = NO_EXTRAS): Device {
   const facts = row.agent_facts === null ? null : (JSON.parse(row.agent_facts) as DeviceFacts);
   return {
     id: row.id,
@@ -84,6 +90,7 @@ export function presentDevice(row: DeviceRow, now: number, extras: DeviceExtras 
       : { requestedAt: new Date(Number(row.offboard_requested_at)).toISOString(), releaseEffects: Number(row.offboard_release_effects) === 1 },
     offboarded: row.offboarded_report === null || row.offboarded_at === null ? null
       : { at: new Date(Number(row.offboarded_at)).toISOString(), ...(JSON.parse(row.offboarded_report) as Omit<NonNullable<Device['offboarded']>, 'at'>) },
+    pendingActions: extras.pendingActions,
     state: extras.state,
   };
 }
