@@ -1,28 +1,57 @@
 import type { Permission } from '@quell/contracts';
 import { Button, Text, makeStaticStyles, makeStyles, mergeClasses, tokens } from '@fluentui/react-components';
-import { type ComponentType, Suspense, lazy, useEffect } from 'react';
+import { type ComponentType, Suspense, use, useEffect } from 'react';
 import { DecisionOutcomeBar, DecisionOutcomes } from './action-center/decision-dialog.tsx';
 import { FlyoutHost } from './action-center/flyout-host.tsx';
 import { Centered, PageLoading } from './layout.tsx';
 import { Link, matchPath, navigate, useLocation } from './router.tsx';
 import { usePermissions, useSession, useSignOut } from './session/session.tsx';
+import { Shortcuts, SkipLink } from './shortcuts.tsx';
 import { ThemeMenu } from './theme.tsx';
 
-const HomePage = lazy(() => import('./home/home.page.tsx'));
-const ActionCenterPage = lazy(() => import('./action-center/action-center.page.tsx'));
-const DevicesPage = lazy(() => import('./devices/devices.page.tsx'));
-const DevicePage = lazy(() => import('./devices/device.page.tsx'));
-const InvestigationsPage = lazy(() => import('./investigations/investigations.page.tsx'));
-const InvestigationPage = lazy(() => import('./investigations/investigation.page.tsx'));
-const IncidentsPage = lazy(() => import('./incidents/incidents.page.tsx'));
-const IncidentPage = lazy(() => import('./incidents/incident.page.tsx'));
-const AlertsPage = lazy(() => import('./alerts/alerts.page.tsx'));
-const IndicatorsPage = lazy(() => import('./indicators/indicators.page.tsx'));
-const AuditPage = lazy(() => import('./audit/audit.page.tsx'));
-const SettingsPage = lazy(() => import('./settings/settings.page.tsx'));
+type PageProps = { params: Record<string, string> };
+type PageModule = { default: ComponentType<PageProps> };
 
-/** Client routes: the first whose pattern matches renders, with the path's parameters; `permission` hides it (and its link) from other roles. */
-const ROUTES: Array<{ pattern: string; page: ComponentType<{ params: Record<string, string> }>; permission?: Permission }> = [
+/**
+ * A page whose code loads on demand. `preload` starts the download; once it is
+ * in, the page renders at once, without a Suspense fallback (which React then
+ * keeps on screen for at least 300 ms). The current route's page is preloaded
+ * while the session is asked for, so a first visit does not wait for it after.
+ */
+function onDemand(load: () => Promise<PageModule>) {
+  let loading: (Promise<PageModule> & { status?: 'fulfilled'; value?: PageModule }) | null = null;
+  const preload = (): Promise<PageModule> => {
+    if (!loading) {
+      const promise: Promise<PageModule> & { status?: 'fulfilled'; value?: PageModule } = load().then((module) => {
+        // How React's `use` reads a promise that has settled without suspending.
+        Object.assign(promise, { status: 'fulfilled', value: module });
+        return module;
+      });
+      loading = promise;
+    }
+    return loading;
+  };
+  function Page(props: PageProps) {
+    const { default: Loaded } = use(preload());
+    return <Loaded {...props} />;
+  }
+  return { Page, preload };
+}
+
+const HomePage = onDemand(() => import('./home/home.page.tsx'));
+const ActionCenterPage = onDemand(() => import('./action-center/action-center.page.tsx'));
+const DevicesPage = onDemand(() => import('./devices/devices.page.tsx'));
+const DevicePage = onDemand(() => import('./devices/device.page.tsx'));
+const InvestigationsPage = onDemand(() => import('./investigations/investigations.page.tsx'));
+const InvestigationPage = onDemand(() => import('./investigations/investigation.page.tsx'));
+const IncidentsPage = onDemand(() => import('./incidents/incidents.page.tsx'));
+const IncidentPage = onDemand(() => import('./incidents/incident.page.tsx'));
+const AlertsPage = onDemand(() => import('./alerts/alerts.page.tsx'));
+const IndicatorsPage = onDemand(() => import('./indicators/indicators.page.tsx'));
+const AuditPage = onDemand(() => import('./audit/audit.page.tsx'));
+const SettingsPage = onDemand(() => import('./settings/settings.page.tsx'));
+
+const ROUTES: Array<{ pattern: string; page: ReturnType<typeof onDemand>; permission?: Permission }> = [
   { pattern: '/', page: HomePage },
   { pattern: '/action-center/:tab', page: ActionCenterPage },
   { pattern: '/devices', page: DevicesPage },
@@ -36,6 +65,11 @@ const ROUTES: Array<{ pattern: string; page: ComponentType<{ params: Record<stri
   { pattern: '/audit', page: AuditPage, permission: 'audit:read' },
   { pattern: '/settings', page: SettingsPage, permission: 'settings:manage' },
 ];
+
+/** The page of the address the console was opened at starts loading now, alongside the session. */
+export function preloadCurrentPage(): void {
+  ROUTES.find((r) => matchPath(r.pattern, window.location.pathname))?.page.preload().catch(() => undefined);
+}
 
 const NAV: Array<{ to: string; label: string; section: string; permission?: Permission }> = [
   { to: '/', label: 'Home', section: '' },
@@ -64,7 +98,7 @@ const useStyles = makeStyles({
   navLink: { color: tokens.colorNeutralForegroundOnBrand, ':hover': { color: tokens.colorNeutralForegroundOnBrand } },
   current: { textDecorationLine: 'underline', fontWeight: tokens.fontWeightSemibold },
   user: { display: 'flex', flexDirection: 'column', alignItems: 'flex-end', lineHeight: tokens.lineHeightBase200 },
-  main: { padding: `${tokens.spacingVerticalL} ${tokens.spacingHorizontalXL}` },
+  main: { padding: `${tokens.spacingVerticalL} ${tokens.spacingHorizontalXL}`, ':focus': { outlineStyle: 'none' } },
 });
 
 export function App() {
@@ -81,10 +115,11 @@ export function App() {
 
   const route = ROUTES.filter((r) => !r.permission || has(r.permission)).map((r) => ({ ...r, params: matchPath(r.pattern, pathname) })).find((r) => r.params);
   const section = pathname.split('/')[1] ?? '';
-  const Page = route?.page;
+  const Page = route?.page.Page;
 
   return (
     <>
+      <SkipLink />
       <header className={styles.header}>
         <Text className={styles.brand}>Quell</Text>
         <nav className={styles.nav} aria-label="Main">
@@ -99,7 +134,7 @@ export function App() {
         <ThemeMenu username={user.username} />
         <Button appearance="primary" onClick={() => signOut.mutate()} disabled={signOut.isPending}>Sign out</Button>
       </header>
-      <main className={styles.main}>
+      <main id="main" tabIndex={-1} className={styles.main}>
         <DecisionOutcomes>
           <FlyoutHost>
             <DecisionOutcomeBar />
@@ -109,6 +144,7 @@ export function App() {
           </FlyoutHost>
         </DecisionOutcomes>
       </main>
+      <Shortcuts />
     </>
   );
 }

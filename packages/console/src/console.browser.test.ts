@@ -273,7 +273,6 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await flyout.getByRole('button', { name: 'Undo' }).click();
     await decide('Undo', 'False positive: signed vendor library');
     await expect.poll(async () => (await actionOf(id)).undoneBy).not.toBeNull();
-    await page.locator('tr[data-action-id]', { hasText: 'Restore file' }).filter({ hasText: 'payload.so' }).waitFor();
     expect(await flyout.getByRole('button', { name: 'Undo' }).getAttribute('aria-disabled')).toBe('true');
     // The request is in the timeline without a change of status it did not make; the undo action is one click away.
     const timeline = flyout.getByRole('list', { name: 'Timeline' });
@@ -283,6 +282,12 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await flyout.getByRole('button', { name: undoId }).click();
     await expect.poll(() => drawer().getByRole('heading').first().textContent()).toContain('Restore file');
     await flyout.getByRole('button', { name: id }).waitFor();
+    // Closed, the flyout uncovers the undo in the list, and the undone action back on top with it (History sorts by last change).
+    await page.keyboard.press('Escape');
+    const undoRow = page.locator('tr[data-action-id]', { hasText: 'Restore file' }).filter({ hasText: 'payload.so' });
+    await undoRow.waitFor();
+    const ids = await page.locator('tr[data-action-id]').evaluateAll((rows) => rows.slice(0, 2).map((r) => r.getAttribute('data-action-id')));
+    expect(ids.sort()).toEqual([id, undoId].sort());
   });
 
   it('says in the flyout where an effect was found lifted and re-applied, with the agent\'s words as text, and that it is unverified while the agent is silent', async () => {
@@ -408,7 +413,9 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.getByRole('button', { name: 'Previous page' }).click();
     await page.getByText('1–25 of 30').waitFor();
 
-    await page.getByRole('columnheader', { name: 'Date/time' }).click();
+    // History sorts by last change, newest first; its header turns the order round.
+    expect(await page.getByRole('columnheader', { name: 'Last change' }).getAttribute('aria-sort')).toBe('descending');
+    await page.getByRole('columnheader', { name: 'Last change' }).click();
     await expect.poll(() => new URL(page.url()).searchParams.get('order')).toBe('asc');
     await expect.poll(() => rows.first().textContent()).toContain('scan-0');
 
@@ -489,6 +496,145 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.keyboard.press('Escape');
     await flyout.waitFor({ state: 'hidden' });
     await expect.poll(() => page.evaluate(() => document.activeElement?.hasAttribute('data-action-id'))).toBe(true);
+  });
+
+  it('lists one line per row with per-tab columns, ids cut to their telling part and the filters on one line; approves a page of 50 in four steps', async () => {
+    const deviceId = await device('dense-host');
+    const investigationId = '0190f0a4-5e1c-7000-8000-00000000abcd';
+    const longName = `${'a-very-long-file-name-'.repeat(10)}dropper.bin`;
+    // Older than the 50 below: it is on the second page, of another type.
+    await pending('stop_service', 'older.service', { deviceId });
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      ids.push(await pending('quarantine_file', i === 49 ? longName : `bulk-${i}.bin`, { deviceId, investigationId, sha256: (0xd000 + i).toString(16).padStart(64, 'e') }));
+    }
+    await signIn(ctx.users.security_operator, `/action-center/pending?deviceId=${deviceId}`);
+    const rows = page.locator('tr[data-action-id]');
+    await expect.poll(() => rows.count()).toBe(50);
+
+    const headers = await page.getByRole('columnheader').allTextContents();
+    expect(headers).toEqual(expect.arrayContaining(['Investigation', 'Action type', 'Entity', 'Asset', 'Source', 'Status', 'Requested', 'Comment']));
+    expect(headers).not.toContain('Decided by');
+    expect(headers).not.toContain('Action ID');
+    // One line a row, however long the name: cut with an ellipsis; the whole path in its title.
+    const heights = await rows.evaluateAll((trs) => trs.map((tr) => tr.getBoundingClientRect().height));
+    expect(Math.max(...heights)).toBeLessThan(45);
+    const clipped = row('dropper.bin').locator(`span[title="/tmp/${longName}"]`);
+    expect(await clipped.evaluate((el) => el.scrollWidth > el.clientWidth)).toBe(true);
+    // Time-ordered ids share their start: the column shows their end, and links to the investigation.
+    const investigation = row('bulk-3.bin').getByRole('link', { name: '…0000abcd' });
+    expect(await investigation.getAttribute('href')).toBe(`/investigations/${investigationId}`);
+    // The filters take one line; the rarer ones are behind More filters (open here, since Device is one of them).
+    const search = page.getByRole('search', { name: 'Filters' });
+    const tops = await search.locator('> div').first().locator('> *').evaluateAll((els) => els.map((el) => Math.round(el.getBoundingClientRect().bottom)));
+    expect(new Set(tops).size).toBe(1);
+    await search.getByRole('button', { name: 'Fewer filters' }).click();
+    expect(await search.getByLabel('Device').count()).toBe(0);
+    await search.getByRole('button', { name: 'More filters (1)' }).waitFor();
+
+    // Select the page, Approve, a comment, confirm: four steps for fifty actions.
+    const steps: Array<() => Promise<void>> = [
+      () => page.getByRole('checkbox', { name: 'Select all quarantine file actions on this page' }).check(),
+      () => page.getByRole('button', { name: 'Approve (50)' }).click(),
+      () => confirmation().getByLabel('Comment').fill('Dropper campaign, confirmed'),
+      () => confirmation().getByRole('button', { name: 'Approve', exact: true }).click(),
+    ];
+    for (const step of steps) await step();
+    expect(steps.length).toBeLessThanOrEqual(4);
+    await page.getByRole('status', { name: 'Decision outcome' }).getByText('Approved 50 quarantine file actions: queued to 1 device.').waitFor();
+    await expect.poll(() => rows.count()).toBe(1);
+    for (const id of ids) expect((await actionOf(id)).status).toBe('queued');
+
+    // On a page of several types, selecting all takes the first type's rows and says what it left out.
+    await pending('stop_service', 'newer.service', { deviceId });
+    await pending('contain_user', 'dense-user', { deviceId });
+    await page.reload();
+    await expect.poll(() => rows.count()).toBe(3);
+    await page.getByRole('checkbox', { name: 'Select all contain user actions on this page' }).check();
+    await page.getByRole('button', { name: 'Approve (1)' }).waitFor();
+    await page.getByText('2 rows were left out: a decision covers actions of one type.').waitFor();
+
+    await page.goto(`${ctx.url}/action-center/history?deviceId=${deviceId}`);
+    await rows.first().waitFor();
+    expect(await page.getByRole('columnheader').allTextContents()).toEqual(expect.arrayContaining(['Decided by', 'Requested', 'Decided', 'Last change']));
+    expect(await row('bulk-3.bin').textContent()).toContain('security-operator');
+  });
+
+  it('works the queue from the keyboard alone: skip link, j/k, select, approve, reject, the shortcut list, search and undo, back to the list after each dialog', async () => {
+    const deviceId = await device('keys-host');
+    const [a, b, c] = [await pending('stop_service', 'keys-a.service', { deviceId }), await pending('stop_service', 'keys-b.service', { deviceId }), await pending('stop_service', 'keys-c.service', { deviceId })];
+    const done = await completed('quarantine_file', 'keys-undo.bin', { deviceId, sha256: 'a7'.repeat(32) });
+    const focused = () => page.evaluate(() => document.activeElement?.getAttribute('data-action-id') ?? document.activeElement?.textContent ?? null);
+    await signIn(ctx.users.security_admin, `/action-center/pending?deviceId=${deviceId}`);
+    await row('keys-a.service').waitFor();
+
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('Skip to the list');
+    await page.keyboard.press('Enter');
+    expect(await focused()).toBe(c);
+    await page.keyboard.press('j');
+    expect(await focused()).toBe(b);
+    await page.keyboard.press('x');
+    await page.getByRole('button', { name: 'Approve (1)' }).waitFor();
+    await page.keyboard.press('k');
+    expect(await focused()).toBe(c);
+    // a approves the selection (b), not the row the keyboard is on.
+    await page.keyboard.press('a');
+    const dialog = confirmation();
+    await dialog.getByText('Approve 1 stop service action').waitFor();
+    expect(await dialog.getByRole('listitem').allTextContents()).toEqual([expect.stringContaining('keys-b.service')]);
+    await expect.poll(() => dialog.getByLabel('Comment').evaluate((el) => el === document.activeElement)).toBe(true);
+    await page.keyboard.type('Approved from the keyboard');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await expect.poll(async () => (await actionOf(b)).status).toBe('queued');
+    await expect.poll(() => row('keys-b.service').count()).toBe(0);
+    await expect.poll(focused).toBe(c);
+
+    // r with nothing selected rejects the row; Escape cancels, and the keyboard is back on the row.
+    await page.keyboard.press('j');
+    expect(await focused()).toBe(a);
+    await page.keyboard.press('r');
+    await confirmation().getByText('Reject 1 stop service action').waitFor();
+    await page.keyboard.press('Escape');
+    await confirmation().waitFor({ state: 'hidden' });
+    await expect.poll(focused).toBe(a);
+    await page.keyboard.press('r');
+    await page.keyboard.type('Not needed');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await expect.poll(async () => (await actionOf(a)).status).toBe('rejected');
+    // Its row left the list: the keyboard lands on the row that took its place.
+    await expect.poll(focused).toBe(c);
+
+    await page.keyboard.press('?');
+    const help = page.getByRole('dialog', { name: 'Keyboard shortcuts' });
+    await help.getByRole('cell', { name: 'Approve the selection, or the row' }).waitFor();
+    await page.keyboard.press('Escape');
+    await help.waitFor({ state: 'hidden' });
+    await expect.poll(focused).toBe(c);
+    await page.keyboard.press('/');
+    await page.keyboard.type('keys-c');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => new URL(page.url()).searchParams.get('entity')).toBe('keys-c');
+
+    await page.goto(`${ctx.url}/action-center/history?deviceId=${deviceId}&type=quarantine_file`);
+    await row('keys-undo.bin').waitFor();
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    expect(await focused()).toBe(done);
+    await page.keyboard.press('u');
+    await confirmation().getByText('Undo 1 quarantine file action').waitFor();
+    await page.keyboard.type('Vendor file');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await expect.poll(async () => (await actionOf(done)).undoneBy).not.toBeNull();
+    await expect.poll(() => page.evaluate(() => document.activeElement?.hasAttribute('data-action-id'))).toBe(true);
+    // u again on the same action: refused, and the reason said.
+    await page.locator(`tr[data-action-id="${done}"]`).focus();
+    await page.keyboard.press('u');
+    await page.getByRole('status').filter({ hasText: 'An undo of this action exists already.' }).waitFor();
+    expect(await confirmation().count()).toBe(0);
   });
 
   it('has no serious or critical accessibility violations in the Action center and the flyout (axe-core)', async () => {
@@ -755,15 +901,29 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.getByRole('heading', { name: 'Malware detected on ws-sales-07' }).waitFor();
     expect(new URL(page.url()).pathname).toBe(`/incidents/${incidentId}`);
     await page.getByLabel('Incident summary').getByText('Active').waitFor();
-    const pendingTable = page.getByRole('table', { name: 'Pending actions of this investigation' });
-    // Attacker-chosen text shows as text: no <b> element is made of it.
-    await pendingTable.locator('tr', { hasText: '/tmp/.x/<b>dropper</b>' }).waitFor();
+    const pendingTable = page.getByRole('table', { name: 'Pending actions of this incident' });
+    // Attacker-chosen text shows as text: no <b> element is made of it. (The file's name is what follows its path's last slash: `b>`.)
+    await pendingTable.locator('tr[data-action-id]').locator('span[title="/tmp/.x/<b>dropper</b>"]').waitFor();
     expect(await page.locator('td b').count()).toBe(0);
     expect(await scan()).toEqual([]);
     if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'incident-page.png'), fullPage: true });
-    await pendingTable.getByRole('button', { name: /^Approve/ }).click();
+    // The action's flyout says where it came from, each a link: its incident, and the alert that started its investigation.
+    await pendingTable.locator('tr[data-action-id]').first().click();
+    expect(await drawer().getByRole('link', { name: incidentId }).getAttribute('href')).toBe(`/incidents/${incidentId}`);
+    await drawer().getByRole('link', { name: 'Malware detected' }).click();
+    await expect.poll(() => new URL(page.url()).pathname).toBe('/alerts');
+    await page.getByLabel('Alert details').getByText('edr-rules').waitFor();
+    await page.goto(`${ctx.url}/incidents/${incidentId}`);
+    // One pending table for the whole incident, each row naming its investigation, with the bulk decisions of the Action center.
+    const investigationId = (await ctx.request(ctx.users.security_reader, 'GET', `/api/actions?view=pending&incidentId=${incidentId}`)).json().items[0].investigationId as string;
+    expect(await pendingTable.getByRole('link', { name: `…${investigationId.slice(-8)}` }).getAttribute('href')).toBe(`/investigations/${investigationId}`);
+    await pendingTable.getByRole('checkbox', { name: /^Select all / }).check();
+    await page.getByRole('button', { name: /^Approve \(\d+\)$/ }).click();
     await decide('Approve', 'Same dropper as IR-9');
-    await page.getByText('No action of this investigation waits for approval.').waitFor();
+    await page.getByText('No action waits for approval with these filters.').waitFor();
+    const history = page.getByRole('table', { name: 'Action history of this incident' });
+    await history.locator('tr[data-action-id]', { has: page.locator('span[title="/tmp/.x/<b>dropper</b>"]') }).getByText('Queued').waitFor();
+    expect(await page.getByRole('table', { name: /^Action history/ }).count()).toBe(1);
 
     await page.getByRole('tab', { name: 'Alerts' }).click();
     await page.getByRole('table', { name: 'Alerts of this incident' }).getByText('Malware detected').waitFor();
@@ -842,10 +1002,45 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await enrolment.getByText(/^Revoked /).waitFor();
   });
 
-  it('shows the Automated investigation & response card on Home', async () => {
+  it('lists devices with isolation, code restriction, contained users and pending actions, sorted by any of them', async () => {
+    const isolatedId = await device('list-isolated');
+    await ctx.complete(await ctx.createAction({ type: 'isolate_device', status: 'queued', deviceId: isolatedId, entity: { name: 'list-isolated' } }));
+    const busyId = await device('list-busy');
+    await pending('stop_service', 'busy-a.service', { deviceId: busyId });
+    await pending('stop_service', 'busy-b.service', { deviceId: busyId });
+    await ctx.complete(await ctx.createAction({ type: 'contain_user', status: 'queued', deviceId: busyId, entity: { name: 'mallory' } }));
+    await signIn(ctx.users.security_operator, '/devices?q=list-');
+    const table = page.getByRole('table', { name: 'Devices' });
+    const rowOf = (id: string) => table.locator(`tr[data-device-id="${id}"]`);
+    const firstId = () => table.locator('tr[data-device-id]').first().getAttribute('data-device-id');
+    await rowOf(isolatedId).getByText('Isolated', { exact: true }).waitFor();
+    expect(await rowOf(busyId).getByText('Isolated', { exact: true }).count()).toBe(0);
+    expect(await rowOf(busyId).getByRole('cell').nth(5).getAttribute('title')).toBe('mallory');
+    expect(await rowOf(busyId).getByRole('link', { name: '2', exact: true }).getAttribute('href')).toBe(`/action-center/pending?deviceId=${busyId}`);
+
+    const pendingHeader = page.getByRole('columnheader', { name: 'Pending actions' });
+    await pendingHeader.click();
+    await expect.poll(() => new URL(page.url()).search).toBe('?q=list-&sort=pending&order=asc');
+    await expect.poll(firstId).toBe(isolatedId);
+    await pendingHeader.click();
+    await expect.poll(() => new URL(page.url()).search).toBe('?q=list-&sort=pending&order=desc');
+    await expect.poll(firstId).toBe(busyId);
+    expect(await pendingHeader.getAttribute('aria-sort')).toBe('descending');
+    await page.getByRole('columnheader', { name: 'Isolation' }).click();
+    await expect.poll(firstId).toBe(busyId);
+    await page.getByRole('columnheader', { name: 'Isolation' }).click();
+    await expect.poll(firstId).toBe(isolatedId);
+    expect(await scan()).toEqual([]);
+  });
+
+  it('shows the Automated investigation & response card on Home, and says when approved actions wait for devices out of contact', async () => {
+    await ctx.createAction({ type: 'run_antivirus_scan', status: 'queued', deviceId: await device('home-unreachable'), entity: { name: 'home-unreachable' } });
     await signIn(ctx.users.security_operator, '/');
     const card = page.getByRole('region', { name: 'Automated investigation & response' });
     await card.getByText(/actions? waits? for approval/).waitFor();
+    const waiting = card.getByLabel('Waiting for devices');
+    expect(await waiting.textContent()).toMatch(/^\d+ queued actions? waits? for (a device|\d+ devices) out of contact .*they run when the agents come back\./);
+    expect(await waiting.getByRole('link', { name: 'See the devices' }).getAttribute('href')).toBe('/devices?sort=health');
     await card.getByRole('list', { name: 'Pending actions by type' }).waitFor();
     await page.getByRole('img', { name: /^Actions in the last 30 days by status/ }).waitFor();
     expect(await scan()).toEqual([]);

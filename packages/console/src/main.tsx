@@ -3,7 +3,7 @@ import { MutationCache, QueryCache, QueryClient, QueryClientProvider } from '@ta
 import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { ApiError } from './api/api-client.ts';
-import { App } from './app.tsx';
+import { App, preloadCurrentPage } from './app.tsx';
 import { SESSION_KEY, SessionGate } from './session/session.tsx';
 import { ThemeRoot } from './theme.tsx';
 
@@ -21,6 +21,7 @@ const queryClient = new QueryClient({
 const nonce = document.querySelector<HTMLMetaElement>('meta[name="csp-nonce"]')?.content;
 const renderer = createDOMRenderer(document, nonce ? { styleElementAttributes: { nonce } } : {});
 
+preloadCurrentPage();
 createRoot(document.getElementById('root')!).render(
   <StrictMode>
     <RendererProvider renderer={renderer} targetDocument={document}>

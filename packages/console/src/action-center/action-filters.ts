@@ -5,19 +5,22 @@
  */
 import {
   ACTION_SORT_FIELDS, ACTION_SOURCES, ACTION_STATUSES, ACTION_TYPES, ENTITY_TYPES, TIME_RANGES,
-  type ActionView, type ExportActionsQuery, type ListActionsQuery,
+  type ActionSortField, type ActionView, type ExportActionsQuery, type ListActionsQuery,
 } from '@quell/contracts';
+import { UUID } from '../format.ts';
 
 export type ActionFilters = Omit<ListActionsQuery, 'view' | 'cursor' | 'withTotal'>;
 
 export const PAGE_SIZES = [25, 50, 100, 200] as const;
 export const DEFAULT_PAGE_SIZE = 50;
 
+/** Pending lists what waits longest first by request; History puts what changed last on top (an undo brings its action back up). */
+export const defaultSort = (view: ActionView): ActionSortField => (view === 'history' ? 'updatedAt' : 'requestedAt');
+
 const oneOf = <T extends string>(values: readonly T[], value: string | null): T | undefined =>
   value !== null && (values as readonly string[]).includes(value) ? (value as T) : undefined;
 const text = (value: string | null, max: number): string | undefined => (value && value.length <= max ? value : undefined);
 const isoTime = (value: string | null): string | undefined => (value && !Number.isNaN(Date.parse(value)) ? new Date(value).toISOString() : undefined);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export function filtersFromSearch(search: URLSearchParams): ActionFilters {
   const limit = Number(search.get('limit'));
@@ -57,6 +60,7 @@ export function listQuery(view: ActionView, filters: ActionFilters, cursor: stri
   return {
     ...rest,
     view,
+    sort: filters.sort ?? defaultSort(view),
     ...(view === 'history' && status ? { status } : {}),
     limit: filters.limit ?? DEFAULT_PAGE_SIZE,
     ...(cursor ? { cursor } : { withTotal: true }),
@@ -65,7 +69,7 @@ export function listQuery(view: ActionView, filters: ActionFilters, cursor: stri
 
 /** The CSV export takes the History view's filters, without paging. */
 export function exportQuery(filters: ActionFilters): ExportActionsQuery {
-  const query: ExportActionsQuery & { limit?: number } = { ...filters };
+  const query: ExportActionsQuery & { limit?: number } = { ...filters, sort: filters.sort ?? defaultSort('history') };
   delete query.limit;
   return query;
 }

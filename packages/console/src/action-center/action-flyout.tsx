@@ -2,7 +2,7 @@ import {
   Button, DrawerBody, DrawerHeader, DrawerHeaderTitle, MessageBar, MessageBarBody, OverlayDrawer, Spinner, Subtitle2, Text, Tooltip,
   makeStyles, tokens,
 } from '@fluentui/react-components';
-import { ACTION_CATALOGUE, type Action, type ActionStatus, type ActionTimelineEntry, FILE_QUARANTINE_TYPES } from '@quell/contracts';
+import { ACTION_CATALOGUE, type Action, type ActionOrigin, type ActionStatus, type ActionTimelineEntry, FILE_QUARANTINE_TYPES } from '@quell/contracts';
 import { type ReactNode, useState } from 'react';
 import { problemText } from '../api/problem-text.ts';
 import { ENTITY_TYPE_LABELS, SOURCE_LABELS, formatDateTime, statusLabel, typeLabel } from '../format.ts';
@@ -44,10 +44,13 @@ const MAY_BE_UNDONE: readonly ActionStatus[] = ['queued', 'in_progress', 'comple
 /** Whether to offer Undo at all: never for a type without an undo, nor for an action that never completed and never will. */
 const offersUndo = (action: Action): boolean => ACTION_CATALOGUE[action.type].undoType !== undefined && MAY_BE_UNDONE.includes(action.status);
 
-function Details({ action, onClose }: { action: Action; onClose: () => void }) {
+function Details({ action, origin, onClose }: { action: Action; origin: ActionOrigin | undefined; onClose: () => void }) {
   const styles = useStyles();
   const openAction = useOpenAction();
   const actionLink = (id: string) => <Button appearance="transparent" size="small" className={styles.value} onClick={() => openAction(id)}>{id}</Button>;
+  const linkList = (links: Array<[key: string, to: string, text: string]>) => links.map(([key, to, text], i) => (
+    <span key={key}>{i > 0 && ', '}<Link to={to} closeFirst={onClose}>{text}</Link></span>
+  ));
   const row = (term: string, value: ReactNode) => (
     <>
       <dt className={styles.term}>{term}</dt>
@@ -64,8 +67,9 @@ function Details({ action, onClose }: { action: Action; onClose: () => void }) {
       {action.entity.path && row('Path', action.entity.path)}
       {row('Asset', <Link to={`/devices/${action.deviceId}`} closeFirst={onClose}>{action.deviceName}</Link>)}
       {row('Source', SOURCE_LABELS[action.source])}
-      {row('Investigation ID', action.investigationId)}
-      {row('Incident ID', action.incidentId)}
+      {row('Investigation ID', action.investigationId && <Link to={`/investigations/${encodeURIComponent(action.investigationId)}`} closeFirst={onClose}>{action.investigationId}</Link>)}
+      {row('Incident ID', origin && origin.incidentIds.length > 0 ? linkList(origin.incidentIds.map((id) => [id, `/incidents/${encodeURIComponent(id)}`, id])) : action.incidentId)}
+      {origin && origin.alerts.length > 0 && row(origin.alerts.length === 1 ? 'Alert' : 'Alerts', linkList(origin.alerts.map((a) => [a.id, `/alerts?alert=${a.id}`, a.title])))}
       {row('Approval ID', action.approvalId)}
       {row('Requested by', action.requestedBy)}
       {row('Requested at', formatDateTime(action.requestedAt))}
@@ -143,7 +147,7 @@ export default function ActionFlyout({ actionId, onClose }: { actionId: string |
             </div>
             {action.status === 'pending_approval' && decideRefusal !== null && <Text block className={styles.note}>{decideRefusal}.</Text>}
             <Subtitle2 as="h3" block className={styles.section}>Details</Subtitle2>
-            <Details action={action} onClose={onClose} />
+            <Details action={action} origin={detail.data?.origin} onClose={onClose} />
             <Subtitle2 as="h3" block className={styles.section}>Timeline</Subtitle2>
             <ol className={styles.timeline} aria-label="Timeline">
               {timeline.map((entry, i) => (

@@ -15,6 +15,8 @@ const useStyles = makeStyles({
   list: { maxHeight: '240px', overflowY: 'auto', margin: `${tokens.spacingVerticalS} 0`, paddingLeft: tokens.spacingHorizontalXL },
   entity: { wordBreak: 'break-all' },
   content: { display: 'flex', flexDirection: 'column', gap: tokens.spacingVerticalM },
+  // Fixed at the bottom, above the pages: appearing, it moves no row under the pointer.
+  outcome: { position: 'fixed', bottom: tokens.spacingVerticalL, left: '50%', transform: 'translateX(-50%)', width: 'min(720px, calc(100vw - 32px))', zIndex: 100, boxShadow: tokens.shadow16 },
 });
 
 const VERB = { approve: 'Approve', reject: 'Reject', undo: 'Undo', undo_instances: 'Undo' } as const;
@@ -63,9 +65,10 @@ export function DecisionOutcomes({ children }: { children: ReactNode }) {
 export function DecisionOutcomeBar() {
   const { outcome, setOutcome } = useContext(OutcomeContext);
   const openAction = useOpenAction();
+  const styles = useStyles();
   if (!outcome) return null;
   return (
-    <MessageBar intent="success" role="status" aria-label="Decision outcome">
+    <MessageBar intent="success" role="status" aria-label="Decision outcome" className={styles.outcome}>
       <MessageBarBody>
         {outcome.text}{' '}
         {outcome.actions.slice(0, MAX_LINKED).map((a, i) => (
@@ -73,7 +76,7 @@ export function DecisionOutcomeBar() {
         ))}
         {outcome.actions.length > MAX_LINKED && ` and ${outcome.actions.length - MAX_LINKED} more`}
         {' · '}
-        <Link to="/action-center/history?sort=updatedAt">View in History</Link>
+        <Link to="/action-center/history">View in History</Link>
       </MessageBarBody>
       <Button appearance="transparent" onClick={() => setOutcome(null)}>Dismiss</Button>
     </MessageBar>

@@ -9,19 +9,21 @@ import type { ActionFilters } from './action-filters.ts';
 const RANGE_LABELS: Record<TimeRange, string> = { day: 'Last day', week: 'Last week', '30d': 'Last 30 days', '6m': 'Last 6 months', custom: 'Custom range' };
 
 const useStyles = makeStyles({
-  bar: { display: 'flex', flexWrap: 'wrap', alignItems: 'flex-end', gap: tokens.spacingHorizontalM, margin: `${tokens.spacingVerticalM} 0` },
+  bar: { display: 'flex', flexWrap: 'wrap', alignItems: 'flex-end', gap: tokens.spacingHorizontalM, margin: `${tokens.spacingVerticalS} 0` },
   field: { minWidth: '150px' },
+  search: { minWidth: '280px' },
 });
 
 /** A text filter that applies when the user presses Enter or leaves the box, not on every key. */
-function TextFilter({ label, placeholder, value, onCommit }: { label: string; placeholder?: string; value: string | undefined; onCommit: (value: string | undefined) => void }) {
+function TextFilter({ label, placeholder, value, onCommit, search }: { label: string; placeholder?: string; value: string | undefined; onCommit: (value: string | undefined) => void; search?: boolean }) {
+  const styles = useStyles();
   const [draft, setDraft] = useState(value ?? '');
   const commit = (): void => {
     if (draft.trim() !== (value ?? '')) onCommit(draft.trim() || undefined);
   };
   return (
-    <Field label={label} className={useStyles().field}>
-      <Input value={draft} placeholder={placeholder} onChange={(_, data) => setDraft(data.value)} onBlur={commit} onKeyDown={(event) => event.key === 'Enter' && commit()} />
+    <Field label={label} className={search ? styles.search : styles.field}>
+      <Input value={draft} placeholder={placeholder} {...(search ? { 'data-shortcut': 'search' } : {})} onChange={(_, data) => setDraft(data.value)} onBlur={commit} onKeyDown={(event) => event.key === 'Enter' && commit()} />
     </Field>
   );
 }
@@ -50,12 +52,18 @@ function statusFilterLabel(status: ActionStatus): string {
   return counted.length === 0 ? STATUS_LABELS[status] : `${STATUS_LABELS[status]}, ${counted.map((other) => other.replaceAll('_', ' ')).join(', ')} included`;
 }
 
+/** The filters behind *More filters*: rarer, so they take no room until asked for. */
+const MORE: Array<keyof ActionFilters> = ['source', 'entityType', 'deviceId', 'investigationId', 'decidedBy'];
+
+/** The Action center's filters on one line: entity search, time, type and status, the rarer ones behind *More filters*. */
 export function FiltersBar({ view, filters, devices, onChange }: { view: ActionView; filters: ActionFilters; devices: Device[]; onChange: (filters: ActionFilters) => void }) {
   const styles = useStyles();
+  const hiddenInUse = MORE.filter((key) => filters[key] !== undefined).length;
+  const [more, setMore] = useState(hiddenInUse > 0);
   const set = <K extends keyof ActionFilters>(key: K, value: ActionFilters[K]): void => onChange({ ...filters, [key]: value });
   const statuses = ACTION_STATUSES.filter((s) => s !== 'pending_approval');
   const fields: ReactNode[] = [
-    <TextFilter key={`entity-${filters.entity ?? ''}`} label="Entity" placeholder="Name, path or SHA-256" value={filters.entity} onCommit={(v) => set('entity', v)} />,
+    <TextFilter key={`entity-${filters.entity ?? ''}`} label="Entity" placeholder="Name, path or SHA-256" value={filters.entity} onCommit={(v) => set('entity', v)} search />,
     <Choice key="range" label="Time range" value={filters.range} options={TIME_RANGES.map((r) => [r, RANGE_LABELS[r]])}
       onChange={(range) => onChange({ ...filters, range, from: undefined, to: undefined })} />,
   ];
@@ -69,24 +77,30 @@ export function FiltersBar({ view, filters, devices, onChange }: { view: ActionV
       </Field>,
     );
   }
-  fields.push(
-    <Choice key="type" label="Action type" value={filters.type} options={ACTION_TYPES.map((t) => [t, typeLabel(t)])} onChange={(v) => set('type', v)} />,
-    <Choice key="source" label="Source" value={filters.source} options={ACTION_SOURCES.map((s) => [s, SOURCE_LABELS[s]])} onChange={(v) => set('source', v)} />,
-  );
+  fields.push(<Choice key="type" label="Action type" value={filters.type} options={ACTION_TYPES.map((t) => [t, typeLabel(t)])} onChange={(v) => set('type', v)} />);
   if (view === 'history') {
     fields.push(<Choice key="status" label="Status" value={filters.status} options={statuses.map((s) => [s, statusFilterLabel(s)])} onChange={(v) => set('status', v)} />);
   }
-  fields.push(
+  const moreFields: ReactNode[] = [
+    <Choice key="source" label="Source" value={filters.source} options={ACTION_SOURCES.map((s) => [s, SOURCE_LABELS[s]])} onChange={(v) => set('source', v)} />,
     <Choice key="entityType" label="Entity type" value={filters.entityType} options={ENTITY_TYPES.map((e) => [e, ENTITY_TYPE_LABELS[e]])} onChange={(v) => set('entityType', v)} />,
     <Choice key="device" label="Device" value={filters.deviceId} options={devices.map((d) => [d.id, d.name])} onChange={(v) => set('deviceId', v)} />,
     <TextFilter key={`inv-${filters.investigationId ?? ''}`} label="Investigation" value={filters.investigationId} onCommit={(v) => set('investigationId', v)} />,
-    <TextFilter key={`by-${filters.decidedBy ?? ''}`} label="Decided by" value={filters.decidedBy} onCommit={(v) => set('decidedBy', v)} />,
-  );
+  ];
+  if (view === 'history') {
+    moreFields.push(<TextFilter key={`by-${filters.decidedBy ?? ''}`} label="Decided by" value={filters.decidedBy} onCommit={(v) => set('decidedBy', v)} />);
+  }
   const any = Object.entries(filters).some(([key, value]) => value !== undefined && !['sort', 'order', 'limit'].includes(key));
   return (
-    <div className={styles.bar} role="search" aria-label="Filters">
-      {fields}
-      <Button appearance="subtle" disabled={!any} onClick={() => onChange({ sort: filters.sort, order: filters.order, limit: filters.limit })}>Clear filters</Button>
+    <div role="search" aria-label="Filters">
+      <div className={styles.bar}>
+        {fields}
+        <Button appearance="subtle" aria-expanded={more} aria-controls="more-filters" onClick={() => setMore(!more)}>
+          {more ? 'Fewer filters' : `More filters${hiddenInUse > 0 ? ` (${hiddenInUse})` : ''}`}
+        </Button>
+        <Button appearance="subtle" disabled={!any} onClick={() => onChange({ sort: filters.sort, order: filters.order, limit: filters.limit })}>Clear filters</Button>
+      </div>
+      {more && <div id="more-filters" className={styles.bar}>{moreFields}</div>}
     </div>
   );
 }

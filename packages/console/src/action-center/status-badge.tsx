@@ -16,7 +16,7 @@ const COLORS: Record<ActionStatus, 'brand' | 'danger' | 'important' | 'informati
 };
 
 const useStyles = makeStyles({
-  cell: { display: 'flex', flexDirection: 'column', gap: tokens.spacingVerticalXXS, alignItems: 'flex-start' },
+  cell: { display: 'inline-flex', gap: tokens.spacingHorizontalS, alignItems: 'center', whiteSpace: 'nowrap' },
   badge: { whiteSpace: 'nowrap' },
   pastDue: { color: tokens.colorPaletteRedForeground1, fontWeight: tokens.fontWeightSemibold },
 });

@@ -7,7 +7,7 @@ import { keepPreviousData, useQuery } from '@tanstack/react-query';
 import { type KeyboardEvent, type MouseEvent, Suspense, lazy, useState } from 'react';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
-import { formatDateTime } from '../format.ts';
+import { UUID, formatDateTime } from '../format.ts';
 import { SeverityBadge } from '../incidents/incidents.page.tsx';
 import { Link, navigate, useLocation } from '../router.tsx';
 import { ALERT_STATUS_LABELS, CLASSIFICATION_LABELS } from './alert-labels.ts';
@@ -58,6 +58,13 @@ export default function AlertsPage() {
     setOpened(true);
     setAlertId(id);
   };
+  // `/alerts?alert=<id>`, as the action flyout links an alert: opens its panel.
+  const linked = search.get('alert');
+  const [opensLinked, setOpensLinked] = useState<string | null>(null);
+  if (linked !== null && linked !== opensLinked && UUID.test(linked)) {
+    setOpensLinked(linked);
+    open(linked);
+  }
   const set = (change: AlertFilters): void => navigate(pathOfFilters({ ...filters, ...change }));
   return (
     <>

@@ -3,7 +3,7 @@ import { ACTION_STATUSES, type ActionStatus } from '@quell/contracts';
 import { useNow, usePendingSummary } from '../action-center/use-actions.ts';
 import type { ActionSummary } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
-import { STATUS_LABELS, formatDuration, typeLabel } from '../format.ts';
+import { STATUS_LABELS, formatDateTime, formatDuration, typeLabel } from '../format.ts';
 import { Link } from '../router.tsx';
 
 const useStyles = makeStyles({
@@ -90,6 +90,21 @@ function StatusChart({ data }: { data: ActionSummary['byStatusPerDay'] }) {
   );
 }
 
+/** Queued is not under way: says when approved actions wait for devices out of contact, and since when one was heard from. */
+function QueuedOffline({ waiting }: { waiting: ActionSummary['queuedOffline'] }) {
+  if (waiting.actions === 0) return null;
+  const devices = waiting.devices === 1 ? 'a device' : `${waiting.devices} devices`;
+  return (
+    <MessageBar intent="warning" aria-label="Waiting for devices">
+      <MessageBarBody>
+        {waiting.actions} queued {waiting.actions === 1 ? 'action waits' : 'actions wait'} for {devices} out of contact
+        {waiting.lastSeenAt ? ` (${waiting.devices === 1 ? 'last seen' : 'the most recently seen at'} ${formatDateTime(waiting.lastSeenAt)})` : ' (never seen by an agent)'}: they run when the agents come back.{' '}
+        <Link to="/devices?sort=health">See the devices</Link>
+      </MessageBarBody>
+    </MessageBar>
+  );
+}
+
 /** Home: how many actions wait, for how long, and what the last 30 days looked like. */
 export default function HomePage() {
   const styles = useStyles();
@@ -115,6 +130,7 @@ export default function HomePage() {
               </ul>
             )}
             <Link to="/action-center/pending">Open the Pending tab</Link>
+            <QueuedOffline waiting={summary.data.queuedOffline} />
           </section>
           <section className={styles.card} aria-labelledby="chart-title">
             <Subtitle1 as="h2" id="chart-title">Actions by status, last 30 days</Subtitle1>

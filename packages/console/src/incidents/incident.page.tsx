@@ -4,12 +4,10 @@ import {
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { ActionsView } from '../action-center/actions-view.tsx';
-import { useNow } from '../action-center/use-actions.ts';
 import { type IncidentDetail, api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { formatDateTime } from '../format.ts';
 import { InvestigationStatusBadge } from '../investigations/investigation-status.tsx';
-import { PendingTab } from '../investigations/investigation.page.tsx';
 import { PageLoading } from '../layout.tsx';
 import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
@@ -34,7 +32,6 @@ export default function IncidentPage({ params }: { params: Record<string, string
   const styles = useStyles();
   const queryClient = useQueryClient();
   const permissions = usePermissions();
-  const now = useNow(1_000);
   const [tab, setTab] = useState<TabId>('response');
   const detail = useQuery({ queryKey: ['incident', id], queryFn: () => api.getIncident(id), refetchInterval: 5000 });
   const setStatus = useMutation({
@@ -77,9 +74,10 @@ export default function IncidentPage({ params }: { params: Record<string, string
       <div className={styles.panel} role="tabpanel" aria-label={TABS[tab]}>
         {tab === 'response' && (
           <>
-            <PendingTab actions={pending} now={now} onDecided={() => void queryClient.invalidateQueries({ queryKey: ['incident', id] })} />
-            <Subtitle1 as="h2" className={styles.section}>Action history of its investigations</Subtitle1>
-            <ActionsTable detail={detail.data} />
+            <Subtitle1 as="h2" className={styles.section}>Waiting for approval</Subtitle1>
+            <ActionsView view="pending" filters={{ incidentId: id }} label="Pending actions of this incident" />
+            <Subtitle1 as="h2" className={styles.section}>Action history</Subtitle1>
+            <ActionsView view="history" filters={{ incidentId: id }} label="Action history of this incident" />
           </>
         )}
         {tab === 'alerts' && <AlertsTable detail={detail.data} />}
@@ -175,14 +173,3 @@ function InvestigationsTable({ detail }: { detail: IncidentDetail }) {
   );
 }
 
-/** The decided and finished actions of the incident's investigations, as the Action center's History shows them. */
-function ActionsTable({ detail }: { detail: IncidentDetail }) {
-  if (detail.investigations.length === 0) return <Text>No investigation, so no action yet.</Text>;
-  return (
-    <>
-      {detail.investigations.map((i) => (
-        <ActionsView key={i.id} view="history" filters={{ investigationId: i.id }} label={`Action history of the investigation on ${i.deviceName}`} />
-      ))}
-    </>
-  );
-}
