@@ -53,6 +53,8 @@ export const ERRORS = {
   action_already_open: { status: 409, title: 'The same action is already open on this device' },
   indicator_exists: { status: 409, title: 'An active indicator for this value exists' },
   investigation_ended: { status: 409, title: 'The investigation has ended' },
+  investigation_not_failed: { status: 409, title: 'Only a failed investigation can be retried' },
+  investigation_running: { status: 409, title: 'Another investigation runs on this device' },
   no_pending_expansion: { status: 409, title: 'The investigation is not waiting for an expansion decision' },
   entity_allowed: { status: 409, title: 'An allow indicator protects this entity from remediation' },
   username_taken: { status: 409, title: 'That user name is taken' },

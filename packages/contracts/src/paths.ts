@@ -49,6 +49,7 @@ export const API_PATHS = {
   investigations: '/api/investigations',
   investigation: '/api/investigations/:id',
   investigationTerminate: '/api/investigations/:id/terminate',
+  investigationRetry: '/api/investigations/:id/retry',
   investigationExpansion: '/api/investigations/:id/expansion',
   incidents: '/api/incidents',
   incident: '/api/incidents/:id',

@@ -271,6 +271,8 @@ export interface InvestigationsTable {
   step_attempts: number;
   /** Why it ended, in words; null while it runs (and for investigations that ended before it was kept). */
   conclusion?: string | null;
+  /** The step a failed investigation could not get past; null otherwise. */
+  failed_step?: string | null;
 }
 
 export interface InvestigationAlertsTable { investigation_id: string; alert_id: string }

@@ -140,5 +140,21 @@ describe(`problems an investigation survives (${TEST_DIALECT})`, () => {
     expect(seen.investigation.endedAt).not.toBeNull();
     expect(seen.investigation.problems.map((p: { step: string }) => p.step)).toEqual(['collect', 'collect', 'collect']);
     expect(seen.log.at(-1)).toMatchObject({ step: 'error', result: expect.stringMatching(/^failed: /) });
+
+    // Once what stopped it is fixed, an analyst retries it from the step it could not get past; a reader may not.
+    const retry = (user = admin()) => ctx().request(user, 'POST', `/api/investigations/${id}/retry`, { comment: 'evidence restored' });
+    expect((await retry(ctx().users.security_reader)).statusCode).toBe(403);
+    await ctx().store.db.updateTable('alerts').set({ evidence: JSON.stringify([{ kind: 'file', path: '/tmp/stage3', sha256: hash() }]) }).where('id', '=', alertId).execute();
+    const retried = await retry();
+    expect(retried.statusCode, retried.body).toBe(200);
+    expect(retried.json()).toMatchObject({ status: 'running', endedAt: null, conclusion: null });
+    // Only a failed investigation: twice in a row, the second finds it running.
+    expect((await retry()).json()).toMatchObject({ status: 409, code: 'investigation_not_failed' });
+    await run();
+    const after = await detail(id);
+    expect(after.investigation.status).not.toBe('failed');
+    expect(after.log.map((l: { step: string; result: string }) => `${l.step}: ${l.result}`)).toContain('retry: retried by security-admin from the collect step: evidence restored');
+    const audited = (await ctx().request(admin(), 'GET', `/api/audit?targetId=${id}`)).json().items as Array<{ kind: string }>;
+    expect(audited.map((e) => e.kind)).toContain('investigation.retry');
   });
 });

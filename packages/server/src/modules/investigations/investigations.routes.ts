@@ -33,4 +33,11 @@ export const investigationsRoutes: FastifyPluginAsyncTypebox<{ investigations: I
       body: Type.Object({ comment: Type.Optional(CommentSchema) }, { additionalProperties: false }), response: { 200: InvestigationSchema, ...problemResponses },
     },
   }, (request) => investigations.terminate(actorOf(request), request.params.id, request.body.comment ?? null));
+
+  app.post(API_PATHS.investigationRetry, {
+    schema: {
+      tags, summary: 'Run a failed investigation again from the step it could not get past', params: IdParamsSchema,
+      body: Type.Object({ comment: Type.Optional(CommentSchema) }, { additionalProperties: false }), response: { 200: InvestigationSchema, ...problemResponses },
+    },
+  }, (request) => investigations.retry(actorOf(request), request.params.id, request.body.comment ?? null));
 };

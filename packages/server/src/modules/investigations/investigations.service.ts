@@ -81,6 +81,7 @@ function withProblem(row: InvestigationsTable, step: string, at: number, reason:
 const STEP_FALLBACK: Partial<Record<StepName, StepName>> = { evidence: 'verdicts', expand: 'remediate', expand_decided: 'remediate', evidence_elsewhere: 'remediate' };
 
 type StepName = 'collect' | 'evidence' | 'verdicts' | 'expand' | 'expand_decided' | 'evidence_elsewhere' | 'remediate' | 'wait';
+const FIRST_STEP: StepName = 'collect';
 
 /** A large expansion waiting for an analyst: the devices it would add, and the decision once made. */
 interface Expansion {
@@ -122,7 +123,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       row = {
         id: ids.next(), device_id: device.id, device_name: device.name, group_id: device.group_id, status: 'running', step: 'collect', started_by: startedBy,
         started_at: now, ended_at: null, updated_at: now, waiting_ms: 0, waiting_since: null, run_after: now, locked_by: null, locked_until: null, pending_expansion: null,
-        problems: null, step_attempts: 0, conclusion: null,
+        problems: null, step_attempts: 0, conclusion: null, failed_step: null,
       };
       await trx.insertInto('investigations').values(row).execute();
       await audit.record(trx, startedBy === engine.name ? engine : systemActor(startedBy), { kind: 'investigation.start', targetType: 'investigation', targetId: row.id, after: { deviceId: device.id } });
@@ -823,7 +824,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     }
     await log(trx, id, 'error', startedAt, `failed: ${message}`);
     await trx.updateTable('investigations').set({
-      ...release, status: 'failed', step: 'done', ended_at: now, step_attempts: attempt, conclusion: `Failed: the ${step} step could not run ${attempt} times: ${message}`.slice(0, 2000),
+      ...release, status: 'failed', step: 'done', failed_step: step, ended_at: now, step_attempts: attempt, conclusion: `Failed: the ${step} step could not run ${attempt} times: ${message}`.slice(0, 2000),
       waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : now - inv.waiting_since),
     }).where('id', '=', id).execute();
   }
@@ -943,6 +944,31 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
     },
 
     /** Ends an investigation by hand: its pending actions are cancelled, and nothing more is proposed. */
+    /** Runs a failed investigation again from the step it could not get past (from the start when that is not known). */
+    async retry(actor: Actor, id: string, comment: string | null): Promise<Investigation> {
+      requirePermission(actor, 'investigations:manage');
+      await findVisible(actor, id);
+      const resumed = await store.transaction(async (trx) => {
+        const now = clock.now();
+        const current = await trx.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+        if (current.status !== 'failed') throw new QuellError('investigation_not_failed', `Investigation ${id} is ${current.status.replaceAll('_', ' ')}: only a failed investigation can be retried`);
+        // A device has one running investigation: its new alerts join it, and it would be this one's twin.
+        const running = await trx.selectFrom('investigations').select('id').where('device_id', '=', current.device_id).where('step', '<>', 'done').executeTakeFirst();
+        if (running) throw new QuellError('investigation_running', `Investigation ${running.id} already runs on ${current.device_name}: it takes up what this one left`);
+        const step = current.failed_step ?? FIRST_STEP;
+        const patch: Partial<InvestigationsTable> = {
+          status: 'running', step, failed_step: null, step_attempts: 0, run_after: now, ended_at: null, conclusion: null, updated_at: now,
+        };
+        // Two analysts retrying at once: the second finds it running.
+        const updated = await trx.updateTable('investigations').set(patch).where('id', '=', id).where('status', '=', 'failed').executeTakeFirst();
+        if (Number(updated.numUpdatedRows) === 0) throw new QuellError('investigation_not_failed', `Investigation ${id} is no longer failed: someone retried it`);
+        await log(trx, id, 'retry', now, `retried by ${actor.name} from the ${step} step${comment ? `: ${comment}` : ''}`);
+        await audit.record(trx, actor, { kind: 'investigation.retry', targetType: 'investigation', targetId: id, before: { status: 'failed' }, after: { status: 'running', step, ...(comment ? { comment } : {}) } });
+        return { ...current, ...patch };
+      });
+      return presentInvestigation(resumed, clock.now());
+    },
+
     async terminate(actor: Actor, id: string, comment: string | null): Promise<Investigation> {
       requirePermission(actor, 'investigations:manage');
       const row = await findVisible(actor, id);
