@@ -1,9 +1,10 @@
 import type { Permission } from '@quell/contracts';
 import { Button, Text, makeStaticStyles, makeStyles, mergeClasses, tokens } from '@fluentui/react-components';
-import { type ComponentType, Suspense, use, useEffect } from 'react';
-import { DecisionOutcomeBar, DecisionOutcomes } from './action-center/decision-dialog.tsx';
+import { type ComponentType, Suspense, useEffect } from 'react';
+import { DecisionOutcomeBar, DecisionOutcomes } from './action-center/decision-outcome.tsx';
 import { FlyoutHost } from './action-center/flyout-host.tsx';
 import { Centered, PageLoading } from './layout.tsx';
+import { onDemand } from './on-demand.ts';
 import { Link, matchPath, navigate, useLocation } from './router.tsx';
 import { usePermissions, useSession, useSignOut } from './session/session.tsx';
 import { Shortcuts, SkipLink } from './shortcuts.tsx';
@@ -12,46 +13,31 @@ import { ThemeMenu } from './theme.tsx';
 type PageProps = { params: Record<string, string> };
 type PageModule = { default: ComponentType<PageProps> };
 
-/**
- * A page whose code loads on demand. `preload` starts the download; once it is
- * in, the page renders at once, without a Suspense fallback (which React then
- * keeps on screen for at least 300 ms). The current route's page is preloaded
- * while the session is asked for, so a first visit does not wait for it after.
- */
-function onDemand(load: () => Promise<PageModule>) {
-  let loading: (Promise<PageModule> & { status?: 'fulfilled'; value?: PageModule }) | null = null;
-  const preload = (): Promise<PageModule> => {
-    if (!loading) {
-      const promise: Promise<PageModule> & { status?: 'fulfilled'; value?: PageModule } = load().then((module) => {
-        // How React's `use` reads a promise that has settled without suspending.
-        Object.assign(promise, { status: 'fulfilled', value: module });
-        return module;
-      });
-      loading = promise;
-    }
-    return loading;
-  };
+/** A page whose code loads on demand (see onDemand); a spinner until it is in. */
+function page(load: () => Promise<PageModule>) {
+  const code = onDemand(load);
   function Page(props: PageProps) {
-    const { default: Loaded } = use(preload());
-    return <Loaded {...props} />;
+    const { module, failed } = code.useModule();
+    if (failed) return <Centered>This page could not be loaded. Reload to try again.</Centered>;
+    return module ? <module.default {...props} /> : <PageLoading />;
   }
-  return { Page, preload };
+  return { Page, preload: code.preload };
 }
 
-const HomePage = onDemand(() => import('./home/home.page.tsx'));
-const ActionCenterPage = onDemand(() => import('./action-center/action-center.page.tsx'));
-const DevicesPage = onDemand(() => import('./devices/devices.page.tsx'));
-const DevicePage = onDemand(() => import('./devices/device.page.tsx'));
-const InvestigationsPage = onDemand(() => import('./investigations/investigations.page.tsx'));
-const InvestigationPage = onDemand(() => import('./investigations/investigation.page.tsx'));
-const IncidentsPage = onDemand(() => import('./incidents/incidents.page.tsx'));
-const IncidentPage = onDemand(() => import('./incidents/incident.page.tsx'));
-const AlertsPage = onDemand(() => import('./alerts/alerts.page.tsx'));
-const IndicatorsPage = onDemand(() => import('./indicators/indicators.page.tsx'));
-const AuditPage = onDemand(() => import('./audit/audit.page.tsx'));
-const SettingsPage = onDemand(() => import('./settings/settings.page.tsx'));
+const HomePage = page(() => import('./home/home.page.tsx'));
+const ActionCenterPage = page(() => import('./action-center/action-center.page.tsx'));
+const DevicesPage = page(() => import('./devices/devices.page.tsx'));
+const DevicePage = page(() => import('./devices/device.page.tsx'));
+const InvestigationsPage = page(() => import('./investigations/investigations.page.tsx'));
+const InvestigationPage = page(() => import('./investigations/investigation.page.tsx'));
+const IncidentsPage = page(() => import('./incidents/incidents.page.tsx'));
+const IncidentPage = page(() => import('./incidents/incident.page.tsx'));
+const AlertsPage = page(() => import('./alerts/alerts.page.tsx'));
+const IndicatorsPage = page(() => import('./indicators/indicators.page.tsx'));
+const AuditPage = page(() => import('./audit/audit.page.tsx'));
+const SettingsPage = page(() => import('./settings/settings.page.tsx'));
 
-const ROUTES: Array<{ pattern: string; page: ReturnType<typeof onDemand>; permission?: Permission }> = [
+const ROUTES: Array<{ pattern: string; page: ReturnType<typeof page>; permission?: Permission }> = [
   { pattern: '/', page: HomePage },
   { pattern: '/action-center/:tab', page: ActionCenterPage },
   { pattern: '/devices', page: DevicesPage },
@@ -66,7 +52,7 @@ const ROUTES: Array<{ pattern: string; page: ReturnType<typeof onDemand>; permis
   { pattern: '/settings', page: SettingsPage, permission: 'settings:manage' },
 ];
 
-/** The page of the address the console was opened at starts loading now, alongside the session. */
+/** The page of the address the console was opened at starts loading now, alongside the session: a first visit seldom waits for it. */
 export function preloadCurrentPage(): void {
   ROUTES.find((r) => matchPath(r.pattern, window.location.pathname))?.page.preload().catch(() => undefined);
 }

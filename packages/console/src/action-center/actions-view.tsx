@@ -7,10 +7,10 @@ import { type KeyboardEvent, useEffect, useRef, useState } from 'react';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { typeLabel } from '../format.ts';
+import { onDemand } from '../on-demand.ts';
 import { usePermissions } from '../session/session.tsx';
 import { type ActionFilters, DEFAULT_PAGE_SIZE, PAGE_SIZES, defaultSort, exportQuery } from './action-filters.ts';
 import { columnsOf, loadVisibleColumns, saveVisibleColumns } from './columns.tsx';
-import { DecisionDialog } from './decision-dialog.tsx';
 import { useOpenAction } from './flyout-host.tsx';
 import { undoRefusal } from './refusals.ts';
 import { type Decision, useActionsPage, useNow } from './use-actions.ts';
@@ -19,6 +19,8 @@ const useStyles = makeStyles({
   toolbar: { display: 'flex', flexWrap: 'wrap', alignItems: 'center', gap: tokens.spacingHorizontalS, margin: `${tokens.spacingVerticalS} 0` },
   spacer: { flexGrow: 1 },
   tableWrap: { overflowX: 'auto' },
+  // Columns as wide as their content (Fluent's tables split the width evenly); long text is cut in its cell.
+  table: { tableLayout: 'auto' },
   row: { cursor: 'pointer', whiteSpace: 'nowrap', ':focus-visible': { outline: `2px solid ${tokens.colorStrokeFocus2}`, outlineOffset: '-2px' } },
   pastDue: { backgroundColor: tokens.colorPaletteRedBackground1, boxShadow: `inset 4px 0 0 ${tokens.colorPaletteRedBorder2}` },
   selectCell: { width: '44px' },
@@ -52,6 +54,8 @@ function useHeld<T>(value: T, hold: boolean): T {
 }
 
 const NO_ACTIONS: Action[] = [];
+/** The confirmation's code loads once the list has its first page, not before. */
+const decisionDialog = onDemand(() => import('./decision-dialog.tsx'));
 const KEYS_WITH_MEANING = new Set(['j', 'k', 'x', 'a', 'r', 'u']);
 
 /**
@@ -73,6 +77,7 @@ export function ActionsView({ view, filters, onFiltersChange, label }: ActionsVi
   // Closing the flyout puts focus back on the row it was opened from.
   const restoreFocusTarget = useRestoreFocusTarget();
   const [decision, setDecision] = useState<Decision | null>(null);
+  const DecisionDialog = decisionDialog.useModule(page.isSuccess).module?.DecisionDialog;
   const [visible, setVisible] = useState(() => loadVisibleColumns(view));
   const tableRef = useRef<HTMLTableElement>(null);
   /** The row the keyboard was last on, to come back to after a dialog when that row has left the list. */
@@ -230,7 +235,7 @@ export function ActionsView({ view, filters, onFiltersChange, label }: ActionsVi
 
       {page.isError && <MessageBar intent="error"><MessageBarBody>{problemText(page.error)}</MessageBarBody></MessageBar>}
       <div className={styles.tableWrap}>
-        <Table aria-label={label} size="small" ref={tableRef}>
+        <Table aria-label={label} size="small" ref={tableRef} className={styles.table}>
           <TableHeader>
             <TableRow>
               {selectable && (
@@ -306,7 +311,7 @@ export function ActionsView({ view, filters, onFiltersChange, label }: ActionsVi
         {page.isFetching && !page.isPending && <Spinner size="tiny" aria-label="Refreshing" />}
       </nav>
 
-      {decision && <DecisionDialog decision={decision} onClose={() => setDecision(null)} onDecided={() => setSelected(new Map())} />}
+      {decision && DecisionDialog && <DecisionDialog decision={decision} onClose={() => setDecision(null)} onDecided={() => setSelected(new Map())} />}
     </section>
   );
 }

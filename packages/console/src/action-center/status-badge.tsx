@@ -37,8 +37,8 @@ export function StatusWithDeadline({ action, now }: { action: Action; now: numbe
     <span className={styles.cell}>
       <StatusBadge status={action.status} />
       {left > 0
-        ? <Text size={200}>Expires in {formatDuration(left)}</Text>
-        : <Text size={200} className={styles.pastDue}>Past due by {formatDuration(-left)}</Text>}
+        ? <Text size={200} wrap={false}>Expires in {formatDuration(left)}</Text>
+        : <Text size={200} wrap={false} className={styles.pastDue}>Past due by {formatDuration(-left)}</Text>}
     </span>
   );
 }

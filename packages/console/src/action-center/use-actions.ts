@@ -32,6 +32,9 @@ export type Decision =
   | { kind: 'approve' | 'reject' | 'undo'; actions: Action[] }
   | { kind: 'undo_instances'; actions: Action[]; instances: Action[]; deviceCount: number };
 
+/** Every target of the decision: the actions, plus the other instances of a quarantined file. */
+export const targets = (decision: Decision): Action[] => (decision.kind === 'undo_instances' ? [...decision.actions, ...decision.instances] : decision.actions);
+
 export function useDecide() {
   const queryClient = useQueryClient();
   return useMutation({

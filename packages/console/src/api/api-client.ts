@@ -130,6 +130,7 @@ export const api = {
   getInvestigation: (id: string) => call<InvestigationDetail>('GET', pathOf(API_PATHS.investigation, { id })),
   startInvestigation: (deviceId: string) => call<Investigation>('POST', API_PATHS.investigations, { deviceId }),
   terminateInvestigation: (id: string, comment: string) => call<Investigation>('POST', pathOf(API_PATHS.investigationTerminate, { id }), { comment }),
+  retryInvestigation: (id: string, comment: string) => call<Investigation>('POST', pathOf(API_PATHS.investigationRetry, { id }), { comment }),
   decideExpansion: (id: string, approve: boolean, comment: string) => call<Investigation>('POST', pathOf(API_PATHS.investigationExpansion, { id }), { approve, comment }),
   listIncidents: () => call<{ items: Incident[] }>('GET', API_PATHS.incidents),
   getIncident: (id: string) => call<IncidentDetail>('GET', pathOf(API_PATHS.incident, { id })),

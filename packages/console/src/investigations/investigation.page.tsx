@@ -1,5 +1,5 @@
 import {
-  Button, MessageBar, MessageBarBody, Spinner, Subtitle1, Tab, TabList, Table, TableBody, TableCell, TableHeader, TableHeaderCell, TableRow, Text,
+  Button, MessageBar, MessageBarActions, MessageBarBody, Spinner, Subtitle1, Tab, TabList, Table, TableBody, TableCell, TableHeader, TableHeaderCell, TableRow, Text,
   Title2, makeStyles, tokens,
 } from '@fluentui/react-components';
 import { type Action, INVESTIGATION_ENDED } from '@quell/contracts';
@@ -67,6 +67,7 @@ function QuellInvestigation({ id }: { id: string }) {
   const now = useNow(1_000);
   const [tab, setTab] = useState<TabId>('evidence');
   const [terminating, setTerminating] = useState(false);
+  const [retrying, setRetrying] = useState(false);
   const detail = useQuery({
     queryKey: ['investigation', id],
     queryFn: () => api.getInvestigation(id),
@@ -76,6 +77,11 @@ function QuellInvestigation({ id }: { id: string }) {
     mutationFn: (comment: string) => api.terminateInvestigation(id, comment),
     onSuccess: () => setTerminating(false),
     onSettled: () => Promise.all([queryClient.invalidateQueries({ queryKey: ['investigation', id] }), queryClient.invalidateQueries({ queryKey: ['actions'] })]),
+  });
+  const retry = useMutation({
+    mutationFn: (comment: string) => api.retryInvestigation(id, comment),
+    onSuccess: () => setRetrying(false),
+    onSettled: () => queryClient.invalidateQueries({ queryKey: ['investigation', id] }),
   });
   if (detail.isPending) return <PageLoading />;
   if (detail.isError) return <MessageBar intent="error"><MessageBarBody>{problemText(detail.error)}</MessageBarBody></MessageBar>;
@@ -107,6 +113,14 @@ function QuellInvestigation({ id }: { id: string }) {
           <Button onClick={() => setTerminating(true)}>Terminate</Button>
         )}
       </div>
+      {inv.status === 'failed' && (
+        <MessageBar intent="error" layout="multiline" aria-label="Why it failed">
+          <MessageBarBody>{inv.conclusion ?? 'It failed; its log says where.'}</MessageBarBody>
+          {permissions.has('investigations:manage') && (
+            <MessageBarActions><Button onClick={() => setRetrying(true)}>Retry</Button></MessageBarActions>
+          )}
+        </MessageBar>
+      )}
       <dl className={styles.facts} aria-label="Investigation summary">
         {fact('Status', <InvestigationStatusBadge status={inv.status} />)}
         {inv.conclusion !== null && fact('Why it ended', inv.conclusion)}
@@ -131,6 +145,17 @@ function QuellInvestigation({ id }: { id: string }) {
         {tab === 'pending' && <PendingTab actions={pending} now={now} onDecided={() => void queryClient.invalidateQueries({ queryKey: ['investigation', id] })} />}
         {tab === 'actions' && <ActionsView view="history" filters={{ investigationId: id }} label="Actions of this investigation" />}
       </div>
+      {retrying && (
+        <CommentDialog
+          title={`Retry the investigation on ${inv.deviceName}`}
+          consequence="It runs again from the step it could not get past, with what it had found; fix what stopped it first (its reason is above)."
+          confirmLabel="Retry"
+          pending={retry.isPending}
+          error={retry.error}
+          onConfirm={(comment) => retry.mutate(comment)}
+          onClose={() => setRetrying(false)}
+        />
+      )}
       {terminating && (
         <CommentDialog
           title={`Terminate the investigation on ${inv.deviceName}`}
