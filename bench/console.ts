@@ -3,10 +3,11 @@
  * actions, in Debian's headless Chromium. A real `quell server` (SQLite) in
  * its own process on a store seeded as bench/run.ts seeds it; the console as
  * `npm run build:console` builds it. Measures the JavaScript the Action center
- * route loads (gzip bytes transferred) and the time from navigating to
- * /action-center/history until its first page of rows is painted, next to a
- * static page of the same server measured in the same run, and the API
- * requests of that first load on their own. Writes its section of
+ * route loads (gzip bytes transferred), the time from navigating to
+ * /action-center/history and to /action-center/pending until their first page
+ * of rows is painted, next to a static page of the same server measured in the
+ * same run, the API requests of that first load on their own, and a bulk
+ * approval of a page of 50 as an analyst makes it. Writes its section of
  * bench/RESULTS.md.
  *
  * Smaller runs while working on it: BENCH_HISTORY_ROWS, BENCH_CONSOLE_RUNS
@@ -37,7 +38,9 @@ const RUNS = Number(env.BENCH_CONSOLE_RUNS ?? FULL_RUNS);
 const API_RUNS = 20;
 /** The targets: kB of 1,000 bytes, as the console's build and browser test count them. */
 const JS_BUDGET_BYTES = 250_000;
-const FIRST_PAGE_TARGET_MS = 1000;
+const FIRST_PAGE_TARGET_MS = 500;
+/** Select the page, Approve, a comment, confirm. */
+const BULK_APPROVE_TARGET_STEPS = 4;
 /** The whole run is bounded: past this, everything is torn down and the run fails. */
 const DEADLINE_MS = 12 * 60_000;
 
@@ -51,13 +54,14 @@ const SEED_CHILD = '--seed-child';
 
 /** The pages navigated to, and the element whose first appearance means the page shows what it is for. */
 const HISTORY = { path: '/action-center/history', selector: 'tr[data-action-id]' };
+const PENDING = { path: '/action-center/pending', selector: 'tr[data-action-id]' };
 const DOCS = { path: '/api/docs', selector: '.opblock' };
 const BARE = { path: '/favicon.svg', selector: 'svg' };
 /** Earlier steps of the History tab's first load, each noted when its element first appears. */
 const HISTORY_MILESTONES = {
   /** The signed-in shell (header) of the console: the session is known. */
   shell: '[aria-label="Signed in user"]',
-  /** The first spinner: the route's Suspense fallback while its chunk loads. */
+  /** The first spinner: the route's, while its code loads (when it was not in by the time the session was known). */
   fallback: '[role="progressbar"]',
   /** The Action center's tabs: the route's page component committed. */
   page: '[role="tablist"]',
@@ -256,9 +260,9 @@ interface PageMark {
  * in a string because the root tsconfig has no DOM types.
  */
 const WATCH_SCRIPT = `(() => {
-  const selector = ${JSON.stringify({ [HISTORY.path]: HISTORY.selector, [DOCS.path]: DOCS.selector, [BARE.path]: BARE.selector })}[location.pathname];
+  const selector = ${JSON.stringify({ [HISTORY.path]: HISTORY.selector, [PENDING.path]: PENDING.selector, [DOCS.path]: DOCS.selector, [BARE.path]: BARE.selector })}[location.pathname];
   if (!selector || window !== window.top) return;
-  const milestones = location.pathname === ${JSON.stringify(HISTORY.path)} ? ${JSON.stringify(HISTORY_MILESTONES)} : {};
+  const milestones = location.pathname.startsWith('/action-center/') ? ${JSON.stringify(HISTORY_MILESTONES)} : {};
   const reached = {};
   const resources = () => performance.getEntriesByType('resource').map((e) => ({
     name: e.name, initiatorType: e.initiatorType, startTime: e.startTime, responseEnd: e.responseEnd,
@@ -339,6 +343,33 @@ async function firstLoadSettled(page: Page): Promise<ResourceEntry[]> {
     return paths.every((path) => entries.some((e) => new URL(e.name).pathname === path)) ? entries : null;
   }, ['/api/actions/summary', '/api/devices'], { timeout: 30_000, polling: 25 });
   return (await handle.jsonValue()) as ResourceEntry[];
+}
+
+/**
+ * Approves a first Pending page of 50 as an analyst does, counting the user's
+ * actions: select the page, Approve, a comment, confirm; then waits for the
+ * message that says what was done. A decision covers one action type, so the
+ * page is the Pending tab of the most frequent type (`?type=`, as its filter
+ * or a shared link sets it). Run last: it changes the store.
+ */
+async function bulkApprove(browser: Browser, url: string): Promise<{ type: string; steps: number; labels: string[]; approved: number; outcomeMs: number }> {
+  const { page } = browser;
+  const summary = (await (await page.request.get(`${url}/api/actions/summary`)).json()) as { pendingByType: Array<{ type: string; count: number }> };
+  const type = summary.pendingByType.reduce((most, t) => (t.count > most.count ? t : most)).type;
+  await page.goto(`${url}${PENDING.path}?type=${type}`);
+  await page.locator(PENDING.selector).first().waitFor();
+  const dialog = page.getByRole('dialog').filter({ has: page.getByLabel('Comment') });
+  const steps: Array<[string, () => Promise<void>]> = [
+    ['select the page', () => page.getByRole('checkbox', { name: /^Select all .* on this page$/ }).check()],
+    ['Approve (50)', () => page.getByRole('button', { name: 'Approve (50)' }).click()],
+    ['a comment', () => dialog.getByLabel('Comment').fill('Bulk approval, bench')],
+    ['confirm', () => dialog.getByRole('button', { name: 'Approve', exact: true }).click()],
+  ];
+  for (const [, step] of steps) await step();
+  const confirmed = performance.now();
+  const outcome = await page.getByRole('status', { name: 'Decision outcome' }).textContent({ timeout: 60_000 });
+  const outcomeMs = performance.now() - confirmed;
+  return { type, steps: steps.length, labels: steps.map(([label]) => label), approved: Number(/^Approved (\d+) /.exec(outcome ?? '')?.[1] ?? 0), outcomeMs };
 }
 
 async function signIn(browser: Browser, url: string): Promise<void> {
@@ -481,7 +512,11 @@ async function main(): Promise<void> {
   await measure(browser, server.url + DOCS.path, false);
   await measure(browser, server.url + BARE.path, true);
 
-  const samples = { historyCold: [] as PageMark[], historyWarm: [] as PageMark[], docsCold: [] as PageMark[], docsWarm: [] as PageMark[], bare: [] as PageMark[] };
+  const samples = {
+    historyCold: [] as PageMark[], historyWarm: [] as PageMark[], pendingCold: [] as PageMark[], pendingWarm: [] as PageMark[],
+    docsCold: [] as PageMark[], docsWarm: [] as PageMark[], bare: [] as PageMark[],
+  };
+  let pagerText: string | null = null;
   for (let run = 1; run <= RUNS; run++) {
     samples.docsCold.push(await measure(browser, server.url + DOCS.path, true));
     samples.docsWarm.push(await measure(browser, server.url + DOCS.path, false));
@@ -491,11 +526,15 @@ async function main(): Promise<void> {
     samples.historyCold.push(cold);
     const rows = await browser.page.locator(HISTORY.selector).count();
     if (rows !== 50) throw new Error(`run ${run}: the first page holds ${rows} rows, not 50`);
+    if (run === RUNS) pagerText = await browser.page.getByText(/^1–50 of /).first().textContent();
     samples.historyWarm.push(await measure(browser, server.url + HISTORY.path, false));
-    log(`run ${run}/${RUNS}: History ${ms(cold.painted)} cold, ${ms(samples.historyWarm.at(-1)!.painted)} warm; /api/docs ${ms(samples.docsCold.at(-1)!.painted)} cold`);
+    samples.pendingCold.push(await measure(browser, server.url + PENDING.path, true));
+    const pendingRows = await browser.page.locator(PENDING.selector).count();
+    if (pendingRows !== 50) throw new Error(`run ${run}: the first Pending page holds ${pendingRows} rows, not 50`);
+    samples.pendingWarm.push(await measure(browser, server.url + PENDING.path, false));
+    log(`run ${run}/${RUNS}: History ${ms(cold.painted)} cold, ${ms(samples.historyWarm.at(-1)!.painted)} warm; Pending ${ms(samples.pendingCold.at(-1)!.painted)} cold; /api/docs ${ms(samples.docsCold.at(-1)!.painted)} cold`);
   }
   if (env.BENCH_CONSOLE_DUMP) writeFileSync(env.BENCH_CONSOLE_DUMP, JSON.stringify(samples, null, 1));
-  const pagerText = await browser.page.getByText(/^1–50 of /).first().textContent();
   const historyTotal = Number(/of ([\d,]+)/.exec(pagerText ?? '')?.[1]?.replaceAll(',', '') ?? 0);
 
   // The JS the Action center route loaded before its first page showed, on a cold first navigation.
@@ -514,15 +553,17 @@ async function main(): Promise<void> {
   const historyCold = painted(samples.historyCold);
   const historyWarm = painted(samples.historyWarm);
   const historyColdDom = spread(samples.historyCold.map((m) => m.dom));
+  const pendingCold = painted(samples.pendingCold);
+  const pendingWarm = painted(samples.pendingWarm);
   const docsCold = painted(samples.docsCold);
   const docsWarm = painted(samples.docsWarm);
   const bare = painted(samples.bare);
   const timelines = samples.historyCold.map((m) => timelineOf(m, server.url));
   const t = (key: keyof Timeline) => median(timelines.map((x) => x[key]));
   const listInBrowser = spread(timelines.map((x) => x.listInBrowser));
-  const revealWait = median(timelines.map((x) => x.pageInDom - x.fallbackInDom));
-  // react-dom 19 commits a Suspense boundary's content no sooner than 300 ms after its fallback appeared (FALLBACK_THROTTLE_MS).
-  const throttled = revealWait >= 280 && revealWait <= 340;
+  // The route's spinner shows only when its code was not in by the time the session was known.
+  const spinners = timelines.filter((x) => x.fallbackInDom < x.pageInDom);
+  const spinnerWait = median(spinners.map((x) => x.pageInDom - x.fallbackInDom));
 
   log('API requests of the first load, each on its own');
   const cookie = (await browser.context.cookies(server.url)).map((c) => `${c.name}=${c.value}`).join('; ');
@@ -534,10 +575,14 @@ async function main(): Promise<void> {
   const api = await apiAlone(server.url, [...uniqueApi, uncountedPath], cookie);
   const listAlone = api.get(listPath)!;
   const listUncounted = api.get(uncountedPath)!;
+  log('a bulk approval of the first Pending page, as an analyst makes it');
+  const bulk = await bulkApprove(browser, server.url);
   const loadAtEnd = loadavg()[0]!;
 
   const jsOk = jsGzip <= JS_BUDGET_BYTES;
   const pageOk = historyCold.p95 <= FIRST_PAGE_TARGET_MS;
+  const pendingOk = pendingCold.p95 <= FIRST_PAGE_TARGET_MS;
+  const bulkOk = bulk.steps <= BULK_APPROVE_TARGET_STEPS && bulk.approved === 50;
   const row = (label: string, target: string, result: string) => `| ${label} | ${target} | ${result} |`;
   const p50p95 = (s: Spread) => `${ms(s.p50)} / ${ms(s.p95)}`;
   const section = [
@@ -555,9 +600,13 @@ async function main(): Promise<void> {
     row('   the same scripts uncompressed; on the wire with headers', '', `${kB(jsRaw)}; ${kB(jsWire)}${allCompressed ? '' : ' (**not all were gzip-encoded**)'}`),
     row('   the build\'s own figure (vite plugin `quell-route-sizes`)', '', build.routeKb === null ? 'not built in this run' : `${build.routeKb.toFixed(1)} kB (entry alone ${build.entryKb?.toFixed(1) ?? '?'} kB)`),
     row(`History first page painted (${HISTORY.selector} in the DOM, then the next frame), **cold** browser cache, p50`, '', ms(historyCold.p50)),
-    row('   **p95**', '≤ 1 s', `**${ms(historyCold.p95)}** (${verdict(pageOk)}); max ${ms(historyCold.max)}`),
+    row('   **p95**', `≤ ${FIRST_PAGE_TARGET_MS} ms`, `**${ms(historyCold.p95)}** (${verdict(pageOk)}); max ${ms(historyCold.max)}`),
     row('   rows in the DOM (before that frame), p50 / p95', '', p50p95(historyColdDom)),
     row('History first page painted, **warm** cache (scripts from the HTTP cache), p50 / p95', '', `${p50p95(historyWarm)} (JS over the wire: ${kB(Math.max(...warmJsWire))})`),
+    row(`Pending first page painted (${PENDING.selector} in the DOM, then the next frame), **cold** browser cache, p50`, '', ms(pendingCold.p50)),
+    row('   **p95**', `≤ ${FIRST_PAGE_TARGET_MS} ms`, `**${ms(pendingCold.p95)}** (${verdict(pendingOk)}); max ${ms(pendingCold.max)}`),
+    row('Pending first page painted, **warm** cache, p50 / p95', '', p50p95(pendingWarm)),
+    row(`**bulk approval of a page of 50** pending actions (the Pending tab of one type, \`?type=${bulk.type}\`): ${bulk.labels.join(', ')}`, `≤ ${BULK_APPROVE_TARGET_STEPS} user actions`, `**${bulk.steps}** (${verdict(bulkOk)}); ${bulk.approved} approved, said in ${ms(bulk.outcomeMs)} after the last step`),
     row(`baseline: Swagger UI at \`${DOCS.path}\` of the same server until its operations (\`${DOCS.selector}\`) are painted, cold cache, p50 / p95`, '', p50p95(docsCold)),
     row('   warm cache, p50 / p95', '', p50p95(docsWarm)),
     row('**ratio** History first page / Swagger UI, p50, cold · warm', '', `**${(historyCold.p50 / docsCold.p50).toFixed(2)}** · **${(historyWarm.p50 / docsWarm.p50).toFixed(2)}**`),
@@ -568,8 +617,8 @@ async function main(): Promise<void> {
     ...uniqueApi.filter((path) => path !== listPath).map((path) => row(`\`GET ${path}\` on its own, p50 / p95`, '', `${ms1(api.get(path)!.p50)} / ${ms1(api.get(path)!.p95)}`)),
     '',
     `**Where the time goes** (median of the ${RUNS} cold runs, ms from navigation start, from the page's own Navigation and Resource Timing):`,
-    `HTML received ${ms(t('htmlReceived'))} → \`/api/auth/me\` answered ${ms(t('meAnswered'))} → signed-in shell in the DOM ${ms(t('shellInDom'))}, route's Suspense fallback ${ms(t('fallbackInDom'))}`,
-    `→ route chunk \`action-center.page\` loaded ${ms(t('routeChunkLoaded'))} (all scripts ${ms(t('jsLoaded'))}) → Action center page committed ${ms(t('pageInDom'))} (${ms(revealWait)} after the fallback appeared${throttled ? ': React 19 reveals a Suspense boundary\'s content no sooner than 300 ms after its fallback showed' : ''}) → History page requested ${ms(t('listSent'))}, answered ${ms(t('listAnswered'))}`,
+    `HTML received ${ms(t('htmlReceived'))} → \`/api/auth/me\` answered ${ms(t('meAnswered'))} → signed-in shell in the DOM ${ms(t('shellInDom'))}`,
+    `→ route chunk \`action-center.page\` loaded ${ms(t('routeChunkLoaded'))} (all scripts ${ms(t('jsLoaded'))}) → Action center page committed ${ms(t('pageInDom'))} (its code is preloaded alongside the session: ${spinners.length === 0 ? 'in no run did the route show its spinner' : `in ${spinners.length} of ${RUNS} runs it was still loading when the session was known, and the route's spinner showed for ${ms(spinnerWait)}`}) → History page requested ${ms(t('listSent'))}, answered ${ms(t('listAnswered'))}`,
     `(summary answered ${ms(t('summaryAnswered'))}, devices ${ms(t('devicesAnswered'))}) → rows in the DOM ${ms(t('rowsInDom'))} → painted ${ms(t('painted'))}.`,
     `Long animation frames (over 50 ms each) before the rows appeared: ${t('longFrames').toFixed(0)}, ${ms(t('longFrameMs'))} in all; in them script ${ms(t('scriptMs'))}`,
     `(module evaluation ${ms(t('moduleEvaluationMs'))}, the rest callbacks and promise jobs: React rendering), style and layout ${ms(t('styleAndLayoutMs'))}.`,
@@ -578,8 +627,8 @@ async function main(): Promise<void> {
     'The time is measured in the page: a script injected before the page\'s own (through the DevTools protocol, outside its CSP) watches the DOM',
     `and notes \`performance.now()\` (from navigation start) when the first \`${HISTORY.selector}\` row appears, then again after the next animation`,
     'frame. *Cold* empties Chromium\'s HTTP cache (which also holds V8\'s code cache) before the navigation, as on a first visit; the session cookie',
-    'stays, so the console goes straight to the History tab. Each round runs the Swagger UI page cold and warm, the bare file, then the History tab',
-    'cold and warm. The JS figure is the sum of `encodedBodySize` (the gzip body as received) of every script loaded before the rows appeared.',
+    'stays, so the console goes straight to the tab. Each round runs the Swagger UI page cold and warm, the bare file, then the History tab',
+    'cold and warm, then the Pending tab cold and warm. The JS figure is the sum of `encodedBodySize` (the gzip body as received) of every script loaded before the rows appeared.',
     '<!-- console:end -->',
   ].join('\n');
 
