@@ -939,7 +939,14 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     expect(await drawer().getByRole('link', { name: incidentId }).getAttribute('href')).toBe(`/incidents/${incidentId}`);
     await drawer().getByRole('link', { name: 'Malware detected' }).click();
     await expect.poll(() => new URL(page.url()).pathname).toBe('/alerts');
-    await page.getByLabel('Alert details').getByText('edr-rules').waitFor();
+    const details = page.getByLabel('Alert details');
+    await details.getByText('edr-rules').waitFor();
+    // The alert links back to the investigation it started, and to that investigation's actions.
+    const investigationLink = details.getByRole('link', { name: /^ws-sales-07, / });
+    const investigationPath = await investigationLink.getAttribute('href');
+    expect(investigationPath).toMatch(/^\/investigations\/[0-9a-f-]{36}$/);
+    await details.getByRole('link', { name: 'its actions' }).click();
+    await expect.poll(() => new URL(page.url()).searchParams.get('investigationId')).toBe(investigationPath!.split('/').pop());
     await page.goto(`${ctx.url}/incidents/${incidentId}`);
     // One pending table for the whole incident, each row naming its investigation, with the bulk decisions of the Action center.
     const investigationId = (await ctx.request(ctx.users.security_reader, 'GET', `/api/actions?view=pending&incidentId=${incidentId}`)).json().items[0].investigationId as string;
@@ -984,7 +991,8 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     expect(detail.actions.filter((a: Action) => a.status === 'pending_approval')).toHaveLength(11);
   });
 
-  it('verifies the audit chain and says it is intact', async () => {
+  it('verifies the audit chain and says it is intact; names targets and folds repeated sign-ins', async () => {
+    await signIn(ctx.users.security_admin, '/audit');
     await signIn(ctx.users.security_admin, '/audit');
     await page.getByRole('table', { name: 'Audit entries' }).locator('tr', { hasText: 'action.create' }).first().waitFor();
     await page.getByRole('button', { name: 'Verify chain' }).click();
@@ -993,7 +1001,21 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.getByLabel('Kind').fill('investigation.terminate');
     await page.getByRole('button', { name: 'Apply filters' }).click();
     await expect.poll(() => new URL(page.url()).searchParams.get('kind')).toBe('investigation.terminate');
-    await expect.poll(() => page.getByRole('table', { name: 'Audit entries' }).locator('tbody tr').count()).toBe(1);
+    const entries = page.getByRole('table', { name: 'Audit entries' });
+    await expect.poll(() => entries.locator('tbody tr').count()).toBe(1);
+    // The target by its name, linked to its page; the id on hover.
+    expect(await entries.getByRole('link', { name: /^Investigation on ws-hr-05 \(…[0-9a-f]{8}\)$/ }).getAttribute('href')).toMatch(/^\/investigations\/[0-9a-f-]{36}$/);
+
+    // One user's sign-ins from one address, one after another, are one line until unfolded.
+    await page.getByLabel('Actor').fill('security-admin');
+    await page.getByLabel('Kind').fill('auth.login');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await entries.getByRole('button', { name: 'Show each' }).waitFor();
+    expect(await entries.locator('tbody tr').count()).toBe(1);
+    const times = Number(/×(\d+)/.exec((await entries.locator('tbody tr').first().textContent()) ?? '')?.[1]);
+    expect(times).toBeGreaterThan(1);
+    await entries.getByRole('button', { name: 'Show each' }).click();
+    await expect.poll(() => entries.locator('tbody tr').count()).toBe(times);
   });
 
   it('saves a settings change (pending expiry), shows an API token’s secret once and adds a device group', async () => {

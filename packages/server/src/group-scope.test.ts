@@ -100,6 +100,7 @@ interface World {
   deviceIds: string[];
   investigationIds: string[];
   incidentIds: string[];
+  alertIds: string[];
   entities: string[];
   indicatorValues: string[];
   /** Audit seqs of the group's entries, to page from. */
@@ -196,7 +197,7 @@ async function buildWorld(name: 'A' | 'B', rank: number): Promise<World> {
   await recordHit(indicatorId, deviceId, mark(`/tmp/hit-${unique}`, 'indicator hit path'));
 
   return {
-    name, groupId: mark(group.id, 'device group id'), users: [reader, operator, groupAdmin], callers: [], operator, markers, ids: [], deviceIds: [deviceId], investigationIds: [], incidentIds: [],
+    name, groupId: mark(group.id, 'device group id'), users: [reader, operator, groupAdmin], callers: [], operator, markers, ids: [], deviceIds: [deviceId], investigationIds: [], incidentIds: [], alertIds: [],
     entities: [`isolated-${unique}`, `payload-${unique}.bin`, SHARED_SHA256, malware], indicatorValues: [indicatorValue], auditSeqs: [], cursors: [],
   };
 }
@@ -220,7 +221,8 @@ async function collect(world: World): Promise<void> {
     .filter((id) => alerts.every((a) => a.incident_id !== id || a.group_id === world.groupId));
   world.incidentIds = incidents;
   const indicators = (await db.selectFrom('indicators').select(['id', 'device_group_ids']).execute()).filter((row) => (JSON.parse(row.device_group_ids) as string[]).includes(world.groupId));
-  const kinds = { device: world.deviceIds, action: await byGroup('actions'), alert: await byGroup('alerts'), investigation: world.investigationIds, incident: incidents, indicator: indicators.map((i) => i.id) };
+  world.alertIds = await byGroup('alerts');
+  const kinds = { device: world.deviceIds, action: await byGroup('actions'), alert: world.alertIds, investigation: world.investigationIds, incident: incidents, indicator: indicators.map((i) => i.id) };
   for (const [kind, ids] of Object.entries(kinds)) for (const id of ids) mark(id, `${kind} id`);
   world.ids = [world.groupId, ...Object.values(kinds).flat()];
   const entries = (await db.selectFrom('audit_log').select(['seq', 'hash', 'group_ids']).execute())
@@ -301,6 +303,7 @@ const QUERY_VALUES: Record<string, (schema: ParameterSchema) => Value[]> = {
   deviceId: () => both((w) => w.deviceIds),
   investigationId: () => both((w) => w.investigationIds),
   incidentId: () => [...both((w) => w.incidentIds), ...sharedIds],
+  alertId: () => [...both((w) => w.alertIds), ...sharedIds],
   indicatorId: () => [...both((w) => w.ids), ...sharedIds],
   targetId: () => both((w) => w.ids),
   entity: () => both((w) => w.entities),

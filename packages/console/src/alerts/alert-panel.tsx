@@ -10,6 +10,7 @@ import { problemText } from '../api/problem-text.ts';
 import { CommentDialog } from '../comment-dialog.tsx';
 import { ENTITY_TYPE_LABELS, formatDateTime, statusLabel, typeLabel } from '../format.ts';
 import { SeverityBadge } from '../incidents/incidents.page.tsx';
+import { INVESTIGATION_STATUS_LABELS } from '../investigations/investigation-status.tsx';
 import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
 import {
@@ -60,6 +61,7 @@ export default function AlertPanel({ alertId, onClose }: { alertId: string | nul
 
 function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
   const styles = useStyles();
+  const investigations = useQuery({ queryKey: ['investigations', { alertId: alert.id }], queryFn: () => api.listInvestigations({ alertId: alert.id }) });
   const permissions = usePermissions();
   const [result, setResult] = useState<FalsePositiveResult | null>(null);
   const row = (term: string, value: ReactNode) => (
@@ -96,6 +98,14 @@ function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
         {alert.origin && row('Seen by', [alert.origin.agentName, alert.origin.agentId && `agent ${alert.origin.agentId}`, alert.origin.agentIp, alert.origin.location].filter(Boolean).join(' · '))}
         {row('Device', <Link to={`/devices/${alert.deviceId}`} closeFirst={onClose}>{alert.deviceName}</Link>)}
         {row('Incident', alert.incidentId ? <Link to={`/incidents/${alert.incidentId}`} closeFirst={onClose}>Open incident</Link> : null)}
+        {row('Investigation', investigations.data && investigations.data.items.length > 0 ? investigations.data.items.map((i, n) => (
+          <span key={i.id}>
+            {n > 0 && '; '}
+            <Link to={`/investigations/${i.id}`} closeFirst={onClose}>{i.deviceName}, {INVESTIGATION_STATUS_LABELS[i.status].toLowerCase()}</Link>
+            {' · '}
+            <Link to={`/action-center/history?investigationId=${i.id}`} closeFirst={onClose}>its actions</Link>
+          </span>
+        )) : investigations.isPending ? '…' : 'None started')}
         {row('Occurred', formatDateTime(alert.occurredAt))}
         {row('Received', formatDateTime(alert.receivedAt))}
         {row('Last update', `${formatDateTime(alert.updatedAt)}${alert.updatedBy ? ` by ${alert.updatedBy}` : ''}`)}

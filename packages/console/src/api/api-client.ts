@@ -7,7 +7,7 @@ import {
   type Action, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AlertPageSchema, type AuditPageSchema, type AuditVerification,
   type BulkDecisionBody, type BulkResultSchema, type CreateActionBody, type CreateDeviceGroupBody, type CreateEnrolmentTokenBody,
   type CreateIndicatorBody, type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup, type EnrolmentToken,
-  type ErrorCode, type ExportActionsQuery, type FalsePositiveBody, type Incident, type Indicator, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery,
+  type ErrorCode, type ExportActionsQuery, type FalsePositiveBody, type Incident, type Indicator, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery, type ListInvestigationsQuery,
   type IndicatorHitRow, type ListAlertsQuery, type ListAuditQuery, type ListIndicatorHitsQuery, type ListIndicatorsQuery, type LoginBody, type Problem, type SessionInfoSchema, type Settings, type Token,
   type UpdateAlertBody, type UpdateIndicatorBody, type UpdateSettingsBody, type UpdateUserBody, type User,
 } from '@quell/contracts';
@@ -126,7 +126,7 @@ export const api = {
   createAction: (body: CreateActionBody) => call<Action>('POST', API_PATHS.actions, body),
   listDeviceGroups: () => call<{ items: DeviceGroup[] }>('GET', API_PATHS.deviceGroups),
   createDeviceGroup: (body: CreateDeviceGroupBody) => call<DeviceGroup>('POST', API_PATHS.deviceGroups, body),
-  listInvestigations: () => call<{ items: Investigation[] }>('GET', API_PATHS.investigations),
+  listInvestigations: (query: ListInvestigationsQuery = {}) => call<{ items: Investigation[] }>('GET', withQuery(API_PATHS.investigations, query)),
   getInvestigation: (id: string) => call<InvestigationDetail>('GET', pathOf(API_PATHS.investigation, { id })),
   startInvestigation: (deviceId: string) => call<Investigation>('POST', API_PATHS.investigations, { deviceId }),
   terminateInvestigation: (id: string, comment: string) => call<Investigation>('POST', pathOf(API_PATHS.investigationTerminate, { id }), { comment }),

@@ -2,13 +2,14 @@ import {
   Button, Field, Input, MessageBar, MessageBarBody, MessageBarTitle, Spinner, Table, TableBody, TableCell, TableHeader, TableHeaderCell, TableRow,
   Text, Title2, makeStyles, tokens,
 } from '@fluentui/react-components';
-import type { AuditVerification, ListAuditQuery } from '@quell/contracts';
+import type { AuditEntry, AuditVerification, ListAuditQuery } from '@quell/contracts';
 import { keepPreviousData, useMutation, useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
-import { formatDateTime } from '../format.ts';
-import { navigate, useLocation } from '../router.tsx';
+import { useOpenAction } from '../action-center/flyout-host.tsx';
+import { formatDateTime, shortId } from '../format.ts';
+import { Link, navigate, useLocation } from '../router.tsx';
 
 const useStyles = makeStyles({
   head: { display: 'flex', alignItems: 'center', gap: tokens.spacingHorizontalL, flexWrap: 'wrap' },
@@ -67,8 +68,9 @@ export default function AuditPage() {
         <Title2 as="h1">Audit log</Title2>
       </div>
       <Verify />
-      <FilterBar key={toSearch(filters)} filters={filters} />
-      <AuditTable key={toSearch(filters)} filters={filters} />
+      {/* Both start again when the filters change; siblings need keys of their own. */}
+      <FilterBar key={`filters${toSearch(filters)}`} filters={filters} />
+      <AuditTable key={`table${toSearch(filters)}`} filters={filters} />
     </>
   );
 }
@@ -117,6 +119,39 @@ function Verify() {
   );
 }
 
+/** Where each kind of target has a page of its own. */
+const TARGET_PATHS: Record<string, (id: string) => string> = {
+  device: (id) => `/devices/${id}`,
+  investigation: (id) => `/investigations/${id}`,
+  incident: (id) => `/incidents/${id}`,
+  alert: (id) => `/alerts?alert=${id}`,
+};
+
+/** An entry's target by its name, linked to its page (an action opens its flyout), its id on hover and cut to its telling end. */
+function Target({ entry }: { entry: AuditEntry }) {
+  const openAction = useOpenAction();
+  const { targetType, targetId, targetName } = entry;
+  if (targetId === null) return <>{targetType}</>;
+  const label = `${targetName ?? targetType} (${shortId(targetId)})`;
+  const path = TARGET_PATHS[targetType];
+  if (targetType === 'action') return <Button appearance="transparent" size="small" title={targetId} onClick={() => openAction(targetId)}>{label}</Button>;
+  return <span title={`${targetType} ${targetId}`}>{path ? <Link to={path(targetId)}>{label}</Link> : label}</span>;
+}
+
+/** Sign-ins and sign-outs repeat: a run of the same one by the same actor from the same address shows as one row, unfolded on demand. */
+const FOLDED_KINDS = new Set(['auth.login', 'auth.logout', 'auth.login_failed']);
+
+function runsOf(items: AuditEntry[]): AuditEntry[][] {
+  const runs: AuditEntry[][] = [];
+  for (const entry of items) {
+    const last = runs.at(-1);
+    const first = last?.[0];
+    if (last && first && FOLDED_KINDS.has(entry.kind) && first.kind === entry.kind && first.actor === entry.actor && first.sourceIp === entry.sourceIp) last.push(entry);
+    else runs.push([entry]);
+  }
+  return runs;
+}
+
 function AuditTable({ filters }: { filters: AuditFilters }) {
   const styles = useStyles();
   const [pages, setPages] = useState<Array<number | undefined>>([undefined]);
@@ -124,6 +159,8 @@ function AuditTable({ filters }: { filters: AuditFilters }) {
   const query: ListAuditQuery = { ...filters, limit: 50, ...(before !== undefined ? { before } : {}) };
   const page = useQuery({ queryKey: ['audit', query], queryFn: () => api.listAudit(query), placeholderData: keepPreviousData });
   const items = page.data?.items ?? [];
+  const [unfolded, setUnfolded] = useState<Set<number>>(new Set());
+  const rows = runsOf(items).flatMap((run) => (run.length === 1 || unfolded.has(run[0]!.seq) ? run.map((entry) => ({ entry, run: [entry] })) : [{ entry: run[0]!, run }]));
   return (
     <>
       {page.isError && <MessageBar intent="error"><MessageBarBody>{problemText(page.error)}</MessageBarBody></MessageBar>}
@@ -140,14 +177,17 @@ function AuditTable({ filters }: { filters: AuditFilters }) {
           </TableRow>
         </TableHeader>
         <TableBody>
-          {items.map((e) => (
+          {rows.map(({ entry: e, run }) => (
             <TableRow key={e.seq}>
-              <TableCell>{e.seq}</TableCell>
-              <TableCell>{formatDateTime(e.at)}</TableCell>
-              <TableCell className={styles.text}>{e.actor}</TableCell>
+              <TableCell>{run.length > 1 ? `${run.at(-1)!.seq}–${e.seq}` : e.seq}</TableCell>
+              <TableCell>{run.length > 1 ? `${formatDateTime(run.at(-1)!.at)} – ${formatDateTime(e.at)}` : formatDateTime(e.at)}</TableCell>
+              <TableCell className={styles.text} title={e.actor}>{e.actorName ? `${e.actorName} (its agent)` : e.actor}</TableCell>
               <TableCell>{e.sourceIp ?? '—'}</TableCell>
-              <TableCell>{e.kind}</TableCell>
-              <TableCell className={styles.text}>{e.targetType}{e.targetId ? ` ${e.targetId}` : ''}</TableCell>
+              <TableCell>
+                {e.kind}
+                {run.length > 1 && <> ×{run.length} <Button appearance="transparent" size="small" onClick={() => setUnfolded(new Set([...unfolded, e.seq]))}>Show each</Button></>}
+              </TableCell>
+              <TableCell className={styles.text}><Target entry={e} /></TableCell>
               <TableCell>
                 {(e.before !== null && e.before !== undefined) || (e.after !== null && e.after !== undefined) ? (
                   <details>

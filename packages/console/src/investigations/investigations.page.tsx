@@ -22,7 +22,7 @@ export default function InvestigationsPage() {
   const { search } = useLocation();
   const wanted = search.get('status');
   const status = (INVESTIGATION_STATUSES as readonly string[]).includes(wanted ?? '') ? (wanted as InvestigationStatus) : undefined;
-  const list = useQuery({ queryKey: ['investigations'], queryFn: api.listInvestigations, refetchInterval: 10_000 });
+  const list = useQuery({ queryKey: ['investigations'], queryFn: () => api.listInvestigations(), refetchInterval: 10_000 });
   const items = (list.data?.items ?? []).filter((i) => status === undefined || i.status === status);
   return (
     <>

@@ -9,6 +9,10 @@ export const AuditEntrySchema = Type.Object({
   kind: Type.String(),
   targetType: Type.String(),
   targetId: Type.Union([Type.String(), Type.Null()]),
+  /** What the target is called now (a device's name, an action's type and entity, a user's name…); null when it is gone or has no name. */
+  targetName: Type.Union([Type.String(), Type.Null()]),
+  /** For an agent's act (`agent:<device id>`), its device's name; null otherwise. */
+  actorName: Type.Union([Type.String(), Type.Null()]),
   before: Type.Unknown(),
   after: Type.Unknown(),
   deviceGroupIds: Type.Union([Type.Array(Type.String()), Type.Null()], {

@@ -92,4 +92,8 @@ export const InvestigationDetailSchema = Type.Object({
   pendingExpansion: Type.Union([Type.Object({ devices: Type.Array(Type.Object({ id: IdSchema, name: Type.String() })), askedAt: TimestampSchema }), Type.Null()]),
 });
 
+/** `alertId`: the investigations that alert started or joined. */
+export const ListInvestigationsQuerySchema = Type.Object({ alertId: Type.Optional(IdSchema) }, { additionalProperties: false });
+export type ListInvestigationsQuery = Static<typeof ListInvestigationsQuerySchema>;
+
 export const StartInvestigationBodySchema = Type.Object({ deviceId: IdSchema }, { additionalProperties: false });

@@ -51,6 +51,10 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect(actions.length).toBeGreaterThan(0);
     const detail = (await request(users.security_reader, 'GET', `/api/actions/${actions[0]!.id}`)).json();
     expect(detail.origin).toEqual({ alerts: [{ id: alertId, title: 'Dropper seen', incidentId }], incidentIds: [incidentId] });
+    // And from the alert: the investigations it started.
+    const started = (await request(users.security_reader, 'GET', `/api/investigations?alertId=${alertId}`)).json().items as Array<{ id: string }>;
+    expect(started.map((i) => i.id)).toEqual([(await request(users.security_reader, 'GET', `/api/actions/${actions[0]!.id}`)).json().action.investigationId]);
+    expect((await request(users.security_reader, 'GET', `/api/investigations?alertId=${SHA(1).slice(0, 8)}-0000-7000-8000-000000000000`)).json().items).toEqual([]);
 
     const manual = await ctx().createAction({ type: 'run_antivirus_scan', deviceId, status: 'queued' });
     expect((await request(users.security_reader, 'GET', `/api/actions/${manual}`)).json().origin).toEqual({ alerts: [], incidentIds: [] });

@@ -31,6 +31,19 @@ describe(`audit log chain (${TEST_DIALECT})`, () => {
     const entries = (await request(users.security_reader, 'GET', `/api/audit?targetId=${id}`)).json().items;
     expect(entries.map((e: { kind: string }) => e.kind)).toEqual(['action.reject', 'action.create']);
     expect(entries[0]).toMatchObject({ actor: 'security-admin', sourceIp: '192.0.2.7', targetType: 'action', before: { status: 'pending_approval' }, after: { status: 'rejected', comment: 'benign' } });
+    // The target by its name; only an agent's act names a device as its actor.
+    const action = (await request(users.security_reader, 'GET', `/api/actions/${id}`)).json().action;
+    expect(entries[0]).toMatchObject({ targetName: `Isolate device of ${action.entity.name} on ${action.deviceName}`, actorName: null });
+  });
+
+  it('names the device of an agent that acted, and the target of each kind; a target gone has no name', async () => {
+    const { request, users, services } = ctx();
+    const deviceId = await ctx().createDevice({ name: 'named-host' });
+    await services.audit.recordAlone(systemActor(`agent:${deviceId}`), { kind: 'agent.test', targetType: 'device', targetId: deviceId });
+    await services.audit.recordAlone(systemActor(), { kind: 'device.test', targetType: 'device', targetId: '00000000-0000-7000-8000-000000000000' });
+    const entries = (await request(users.security_admin, 'GET', '/api/audit?limit=2')).json().items;
+    expect(entries[0]).toMatchObject({ kind: 'device.test', targetName: null, actorName: null });
+    expect(entries[1]).toMatchObject({ kind: 'agent.test', actor: `agent:${deviceId}`, actorName: 'named-host', targetName: 'named-host' });
   });
 
   it('detects an edited entry', async () => {

@@ -1,4 +1,6 @@
-import { API_PATHS, CommentSchema, IdParamsSchema, InvestigationDetailSchema, InvestigationSchema, StartInvestigationBodySchema } from '@quell/contracts';
+import {
+  API_PATHS, CommentSchema, IdParamsSchema, InvestigationDetailSchema, InvestigationSchema, ListInvestigationsQuerySchema, StartInvestigationBodySchema,
+} from '@quell/contracts';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { actorOf } from '../../plugins/auth.ts';
@@ -9,8 +11,11 @@ const tags = ['Investigations'];
 
 export const investigationsRoutes: FastifyPluginAsyncTypebox<{ investigations: InvestigationsService }> = async (app, { investigations }) => {
   app.get(API_PATHS.investigations, {
-    schema: { tags, summary: 'Investigations in your scope, newest first', response: { 200: Type.Object({ items: Type.Array(InvestigationSchema) }), ...problemResponses } },
-  }, async (request) => ({ items: await investigations.list(actorOf(request)) }));
+    schema: {
+      tags, summary: 'Investigations in your scope, newest first (the latest 500)', querystring: ListInvestigationsQuerySchema,
+      response: { 200: Type.Object({ items: Type.Array(InvestigationSchema) }), ...problemResponses },
+    },
+  }, async (request) => ({ items: await investigations.list(actorOf(request), request.query) }));
 
   app.post(API_PATHS.investigations, {
     schema: { tags, summary: 'Start an investigation on a device by hand (or join the one running there)', body: StartInvestigationBodySchema, response: { 201: InvestigationSchema, ...problemResponses } },

@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import {
   ACTION_CATALOGUE, type ActionType, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, FILE_QUARANTINE_TYPES,
-  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type Verdict,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type ListInvestigationsQuery, type Verdict,
 } from '@quell/contracts';
 import { storedEntityKey } from '../actions/entity-key.ts';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
@@ -877,11 +877,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       return ran;
     },
 
-    async list(actor: Actor): Promise<Investigation[]> {
+    async list(actor: Actor, query: ListInvestigationsQuery = {}): Promise<Investigation[]> {
       requirePermission(actor, 'investigations:read');
       const now = clock.now();
-      return (await store.db.selectFrom('investigations').selectAll().where(groupScope('group_id', actor.groupIds)).orderBy('started_at', 'desc').limit(500).execute())
-        .map((row) => presentInvestigation(row, now));
+      let q = store.db.selectFrom('investigations').selectAll().where(groupScope('group_id', actor.groupIds));
+      if (query.alertId !== undefined) q = q.where('id', 'in', store.db.selectFrom('investigation_alerts').select('investigation_id').where('alert_id', '=', query.alertId));
+      return (await q.orderBy('started_at', 'desc').limit(500).execute()).map((row) => presentInvestigation(row, now));
     },
 
     async get(actor: Actor, id: string) {
