@@ -631,7 +631,8 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await page.keyboard.press('Enter');
     await expect.poll(async () => (await actionOf(done)).undoneBy).not.toBeNull();
     await expect.poll(() => page.evaluate(() => document.activeElement?.hasAttribute('data-action-id'))).toBe(true);
-    // u again on the same action: refused, and the reason said.
+    // u again on the same action (once the dialog has gone: while it leaves, it keeps the focus): refused, and the reason said.
+    await confirmation().waitFor({ state: 'detached' });
     await page.locator(`tr[data-action-id="${done}"]`).focus();
     await page.keyboard.press('u');
     await page.getByRole('status').filter({ hasText: 'An undo of this action exists already.' }).waitFor();
@@ -730,6 +731,10 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await ctx.complete(scanAction.id);
     await progress.getByText('Completed', { exact: true }).waitFor();
     expect(await progress.getByLabel('Result').textContent()).toBe('done');
+    await progress.getByRole('button', { name: 'Details of Run antivirus scan: ws-finance-07' }).click();
+    await drawer().getByText(scanAction.id).waitFor();
+    await page.keyboard.press('Escape');
+    await drawer().waitFor({ state: 'hidden' });
     await page.getByRole('table', { name: 'Action history of this device' }).locator('tr', { hasText: 'Run antivirus scan' }).getByText('Completed').waitFor();
     if (TAKE_SCREENSHOTS) await page.screenshot({ path: join(SCREENSHOTS_DIR, 'device-page-manual-action.png'), fullPage: true });
 
@@ -951,6 +956,9 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     // One pending table for the whole incident, each row naming its investigation, with the bulk decisions of the Action center.
     const investigationId = (await ctx.request(ctx.users.security_reader, 'GET', `/api/actions?view=pending&incidentId=${incidentId}`)).json().items[0].investigationId as string;
     expect(await pendingTable.getByRole('link', { name: `…${investigationId.slice(-8)}` }).getAttribute('href')).toBe(`/investigations/${investigationId}`);
+    // And the verdict it remediates, its reason on hover.
+    expect(await pendingTable.getByRole('columnheader').allTextContents()).toContain('Verdict');
+    expect(await pendingTable.locator('tr[data-action-id]').first().textContent()).toMatch(/Malicious|Suspicious/);
     await pendingTable.getByRole('checkbox', { name: /^Select all / }).check();
     await page.getByRole('button', { name: /^Approve \(\d+\)$/ }).click();
     await decide('Approve', 'Same dropper as IR-9');
@@ -1083,13 +1091,18 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
   });
 
   it('shows the Automated investigation & response card on Home, and says when approved actions wait for devices out of contact', async () => {
-    await ctx.createAction({ type: 'run_antivirus_scan', status: 'queued', deviceId: await device('home-unreachable'), entity: { name: 'home-unreachable' } });
+    const unreachable = await device('home-unreachable');
+    await ctx.createAction({ type: 'run_antivirus_scan', status: 'queued', deviceId: unreachable, entity: { name: 'home-unreachable' } });
     await signIn(ctx.users.security_operator, '/');
     const card = page.getByRole('region', { name: 'Automated investigation & response' });
     await card.getByText(/actions? waits? for approval/).waitFor();
     const waiting = card.getByLabel('Waiting for devices');
     expect(await waiting.textContent()).toMatch(/^\d+ queued actions? waits? for (a device|\d+ devices) out of contact .*they run when the agents come back\./);
     expect(await waiting.getByRole('link', { name: 'See the devices' }).getAttribute('href')).toBe('/devices?sort=health');
+    // The device page says the same of its own queued actions.
+    await page.goto(`${ctx.url}/devices/${unreachable}`);
+    expect(await page.getByLabel('Waiting for the device').textContent()).toBe('1 queued action waits for this device, which has no agent enrolled: nothing can carry it out until one is.');
+    await page.goto(`${ctx.url}/`);
     await card.getByRole('list', { name: 'Pending actions by type' }).waitFor();
     await page.getByRole('img', { name: /^Actions in the last 30 days by status/ }).waitFor();
     expect(await scan()).toEqual([]);
@@ -1241,6 +1254,14 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     expect(undo).toMatchObject({ type: 'restore_file', status: 'queued' });
     const allow = (await ctx.request(ctx.users.security_reader, 'GET', `/api/indicators?type=sha256&value=${sha256}`)).json().items;
     expect(allow).toEqual([expect.objectContaining({ action: 'allow', active: true })]);
+    await alertPanel().getByRole('button', { name: 'Close', exact: true }).click();
+    await alertPanel().waitFor({ state: 'hidden' });
+    // Said again once the panel is closed, with a way to the undo it made.
+    const said = page.getByRole('status', { name: 'Decision outcome' });
+    await said.getByText('resolved as a false positive: 1 undo action queued, 1 allow indicator.', { exact: false }).waitFor();
+    await said.getByRole('button', { name: / on ws-fp-admin$/ }).click();
+    await expect.poll(() => drawer().getByRole('heading').first().textContent()).toContain('Restore file');
+    expect(await drawer().getByRole('button', { name: actionId }).count()).toBe(1);
     await page.keyboard.press('Escape');
   });
 

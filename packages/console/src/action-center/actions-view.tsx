@@ -10,7 +10,7 @@ import { typeLabel } from '../format.ts';
 import { onDemand } from '../on-demand.ts';
 import { usePermissions } from '../session/session.tsx';
 import { type ActionFilters, DEFAULT_PAGE_SIZE, PAGE_SIZES, defaultSort, exportQuery } from './action-filters.ts';
-import { columnsOf, loadVisibleColumns, saveVisibleColumns } from './columns.tsx';
+import { type Column, columnsOf, loadVisibleColumns, saveVisibleColumns } from './columns.tsx';
 import { useOpenAction } from './flyout-host.tsx';
 import { undoRefusal } from './refusals.ts';
 import { type Decision, useActionsPage, useNow } from './use-actions.ts';
@@ -36,6 +36,8 @@ export interface ActionsViewProps {
   /** Without it the sort and page size are fixed (embedded lists on other pages). */
   onFiltersChange?: (filters: ActionFilters) => void;
   label: string;
+  /** Columns of the page's own, after the chosen ones (the verdicts on an incident's page). */
+  extraColumns?: Column[];
 }
 
 /** Why this row cannot join the selection, or null when it can. */
@@ -64,7 +66,7 @@ const KEYS_WITH_MEANING = new Set(['j', 'k', 'x', 'a', 'r', 'u']);
  * From the keyboard: j / k move between rows, Enter opens one, x selects it,
  * a / r approve or reject and u undoes the selection, or the row when nothing is selected.
  */
-export function ActionsView({ view, filters, onFiltersChange, label }: ActionsViewProps) {
+export function ActionsView({ view, filters, onFiltersChange, label, extraColumns = [] }: ActionsViewProps) {
   const styles = useStyles();
   const now = useNow();
   const permissions = usePermissions();
@@ -98,7 +100,7 @@ export function ActionsView({ view, filters, onFiltersChange, label }: ActionsVi
   const selectable = view === 'pending' ? mayDecide : mayUndo;
   const whyNotUndo = (a: Action): string | null => undoRefusal(a, permissions.undoRefusal);
   const offered = columnsOf(view);
-  const columns = offered.filter((c) => visible.includes(c.id));
+  const columns = [...offered.filter((c) => visible.includes(c.id)), ...extraColumns];
   const limit = filters.limit ?? DEFAULT_PAGE_SIZE;
   const first = (cursors.length - 1) * limit;
   const sort = filters.sort ?? defaultSort(view);

@@ -64,6 +64,12 @@ export function DecisionOutcomeBar() {
 
 /** Says what a decision did, in the message above every page. */
 export function useAnnounceOutcome(): (decision: Decision, result: BulkResult) => void {
+  const announce = useAnnounce();
+  return (decision, result) => announce(outcomeText(decision, result), result.items);
+}
+
+/** Says what a flow of its own did (a false positive, say), with a link to each action it made. */
+export function useAnnounce(): (text: string, actions: Action[]) => void {
   const { setOutcome } = useContext(OutcomeContext);
-  return (decision, result) => setOutcome({ text: outcomeText(decision, result), actions: result.items });
+  return (text, actions) => setOutcome({ text, actions });
 }

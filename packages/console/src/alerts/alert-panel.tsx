@@ -5,6 +5,7 @@ import {
 import { ALERT_CLASSIFICATIONS, ALERT_DETERMINATIONS, ALERT_STATUSES, type Alert, type UpdateAlertBody } from '@quell/contracts';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { type ReactNode, useState } from 'react';
+import { useAnnounce } from '../action-center/decision-outcome.tsx';
 import { type FalsePositiveResult, api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { CommentDialog } from '../comment-dialog.tsx';
@@ -64,6 +65,13 @@ function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
   const investigations = useQuery({ queryKey: ['investigations', { alertId: alert.id }], queryFn: () => api.listInvestigations({ alertId: alert.id }) });
   const permissions = usePermissions();
   const [result, setResult] = useState<FalsePositiveResult | null>(null);
+  const announce = useAnnounce();
+  const onFalsePositive = (done: FalsePositiveResult): void => {
+    setResult(done);
+    const undone = done.undone.length === 0 ? 'nothing to undo' : `${done.undone.length} undo ${done.undone.length === 1 ? 'action' : 'actions'} queued`;
+    const allowed = `${done.indicators.length} allow ${done.indicators.length === 1 ? 'indicator' : 'indicators'}`;
+    announce(`Alert “${alert.title}” resolved as a false positive: ${undone}, ${allowed}.`, done.undone);
+  };
   const row = (term: string, value: ReactNode) => (
     <>
       <dt className={styles.term}>{term}</dt>
@@ -79,7 +87,7 @@ function AlertBody({ alert, onClose }: { alert: Alert; onClose: () => void }) {
       </div>
       {result && <FalsePositiveOutcome result={result} />}
       {permissions.has('alerts:manage')
-        ? <Triage alert={alert} onFalsePositive={setResult} />
+        ? <Triage alert={alert} onFalsePositive={onFalsePositive} />
         : <Text block className={styles.note}>Your role, {permissions.roleLabel}, can view alerts but not triage them or classify them as false positives.</Text>}
       <Subtitle2 as="h3" block className={styles.section}>Details</Subtitle2>
       <dl className={styles.details} aria-label="Alert details">

@@ -5,6 +5,7 @@ import { useEffect } from 'react';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { EffectNotes } from '../action-center/effect-notes.tsx';
+import { useOpenAction } from '../action-center/flyout-host.tsx';
 import { StatusBadge } from '../action-center/status-badge.tsx';
 import { ACTIONS_KEY, ACTION_KEY } from '../action-center/use-actions.ts';
 import { formatDateTime, typeLabel } from '../format.ts';
@@ -33,6 +34,7 @@ export function ActionProgress({ actionId, onDismiss }: { actionId: string; onDi
   const styles = useStyles();
   const queryClient = useQueryClient();
   const permissions = usePermissions();
+  const openAction = useOpenAction();
   const detail = useQuery({
     queryKey: [ACTION_KEY, actionId],
     queryFn: () => api.getAction(actionId),
@@ -62,6 +64,7 @@ export function ActionProgress({ actionId, onDismiss }: { actionId: string; onDi
         <StatusBadge status={action.status} />
         {!settled && <Spinner size="extra-tiny" aria-label="Waiting for the device" />}
         <Text size={200}>requested {formatDateTime(action.requestedAt)} by {action.requestedBy}</Text>
+        <Button appearance="subtle" size="small" onClick={() => openAction(action.id)} aria-label={`Details of ${label}`}>Details</Button>
         <Button appearance="subtle" size="small" onClick={onDismiss} aria-label={`Dismiss ${label}`}>Dismiss</Button>
       </div>
       {waiting && !settled && <Text size={200}>{waiting.reason}</Text>}

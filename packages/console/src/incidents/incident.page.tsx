@@ -4,10 +4,11 @@ import {
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 import { ActionsView } from '../action-center/actions-view.tsx';
+import type { Column } from '../action-center/columns.tsx';
 import { type IncidentDetail, api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { formatDateTime } from '../format.ts';
-import { InvestigationStatusBadge } from '../investigations/investigation-status.tsx';
+import { InvestigationStatusBadge, VERDICT_LABELS } from '../investigations/investigation-status.tsx';
 import { PageLoading } from '../layout.tsx';
 import { Link } from '../router.tsx';
 import { usePermissions } from '../session/session.tsx';
@@ -75,7 +76,7 @@ export default function IncidentPage({ params }: { params: Record<string, string
         {tab === 'response' && (
           <>
             <Subtitle1 as="h2" className={styles.section}>Waiting for approval</Subtitle1>
-            <ActionsView view="pending" filters={{ incidentId: id }} label="Pending actions of this incident" />
+            <ActionsView view="pending" filters={{ incidentId: id }} label="Pending actions of this incident" extraColumns={[verdictColumn(detail.data.verdicts)]} />
             <Subtitle1 as="h2" className={styles.section}>Action history</Subtitle1>
             <ActionsView view="history" filters={{ incidentId: id }} label="Action history of this incident" />
           </>
@@ -91,6 +92,18 @@ export default function IncidentPage({ params }: { params: Record<string, string
       </div>
     </>
   );
+}
+
+/** The verdict each action remediates, with its reason on hover. */
+function verdictColumn(verdicts: IncidentDetail['verdicts']): Column {
+  const byAction = new Map(verdicts.map((v) => [v.actionId, v]));
+  return {
+    id: 'verdict', label: 'Verdict', shownIn: [],
+    render: (a) => {
+      const judged = byAction.get(a.id);
+      return judged ? <span title={judged.reason ?? undefined}>{VERDICT_LABELS[judged.verdict]}</span> : '—';
+    },
+  };
 }
 
 function AlertsTable({ detail }: { detail: IncidentDetail }) {

@@ -3,7 +3,7 @@ import { ActionSchema } from './actions.ts';
 import { ALERT_SEVERITIES } from '../enumerations.ts';
 import { AlertSchema } from './alerts.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
-import { InvestigationSchema } from './investigations.ts';
+import { InvestigationSchema, VERDICTS } from './investigations.ts';
 
 export const INCIDENT_STATUSES = ['active', 'resolved'] as const;
 
@@ -30,6 +30,8 @@ export const IncidentDetailSchema = Type.Object({
   investigations: Type.Array(InvestigationSchema),
   /** The actions of its investigations: the Evidence and response view (pending ones can be decided there). */
   actions: Type.Array(ActionSchema),
+  /** The verdict each of those actions remediates, and why, as its investigation judged it. */
+  verdicts: Type.Array(Type.Object({ actionId: IdSchema, verdict: Type.Enum(VERDICTS), reason: Type.Union([Type.String(), Type.Null()]) })),
 });
 
 export const UpdateIncidentBodySchema = Type.Object({ status: Type.Enum(INCIDENT_STATUSES) }, { additionalProperties: false });

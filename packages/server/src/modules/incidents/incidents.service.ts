@@ -1,4 +1,4 @@
-import type { AlertSeverity, Incident, UpdateIncidentBody } from '@quell/contracts';
+import type { AlertSeverity, Incident, UpdateIncidentBody, Verdict } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { AlertsTable, IncidentsTable } from '../../db/schema.ts';
 import { type Db, type Store, groupScope } from '../../db/store.ts';
@@ -8,6 +8,8 @@ import { presentAction } from '../actions/actions.presenter.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import { presentAlert } from '../alerts/alerts.service.ts';
 import { presentInvestigation } from '../investigations/investigations.service.ts';
+
+const VERDICT_RANK: Record<Verdict, number> = { no_threats_found: 0, suspicious: 1, malicious: 2 };
 
 /** Alerts on one device this close together belong to one incident. */
 const SAME_DEVICE_WINDOW_MS = 24 * 3_600_000;
@@ -119,6 +121,8 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
         .where('id', 'in', (eb) => eb.selectFrom('investigation_alerts').select('investigation_id').where('alert_id', 'in', alertIds)).orderBy('started_at').execute();
       const actions = investigations.length === 0 ? [] : await store.db.selectFrom('actions').selectAll().where('investigation_id', 'in', investigations.map((i) => i.id))
         .where(groupScope('group_id', actor.groupIds)).orderBy('requested_at').execute();
+      const judged = actions.length === 0 ? [] : await store.db.selectFrom('investigation_entities').select(['action_id', 'verdict', 'reason'])
+        .where('action_id', 'in', actions.map((a) => a.id)).where('verdict', 'is not', null).execute();
       const now = clock.now();
       return {
         incident: await present(store.db, row, actor),
@@ -127,6 +131,9 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
         evidence: [...grouped.values()].map((e) => ({ kind: e.kind, value: e.value, deviceIds: [...e.deviceIds] })),
         investigations: investigations.filter((i) => inScope(actor, i.group_id)).map((i) => presentInvestigation(i, now)),
         actions: actions.map(presentAction),
+        // An action that remediates several entities shows the gravest verdict.
+        verdicts: [...new Map(judged.sort((a, b) => VERDICT_RANK[a.verdict as Verdict] - VERDICT_RANK[b.verdict as Verdict])
+          .map((e) => [e.action_id!, { actionId: e.action_id!, verdict: e.verdict as Verdict, reason: e.reason }])).values()],
       };
     },
 

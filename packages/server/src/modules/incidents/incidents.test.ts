@@ -45,6 +45,11 @@ describe(`incidents (${TEST_DIALECT})`, () => {
     const detail = (await ctx().request(ctx().users.security_reader, 'GET', `/api/incidents/${incidentId}`)).json();
     expect(detail.investigations).toHaveLength(1);
     expect(detail.actions).toEqual([expect.objectContaining({ status: 'pending_approval', source: 'automated_investigation', investigationId: detail.investigations[0].id })]);
+    // What the action remediates, as the investigation judged it.
+    const entity = (await ctx().request(ctx().users.security_reader, 'GET', `/api/investigations/${detail.investigations[0].id}`)).json().entities
+      .find((e: { actionId: string | null }) => e.actionId === detail.actions[0].id);
+    expect(detail.verdicts).toEqual([{ actionId: detail.actions[0].id, verdict: entity.verdict, reason: entity.reason }]);
+    expect(['malicious', 'suspicious']).toContain(entity.verdict);
 
     const other = (await ctx().services.devices.createGroup(ctx().users.security_admin.actor, { name: 'other', rank: 2, automationLevel: 'full' })).id;
     const scoped = { ...ctx().users.security_reader.actor, groupIds: [other] };
