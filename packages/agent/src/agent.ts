@@ -25,7 +25,7 @@ import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
 import { Refusal, helloSignature, signDrift, signIndicatorHits, signLocalAction, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
 import { offboardEndpoint } from './offboard.linux.ts';
 import { type HitReporter, createHitReporter, socketOwner, watchAddressHits } from './indicator-hits.ts';
-import { type DnsFilter, type DnsLists, configuredResolvers, lookupAddresses, startDnsFilter } from './dns-filter.ts';
+import { type DnsFilter, type DnsLists, cachedResolvers, lookupAddresses, startDnsFilter } from './dns-filter.ts';
 import { createResolvedBlocks } from './resolved-blocks.ts';
 import { type ExecGuard, type RefusedExecution, execGuardHelper, startExecGuard } from './exec-guard.linux.ts';
 import { guardsFor } from './guards.linux.ts';
@@ -131,9 +131,10 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   let dnsFilter: DnsFilter | null = null;
   /** What the address table lets through whatever blocks it holds: the server, and allowed addresses. */
   let keptAddresses: readonly string[] = [];
+  const resolvers = cachedResolvers();
   const resolvedBlocks = createResolvedBlocks({
-    lookup: async (name) => lookupAddresses(name, await configuredResolvers()),
-    spared: async () => [...(await configuredResolvers()), ...ownAddresses()],
+    lookup: async (name) => lookupAddresses(name, await resolvers()),
+    spared: async () => [...(await resolvers()), ...ownAddresses()],
     block: (addresses) => blockResolvedAddresses(runner, addresses),
     unblock: (address) => unblockResolvedAddress(runner, address),
     onProblem: (problem) => log.warn('could not block the addresses of a blocked name', { error: problem }),
@@ -313,9 +314,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   async function startFilteringDns(): Promise<string | null> {
     if (platform !== 'linux') return `domain and URL indicators are not supported on ${platform} by this agent yet`;
     if (dnsFilter !== null) return null;
-    if ((await configuredResolvers()).length === 0) return 'the DNS filter has no resolver to forward to: /etc/resolv.conf names none that is not on loopback';
+    if ((await resolvers()).length === 0) return 'the DNS filter has no resolver to forward to: /etc/resolv.conf names none that is not on loopback';
     try {
-      dnsFilter = await startDnsFilter({ lists: () => dnsLists, onHit: onDnsHit, onForwarded: (addresses) => resolvedBlocks.answeredForOthers(addresses) });
+      dnsFilter = await startDnsFilter({ lists: () => dnsLists, onHit: onDnsHit, onForwarded: (addresses) => resolvedBlocks.answeredForOthers(addresses), resolvers });
       log.info('DNS filter started');
       return null;
     } catch (error) {

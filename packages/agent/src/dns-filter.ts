@@ -34,6 +34,15 @@ export interface AnsweredAddress { address: string; ttl: number }
  * them: those of /etc/resolv.conf that are not on loopback, or else those of
  * systemd-resolved's own list (a local stub would send its queries back here).
  */
+/** The configured resolvers, read again at most every few seconds: one list for the filter and the lookups of blocked names. */
+export function cachedResolvers(read: () => Promise<string[]> = configuredResolvers): () => Promise<string[]> {
+  let cached: { list: string[]; at: number } = { list: [], at: 0 };
+  return async () => {
+    if (Date.now() - cached.at > RESOLVERS_TTL_MS) cached = { list: await read(), at: Date.now() };
+    return cached.list;
+  };
+}
+
 export async function configuredResolvers(files = ['/etc/resolv.conf', '/run/systemd/resolve/resolv.conf']): Promise<string[]> {
   for (const file of files) {
     const text = await readFile(file, 'utf8').catch(() => '');
@@ -145,11 +154,7 @@ export async function startDnsFilter(options: {
 }): Promise<DnsFilter> {
   const port = options.port ?? DNS_FILTER_PORT;
   let inFlight = 0;
-  let resolvers: { list: string[]; at: number } = { list: [], at: 0 };
-  const currentResolvers = async (): Promise<string[]> => {
-    if (Date.now() - resolvers.at > RESOLVERS_TTL_MS) resolvers = { list: await (options.resolvers ?? configuredResolvers)(), at: Date.now() };
-    return resolvers.list;
-  };
+  const currentResolvers = options.resolvers ?? cachedResolvers();
 
   async function answer(bytes: Buffer, client: { protocol: 'udp' | 'tcp'; port: number }): Promise<Buffer | null> {
     let query: dnsPacket.Packet;

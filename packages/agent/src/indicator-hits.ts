@@ -127,6 +127,12 @@ export function watchAddressHits(options: {
 /** `ss` runs at most this many times a second to name hits' processes: beyond, hits go without (a flood of queries must not start a process each). */
 const OWNER_LOOKUPS_PER_SECOND = 20;
 const ownerLookups = { second: 0, count: 0 };
+/** The account database, read again at most once a minute: a hit names its user without reading the file each time. */
+const accounts = { text: '', at: 0 };
+async function accountDatabase(): Promise<string> {
+  if (Date.now() - accounts.at > 60_000) Object.assign(accounts, { text: await readFile('/etc/passwd', 'utf8').catch(() => ''), at: Date.now() });
+  return accounts.text;
+}
 
 /** The process (and its user) with a socket `ss` finds with these arguments open now; nothing when there is none, it is gone, or too many were asked this second. */
 export async function socketOwner(runner: CommandRunner, ssArguments: readonly string[]): Promise<Pick<IndicatorHit, 'process' | 'user'>> {
@@ -140,7 +146,7 @@ export async function socketOwner(runner: CommandRunner, ssArguments: readonly s
   const [commandLine, status, passwd] = await Promise.all([
     readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
     readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''),
-    readFile('/etc/passwd', 'utf8').catch(() => ''),
+    accountDatabase(),
   ]);
   const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
   const user = uid === undefined ? undefined : passwd.split('\n').map((line) => line.split(':')).find((fields) => fields[2] === uid)?.[0] ?? uid;

@@ -83,8 +83,8 @@ export function createResolvedBlocks(deps: {
     lookups += 1;
     const [looked, spared] = await Promise.all([deps.lookup(name), deps.spared()]).finally(() => (lookups -= 1));
     const answers = looked.flatMap(({ address, ttl }) => {
-      const value = canonical(address);
-      return value === null ? [] : [{ address: value, ttl }];
+      const spelled = canonical(address);
+      return spelled === null ? [] : [{ address: spelled, ttl }];
     });
     // The list may have changed while the resolvers answered.
     if (domainHolding(name, blockedNames) !== value) return;
