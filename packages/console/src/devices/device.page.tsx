@@ -1,9 +1,8 @@
 import { Badge, Button, MessageBar, MessageBarBody, Subtitle1, Text, Title2, makeStyles, tokens } from '@fluentui/react-components';
-import { type Device, FLEET_ACTION_TYPES } from '@quell/contracts';
+import type { Device } from '@quell/contracts';
 import { useMutation, useQuery } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import { ActionsView } from '../action-center/actions-view.tsx';
-import { ACTIONS_KEY } from '../action-center/use-actions.ts';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { formatDateTime } from '../format.ts';
@@ -107,20 +106,14 @@ function DeviceView({ device: d }: { device: Device }) {
 /**
  * Queued is not under way: when the device's agent is out of contact (or it
  * has none), says how many approved actions wait for it and since when it
- * was last heard from. Containment is left out: other devices' agents carry it.
+ * was last heard from (the device counts them, containment aside: other
+ * devices' agents carry it).
  */
 function WaitingForDevice({ device }: { device: Device }) {
-  const offline = device.health !== 'online';
-  const queued = useQuery({
-    queryKey: [ACTIONS_KEY, 'queued-on', device.id],
-    queryFn: () => api.listActions({ view: 'history', deviceId: device.id, status: 'queued', limit: 200 }),
-    enabled: offline,
-    refetchInterval: 15_000,
-  });
-  const waiting = (queued.data?.items ?? []).filter((a) => !FLEET_ACTION_TYPES.includes(a.type));
-  if (!offline || waiting.length === 0) return null;
-  const one = waiting.length === 1 && !queued.data?.nextCursor;
-  const count = `${waiting.length}${queued.data?.nextCursor ? ' or more' : ''} queued ${one ? 'action waits' : 'actions wait'}`;
+  const waiting = device.queuedActions;
+  if (device.health === 'online' || waiting === 0) return null;
+  const one = waiting === 1;
+  const count = `${waiting} queued ${one ? 'action waits' : 'actions wait'}`;
   return (
     <MessageBar intent="warning" aria-label="Waiting for the device">
       <MessageBarBody>

@@ -54,6 +54,8 @@ export const DeviceSchema = Type.Object({
   }), Type.Null()]),
   /** Its actions waiting for approval. */
   pendingActions: Type.Integer(),
+  /** Its approved actions waiting to be delivered to its agent (containment aside: other devices' agents carry it). */
+  queuedActions: Type.Integer(),
   /** What is in force on the device: the completed actions not undone (an undo under way still counts until it completes). */
   state: Type.Object({
     isolatedBy: Type.Union([IdSchema, Type.Null()]),

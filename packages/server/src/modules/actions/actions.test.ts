@@ -381,6 +381,9 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect(await offline()).toEqual({ actions: 0, devices: 0, lastSeenAt: null });
     ctx().clock.advance(DEVICE_OFFLINE_AFTER_MS + 1000);
     expect(await offline()).toEqual({ actions: 2, devices: 1, lastSeenAt: heardAt });
+    // The device counts them too, apart from those waiting for approval.
+    await ctx().createAction({ type: 'isolate_device', deviceId });
+    expect((await request(analyst, 'GET', `/api/devices/${deviceId}`)).json()).toMatchObject({ health: 'offline', queuedActions: 2, pendingActions: 1 });
     // A device with no agent at all waits for ever.
     await ctx().createAction({ type: 'run_antivirus_scan', deviceId: await ctx().createDevice({ groupId: group.id }), status: 'queued' });
     expect(await offline()).toEqual({ actions: 3, devices: 2, lastSeenAt: heardAt });

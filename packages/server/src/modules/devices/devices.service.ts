@@ -1,6 +1,6 @@
 import {
   type CreateDeviceBody, type CreateDeviceGroupBody, DEVICE_OFFLINE_AFTER_MS, type Device, type DeviceFacts, type DeviceGroup, type DeviceGroupRule, type DeviceHealth, type DeviceState,
-  type UpdateDeviceBody, type UpdateDeviceGroupBody,
+  FLEET_ACTION_TYPES, type UpdateDeviceBody, type UpdateDeviceGroupBody,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
@@ -18,15 +18,15 @@ export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
 
 const NOTHING_IN_FORCE: DeviceState = { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
 
-/** What is in force on each device, the addresses alerts reported for it, and how many of its actions wait for approval. */
-interface DeviceExtras { state: DeviceState; addresses: string[]; pendingActions: number }
-const NO_EXTRAS: DeviceExtras = { state: NOTHING_IN_FORCE, addresses: [], pendingActions: 0 };
+/** What is in force on each device, the addresses alerts reported for it, and how many of its actions wait for approval or delivery. */
+interface DeviceExtras { state: DeviceState; addresses: string[]; pendingActions: number; queuedActions: number }
+const NO_EXTRAS: DeviceExtras = { state: NOTHING_IN_FORCE, addresses: [], pendingActions: 0, queuedActions: 0 };
 
 async function extrasOf(db: Db, deviceIds: readonly string[]): Promise<Map<string, DeviceExtras>> {
   const states = await statesOf(db, deviceIds);
   const extras = new Map<string, DeviceExtras>();
   const entry = (id: string): DeviceExtras => {
-    const found = extras.get(id) ?? { state: states.get(id) ?? NOTHING_IN_FORCE, addresses: [], pendingActions: 0 };
+    const found = extras.get(id) ?? { state: states.get(id) ?? NOTHING_IN_FORCE, addresses: [], pendingActions: 0, queuedActions: 0 };
     extras.set(id, found);
     return found;
   };
@@ -35,9 +35,10 @@ async function extrasOf(db: Db, deviceIds: readonly string[]): Promise<Map<strin
     const rows = await db.selectFrom('device_addresses').select(['device_id', 'address']).where('device_id', 'in', chunk)
       .orderBy('seen_at', 'desc').orderBy('address').execute();
     for (const row of rows) entry(row.device_id).addresses.push(row.address);
-    const pending = await db.selectFrom('actions').select((eb) => ['device_id', eb.fn.countAll<number>().as('count')])
-      .where('status', '=', 'pending_approval').where('device_id', 'in', chunk).groupBy('device_id').execute();
-    for (const row of pending) entry(row.device_id).pendingActions = Number(row.count);
+    const waiting = await db.selectFrom('actions').select((eb) => ['device_id', 'status', eb.fn.countAll<number>().as('count')])
+      .where('device_id', 'in', chunk).where((eb) => eb.or([eb('status', '=', 'pending_approval'), eb.and([eb('status', '=', 'queued'), eb('type', 'not in', FLEET_ACTION_TYPES)])]))
+      .groupBy(['device_id', 'status']).execute();
+    for (const row of waiting) entry(row.device_id)[row.status === 'queued' ? 'queuedActions' : 'pendingActions'] = Number(row.count);
   }
   for (const id of states.keys()) entry(id);
   return extras;
@@ -91,6 +92,7 @@ export function presentDevice(row: DeviceRow, now: number, extras: DeviceExtras 
     offboarded: row.offboarded_report === null || row.offboarded_at === null ? null
       : { at: new Date(Number(row.offboarded_at)).toISOString(), ...(JSON.parse(row.offboarded_report) as Omit<NonNullable<Device['offboarded']>, 'at'>) },
     pendingActions: extras.pendingActions,
+    queuedActions: extras.queuedActions,
     state: extras.state,
   };
 }
