@@ -1,7 +1,7 @@
 import { AGENT_PROTOCOL_VERSION } from '@quell/contracts';
 import { describe, expect, it } from 'vitest';
 import { enrolTestAgent, signedByAgent } from '../../test/agents.ts';
-import { TEST_DIALECT, useTestApp } from '../../test/helper.ts';
+import { TEST_DIALECT, createUser, useTestApp } from '../../test/helper.ts';
 
 /**
  * An investigation survives what goes wrong on its way: an agent whose
@@ -144,6 +144,13 @@ describe(`problems an investigation survives (${TEST_DIALECT})`, () => {
     // Once what stopped it is fixed, an analyst retries it from the step it could not get past; a reader may not.
     const retry = (user = admin()) => ctx().request(user, 'POST', `/api/investigations/${id}/retry`, { comment: 'evidence restored' });
     expect((await retry(ctx().users.security_reader)).statusCode).toBe(403);
+    // An administrator of another device group does not see it; a body with more than a comment is refused whole.
+    const elsewhere = (await ctx().services.devices.createGroup(admin().actor, { name: `elsewhere-${++n}`, rank: 900 + n, automationLevel: 'full' })).id;
+    const outsider = await createUser(ctx().services, 'security_admin', `outsider-${n}`, [elsewhere]);
+    expect((await retry(outsider)).json()).toMatchObject({ status: 404, code: 'investigation_not_found' });
+    expect((await ctx().request(admin(), 'POST', `/api/investigations/${id}/retry`, { comment: 'x', step: 'remediate' })).statusCode).toBe(400);
+    expect((await ctx().request(admin(), 'POST', `/api/investigations/${id}/retry`, { comment: 'x'.repeat(100_000) })).statusCode).toBe(400);
+    expect((await detail(id)).investigation.status).toBe('failed');
     await ctx().store.db.updateTable('alerts').set({ evidence: JSON.stringify([{ kind: 'file', path: '/tmp/stage3', sha256: hash() }]) }).where('id', '=', alertId).execute();
     const retried = await retry();
     expect(retried.statusCode, retried.body).toBe(200);
