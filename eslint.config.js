@@ -24,4 +24,6 @@ export default tseslint.config(
     files: ['packages/server/src/config.ts', 'packages/cli/src/**', '**/*.test.ts', 'packages/server/src/test/**', 'bench/**'],
     rules: { 'no-restricted-syntax': 'off' },
   },
+  // dependency-cruiser reads its configuration as CommonJS.
+  { files: ['.dependency-cruiser*.cjs'], languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
 );

@@ -9,7 +9,7 @@
  * a timer in here does not fire while a request keeps the event loop busy.
  */
 import Fastify from 'fastify';
-import { type StoreLocation, buildApp, createMetrics, createServices, openStore } from '@quell/server';
+import { type StoreLocation, actionGaugeSources, buildApp, createMetrics, createServices, openStore } from '@quell/server';
 
 export type ParentMessage = { cmd: 'close' };
 export type ChildMessage = { type: 'ready'; quellUrl: string; helloUrl: string };
@@ -20,7 +20,7 @@ const location = JSON.parse(process.argv[2] ?? '') as StoreLocation;
 const store = openStore(location);
 const metrics = createMetrics();
 const services = createServices({ store, onDecision: (type, waited) => metrics.observeDecision(type, waited) });
-metrics.bind(services);
+metrics.bind(actionGaugeSources(services));
 const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1' });
 const quellUrl = await app.listen({ port: 0, host: '127.0.0.1' });
 

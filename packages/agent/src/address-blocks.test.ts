@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '@quell/server/testing';
 import { ADDRESS_BLOCKS_TABLE, withoutSeenSets } from './executors/address-blocks.linux.ts';
-import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, quell, spawnAgent, waitFor } from './test-support.ts';
+import { type Endpoint, type NetnsLab, createNetnsLab } from './test/netns-lab.ts';
+import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, quell, spawnAgent, waitFor } from './test/helper.ts';
 
 /**
  * Address block indicators observed from outside: a managed endpoint running

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
-import { type AgentProcess, quell, spawnAgent, waitForAction } from './test-support.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
+import { type AgentProcess, quell, spawnAgent, waitForAction } from './test/helper.ts';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 

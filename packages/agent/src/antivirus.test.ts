@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import type { Action } from '@quell/contracts';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
 import { EICAR } from './executors/antivirus-scan.linux.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test/helper.ts';
 
 const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 

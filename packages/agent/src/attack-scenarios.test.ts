@@ -5,10 +5,10 @@ import { dirname, join } from 'node:path';
 import { type Action, type ActionType, INVESTIGATION_ENDED, entityKey } from '@quell/contracts';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestContext, type TestUser, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
-import { type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type SystemdContainer, bootSystemd } from './systemd-lab.ts';
-import { type AgentProcess, agentProcessIn, quell, sandboxFolders, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+import { type TestContext, type TestUser, TEST_DIALECT, liveClock, setupTestApp } from '@quell/server/testing';
+import { type NetnsLab, createNetnsLab } from './test/netns-lab.ts';
+import { type SystemdContainer, bootSystemd } from './test/systemd-lab.ts';
+import { type AgentProcess, agentProcessIn, quell, sandboxFolders, spawnAgent, waitFor, waitForAction } from './test/helper.ts';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 const REPORT = new URL('../../../bench/detection-quality.md', import.meta.url).pathname;

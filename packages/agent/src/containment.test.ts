@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
-import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '@quell/server/testing';
+import { type Endpoint, type NetnsLab, createNetnsLab } from './test/netns-lab.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test/helper.ts';
 
 /**
  * Containment observed from outside: an unmanaged host in its own network

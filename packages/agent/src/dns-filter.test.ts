@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '@quell/server/testing';
 import { configuredResolvers, verdictFor } from './dns-filter.ts';
 import { ADDRESS_BLOCKS_TABLE } from './executors/address-blocks.linux.ts';
-import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor } from './test-support.ts';
+import { type Endpoint, type NetnsLab, createNetnsLab } from './test/netns-lab.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor } from './test/helper.ts';
 
 const exec = promisify(execFile);
 

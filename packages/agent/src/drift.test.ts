@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandPayload } from '@quell/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT } from '../../server/src/test/helper.ts';
-import { agentLogLines } from './channel-test-support.ts';
-import { type Answer, type HostileServer, startHostileServer } from './hostile-server.ts';
-import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, spawnAgent, waitFor } from './test-support.ts';
+import { TEST_DIALECT } from '@quell/server/testing';
+import { agentLogLines } from './test/channel.ts';
+import { type Answer, type HostileServer, startHostileServer } from './test/hostile-server.ts';
+import { type AgentProcess, NO_PERIODIC_CHECK_SECONDS, spawnAgent, waitFor } from './test/helper.ts';
 
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex');
 const completed = (answer: Answer): string => {

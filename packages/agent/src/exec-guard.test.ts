@@ -8,9 +8,9 @@ import { promisify } from 'node:util';
 import type { Action } from '@quell/contracts';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
 import { execGuardHelper } from './exec-guard.linux.ts';
-import { type AgentProcess, agentProcessIn, quell, spawnAgent, waitFor } from './test-support.ts';
+import { type AgentProcess, agentProcessIn, quell, spawnAgent, waitFor } from './test/helper.ts';
 
 const exec = promisify(execFile);
 

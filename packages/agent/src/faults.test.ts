@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
-import { agentLogLines, journalEntries, makeSparseFile, runsOf, sha256OfFile, slowFileBytes } from './channel-test-support.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
+import { agentLogLines, journalEntries, makeSparseFile, runsOf, sha256OfFile, slowFileBytes } from './test/channel.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test/helper.ts';
 
 const DAY_MS = 86_400_000;
 const INTERRUPTED = /The agent stopped while carrying out this action; its effect is unknown and it was not run again/;

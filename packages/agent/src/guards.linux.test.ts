@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { driverExecutors } from './executors/driver.linux.ts';
 import { containUser } from './executors/contain-user.linux.ts';
-import { RecordingRunner, executionContext, failed, ok } from './executors/recording-runner.ts';
+import { RecordingRunner, executionContext, failed, ok } from './executors/test/recording-runner.ts';
 import { removeScheduledTask } from './executors/scheduled-task.linux.ts';
 import { stopService } from './executors/service.linux.ts';
 import { type GuardFacts, type Guards, SYSTEM_FILES, SYSTEM_UNIT_GROUPS, cgroupUnit, guardsFor } from './guards.linux.ts';

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { RecordingRunner, executionContext, failed } from './executors/recording-runner.ts';
+import { RecordingRunner, executionContext, failed } from './executors/test/recording-runner.ts';
 import { removeRegistryKey } from './executors/registry-key.windows.ts';
 import { SYSTEM_KEYS, guardsFor } from './guards.windows.ts';
 

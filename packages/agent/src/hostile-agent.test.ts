@@ -1,10 +1,10 @@
 import { AGENT_MAX_FRAME_BYTES, type CommandPayload } from '@quell/contracts';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
 import { realisticAnswer } from './simulated-answers.ts';
 import { type Fleet, type SimulatedAnswer, startFleet } from './simulator.ts';
-import { waitFor, waitForAction } from './test-support.ts';
+import { waitFor, waitForAction } from './test/helper.ts';
 
 type Hostility = 'plain text' | 'JSON of the wrong shape' | 'a report too long to keep whole' | 'more than a frame';
 

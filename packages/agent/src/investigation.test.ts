@@ -4,9 +4,9 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
-import { type Endpoint, type NetnsLab, createNetnsLab } from './netns-lab.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '@quell/server/testing';
+import { type Endpoint, type NetnsLab, createNetnsLab } from './test/netns-lab.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test/helper.ts';
 
 const sha256 = (data: string): string => createHash('sha256').update(data).digest('hex');
 

@@ -13,13 +13,13 @@ import { CompactSign } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { createCommandSigner } from '../../server/src/modules/agents/command-signer.ts';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { createCommandSigner } from '@quell/server/testing';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
 import { type RunningAgent, startAgent } from './agent.ts';
-import { journalEntries, makeSparseFile, recordingLog, recordingRunner, sha256OfFile, slowFileBytes } from './channel-test-support.ts';
+import { journalEntries, makeSparseFile, recordingLog, recordingRunner, sha256OfFile, slowFileBytes } from './test/channel.ts';
 import { enrolAgent } from './enrol.ts';
 import { signLocalAction, signOffboarded } from './protocol.ts';
-import { waitFor, waitForAction } from './test-support.ts';
+import { waitFor, waitForAction } from './test/helper.ts';
 
 /**
  * Attacks on the command channel, from both ends, against the real agent

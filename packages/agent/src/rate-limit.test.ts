@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
 import { type RunningAgent, startAgent } from './agent.ts';
-import { recordingLog, recordingRunner, sha256OfFile } from './channel-test-support.ts';
+import { recordingLog, recordingRunner, sha256OfFile } from './test/channel.ts';
 import { enrolAgent } from './enrol.ts';
-import { waitForAction } from './test-support.ts';
+import { waitForAction } from './test/helper.ts';
 
 /**
  * The server's general rate limit counts API callers, never agents: an agent

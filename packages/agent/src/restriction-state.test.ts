@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
-import { AGENT_BUNDLE, NO_PERIODIC_CHECK_SECONDS, quell, waitFor, waitForAction } from './test-support.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
+import { AGENT_BUNDLE, NO_PERIODIC_CHECK_SECONDS, quell, waitFor, waitForAction } from './test/helper.ts';
 
 /** The per-mount options of the topmost mount at `path`, as the given process sees them. */
 function mountOptions(pid: number, path: string): string[] {

@@ -7,9 +7,9 @@ import { EvidenceReportSchema } from '@quell/contracts';
 import { checkValue } from '@quell/contracts/checks';
 import { systemActor } from '@quell/server';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
 import { type Fleet, startFleet } from './simulator.ts';
-import { QUELL, waitFor } from './test-support.ts';
+import { QUELL, waitFor } from './test/helper.ts';
 
 const exec = promisify(execFile);
 

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '../../server/src/test/helper.ts';
-import { type SystemdContainer, bootSystemd } from './systemd-lab.ts';
-import { type AgentProcess, quell, waitFor, waitForAction } from './test-support.ts';
+import { type TestContext, TEST_DIALECT, liveClock, setupTestApp } from '@quell/server/testing';
+import { type SystemdContainer, bootSystemd } from './test/systemd-lab.ts';
+import { type AgentProcess, quell, waitFor, waitForAction } from './test/helper.ts';
 
 /**
  * Stop service and remove scheduled task against a real systemd and a real

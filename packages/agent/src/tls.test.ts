@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOrCreateSelfSignedTls, systemActor } from '@quell/server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, liveClock, useTestApp } from '../../server/src/test/helper.ts';
+import { TEST_DIALECT, liveClock, useTestApp } from '@quell/server/testing';
 import { startAgent } from './agent.ts';
-import { recordingLog } from './channel-test-support.ts';
+import { recordingLog } from './test/channel.ts';
 import { enrolAgent } from './enrol.ts';
 import type { AgentIdentity } from './identity.ts';
-import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test-support.ts';
+import { type AgentProcess, quell, spawnAgent, waitFor, waitForAction } from './test/helper.ts';
 
 /**
  * The server on HTTPS with a self-signed certificate made on first start;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT, type TestDatabase, createTestDatabase } from '../../server/src/test/store.ts';
+import { TEST_DIALECT, type TestDatabase, createTestDatabase } from '@quell/server/testing';
 
 const exec = promisify(execFile);
 const QUELL = new URL('../bin/quell.js', import.meta.url).pathname;

@@ -1,5 +1,6 @@
 export * from './catalogue.ts';
 export * from './parameters.ts';
+export * from './parameter-check.ts';
 export * from './roles.ts';
 export * from './lifecycle.ts';
 export * from './errors.ts';

@@ -1,4 +1,4 @@
-import { type Permission, type Role, roleHas } from '@quell/contracts';
+import { type Permission, type Role, type User, roleHas } from '@quell/contracts';
 import { QuellError } from './errors.ts';
 
 /**
@@ -17,6 +17,9 @@ export interface Actor {
   groupIds: readonly string[] | null;
   sourceIp: string | null;
 }
+
+/** A signed-in user's session, as the auth module resolves it: who, and what the console needs to act for them. */
+export interface SessionIdentity { actor: Actor; user: User; csrfToken: string; permissions: Permission[] }
 
 export function systemActor(name = 'System'): Actor {
   return { kind: 'system', userId: null, name, role: 'global_admin', scopes: null, groupIds: null, sourceIp: null };

@@ -4,7 +4,7 @@ export { startServer } from './server.ts';
 export { loadOrCreateSelfSignedTls, type TlsMaterial } from './tls.ts';
 export { openStore, type Store, type StoreLocation } from './db/store.ts';
 export { migrate } from './db/migrate.ts';
-export { createServices, type Services } from './services.ts';
+export { actionGaugeSources, createServices, type Services } from './services.ts';
 export { systemActor, type Actor } from './actor.ts';
 export { createMetrics } from './plugins/metrics.ts';
 export { QuellError } from './errors.ts';

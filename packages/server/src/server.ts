@@ -8,9 +8,9 @@ import { migrate } from './db/migrate.ts';
 import { openStore } from './db/store.ts';
 import { createJobRunner } from './modules/jobs/jobs.ts';
 import { createMetrics } from './plugins/metrics.ts';
-import { createServices } from './services.ts';
+import { actionGaugeSources, createServices } from './services.ts';
 import { createAgentGateway } from './modules/agents/agents.gateway.ts';
-import { createCommandSigner, loadOrCreateSigningKey } from './modules/agents/command-signer.ts';
+import { createCommandSigner, loadOrCreateSigningKey } from './command-signer.ts';
 import { createDispatchBus } from './modules/agents/dispatch-bus.ts';
 import { loadOrCreateSelfSignedTls, readTlsFiles } from './tls.ts';
 
@@ -51,7 +51,7 @@ export async function startServer(config: Config, options: { handleSignals?: boo
     onDevicesMoved: (deviceIds) => deviceIds.forEach((id) => gateway.reconnect(id, 'moved to another device group')),
     onError: (error) => logger.error({ err: error }, 'recording agents\' state reports failed'),
   });
-  metrics.bind(services);
+  metrics.bind(actionGaugeSources(services));
   const gateway = createAgentGateway({ agents: services.agents, log: logger });
   bus.subscribe((deviceIds) => gateway.dispatch(deviceIds));
   bus.onState(() => gateway.publishState());

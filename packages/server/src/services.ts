@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import type { Settings } from '@quell/contracts';
 import type { Store } from './db/store.ts';
 import { type Clock, type Ids, systemClock, uuidIds } from './infra.ts';
+import type { ActionGaugeSources } from './plugins/metrics.ts';
 import { createAgentsService } from './modules/agents/agents.service.ts';
-import { type CommandSigner, createCommandSigner } from './modules/agents/command-signer.ts';
+import { type CommandSigner, createCommandSigner } from './command-signer.ts';
 import { createActionsRepository } from './modules/actions/actions.repository.ts';
 import { type ActionsServiceDeps, createActionsService } from './modules/actions/actions.service.ts';
 import { createAuditRepository } from './modules/audit/audit.repository.ts';
@@ -87,3 +88,12 @@ export function createServices(options: ServiceOptions) {
   };
 }
 export type Services = ReturnType<typeof createServices>;
+
+/** What /metrics reads of the actions at scrape time. */
+export function actionGaugeSources(services: Services): ActionGaugeSources {
+  return {
+    countByStatusAndType: () => services.actionsRepo.countByStatusAndType(services.store.db),
+    pendingByType: () => services.actionsRepo.pendingByType(services.store.db, null),
+    now: () => services.clock.now(),
+  };
+}

@@ -2,8 +2,8 @@ import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type ContainUserSnapshot, processesOf } from './contain-user.linux.ts';
-import { type ExecutorSandbox, executorSandbox } from './executor-sandbox.ts';
-import { RecordingRunner, failed, ok } from './recording-runner.ts';
+import { type ExecutorSandbox, executorSandbox } from './test/executor-sandbox.ts';
+import { RecordingRunner, failed, ok } from './test/recording-runner.ts';
 
 /** The accounts live in the sandbox's copy of /etc: this machine's own users are never touched. */
 let sandbox: ExecutorSandbox;

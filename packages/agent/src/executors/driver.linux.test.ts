@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { blacklistContent, driverExecutors } from './driver.linux.ts';
 import { ExecutionError, type Executor } from './executor.ts';
-import { RecordingRunner, executionContext, failed, ok } from './recording-runner.ts';
+import { RecordingRunner, executionContext, failed, ok } from './test/recording-runner.ts';
 
 /**
  * What this machine cannot host: loadable kernel modules. modprobe is

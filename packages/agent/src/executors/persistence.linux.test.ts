@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ExecutorSandbox, executorSandbox } from './executor-sandbox.ts';
+import { type ExecutorSandbox, executorSandbox } from './test/executor-sandbox.ts';
 
 const sha256 = (data: Buffer | string): string => createHash('sha256').update(data).digest('hex');
 const tag = () => Math.random().toString(36).slice(2, 9);

@@ -10,10 +10,10 @@ import type { XattrRecord } from './file-attributes.linux.ts';
 import type { EndedProcess } from './file-processes.linux.ts';
 import { DAEMON_MAY_READ } from './file-attributes-test-support.ts';
 import { quarantineFile, restoreFile } from './quarantine.linux.ts';
-import { executionContext } from './recording-runner.ts';
+import { executionContext } from './test/recording-runner.ts';
 
 const exec = promisify(execFile);
-const LAB = new URL('./quarantine-lab.ts', import.meta.url).pathname;
+const LAB = new URL('./test/quarantine-lab.ts', import.meta.url).pathname;
 const ROOT = new URL('../../../../', import.meta.url).pathname;
 
 interface Snapshot { xattrs: XattrRecord; endedProcesses: EndedProcess[]; killedPids: number[]; otherLinks?: { count: number; found: string[] }; vaultFile: string }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ExecutionError } from './executor.ts';
-import { RecordingRunner, executionContext, failed, ok } from './recording-runner.ts';
+import { RecordingRunner, executionContext, failed, ok } from './test/recording-runner.ts';
 import { registryKeyPath, removeRegistryKey, restoreRegistryKey } from './registry-key.windows.ts';
 
 const LONG_HIVE: Record<string, string> = { HKLM: 'HKEY_LOCAL_MACHINE', HKCU: 'HKEY_CURRENT_USER', HKCR: 'HKEY_CLASSES_ROOT', HKU: 'HKEY_USERS', HKCC: 'HKEY_CURRENT_CONFIG' };

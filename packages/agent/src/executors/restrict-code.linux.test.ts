@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FirstBootReport } from './code-restriction-reboot-lab.ts';
+import type { FirstBootReport } from './test/code-restriction-reboot-lab.ts';
 import type { CodeRestrictionSnapshot } from './restrict-code.linux.ts';
 import { exactOptions, isBindOfItself, parseMountinfo, restrictCodeExecutionIn, restrictionRecords, topmostAt } from './restrict-code.linux.ts';
 
 const exec = promisify(execFile);
-const LAB = new URL('./code-restriction-lab.ts', import.meta.url).pathname;
-const REBOOT_LAB = new URL('./code-restriction-reboot-lab.ts', import.meta.url).pathname;
+const LAB = new URL('./test/code-restriction-lab.ts', import.meta.url).pathname;
+const REBOOT_LAB = new URL('./test/code-restriction-reboot-lab.ts', import.meta.url).pathname;
 const ROOT = new URL('../../../../', import.meta.url).pathname;
 
 interface LabReport {

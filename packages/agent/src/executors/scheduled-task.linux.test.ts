@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, lstatSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommandRunner } from '../runner.ts';
-import { type ExecutorSandbox, executorSandbox } from './executor-sandbox.ts';
-import { RecordingRunner, failed, ok } from './recording-runner.ts';
+import { type ExecutorSandbox, executorSandbox } from './test/executor-sandbox.ts';
+import { RecordingRunner, failed, ok } from './test/recording-runner.ts';
 import type { ScheduledTaskSnapshot } from './scheduled-task.linux.ts';
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');

@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ExecutionError } from './executor.ts';
-import { RecordingRunner, executionContext, failed, ok } from './recording-runner.ts';
+import { RecordingRunner, executionContext, failed, ok } from './test/recording-runner.ts';
 import { restoreService, stopService } from './service.linux.ts';
 
 interface FakeUnit {

@@ -1,11 +1,16 @@
 import { API_PATHS } from '@quell/contracts';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Actor } from '../actor.ts';
+import type { Actor, SessionIdentity } from '../actor.ts';
 import { QuellError } from '../errors.ts';
-import type { AuthService, SessionIdentity } from '../modules/auth/auth.service.ts';
 import type { Throttle } from './rate-limit.ts';
 
 export const SESSION_COOKIE = 'quell_session';
+
+/** Who a bearer token or a session cookie stands for (the auth module's service): null when nobody. */
+export interface Authenticator {
+  bearer(token: string, sourceIp: string | null): Promise<Actor | null>;
+  session(sessionId: string, sourceIp: string | null): Promise<SessionIdentity | null>;
+}
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 declare module 'fastify' {
@@ -50,7 +55,7 @@ export function setSessionCookie(reply: FastifyReply, value: string, maxAgeSecon
  * any refusal, so a caller counts as their token or session, and one who
  * fails to authenticate counts as their address.
  */
-export function registerAuth(app: FastifyInstance, auth: AuthService, throttle?: Throttle): void {
+export function registerAuth(app: FastifyInstance, auth: Authenticator, throttle?: Throttle): void {
   app.decorateRequest('actor', null);
   app.decorateRequest('session', null);
   // onRequest, before the body is even parsed: a stranger learns nothing about a route's schema.
@@ -62,7 +67,7 @@ export function registerAuth(app: FastifyInstance, auth: AuthService, throttle?:
 }
 
 /** Sets the request's actor (and session); returns why the request must be refused, if it must. */
-async function authenticate(request: FastifyRequest, auth: AuthService): Promise<QuellError | null> {
+async function authenticate(request: FastifyRequest, auth: Authenticator): Promise<QuellError | null> {
   const { config } = request.routeOptions;
   // The API documentation is public, like the OpenAPI document it renders.
   if (config.public || (!config.authenticate && !request.url.startsWith('/api/')) || request.url.startsWith(API_PATHS.docs)) return null;

@@ -1,6 +1,13 @@
 import type { ActionType } from '@quell/contracts';
 import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Services } from '../services.ts';
+
+/** What the action gauges read at scrape time, bound once the services exist. */
+export interface ActionGaugeSources {
+  countByStatusAndType(): Promise<Array<{ status: string; type: string; count: number }>>;
+  /** Pending actions by type, with the request time (ms) of the oldest of each. */
+  pendingByType(): Promise<Array<{ oldest: number }>>;
+  now(): number;
+}
 
 /** Prometheus metrics of one process. Action counts are read from the database at scrape time, so every replica reports the same truth. */
 export function createMetrics() {
@@ -20,7 +27,7 @@ export function createMetrics() {
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
     registers: [registry],
   });
-  let services: Services | null = null;
+  let sources: ActionGaugeSources | null = null;
 
   new Gauge({
     name: 'quell_actions',
@@ -29,8 +36,8 @@ export function createMetrics() {
     registers: [registry],
     async collect() {
       this.reset();
-      if (!services) return;
-      for (const row of await services.actionsRepo.countByStatusAndType(services.store.db)) this.set({ status: row.status, type: row.type }, row.count);
+      if (!sources) return;
+      for (const row of await sources.countByStatusAndType()) this.set({ status: row.status, type: row.type }, row.count);
     },
   });
   new Gauge({
@@ -38,18 +45,18 @@ export function createMetrics() {
     help: 'Age of the oldest action waiting for approval (0 when none)',
     registers: [registry],
     async collect() {
-      if (!services) return;
-      const pending = await services.actionsRepo.pendingByType(services.store.db, null);
+      if (!sources) return;
+      const pending = await sources.pendingByType();
       const oldest = pending.length === 0 ? null : Math.min(...pending.map((p) => p.oldest));
-      this.set(oldest === null ? 0 : (services.clock.now() - oldest) / 1000);
+      this.set(oldest === null ? 0 : (sources.now() - oldest) / 1000);
     },
   });
 
   return {
     registry,
     httpDuration,
-    bind(s: Services) {
-      services = s;
+    bind(s: ActionGaugeSources) {
+      sources = s;
     },
     observeDecision(type: ActionType, waitedMs: number) {
       decisionLatency.observe({ type }, waitedMs / 1000);

@@ -8,9 +8,9 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { type Clock, uuidIds } from '../infra.ts';
 import { type AgentGateway, createAgentGateway } from '../modules/agents/agents.gateway.ts';
-import { type CommandSigner, createCommandSigner } from '../modules/agents/command-signer.ts';
+import { type CommandSigner, createCommandSigner } from '../command-signer.ts';
 import { createMetrics } from '../plugins/metrics.ts';
-import { type Services, createServices } from '../services.ts';
+import { type Services, actionGaugeSources, createServices } from '../services.ts';
 import { type TestDatabase, createTestDatabase, openMigratedStore } from './store.ts';
 
 export { TEST_DIALECT } from './store.ts';
@@ -92,7 +92,7 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     let gateway: AgentGateway | undefined;
     const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids), publishState: () => gateway?.publishState(),
       onDevicesMoved: (deviceIds) => deviceIds.forEach((id) => gateway?.reconnect(id, 'moved to another device group')) });
-    metrics.bind(services);
+    metrics.bind(actionGaugeSources(services));
     if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: gatewayLog, ...options.gateway });
     const tls = options.listen?.tls;
     const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', gateway, consoleDir: options.consoleDir, ...options.app, ...(tls ? { tls } : {}) });
@@ -122,7 +122,7 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
       const deviceId = body.deviceId ?? (await ctx.createDevice());
       const action = await ctx.services.actions.create((by ?? users.security_operator).actor, {
         type: 'isolate_device', entity: { name: 'device' }, source: 'automated_investigation', status: 'pending_approval', ...body, deviceId,
-      });
+      } as CreateActionBody);
       return action.id;
     },
     async complete(actionId, outcome = 'completed') {

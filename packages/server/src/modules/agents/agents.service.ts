@@ -24,7 +24,7 @@ import type { AuditService } from '../audit/audit.service.ts';
 import type { AlertsService } from '../alerts/alerts.service.ts';
 import type { DesiredStateService } from '../desired-state/desired-state.service.ts';
 import { recordIndicatorHits } from '../indicators/indicator-hits.ts';
-import type { CommandSigner } from './command-signer.ts';
+import type { CommandSigner } from '../../command-signer.ts';
 
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
 

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
-import type { AlertOrigin, AlertSeverity, CreateAlertBody, Evidence, Platform } from '@quell/contracts';
+import type { AlertOrigin, AlertSeverity, CreateAlertBody, Evidence } from '@quell/contracts';
 import { QuellError } from '../../errors.ts';
+import type { HostClaims } from '../devices/host-resolution.ts';
 
 /**
  * What every input (Wazuh, ECS) maps a document to before it has a device:
@@ -10,20 +11,6 @@ export interface MappedAlert {
   alert: Omit<CreateAlertBody, 'deviceId'>;
   origin: AlertOrigin | null;
   host: HostClaims;
-}
-
-/** What a document says of the host it is about, from the strongest claim to the weakest. */
-export interface HostClaims {
-  /** Whose agent ids these are: one namespace per engine. */
-  source: 'wazuh' | 'elastic';
-  /** The engine's own ids for the host (its agent's id). */
-  sourceIds: string[];
-  /** Host names and FQDNs, as given. */
-  names: string[];
-  /** The host's own addresses. */
-  addresses: string[];
-  /** What the document suggests the host runs, for a device Quell has to create. */
-  platform: Platform;
 }
 
 /** Bounds on a document's shape beyond its byte size: what a real alert never exceeds. */

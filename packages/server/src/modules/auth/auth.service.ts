@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { verify } from '@node-rs/argon2';
 import { type LoginBody, type Permission, ROLE_PERMISSIONS, type Role, type User } from '@quell/contracts';
-import type { Actor } from '../../actor.ts';
+import type { Actor, SessionIdentity } from '../../actor.ts';
 import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock } from '../../infra.ts';
@@ -12,8 +12,6 @@ import { createLoginLimiter } from './login-limiter.ts';
 
 export const SESSION_TTL_MS = 12 * 3_600_000;
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
-
-export interface SessionIdentity { actor: Actor; user: User; csrfToken: string; permissions: Permission[] }
 
 /**
  * Sign-in, sessions and bearer tokens, each resolved to an Actor. Session ids

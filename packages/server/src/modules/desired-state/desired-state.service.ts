@@ -1,15 +1,20 @@
 import { DEVICE_OFFLINE_AFTER_MS, FLEET_ACTION_TYPES, type StateReportPayload } from '@quell/contracts';
 import { sql } from 'kysely';
-import { systemActor } from '../../actor.ts';
+import { type Actor, systemActor } from '../../actor.ts';
 import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock } from '../../infra.ts';
-import type { ActionsService } from '../actions/actions.service.ts';
-import { enforcementOf, readDesiredState } from './desired-state.ts';
+import { type Enforcement, enforcementOf, readDesiredState } from './desired-state.ts';
 
 /** Reports are written together: ten thousand agents answering one state must not mean ten thousand transactions. */
 const REPORT_BATCH = 500;
 const FLUSH_AFTER_MS = 50;
+
+/** What containment needs of the actions module (its service): moving containment actions along their lifecycle. */
+export interface ContainmentLifecycle {
+  recordDelivery(actor: Actor, id: string): Promise<unknown>;
+  recordResult(actor: Actor, id: string, result: { outcome: 'completed' | 'failed'; output?: string; error?: string }, more: { enforcement: Enforcement }): Promise<unknown>;
+}
 
 /**
  * The server side of containment once the state is signed: takes the
@@ -18,7 +23,7 @@ const FLUSH_AFTER_MS = 50;
  * in progress once any agent applied it, completed once no online agent
  * is still to apply it (offline ones apply it when they reconnect).
  */
-export function createDesiredStateService(deps: { store: Store; actions: ActionsService; clock: Clock; onError: (error: unknown) => void }) {
+export function createDesiredStateService(deps: { store: Store; actions: ContainmentLifecycle; clock: Clock; onError: (error: unknown) => void }) {
   const { store, actions, clock } = deps;
   const queued = new Map<string, StateReportPayload>();
   let timer: NodeJS.Timeout | null = null;

@@ -2,7 +2,7 @@ import { type ContainmentEntry, DOMAIN_NAME } from '@quell/contracts';
 import type { ExpressionBuilder } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import type { Db } from '../../db/store.ts';
-import type { CommandSigner } from '../agents/command-signer.ts';
+import type { CommandSigner } from '../../command-signer.ts';
 
 /** The state of agents outside any device group; each group has its own row, `group:<id>`. */
 const FLEET = 'fleet';

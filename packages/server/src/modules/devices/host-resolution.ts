@@ -1,9 +1,22 @@
-import type { IngestedAlert } from '@quell/contracts';
+import type { IngestedAlert, Platform } from '@quell/contracts';
 import { sql } from 'kysely';
 import type { Db } from '../../db/store.ts';
 import type { Ids } from '../../infra.ts';
-import type { HostClaims } from '../alerts/alert-mapping.ts';
 import { applyGroupRules } from './group-rules.ts';
+
+/** What a document says of the host it is about, from the strongest claim to the weakest. */
+export interface HostClaims {
+  /** Whose agent ids these are: one namespace per engine. */
+  source: 'wazuh' | 'elastic';
+  /** The engine's own ids for the host (its agent's id). */
+  sourceIds: string[];
+  /** Host names and FQDNs, as given. */
+  names: string[];
+  /** The host's own addresses. */
+  addresses: string[];
+  /** What the document suggests the host runs, for a device Quell has to create. */
+  platform: Platform;
+}
 
 export type ResolvedDevice = IngestedAlert['device'];
 

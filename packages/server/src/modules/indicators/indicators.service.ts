@@ -9,7 +9,7 @@ import type { Database, IndicatorsTable } from '../../db/schema.ts';
 import type { Db, Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
-import type { CommandSigner } from '../agents/command-signer.ts';
+import type { CommandSigner } from '../../command-signer.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import { ENFORCED_TYPES, writeDesiredState } from '../desired-state/desired-state.ts';
 import { presentHits } from './indicator-hits.ts';

@@ -2,10 +2,10 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandPayload } from '@quell/contracts';
-import { systemRunner } from '../runner.ts';
-import type { ExecutionResult } from './executor.ts';
-import { DAEMON_MAY_READ, acl } from './file-attributes-test-support.ts';
-import { quarantineFile, restoreFile } from './quarantine.linux.ts';
+import { systemRunner } from '../../runner.ts';
+import type { ExecutionResult } from '../executor.ts';
+import { DAEMON_MAY_READ, acl } from '../file-attributes-test-support.ts';
+import { quarantineFile, restoreFile } from '../quarantine.linux.ts';
 import { executionContext } from './recording-runner.ts';
 
 /**

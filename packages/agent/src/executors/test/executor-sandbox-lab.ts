@@ -1,11 +1,11 @@
 import { createInterface } from 'node:readline';
 import type { CommandPayload } from '@quell/contracts';
-import { type CommandRunner, type RunResult, systemRunner } from '../runner.ts';
-import { containUser, releaseUser } from './contain-user.linux.ts';
-import type { Executor } from './executor.ts';
+import { type CommandRunner, type RunResult, systemRunner } from '../../runner.ts';
+import { containUser, releaseUser } from '../contain-user.linux.ts';
+import type { Executor } from '../executor.ts';
 import { executionContext } from './recording-runner.ts';
-import { removePersistence, restorePersistence } from './persistence.linux.ts';
-import { removeScheduledTask, restoreScheduledTask } from './scheduled-task.linux.ts';
+import { removePersistence, restorePersistence } from '../persistence.linux.ts';
+import { removeScheduledTask, restoreScheduledTask } from '../scheduled-task.linux.ts';
 
 /**
  * Stands for the agent inside the private mount namespace that
@@ -20,7 +20,8 @@ import { removeScheduledTask, restoreScheduledTask } from './scheduled-task.linu
  * which simulates what this machine cannot host (systemd) and records it.
  */
 
-const EXECUTORS: Record<string, Executor> = { removeScheduledTask, restoreScheduledTask, removePersistence, restorePersistence, containUser, releaseUser };
+// The test names the executor and builds its command: each gets the command the test gave it.
+const EXECUTORS = { removeScheduledTask, restoreScheduledTask, removePersistence, restorePersistence, containUser, releaseUser } as Record<string, Executor>;
 
 interface Request { id: number; executor: string; command: Pick<CommandPayload, 'type' | 'entity'> & Partial<CommandPayload>; priorSnapshot?: unknown; proxy?: boolean }
 type Answer = { answer: number; result: RunResult };

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { CommandPayload } from '@quell/contracts';
-import type { CommandRunner, RunResult } from '../runner.ts';
-import type { ExecutionResult } from './executor.ts';
+import type { CommandRunner, RunResult } from '../../runner.ts';
+import type { ExecutionResult } from '../executor.ts';
 
 const LAB = new URL('./executor-sandbox-lab.ts', import.meta.url).pathname;
-const ROOT = new URL('../../../../', import.meta.url).pathname;
+const ROOT = new URL('../../../../../', import.meta.url).pathname;
 
 /**
  * Copies of /etc and /var/spool, and an empty /home and /root, on a tmpfs,

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Action } from '@quell/contracts';
 import { systemActor } from '@quell/server';
-import type { TestContext } from '../../server/src/test/helper.ts';
+import type { TestContext } from '@quell/server/testing';
 
 const exec = promisify(execFile);
-export const QUELL = new URL('../../cli/bin/quell.js', import.meta.url).pathname;
+export const QUELL = new URL('../../../cli/bin/quell.js', import.meta.url).pathname;
 
 /** Polls until `check` returns a value that is not undefined, or fails after the timeout. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
@@ -42,7 +42,7 @@ export async function quell(args: string[], netns?: string): Promise<string> {
 export interface AgentProcess { child: ChildProcess; log: () => string; stop(signal?: NodeJS.Signals): Promise<number | null> }
 
 /** The bundled agent that endpoints run (built by `npm run build:agent` at install). */
-export const AGENT_BUNDLE = new URL('../dist/quell-agent.mjs', import.meta.url).pathname;
+export const AGENT_BUNDLE = new URL('../../dist/quell-agent.mjs', import.meta.url).pathname;
 
 /** A periodic drift check longer than any test: a repair a test sees was started by an event. */
 export const NO_PERIODIC_CHECK_SECONDS = 3600;

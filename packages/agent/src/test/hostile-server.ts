@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { AGENT_PROTOCOL_VERSION, type AgentFrame, type CommandPayload, type Ed25519PublicJwk, type ResultPayload, type ServerFrame } from '@quell/contracts';
 import type { WebSocket} from 'ws';
 import { WebSocketServer } from 'ws';
-import { saveIdentity } from './identity.ts';
+import { saveIdentity } from '../identity.ts';
 
 /** What the agent answered to one command: its signed result, or its refusal. */
 export type Answer = { t: 'result'; result: ResultPayload } | { t: 'rejected'; reason: string };

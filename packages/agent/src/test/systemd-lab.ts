@@ -2,8 +2,8 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
-import { SYSTEMD_ROOT } from './systemd-root.ts';
-import { AGENT_BUNDLE, type AgentProcess, waitFor, watchedAgent } from './test-support.ts';
+import { SYSTEMD_ROOT } from '../systemd-root.ts';
+import { AGENT_BUNDLE, type AgentProcess, waitFor, watchedAgent } from './helper.ts';
 
 const exec = promisify(execFile);
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { type CommandPayload, AGENT_PROTOCOL_VERSION } from '@quell/contracts';
-import type { CommandRunner, RunResult } from '../runner.ts';
-import type { ExecutionContext } from './executor.ts';
+import { type ActionType, type CommandOf, AGENT_PROTOCOL_VERSION } from '@quell/contracts';
+import type { CommandRunner, RunResult } from '../../runner.ts';
+import type { ExecutionContext } from '../executor.ts';
 
 /** Answers one command the way the simulated system would, changing its state as the real one does. */
 export type Simulation = (command: string, args: readonly string[], input?: string) => RunResult | Promise<RunResult>;
@@ -31,17 +31,17 @@ export const ok = (stdout = ''): RunResult => ({ code: 0, stdout, stderr: '' });
 export const failed = (code: number, stderr: string, stdout = ''): RunResult => ({ code, stdout, stderr });
 
 /** A command as the agent hands it to an executor, with what a test does not care about filled in. */
-export function executionContext(
+export function executionContext<T extends ActionType>(
   runner: CommandRunner,
-  command: Pick<CommandPayload, 'type' | 'entity'> & Partial<CommandPayload>,
+  command: Pick<CommandOf<T>, 'type' | 'entity'> & Partial<CommandOf<T>>,
   options: { priorSnapshot?: unknown; agentDir?: string } = {},
-): ExecutionContext {
+): ExecutionContext<T> {
   const now = Math.floor(Date.now() / 1000);
   return {
     command: {
       v: AGENT_PROTOCOL_VERSION, actionId: randomUUID(), deviceId: randomUUID(), parameters: {}, undoOf: null,
       iat: now, exp: now + 3600, nonce: randomUUID(), ...command,
-    },
+    } as CommandOf<T>,
     priorSnapshot: options.priorSnapshot,
     upload: async () => {
       throw new Error('this test context has no server to upload to');

@@ -1,9 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CommandRunner, systemRunner } from '../runner.ts';
+import { type CommandRunner, systemRunner } from '../../runner.ts';
 import { executionContext } from './recording-runner.ts';
-import { type CodeRestrictionSnapshot, parseMountinfo, removeCodeRestriction, restrictCodeExecutionIn, topmostAt } from './restrict-code.linux.ts';
+import { type CodeRestrictionSnapshot, parseMountinfo, removeCodeRestriction, restrictCodeExecutionIn, topmostAt } from '../restrict-code.linux.ts';
 
 /**
  * Runs the code-restriction executors for real inside a private mount

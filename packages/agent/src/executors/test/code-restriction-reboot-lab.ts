@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { systemRunner } from '../runner.ts';
+import { systemRunner } from '../../runner.ts';
 import { executionContext } from './recording-runner.ts';
-import { type CodeRestrictionSnapshot, parseMountinfo, removeCodeRestriction, restrictCodeExecutionIn, topmostAt } from './restrict-code.linux.ts';
+import { type CodeRestrictionSnapshot, parseMountinfo, removeCodeRestriction, restrictCodeExecutionIn, topmostAt } from '../restrict-code.linux.ts';
 
 /**
  * Undo of a code restriction across a reboot, for real: each phase runs in

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, openSync, readFileSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AgentLog } from './agent.ts';
-import { decodeLine } from './journal-format.ts';
-import type { CommandRunner, RunResult } from './runner.ts';
+import type { AgentLog } from '../agent.ts';
+import { decodeLine } from '../journal-format.ts';
+import type { CommandRunner, RunResult } from '../runner.ts';
 
 /** An agent log kept in memory, for assertions on what the agent said and when. */
 export interface RecordingLog extends AgentLog {
