@@ -248,7 +248,7 @@ function once<T>(compute: () => T): () => T {
 
 /** The guards for one command: `parameters.overrideGuard === true` lifts the system tier, never the agent's own. */
 export function guardsFor(ctx: ExecutionContext, facts: GuardFacts = systemGuardFacts()): Guards {
-  const override = ctx.command.parameters.overrideGuard === true;
+  const override = 'overrideGuard' in ctx.command.parameters && ctx.command.parameters.overrideGuard === true;
   const agentDir = facts.agentDir ?? ctx.agentDir;
   const under = (path: string): string => join(facts.root, path);
   /** A path under `root` as the device names it. */

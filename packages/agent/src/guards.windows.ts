@@ -63,7 +63,7 @@ function subjectOf(key: string, guarded: string): string {
 
 /** The guards for one command: `parameters.overrideGuard === true` lifts the system tier, never the agent's own. */
 export function guardsFor(ctx: ExecutionContext, facts: GuardFacts = WINDOWS_AGENT): Guards {
-  const override = ctx.command.parameters.overrideGuard === true;
+  const override = 'overrideGuard' in ctx.command.parameters && ctx.command.parameters.overrideGuard === true;
   const agentKeys = [facts.agentKey, `HKLM\\SYSTEM\\CurrentControlSet\\Services\\${facts.agentService}`];
   return {
     registryKey(key) {

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CommandPayload } from '@quell/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_DIALECT } from '../../server/src/test/helper.ts';
-import { agentLogLines } from './channel-test-support.ts';
-import { type Answer, type HostileServer, startHostileServer } from './hostile-server.ts';
-import { type AgentProcess, spawnAgent, waitFor } from './test-support.ts';
+import { TEST_DIALECT } from '@quell/server/testing';
+import { agentLogLines } from './test/channel.ts';
+import { type Answer, type HostileServer, startHostileServer } from './test/hostile-server.ts';
+import { type AgentProcess, spawnAgent, waitFor } from './test/helper.ts';
 
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex');
 const sha256Of = (path: string): string => sha256(readFileSync(path));
@@ -235,20 +235,20 @@ describe(`a real agent refuses what would harm the endpoint or itself (${TEST_DI
     // 100 paths of 1,200 characters: as much as one command may carry (128 KiB).
     const long = (i: number) => `/${'a'.repeat(250)}/${'b'.repeat(250)}/${String(i).padStart(200, 'c')}`.repeat(3).slice(0, 1200);
     const paths = Array.from({ length: 100 }, (_, i) => long(i));
-    const evidence = send({ type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths: paths.join('\n') } });
+    const evidence = send({ type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths } });
     await expectResponsive();
     const output = completed(await evidence);
     expect(output.length).toBeLessThanOrEqual(60_000);
     expect(JSON.parse(output)).toHaveProperty('leftOut');
 
-    const tooMany = Array.from({ length: 101 }, (_, i) => `/tmp/file-${i}`).join('\n');
+    const tooMany = Array.from({ length: 101 }, (_, i) => `/tmp/file-${i}`);
     expect(refusal(await send({ type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths: tooMany } }))).toMatch(/at most 100 paths/);
     expect(refusal(await send({ type: 'quarantine_file', entity: { name: 'x'.repeat(5000) } }))).toMatch(/entity.name must be 1 to 1024 characters/);
-    expect(refusal(await send({ type: 'stop_service', entity: { name: 'a.service' }, parameters: { surprise: 'x' } }))).toMatch(/takes no parameter "surprise"/);
-    expect(refusal(await send({ type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { scan: 'deep' } }))).toMatch(/must be one of quick, full/);
+    expect(refusal(await send({ type: 'stop_service', entity: { name: 'a.service' }, parameters: { surprise: 'x' } as CommandPayload['parameters'] }))).toMatch(/takes no parameter "surprise"/);
+    expect(refusal(await send({ type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { scan: 'deep' as 'full' } }))).toMatch(/parameters.scan must be quick or full/);
 
     // A burst of long commands waits its turn; an urgent one still goes through.
-    const burst = Array.from({ length: 30 }, () => send({ type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths: paths.slice(0, 10).join('\n') } }));
+    const burst = Array.from({ length: 30 }, () => send({ type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths: paths.slice(0, 10) } }));
     await expectResponsive();
     for (const answer of await Promise.all(burst)) completed(answer);
   }, 120_000);

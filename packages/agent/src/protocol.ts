@@ -1,5 +1,5 @@
 import { type KeyObject, sign as signBytes } from 'node:crypto';
-import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, DOMAIN_NAME, addressOrRange, type CommandPayload, type DriftPayload, type IndicatorHit, type IndicatorHitsPayload, type OffboardPayload, type OffboardedPayload, UUID, parameterProblem, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
+import { ACTION_TYPES, AGENT_PROTOCOL_VERSION, DOMAIN_NAME, addressOrRange, type CommandPayload, type DriftPayload, type IndicatorHit, type IndicatorHitsPayload, type OffboardPayload, type OffboardedPayload, UUID, canonicalParameters, parameterProblem, upgradeParameters, type LocalActionPayload, type ResultPayload, type StatePayload, type StateReportPayload, challengeMessage } from '@quell/contracts';
 import { CompactSign, compactVerify } from 'jose';
 
 /** The most address blocks one state may carry: a set of this size is applied in well under a second. */
@@ -31,9 +31,11 @@ export async function verifyCommand(jws: string, serverKey: Parameters<typeof co
   if (typeof payload.exp !== 'number' || payload.exp <= now) throw new Refusal(actionId, 'command has expired');
   if (typeof payload.iat !== 'number' || payload.iat > now + maxSkewSeconds) throw new Refusal(actionId, 'command is issued in the future');
   if (typeof payload.nonce !== 'string' || payload.nonce.length < 16 || payload.nonce.length > 128) throw new Refusal(actionId, 'command has no nonce');
-  const malformed = commandShapeProblem(payload);
+  // A server older than typed parameters signs lists as strings: read them as today's lists before judging them.
+  const command: CommandPayload = { ...payload, parameters: upgradeParameters(payload.parameters) as CommandPayload['parameters'] };
+  const malformed = commandShapeProblem(command);
   if (malformed) throw new Refusal(UUID.test(String(payload.actionId)) ? payload.actionId : null, `command is malformed: ${malformed}`);
-  return payload;
+  return { ...command, parameters: canonicalParameters(command.parameters) };
 }
 
 /** What is wrong with a signed command's content, or null: ids, type, entity and every parameter against its rule. */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import type { ActionType, AntivirusScanReport, CommandPayload, EvidenceReport } from '@quell/contracts';
+import type { ActionType, AntivirusScanReport, CommandOf, CommandPayload, EvidenceReport } from '@quell/contracts';
 import { scanRoots } from './executors/antivirus-scan.linux.ts';
 import { requestedPaths } from './executors/evidence.linux.ts';
 
@@ -19,7 +19,7 @@ const fakeHash = (...parts: string[]): string => fakeDigest('sha256', ...parts);
  * server, nothing in temp folders, so an investigation finds in its
  * evidence what its alerts say and no more.
  */
-export function simulatedEvidence(command: CommandPayload, device: SimulatedDevice): EvidenceReport {
+export function simulatedEvidence(command: CommandOf<'collect_evidence'>, device: SimulatedDevice): EvidenceReport {
   const programs = [
     ['/opt/app/bin/app-server', '/opt/app/bin/app-server --config /etc/app/server.yaml'],
     ['/usr/local/bin/node_exporter', '/usr/local/bin/node_exporter --web.listen-address=:9100'],
@@ -43,7 +43,7 @@ export function simulatedEvidence(command: CommandPayload, device: SimulatedDevi
 }
 
 /** A scan of the asked-for folders that finds nothing. */
-export function simulatedScan(command: CommandPayload): AntivirusScanReport {
+export function simulatedScan(command: CommandOf<'run_antivirus_scan'>): AntivirusScanReport {
   const { kind, roots } = scanRoots(command.parameters.scan, command.parameters.roots);
   const files = kind === 'full' ? 184_213 : 1_842 * roots.length;
   return {
@@ -102,7 +102,7 @@ type Upload = (bytes: Buffer) => Promise<void>;
  * words the real executors use, and for evidence and scans the reports
  * their schemas describe. The investigation package is uploaded, signed.
  */
-const SAID: Record<ActionType, (command: CommandPayload, device: SimulatedDevice, upload: Upload) => string | Promise<string>> = {
+const SAID: { [T in ActionType]: (command: CommandOf<T>, device: SimulatedDevice, upload: Upload) => string | Promise<string> } = {
   isolate_device: (c) => `Isolated (${c.parameters.isolation === 'selective' ? 'selective' : 'full'}); reachable: loopback, the Quell server; DHCP and IPv6 neighbour discovery kept; forwarded traffic (containers, VMs) dropped`,
   release_isolation: () => 'Released from isolation',
   contain_device: (c) => `Contained ${c.entity.name}`,
@@ -116,7 +116,7 @@ const SAID: Record<ActionType, (command: CommandPayload, device: SimulatedDevice
   restore_file: (c) => `Restored ${c.entity.path ?? c.entity.name} (SHA-256 ${c.entity.sha256 ?? fakeHash(c.entity.name)}, mode 755, owner 0:0)`,
   remove_registry_key: (c) => `Removed ${c.entity.name}`,
   restore_registry_key: (c) => `Restored ${c.entity.name}`,
-  stop_service: (c) => `Stopped ${c.entity.name} (was active, enabled; now inactive, ${c.parameters.mask === true || c.parameters.mask === 'true' ? 'masked' : 'disabled'})`,
+  stop_service: (c) => `Stopped ${c.entity.name} (was active, enabled; now inactive, ${c.parameters.mask === true ? 'masked' : 'disabled'})`,
   restore_service: (c) => `Restored ${c.entity.name}: active, enabled`,
   disable_driver: (c) => `Unloaded ${c.entity.name} and blacklisted it in /etc/modprobe.d/quell-${c.entity.name}.conf`,
   restore_driver: (c) => `Restored ${c.entity.name}: loaded again; removed /etc/modprobe.d/quell-${c.entity.name}.conf`,
@@ -136,7 +136,9 @@ const SAID: Record<ActionType, (command: CommandPayload, device: SimulatedDevice
 /** The answer a simulated device gives: completed with what the real agent would report, or failed with why (a command it cannot read). */
 export async function realisticAnswer(command: CommandPayload, device: SimulatedDevice, upload: Upload): Promise<SimulatedAnswer> {
   try {
-    return { outcome: 'completed', output: await SAID[command.type](command, device, upload) };
+    // A command from the server was checked against its type's parameter schema: its type's answer takes it.
+    const said = SAID[command.type] as (command: CommandPayload, device: SimulatedDevice, upload: Upload) => string | Promise<string>;
+    return { outcome: 'completed', output: await said(command, device, upload) };
   } catch (error) {
     return { outcome: 'failed', error: (error as Error).message };
   }

@@ -134,11 +134,11 @@ export const OPEN_ACTION_STATUSES = ['pending_approval', 'queued', 'in_progress'
  * original), scans, investigation packages and evidence requests. Keep it
  * the same as the backfill in the server's 0018 migration.
  */
-export function entityKey(type: ActionType, entity: { name: string; path?: string | null; sha256?: string | null }, parameters: Readonly<Record<string, unknown>> = {}): string | null {
+export function entityKey(type: ActionType, entity: { name: string; path?: string | null; sha256?: string | null }, parameters: object = {}): string | null {
   const def = ACTION_CATALOGUE[type];
   if (def.isUndo || !DEDUPLICATED_TYPES.includes(type)) return null;
   const named = entity.path ? `path:${entity.path}|name:${entity.name}` : `name:${entity.name}`;
-  if (BY_LINE_TYPES.includes(type)) return typeof parameters.line === 'string' ? `${named}|line:${parameters.line}` : named;
+  if (BY_LINE_TYPES.includes(type)) return 'line' in parameters && typeof parameters.line === 'string' ? `${named}|line:${parameters.line}` : named;
   switch (def.entityType) {
     case 'file': return entity.sha256 ? `sha256:${entity.sha256.toLowerCase()}` : entity.path ? `path:${entity.path}` : null;
     case 'device': return 'device';

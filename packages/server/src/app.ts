@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Server as HttpServer, createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { Format, TypeBoxValidatorCompiler, registerAjvFormats } from '@fastify/type-provider-typebox';
+import { Format, registerAjvFormats } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerFactory } from 'fastify';
 import { QuellError } from './errors.ts';
 import { registerAuth } from './plugins/auth.ts';
@@ -9,6 +9,7 @@ import { handleClientError, handleError, registerErrorHandling } from './plugins
 import { type Metrics } from './plugins/metrics.ts';
 import { registerOpenApi } from './plugins/openapi.ts';
 import { registerRateLimit } from './plugins/rate-limit.ts';
+import { validatorCompiler } from './plugins/validation.ts';
 import { RATE_LIMIT_DEFAULTS, type RateLimit } from './config.ts';
 import type { Services } from './services.ts';
 import type { AgentGateway } from './modules/agents/agents.gateway.ts';
@@ -70,7 +71,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     clientErrorHandler: handleClientError,
     serverFactory: nodeServer(options.tls ?? null, options.requestTimeoutMs ?? 5 * 60_000),
   });
-  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  app.setValidatorCompiler(validatorCompiler);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     reply.header('x-content-type-options', 'nosniff');

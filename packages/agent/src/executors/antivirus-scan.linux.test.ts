@@ -3,11 +3,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ACTION_OUTPUT_MAX_CHARS, AntivirusScanReportSchema } from '@quell/contracts';
+import { ACTION_OUTPUT_MAX_CHARS, type ActionParameters, AntivirusScanReportSchema } from '@quell/contracts';
 import { parseJsonAs } from '@quell/contracts/checks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOCK_INDICATOR, EICAR, type ScanReport, antivirusScanExecutor, parseMountInfo, runAntivirusScan } from './antivirus-scan.linux.ts';
-import { RecordingRunner, executionContext } from './recording-runner.ts';
+import { RecordingRunner, executionContext } from './test/recording-runner.ts';
 
 const EICAR_SHA256 = '275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f';
 const sha256 = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
@@ -32,7 +32,7 @@ describe('run_antivirus_scan over real files', () => {
     throw new Error('a scan runs no commands');
   });
   const scan = antivirusScanExecutor({ mountInfo, maxFileBytes: 4096 });
-  const run = async (parameters: Record<string, string | number | boolean>) => {
+  const run = async (parameters: ActionParameters<'run_antivirus_scan'>) => {
     const { output, snapshot } = await scan(executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters }));
     expect(snapshot).toBeUndefined();
     return JSON.parse(output) as ScanReport;
@@ -72,7 +72,7 @@ describe('run_antivirus_scan over real files', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('finds the EICAR file by hash and by its opening bytes, and a block indicator, and nothing else', async () => {
-    const report = await asUnprivileged(() => run({ roots: root, blockSha256: ` ${sha256(payload).toUpperCase()} , ${'ab'.repeat(32)}` }));
+    const report = await asUnprivileged(() => run({ roots: [root], blockSha256: [sha256(payload).toUpperCase(), 'ab'.repeat(32)] }));
     expect([...report.findings].sort((a, b) => a.path.localeCompare(b.path))).toEqual([
       { path: join(root, 'eicar-trailer.txt'), sha256: sha256(`${EICAR}\r\n   \r\n`), signature: 'EICAR-Test-File' },
       { path: join(root, 'eicar.com'), sha256: EICAR_SHA256, signature: 'EICAR-Test-File' },
@@ -90,14 +90,14 @@ describe('run_antivirus_scan over real files', () => {
   });
 
   it('without block indicators, the payload is just another clean file', async () => {
-    const report = await run({ roots: join(root, 'nested') });
+    const report = await run({ roots: [join(root, 'nested')] });
     expect(report.findings).toEqual([]);
     expect(report.scanned).toBe(2);
     expect(report.skipped.symlinks).toBe(1);
   });
 
   it('scans a file named as a root, follows a root that is a link, and lists roots that do not exist', async () => {
-    const report = await run({ roots: `${join(root, 'eicar.com')},${join(root, 'eicar-link')},${join(dir, 'absent')}` });
+    const report = await run({ roots: [join(root, 'eicar.com'), join(root, 'eicar-link'), join(dir, 'absent')] });
     // The link leads to the same file, which is scanned once.
     expect(report.findings.map((finding) => finding.path)).toEqual([join(root, 'eicar.com')]);
     expect(report.scanned).toBe(1);
@@ -107,23 +107,22 @@ describe('run_antivirus_scan over real files', () => {
   it('finds files by the SHA-1 and MD5 block indicators of the state in force, as by SHA-256', async () => {
     const digest = (algorithm: string): string => createHash(algorithm).update(payload).digest('hex');
     for (const blocked of [digest('sha1'), digest('md5')]) {
-      const ctx = executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: root } });
+      const ctx = executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: [root] } });
       const report = JSON.parse((await scan({ ...ctx, blockHashes: new Set([blocked]) })).output) as ScanReport;
       expect(report.findings.filter((finding) => finding.signature === BLOCK_INDICATOR).map((finding) => finding.sha256)).toEqual([sha256(payload)]);
     }
   });
 
   it('walks a directory only once when roots overlap', async () => {
-    const report = await run({ roots: `${join(root, 'nested')},${root}`, blockSha256: sha256(payload) });
+    const report = await run({ roots: [join(root, 'nested'), root], blockSha256: [sha256(payload)] });
     expect(report.directories).toBe(3);
     expect(report.findings.filter((finding) => finding.signature === BLOCK_INDICATOR)).toHaveLength(1);
   });
 
   it('refuses unknown scan types, relative roots and malformed block indicators before reading anything', async () => {
-    await expect(run({ scan: 'deep' })).rejects.toThrow('scan must be "quick" or "full"');
-    await expect(run({ roots: 'tmp' })).rejects.toThrow('not an absolute path to scan');
-    await expect(run({ roots: 7 })).rejects.toThrow('expected a comma-separated list');
-    await expect(run({ roots: root, blockSha256: 'deadbeef' })).rejects.toThrow('not a SHA-256 block indicator: "deadbeef"');
+    await expect(run({ scan: 'deep' as 'full' })).rejects.toThrow('scan must be "quick" or "full"');
+    await expect(run({ roots: ['tmp'] })).rejects.toThrow('not an absolute path to scan');
+    await expect(run({ roots: [root], blockSha256: ['deadbeef'] })).rejects.toThrow('not a SHA-256 block indicator: "deadbeef"');
   });
 
   it('reports many findings within what the server takes whole, counting those left out, as the report\'s schema says', async () => {
@@ -131,7 +130,7 @@ describe('run_antivirus_scan over real files', () => {
     mkdirSync(many);
     // 300 detections with long names: listed in full they would be over 80 000 characters.
     for (let i = 0; i < 300; i++) writeFileSync(join(many, `${String(i).padStart(3, '0')}-${'x'.repeat(240)}.com`), EICAR);
-    const { output } = await scan(executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: many } }));
+    const { output } = await scan(executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: [many] } }));
     expect(output.length).toBeLessThanOrEqual(ACTION_OUTPUT_MAX_CHARS);
     const report = parseJsonAs(AntivirusScanReportSchema, output, ACTION_OUTPUT_MAX_CHARS);
     expect(report.ok).toBe(true);
@@ -153,7 +152,7 @@ describe('run_antivirus_scan over real files', () => {
     const shm = mkdtempSync('/dev/shm/quell-scan-');
     try {
       writeFileSync(join(shm, 'x.com'), EICAR);
-      const { output } = await runAntivirusScan(executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: shm } }));
+      const { output } = await runAntivirusScan(executionContext(runner, { type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { roots: [shm] } }));
       expect((JSON.parse(output) as ScanReport).findings).toEqual([{ path: join(shm, 'x.com'), sha256: EICAR_SHA256, signature: 'EICAR-Test-File' }]);
     } finally {
       rmSync(shm, { recursive: true, force: true });

@@ -73,14 +73,8 @@ function readMounts(path: string): Map<string, string> {
   }
 }
 
-function listParameter(value: string | number | boolean | undefined): string[] {
-  if (value === undefined) return [];
-  if (typeof value !== 'string') throw new ExecutionError(`expected a comma-separated list, got ${JSON.stringify(value)}`);
-  return value.split(',').map((item) => item.trim()).filter(Boolean);
-}
-
-function blockHashes(value: string | number | boolean | undefined): Set<string> {
-  const hashes = listParameter(value).map((hash) => hash.toLowerCase());
+function blockHashes(value: readonly string[] | undefined): Set<string> {
+  const hashes = (value ?? []).map((hash) => hash.toLowerCase());
   const bad = hashes.find((hash) => !SHA256_HEX.test(hash));
   if (bad !== undefined) throw new ExecutionError(`not a SHA-256 block indicator: ${JSON.stringify(bad)}`);
   return new Set(hashes);
@@ -104,9 +98,9 @@ export function fitScanReport(report: ScanReport, limit: number): ScanReport {
 }
 
 /** What a scan command asks for: its kind and the folders it walks. */
-export function scanRoots(scan: string | number | boolean | undefined, roots: string | number | boolean | undefined): { kind: ScanReport['scan']; roots: string[] } {
+export function scanRoots(scan: string | undefined, roots: readonly string[] | undefined): { kind: ScanReport['scan']; roots: string[] } {
   if (scan !== undefined && scan !== 'quick' && scan !== 'full') throw new ExecutionError(`scan must be "quick" or "full", not ${JSON.stringify(scan)}`);
-  const custom = listParameter(roots);
+  const custom = [...new Set(roots ?? [])];
   for (const root of custom) {
     if (!root.startsWith('/') || /\p{Cc}/u.test(root)) throw new ExecutionError(`not an absolute path to scan: ${JSON.stringify(root)}`);
   }
@@ -209,7 +203,7 @@ export async function detectOpened(handle: FileHandle, path: string, lists: { bl
 const errorCode = (error: unknown): string => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
 /** Builds the scan over the given mount table and size limit; the agent uses the system's. */
-export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): Executor {
+export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): Executor<'run_antivirus_scan'> {
   return async (ctx) => {
     const started = Date.now();
     const { kind, roots } = scanRoots(ctx.command.parameters.scan, ctx.command.parameters.roots);
@@ -379,4 +373,4 @@ export function antivirusScanExecutor(options: AntivirusScanOptions = SYSTEM): E
  * matches it against the built-in signatures and the block indicators in
  * `blockSha256`. A scan changes nothing, so it has no snapshot and no undo.
  */
-export const runAntivirusScan: Executor = antivirusScanExecutor();
+export const runAntivirusScan = antivirusScanExecutor();

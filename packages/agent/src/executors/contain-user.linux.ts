@@ -100,10 +100,10 @@ function uidMin(): number {
   return 1000;
 }
 
-function refuseProtected(ctx: ExecutionContext, guards: Guards, name: string, uid: number): void {
+function refuseProtected(ctx: ExecutionContext<'contain_user'>, guards: Guards, name: string, uid: number): void {
   const guarded = guards.user(name, uid);
   if (guarded) throw new ExecutionError(guarded);
-  const allowed = ctx.command.parameters.allowSystemAccount === true || ctx.command.parameters.allowSystemAccount === 'true';
+  const allowed = ctx.command.parameters.allowSystemAccount === true;
   const min = uidMin();
   if ((uid < min || uid === NOBODY_UID) && !allowed) {
     throw new ExecutionError(`${name} (uid ${uid}) is a system account; containing it stops the services that run as it. Set parameters.allowSystemAccount to true to contain it anyway`);
@@ -216,7 +216,7 @@ const systemdRunning = (): boolean => {
   }
 };
 
-export const containUser: Executor = async (ctx) => {
+export const containUser: Executor<'contain_user'> = async (ctx) => {
   const name = userName(ctx);
   // By name first, from the local account database, so root and the agent's own account are refused before any command runs.
   const guards = guardsFor(ctx);

@@ -7,7 +7,7 @@ import { type EvidenceReport, EvidenceReportSchema } from '@quell/contracts';
 import { checkValue } from '@quell/contracts/checks';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type EvidenceLayout, evidenceReport, parseDpkgOwners, parseRpmRecords, startupEntries } from './evidence.linux.ts';
-import { RecordingRunner, executionContext, failed } from './recording-runner.ts';
+import { RecordingRunner, executionContext, failed } from './test/recording-runner.ts';
 
 describe('evidence: startup persistence', () => {
   const root = mkdtempSync('/var/tmp/quell-startup-');
@@ -86,7 +86,7 @@ describe('evidence: what each file is, and whose', () => {
     agent: { agentScript: null, agentInterpreter: join(root, 'no-interpreter'), ...agent },
   });
   const report = async (paths: string[], where: EvidenceLayout, agentDir = join(root, 'no-agent')) => {
-    const ctx = executionContext(new RecordingRunner(() => failed(1, 'evidence runs no command through the runner')), { type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths: paths.join('\n') } }, { agentDir });
+    const ctx = executionContext(new RecordingRunner(() => failed(1, 'evidence runs no command through the runner')), { type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths } }, { agentDir });
     const result = await evidenceReport(ctx, where);
     expect(checkValue(EvidenceReportSchema, result)).toMatchObject({ ok: true });
     return result;

@@ -75,14 +75,12 @@ export interface EvidenceLayout {
 export const evidenceLayout = (): EvidenceLayout => ({ startup: startupLayout(), dpkgAdmindir: '/var/lib/dpkg', agent: systemGuardFacts() });
 
 /**
- * The files the alerts named, newline-separated in `parameters.paths`, at
- * most EVIDENCE_MAX_PATHS. A path that is not absolute and canonical is
+ * The files the alerts named (`parameters.paths`), each once, at most
+ * EVIDENCE_MAX_PATHS. A path that is not absolute and canonical is
  * answered with a note instead of a hash, like a file that is missing.
  */
-export function requestedPaths(value: unknown): string[] {
-  if (value === undefined) return [];
-  if (typeof value !== 'string') throw new ExecutionError('parameters.paths must be newline-separated absolute paths');
-  const paths = [...new Set(value.split('\n').filter(Boolean))];
+export function requestedPaths(value: readonly string[] | undefined): string[] {
+  const paths = [...new Set(value ?? [])];
   if (paths.length > EVIDENCE_MAX_PATHS) throw new ExecutionError(`at most ${EVIDENCE_MAX_PATHS} paths per request, not ${paths.length}`);
   return paths;
 }
@@ -445,7 +443,7 @@ export function fitReport(report: EvidenceReport, limit: number): EvidenceReport
 }
 
 /** The evidence of one request, whole: collectEvidence fits it to an action's output. */
-export async function evidenceReport(ctx: ExecutionContext, layout: EvidenceLayout): Promise<EvidenceReport> {
+export async function evidenceReport(ctx: ExecutionContext<'collect_evidence'>, layout: EvidenceLayout): Promise<EvidenceReport> {
   const files: Array<Awaited<ReturnType<typeof fileEvidence>>> = [];
   for (const path of requestedPaths(ctx.command.parameters.paths)) files.push(await fileEvidence(path));
   const running = await processes();
@@ -466,13 +464,13 @@ export async function evidenceReport(ctx: ExecutionContext, layout: EvidenceLayo
  * running processes with their executables' hashes and ancestors,
  * persistence (cron lines, run-parts scripts naming drop paths, systemd
  * services and timers, startup lines naming drop paths, kernel modules), and the current SHA-256, SHA-1 and MD5 of each file the alerts
- * named (`parameters.paths`, newline-separated). Files are read once,
+ * named (`parameters.paths`). Files are read once,
  * without following links, within size limits, off the agent's main
  * thread. A file or executable that is the agent's own is marked Quell's;
  * one an installed package put there (dpkg, else rpm) names the package
  * and whether it still has the digest the package recorded.
  */
-export const collectEvidence: Executor = async (ctx) => {
+export const collectEvidence: Executor<'collect_evidence'> = async (ctx) => {
   const report = await evidenceReport(ctx, evidenceLayout());
   return { output: JSON.stringify(fitReport(report, EVIDENCE_LIMITS.outputChars)) };
 };

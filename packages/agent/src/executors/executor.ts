@@ -1,8 +1,9 @@
-import type { CommandPayload } from '@quell/contracts';
+import type { ActionType, CommandOf } from '@quell/contracts';
 import type { CommandRunner } from '../runner.ts';
 
-export interface ExecutionContext {
-  command: CommandPayload;
+export interface ExecutionContext<T extends ActionType = ActionType> {
+  /** Checked against its type's parameter schema before it gets here. */
+  command: CommandOf<T>;
   /** For undo types: the snapshot the original action took before it acted. */
   priorSnapshot: unknown;
   runner: CommandRunner;
@@ -23,7 +24,7 @@ export interface ExecutionResult { output: string; snapshot?: unknown }
  * One action type on one platform. It snapshots what it will change, acts,
  * then verifies the effect itself and throws if it does not hold.
  */
-export type Executor = (ctx: ExecutionContext) => Promise<ExecutionResult>;
+export type Executor<T extends ActionType = ActionType> = (ctx: ExecutionContext<T>) => Promise<ExecutionResult>;
 
 export class ExecutionError extends Error {}
 

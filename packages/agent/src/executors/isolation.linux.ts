@@ -142,9 +142,9 @@ export async function replaceIsolation(runner: CommandRunner, snapshot: unknown)
   await mustRun(runner, 'nft', ['-f', '-'], `${families.map((f) => `table ${f} ${TABLE}\ndelete table ${f} ${TABLE}\n`).join('')}${ruleset}\n`);
 }
 
-export const isolateDevice: Executor = async (ctx) => {
+export const isolateDevice: Executor<'isolate_device'> = async (ctx) => {
   const selective = ctx.command.parameters.isolation === 'selective';
-  const allowances = selective ? String(ctx.command.parameters.allow ?? '').split(',').map((a) => a.trim()).filter(Boolean) : [];
+  const allowances = selective ? ctx.command.parameters.allow ?? [] : [];
   const allowed = [...ctx.serverAddresses, ...allowances];
   if (ctx.serverAddresses.length === 0) throw new ExecutionError('the Quell server address is unknown: isolating now would cut the agent off for good');
   const needs = isolationNeeds();

@@ -1,7 +1,7 @@
 import { basename, dirname, normalize } from 'node:path';
 import { LINUX_NAMES, STARTUP_LOCATIONS } from '@quell/contracts';
 import { ExecutionError, type ExecutionContext } from './executor.ts';
-import { type Task, fileTaskExecutors } from './scheduled-task.linux.ts';
+import { type FileTaskType, type Task, fileTaskExecutors } from './scheduled-task.linux.ts';
 
 /**
  * Remove persistence / restore persistence: what makes an attacker's code
@@ -53,7 +53,7 @@ function removableAs(path: string): 'file_or_line' | 'line' | null {
 }
 
 /** Turns the entity and parameters into what to remove, refusing anything outside the persistence locations. */
-export function persistenceOf(ctx: ExecutionContext): Task {
+export function persistenceOf(ctx: ExecutionContext<FileTaskType>): Task {
   const { entity, parameters } = ctx.command;
   const path = entity.path;
   const line = parameters.line;

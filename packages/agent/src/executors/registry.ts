@@ -74,11 +74,15 @@ export const EXECUTORS = {
     collect_investigation_package: null,
     collect_evidence: null,
   },
-} as const satisfies Partial<Record<Platform, Record<ActionType, Executor | null>>>;
+} as const satisfies Partial<Record<Platform, ExecutorTable>>;
+
+/** One executor per type, each receiving its own type's command: a cell cannot hold another type's executor. */
+type ExecutorTable = { [T in ActionType]: Executor<T> | null };
 
 /** The executor for a type on this platform, or the reason there is none. */
 export function executorFor(platform: Platform, type: ActionType): Executor | string {
   if (CAPABILITY_MATRIX[type][platform] !== 'supported') return `${type} is not supported on ${platform}`;
-  const table: Partial<Record<ActionType, Executor | null>> | undefined = (EXECUTORS as Partial<Record<Platform, Record<ActionType, Executor | null>>>)[platform];
-  return table?.[type] ?? `this agent version cannot carry out ${type} on ${platform} yet`;
+  const table: ExecutorTable | undefined = (EXECUTORS as Partial<Record<Platform, ExecutorTable>>)[platform];
+  // The command was checked against its type's parameter schema (protocol.ts), so the executor of its type receives what it expects.
+  return (table?.[type] as Executor | null | undefined) ?? `this agent version cannot carry out ${type} on ${platform} yet`;
 }

@@ -70,8 +70,11 @@ function checkedDirectory(path: string, allowed: readonly string[]): void {
   if (!allowed.includes(dirname(path))) throw new ExecutionError(`${path} is not directly inside ${allowed.join(', ')}`);
 }
 
+/** The types that remove a file or a line of one, and put it back. */
+export type FileTaskType = 'remove_scheduled_task' | 'restore_scheduled_task' | 'remove_persistence' | 'restore_persistence';
+
 /** Turns the entity and parameters into one task, refusing anything outside the scheduled-task locations. */
-export function taskOf(ctx: ExecutionContext): Task {
+export function taskOf(ctx: ExecutionContext<FileTaskType>): Task {
   const { entity, parameters } = ctx.command;
   const line = parameters.line;
   if (line !== undefined && (typeof line !== 'string' || line.length === 0 || /[\r\n]/.test(line))) throw new ExecutionError('parameters.line must be the text of one line, without a newline');
@@ -125,8 +128,8 @@ function withoutLine(bytes: Buffer, line: string): { bytes: Buffer; removed: num
  * names (`locate` refuses anything outside its own locations): scheduled
  * tasks here, other persistence in persistence.linux.ts.
  */
-export function fileTaskExecutors(locate: (ctx: ExecutionContext) => Task): { remove: Executor; restore: Executor } {
-  const remove: Executor = async (ctx) => {
+export function fileTaskExecutors(locate: (ctx: ExecutionContext<FileTaskType>) => Task): { remove: Executor<FileTaskType>; restore: Executor<FileTaskType> } {
+  const remove: Executor<FileTaskType> = async (ctx) => {
     const task = locate(ctx);
     // A guarded timer (one that keeps the system patched) is refused before its unit file is read or touched.
     const guarded = task.kind === 'systemd_timer' ? guardsFor(ctx).unit(task.unit) : null;
@@ -135,7 +138,7 @@ export function fileTaskExecutors(locate: (ctx: ExecutionContext) => Task): { re
   };
 
   /** Writes back exactly what was removed and checks it by hash; never overwrites a file that differs from what removal left. */
-  const restore: Executor = async (ctx) => {
+  const restore: Executor<FileTaskType> = async (ctx) => {
     const snapshot = ctx.priorSnapshot;
     if (!isSnapshot(snapshot)) throw new ExecutionError('this agent holds no record of what was removed');
     // The recorded path is checked again, as if it came from a command: a record is data too.

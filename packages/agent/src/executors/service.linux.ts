@@ -268,12 +268,12 @@ export async function stopServiceAgain(runner: Systemd['runner'], snapshot: Serv
  * once systemctl names it one, so a guarded unit is not reached through
  * another of its names.
  */
-export const stopService: Executor = async (ctx) => {
+export const stopService: Executor<'stop_service'> = async (ctx) => {
   const unit = validUnitName(ctx.command.entity.name);
   const guarded = guardsFor(ctx).unit(unit);
   if (guarded) throw new ExecutionError(guarded);
-  const wantsMask = ctx.command.parameters.mask === true || ctx.command.parameters.mask === 'true';
-  const removeFile = ctx.command.parameters.removeUnitFile === true || ctx.command.parameters.removeUnitFile === 'true';
+  const wantsMask = ctx.command.parameters.mask === true;
+  const removeFile = ctx.command.parameters.removeUnitFile === true;
   if (wantsMask && removeFile) throw new ExecutionError('give mask or removeUnitFile, not both: a unit whose file is removed cannot start, and there is nothing left to mask');
   const snapshot: ServiceSnapshot = { ...await snapshotOf(ctx, unit), masked: false, triggers: await triggersOf(ctx, unit) };
   const unitFilePath = removeFile ? await removableUnitFile(ctx, unit) : null;

@@ -81,7 +81,7 @@ function Details({ action, origin, onClose }: { action: Action; origin: ActionOr
       {row('Last update', formatDateTime(action.updatedAt))}
       {action.undoOf && row('Undo of', actionLink(action.undoOf))}
       {action.undoneBy && row('Undone by', actionLink(action.undoneBy))}
-      {Object.keys(action.parameters).length > 0 && row('Parameters', Object.entries(action.parameters).map(([k, v]) => `${k}: ${String(v)}`).join(', '))}
+      {Object.keys(action.parameters).length > 0 && row('Parameters', Object.entries(action.parameters).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : String(v)}`).join('; '))}
       {action.result?.output && row('Result', action.result.output)}
       {action.result?.error && row('Error', action.result.error)}
     </dl>

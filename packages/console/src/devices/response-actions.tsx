@@ -1,5 +1,5 @@
 import { Button, Field, Input, Radio, RadioGroup, Text, Tooltip, makeStyles, tokens } from '@fluentui/react-components';
-import { ACTION_CATALOGUE, type Action, type ActionType, CAPABILITY_MATRIX, type CreateActionBody, type Device } from '@quell/contracts';
+import { ACTION_CATALOGUE, type Action, type ActionParameters, type ActionType, CAPABILITY_MATRIX, type CreateActionBody, type Device, MAC_ADDRESS, addressOrRange } from '@quell/contracts';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { type ReactNode, useState } from 'react';
 import { api } from '../api/api-client.ts';
@@ -19,7 +19,6 @@ const useStyles = makeStyles({
 const SHA256 = /^[a-fA-F0-9]{64}$/;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 const IPV6 = /^[0-9a-fA-F:]+(%\w+)?$/;
-const MAC = /^[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}$/;
 const isIp = (value: string): boolean => IPV4.test(value) || (value.includes(':') && IPV6.test(value));
 
 /** One manual response: a new action of a type, or the undo of the action that put a state in place. */
@@ -104,6 +103,9 @@ const CONSEQUENCE: Partial<Record<ActionType, string>> = {
   contain_device: 'Every managed agent blocks traffic to and from this address (and MAC), also agents that connect later.',
 };
 
+/** An action to propose from this dialog, its parameters typed by its type. */
+type Proposal = { [T in ActionType]: { type: T; entity: CreateActionBody['entity']; parameters?: ActionParameters<T> } }[ActionType];
+
 function CreateDialog({ device, type, onClose, onCreated }: { device: Device; type: ActionType; onClose: () => void; onCreated: (id: string) => void }) {
   const queryClient = useQueryClient();
   const [mode, setMode] = useState<'full' | 'selective' | 'quick'>(type === 'run_antivirus_scan' ? 'quick' : 'full');
@@ -125,8 +127,8 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
 
   let fields: ReactNode = null;
   let incomplete: string | null = null;
-  let entity: CreateActionBody['entity'] = { name: device.name };
-  let parameters: CreateActionBody['parameters'] = {};
+  // What to propose: the entity and, where the type takes them, its parameters.
+  let proposal: Proposal = { type, entity: { name: device.name } };
   switch (type) {
     case 'isolate_device': {
       const addresses = allow.split(',').map((a) => a.trim()).filter(Boolean);
@@ -143,8 +145,10 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
           )}
         </>
       );
+      const notAddress = addresses.find((a) => 'problem' in addressOrRange(a));
       if (mode === 'selective' && addresses.length === 0) incomplete = 'Name at least one address to allow.';
-      parameters = mode === 'selective' ? { isolation: 'selective', allow: addresses.join(',') } : { isolation: 'full' };
+      if (mode === 'selective' && notAddress !== undefined) incomplete = `Not an IP address or network: ${notAddress}`;
+      proposal = { type, entity: proposal.entity, parameters: mode === 'selective' ? { isolation: 'selective', allow: addresses } : { isolation: 'full' } };
       break;
     }
     case 'run_antivirus_scan':
@@ -154,7 +158,7 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
           <Radio value="full" label="Full scan: every local file" />
         </RadioGroup>
       );
-      parameters = { scan: mode === 'full' ? 'full' : 'quick' };
+      proposal = { type, entity: proposal.entity, parameters: { scan: mode === 'full' ? 'full' : 'quick' } };
       break;
     case 'stop_and_quarantine_file':
       fields = (
@@ -168,7 +172,7 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
         </>
       );
       if (!SHA256.test(sha256.trim()) || path.trim() === '') incomplete = 'Give the file’s SHA-256 and its path.';
-      entity = { name: path.trim().split('/').pop() || path.trim() || 'file', sha256: sha256.trim().toLowerCase(), path: path.trim() };
+      proposal = { type, entity: { name: path.trim().split('/').pop() || path.trim() || 'file', sha256: sha256.trim().toLowerCase(), path: path.trim() } };
       break;
     case 'contain_user':
       fields = (
@@ -177,7 +181,7 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
         </Field>
       );
       if (user.trim() === '') incomplete = 'Name the user to contain.';
-      entity = { name: user.trim() || 'user' };
+      proposal = { type, entity: { name: user.trim() || 'user' } };
       break;
     case 'contain_device':
       fields = (
@@ -185,14 +189,13 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
           <Field label="IP address" required validationMessage={ip && !isIp(ip.trim()) ? 'An IPv4 or IPv6 address' : undefined}>
             <Input value={ip} onChange={(_, data) => setIp(data.value)} />
           </Field>
-          <Field label="MAC address (optional)" validationMessage={mac && !MAC.test(mac.trim()) ? 'Such as 52:54:00:12:34:56' : undefined}>
+          <Field label="MAC address (optional)" validationMessage={mac && !MAC_ADDRESS.test(mac.trim()) ? 'Such as 52:54:00:12:34:56' : undefined}>
             <Input value={mac} onChange={(_, data) => setMac(data.value)} />
           </Field>
         </>
       );
-      if (!isIp(ip.trim()) || (mac.trim() !== '' && !MAC.test(mac.trim()))) incomplete = 'Give the device’s IP address (and, if you like, its MAC address).';
-      entity = { name: ip.trim() || 'address' };
-      parameters = mac.trim() ? { mac: mac.trim() } : {};
+      if (!isIp(ip.trim()) || (mac.trim() !== '' && !MAC_ADDRESS.test(mac.trim()))) incomplete = 'Give the device’s IP address (and, if you like, its MAC address).';
+      proposal = { type, entity: { name: ip.trim() || 'address' }, parameters: mac.trim() ? { mac: mac.trim() } : {} };
       break;
     default:
       break;
@@ -206,7 +209,7 @@ function CreateDialog({ device, type, onClose, onCreated }: { device: Device; ty
       incomplete={incomplete}
       pending={mutation.isPending}
       error={mutation.error}
-      onConfirm={(comment) => mutation.mutate({ type, deviceId: device.id, entity, source: 'manual', parameters, comment })}
+      onConfirm={(comment) => mutation.mutate({ ...proposal, deviceId: device.id, source: 'manual', comment })}
       onClose={onClose}
     >
       {fields}

@@ -1,6 +1,7 @@
-import { Type, type Static } from 'typebox';
+import { type Static, type TLiteral, type TObject, type TOptional, type TUnion, Type } from 'typebox';
 import { ACTION_SORT_FIELDS, TIME_RANGES } from '../enumerations.ts';
-import { ACTION_SOURCES, ACTION_TYPES, ENTITY_TYPES } from '../catalogue.ts';
+import { ACTION_SOURCES, ACTION_TYPES, type ActionType, ENTITY_TYPES } from '../catalogue.ts';
+import { ACTION_PARAMETER_SCHEMAS } from '../parameters.ts';
 import { ACTION_EVENTS, ACTION_STATUSES, ACTION_VIEWS } from '../lifecycle.ts';
 import { CommentSchema, IdSchema, TimestampSchema } from './common.ts';
 
@@ -18,25 +19,40 @@ export const EntitySchema = Type.Object({
 }, { additionalProperties: false });
 export type Entity = Static<typeof EntitySchema>;
 
-/** Type-specific options, e.g. `{ "isolation": "selective" }`, `{ "scan": "quick" }`. */
-export const ActionParametersSchema = Type.Record(
-  Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9_]{0,63}$' }),
-  Type.Union([Type.String({ maxLength: 1024 }), Type.Number(), Type.Boolean()]),
-  { maxProperties: 16 },
+/**
+ * An action's parameters, whichever its type: every parameter any type
+ * takes. Which ones a type takes, and their rules, is in
+ * ACTION_PARAMETER_SCHEMAS (and in the request body of POST /api/actions).
+ */
+export const ActionParametersSchema = Type.Object(
+  Object.assign({}, ...ACTION_TYPES.map((type) => ACTION_PARAMETER_SCHEMAS[type].properties)) as AllParameterProperties,
+  { additionalProperties: false, description: 'The parameters of the action\'s type; see the request body of POST /api/actions for which type takes which.' },
 );
+type AllParameterProperties = UnionToIntersection<(typeof ACTION_PARAMETER_SCHEMAS)[ActionType]['properties']>;
+type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never;
 
-export const CreateActionBodySchema = Type.Object({
-  type: ActionTypeSchema,
+const CreateActionFields = {
   deviceId: IdSchema,
   entity: EntitySchema,
   source: ActionSourceSchema,
   /** The creator says whether the action waits for approval; manual actions never do. */
   status: Type.Optional(Type.Enum(['pending_approval', 'queued'] as const)),
-  parameters: Type.Optional(ActionParametersSchema),
   investigationId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   incidentId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   comment: Type.Optional(CommentSchema),
-}, { additionalProperties: false });
+};
+type BodiesOf<Types extends readonly ActionType[]> = { -readonly [K in keyof Types]: Types[K] extends ActionType ? CreateActionBodyOf<Types[K]> : never };
+type CreateActionBodyOf<T extends ActionType> = TObject<typeof CreateActionFields & { type: TLiteral<T>; parameters: TOptional<(typeof ACTION_PARAMETER_SCHEMAS)[T]> }>;
+
+/** One body per action type, told apart by `type`: each takes its type's parameters and no others. */
+export const CreateActionBodySchema = Type.Union(
+  ACTION_TYPES.map((type) => Type.Object({
+    type: Type.Literal(type),
+    ...CreateActionFields,
+    parameters: Type.Optional(ACTION_PARAMETER_SCHEMAS[type]),
+  }, { additionalProperties: false, title: type })),
+  { discriminator: { propertyName: 'type' } },
+) as unknown as TUnion<BodiesOf<typeof ACTION_TYPES>>;
 export type CreateActionBody = Static<typeof CreateActionBodySchema>;
 
 export const ActionResultSchema = Type.Object({

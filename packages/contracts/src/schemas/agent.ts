@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox';
 import { ACTION_CATALOGUE, type ActionType, PLATFORMS } from '../catalogue.ts';
-import { UUID } from '../parameters.ts';
-import type { ActionParametersSchema, ActionTypeSchema, EntitySchema } from './actions.ts';
+import { type ActionParameters, UUID } from '../parameters.ts';
+import type { EntitySchema } from './actions.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
 
 /**
@@ -71,9 +71,10 @@ export interface CommandPayload {
   v: typeof AGENT_PROTOCOL_VERSION;
   actionId: string;
   deviceId: string;
-  type: Static<typeof ActionTypeSchema>;
+  type: ActionType;
   entity: Static<typeof EntitySchema>;
-  parameters: Static<typeof ActionParametersSchema>;
+  /** As ACTION_PARAMETER_SCHEMAS has them for the type. */
+  parameters: ActionParameters;
   /** For undo types: the action whose prior state this one restores. */
   undoOf: string | null;
   /** Seconds since the epoch, as in JWT. */
@@ -81,6 +82,8 @@ export interface CommandPayload {
   exp: number;
   nonce: string;
 }
+/** A command of one type, its parameters typed as that type takes them: what an executor of the type receives. */
+export type CommandOf<T extends ActionType> = CommandPayload & { type: T; parameters: ActionParameters<T> };
 
 /** An id an agent names: a UUID in lower case, as the server writes them (they become file names on endpoints). */
 const AgentIdSchema = Type.String({ pattern: UUID.source, maxLength: 36 });

@@ -1,9 +1,14 @@
-import { type Action, type ActionDetail, type ActionStatus, type ActionTimelineEntry, COUNTS_AS } from '@quell/contracts';
+import { type Action, type ActionDetail, type ActionParameters, type ActionStatus, type ActionTimelineEntry, COUNTS_AS, upgradeParameters } from '@quell/contracts';
 import { csvCell } from '../../csv.ts';
 import type { ActionDriftTable, ActionEventsTable, ActionsTable } from '../../db/schema.ts';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+/** A row's parameters, typed as its type takes them: those stored before parameters were typed are read in today's form. */
+export function storedParameters(row: Pick<ActionsTable, 'parameters'>): ActionParameters {
+  return upgradeParameters(JSON.parse(row.parameters)) as ActionParameters;
+}
 
 /** The boundary between rows and what clients see: every API response goes through here. */
 export function presentAction(row: ActionsTable): Action {
@@ -17,7 +22,7 @@ export function presentAction(row: ActionsTable): Action {
       ...(row.entity_sha256 !== null ? { sha256: row.entity_sha256 } : {}),
       ...(row.entity_path !== null ? { path: row.entity_path } : {}),
     },
-    parameters: JSON.parse(row.parameters) as Action['parameters'],
+    parameters: storedParameters(row),
     deviceId: row.device_id,
     deviceName: row.device_name,
     deviceGroupId: row.group_id,

@@ -1,7 +1,7 @@
 import {
-  ACTION_CATALOGUE, type Action, type ActionEvent, type ActionOrigin, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
+  ACTION_CATALOGUE, type Action, type ActionEvent, type ActionOrigin, type ActionParameters, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
   CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
-  type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, nextStatus, parameterProblem, roleAtLeast, statusesCountedAs,
+  type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, canonicalParameters, nextStatus, parameterProblem, roleAtLeast, statusesCountedAs,
 } from '@quell/contracts';
 import { storedEntityKey } from './entity-key.ts';
 import { isIP } from 'node:net';
@@ -14,10 +14,10 @@ import type { AuditService } from '../audit/audit.service.ts';
 import type { DevicesRepository } from '../devices/devices.repository.ts';
 import { deviceHealth } from '../devices/devices.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
-import { presentAction, presentDrift, presentTimelineEntry } from './actions.presenter.ts';
+import { presentAction, presentDrift, presentTimelineEntry, storedParameters } from './actions.presenter.ts';
 import { type ActionFilter, type ActionsRepository, type SortColumn } from './actions.repository.ts';
 import { decodeCursor, encodeCursor, resolveTimeRange } from './actions.query.ts';
-import type { CommandSigner } from '../agents/command-signer.ts';
+import type { CommandSigner } from '../../command-signer.ts';
 import { type Enforcement, enforcementOf, writeDesiredState } from '../desired-state/desired-state.ts';
 
 /** Who decided an action that its creator queued without approval. */
@@ -52,11 +52,10 @@ const isFleet = (row: Pick<ActionsTable, 'type'>): boolean => FLEET_ACTION_TYPES
 const enforcedNow = (row: Pick<ActionsTable, 'type' | 'status' | 'undone_by'>): boolean => (row.type === 'release_containment'
   ? ['queued', 'in_progress', 'completed'].includes(row.status)
   : ['queued', 'in_progress', 'completed'].includes(row.status) && row.undone_by === null);
-const MAC_ADDRESS = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
 /** Sources where no person decided to act: they never lift the agent's guards. */
 const AUTOMATED_SOURCES: readonly ActionSource[] = ['automated_investigation', 'antivirus'];
-const overridesGuard = (parameters: Action['parameters'] | undefined): boolean => parameters?.overrideGuard === true;
+const overridesGuard = (parameters: ActionParameters): boolean => 'overrideGuard' in parameters && parameters.overrideGuard === true;
 
 /**
  * `parameters.overrideGuard: true` lifts the agent's system-tier guards
@@ -72,9 +71,8 @@ function requireGuardOverrideAllowed(actor: Actor, doing: string, source?: Actio
 }
 
 /** An undo puts back what its original changed, which no guard stands in the way of: it never inherits the original's override. */
-function undoParameters(parameters: string): string {
-  const undo = JSON.parse(parameters) as Action['parameters'];
-  if (!('overrideGuard' in undo)) return parameters;
+function undoParameters(row: ActionsTable): string {
+  const undo: Record<string, unknown> = { ...storedParameters(row) };
   delete undo.overrideGuard;
   return JSON.stringify(undo);
 }
@@ -154,7 +152,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
     const entity = presentAction(row).entity;
     const command_jws = await deps.signer.sign({
       actionId: row.id, deviceId: row.device_id, type: row.type as ActionType, entity,
-      parameters: JSON.parse(row.parameters) as Action['parameters'], undoOf: row.undo_of, exp: Math.floor(deliverBy / 1000),
+      parameters: storedParameters(row), undoOf: row.undo_of, exp: Math.floor(deliverBy / 1000),
     }, now);
     return { command_jws, deliver_by: deliverBy };
   }
@@ -200,7 +198,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       requireOneType(rows);
       requireStatus(rows, ['pending_approval'], 'action_not_pending');
       if (event === 'approve') {
-        const overriding = rows.filter((r) => overridesGuard(JSON.parse(r.parameters) as Action['parameters']));
+        const overriding = rows.filter((r) => overridesGuard(storedParameters(r)));
         if (overriding.length > 0) requireGuardOverrideAllowed(actor, `Approving ${overriding.map((r) => r.id).join(', ')}`);
         const { fourEyesActionTypes } = await settings.read(trx);
         const own = rows.filter((r) => fourEyesActionTypes.includes(r.type as ActionType) && r.requested_by_user_id !== null && r.requested_by_user_id === actor.userId);
@@ -235,7 +233,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
         ...row,
         id: ids.next(),
         type: def.undoType,
-        parameters: undoParameters(row.parameters),
+        parameters: undoParameters(row),
         status: 'queued',
         source: 'manual',
         approval_id: null,
@@ -291,16 +289,11 @@ export function createActionsService(deps: ActionsServiceDeps) {
     // The agent refuses a command with parameters its type does not take: say so now, not as a failed action later.
     const parameterError = parameterProblem(body.type, body.parameters ?? {});
     if (parameterError) throw new QuellError('validation_failed', parameterError);
-    const override = body.parameters?.overrideGuard;
-    if (override !== undefined && typeof override !== 'boolean') throw new QuellError('validation_failed', 'parameters.overrideGuard must be true or false');
-    if (override === true) requireGuardOverrideAllowed(actor, `Creating ${body.type}`, body.source);
+    const parameters = canonicalParameters(body.parameters ?? {});
+    if (overridesGuard(parameters)) requireGuardOverrideAllowed(actor, `Creating ${body.type}`, body.source);
     const manual = body.source === 'manual';
     if (manual && body.status === 'pending_approval') throw new QuellError('manual_actions_are_queued');
-    if (body.type === 'contain_device') {
-      if (isIP(body.entity.name) === 0) throw new QuellError('validation_failed', 'contain_device needs entity.name to be the IPv4 or IPv6 address of the device to contain');
-      const mac = body.parameters?.mac;
-      if (mac !== undefined && (typeof mac !== 'string' || !MAC_ADDRESS.test(mac))) throw new QuellError('validation_failed', 'parameters.mac must be a MAC address such as 52:54:00:12:34:56');
-    }
+    if (body.type === 'contain_device' && isIP(body.entity.name) === 0) throw new QuellError('validation_failed', 'contain_device needs entity.name to be the IPv4 or IPv6 address of the device to contain');
     const status: ActionStatus = manual ? 'queued' : (body.status ?? 'pending_approval');
     const device = await devices.findDevice(trx, body.deviceId);
     if (!device || !inScope(actor, device.group_id)) throw new QuellError('device_not_found', `No such device: ${body.deviceId}`);
@@ -318,7 +311,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       entity_name: body.entity.name,
       entity_sha256: body.entity.sha256?.toLowerCase() ?? null,
       entity_path: body.entity.path ?? null,
-      parameters: JSON.stringify(body.parameters ?? {}),
+      parameters: JSON.stringify(parameters),
       device_id: device.id,
       device_name: device.name,
       group_id: device.group_id,
@@ -342,7 +335,7 @@ export function createActionsService(deps: ActionsServiceDeps) {
       deliver_by: null,
       state_version: null,
       enforcement: null,
-      entity_key: storedEntityKey(body.type, body.entity, body.parameters),
+      entity_key: storedEntityKey(body.type, body.entity, parameters),
     };
     await requireNotAllowed(trx, row);
     if (row.entity_key !== null) {

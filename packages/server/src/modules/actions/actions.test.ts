@@ -157,6 +157,46 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect((await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}`)).json().items).toEqual([]);
   });
 
+  it('takes each type\'s own parameters, typed: 400 says what a parameter must be and creates nothing; what it takes is stored and signed in one spelling', async () => {
+    const { users, request, store } = ctx();
+    const deviceId = await ctx().createDevice();
+    const post = (body: object) => request(users.security_operator, 'POST', '/api/actions', { deviceId, source: 'manual', ...body });
+    const refused = async (body: object, detail: string) => {
+      const res = await post(body);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'validation_failed', detail: expect.stringContaining(detail) });
+    };
+    const host = { name: 'host' };
+    await refused({ type: 'isolate_device', entity: host, parameters: { isolation: 'selective', allow: '10.0.0.53,10.0.0.10' } }, 'parameters/allow must be a list of at most 64 IP addresses or CIDR ranges');
+    await refused({ type: 'isolate_device', entity: host, parameters: { isolation: 'partial' } }, 'parameters/isolation must be full or selective');
+    await refused({ type: 'isolate_device', entity: host, parameters: { isolation: 'selective', allow: ['10.0.0.53', '1.2.3.4; flush ruleset'] } }, 'parameters.allow: not an IP address or CIDR range: "1.2.3.4; flush ruleset"');
+    await refused({ type: 'isolate_device', entity: host, parameters: { mask: true } }, 'parameters must not have the property "mask"');
+    await refused({ type: 'stop_service', entity: { name: 'miner.service' }, parameters: { mask: 'true' } }, 'parameters/mask must be true or false');
+    await refused({ type: 'run_antivirus_scan', entity: host, parameters: { roots: '/srv,/home' } }, 'parameters/roots must be a list of 1 to 64 paths');
+    await refused({ type: 'contain_device', entity: { name: '10.9.8.7' }, parameters: { mac: '52:54-00:aa:bb:cc' } }, 'parameters/mac must be a MAC address such as 52:54:00:12:34:56 or 52-54-00-12-34-56');
+    await refused({ type: 'teleport_device', entity: host }, 'type must be one of isolate_device, release_isolation, ');
+    expect((await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}`)).json().items).toEqual([]);
+
+    const isolation = await post({ type: 'isolate_device', entity: host, parameters: { isolation: 'selective', allow: ['10.0.0.53', '10.9.3.4/16', '2001:0db8::0001'] } });
+    expect(isolation.statusCode).toBe(201);
+    const allow = ['10.0.0.53', '10.9.0.0/16', '2001:db8::1'];
+    expect(isolation.json().parameters).toEqual({ isolation: 'selective', allow });
+    const { command_jws: jws } = await store.db.selectFrom('actions').select('command_jws').where('id', '=', isolation.json().id).executeTakeFirstOrThrow();
+    expect(JSON.parse(Buffer.from(jws!.split('.')[1]!, 'base64url').toString()).parameters).toEqual({ isolation: 'selective', allow });
+    const containment = await post({ type: 'contain_device', deviceId: await ctx().createDevice(), entity: { name: '10.9.8.7' }, parameters: { mac: '52-54-00-AA-BB-CC' } });
+    expect(containment.json()).toMatchObject({ status: 'queued', parameters: { mac: '52:54:00:aa:bb:cc' } });
+  });
+
+  it('reads parameters stored as strings before they were typed as today\'s lists and flags, and signs them so', async () => {
+    const { users, request, store } = ctx();
+    const id = await ctx().createAction({ type: 'isolate_device', status: 'pending_approval' });
+    await store.db.updateTable('actions').set({ parameters: JSON.stringify({ isolation: 'selective', allow: '10.0.0.53, 10.0.0.10' }) }).where('id', '=', id).execute();
+    expect((await request(users.security_reader, 'GET', `/api/actions/${id}`)).json().action.parameters).toEqual({ isolation: 'selective', allow: ['10.0.0.53', '10.0.0.10'] });
+    expect((await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [id] })).statusCode).toBe(200);
+    const { command_jws: jws } = await store.db.selectFrom('actions').select('command_jws').where('id', '=', id).executeTakeFirstOrThrow();
+    expect(JSON.parse(Buffer.from(jws!.split('.')[1]!, 'base64url').toString()).parameters).toEqual({ isolation: 'selective', allow: ['10.0.0.53', '10.0.0.10'] });
+  });
+
   it('needs a Global Administrator to approve an action that carries parameters.overrideGuard; anyone may reject it', async () => {
     const { users, request } = ctx();
     const deviceId = await ctx().createDevice();

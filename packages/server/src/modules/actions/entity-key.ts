@@ -9,7 +9,7 @@ import { type ActionType, entityKey } from '@quell/contracts';
 const MAX_STORED_KEY_CHARS = 512;
 
 /** The entity key as the actions table stores it (see entityKey in contracts). */
-export function storedEntityKey(type: ActionType, entity: Parameters<typeof entityKey>[1], parameters?: Readonly<Record<string, unknown>>): string | null {
+export function storedEntityKey(type: ActionType, entity: Parameters<typeof entityKey>[1], parameters?: object): string | null {
   const key = entityKey(type, entity, parameters);
   return key === null || key.length <= MAX_STORED_KEY_CHARS ? key : `digest:${createHash('sha256').update(key).digest('hex')}`;
 }

@@ -83,11 +83,11 @@ export const launcherEntity = (launcher: Launcher): { kind: string; value: strin
 });
 
 /**
- * The files an evidence request names, newline-separated: an agent answers
+ * The files an evidence request names, sorted: an agent answers
  * for at most EVIDENCE_MAX_PATHS of them, EVIDENCE_MAX_PATHS_CHARS long in
  * all; the others are judged from their alerts alone.
  */
-export function evidencePaths(paths: string[]): string {
+export function evidencePaths(paths: string[]): string[] {
   const chosen: string[] = [];
   let length = 0;
   for (const path of [...new Set(paths)].sort()) {
@@ -95,5 +95,5 @@ export function evidencePaths(paths: string[]): string {
     chosen.push(path);
     length += path.length + 1;
   }
-  return chosen.join('\n');
+  return chosen;
 }

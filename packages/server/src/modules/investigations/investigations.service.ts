@@ -9,7 +9,7 @@ import type { ActionsTable, AlertsTable, InvestigationEntitiesTable, Investigati
 import { type Db, type Store, groupScope } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
-import { presentAction } from '../actions/actions.presenter.ts';
+import { presentAction, storedParameters } from '../actions/actions.presenter.ts';
 import type { ActionsService } from '../actions/actions.service.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import type { SettingsService } from '../settings/settings.service.ts';
@@ -42,6 +42,11 @@ const VERDICTS_LOGGED = 10;
 const NEWS_MAX_ALERTS = 3;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+/** Whether an evidence request asked for exactly these files. */
+const asksFor = (request: ActionsTable, paths: readonly string[]): boolean => {
+  const asked = (storedParameters(request) as { paths?: string[] }).paths ?? [];
+  return asked.length === paths.length && asked.every((path, i) => path === paths[i]);
+};
 
 export function presentInvestigation(row: InvestigationsTable, now: number): Investigation {
   const waiting = row.waiting_ms + (row.waiting_since === null ? 0 : (row.ended_at ?? now) - row.waiting_since);
@@ -384,7 +389,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const paths = evidencePaths(entities.flatMap((e) => (e.path !== null && isFile(e) ? [e.path] : [])));
       const asked = (await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence')
         .where('device_id', '=', inv.device_id).orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS * 4).execute())
-        .filter((a) => (JSON.parse(a.parameters) as { paths?: string }).paths === paths);
+        .filter((a) => asksFor(a, paths));
       const ask = async (result: string, patch?: Partial<InvestigationsTable>): Promise<StepOutcome> => {
         const action = await actions.createIn(trx, engine, {
           type: 'collect_evidence', deviceId: inv.device_id, source: 'automated_investigation', investigationId: inv.id, status: 'queued',
@@ -579,7 +584,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       for (const { device_id: deviceId, name } of withAgents) {
         const paths = evidencePaths(entities.flatMap((e) => (e.device_id === deviceId && isFile(e) && e.path !== null ? [e.path] : [])));
         const asked = (await trx.selectFrom('actions').selectAll().where('investigation_id', '=', inv.id).where('type', '=', 'collect_evidence').where('device_id', '=', deviceId)
-          .orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS * 4).execute()).find((a) => (JSON.parse(a.parameters) as { paths?: string }).paths === paths);
+          .orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS * 4).execute()).find((a) => asksFor(a, paths));
         if (asked === undefined) {
           proposed.push(await actions.createIn(trx, engine, {
             type: 'collect_evidence', deviceId, source: 'automated_investigation', investigationId: inv.id, status: 'queued', entity: { name }, parameters: { paths },

@@ -48,7 +48,7 @@ describe(`verdicts from every fact about a file (${TEST_DIALECT})`, () => {
     await ctx().services.agents.result(agent.deviceId, signedByAgent(agent.key, { v: AGENT_PROTOCOL_VERSION, deviceId: agent.deviceId, actionId: asked.id, outcome: 'completed', output: JSON.stringify(report), iat: 0 }));
     ctx().clock.advance(1_500);
     await ctx().services.investigations.runDue();
-    return (asked.parameters.paths as string).split('\n');
+    return asked.parameters.paths as string[];
   }
   const entityAt = (seen: { entities: Entity[] }, path: string) => seen.entities.find((e) => e.path === path)!;
   const logOf = (seen: { log: Array<{ step: string; result: string }> }, step: string) => seen.log.filter((l) => l.step === step).map((l) => l.result).join('\n');
@@ -201,7 +201,7 @@ describe(`verdicts from every fact about a file (${TEST_DIALECT})`, () => {
     const id = await investigationOf(here);
     await answer(here, id, { ...NO_EVIDENCE, files: [{ path: dropper, sha256 }] });
     const asked = (await detail(id)).actions.find((a: { type: string; deviceId: string }) => a.type === 'collect_evidence' && a.deviceId === there.deviceId);
-    expect(asked.parameters).toEqual({ paths: dropper });
+    expect(asked.parameters).toEqual({ paths: [dropper] });
     const report: EvidenceReport = {
       processes: [{ pid: 77, exe: dropper, sha256, commandLine: dropper }],
       persistence: [{ kind: 'cron', source: '/etc/cron.d/x', text: `@reboot root ${dropper}` }],
