@@ -121,6 +121,19 @@ export const FLEET_ACTION_TYPES: readonly ActionType[] = ['contain_device', 'rel
 /** The statuses of an action that is still to be carried out: at most one per device, type and entity (entityKey). */
 export const OPEN_ACTION_STATUSES = ['pending_approval', 'queued', 'in_progress'] as const satisfies readonly ActionStatus[];
 
+/** The statuses of an action its agent is to carry out or is carrying out: its signed command may still be delivered. */
+export const DELIVERABLE_STATUSES = ['queued', 'in_progress'] as const satisfies readonly ActionStatus[];
+
+/**
+ * The statuses of an action decided and not failed: its effect is in force
+ * or about to be (containment is enforced from queued on), and an undo of
+ * it can come.
+ */
+export const IN_FORCE_STATUSES = ['queued', 'in_progress', 'completed'] as const satisfies readonly ActionStatus[];
+
+/** Whether `status` is one of `statuses` (a status read from a row is any string). */
+export const isStatusIn = (statuses: readonly ActionStatus[], status: string): boolean => (statuses as readonly string[]).includes(status);
+
 /**
  * What makes two actions of one type on one device the same action: the
  * file by its SHA-256 (its path when it has none), the device itself for

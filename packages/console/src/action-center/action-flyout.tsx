@@ -2,7 +2,7 @@ import {
   Button, DrawerBody, DrawerHeader, DrawerHeaderTitle, MessageBar, MessageBarBody, OverlayDrawer, Spinner, Subtitle2, Text, Tooltip,
   makeStyles, tokens,
 } from '@fluentui/react-components';
-import { ACTION_CATALOGUE, type Action, type ActionOrigin, type ActionStatus, type ActionTimelineEntry, FILE_QUARANTINE_TYPES } from '@quell/contracts';
+import { type Action, type ActionOrigin, type ActionTimelineEntry, FILE_QUARANTINE_TYPES, IN_FORCE_STATUSES, isStatusIn, isUndoable } from '@quell/contracts';
 import { type ReactNode, useState } from 'react';
 import { problemText } from '../api/problem-text.ts';
 import { ENTITY_TYPE_LABELS, SOURCE_LABELS, formatDateTime, statusLabel, typeLabel } from '../format.ts';
@@ -38,11 +38,8 @@ function GuardedButton({ refusal, children, onClick }: { refusal: string | null;
   return refusal === null ? button : <Tooltip content={refusal} relationship="description">{button}</Tooltip>;
 }
 
-/** Statuses from which an action may still become one that can be undone: the others never ran, or ran and ended otherwise. */
-const MAY_BE_UNDONE: readonly ActionStatus[] = ['queued', 'in_progress', 'completed'];
-
 /** Whether to offer Undo at all: never for a type without an undo, nor for an action that never completed and never will. */
-const offersUndo = (action: Action): boolean => ACTION_CATALOGUE[action.type].undoType !== undefined && MAY_BE_UNDONE.includes(action.status);
+const offersUndo = (action: Action): boolean => isUndoable(action.type) && isStatusIn(IN_FORCE_STATUSES, action.status);
 
 function Details({ action, origin, onClose }: { action: Action; origin: ActionOrigin | undefined; onClose: () => void }) {
   const styles = useStyles();

@@ -1,4 +1,4 @@
-import type { Action, ActionStatus, ActionType, Device } from '@quell/contracts';
+import { type Action, type ActionType, type Device, IN_FORCE_STATUSES, isStatusIn } from '@quell/contracts';
 import { useQuery } from '@tanstack/react-query';
 import { api } from '../api/api-client.ts';
 import { ACTIONS_KEY } from '../action-center/use-actions.ts';
@@ -47,11 +47,9 @@ export function useDeviceState(device: Device) {
     /** Each user contained on this device and not released (one action per user name, the latest). */
     containedUsers: latestPerEntity(notUndone(users.data?.items)),
     /** Each address of this unmanaged device under containment (queued, being enforced or completed) and not released. */
-    containments: latestPerEntity(notUndone(containment.data?.items).filter((a) => CONTAINMENT_ACTIVE.includes(a.status))),
+    containments: latestPerEntity(notUndone(containment.data?.items).filter((a) => isStatusIn(IN_FORCE_STATUSES, a.status))),
   };
 }
-
-const CONTAINMENT_ACTIVE: readonly ActionStatus[] = ['queued', 'in_progress', 'completed'];
 
 function latestPerEntity(actions: Action[]): Action[] {
   const seen = new Set<string>();

@@ -1,5 +1,5 @@
 import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
-import { type ActionStatus, type ActionType, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, OPEN_ACTION_STATUSES } from '@quell/contracts';
+import { type ActionStatus, type ActionType, DELIVERABLE_STATUSES, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, OPEN_ACTION_STATUSES } from '@quell/contracts';
 import type { ActionDriftTable, ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
 
@@ -185,7 +185,7 @@ export function createActionsRepository() {
      */
     async openCommandsForDevice(db: Db, deviceId: string): Promise<Array<Pick<ActionsTable, 'id' | 'status' | 'command_jws'>>> {
       return db.selectFrom('actions').select(['id', 'status', 'command_jws']).where('device_id', '=', deviceId)
-        .where('status', 'in', ['queued', 'in_progress']).where('command_jws', 'is not', null)
+        .where('status', 'in', DELIVERABLE_STATUSES).where('command_jws', 'is not', null)
         .orderBy('decided_at').orderBy('requested_at').orderBy('id').limit(1000).execute();
     },
 

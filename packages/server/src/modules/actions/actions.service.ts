@@ -1,6 +1,6 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionEvent, type ActionOrigin, type ActionParameters, type ActionSource, type ActionStatus, type ActionType, type BulkDecisionBody,
-  CAPABILITY_MATRIX, type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
+  CAPABILITY_MATRIX, type CreateActionBody, IN_FORCE_STATUSES, isStatusIn, DEVICE_OFFLINE_AFTER_MS, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, ISOLATION_DELIVERY_WINDOW_HOURS,
   type ExportActionsQuery, type IndicatorType, type ListActionsQuery, type Platform, canonicalParameters, nextStatus, parameterProblem, roleAtLeast, statusesCountedAs,
 } from '@quell/contracts';
 import { storedEntityKey } from './entity-key.ts';
@@ -50,8 +50,8 @@ const DEVICE_STATE_KINDS: Partial<Record<string, 'isolation' | 'code_restriction
 const isFleet = (row: Pick<ActionsTable, 'type'>): boolean => FLEET_ACTION_TYPES.includes(row.type as ActionType);
 /** A containment in the state agents enforce, or a release that has not failed. */
 const enforcedNow = (row: Pick<ActionsTable, 'type' | 'status' | 'undone_by'>): boolean => (row.type === 'release_containment'
-  ? ['queued', 'in_progress', 'completed'].includes(row.status)
-  : ['queued', 'in_progress', 'completed'].includes(row.status) && row.undone_by === null);
+  ? isStatusIn(IN_FORCE_STATUSES, row.status)
+  : isStatusIn(IN_FORCE_STATUSES, row.status) && row.undone_by === null);
 
 /** Sources where no person decided to act: they never lift the agent's guards. */
 const AUTOMATED_SOURCES: readonly ActionSource[] = ['automated_investigation', 'antivirus'];

@@ -1,7 +1,7 @@
 import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
 import {
   ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema, ENFORCED_EFFECT_ACTION_TYPES,
-  type EnforcedEffect, FLEET_ACTION_TYPES, type EnrolBody, type EnrolResponse, IndicatorHitsPayloadSchema, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
+  DELIVERABLE_STATUSES, type EnforcedEffect, FLEET_ACTION_TYPES, isStatusIn, type EnrolBody, type EnrolResponse, IndicatorHitsPayloadSchema, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
   challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
 import { sql } from 'kysely';
@@ -348,7 +348,7 @@ export function createAgentsService(deps: {
       if (!key || !row || row.device_id !== deviceId || sig.length !== 64 || !verifySignature(null, Buffer.from(packageUploadMessage(actionId, deviceId, sha256)), key, sig)) {
         throw new QuellError('agent_signature_invalid');
       }
-      if (row.type !== 'collect_investigation_package' || !['queued', 'in_progress'].includes(row.status) || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
+      if (row.type !== 'collect_investigation_package' || !isStatusIn(DELIVERABLE_STATUSES, row.status) || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
       if (!(await isTarGz(body))) throw new QuellError('validation_failed', 'An investigation package is a gzip-compressed tar archive; this upload is not one');
       // The agent's acknowledgement may still be on its way over the other channel: the signed upload proves delivery.
       if (row.status === 'queued') await actions.recordDelivery(agentActor(deviceId), actionId).catch(ignoreStale);

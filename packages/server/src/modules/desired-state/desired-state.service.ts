@@ -1,4 +1,4 @@
-import { DEVICE_OFFLINE_AFTER_MS, FLEET_ACTION_TYPES, type StateReportPayload } from '@quell/contracts';
+import { DELIVERABLE_STATUSES, DEVICE_OFFLINE_AFTER_MS, FLEET_ACTION_TYPES, type StateReportPayload } from '@quell/contracts';
 import { sql } from 'kysely';
 import { type Actor, systemActor } from '../../actor.ts';
 import type { Store } from '../../db/store.ts';
@@ -51,7 +51,7 @@ export function createDesiredStateService(deps: { store: Store; actions: Contain
 
   async function settle(): Promise<number> {
     const open = await store.db.selectFrom('actions').select(['id', 'status', 'type', 'entity_name', 'state_version'])
-      .where('status', 'in', ['queued', 'in_progress']).where('type', 'in', FLEET_ACTION_TYPES).where('state_version', 'is not', null).execute();
+      .where('status', 'in', DELIVERABLE_STATUSES).where('type', 'in', FLEET_ACTION_TYPES).where('state_version', 'is not', null).execute();
     let moved = 0;
     for (const action of open) {
       const actor = systemActor('containment');

@@ -1,4 +1,4 @@
-import { type ContainmentEntry, DOMAIN_NAME } from '@quell/contracts';
+import { type ContainmentEntry, DOMAIN_NAME, IN_FORCE_STATUSES } from '@quell/contracts';
 import type { ExpressionBuilder } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import type { Db } from '../../db/store.ts';
@@ -26,8 +26,6 @@ export function enforcedName(type: string, value: string): string | null {
 /** The indicator actions an agent enforces as blocks. */
 const BLOCKING = ['block', 'block_and_remediate'];
 
-/** The statuses in which a contain_device action is enforced (until its release is under way). */
-const IN_FORCE = ['queued', 'in_progress', 'completed'];
 
 /**
  * Writes the next version of the desired state every agent enforces: the
@@ -41,7 +39,8 @@ export async function writeDesiredState(trx: Db, signer: CommandSigner | undefin
   const { version } = await trx.updateTable('desired_state').set((eb) => ({ version: eb('version', '+', 1), updated_at: now }))
     .where('name', '=', FLEET).returning('version').executeTakeFirstOrThrow();
   const contained = await trx.selectFrom('actions').select(['id', 'entity_name', 'parameters'])
-    .where('type', '=', 'contain_device').where('status', 'in', IN_FORCE).where('undone_by', 'is', null)
+    // Enforced from queued on, until its release is under way.
+    .where('type', '=', 'contain_device').where('status', 'in', IN_FORCE_STATUSES).where('undone_by', 'is', null)
     .orderBy('requested_at').orderBy('id').execute();
   const containment = contained.map((row): ContainmentEntry => {
     const mac = (JSON.parse(row.parameters) as { mac?: unknown }).mac;

@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import {
   ACTION_CATALOGUE, type ActionType, type AlertSeverity, type AutomationLevel, type Evidence, type EvidenceReport, FILE_QUARANTINE_TYPES,
-  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type ListInvestigationsQuery, type Verdict,
+  INVESTIGATION_ENDED, INVESTIGATION_PROBLEMS_MAX, type Investigation, type InvestigationStatus, type ListInvestigationsQuery, OPEN_ACTION_STATUSES, type Verdict, isStatusIn,
 } from '@quell/contracts';
 import { storedEntityKey } from '../actions/entity-key.ts';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
@@ -35,7 +35,6 @@ const STEP_RETRY_MS = 5_000;
 /** How often a waiting investigation looks at its actions again. */
 const WAIT_POLL_MS = 1000;
 const SEVERITY_RANK: Record<AlertSeverity, number> = { informational: 0, low: 1, medium: 2, high: 3 };
-const ACTION_OPEN = ['pending_approval', 'queued', 'in_progress'];
 /** At most this many files' verdicts are written out in the log, each with its reason. */
 const VERDICTS_LOGGED = 10;
 /** At most this many new alerts are named when a rejected proposal is made again. */
@@ -399,9 +398,9 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       };
       const latest = asked[0];
       if (!latest) return ask('asked the agent for evidence');
-      if (ACTION_OPEN.includes(latest.status) && clock.now() - latest.requested_at < EVIDENCE_WAIT_MS) return { result: null, next: 'evidence' };
+      if (isStatusIn(OPEN_ACTION_STATUSES, latest.status) && clock.now() - latest.requested_at < EVIDENCE_WAIT_MS) return { result: null, next: 'evidence' };
       if (latest.status !== 'completed' && latest.status !== 'failed') {
-        const why = ACTION_OPEN.includes(latest.status) ? `The device did not answer within ${EVIDENCE_WAIT_MS / 60_000} minutes` : `The request for evidence ended ${latest.status.replace('_', ' ')}`;
+        const why = isStatusIn(OPEN_ACTION_STATUSES, latest.status) ? `The device did not answer within ${EVIDENCE_WAIT_MS / 60_000} minutes` : `The request for evidence ended ${latest.status.replace('_', ' ')}`;
         return { result: `no evidence from the device (${latest.status}): its alerts are the evidence`, next: 'verdicts', patch: { problems: withProblem(inv, 'evidence', clock.now(), why) } };
       }
       const answer = evidenceOf(latest);
@@ -593,7 +592,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         answers.push({ deviceId, name, action: asked });
       }
       if (proposed.length > 0) return { result: `asked ${proposed.length} other device${proposed.length === 1 ? '' : 's'} for evidence: ${answers.filter((a) => a.action === undefined).map((a) => a.name).join(', ')}`, next: 'evidence_elsewhere', proposed };
-      if (answers.some((a) => ACTION_OPEN.includes(a.action!.status) && clock.now() - a.action!.requested_at < EVIDENCE_WAIT_MS)) return { result: null, next: 'evidence_elsewhere' };
+      if (answers.some((a) => isStatusIn(OPEN_ACTION_STATUSES, a.action!.status) && clock.now() - a.action!.requested_at < EVIDENCE_WAIT_MS)) return { result: null, next: 'evidence_elsewhere' };
       const lines: string[] = [];
       for (const { deviceId, name, action } of answers) {
         const report = action!.status === 'completed' ? evidenceOf(action!) : null;
@@ -733,7 +732,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const rows = [...(await followedActions(trx, entities)).values()];
       const threats = entities.filter((e) => e.verdict === 'malicious' || e.verdict === 'suspicious').length;
       const pending = rows.some((a) => a.status === 'pending_approval');
-      if (rows.some((a) => ACTION_OPEN.includes(a.status))) {
+      if (rows.some((a) => isStatusIn(OPEN_ACTION_STATUSES, a.status))) {
         const status: InvestigationStatus = pending ? 'pending_action' : 'running';
         const waiting = pending ? { waiting_since: inv.waiting_since ?? now } : { waiting_since: null, waiting_ms: inv.waiting_ms + (inv.waiting_since === null ? 0 : now - inv.waiting_since) };
         const changed = status !== inv.status;
