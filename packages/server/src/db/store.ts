@@ -14,9 +14,43 @@ export interface Store {
   /**
    * Runs `fn` in one transaction. On SQLite it is BEGIN IMMEDIATE, so two
    * processes on one file serialise instead of failing on a lock upgrade.
+   * What `fn` hands to afterCommit runs once it has committed.
    */
   transaction<T>(fn: (trx: Db) => Promise<T>): Promise<T>;
   close(): Promise<void>;
+}
+
+/** The callbacks each open transaction runs once it commits (and drops if it rolls back). */
+const AFTER_COMMIT = new WeakMap<Db, Array<() => void>>();
+
+/**
+ * Runs `callback` once the transaction `trx` has committed — telling agents
+ * of a command that may still be rolled back would have them ask for one
+ * that is not there. Outside a transaction (`store.db`) it runs at once.
+ */
+export function afterCommit(trx: Db, callback: () => void): void {
+  const callbacks = AFTER_COMMIT.get(trx);
+  if (callbacks) callbacks.push(callback);
+  else callback();
+}
+
+/** A dialect's transaction, with the callbacks afterCommit collected run after it commits. */
+async function withAfterCommit<T>(run: (inside: (trx: Db) => Promise<T>) => Promise<T>, fn: (trx: Db) => Promise<T>): Promise<T> {
+  const callbacks: Array<() => void> = [];
+  let used: Db | null = null;
+  let result: T;
+  try {
+    result = await run((trx) => {
+      used = trx;
+      AFTER_COMMIT.set(trx, callbacks);
+      return fn(trx);
+    });
+  } finally {
+    // SQLite hands every transaction the same connection object: the next one starts with none.
+    if (used !== null) AFTER_COMMIT.delete(used);
+  }
+  for (const callback of callbacks) callback();
+  return result;
 }
 
 /**
@@ -63,21 +97,19 @@ function openSqlite(file: string): Store {
   return {
     dialect: 'sqlite',
     db,
-    async transaction(fn) {
+    transaction: (fn) => withAfterCommit((inside) => db.connection().execute(async (conn) => {
       // The SQLite driver has one connection guarded by a mutex: holding it
       // keeps every other query of this process out until we commit.
-      return db.connection().execute(async (conn) => {
-        await sql`begin immediate`.execute(conn);
-        try {
-          const result = await fn(conn);
-          await sql`commit`.execute(conn);
-          return result;
-        } catch (error) {
-          await sql`rollback`.execute(conn);
-          throw error;
-        }
-      });
-    },
+      await sql`begin immediate`.execute(conn);
+      try {
+        const result = await inside(conn);
+        await sql`commit`.execute(conn);
+        return result;
+      } catch (error) {
+        await sql`rollback`.execute(conn);
+        throw error;
+      }
+    }), fn),
     close: () => db.destroy(),
   };
 }
@@ -92,7 +124,7 @@ function openPostgres(url: string): Store {
   return {
     dialect: 'postgres',
     db,
-    transaction: (fn) => db.transaction().execute(fn),
+    transaction: (fn) => withAfterCommit((inside) => db.transaction().execute(inside), fn),
     close: () => db.destroy(),
   };
 }

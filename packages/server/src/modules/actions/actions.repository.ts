@@ -152,6 +152,16 @@ export function createActionsRepository() {
       return Number(result.numUpdatedRows) === 1;
     },
 
+    /** Frees an original from its undo `undoId` (which ended without completing), so it may be undone again. */
+    async unlinkUndo(db: Db, id: string, undoId: string, now: number): Promise<void> {
+      await db.updateTable('actions').set({ undone_by: null, updated_at: now }).where('id', '=', id).where('undone_by', '=', undoId).execute();
+    },
+
+    /** The containment state version a fleet action took effect at. */
+    async setStateVersion(db: Db, id: string, version: number): Promise<void> {
+      await db.updateTable('actions').set({ state_version: version }).where('id', '=', id).execute();
+    },
+
     async page(db: Db, filter: ActionFilter, keyset: Keyset): Promise<ActionsTable[]> {
       const { column, order, after, limit } = keyset;
       let query = applyFilter(db.selectFrom('actions').selectAll(), filter);

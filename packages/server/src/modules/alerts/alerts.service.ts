@@ -205,7 +205,6 @@ export function createAlertsService(deps: {
         const resolved = await updateIn(trx, actor, id, { status: 'resolved', classification: 'false_positive', comment });
         return { resolved, undone, allowed, blockLifted };
       });
-      deps.actions.notify(result.undone);
       if (result.blockLifted) deps.indicators.announce();
       return { alert: result.resolved, undone: result.undone.map(presentAction), indicators: result.allowed };
     },

@@ -1,4 +1,4 @@
-import type { DeviceGroupsTable, DevicesTable } from '../../db/schema.ts';
+import type { DeviceGroupsTable, DeviceStateTable, DevicesTable } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
 
 /** A device with its active agent's facts, if it has one, and its offboarding: asked of that agent, or the last one done. */
@@ -37,6 +37,15 @@ export function createDevicesRepository() {
     },
     async listDevices(db: Db, groupIds: readonly string[] | null): Promise<DeviceRow[]> {
       return withAgent(db).where(groupScope('devices.group_id', groupIds)).orderBy('devices.name').limit(10_000).execute();
+    },
+    /** Records what an action put in force on its device (one isolation, one restriction, one containment per user): the latest action holds it. */
+    async holdState(db: Db, state: DeviceStateTable): Promise<void> {
+      await db.insertInto('device_state').values(state)
+        .onConflict((oc) => oc.columns(['device_id', 'kind', 'entity']).doUpdateSet({ action_id: state.action_id })).execute();
+    },
+    /** Forgets what an action put in force, once it is undone. */
+    async releaseState(db: Db, actionId: string): Promise<void> {
+      await db.deleteFrom('device_state').where('action_id', '=', actionId).execute();
     },
     async insertGroup(db: Db, row: DeviceGroupsTable): Promise<void> {
       await db.insertInto('device_groups').values(row).execute();

@@ -94,7 +94,7 @@ interface Expansion {
   decision: { approved: boolean; by: string } | null;
 }
 /** What a step did: its line in the log (none for an unchanged wait), the next step, and the row's new fields. */
-interface StepOutcome { result: string | null; next: StepName | 'done'; patch?: Partial<InvestigationsTable>; proposed?: ActionsTable[] }
+interface StepOutcome { result: string | null; next: StepName | 'done'; patch?: Partial<InvestigationsTable> }
 
 /**
  * Automated investigations. An alert starts one on its device, or joins the
@@ -390,11 +390,11 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         .where('device_id', '=', inv.device_id).orderBy('requested_at', 'desc').orderBy('id', 'desc').limit(EVIDENCE_ATTEMPTS * 4).execute())
         .filter((a) => asksFor(a, paths));
       const ask = async (result: string, patch?: Partial<InvestigationsTable>): Promise<StepOutcome> => {
-        const action = await actions.createIn(trx, engine, {
+        await actions.createIn(trx, engine, {
           type: 'collect_evidence', deviceId: inv.device_id, source: 'automated_investigation', investigationId: inv.id, status: 'queued',
           entity: { name: inv.device_name }, parameters: { paths },
         });
-        return { result, next: 'evidence', proposed: [action], ...(patch ? { patch } : {}) };
+        return { result, next: 'evidence', ...(patch ? { patch } : {}) };
       };
       const latest = asked[0];
       if (!latest) return ask('asked the agent for evidence');
@@ -591,7 +591,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         }
         answers.push({ deviceId, name, action: asked });
       }
-      if (proposed.length > 0) return { result: `asked ${proposed.length} other device${proposed.length === 1 ? '' : 's'} for evidence: ${answers.filter((a) => a.action === undefined).map((a) => a.name).join(', ')}`, next: 'evidence_elsewhere', proposed };
+      if (proposed.length > 0) return { result: `asked ${proposed.length} other device${proposed.length === 1 ? '' : 's'} for evidence: ${answers.filter((a) => a.action === undefined).map((a) => a.name).join(', ')}`, next: 'evidence_elsewhere' };
       if (answers.some((a) => isStatusIn(OPEN_ACTION_STATUSES, a.action!.status) && clock.now() - a.action!.requested_at < EVIDENCE_WAIT_MS)) return { result: null, next: 'evidence_elsewhere' };
       const lines: string[] = [];
       for (const { deviceId, name, action } of answers) {
@@ -721,7 +721,7 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       const pending = proposed.filter((a) => a.status === 'pending_approval').length;
       const result = `${proposed.length} action${proposed.length === 1 ? '' : 's'} proposed (${proposed.length - pending} automatic, ${pending} pending approval)`
         + `${joined ? `, ${joined} already proposed` : ''}${notes.length ? `; ${notes.join('; ')}` : ''}`;
-      return { result, next: 'wait', proposed };
+      return { result, next: 'wait' };
     },
 
     /** Follows the investigation's actions until each has ended, then says how it ended. */
@@ -776,14 +776,12 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
       .where('id', '=', id).where('step', '<>', 'done').where('run_after', '<=', now)
       .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)])).executeTakeFirst();
     if (Number(claimed.numUpdatedRows) !== 1) return false;
-    let proposed: ActionsTable[] = [];
     try {
       await store.transaction(async (trx) => {
         const inv = await trx.selectFrom('investigations').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
         if (inv.locked_by !== owner || inv.step === 'done') return;
         const started = clock.now();
         const outcome = await STEPS[inv.step as StepName](trx, inv);
-        proposed = outcome.proposed ?? [];
         if (outcome.result !== null) await log(trx, inv.id, inv.step, started, outcome.result);
         const next = outcome.next;
         await trx.updateTable('investigations').set({
@@ -793,10 +791,8 @@ export function createInvestigationsService(deps: { store: Store; actions: Actio
         }).where('id', '=', id).where('locked_by', '=', owner).execute();
       });
     } catch (error) {
-      proposed = [];
       await store.transaction((trx) => stepFailed(trx, id, now, (error as Error).message));
     }
-    actions.notify(proposed);
     return true;
   }
 
