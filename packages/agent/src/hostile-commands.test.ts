@@ -225,8 +225,8 @@ describe(`a real agent refuses what would harm the endpoint or itself (${TEST_DI
     const undo = send({ type: 'restore_file', entity: { name: 'x', path: join(files, 'nothing') }, undoOf: '../../victim' });
     await waitFor('three refusals', async () => (server.frames.filter((f) => f.t === 'rejected').length >= rejectionsBefore + 3 ? true : undefined));
     const reasons = server.frames.filter((f) => f.t === 'rejected').slice(rejectionsBefore).map((f) => (f as { reason: string }).reason);
-    expect(reasons.filter((r) => /actionId is not a UUID/.test(r))).toHaveLength(2);
-    expect(refusal(await undo)).toMatch(/undoOf is neither null nor a UUID/);
+    expect(reasons.filter((r) => /\/actionId must be a UUID/.test(r))).toHaveLength(2);
+    expect(refusal(await undo)).toMatch(/\/undoOf must be null or a UUID/);
     expect(readFileSync(join(victim, 'keep.txt'), 'utf8')).toBe('keep');
     await expectResponsive();
   });
@@ -243,7 +243,7 @@ describe(`a real agent refuses what would harm the endpoint or itself (${TEST_DI
 
     const tooMany = Array.from({ length: 101 }, (_, i) => `/tmp/file-${i}`);
     expect(refusal(await send({ type: 'collect_evidence', entity: { name: 'device' }, parameters: { paths: tooMany } }))).toMatch(/at most 100 paths/);
-    expect(refusal(await send({ type: 'quarantine_file', entity: { name: 'x'.repeat(5000) } }))).toMatch(/entity.name must be 1 to 1024 characters/);
+    expect(refusal(await send({ type: 'quarantine_file', entity: { name: 'x'.repeat(5000) } }))).toMatch(/\/entity\/name must be 1 to 1024 characters/);
     expect(refusal(await send({ type: 'stop_service', entity: { name: 'a.service' }, parameters: { surprise: 'x' } as CommandPayload['parameters'] }))).toMatch(/takes no parameter "surprise"/);
     expect(refusal(await send({ type: 'run_antivirus_scan', entity: { name: 'device' }, parameters: { scan: 'deep' as 'full' } }))).toMatch(/parameters.scan must be quick or full/);
 

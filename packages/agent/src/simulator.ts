@@ -2,7 +2,7 @@ import { type KeyObject, createPrivateKey } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Ed25519PublicJwk, type ServerFrame } from '@quell/contracts';
-import { importJWK } from 'jose';
+import { publicKeyOf } from '@quell/contracts/jws';
 import WebSocket from 'ws';
 import { EnrolmentRefused, deviceFacts, registerAgent } from './enrol.ts';
 import { loadIdentity, saveIdentity } from './identity.ts';
@@ -146,7 +146,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     return verifiedStates.get(jws)!;
   };
   const connect = async (agent: Member): Promise<void> => {
-    const key = await importJWK(agent.serverKey, 'EdDSA');
+    const key = publicKeyOf(agent.serverKey);
     const url = new URL(API_PATHS.agentConnect, options.serverUrl);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const device: SimulatedDevice = { deviceId: agent.deviceId, hostname: agent.hostname };

@@ -1,4 +1,5 @@
-import { type KeyObject, createHash, sign as signBytes } from 'node:crypto';
+import { type KeyObject, createHash } from 'node:crypto';
+import { signMessage } from '@quell/contracts/jws';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { type PeerCertificate, connect as tlsConnect } from 'node:tls';
@@ -64,7 +65,7 @@ export function callServer(url: URL, options: { method: string; headers: Record<
 /** Uploads the investigation package of an action, signed with the agent's key over its SHA-256; the server keeps it with the action. */
 export async function uploadPackage(agent: { serverUrl: string; deviceId: string; privateKey: KeyObject; pin?: ServerPin }, actionId: string, bytes: Buffer): Promise<void> {
   const sha256 = createHash('sha256').update(bytes).digest('hex');
-  const signature = signBytes(null, Buffer.from(packageUploadMessage(actionId, agent.deviceId, sha256)), agent.privateKey).toString('base64url');
+  const signature = signMessage(agent.privateKey, packageUploadMessage(actionId, agent.deviceId, sha256));
   const response = await callServer(new URL(API_PATHS.agentPackageUpload.replace(':id', actionId), agent.serverUrl), {
     method: 'PUT',
     headers: { 'content-type': 'application/octet-stream', 'x-quell-device': agent.deviceId, 'x-quell-signature': signature },

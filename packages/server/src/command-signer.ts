@@ -1,7 +1,8 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as signBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_PROTOCOL_VERSION, type CommandPayload, type Ed25519PublicJwk, type OffboardPayload, type StatePayload } from '@quell/contracts';
+import { signJws } from '@quell/contracts/jws';
 
 export interface CommandSigner {
   publicJwk: Ed25519PublicJwk;
@@ -33,30 +34,21 @@ export function loadOrCreateSigningKey(dataDir: string): KeyObject {
 export function createCommandSigner(privateKey: KeyObject = generateKeyPairSync('ed25519').privateKey): CommandSigner {
   const publicJwk = createPublicKey(privateKey).export({ format: 'jwk' }) as Ed25519PublicJwk;
   const keyId = createHash('sha256').update(JSON.stringify({ crv: 'Ed25519', kty: 'OKP', x: publicJwk.x })).digest('base64url');
-  const header = (typ: string) => Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: keyId, typ })).toString('base64url');
-  const commandHeader = header('quell-command+jws');
-  const stateHeader = header('quell-state+jws');
-  const offboardHeader = header('quell-offboard+jws');
-  // A compact JWS (RFC 7515) signed with node:crypto directly: the same bytes jose would produce,
-  // without its round trip through the thread pool on every approval.
-  const compactJws = (protectedHeader: string, payload: object): string => {
-    const signingInput = `${protectedHeader}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
-    return `${signingInput}.${signBytes(null, Buffer.from(signingInput), privateKey).toString('base64url')}`;
-  };
+  const signed = (typ: string, payload: object): string => signJws(privateKey, { kid: keyId, typ }, payload);
   return {
     publicJwk: { kty: 'OKP', crv: 'Ed25519', x: publicJwk.x },
     keyId,
     async sign(command, now) {
       const payload: CommandPayload = { v: AGENT_PROTOCOL_VERSION, ...command, iat: Math.floor(now / 1000), nonce: randomBytes(16).toString('base64url') };
-      return compactJws(commandHeader, payload);
+      return signed('quell-command+jws', payload);
     },
     signState(state, now) {
       const payload: StatePayload = { v: AGENT_PROTOCOL_VERSION, kind: 'quell-state', ...state, iat: Math.floor(now / 1000) };
-      return compactJws(stateHeader, payload);
+      return signed('quell-state+jws', payload);
     },
     signOffboard(offboard, now) {
       const payload: OffboardPayload = { v: AGENT_PROTOCOL_VERSION, kind: 'quell-offboard', ...offboard, iat: Math.floor(now / 1000) };
-      return compactJws(offboardHeader, payload);
+      return signed('quell-offboard+jws', payload);
     },
   };
 }

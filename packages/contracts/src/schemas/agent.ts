@@ -1,7 +1,7 @@
 import { Type, type Static } from 'typebox';
-import { ACTION_CATALOGUE, type ActionType, PLATFORMS } from '../catalogue.ts';
-import { type ActionParameters, UUID } from '../parameters.ts';
-import type { EntitySchema } from './actions.ts';
+import { DOMAIN_NAME } from '../addresses.ts';
+import { ACTION_CATALOGUE, ACTION_TYPES, type ActionType, PLATFORMS } from '../catalogue.ts';
+import { type ActionParameters, MUST, UUID } from '../parameters.ts';
 import { IdSchema, TimestampSchema } from './common.ts';
 
 /**
@@ -66,29 +66,42 @@ export const EnrolmentTokenSchema = Type.Object({
 export type EnrolmentToken = Static<typeof EnrolmentTokenSchema>;
 export const CreatedEnrolmentTokenSchema = Type.Object({ token: EnrolmentTokenSchema, secret: Type.String() });
 
-/** What the server signs for one action on one device. */
-export interface CommandPayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  actionId: string;
-  deviceId: string;
-  type: ActionType;
-  entity: Static<typeof EntitySchema>;
-  /** As ACTION_PARAMETER_SCHEMAS has them for the type. */
-  parameters: ActionParameters;
-  /** For undo types: the action whose prior state this one restores. */
-  undoOf: string | null;
-  /** Seconds since the epoch, as in JWT. */
-  iat: number;
-  exp: number;
-  nonce: string;
-}
-/** A command of one type, its parameters typed as that type takes them: what an executor of the type receives. */
-export type CommandOf<T extends ActionType> = CommandPayload & { type: T; parameters: ActionParameters<T> };
+/*
+ * What the server signs for agents, checked by the agent before it believes
+ * anything in it: a command for one action on one device, the desired state
+ * of the fleet, the word to offboard.
+ */
 
-/** An id an agent names: a UUID in lower case, as the server writes them (they become file names on endpoints). */
+/** An id in a message: a UUID in lower case, as the server writes them (they become file names on endpoints). */
 const AgentIdSchema = Type.String({ pattern: UUID.source, maxLength: 36 });
 /** Seconds since the epoch, as in JWT. */
 const IssuedAtSchema = Type.Integer({ minimum: 0 });
+
+/** What the server signs for one action on one device; its parameters are then checked against its type's (ACTION_PARAMETER_SCHEMAS). */
+export const CommandPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  actionId: Type.String({ pattern: UUID.source, [MUST]: 'be a UUID' }),
+  deviceId: AgentIdSchema,
+  type: Type.Enum(ACTION_TYPES, { [MUST]: 'be an action type' }),
+  entity: Type.Object({
+    name: Type.String({ minLength: 1, maxLength: 1024, [MUST]: 'be 1 to 1024 characters' }),
+    sha256: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', [MUST]: 'be a SHA-256' })),
+    path: Type.Optional(Type.String({ maxLength: 4096, [MUST]: 'be at most 4096 characters' })),
+  }),
+  parameters: Type.Record(Type.String(), Type.Unknown(), { [MUST]: 'be an object' }),
+  /** For undo types: the action whose prior state this one restores. */
+  undoOf: Type.Union([AgentIdSchema, Type.Null()], { [MUST]: 'be null or a UUID' }),
+  iat: IssuedAtSchema,
+  exp: IssuedAtSchema,
+  nonce: Type.String({ minLength: 16, maxLength: 128, [MUST]: 'be 16 to 128 characters' }),
+});
+export type CommandPayload = Omit<Static<typeof CommandPayloadSchema>, 'parameters'> & {
+  /** As ACTION_PARAMETER_SCHEMAS has them for the type. */
+  parameters: ActionParameters;
+};
+/** A command of one type, its parameters typed as that type takes them: what an executor of the type receives. */
+export type CommandOf<T extends ActionType> = CommandPayload & { type: T; parameters: ActionParameters<T> };
+
 /** Free text an agent sends: the frame size bounds it, the server keeps a part of it. */
 const AgentTextSchema = Type.String({ maxLength: AGENT_MAX_FRAME_BYTES });
 
@@ -112,24 +125,27 @@ export const ResultPayloadSchema = Type.Object({
 export type ResultPayload = Static<typeof ResultPayloadSchema>;
 
 /** One contained address: traffic to and from it is dropped on every managed device. */
-export interface ContainmentEntry {
+export const ContainmentEntrySchema = Type.Object({
   /** The contain_device action that put it there. */
-  actionId: string;
-  address: string;
-  mac?: string;
-}
+  actionId: Type.String({ maxLength: 64 }),
+  address: Type.String({ maxLength: 64 }),
+  mac: Type.Optional(Type.String({ maxLength: 32 })),
+});
+export type ContainmentEntry = Static<typeof ContainmentEntrySchema>;
 
-/**
- * The desired state every agent enforces, signed by the server once per
- * version for each device group (block indicators can be scoped to groups;
- * containment is the same for all). Versions only grow: an agent never goes
- * back to an older state it is shown again.
- */
-export interface StatePayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  kind: 'quell-state';
-  version: number;
-  containment: ContainmentEntry[];
+const hashes = (pattern: string) => Type.Array(Type.String({ pattern }));
+const SHA256_HEX = '^[0-9a-f]{64}$';
+const ANY_HASH_HEX = '^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})$';
+/** The most entries one list of a state may carry: a set of this size is applied in well under a second. */
+export const STATE_LIST_MAX = 200_000;
+const addressList = Type.Array(Type.String({ maxLength: 64 }), { maxItems: STATE_LIST_MAX });
+const domainList = Type.Array(Type.String({ pattern: DOMAIN_NAME.source }), { maxItems: STATE_LIST_MAX });
+
+export const StatePayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  kind: Type.Literal('quell-state'),
+  version: Type.Integer({ minimum: 1 }),
+  containment: Type.Array(ContainmentEntrySchema),
   /**
    * Files the agent's antivirus treats as malicious beyond its built-in
    * signatures (block indicators), by SHA-256, SHA-1 or MD5; the last two
@@ -139,35 +155,49 @@ export interface StatePayload {
    * `audit` holds hashes of any of the three kinds whose files are reported,
    * not quarantined.
    */
-  antivirus: { blockSha256: string[]; blockSha1?: string[]; blockMd5?: string[]; remediate?: string[]; audit?: string[] };
+  antivirus: Type.Object({
+    blockSha256: hashes(SHA256_HEX),
+    blockSha1: Type.Optional(hashes('^[0-9a-f]{40}$')),
+    blockMd5: Type.Optional(hashes('^[0-9a-f]{32}$')),
+    remediate: Type.Optional(hashes(ANY_HASH_HEX)),
+    audit: Type.Optional(hashes(ANY_HASH_HEX)),
+  }),
   /**
    * Addresses and CIDR ranges traffic from and to which is dropped (block
    * indicators), those let through all the same (allow indicators), and
    * those let through and reported (audit indicators); absent from states
-   * of older servers.
+   * of older servers. Each is an address or range as addressOrRange spells it.
    */
-  network?: { blockAddresses: string[]; allowAddresses?: string[]; auditAddresses?: string[] };
+  network: Type.Optional(Type.Object({ blockAddresses: addressList, allowAddresses: Type.Optional(addressList), auditAddresses: Type.Optional(addressList) })),
   /**
    * Domain names (and the host names of URL indicators) the agent's DNS
    * filter refuses, lets through and reports, or always lets through; each
    * holds its subdomains. Absent from states of older servers.
    */
-  dns?: { block: string[]; audit: string[]; allow: string[] };
-  iat: number;
-}
+  dns: Type.Optional(Type.Object({ block: domainList, audit: domainList, allow: domainList })),
+  iat: IssuedAtSchema,
+});
+/**
+ * The desired state every agent enforces, signed by the server once per
+ * version for each device group (block indicators can be scoped to groups;
+ * containment is the same for all). Versions only grow: an agent never goes
+ * back to an older state it is shown again.
+ */
+export type StatePayload = Static<typeof StatePayloadSchema>;
 
 /**
  * The server's signed word that a device is offboarded: the agent releases
  * what Quell put in force (unless `releaseEffects` is false), leaves its vault
  * with instructions, removes its identity, reports, and stops for good.
  */
-export interface OffboardPayload {
-  v: typeof AGENT_PROTOCOL_VERSION;
-  kind: 'quell-offboard';
-  deviceId: string;
-  releaseEffects: boolean;
-  iat: number;
-}
+export const OffboardPayloadSchema = Type.Object({
+  v: Type.Literal(AGENT_PROTOCOL_VERSION),
+  kind: Type.Literal('quell-offboard'),
+  deviceId: AgentIdSchema,
+  releaseEffects: Type.Boolean(),
+  iat: IssuedAtSchema,
+});
+export type OffboardPayload = Static<typeof OffboardPayloadSchema>;
 
 export const OffboardBodySchema = Type.Object({
   /** False leaves what Quell put in force (isolation, restriction, contained users) in place; true (the default) releases it. */

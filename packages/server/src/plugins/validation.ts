@@ -1,5 +1,5 @@
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import { MUST } from '@quell/contracts';
+import { firstIssue } from '@quell/contracts/checks';
 import type { FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
 import type { TSchema } from 'typebox';
 
@@ -36,39 +36,7 @@ function inWords(validate: Validator, schema: Node): Validator {
   return (value) => {
     const result = validate(value);
     if (!result.error) return result;
-    // TypeBox also reports each additional property as a `false` schema: the `additionalProperties` issue names them better.
-    const issues = [...result.error].filter((issue) => issue.keyword !== 'boolean');
-    const issue = issues[0];
-    if (!issue) return result;
-    return { error: [worded(schema, issue)] };
+    const issue = firstIssue(schema as TSchema, result.error);
+    return issue ? { error: [issue] } : result;
   };
-}
-
-/** The issue as the outermost schema on its path that says what it must be would put it, or as TypeBox put it. */
-function worded(schema: Node, issue: Issue): Issue {
-  const steps = issue.schemaPath.replace(/^#\/?/, '').split('/').filter(Boolean);
-  const instance = issue.instancePath.split('/').filter(Boolean);
-  let node: Node | undefined = schema;
-  let depth = 0;
-  for (let i = 0; node; i++) {
-    if (typeof node[MUST] === 'string') return { ...issue, instancePath: `/${instance.slice(0, depth).join('/')}`, message: `must ${node[MUST] as string}` };
-    if (i >= steps.length) break;
-    const step = steps[i]!;
-    if (step === 'properties' && i + 1 < steps.length) {
-      node = (node.properties as Node | undefined)?.[steps[++i]!] as Node | undefined;
-      depth++;
-    } else if (step === 'items') {
-      node = node.items as Node | undefined;
-      depth++;
-    } else if ((step === 'anyOf' || step === 'allOf' || step === 'oneOf') && i + 1 < steps.length) {
-      node = (node[step] as Node[] | undefined)?.[Number(steps[++i])];
-    } else {
-      break;
-    }
-  }
-  if (issue.keyword === 'additionalProperties') {
-    const names = (issue.params?.additionalProperties as string[] | undefined) ?? [];
-    return { ...issue, message: `must not have ${names.length === 1 ? 'the property' : 'the properties'} ${names.map((n) => JSON.stringify(n.slice(0, 64))).join(', ')}` };
-  }
-  return issue;
 }

@@ -1,6 +1,6 @@
-import { type KeyObject, createHash, createPublicKey, randomBytes, timingSafeEqual, verify as verifySignature } from 'node:crypto';
+import { type KeyObject, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
-  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema, ENFORCED_EFFECT_ACTION_TYPES,
+  ACTION_CATALOGUE, ACTION_OUTPUT_MAX_CHARS, ACTION_REPORT_SCHEMAS, AGENT_PROTOCOL_VERSION, type ActionType, AntivirusScanReportSchema, type CreateEnrolmentTokenBody, DriftPayloadSchema, ENFORCED_EFFECT_ACTION_TYPES, type Ed25519PublicJwk,
   DELIVERABLE_STATUSES, type EnforcedEffect, FLEET_ACTION_TYPES, isStatusIn, type EnrolBody, type EnrolResponse, IndicatorHitsPayloadSchema, LocalActionPayloadSchema, OffboardedPayloadSchema, ResultPayloadSchema, StateReportPayloadSchema, UUID,
   challengeMessage, packageUploadMessage,
 } from '@quell/contracts';
@@ -9,7 +9,7 @@ import { checkValue, parseJsonAs } from '@quell/contracts/checks';
 import type { Static, TSchema } from 'typebox';
 import { Readable } from 'node:stream';
 import { createGunzip, constants as zlib } from 'node:zlib';
-import { compactVerify, importJWK } from 'jose';
+import { publicKeyOf, verifyJws, verifyMessage } from '@quell/contracts/jws';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Actor, inScope, requirePermission, systemActor } from '../../actor.ts';
@@ -176,9 +176,8 @@ export function createAgentsService(deps: {
     async authenticate(deviceId: string, nonce: string, signature: string): Promise<{ key: KeyObject; groupId: string | null } | null> {
       const agent = await activeAgent(deviceId);
       if (!agent) return null;
-      const key = createPublicKey({ key: JSON.parse(agent.public_key) as object, format: 'jwk' } as Parameters<typeof createPublicKey>[0]);
-      const sig = Buffer.from(signature, 'base64url');
-      if (sig.length !== 64 || !verifySignature(null, Buffer.from(challengeMessage(nonce, deviceId)), key, sig)) return null;
+      const key = keyOf(agent);
+      if (!verifyMessage(key, challengeMessage(nonce, deviceId), signature)) return null;
       const device = await store.db.selectFrom('devices').select('group_id').where('id', '=', deviceId).executeTakeFirstOrThrow();
       return { key, groupId: device.group_id };
     },
@@ -224,14 +223,9 @@ export function createAgentsService(deps: {
     async result(deviceId: string, jws: string): Promise<string> {
       const agent = await activeAgent(deviceId);
       if (!agent) throw new AgentProtocolError('the agent was offboarded');
-      const key = await importJWK(JSON.parse(agent.public_key) as Parameters<typeof importJWK>[0], 'EdDSA');
-      let payload: unknown;
-      try {
-        const verified = await compactVerify(jws, key, { algorithms: ['EdDSA'] });
-        payload = JSON.parse(new TextDecoder().decode(verified.payload));
-      } catch (error) {
-        throw new AgentProtocolError(`result signature does not verify: ${(error as Error).message}`);
-      }
+      const verified = verifyJws(jws, keyOf(agent));
+      if ('problem' in verified) throw new AgentProtocolError(`result signature does not verify: ${verified.problem}`);
+      const { payload } = verified;
       const envelope = (typeof payload === 'object' && payload !== null ? payload : {}) as { v?: unknown; deviceId?: unknown; actionId?: unknown };
       if (envelope.v !== AGENT_PROTOCOL_VERSION || envelope.deviceId !== deviceId) throw new AgentProtocolError('result is for another device');
       if (typeof envelope.actionId !== 'string' || !UUID.test(envelope.actionId)) throw new AgentProtocolError('result names no action');
@@ -343,9 +337,7 @@ export function createAgentsService(deps: {
       const agent = await activeAgent(deviceId);
       const row = await actionsRepo.findById(store.db, actionId);
       const sha256 = createHash('sha256').update(body).digest('hex');
-      const sig = Buffer.from(signature, 'base64url');
-      const key = agent ? createPublicKey({ key: JSON.parse(agent.public_key) as object, format: 'jwk' } as Parameters<typeof createPublicKey>[0]) : null;
-      if (!key || !row || row.device_id !== deviceId || sig.length !== 64 || !verifySignature(null, Buffer.from(packageUploadMessage(actionId, deviceId, sha256)), key, sig)) {
+      if (!agent || !row || row.device_id !== deviceId || !verifyMessage(keyOf(agent), packageUploadMessage(actionId, deviceId, sha256), signature)) {
         throw new QuellError('agent_signature_invalid');
       }
       if (row.type !== 'collect_investigation_package' || !isStatusIn(DELIVERABLE_STATUSES, row.status) || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
@@ -409,22 +401,8 @@ export function createAgentsService(deps: {
 }
 export type AgentsService = ReturnType<typeof createAgentsService>;
 
-/**
- * The payload of a compact JWS signed with EdDSA by `key`, or null. Verified
- * with node:crypto in place: ten thousand agents report each new state.
- */
-function verifyCompactJws(jws: string, key: KeyObject): { payload: unknown } | null {
-  const parts = jws.split('.');
-  if (parts.length !== 3) return null;
-  try {
-    const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as { alg?: unknown };
-    if (header.alg !== 'EdDSA') return null;
-    if (!verifySignature(null, Buffer.from(`${parts[0]}.${parts[1]}`), key, Buffer.from(parts[2]!, 'base64url'))) return null;
-    return { payload: JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) };
-  } catch {
-    return null;
-  }
-}
+/** The key an agent enrolled with, which everything it signs is checked against. */
+const keyOf = (agent: Pick<AgentsTable, 'public_key'>): KeyObject => publicKeyOf(JSON.parse(agent.public_key) as Ed25519PublicJwk);
 
 /**
  * A report an agent signed, checked in the order that names what is wrong:
@@ -432,8 +410,8 @@ function verifyCompactJws(jws: string, key: KeyObject): { payload: unknown } | n
  * schema from the contracts. Anything short of all three is refused.
  */
 function signedReport<T extends TSchema>(what: string, schema: T, deviceId: string, key: KeyObject, jws: string): Static<T> {
-  const verified = verifyCompactJws(jws, key);
-  if (!verified) throw new AgentProtocolError(`${what} signature does not verify`);
+  const verified = verifyJws(jws, key);
+  if ('problem' in verified) throw new AgentProtocolError(`${what} signature does not verify`);
   const envelope = (typeof verified.payload === 'object' && verified.payload !== null ? verified.payload : {}) as { v?: unknown; deviceId?: unknown };
   if (envelope.v !== AGENT_PROTOCOL_VERSION || envelope.deviceId !== deviceId) throw new AgentProtocolError(`${what} is for another device`);
   const checked = checkValue(schema, verified.payload);
