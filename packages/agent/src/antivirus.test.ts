@@ -181,7 +181,7 @@ describe(`on-access antivirus of a real agent (${TEST_DIALECT})`, () => {
     await ctx().request(ctx().users.security_admin, 'POST', '/api/indicators', { type: 'sha256', value: sha256(bytes), action: 'block', title: 'tool of IR-12' });
     await waitFor('the agent to hold the new block list', async () => ((await ctx().store.db.selectFrom('agents').select('state_version').where('device_id', '=', deviceId).executeTakeFirstOrThrow()).state_version
       === (await ctx().services.desiredState.current(null))!.version ? true : undefined));
-    const scan = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'run_antivirus_scan', deviceId, source: 'manual', entity: { name: 'device' }, parameters: { roots: elsewhere } });
+    const scan = await ctx().request(ctx().users.security_operator, 'POST', '/api/actions', { type: 'run_antivirus_scan', deviceId, source: 'manual', entity: { name: 'device' }, parameters: { roots: [elsewhere] } });
     const done = await waitForAction(ctx(), scan.json().id);
     expect(done.status, JSON.stringify(done.result)).toBe('completed');
     const alerts = (await ctx().request(ctx().users.security_reader, 'GET', `/api/alerts?deviceId=${deviceId}`)).json().items as Array<{ title: string; externalId: string; evidence: Array<{ path: string }> }>;

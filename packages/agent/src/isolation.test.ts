@@ -172,7 +172,7 @@ describe(`isolation of a real endpoint in a network namespace (${TEST_DIALECT})`
 
   it('selective isolation keeps the named allowances reachable', async () => {
     const created = await ctx.request(ctx.users.security_operator, 'POST', '/api/actions', {
-      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'selective', allow: peer.address },
+      type: 'isolate_device', deviceId, source: 'manual', entity: { name: 'endpoint' }, parameters: { isolation: 'selective', allow: [peer.address] },
     });
     const isolated = await settled(created.json().id);
     expect(isolated.status, JSON.stringify(isolated.result)).toBe('completed');
