@@ -95,6 +95,9 @@ describe(`address block indicators on a real agent, in network namespaces (${TES
   it('a flushed ruleset is put back within seconds: the attacker stays cut off', async () => {
     const id = await block(attacker.address);
     await waitFor('the attacker to be cut off', async () => ((await reaches(endpoint, attacker)) ? undefined : true), 15_000);
+    // No state is still on its way (the lifts of the test before): what puts the table back is the drift watch.
+    await waitFor('the agent to hold the latest state', async () => ((await ctx.store.db.selectFrom('agents').select('state_version').where('device_id', '=', deviceId).executeTakeFirstOrThrow()).state_version
+      === (await ctx.services.desiredState.current(null))!.version ? true : undefined));
     execFileSync('ip', ['netns', 'exec', endpoint.ns, 'nft', 'flush', 'ruleset']);
     await waitFor('the address blocks to be put back', async () => (agent.log().includes('"effect":"address_blocks"') && table().includes(attacker.address) ? true : undefined), 15_000);
     expect(agent.log()).toContain('the address block rules were gone');

@@ -37,7 +37,10 @@ describe(`a broken or hostile agent cannot break an investigation (${TEST_DIALEC
       serverUrl: ctx().url, token: secret, agents: 5,
       answer: async (command: CommandPayload, agent, upload): Promise<SimulatedAnswer> => {
         const hostility = hostile.get(agent.deviceId);
-        return hostility && command.type === 'collect_evidence' ? { outcome: 'completed', output: EVIDENCE[hostility]() } : realisticAnswer(command, agent, upload);
+        if (!hostility || command.type !== 'collect_evidence') return realisticAnswer(command, agent, upload);
+        // Evidence takes a real agent a while to collect: its other answers (a quarantine) go out before it.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return { outcome: 'completed', output: EVIDENCE[hostility]() };
       },
     });
     const group = (await ctx().services.devices.createGroup(ctx().users.security_admin.actor, { name: 'servers (full)', rank: 1, automationLevel: 'full' })).id;
