@@ -142,7 +142,9 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       }
       case 'state': {
         const jws = String(frame.jws);
-        void state.inOrder(() => onState(jws)).catch((error: unknown) => refuse('desired state refused', error));
+        // No drift check judges the tables while a new state replaces them: it would take the new rules for tampering.
+        const apply = () => state.inOrder(() => onState(jws));
+        void (driftWatch ? driftWatch.exclusive(apply) : apply()).catch((error: unknown) => refuse('desired state refused', error));
         return;
       }
       case 'offboard': {
