@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ACTION_CATALOGUE, ACTION_TYPES, CAPABILITY_MATRIX, entityKey } from './catalogue.ts';
+import { ACTION_CATALOGUE, ACTION_TYPES, CAPABILITY_MATRIX, FLEET_ACTION_TYPES, entityKey } from './catalogue.ts';
+import { ENFORCED_EFFECT_ACTION_TYPES } from './schemas/agent.ts';
 
 describe('action catalogue', () => {
   it.each(ACTION_TYPES)('%s: its undo type is an undo-only type on the same entity and platforms', (type) => {
@@ -43,6 +44,15 @@ describe('action catalogue', () => {
     const keys = { name: 'authorized_keys', path: '/root/.ssh/authorized_keys' };
     expect(entityKey('remove_persistence', keys, { line: 'ssh-rsa AAAA a@x' })).not.toBe(entityKey('remove_persistence', keys, { line: 'ssh-rsa BBBB b@x' }));
     expect(entityKey('remove_persistence', { name: 'x.sh', path: '/etc/profile.d/x.sh' })).toBe('path:/etc/profile.d/x.sh|name:x.sh');
+  });
+
+  it('says a lasting effect for exactly the types whose effect the agent keeps true (containment is the fleet\'s), each undoable', () => {
+    const watched = new Set(Object.values(ENFORCED_EFFECT_ACTION_TYPES).flat().filter((type) => !FLEET_ACTION_TYPES.includes(type)));
+    expect(new Set(ACTION_TYPES.filter((type) => ACTION_CATALOGUE[type].lasting !== null))).toEqual(watched);
+    for (const type of ACTION_TYPES.filter((t) => ACTION_CATALOGUE[t].deviceState !== null)) {
+      expect(ACTION_CATALOGUE[type].lasting).not.toBeNull();
+      expect(ACTION_CATALOGUE[type].undoType).not.toBeNull();
+    }
   });
 
   it('supports registry actions on Windows only', () => {

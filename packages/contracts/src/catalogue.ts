@@ -43,34 +43,38 @@ export interface ActionDefinition {
   undoRole: Role | null;
   /** True for the types that exist only as the undo of another type. */
   isUndo: boolean;
+  /** The effect, in words, that stays in force on its device until undone, kept true by its agent; null for one-off actions and undos. */
+  lasting: string | null;
+  /** What the device is said to be in while the action is in force (the devices API's `state`), or null. */
+  deviceState: 'isolation' | 'code_restriction' | 'contained_user' | null;
 }
 
 /** `satisfies Record<ActionType, …>`: a new action type does not compile until it is described here. */
 export const ACTION_CATALOGUE = {
-  isolate_device: { label: 'Isolate device', entityType: 'device', undoType: 'release_isolation', undoRole: 'security_operator', isUndo: false },
-  release_isolation: { label: 'Release from isolation', entityType: 'device', undoType: null, undoRole: null, isUndo: true },
-  contain_device: { label: 'Contain device', entityType: 'ip', undoType: 'release_containment', undoRole: 'security_operator', isUndo: false },
-  release_containment: { label: 'Release containment', entityType: 'ip', undoType: null, undoRole: null, isUndo: true },
-  contain_user: { label: 'Contain user', entityType: 'user', undoType: 'release_user', undoRole: 'global_admin', isUndo: false },
-  release_user: { label: 'Release user', entityType: 'user', undoType: null, undoRole: null, isUndo: true },
-  restrict_code_execution: { label: 'Restrict code execution', entityType: 'device', undoType: 'remove_code_restriction', undoRole: 'security_operator', isUndo: false },
-  remove_code_restriction: { label: 'Remove code execution restriction', entityType: 'device', undoType: null, undoRole: null, isUndo: true },
-  quarantine_file: { label: 'Quarantine file', entityType: 'file', undoType: 'restore_file', undoRole: 'security_admin', isUndo: false },
-  stop_and_quarantine_file: { label: 'Stop and quarantine file', entityType: 'file', undoType: 'restore_file', undoRole: 'security_admin', isUndo: false },
-  restore_file: { label: 'Restore file', entityType: 'file', undoType: null, undoRole: null, isUndo: true },
-  remove_registry_key: { label: 'Remove registry key', entityType: 'registry_key', undoType: 'restore_registry_key', undoRole: 'security_operator', isUndo: false },
-  restore_registry_key: { label: 'Restore registry key', entityType: 'registry_key', undoType: null, undoRole: null, isUndo: true },
-  stop_service: { label: 'Stop service', entityType: 'service', undoType: 'restore_service', undoRole: 'security_operator', isUndo: false },
-  restore_service: { label: 'Restore service', entityType: 'service', undoType: null, undoRole: null, isUndo: true },
-  disable_driver: { label: 'Disable driver', entityType: 'driver', undoType: 'restore_driver', undoRole: 'security_operator', isUndo: false },
-  restore_driver: { label: 'Restore driver', entityType: 'driver', undoType: null, undoRole: null, isUndo: true },
-  remove_scheduled_task: { label: 'Remove scheduled task', entityType: 'scheduled_task', undoType: 'restore_scheduled_task', undoRole: 'security_operator', isUndo: false },
-  restore_scheduled_task: { label: 'Restore scheduled task', entityType: 'scheduled_task', undoType: null, undoRole: null, isUndo: true },
-  remove_persistence: { label: 'Remove persistence', entityType: 'file', undoType: 'restore_persistence', undoRole: 'security_operator', isUndo: false },
-  restore_persistence: { label: 'Restore persistence', entityType: 'file', undoType: null, undoRole: null, isUndo: true },
-  run_antivirus_scan: { label: 'Run antivirus scan', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
-  collect_investigation_package: { label: 'Collect investigation package', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
-  collect_evidence: { label: 'Collect evidence', entityType: 'device', undoType: null, undoRole: null, isUndo: false },
+  isolate_device: { label: 'Isolate device', entityType: 'device', undoType: 'release_isolation', undoRole: 'security_operator', isUndo: false, lasting: 'isolation', deviceState: 'isolation' },
+  release_isolation: { label: 'Release from isolation', entityType: 'device', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  contain_device: { label: 'Contain device', entityType: 'ip', undoType: 'release_containment', undoRole: 'security_operator', isUndo: false, lasting: null, deviceState: null },
+  release_containment: { label: 'Release containment', entityType: 'ip', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  contain_user: { label: 'Contain user', entityType: 'user', undoType: 'release_user', undoRole: 'global_admin', isUndo: false, lasting: 'containment of the user', deviceState: 'contained_user' },
+  release_user: { label: 'Release user', entityType: 'user', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  restrict_code_execution: { label: 'Restrict code execution', entityType: 'device', undoType: 'remove_code_restriction', undoRole: 'security_operator', isUndo: false, lasting: 'code restriction', deviceState: 'code_restriction' },
+  remove_code_restriction: { label: 'Remove code execution restriction', entityType: 'device', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  quarantine_file: { label: 'Quarantine file', entityType: 'file', undoType: 'restore_file', undoRole: 'security_admin', isUndo: false, lasting: 'removal of the file', deviceState: null },
+  stop_and_quarantine_file: { label: 'Stop and quarantine file', entityType: 'file', undoType: 'restore_file', undoRole: 'security_admin', isUndo: false, lasting: 'removal of the file', deviceState: null },
+  restore_file: { label: 'Restore file', entityType: 'file', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  remove_registry_key: { label: 'Remove registry key', entityType: 'registry_key', undoType: 'restore_registry_key', undoRole: 'security_operator', isUndo: false, lasting: null, deviceState: null },
+  restore_registry_key: { label: 'Restore registry key', entityType: 'registry_key', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  stop_service: { label: 'Stop service', entityType: 'service', undoType: 'restore_service', undoRole: 'security_operator', isUndo: false, lasting: 'stopped service', deviceState: null },
+  restore_service: { label: 'Restore service', entityType: 'service', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  disable_driver: { label: 'Disable driver', entityType: 'driver', undoType: 'restore_driver', undoRole: 'security_operator', isUndo: false, lasting: null, deviceState: null },
+  restore_driver: { label: 'Restore driver', entityType: 'driver', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  remove_scheduled_task: { label: 'Remove scheduled task', entityType: 'scheduled_task', undoType: 'restore_scheduled_task', undoRole: 'security_operator', isUndo: false, lasting: 'removal of the task', deviceState: null },
+  restore_scheduled_task: { label: 'Restore scheduled task', entityType: 'scheduled_task', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  remove_persistence: { label: 'Remove persistence', entityType: 'file', undoType: 'restore_persistence', undoRole: 'security_operator', isUndo: false, lasting: 'removal of the persistence', deviceState: null },
+  restore_persistence: { label: 'Restore persistence', entityType: 'file', undoType: null, undoRole: null, isUndo: true, lasting: null, deviceState: null },
+  run_antivirus_scan: { label: 'Run antivirus scan', entityType: 'device', undoType: null, undoRole: null, isUndo: false, lasting: null, deviceState: null },
+  collect_investigation_package: { label: 'Collect investigation package', entityType: 'device', undoType: null, undoRole: null, isUndo: false, lasting: null, deviceState: null },
+  collect_evidence: { label: 'Collect evidence', entityType: 'device', undoType: null, undoRole: null, isUndo: false, lasting: null, deviceState: null },
 } as const satisfies Record<ActionType, ActionDefinition>;
 
 export type Support = 'supported' | 'unsupported';

@@ -44,10 +44,6 @@ export interface ActionsServiceDeps {
   allowing?: (db: Db, values: Array<{ type: IndicatorType; value: string }>, groupId: string | null) => Promise<{ id: string; title: string } | null>;
 }
 
-/** The action types whose completion puts a device in a state (and whose undo takes it out). */
-const DEVICE_STATE_KINDS: Partial<Record<string, 'isolation' | 'code_restriction' | 'contained_user'>> = {
-  isolate_device: 'isolation', restrict_code_execution: 'code_restriction', contain_user: 'contained_user',
-};
 export const isFleet = (row: Pick<ActionsTable, 'type'>): boolean => FLEET_ACTION_TYPES.includes(row.type as ActionType);
 
 /** Sources where no person decided to act: they never lift the agent's guards. */
@@ -111,8 +107,8 @@ export function createActionsCore(deps: ActionsServiceDeps) {
   }
   /** What is in force on the device follows its isolation, restriction and user containment as they complete and are undone. */
   async function keepDeviceState(trx: Db, row: ActionsTable, to: ActionStatus): Promise<void> {
-    const kind = DEVICE_STATE_KINDS[row.type];
-    if (kind === undefined) return;
+    const kind = ACTION_CATALOGUE[row.type as ActionType].deviceState;
+    if (kind === null) return;
     if (to === 'completed') {
       const entity = kind === 'contained_user' ? row.entity_name : '';
       await devices.holdState(trx, { device_id: row.device_id, kind, entity, action_id: row.id });

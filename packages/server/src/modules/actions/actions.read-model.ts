@@ -1,5 +1,5 @@
 import {
-  type Action, type ActionOrigin, type ActionStatus, type ActionType, DEVICE_OFFLINE_AFTER_MS, type ExportActionsQuery, IN_FORCE_STATUSES, type ListActionsQuery,
+  ACTION_CATALOGUE, type Action, type ActionOrigin, type ActionStatus, type ActionType, DEVICE_OFFLINE_AFTER_MS, type ExportActionsQuery, IN_FORCE_STATUSES, type ListActionsQuery,
   isStatusIn, statusesCountedAs,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
@@ -17,12 +17,6 @@ import type { ActionFilter, SortColumn } from './actions.repository.ts';
 const enforcedNow = (row: Pick<ActionsTable, 'type' | 'status' | 'undone_by'>): boolean => (row.type === 'release_containment'
   ? isStatusIn(IN_FORCE_STATUSES, row.status)
   : isStatusIn(IN_FORCE_STATUSES, row.status) && row.undone_by === null);
-
-/** The action types whose effect stays in force on their device until undone, kept true by its agent, and that effect in words. */
-const IN_FORCE_EFFECTS: Partial<Record<ActionType, string>> = {
-  isolate_device: 'isolation', restrict_code_execution: 'code restriction', contain_user: 'containment of the user', stop_service: 'stopped service',
-  remove_scheduled_task: 'removal of the task', remove_persistence: 'removal of the persistence', quarantine_file: 'removal of the file', stop_and_quarantine_file: 'removal of the file',
-};
 
 /** What the console and the API read of actions: the Pending and History lists, the export, one action in full, the dashboard. */
 export function createActionReadModel(deps: ActionsServiceDeps) {
@@ -51,8 +45,8 @@ export function createActionReadModel(deps: ActionsServiceDeps) {
    * said to be unverified since the agent was last heard from.
    */
   async function unverifiedFor(row: ActionsTable): Promise<{ since: string | null; reason: string } | null> {
-    const effect = IN_FORCE_EFFECTS[row.type as ActionType];
-    if (row.status !== 'completed' || effect === undefined) return null;
+    const effect = ACTION_CATALOGUE[row.type as ActionType].lasting;
+    if (row.status !== 'completed' || effect === null) return null;
     const device = await devices.findDevice(store.db, row.device_id);
     if (!device || deviceHealth(device, clock.now()) !== 'offline') return null;
     const since = device.last_seen_at === null ? null : new Date(device.last_seen_at).toISOString();
