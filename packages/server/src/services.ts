@@ -10,15 +10,20 @@ import { createActionsRepository } from './modules/actions/actions.repository.ts
 import { type ActionsServiceDeps, createActionsService } from './modules/actions/actions.service.ts';
 import { createAuditRepository } from './modules/audit/audit.repository.ts';
 import { createAuditService } from './modules/audit/audit.service.ts';
+import { createAlertsRepository } from './modules/alerts/alerts.repository.ts';
 import { createAlertsService } from './modules/alerts/alerts.service.ts';
 import { createAuthService } from './modules/auth/auth.service.ts';
+import { createSessionsRepository } from './modules/auth/sessions.repository.ts';
+import { createIncidentsRepository } from './modules/incidents/incidents.repository.ts';
 import { createIncidentsService } from './modules/incidents/incidents.service.ts';
 import { createIndicatorsService } from './modules/indicators/indicators.service.ts';
 import { createInvestigationsService } from './modules/investigations/investigations.service.ts';
 import { createDesiredStateService } from './modules/desired-state/desired-state.service.ts';
 import { createDevicesRepository } from './modules/devices/devices.repository.ts';
 import { createDevicesService } from './modules/devices/devices.service.ts';
+import { createSettingsRepository } from './modules/settings/settings.repository.ts';
 import { createSettingsService } from './modules/settings/settings.service.ts';
+import { createTokensRepository } from './modules/tokens/tokens.repository.ts';
 import { createTokensService } from './modules/tokens/tokens.service.ts';
 import { createUsersRepository } from './modules/users/users.repository.ts';
 import { createUsersService } from './modules/users/users.service.ts';
@@ -56,7 +61,8 @@ export function createServices(options: ServiceOptions) {
   const audit = createAuditService({ store, repo: createAuditRepository(store.dialect), clock });
   const devicesRepo = createDevicesRepository();
   const usersRepo = createUsersRepository();
-  const settings = createSettingsService({ store, audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
+  const tokensRepo = createTokensRepository();
+  const settings = createSettingsService({ store, repo: createSettingsRepository(), audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
   const actionsRepo = createActionsRepository();
   const signer = options.signer ?? createCommandSigner();
   const indicators = createIndicatorsService({ store, audit, clock, ids, signer, publishState: options.publishState });
@@ -65,8 +71,8 @@ export function createServices(options: ServiceOptions) {
     allowing: indicators.allowing,
   });
   const investigations = createInvestigationsService({ store, actions, audit, settings, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
-  const incidents = createIncidentsService({ store, audit, clock, ids });
-  const alerts = createAlertsService({ store, devices: devicesRepo, audit, clock, ids, actions, indicators, onCreated: [incidents.onAlert, investigations.onAlert] });
+  const incidents = createIncidentsService({ store, repo: createIncidentsRepository(), audit, clock, ids });
+  const alerts = createAlertsService({ store, repo: createAlertsRepository(), devices: devicesRepo, audit, clock, ids, actions, indicators, onCreated: [incidents.onAlert, investigations.onAlert] });
   const desiredState = createDesiredStateService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
     store,
@@ -83,8 +89,8 @@ export function createServices(options: ServiceOptions) {
     investigations,
     devices: createDevicesService({ store, repo: devicesRepo, audit, clock, ids, onMoved: options.onDevicesMoved }),
     users: createUsersService({ store, repo: usersRepo, audit, clock, ids }),
-    auth: createAuthService({ store, users: usersRepo, audit, clock }),
-    tokens: createTokensService({ store, audit, clock, ids }),
+    auth: createAuthService({ store, users: usersRepo, sessions: createSessionsRepository(), tokens: tokensRepo, audit, clock }),
+    tokens: createTokensService({ store, repo: tokensRepo, audit, clock, ids }),
   };
 }
 export type Services = ReturnType<typeof createServices>;

@@ -1,7 +1,7 @@
-import type { Alert, AlertOrigin, AlertSeverity, CreateAlertBody, Evidence, FalsePositiveBody, IngestedAlert, ListAlertsQuery, UpdateAlertBody } from '@quell/contracts';
+import type { Alert, AlertOrigin, CreateAlertBody, Evidence, FalsePositiveBody, IngestedAlert, ListAlertsQuery, UpdateAlertBody } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { ActionsTable, AlertEvidenceTable, AlertsTable } from '../../db/schema.ts';
-import { type Db, type Store, groupScope } from '../../db/store.ts';
+import type { Db, Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import { presentAction } from '../actions/actions.presenter.ts';
@@ -11,36 +11,10 @@ import type { DevicesRepository } from '../devices/devices.repository.ts';
 import { resolveHost } from '../devices/host-resolution.ts';
 import type { IndicatorsService } from '../indicators/indicators.service.ts';
 import { type MappedAlert, checkDocumentShape } from './alert-mapping.ts';
+import { presentAlert } from './alerts.presenter.ts';
+import type { AlertsRepository } from './alerts.repository.ts';
 import { type EcsDocument, fromEcs } from './ecs.ts';
 import { type WazuhAlert, fromWazuh } from './wazuh.ts';
-
-export function presentAlert(row: AlertsTable): Alert {
-  return {
-    id: row.id,
-    title: row.title,
-    description: row.description,
-    severity: row.severity as AlertSeverity,
-    category: row.category,
-    detectionSource: row.detection_source,
-    externalId: row.external_id,
-    deviceId: row.device_id,
-    deviceName: row.device_name,
-    deviceGroupId: row.group_id,
-    occurredAt: new Date(row.occurred_at).toISOString(),
-    receivedAt: new Date(row.received_at).toISOString(),
-    status: row.status as Alert['status'],
-    classification: row.classification as Alert['classification'],
-    determination: row.determination as Alert['determination'],
-    updatedAt: new Date(row.updated_at).toISOString(),
-    updatedBy: row.updated_by,
-    evidence: JSON.parse(row.evidence) as Evidence[],
-    incidentId: row.incident_id,
-    ruleId: row.rule_id,
-    mitreTechniques: JSON.parse(row.mitre_techniques) as string[],
-    mitreTactics: JSON.parse(row.mitre_tactics) as string[],
-    origin: row.origin === null ? null : (JSON.parse(row.origin) as AlertOrigin),
-  };
-}
 
 /** The values an alert is found by across alerts and devices: hashes, paths, names, addresses. */
 export function evidenceKeys(evidence: readonly Evidence[]): Array<Pick<AlertEvidenceTable, 'kind' | 'value'>> {
@@ -75,14 +49,14 @@ function decodeCursor(cursor: string): [number, string] {
  * within the reader's device groups, and triaged by analysts.
  */
 export function createAlertsService(deps: {
-  store: Store; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids; actions: ActionsService; indicators: IndicatorsService;
+  store: Store; repo: AlertsRepository; devices: DevicesRepository; audit: AuditService; clock: Clock; ids: Ids; actions: ActionsService; indicators: IndicatorsService;
   /** Told of each new alert, in order, inside the transaction that stores it (incidents gather it, investigations start there). */
   onCreated?: Array<(trx: Db, alert: AlertsTable) => Promise<void>>;
 }) {
-  const { store, devices, audit, clock, ids } = deps;
+  const { store, repo, devices, audit, clock, ids } = deps;
 
   async function findVisible(db: Db, actor: Actor, id: string): Promise<AlertsTable> {
-    const row = await db.selectFrom('alerts').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await repo.findById(db, id);
     if (!row || !inScope(actor, row.group_id)) throw new QuellError('alert_not_found', `No such alert: ${id}`);
     return row;
   }
@@ -100,9 +74,7 @@ export function createAlertsService(deps: {
       rule_id: body.ruleId ?? null, mitre_techniques: JSON.stringify(body.mitreTechniques ?? []), mitre_tactics: JSON.stringify(body.mitreTactics ?? []),
       origin: origin === null ? null : JSON.stringify(origin),
     };
-    await trx.insertInto('alerts').values(row).execute();
-    const keys = evidenceKeys(body.evidence);
-    if (keys.length > 0) await trx.insertInto('alert_evidence').values(keys.map((k) => ({ alert_id: row.id, ...k }))).execute();
+    await repo.insert(trx, row, evidenceKeys(body.evidence));
     await audit.record(trx, actor, { kind: 'alert.create', targetType: 'alert', targetId: row.id, after: { title: row.title, severity: row.severity, deviceId: row.device_id, detectionSource: row.detection_source } });
     for (const told of deps.onCreated ?? []) await told(trx, row);
     return { alert: presentAlert(row), created: true };
@@ -113,7 +85,7 @@ export function createAlertsService(deps: {
     async create(actor: Actor, body: CreateAlertBody): Promise<{ alert: Alert; created: boolean }> {
       requirePermission(actor, 'alerts:create');
       const existing = async () => body.externalId === undefined ? undefined
-        : store.db.selectFrom('alerts').selectAll().where('detection_source', '=', body.detectionSource).where('external_id', '=', body.externalId).executeTakeFirst();
+        : repo.findByExternalId(store.db, body.detectionSource, body.externalId);
       const before = await existing();
       if (before && inScope(actor, before.group_id)) return { alert: presentAlert(before), created: false };
       if (before) throw new QuellError('validation_failed', `externalId ${body.externalId} is already used by another alert from ${body.detectionSource}`);
@@ -138,7 +110,7 @@ export function createAlertsService(deps: {
     async createIn(trx: Db, actor: Actor, body: CreateAlertBody): Promise<void> {
       requirePermission(actor, 'alerts:create');
       const existing = body.externalId === undefined ? undefined
-        : await trx.selectFrom('alerts').select('id').where('detection_source', '=', body.detectionSource).where('external_id', '=', body.externalId).executeTakeFirst();
+        : await repo.findByExternalId(trx, body.detectionSource, body.externalId);
       if (!existing) await insertIn(trx, actor, body);
     },
 
@@ -155,15 +127,11 @@ export function createAlertsService(deps: {
     async list(actor: Actor, query: ListAlertsQuery): Promise<{ items: Alert[]; nextCursor: string | null }> {
       requirePermission(actor, 'alerts:read');
       const limit = query.limit ?? 50;
-      let q = store.db.selectFrom('alerts').selectAll().where(groupScope('group_id', actor.groupIds));
-      if (query.status) q = q.where('status', '=', query.status);
-      if (query.severity) q = q.where('severity', '=', query.severity);
-      if (query.deviceId) q = q.where('device_id', '=', query.deviceId);
-      if (query.cursor !== undefined) {
-        const [at, id] = decodeCursor(query.cursor);
-        q = q.where((eb) => eb.or([eb('received_at', '<', at), eb.and([eb('received_at', '=', at), eb('id', '<', id)])]));
-      }
-      const rows = await q.orderBy('received_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+      const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
+      const rows = await repo.page(store.db, {
+        groupIds: actor.groupIds, status: query.status, severity: query.severity, deviceId: query.deviceId,
+        ...(after ? { after: { receivedAt: after[0], id: after[1] } } : {}),
+      }, limit);
       return { items: rows.map(presentAlert), nextCursor: rows.length === limit ? encodeCursor(rows[rows.length - 1]!) : null };
     },
 
@@ -190,10 +158,8 @@ export function createAlertsService(deps: {
         const hashes = [...new Set(alert.evidence.flatMap((e) => (e.kind === 'file' || e.kind === 'process') && e.sha256 ? [e.sha256.toLowerCase()] : []))];
         let undone: ActionsTable[] = [];
         if (body.undo !== 'none' && hashes.length > 0) {
-          const investigations = trx.selectFrom('investigation_alerts').select('investigation_id').where('alert_id', '=', id);
-          const done = await trx.selectFrom('actions').select('id').where('status', '=', 'completed').where('entity_sha256', 'in', hashes)
-            .where((eb) => eb.or([eb('id', '=', alert.externalId ?? ''), eb('investigation_id', 'in', investigations)])).execute();
-          if (done.length > 0) undone = await deps.actions.undoIn(trx, actor, done.map((d) => d.id), comment, body.undo === 'all_instances');
+          const done = await repo.completedActionsOf(trx, { id, externalId: alert.externalId }, hashes);
+          if (done.length > 0) undone = await deps.actions.undoIn(trx, actor, done, comment, body.undo === 'all_instances');
         }
         const allowed = [];
         let blockLifted = false;
@@ -224,7 +190,7 @@ export function createAlertsService(deps: {
     const { externalId, detectionSource } = mapped.alert;
     const stored = async (): Promise<{ alert: IngestedAlert; created: false } | undefined> => {
       if (externalId === undefined) return undefined;
-      const row = await store.db.selectFrom('alerts').selectAll().where('detection_source', '=', detectionSource).where('external_id', '=', externalId).executeTakeFirst();
+      const row = await repo.findByExternalId(store.db, detectionSource, externalId);
       if (!row) return undefined;
       if (!inScope(actor, row.group_id)) throw new QuellError('validation_failed', `externalId ${externalId} is already used by another alert from ${detectionSource}`);
       const device = await devices.findDevice(store.db, row.device_id);
@@ -259,7 +225,7 @@ export function createAlertsService(deps: {
       updated_at: clock.now(),
       updated_by: actor.name,
     };
-    await trx.updateTable('alerts').set(patch).where('id', '=', id).execute();
+    await repo.update(trx, id, patch);
     const after = { ...row, ...patch };
     await audit.record(trx, actor, {
       kind: 'alert.update', targetType: 'alert', targetId: id,

@@ -8,7 +8,9 @@ import type { Clock } from '../../infra.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import { presentUser, hashPassword } from '../users/users.service.ts';
 import type { UsersRepository } from '../users/users.repository.ts';
+import type { TokensRepository } from '../tokens/tokens.repository.ts';
 import { createLoginLimiter } from './login-limiter.ts';
+import type { SessionsRepository } from './sessions.repository.ts';
 
 export const SESSION_TTL_MS = 12 * 3_600_000;
 const sha256 = (value: string): string => createHash('sha256').update(value).digest('hex');
@@ -17,8 +19,8 @@ const sha256 = (value: string): string => createHash('sha256').update(value).dig
  * Sign-in, sessions and bearer tokens, each resolved to an Actor. Session ids
  * and token secrets are random 256-bit values stored only as SHA-256 hashes.
  */
-export function createAuthService(deps: { store: Store; users: UsersRepository; audit: AuditService; clock: Clock }) {
-  const { store, users, audit, clock } = deps;
+export function createAuthService(deps: { store: Store; users: UsersRepository; sessions: SessionsRepository; tokens: TokensRepository; audit: AuditService; clock: Clock }) {
+  const { store, users, sessions, tokens, audit, clock } = deps;
   const limiter = createLoginLimiter({ now: () => clock.now() });
   // Verifying against a real hash when the user does not exist keeps the timing the same.
   const dummyHash = hashPassword(randomBytes(16).toString('hex'));
@@ -51,8 +53,8 @@ export function createAuthService(deps: { store: Store; users: UsersRepository; 
       const csrfToken = randomBytes(32).toString('base64url');
       const now = clock.now();
       await store.transaction(async (trx) => {
-        await trx.insertInto('sessions').values({ id_hash: sha256(sessionId), user_id: row.id, csrf_token: csrfToken, created_at: now, expires_at: now + SESSION_TTL_MS }).execute();
-        await trx.deleteFrom('sessions').where('expires_at', '<', now).execute();
+        await sessions.insert(trx, { id_hash: sha256(sessionId), user_id: row.id, csrf_token: csrfToken, created_at: now, expires_at: now + SESSION_TTL_MS });
+        await sessions.deleteExpired(trx, now);
         await audit.record(trx, visitor, { kind: 'auth.login', targetType: 'user', targetId: row.id });
       });
       const resolved = (await actorFor(row.id, sourceIp, null, 'user'))!;
@@ -60,7 +62,7 @@ export function createAuthService(deps: { store: Store; users: UsersRepository; 
     },
 
     async session(sessionId: string, sourceIp: string | null): Promise<SessionIdentity | null> {
-      const session = await store.db.selectFrom('sessions').selectAll().where('id_hash', '=', sha256(sessionId)).executeTakeFirst();
+      const session = await sessions.findByHash(store.db, sha256(sessionId));
       if (!session || session.expires_at <= clock.now()) return null;
       const resolved = await actorFor(session.user_id, sourceIp, null, 'user');
       if (!resolved) return null;
@@ -69,7 +71,7 @@ export function createAuthService(deps: { store: Store; users: UsersRepository; 
 
     async logout(sessionId: string, actor: Actor): Promise<void> {
       await store.transaction(async (trx) => {
-        await trx.deleteFrom('sessions').where('id_hash', '=', sha256(sessionId)).execute();
+        await sessions.delete(trx, sha256(sessionId));
         await audit.record(trx, actor, { kind: 'auth.logout', targetType: 'user', targetId: actor.userId });
       });
     },
@@ -78,7 +80,7 @@ export function createAuthService(deps: { store: Store; users: UsersRepository; 
     async bearer(token: string, sourceIp: string | null): Promise<Actor | null> {
       const match = /^qt_([0-9a-f-]{36})_([A-Za-z0-9_-]{43})$/.exec(token);
       if (!match) return null;
-      const row = await store.db.selectFrom('api_tokens').selectAll().where('id', '=', match[1]!).executeTakeFirst();
+      const row = await tokens.findById(store.db, match[1]!);
       if (!row || row.revoked_at !== null || row.expires_at <= clock.now()) return null;
       const expected = Buffer.from(row.secret_hash, 'hex');
       const given = Buffer.from(sha256(match[2]!), 'hex');

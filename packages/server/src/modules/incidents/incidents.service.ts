@@ -1,13 +1,14 @@
 import type { AlertSeverity, Incident, UpdateIncidentBody, Verdict } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { AlertsTable, IncidentsTable } from '../../db/schema.ts';
-import { type Db, type Store, groupScope } from '../../db/store.ts';
+import type { Db, Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import { presentAction } from '../actions/actions.presenter.ts';
 import type { AuditService } from '../audit/audit.service.ts';
-import { presentAlert } from '../alerts/alerts.service.ts';
+import { presentAlert } from '../alerts/alerts.presenter.ts';
 import { presentInvestigation } from '../investigations/investigations.service.ts';
+import type { IncidentsRepository } from './incidents.repository.ts';
 
 const VERDICT_RANK: Record<Verdict, number> = { no_threats_found: 0, suspicious: 1, malicious: 2 };
 
@@ -26,8 +27,8 @@ const iso = (ms: number): string => new Date(ms).toISOString();
  * alert on its device from the last day, or one that shares a hash, address
  * or URL with it from the last week; otherwise it opens a new incident.
  */
-export function createIncidentsService(deps: { store: Store; audit: AuditService; clock: Clock; ids: Ids }) {
-  const { store, audit, clock, ids } = deps;
+export function createIncidentsService(deps: { store: Store; repo: IncidentsRepository; audit: AuditService; clock: Clock; ids: Ids }) {
+  const { store, repo, audit, clock, ids } = deps;
 
   /**
    * An incident as the actor may see it. Shared evidence can join alerts of
@@ -41,12 +42,10 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
       firstActivityAt: iso(row.first_activity_at), lastActivityAt: iso(row.last_activity_at), updatedAt: iso(row.updated_at),
     };
     if (actor.groupIds === null) {
-      const counts = await db.selectFrom('alerts').select((eb) => [eb.fn.countAll<number>().as('alerts'), eb.fn.count<number>('device_id').distinct().as('devices')])
-        .where('incident_id', '=', row.id).executeTakeFirstOrThrow();
-      return { ...whole, alertCount: Number(counts.alerts), deviceCount: Number(counts.devices) };
+      const counts = await repo.alertCounts(db, row.id);
+      return { ...whole, alertCount: counts.alerts, deviceCount: counts.devices };
     }
-    const all = await db.selectFrom('alerts').select(['title', 'device_id', 'device_name', 'group_id', 'severity', 'occurred_at'])
-      .where('incident_id', '=', row.id).orderBy('received_at').orderBy('id').execute();
+    const all = await repo.alertFacts(db, row.id);
     const alerts = all.filter((a) => inScope(actor, a.group_id));
     const counts = { alertCount: alerts.length, deviceCount: new Set(alerts.map((a) => a.device_id)).size };
     const first = alerts[0];
@@ -61,8 +60,8 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
 
   /** The incident in scope: one of its alerts is on a device the actor may see. */
   async function findVisible(actor: Actor, id: string): Promise<IncidentsTable> {
-    const row = await store.db.selectFrom('incidents').selectAll().where('id', '=', id).executeTakeFirst();
-    const visible = row && (await store.db.selectFrom('alerts').select('id').where('incident_id', '=', id).where(groupScope('group_id', actor.groupIds)).executeTakeFirst());
+    const row = await repo.findById(store.db, id);
+    const visible = row && (await repo.hasAlertIn(store.db, id, actor.groupIds));
     if (!row || !visible) throw new QuellError('incident_not_found', `No such incident: ${id}`);
     return row;
   }
@@ -71,58 +70,46 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
     /** Called inside the transaction that stores an alert (after its evidence): puts it in an incident. */
     async onAlert(trx: Db, alert: AlertsTable): Promise<void> {
       const now = clock.now();
-      const sameDevice = await trx.selectFrom('alerts').innerJoin('incidents', 'incidents.id', 'alerts.incident_id').select('incidents.id')
-        .where('alerts.device_id', '=', alert.device_id).where('alerts.id', '<>', alert.id).where('incidents.status', '=', 'active')
-        .where('alerts.received_at', '>=', now - SAME_DEVICE_WINDOW_MS).orderBy('alerts.received_at', 'desc').executeTakeFirst();
-      const shared = sameDevice ?? await trx.selectFrom('alert_evidence as mine')
-        .innerJoin('alert_evidence as theirs', (join) => join.onRef('theirs.kind', '=', 'mine.kind').onRef('theirs.value', '=', 'mine.value'))
-        .innerJoin('alerts', 'alerts.id', 'theirs.alert_id').innerJoin('incidents', 'incidents.id', 'alerts.incident_id').select('incidents.id')
-        .where('mine.alert_id', '=', alert.id).where('theirs.alert_id', '<>', alert.id).where('mine.kind', 'in', STRONG_EVIDENCE)
-        .where('incidents.status', '=', 'active').where('alerts.received_at', '>=', now - SHARED_EVIDENCE_WINDOW_MS)
-        .orderBy('alerts.received_at', 'desc').executeTakeFirst();
-      let incidentId = shared?.id;
-      if (incidentId) {
-        const incident = await trx.selectFrom('incidents').selectAll().where('id', '=', incidentId).executeTakeFirstOrThrow();
+      const joined = await repo.activeOnDevice(trx, alert, now - SAME_DEVICE_WINDOW_MS)
+        ?? await repo.activeSharingEvidence(trx, alert.id, STRONG_EVIDENCE, now - SHARED_EVIDENCE_WINDOW_MS);
+      const incident = joined === undefined ? undefined : await repo.findById(trx, joined);
+      let incidentId: string;
+      if (incident) {
+        incidentId = incident.id;
         const severity = SEVERITY_RANK[alert.severity as AlertSeverity] > SEVERITY_RANK[incident.severity as AlertSeverity] ? alert.severity : incident.severity;
-        await trx.updateTable('incidents').set({ severity, last_activity_at: Math.max(incident.last_activity_at, alert.occurred_at), updated_at: now }).where('id', '=', incidentId).execute();
+        await repo.update(trx, incidentId, { severity, last_activity_at: Math.max(incident.last_activity_at, alert.occurred_at), updated_at: now });
       } else {
         incidentId = ids.next();
-        await trx.insertInto('incidents').values({
+        await repo.insert(trx, {
           id: incidentId, title: `${alert.title} on ${alert.device_name}`.slice(0, 600), status: 'active', severity: alert.severity,
           first_activity_at: alert.occurred_at, last_activity_at: alert.occurred_at, created_at: now, updated_at: now,
-        }).execute();
+        });
       }
-      await trx.updateTable('alerts').set({ incident_id: incidentId }).where('id', '=', alert.id).execute();
+      await repo.assignAlert(trx, alert.id, incidentId);
       alert.incident_id = incidentId;
     },
 
     async list(actor: Actor): Promise<Incident[]> {
       requirePermission(actor, 'alerts:read');
-      const rows = await store.db.selectFrom('incidents').selectAll()
-        .where('id', 'in', (eb) => eb.selectFrom('alerts').select('incident_id').where(groupScope('group_id', actor.groupIds)).where('incident_id', 'is not', null).$narrowType<{ incident_id: string }>())
-        .orderBy('last_activity_at', 'desc').limit(500).execute();
+      const rows = await repo.listVisible(store.db, actor.groupIds, 500);
       return Promise.all(rows.map((row) => present(store.db, row, actor)));
     },
 
     async get(actor: Actor, id: string) {
       requirePermission(actor, 'alerts:read');
       const row = await findVisible(actor, id);
-      const alerts = (await store.db.selectFrom('alerts').selectAll().where('incident_id', '=', id).orderBy('received_at').execute()).filter((a) => inScope(actor, a.group_id));
+      const alerts = (await repo.alerts(store.db, id)).filter((a) => inScope(actor, a.group_id));
       const alertIds = alerts.map((a) => a.id);
-      const evidence = await store.db.selectFrom('alert_evidence').innerJoin('alerts', 'alerts.id', 'alert_evidence.alert_id')
-        .select(['alert_evidence.kind', 'alert_evidence.value', 'alerts.device_id']).where('alert_evidence.alert_id', 'in', alertIds).execute();
+      const evidence = await repo.evidence(store.db, alertIds);
       const grouped = new Map<string, { kind: string; value: string; deviceIds: Set<string> }>();
       for (const e of evidence) {
         const key = `${e.kind}\u0000${e.value}`;
         if (!grouped.has(key)) grouped.set(key, { kind: e.kind, value: e.value, deviceIds: new Set() });
         grouped.get(key)!.deviceIds.add(e.device_id);
       }
-      const investigations = await store.db.selectFrom('investigations').selectAll()
-        .where('id', 'in', (eb) => eb.selectFrom('investigation_alerts').select('investigation_id').where('alert_id', 'in', alertIds)).orderBy('started_at').execute();
-      const actions = investigations.length === 0 ? [] : await store.db.selectFrom('actions').selectAll().where('investigation_id', 'in', investigations.map((i) => i.id))
-        .where(groupScope('group_id', actor.groupIds)).orderBy('requested_at').execute();
-      const judged = actions.length === 0 ? [] : await store.db.selectFrom('investigation_entities').select(['action_id', 'verdict', 'reason'])
-        .where('action_id', 'in', actions.map((a) => a.id)).where('verdict', 'is not', null).execute();
+      const investigations = await repo.investigations(store.db, alertIds);
+      const actions = await repo.actions(store.db, investigations.map((i) => i.id), actor.groupIds);
+      const judged = await repo.verdicts(store.db, actions.map((a) => a.id));
       const now = clock.now();
       return {
         incident: await present(store.db, row, actor),
@@ -142,7 +129,7 @@ export function createIncidentsService(deps: { store: Store; audit: AuditService
       const row = await findVisible(actor, id);
       return store.transaction(async (trx) => {
         const updated = { ...row, status: body.status, updated_at: clock.now() };
-        await trx.updateTable('incidents').set({ status: updated.status, updated_at: updated.updated_at }).where('id', '=', id).execute();
+        await repo.update(trx, id, { status: updated.status, updated_at: updated.updated_at });
         await audit.record(trx, actor, { kind: 'incident.update', targetType: 'incident', targetId: id, before: { status: row.status }, after: { status: body.status } });
         return present(trx, updated, actor);
       });

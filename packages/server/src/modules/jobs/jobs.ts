@@ -1,5 +1,6 @@
 import type { Store } from '../../db/store.ts';
 import type { Clock } from '../../infra.ts';
+import { createJobsRepository } from './jobs.repository.ts';
 
 export interface JobDefinition {
   name: string;
@@ -24,33 +25,22 @@ export interface JobRunner {
 export function createJobRunner(deps: { store: Store; clock: Clock; owner: string; jobs: JobDefinition[]; pollMs: number; leaseMs?: number; onError?: (job: string, error: unknown) => void }): JobRunner {
   const { store, clock, owner, jobs, pollMs } = deps;
   const leaseMs = deps.leaseMs ?? 5 * 60_000;
+  const repo = createJobsRepository();
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<unknown> = Promise.resolve();
   let ensured = false;
 
   async function ensureRows(): Promise<void> {
     if (ensured) return;
-    for (const job of jobs) {
-      await store.db.insertInto('jobs').values({ name: job.name, run_at: clock.now(), locked_by: null, locked_until: null, last_run_at: null, last_error: null })
-        .onConflict((oc) => oc.column('name').doNothing()).execute();
-    }
+    for (const job of jobs) await repo.ensure(store.db, job.name, clock.now());
     ensured = true;
   }
 
-  async function claim(job: JobDefinition): Promise<boolean> {
-    const now = clock.now();
-    const result = await store.db.updateTable('jobs').set({ locked_by: owner, locked_until: now + leaseMs })
-      .where('name', '=', job.name).where('run_at', '<=', now)
-      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<', now)]))
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
-  }
+  const claim = (job: JobDefinition): Promise<boolean> => repo.claim(store.db, job.name, owner, clock.now(), leaseMs);
 
   async function release(job: JobDefinition, error: unknown): Promise<void> {
     const now = clock.now();
-    await store.db.updateTable('jobs')
-      .set({ locked_by: null, locked_until: null, run_at: now + job.intervalMs, last_run_at: now, last_error: error === null ? null : String(error) })
-      .where('name', '=', job.name).where('locked_by', '=', owner).execute();
+    await repo.release(store.db, job.name, owner, { at: now, next: now + job.intervalMs, error: error === null ? null : String(error) });
   }
 
   async function tick(): Promise<string[]> {

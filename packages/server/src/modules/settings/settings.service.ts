@@ -2,13 +2,13 @@ import type { Settings, UpdateSettingsBody } from '@quell/contracts';
 import { type Actor, requirePermission } from '../../actor.ts';
 import type { Db, Store } from '../../db/store.ts';
 import type { AuditService } from '../audit/audit.service.ts';
+import type { SettingsRepository } from './settings.repository.ts';
 
-const KEY = 'settings';
 const CACHE_MS = 1000;
 
 /** Product settings changed at run time; the configuration gives their defaults. */
-export function createSettingsService(deps: { store: Store; audit: AuditService; defaults: Settings }) {
-  const { store, audit, defaults } = deps;
+export function createSettingsService(deps: { store: Store; repo: SettingsRepository; audit: AuditService; defaults: Settings }) {
+  const { store, repo, audit, defaults } = deps;
 
   // Read on every proposal and decision, changed rarely: kept for a second. A change made here is
   // seen at once; one made by another replica within CACHE_MS.
@@ -16,8 +16,8 @@ export function createSettingsService(deps: { store: Store; audit: AuditService;
 
   async function read(db: Db): Promise<Settings> {
     if (cached && Date.now() - cached.at < CACHE_MS) return cached.value;
-    const row = await db.selectFrom('settings').select('value').where('key', '=', KEY).executeTakeFirst();
-    const value = row ? { ...defaults, ...(JSON.parse(row.value) as Partial<Settings>) } : defaults;
+    const stored = await repo.read(db);
+    const value = stored === undefined ? defaults : { ...defaults, ...(JSON.parse(stored) as Partial<Settings>) };
     cached = { value, at: Date.now() };
     return value;
   }
@@ -34,8 +34,7 @@ export function createSettingsService(deps: { store: Store; audit: AuditService;
         cached = null;
         const before = await read(trx);
         const after: Settings = { ...before, ...patch };
-        const value = JSON.stringify(after);
-        await trx.insertInto('settings').values({ key: KEY, value }).onConflict((oc) => oc.column('key').doUpdateSet({ value })).execute();
+        await repo.write(trx, JSON.stringify(after));
         await audit.record(trx, actor, { kind: 'settings.update', targetType: 'settings', targetId: null, before, after });
         return after;
       });

@@ -1,27 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type CreateTokenBody, type Permission, type Token, roleAtLeast, roleHas } from '@quell/contracts';
+import { type CreateTokenBody, type Token, roleAtLeast, roleHas } from '@quell/contracts';
 import { type Actor, requirePermission } from '../../actor.ts';
 import type { ApiTokensTable } from '../../db/schema.ts';
 import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
 import type { AuditService } from '../audit/audit.service.ts';
-
-export function presentToken(row: ApiTokensTable): Token {
-  return {
-    id: row.id,
-    name: row.name,
-    userId: row.user_id,
-    scopes: JSON.parse(row.scopes) as Permission[],
-    createdAt: new Date(row.created_at).toISOString(),
-    expiresAt: new Date(row.expires_at).toISOString(),
-    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at).toISOString(),
-  };
-}
+import { presentToken } from './tokens.presenter.ts';
+import type { TokensRepository } from './tokens.repository.ts';
 
 /** API tokens for scripts and SOAR: scoped, expiring, shown once, stored as a hash; a token acts as its owner. */
-export function createTokensService(deps: { store: Store; audit: AuditService; clock: Clock; ids: Ids }) {
-  const { store, audit, clock, ids } = deps;
+export function createTokensService(deps: { store: Store; repo: TokensRepository; audit: AuditService; clock: Clock; ids: Ids }) {
+  const { store, repo, audit, clock, ids } = deps;
 
   return {
     /**
@@ -45,7 +35,7 @@ export function createTokensService(deps: { store: Store; audit: AuditService; c
         scopes: JSON.stringify([...new Set(body.scopes)]), created_at: now, expires_at: now + body.expiresInDays * 86_400_000, revoked_at: null,
       };
       await store.transaction(async (trx) => {
-        await trx.insertInto('api_tokens').values(row).execute();
+        await repo.insert(trx, row);
         await audit.record(trx, actor, { kind: 'token.create', targetType: 'token', targetId: row.id, after: presentToken(row) });
       });
       return { token: presentToken(row), secret: `qt_${row.id}_${secret}` };
@@ -54,17 +44,17 @@ export function createTokensService(deps: { store: Store; audit: AuditService; c
     /** Administrators see every token; the secret is never shown again. */
     async list(actor: Actor): Promise<Token[]> {
       requirePermission(actor, 'tokens:manage');
-      return (await store.db.selectFrom('api_tokens').selectAll().orderBy('created_at', 'desc').limit(1000).execute()).map(presentToken);
+      return (await repo.list(store.db, 1000)).map(presentToken);
     },
 
     async revoke(actor: Actor, id: string): Promise<Token> {
       requirePermission(actor, 'tokens:manage');
       return store.transaction(async (trx) => {
-        const row = await trx.selectFrom('api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+        const row = await repo.findById(trx, id);
         if (!row) throw new QuellError('token_not_found');
         if (row.revoked_at !== null) return presentToken(row);
         const revoked = { ...row, revoked_at: clock.now() };
-        await trx.updateTable('api_tokens').set({ revoked_at: revoked.revoked_at }).where('id', '=', id).execute();
+        await repo.revoke(trx, id, revoked.revoked_at);
         await audit.record(trx, actor, { kind: 'token.revoke', targetType: 'token', targetId: id, before: presentToken(row), after: presentToken(revoked) });
         return presentToken(revoked);
       });
