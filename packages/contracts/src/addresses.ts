@@ -57,6 +57,18 @@ export function entryHolding(address: string, entries: readonly string[]): strin
 /** A domain name as indicators store it: lower case, labels of letters, digits and hyphens, a top-level label of letters, no trailing dot. */
 export const DOMAIN_NAME = /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 
+/** The name a domain or URL indicator is enforced at: the domain, or the URL's host when that is a domain name (not an address). */
+export function enforcedName(type: string, value: string): string | null {
+  if (type === 'domain') return value;
+  if (type !== 'url') return null;
+  try {
+    const host = new URL(value).hostname;
+    return DOMAIN_NAME.test(host) ? host : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The narrowest entry of `domains` that is `name` or a parent of it
  * (`evil.example` holds `c2.evil.example`), or null.

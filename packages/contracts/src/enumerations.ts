@@ -24,6 +24,8 @@ export const INVESTIGATION_ENDED: readonly InvestigationStatus[] = ['remediated'
 /** What an indicator matches: file hashes, network addresses, and certificate thumbprints. */
 export const INDICATOR_TYPES = ['sha256', 'sha1', 'md5', 'ip', 'url', 'domain', 'certificate'] as const;
 export type IndicatorType = (typeof INDICATOR_TYPES)[number];
+/** The indicator types agents enforce: files by hash, traffic by address, DNS by domain and by a URL's host. */
+export const ENFORCED_INDICATOR_TYPES = ['sha256', 'sha1', 'md5', 'ip', 'domain', 'url'] as const satisfies readonly IndicatorType[];
 /**
  * allow: never remediated; audit: an alert only; block: malicious, prevented;
  * block_and_remediate: malicious, and what exists is remediated.

@@ -17,8 +17,11 @@ import { createSessionsRepository } from './modules/auth/sessions.repository.ts'
 import { createIncidentsRepository } from './modules/incidents/incidents.repository.ts';
 import { createIncidentsService } from './modules/incidents/incidents.service.ts';
 import { createIndicatorsService } from './modules/indicators/indicators.service.ts';
+import { createIndicatorsRepository } from './modules/indicators/indicators.repository.ts';
 import { createInvestigationsService } from './modules/investigations/investigations.service.ts';
 import { createDesiredStateService } from './modules/desired-state/desired-state.service.ts';
+import { createDesiredStateRepository } from './modules/desired-state/desired-state.repository.ts';
+import { desiredStateSignedAt, writeDesiredState } from './modules/desired-state/desired-state.ts';
 import { createDevicesRepository } from './modules/devices/devices.repository.ts';
 import { createDevicesService } from './modules/devices/devices.service.ts';
 import { createSettingsRepository } from './modules/settings/settings.repository.ts';
@@ -65,7 +68,10 @@ export function createServices(options: ServiceOptions) {
   const settings = createSettingsService({ store, repo: createSettingsRepository(), audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
   const actionsRepo = createActionsRepository();
   const signer = options.signer ?? createCommandSigner();
-  const indicators = createIndicatorsService({ store, audit, clock, ids, signer, publishState: options.publishState });
+  const indicators = createIndicatorsService({
+    store, repo: createIndicatorsRepository(), audit, clock, ids, publishState: options.publishState,
+    state: { write: (trx) => writeDesiredState(trx, signer, clock.now()), signedAt: desiredStateSignedAt },
+  });
   const actions = createActionsService({
     store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch, publishState: options.publishState,
     allowing: indicators.allowing,
@@ -73,7 +79,7 @@ export function createServices(options: ServiceOptions) {
   const investigations = createInvestigationsService({ store, actions, audit, settings, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
   const incidents = createIncidentsService({ store, repo: createIncidentsRepository(), audit, clock, ids });
   const alerts = createAlertsService({ store, repo: createAlertsRepository(), devices: devicesRepo, audit, clock, ids, actions, indicators, onCreated: [incidents.onAlert, investigations.onAlert] });
-  const desiredState = createDesiredStateService({ store, actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
+  const desiredState = createDesiredStateService({ store, repo: createDesiredStateRepository(), actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
   return {
     store,
     clock,

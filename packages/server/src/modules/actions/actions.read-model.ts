@@ -6,7 +6,7 @@ import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { ActionsTable } from '../../db/schema.ts';
 import type { Db } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
-import { deviceHealth } from '../devices/devices.service.ts';
+import { deviceHealth } from '../devices/devices.presenter.ts';
 import { type Enforcement, enforcementOf } from '../desired-state/desired-state.ts';
 import { type ActionsServiceDeps, isFleet } from './actions.core.ts';
 import { presentAction, presentDrift, presentTimelineEntry } from './actions.presenter.ts';

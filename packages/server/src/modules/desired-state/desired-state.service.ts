@@ -1,10 +1,10 @@
-import { DELIVERABLE_STATUSES, DEVICE_OFFLINE_AFTER_MS, FLEET_ACTION_TYPES, type StateReportPayload } from '@quell/contracts';
-import { sql } from 'kysely';
+import { DEVICE_OFFLINE_AFTER_MS, type StateReportPayload } from '@quell/contracts';
 import { type Actor, systemActor } from '../../actor.ts';
 import type { Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock } from '../../infra.ts';
 import { type Enforcement, enforcementOf, readDesiredState } from './desired-state.ts';
+import type { DesiredStateRepository } from './desired-state.repository.ts';
 
 /** Reports are written together: ten thousand agents answering one state must not mean ten thousand transactions. */
 const REPORT_BATCH = 500;
@@ -23,21 +23,14 @@ export interface ContainmentLifecycle {
  * in progress once any agent applied it, completed once no online agent
  * is still to apply it (offline ones apply it when they reconnect).
  */
-export function createDesiredStateService(deps: { store: Store; actions: ContainmentLifecycle; clock: Clock; onError: (error: unknown) => void }) {
-  const { store, actions, clock } = deps;
+export function createDesiredStateService(deps: { store: Store; repo: DesiredStateRepository; actions: ContainmentLifecycle; clock: Clock; onError: (error: unknown) => void }) {
+  const { store, repo, actions, clock } = deps;
   const queued = new Map<string, StateReportPayload>();
   let timer: NodeJS.Timeout | null = null;
   let flushing: Promise<void> = Promise.resolve();
 
   async function write(reports: Array<[string, StateReportPayload]>): Promise<void> {
-    for (let i = 0; i < reports.length; i += REPORT_BATCH) {
-      const rows = reports.slice(i, i + REPORT_BATCH).map(([deviceId, report]) =>
-        sql`(${deviceId}, CAST(${report.version} AS BIGINT), ${report.error ?? null}, ${JSON.stringify(report.failures)})`);
-      // One statement per batch; an older report never overwrites a newer one.
-      await sql`WITH reported (device_id, version, error, failures) AS (VALUES ${sql.join(rows)})
-        UPDATE agents SET state_version = reported.version, state_error = reported.error, state_failures = reported.failures
-        FROM reported WHERE agents.device_id = reported.device_id AND (agents.state_version IS NULL OR agents.state_version <= reported.version)`.execute(store.db);
-    }
+    for (let i = 0; i < reports.length; i += REPORT_BATCH) await repo.saveReports(store.db, reports.slice(i, i + REPORT_BATCH));
   }
 
   async function flush(): Promise<void> {
@@ -50,8 +43,7 @@ export function createDesiredStateService(deps: { store: Store; actions: Contain
   }
 
   async function settle(): Promise<number> {
-    const open = await store.db.selectFrom('actions').select(['id', 'status', 'type', 'entity_name', 'state_version'])
-      .where('status', 'in', DELIVERABLE_STATUSES).where('type', 'in', FLEET_ACTION_TYPES).where('state_version', 'is not', null).execute();
+    const open = await repo.openFleetActions(store.db);
     let moved = 0;
     for (const action of open) {
       const actor = systemActor('containment');

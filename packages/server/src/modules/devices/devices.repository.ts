@@ -1,5 +1,10 @@
+import { FLEET_ACTION_TYPES } from '@quell/contracts';
+import { sql } from 'kysely';
 import type { DeviceGroupsTable, DeviceStateTable, DevicesTable } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
+
+/** A device that may stand for a host an alert names, with whether an agent holds it now. */
+export interface HostCandidate { id: string; name: string; managed: boolean; last_seen_at: number | null }
 
 /** A device with its active agent's facts, if it has one, and its offboarding: asked of that agent, or the last one done. */
 export interface DeviceRow extends DevicesTable {
@@ -58,6 +63,86 @@ export function createDevicesRepository() {
     },
     async listGroups(db: Db): Promise<DeviceGroupsTable[]> {
       return db.selectFrom('device_groups').selectAll().orderBy('rank', 'desc').orderBy('name').execute();
+    },
+    async updateGroup(db: Db, id: string, patch: Partial<Omit<DeviceGroupsTable, 'id' | 'created_at'>>): Promise<void> {
+      await db.updateTable('device_groups').set(patch).where('id', '=', id).execute();
+    },
+    /** Puts a device in a group; `pinned`: by hand, and the groups' rules leave it there. */
+    async setGroup(db: Db, id: string, groupId: string | null, pinned: boolean): Promise<void> {
+      await db.updateTable('devices').set({ group_id: groupId, group_pinned: pinned ? 1 : 0 }).where('id', '=', id).execute();
+    },
+    /** The groups with a rule, the highest-ranked first. */
+    ruledGroups(db: Db): Promise<Array<Pick<DeviceGroupsTable, 'id' | 'rule'>>> {
+      return db.selectFrom('device_groups').select(['id', 'rule']).where('rule', 'is not', null).orderBy('rank', 'desc').orderBy('name').execute();
+    },
+    /** The devices no administrator placed by hand: all, or those of these ids. */
+    unpinned(db: Db, ids?: readonly string[]): Promise<Array<Pick<DevicesTable, 'id' | 'name' | 'platform' | 'group_id'>>> {
+      let q = db.selectFrom('devices').select(['id', 'name', 'platform', 'group_id']).where('group_pinned', '=', 0);
+      if (ids) q = q.where('id', 'in', ids);
+      return q.execute();
+    },
+
+    /** The addresses alerts reported for these devices, the latest first. */
+    addresses(db: Db, ids: readonly string[]): Promise<Array<{ device_id: string; address: string }>> {
+      return db.selectFrom('device_addresses').select(['device_id', 'address']).where('device_id', 'in', ids).orderBy('seen_at', 'desc').orderBy('address').execute();
+    },
+    /** How many actions on these devices wait for approval, and how many for delivery to their agent (fleet-wide ones go by the desired state). */
+    waitingActions(db: Db, ids: readonly string[]): Promise<Array<{ device_id: string; status: string; count: number }>> {
+      return db.selectFrom('actions').select((eb) => ['device_id', 'status', eb.fn.countAll<number>().as('count')])
+        .where('device_id', 'in', ids).where((eb) => eb.or([eb('status', '=', 'pending_approval'), eb.and([eb('status', '=', 'queued'), eb('type', 'not in', FLEET_ACTION_TYPES)])]))
+        .groupBy(['device_id', 'status']).execute();
+    },
+    /** What is in force on these devices, by entity. */
+    states(db: Db, ids: readonly string[]): Promise<DeviceStateTable[]> {
+      return db.selectFrom('device_state').selectAll().where('device_id', 'in', ids).orderBy('entity').execute();
+    },
+
+    /** Devices of these ids, with whether an agent holds them now. */
+    async hostCandidates(db: Db, ids: readonly string[]): Promise<HostCandidate[]> {
+      if (ids.length === 0) return [];
+      const rows = await db.selectFrom('devices')
+        .leftJoin('agents', (join) => join.onRef('agents.device_id', '=', 'devices.id').on('agents.revoked_at', 'is', null))
+        .select(['devices.id', 'devices.name', 'devices.last_seen_at', 'agents.device_id as agent_device'])
+        .where('devices.id', 'in', [...new Set(ids)]).execute();
+      return rows.map((r) => ({ id: r.id, name: r.name, last_seen_at: r.last_seen_at, managed: r.agent_device !== null }));
+    },
+    /** The devices a detection engine's own ids for a host were last seen on, the latest first. */
+    async bySourceIds(db: Db, source: string, sourceIds: readonly string[]): Promise<string[]> {
+      return (await db.selectFrom('device_source_ids').select('device_id').where('source', '=', source).where('source_id', 'in', sourceIds)
+        .orderBy('updated_at', 'desc').execute()).map((r) => r.device_id);
+    },
+    /** The devices named so, case aside (`names` in lower case). */
+    async byLowerName(db: Db, names: readonly string[]): Promise<string[]> {
+      return (await db.selectFrom('devices').select('id').where(sql<string>`lower(name)`, 'in', names).execute()).map((r) => r.id);
+    },
+    /** The device any of these addresses was last seen on by an alert. */
+    async lastSeenAt(db: Db, addresses: readonly string[]): Promise<string[]> {
+      return (await db.selectFrom('device_addresses').select('device_id').where('address', 'in', addresses).orderBy('seen_at', 'desc').limit(1).execute()).map((r) => r.device_id);
+    },
+    /** The devices whose agent reports one of these addresses in its facts (JSON; addresses hold only [0-9a-f.:], nothing to escape). */
+    async reportingAddress(db: Db, addresses: readonly string[]): Promise<string[]> {
+      return (await db.selectFrom('agents').select('device_id').where('revoked_at', 'is', null)
+        .where((eb) => eb.or(addresses.map((a) => eb('facts', 'like', `%"${a}"%`)))).execute()).map((r) => r.device_id);
+    },
+    async recordSourceId(db: Db, source: string, sourceId: string, deviceId: string, now: number): Promise<void> {
+      await db.insertInto('device_source_ids').values({ source, source_id: sourceId, device_id: deviceId, updated_at: now })
+        .onConflict((oc) => oc.columns(['source', 'source_id']).doUpdateSet({ device_id: deviceId, updated_at: now })).execute();
+    },
+    async recordAddress(db: Db, deviceId: string, address: string, now: number): Promise<void> {
+      await db.insertInto('device_addresses').values({ device_id: deviceId, address, seen_at: now })
+        .onConflict((oc) => oc.columns(['device_id', 'address']).doUpdateSet({ seen_at: now })).execute();
+    },
+    /**
+     * Inserts a device discovered from a detection engine, unless one of that
+     * name already was (a unique index decides: on PostgreSQL after waiting
+     * for a concurrent insert to commit). Returns whether it inserted.
+     */
+    async insertDiscovered(db: Db, row: DevicesTable): Promise<boolean> {
+      return (await db.insertInto('devices').values(row).onConflict((oc) => oc.doNothing()).returning('id').executeTakeFirst()) !== undefined;
+    },
+    /** The discovered device of this name, case aside. */
+    discoveredNamed(db: Db, name: string): Promise<Pick<DevicesTable, 'id' | 'name'>> {
+      return db.selectFrom('devices').select(['id', 'name']).where('discovered_from', 'is not', null).where(sql<string>`lower(name)`, '=', name.toLowerCase()).executeTakeFirstOrThrow();
     },
   };
 }

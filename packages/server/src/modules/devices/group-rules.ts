@@ -1,5 +1,8 @@
 import type { DeviceGroupRule } from '@quell/contracts';
 import type { Db } from '../../db/store.ts';
+import { createDevicesRepository } from './devices.repository.ts';
+
+const repo = createDevicesRepository();
 
 /** `web-*` → /^web-.*$/i: every other character stands for itself. */
 function patternRegExp(pattern: string): RegExp {
@@ -16,18 +19,13 @@ export function ruleMatches(rule: DeviceGroupRule, device: { name: string; platf
  * only those named. Returns the ids of the devices that changed group.
  */
 export async function applyGroupRules(trx: Db, deviceIds?: readonly string[]): Promise<string[]> {
-  const groups = (await trx.selectFrom('device_groups').select(['id', 'rule']).where('rule', 'is not', null).orderBy('rank', 'desc').orderBy('name').execute())
-    .map((g) => ({ id: g.id, rule: JSON.parse(g.rule!) as DeviceGroupRule }));
-  let query = trx.selectFrom('devices').select(['id', 'name', 'platform', 'group_id']).where('group_pinned', '=', 0);
-  if (deviceIds) {
-    if (deviceIds.length === 0) return [];
-    query = query.where('id', 'in', deviceIds);
-  }
+  if (deviceIds?.length === 0) return [];
+  const groups = (await repo.ruledGroups(trx)).map((g) => ({ id: g.id, rule: JSON.parse(g.rule!) as DeviceGroupRule }));
   const moved: string[] = [];
-  for (const device of await query.execute()) {
+  for (const device of await repo.unpinned(trx, deviceIds)) {
     const groupId = groups.find((g) => ruleMatches(g.rule, device))?.id ?? null;
     if (groupId === device.group_id) continue;
-    await trx.updateTable('devices').set({ group_id: groupId }).where('id', '=', device.id).execute();
+    await repo.setGroup(trx, device.id, groupId, false);
     moved.push(device.id);
   }
   return moved;

@@ -1,7 +1,9 @@
-import { type CreateAlertBody, DOMAIN_NAME, type Evidence, type IndicatorHit, type IndicatorHitRow, addressOrRange } from '@quell/contracts';
-import { enforcedName } from '../desired-state/desired-state.ts';
+import { type CreateAlertBody, DOMAIN_NAME, type Evidence, type IndicatorHit, addressOrRange, enforcedName } from '@quell/contracts';
 import type { Db } from '../../db/store.ts';
 import type { IndicatorHitsTable, IndicatorsTable } from '../../db/schema.ts';
+import { coversGroup, createIndicatorsRepository } from './indicators.repository.ts';
+
+const repo = createIndicatorsRepository();
 
 const HOUR_MS = 3_600_000;
 /** How far back an agent may date a hit it held while its server was out of reach. */
@@ -32,13 +34,8 @@ async function indicatorOf(trx: Db, hit: IndicatorHit, groupId: string | null): 
   const types = typesOf(hit);
   if (types.length === 0) return undefined;
   // A URL indicator is enforced at its host: its value holds the name.
-  const rows = await trx.selectFrom('indicators').selectAll().where('type', 'in', types)
-    .where((eb) => eb.or([eb('value', '=', hit.value), eb.and([eb('type', '=', 'url'), eb('value', 'like', `%${hit.value}%`)])]))
-    .where('action', 'in', hit.action === 'block' ? ['block', 'block_and_remediate'] : ['audit']).orderBy('created_at', 'desc').execute();
-  return rows.filter((row) => (row.type === 'url' ? enforcedName(row.type, row.value) === hit.value : true)).find((row) => {
-    const groups = JSON.parse(row.device_group_ids) as string[];
-    return groups.length === 0 || (groupId !== null && groups.includes(groupId));
-  });
+  const rows = await repo.matching(trx, types, hit.value, hit.action === 'block' ? ['block', 'block_and_remediate'] : ['audit']);
+  return rows.filter((row) => (row.type === 'url' ? enforcedName(row.type, row.value) === hit.value : true)).find((row) => coversGroup(row, groupId));
 }
 
 /** What an alert about a hit shows: the remote end, the file, the process and its user. */
@@ -91,43 +88,20 @@ export async function recordIndicatorHits(trx: Db, device: { id: string; name: s
     }
     const hour = Math.floor(hit.firstAt / HOUR_MS) * HOUR_MS;
     const key = { indicator_id: indicator.id, device_id: device.id, hour };
-    const known = await trx.selectFrom('indicator_hits').select(['count', 'first_at', 'last_at']).where('indicator_id', '=', key.indicator_id)
-      .where('device_id', '=', key.device_id).where('hour', '=', hour).executeTakeFirst();
+    const known = await repo.hitsInHour(trx, key);
     const lastHit = JSON.stringify(hit);
     if (known) {
-      await trx.updateTable('indicator_hits').set({
+      await repo.updateHits(trx, key, {
         count: Math.min(Number(known.count) + hit.count, Number.MAX_SAFE_INTEGER), first_at: Math.min(Number(known.first_at), hit.firstAt),
         last_at: Math.max(Number(known.last_at), hit.lastAt), last_hit: lastHit,
-      }).where('indicator_id', '=', key.indicator_id).where('device_id', '=', key.device_id).where('hour', '=', hour).execute();
+      });
       continue;
     }
     const row: IndicatorHitsTable = { ...key, action: hit.action, count: hit.count, first_at: hit.firstAt, last_at: hit.lastAt, last_hit: lastHit };
-    await trx.insertInto('indicator_hits').values(row).execute();
+    await repo.insertHits(trx, row);
     // A quarantine raised its own alert; agents that do not say so quarantined every blocked file they reported.
     const alreadyAlerted = hit.quarantined ?? (hit.action === 'block' && hit.path !== undefined);
     if (!alreadyAlerted) alerts.push(alertFor(indicator, device, hit, hour));
   }
   return { alerts, unmatched };
-}
-
-/** One indicator's hits on one device, summed over its hours, as the API shows them. */
-export function presentHits(row: { indicator_id: string; device_id: string; device_name: string; count: number | string; first_at: number | string; last_at: number | string; last_hit: string }): IndicatorHitRow {
-  const last = JSON.parse(row.last_hit) as IndicatorHit;
-  return {
-    indicatorId: row.indicator_id,
-    deviceId: row.device_id,
-    deviceName: row.device_name,
-    count: Number(row.count),
-    firstAt: new Date(Number(row.first_at)).toISOString(),
-    lastAt: new Date(Number(row.last_at)).toISOString(),
-    lastHit: {
-      action: last.action,
-      remote: last.remote ?? null,
-      name: last.name ?? null,
-      direction: last.direction ?? null,
-      path: last.path ?? null,
-      process: last.process?.name ?? null,
-      user: last.user ?? null,
-    },
-  };
 }

@@ -1,18 +1,27 @@
 import {
-  type CreateIndicatorBody, DOMAIN_NAME, INDICATOR_ACTIONS, addressOrRange, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator, type IndicatorAction, type IndicatorType,
-  type IndicatorHitRow, type ListIndicatorHitsQuery, type ListIndicatorsQuery, type UpdateIndicatorBody,
+  type CreateIndicatorBody, DOMAIN_NAME, ENFORCED_INDICATOR_TYPES, INDICATOR_ACTIONS, addressOrRange, INDICATOR_CSV_COLUMNS, INDICATOR_TYPES, type Indicator,
+  type IndicatorAction, type IndicatorType, type IndicatorHitRow, type ListIndicatorHitsQuery, type ListIndicatorsQuery, type UpdateIndicatorBody,
 } from '@quell/contracts';
-import { type Actor, inScope, requirePermission } from '../../actor.ts';
+import { type Actor, requirePermission } from '../../actor.ts';
 import { csvCell, parseCsv } from '../../csv.ts';
-import type { ExpressionBuilder } from 'kysely';
-import type { Database, IndicatorsTable } from '../../db/schema.ts';
+import type { IndicatorsTable } from '../../db/schema.ts';
 import type { Db, Store } from '../../db/store.ts';
 import { QuellError } from '../../errors.ts';
 import type { Clock, Ids } from '../../infra.ts';
-import type { CommandSigner } from '../../command-signer.ts';
 import type { AuditService } from '../audit/audit.service.ts';
-import { ENFORCED_TYPES, writeDesiredState } from '../desired-state/desired-state.ts';
-import { presentHits } from './indicator-hits.ts';
+import { presentHits, presentIndicator, visibleTo } from './indicators.presenter.ts';
+import type { IndicatorsRepository } from './indicators.repository.ts';
+
+/**
+ * What indicators need of the desired state: file hash, address and name
+ * indicators reach the agents through it, so a change to them signs a new version.
+ */
+export interface DesiredStateWriter {
+  /** Signs the next version inside the caller's transaction. */
+  write(trx: Db): Promise<unknown>;
+  /** When the last version was signed, or undefined before the first. */
+  signedAt(db: Db): Promise<number | undefined>;
+}
 
 const HEX = { sha256: 64, sha1: 40, md5: 32 } as const;
 
@@ -48,61 +57,30 @@ export function normaliseIndicator(type: IndicatorType, raw: string): string {
   }
 }
 
-export function presentIndicator(row: IndicatorsTable, now: number): Indicator {
-  return {
-    id: row.id,
-    type: row.type as IndicatorType,
-    value: row.value,
-    action: row.action as IndicatorAction,
-    title: row.title,
-    description: row.description,
-    deviceGroupIds: JSON.parse(row.device_group_ids) as string[],
-    expiresAt: row.expires_at === null ? null : new Date(row.expires_at).toISOString(),
-    active: row.expires_at === null || row.expires_at > now,
-    createdBy: row.created_by,
-    createdAt: new Date(row.created_at).toISOString(),
-    updatedAt: new Date(row.updated_at).toISOString(),
-  };
-}
-
-/**
- * An indicator as a user scoped to device groups may see it: one for every
- * group, or for one of theirs, naming only their groups; any other, not at all.
- */
-function visibleTo(actor: Actor, indicator: Indicator): Indicator | null {
-  if (actor.groupIds === null || indicator.deviceGroupIds.length === 0) return indicator;
-  const theirs = indicator.deviceGroupIds.filter((id) => inScope(actor, id));
-  return theirs.length === 0 ? null : { ...indicator, deviceGroupIds: theirs };
-}
-
-/** Not expired at `now`. */
-const active = (now: number) => (eb: ExpressionBuilder<Database, 'indicators'>) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]);
-
 /**
  * Indicators: values (hashes, addresses, URLs, domains, certificates) that
  * are always allowed, audited or blocked, per device group and until they
  * expire. Expired indicators stay for the record and match nothing.
  */
 export function createIndicatorsService(deps: {
-  store: Store; audit: AuditService; clock: Clock; ids: Ids;
-  /** Signs the desired state that carries SHA-256 block indicators to the agents' antivirus. */
-  signer?: CommandSigner;
+  store: Store; repo: IndicatorsRepository; audit: AuditService; clock: Clock; ids: Ids;
+  state: DesiredStateWriter;
   /** Told, after commit, that the desired state has a new version. */
   publishState?: () => void;
 }) {
-  const { store, audit, clock, ids } = deps;
+  const { store, repo, audit, clock, ids, state } = deps;
 
   /** File hash and address indicators reach the agents through the desired state: a change signs a new version. */
   async function refreshIfAgentsCare(trx: Db, rows: Array<Pick<IndicatorsTable, 'type'>>): Promise<boolean> {
-    if (!rows.some((row) => (ENFORCED_TYPES as string[]).includes(row.type))) return false;
-    await writeDesiredState(trx, deps.signer, clock.now());
+    if (!rows.some((row) => (ENFORCED_INDICATOR_TYPES as readonly string[]).includes(row.type))) return false;
+    await state.write(trx);
     return true;
   }
 
   async function checkGroups(db: Db, groupIds: readonly string[]): Promise<void> {
     if (groupIds.length === 0) return;
-    const found = await db.selectFrom('device_groups').select('id').where('id', 'in', groupIds).execute();
-    const missing = groupIds.filter((id) => !found.some((f) => f.id === id));
+    const found = await repo.existingGroups(db, groupIds);
+    const missing = groupIds.filter((id) => !found.has(id));
     if (missing.length > 0) throw new QuellError('device_group_not_found', `No such device group: ${missing.join(', ')}`);
   }
 
@@ -114,13 +92,13 @@ export function createIndicatorsService(deps: {
     if (expiresAt !== null && expiresAt <= now) throw new QuellError('validation_failed', 'expiresAt must be in the future');
     const groups = [...new Set(body.deviceGroupIds ?? [])];
     await checkGroups(trx, groups);
-    const clash = await trx.selectFrom('indicators').select(['id', 'action']).where('type', '=', body.type).where('value', '=', value).where(active(now)).executeTakeFirst();
+    const clash = await repo.activeOf(trx, body.type, value, now);
     if (clash) throw new QuellError('indicator_exists', `Indicator ${clash.id} already ${clash.action}s ${body.type} ${value}`);
     const row: IndicatorsTable = {
       id: ids.next(), type: body.type, value, action: body.action, title: body.title, description: body.description ?? null,
       device_group_ids: JSON.stringify(groups), expires_at: expiresAt, created_by: actor.name, created_at: now, updated_at: now,
     };
-    await trx.insertInto('indicators').values(row).execute();
+    await repo.insert(trx, row);
     await audit.record(trx, actor, { kind: 'indicator.create', targetType: 'indicator', targetId: row.id, after: presentIndicator(row, now) });
     return row;
   }
@@ -136,7 +114,7 @@ export function createIndicatorsService(deps: {
   }
 
   async function find(db: Db, id: string): Promise<IndicatorsTable> {
-    const row = await db.selectFrom('indicators').selectAll().where('id', '=', id).executeTakeFirst();
+    const row = await repo.findById(db, id);
     if (!row) throw new QuellError('indicator_not_found', `No such indicator: ${id}`);
     return row;
   }
@@ -155,7 +133,7 @@ export function createIndicatorsService(deps: {
         ...(body.expiresAt !== undefined ? { expires_at: body.expiresAt === null ? null : Date.parse(body.expiresAt) } : {}),
         updated_at: now,
       };
-      await trx.updateTable('indicators').set(patch).where('id', '=', id).execute();
+      await repo.update(trx, id, patch);
       const after = { ...row, ...patch };
       await audit.record(trx, actor, { kind, targetType: 'indicator', targetId: id, before: presentIndicator(row, now), after: presentIndicator(after, now) });
       return { result: presentIndicator(after, now), rows: [after] };
@@ -180,14 +158,14 @@ export function createIndicatorsService(deps: {
     async allowIn(trx: Db, actor: Actor, sha256: string, title: string): Promise<{ indicator: Indicator; blockLifted: boolean }> {
       requirePermission(actor, 'indicators:manage');
       const now = clock.now();
-      const existing = await trx.selectFrom('indicators').selectAll().where('type', '=', 'sha256').where('value', '=', sha256).where(active(now)).executeTakeFirst();
+      const existing = await repo.activeOf(trx, 'sha256', sha256, now);
       if (existing?.action === 'allow') return { indicator: presentIndicator(existing, now), blockLifted: false };
       if (existing) {
-        await trx.updateTable('indicators').set({ expires_at: now, updated_at: now }).where('id', '=', existing.id).execute();
+        await repo.update(trx, existing.id, { expires_at: now, updated_at: now });
         await audit.record(trx, actor, { kind: 'indicator.expire', targetType: 'indicator', targetId: existing.id, before: presentIndicator(existing, now), after: presentIndicator({ ...existing, expires_at: now }, now) });
       }
       const row = await insert(trx, actor, { type: 'sha256', value: sha256, action: 'allow', title: title.slice(0, 256) });
-      if (existing) await writeDesiredState(trx, deps.signer, now);
+      if (existing) await state.write(trx);
       return { indicator: presentIndicator(row, now), blockLifted: existing !== undefined };
     },
 
@@ -199,11 +177,10 @@ export function createIndicatorsService(deps: {
     async liftExpired(): Promise<boolean> {
       const now = clock.now();
       const refreshed = await store.transaction(async (trx) => {
-        const state = await trx.selectFrom('desired_state').select('updated_at').where('name', '=', 'fleet').executeTakeFirst();
-        if (!state) return false;
-        const expired = await trx.selectFrom('indicators').select('type').where('type', 'in', ENFORCED_TYPES)
-          .where('expires_at', '>', state.updated_at).where('expires_at', '<=', now).limit(1).execute();
-        return refreshIfAgentsCare(trx, expired);
+        const signedAt = await state.signedAt(trx);
+        if (signedAt === undefined || !await repo.expiredBetween(trx, ENFORCED_INDICATOR_TYPES, signedAt, now)) return false;
+        await state.write(trx);
+        return true;
       });
       if (refreshed) deps.publishState?.();
       return refreshed;
@@ -215,12 +192,8 @@ export function createIndicatorsService(deps: {
     async list(actor: Actor, query: ListIndicatorsQuery): Promise<Indicator[]> {
       requirePermission(actor, 'indicators:read');
       const now = clock.now();
-      let q = store.db.selectFrom('indicators').selectAll();
-      if (query.type) q = q.where('type', '=', query.type);
-      if (query.action) q = q.where('action', '=', query.action);
-      if (query.value) q = q.where('value', '=', query.type ? normaliseIndicator(query.type, query.value) : query.value.trim().toLowerCase());
-      if (!query.includeExpired) q = q.where(active(now));
-      return (await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(10_000).execute())
+      const value = query.value === undefined ? undefined : query.type ? normaliseIndicator(query.type, query.value) : query.value.trim().toLowerCase();
+      return (await repo.list(store.db, { ...query, ...(value === undefined ? {} : { value }) }, now, 10_000))
         .flatMap((row) => visibleTo(actor, presentIndicator(row, now)) ?? []);
     },
 
@@ -230,19 +203,7 @@ export function createIndicatorsService(deps: {
      */
     async hits(actor: Actor, query: ListIndicatorHitsQuery): Promise<IndicatorHitRow[]> {
       requirePermission(actor, 'indicators:read');
-      let q = store.db.selectFrom('indicator_hits').innerJoin('devices', 'devices.id', 'indicator_hits.device_id')
-        .select((eb) => [
-          'indicator_hits.indicator_id', 'indicator_hits.device_id', 'devices.name as device_name', 'devices.group_id',
-          eb.fn.sum<number>('indicator_hits.count').as('count'), eb.fn.min<number>('indicator_hits.first_at').as('first_at'), eb.fn.max<number>('indicator_hits.last_at').as('last_at'),
-          // The last hit's details: of the pair's latest hour.
-          eb.selectFrom('indicator_hits as latest').select('latest.last_hit').whereRef('latest.indicator_id', '=', 'indicator_hits.indicator_id')
-            .whereRef('latest.device_id', '=', 'indicator_hits.device_id').orderBy('latest.last_at', 'desc').limit(1).as('last_hit'),
-        ])
-        .groupBy(['indicator_hits.indicator_id', 'indicator_hits.device_id', 'devices.name', 'devices.group_id']);
-      if (query.indicatorId) q = q.where('indicator_hits.indicator_id', '=', query.indicatorId);
-      if (query.deviceId) q = q.where('indicator_hits.device_id', '=', query.deviceId);
-      if (actor.groupIds !== null) q = q.where('devices.group_id', 'in', actor.groupIds.length > 0 ? actor.groupIds : ['']);
-      const rows = await q.orderBy('last_at', 'desc').limit(1000).execute();
+      const rows = await repo.hitsByDevice(store.db, query, actor.groupIds, 1000);
       return rows.map((row) => presentHits({ ...row, last_hit: row.last_hit ?? '{}' }));
     },
 
@@ -317,14 +278,10 @@ export function createIndicatorsService(deps: {
      * of `groupId`, if there is one: such an entity is never remediated.
      */
     async allowing(db: Db, values: Array<{ type: IndicatorType; value: string }>, groupId: string | null): Promise<IndicatorsTable | null> {
-      const now = clock.now();
+      const allows = await repo.activeFor(db, values, groupId, clock.now(), ['allow']);
       for (const { type, value } of values) {
-        const rows = await db.selectFrom('indicators').selectAll().where('type', '=', type).where('value', '=', value).where('action', '=', 'allow').where(active(now)).execute();
-        const applies = rows.find((row) => {
-          const groups = JSON.parse(row.device_group_ids) as string[];
-          return groups.length === 0 || (groupId !== null && groups.includes(groupId));
-        });
-        if (applies) return applies;
+        const found = allows.find((row) => row.type === type && row.value === value);
+        if (found) return found;
       }
       return null;
     },
