@@ -4,6 +4,7 @@ import type { Settings } from '@quell/contracts';
 import type { Store } from './db/store.ts';
 import { type Clock, type Ids, systemClock, uuidIds } from './infra.ts';
 import type { ActionGaugeSources } from './plugins/metrics.ts';
+import { createAgentsRepository } from './modules/agents/agents.repository.ts';
 import { createAgentsService } from './modules/agents/agents.service.ts';
 import { type CommandSigner, createCommandSigner } from './command-signer.ts';
 import { createActionsRepository } from './modules/actions/actions.repository.ts';
@@ -18,6 +19,7 @@ import { createIncidentsRepository } from './modules/incidents/incidents.reposit
 import { createIncidentsService } from './modules/incidents/incidents.service.ts';
 import { createIndicatorsService } from './modules/indicators/indicators.service.ts';
 import { createIndicatorsRepository } from './modules/indicators/indicators.repository.ts';
+import { createInvestigationsRepository } from './modules/investigations/investigations.repository.ts';
 import { createInvestigationsService } from './modules/investigations/investigations.service.ts';
 import { createDesiredStateService } from './modules/desired-state/desired-state.service.ts';
 import { createDesiredStateRepository } from './modules/desired-state/desired-state.repository.ts';
@@ -68,15 +70,18 @@ export function createServices(options: ServiceOptions) {
   const settings = createSettingsService({ store, repo: createSettingsRepository(), audit, defaults: { ...DEFAULT_SETTINGS, ...options.settingsDefaults } });
   const actionsRepo = createActionsRepository();
   const signer = options.signer ?? createCommandSigner();
+  const indicatorsRepo = createIndicatorsRepository();
   const indicators = createIndicatorsService({
-    store, repo: createIndicatorsRepository(), audit, clock, ids, publishState: options.publishState,
+    store, repo: indicatorsRepo, audit, clock, ids, publishState: options.publishState,
     state: { write: (trx) => writeDesiredState(trx, signer, clock.now()), signedAt: desiredStateSignedAt },
   });
   const actions = createActionsService({
     store, repo: actionsRepo, devices: devicesRepo, audit, settings, clock, ids, onDecision: options.onDecision, signer, dispatch: options.dispatch, publishState: options.publishState,
     allowing: indicators.allowing,
   });
-  const investigations = createInvestigationsService({ store, actions, audit, settings, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}` });
+  const investigations = createInvestigationsService({
+    store, repo: createInvestigationsRepository(), indicators: indicatorsRepo, actions, audit, settings, clock, ids, owner: options.owner ?? `${hostname()}:${process.pid}`,
+  });
   const incidents = createIncidentsService({ store, repo: createIncidentsRepository(), audit, clock, ids });
   const alerts = createAlertsService({ store, repo: createAlertsRepository(), devices: devicesRepo, audit, clock, ids, actions, indicators, onCreated: [incidents.onAlert, investigations.onAlert] });
   const desiredState = createDesiredStateService({ store, repo: createDesiredStateRepository(), actions, clock, onError: options.onError ?? ((error) => console.error(error)) });
@@ -88,7 +93,7 @@ export function createServices(options: ServiceOptions) {
     actionsRepo,
     actions,
     desiredState,
-    agents: createAgentsService({ store, actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages'), dispatch: options.dispatch }),
+    agents: createAgentsService({ store, repo: createAgentsRepository(), actions, actionsRepo, audit, desiredState, alerts, signer, clock, ids, packagesDir: options.packagesDir ?? join(tmpdir(), 'quell-packages'), dispatch: options.dispatch }),
     indicators,
     alerts,
     incidents,

@@ -1,5 +1,5 @@
 import { type Expression, type SqlBool, sql } from 'kysely';
-import type { AuditLogTable } from '../../db/schema.ts';
+import type { ActionsTable, AuditLogTable, IndicatorsTable, InvestigationsTable } from '../../db/schema.ts';
 import type { Db, Dialect } from '../../db/store.ts';
 
 /** Arbitrary constant: the PostgreSQL advisory lock that serialises appends to the chain. */
@@ -33,6 +33,22 @@ const TARGET_GROUPS: Record<string, (db: Db, id: string) => Promise<Array<string
   indicator: async (db, id) => (await db.selectFrom('indicators').select('device_group_ids').where('id', '=', id).execute()).flatMap((r) => JSON.parse(r.device_group_ids) as string[]),
   device_group: async (_db, id) => [id],
 };
+
+/**
+ * The column that names an audit target, per target type whose name is one
+ * column, read for the ids given. Actions, investigations and indicators are
+ * named from several columns (see their own methods).
+ */
+const TARGET_NAMES = {
+  device: (db, ids) => db.selectFrom('devices').select(['id', 'name']).where('id', 'in', ids).execute(),
+  alert: (db, ids) => db.selectFrom('alerts').select(['id', 'title as name']).where('id', 'in', ids).execute(),
+  incident: (db, ids) => db.selectFrom('incidents').select(['id', 'title as name']).where('id', 'in', ids).execute(),
+  user: (db, ids) => db.selectFrom('users').select(['id', 'username as name']).where('id', 'in', ids).execute(),
+  device_group: (db, ids) => db.selectFrom('device_groups').select(['id', 'name']).where('id', 'in', ids).execute(),
+  token: (db, ids) => db.selectFrom('api_tokens').select(['id', 'name']).where('id', 'in', ids).execute(),
+  enrolment_token: (db, ids) => db.selectFrom('enrolment_tokens').select(['id', 'name']).where('id', 'in', ids).execute(),
+} satisfies Record<string, (db: Db, ids: readonly string[]) => Promise<Array<{ id: string; name: string }>>>;
+export type NamedTargetType = keyof typeof TARGET_NAMES;
 
 export function createAuditRepository(dialect: Dialect) {
   return {
@@ -86,6 +102,23 @@ export function createAuditRepository(dialect: Dialect) {
     },
     async range(db: Db, afterSeq: number, limit: number): Promise<AuditLogTable[]> {
       return db.selectFrom('audit_log').selectAll().where('seq', '>', afterSeq).orderBy('seq', 'asc').limit(limit).execute();
+    },
+
+    /** The names of these targets of one type, by id. */
+    targetNames(db: Db, targetType: NamedTargetType, ids: readonly string[]): Promise<Array<{ id: string; name: string }>> {
+      return TARGET_NAMES[targetType](db, ids);
+    },
+    /** What the audit log names these actions by. */
+    actionsNamed(db: Db, ids: readonly string[]): Promise<Array<Pick<ActionsTable, 'id' | 'type' | 'entity_name' | 'device_name'>>> {
+      return db.selectFrom('actions').select(['id', 'type', 'entity_name', 'device_name']).where('id', 'in', ids).execute();
+    },
+    /** What the audit log names these investigations by. */
+    investigationsNamed(db: Db, ids: readonly string[]): Promise<Array<Pick<InvestigationsTable, 'id' | 'device_name'>>> {
+      return db.selectFrom('investigations').select(['id', 'device_name']).where('id', 'in', ids).execute();
+    },
+    /** What the audit log names these indicators by. */
+    indicatorsNamed(db: Db, ids: readonly string[]): Promise<Array<Pick<IndicatorsTable, 'id' | 'type' | 'value'>>> {
+      return db.selectFrom('indicators').select(['id', 'type', 'value']).where('id', 'in', ids).execute();
     },
   };
 }

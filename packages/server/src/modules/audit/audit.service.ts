@@ -4,6 +4,7 @@ import { type Actor, requirePermission } from '../../actor.ts';
 import type { AuditLogTable } from '../../db/schema.ts';
 import type { Db, Store } from '../../db/store.ts';
 import type { Clock } from '../../infra.ts';
+import { agentDeviceOf, presentAuditEntry } from './audit.presenter.ts';
 import type { AuditReader, AuditRepository } from './audit.repository.ts';
 
 export interface AuditRecord {
@@ -60,6 +61,27 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
     if (target === null && groupIds.length === 0 && deviceIds.length === 0) return null;
     const all = [...(target ?? []), ...groupIds, ...(await repo.deviceGroups(trx, deviceIds))];
     return [...new Set(all.filter((id): id is string => id !== null))].sort();
+  }
+
+  /** Names, by `type:id`, of the targets of these entries and of the devices of the agents that acted: one query per kind present. */
+  async function namesOf(db: Db, rows: readonly AuditLogTable[]): Promise<Map<string, string>> {
+    const ids = (type: string): string[] => [...new Set(rows.filter((r) => r.target_type === type && r.target_id !== null).map((r) => r.target_id!))];
+    const names = new Map<string, string>();
+    const put = async (type: string, list: string[], read: (list: string[]) => Promise<Array<{ id: string; name: string }>>): Promise<void> => {
+      if (list.length > 0) for (const { id, name } of await read(list)) names.set(`${type}:${id}`, name);
+    };
+    const devices = [...ids('device'), ...rows.flatMap((r) => agentDeviceOf(r.actor) ?? [])];
+    await put('device', devices, (list) => repo.targetNames(db, 'device', list));
+    await put('action', ids('action'), async (list) => (await repo.actionsNamed(db, list))
+      .map((a) => ({ id: a.id, name: `${ACTION_CATALOGUE[a.type as ActionType]?.label ?? a.type} of ${a.entity_name} on ${a.device_name}` })));
+    await put('investigation', ids('investigation'), async (list) => (await repo.investigationsNamed(db, list))
+      .map((i) => ({ id: i.id, name: `Investigation on ${i.device_name}` })));
+    await put('indicator', ids('indicator'), async (list) => (await repo.indicatorsNamed(db, list))
+      .map((i) => ({ id: i.id, name: `${i.type} ${i.value}` })));
+    for (const type of ['alert', 'incident', 'user', 'device_group', 'token', 'enrolment_token'] as const) {
+      await put(type, ids(type), (list) => repo.targetNames(db, type, list));
+    }
+    return names;
   }
 
   return {
@@ -145,48 +167,3 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
   };
 }
 export type AuditService = ReturnType<typeof createAuditService>;
-
-const AGENT_ACTOR = /^agent:([0-9a-f-]{36})$/;
-
-/** Names, by `type:id`, of the targets of these entries and of the devices of the agents that acted: one query per kind present. */
-async function namesOf(db: Db, rows: readonly AuditLogTable[]): Promise<Map<string, string>> {
-  const ids = (type: string): string[] => [...new Set(rows.filter((r) => r.target_type === type && r.target_id !== null).map((r) => r.target_id!))];
-  const names = new Map<string, string>();
-  const put = async (type: string, list: string[], read: (list: string[]) => Promise<Array<{ id: string; name: string }>>): Promise<void> => {
-    if (list.length > 0) for (const { id, name } of await read(list)) names.set(`${type}:${id}`, name);
-  };
-  const devices = [...ids('device'), ...rows.flatMap((r) => AGENT_ACTOR.exec(r.actor)?.[1] ?? [])];
-  await put('device', devices, (list) => db.selectFrom('devices').select(['id', 'name']).where('id', 'in', list).execute());
-  await put('action', ids('action'), async (list) => (await db.selectFrom('actions').select(['id', 'type', 'entity_name', 'device_name']).where('id', 'in', list).execute())
-    .map((a) => ({ id: a.id, name: `${ACTION_CATALOGUE[a.type as ActionType]?.label ?? a.type} of ${a.entity_name} on ${a.device_name}` })));
-  await put('investigation', ids('investigation'), async (list) => (await db.selectFrom('investigations').select(['id', 'device_name']).where('id', 'in', list).execute())
-    .map((i) => ({ id: i.id, name: `Investigation on ${i.device_name}` })));
-  await put('alert', ids('alert'), (list) => db.selectFrom('alerts').select(['id', 'title as name']).where('id', 'in', list).execute());
-  await put('incident', ids('incident'), (list) => db.selectFrom('incidents').select(['id', 'title as name']).where('id', 'in', list).execute());
-  await put('indicator', ids('indicator'), async (list) => (await db.selectFrom('indicators').select(['id', 'type', 'value']).where('id', 'in', list).execute())
-    .map((i) => ({ id: i.id, name: `${i.type} ${i.value}` })));
-  await put('user', ids('user'), (list) => db.selectFrom('users').select(['id', 'username as name']).where('id', 'in', list).execute());
-  await put('device_group', ids('device_group'), (list) => db.selectFrom('device_groups').select(['id', 'name']).where('id', 'in', list).execute());
-  await put('token', ids('token'), (list) => db.selectFrom('api_tokens').select(['id', 'name']).where('id', 'in', list).execute());
-  await put('enrolment_token', ids('enrolment_token'), (list) => db.selectFrom('enrolment_tokens').select(['id', 'name']).where('id', 'in', list).execute());
-  return names;
-}
-
-function presentAuditEntry(row: AuditLogTable, names: ReadonlyMap<string, string>): AuditEntry {
-  const agentDevice = AGENT_ACTOR.exec(row.actor)?.[1];
-  return {
-    seq: row.seq,
-    at: new Date(row.at).toISOString(),
-    actor: row.actor,
-    sourceIp: row.source_ip,
-    kind: row.kind,
-    targetType: row.target_type,
-    targetId: row.target_id,
-    targetName: row.target_id === null ? null : (names.get(`${row.target_type}:${row.target_id}`) ?? null),
-    actorName: agentDevice === undefined ? null : (names.get(`device:${agentDevice}`) ?? null),
-    before: row.before_json === null ? null : JSON.parse(row.before_json),
-    after: row.after_json === null ? null : JSON.parse(row.after_json),
-    deviceGroupIds: row.group_ids === null ? null : (JSON.parse(row.group_ids) as string[]),
-    hash: row.hash,
-  };
-}

@@ -7,7 +7,7 @@ import type { Clock, Ids } from '../../infra.ts';
 import { presentAction } from '../actions/actions.presenter.ts';
 import type { AuditService } from '../audit/audit.service.ts';
 import { presentAlert } from '../alerts/alerts.presenter.ts';
-import { presentInvestigation } from '../investigations/investigations.service.ts';
+import { presentInvestigation } from '../investigations/investigations.presenter.ts';
 import type { IncidentsRepository } from './incidents.repository.ts';
 
 const VERDICT_RANK: Record<Verdict, number> = { no_threats_found: 0, suspicious: 1, malicious: 2 };

@@ -30,6 +30,11 @@ export function createIndicatorsRepository() {
     activeOf(db: Db, type: string, value: string, now: number): Promise<IndicatorsTable | undefined> {
       return db.selectFrom('indicators').selectAll().where('type', '=', type).where('value', '=', value).where(activeAt(now)).executeTakeFirst();
     },
+    /** The block indicators for a SHA-256 created after `since`, oldest first (expired ones too, whatever their device groups). */
+    blocksAddedSince(db: Db, sha256: string, since: number): Promise<Array<Pick<IndicatorsTable, 'title'>>> {
+      return db.selectFrom('indicators').select('title').where('type', '=', 'sha256').where('value', '=', sha256)
+        .where('action', 'in', ['block', 'block_and_remediate']).where('created_at', '>', since).orderBy('created_at').execute();
+    },
     findById(db: Db, id: string): Promise<IndicatorsTable | undefined> {
       return db.selectFrom('indicators').selectAll().where('id', '=', id).executeTakeFirst();
     },
