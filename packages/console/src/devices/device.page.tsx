@@ -3,6 +3,7 @@ import type { Device } from '@quell/contracts';
 import { useMutation, useQuery } from '@tanstack/react-query';
 import type { ReactNode } from 'react';
 import { ActionsView } from '../action-center/actions-view.tsx';
+import { ACTIONS_KEY } from '../action-center/use-actions.ts';
 import { api } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { formatDateTime } from '../format.ts';
@@ -25,14 +26,16 @@ const useStyles = makeStyles({
 });
 
 function stateText(state: AppliedState, on: string, releasing: string, off: string): ReactNode {
-  if (!state.action) return <Badge appearance="tint" color="subtle">{off}</Badge>;
-  return <Badge appearance="tint" color={state.releasing ? 'warning' : 'danger'}>{state.releasing ? releasing : `${on} since ${formatDateTime(state.action.updatedAt)}`}</Badge>;
+  if (!state.actionId) return <Badge appearance="tint" color="subtle">{off}</Badge>;
+  const since = state.action ? ` since ${formatDateTime(state.action.updatedAt)}` : '';
+  return <Badge appearance="tint" color={state.releasing ? 'warning' : 'danger'}>{state.releasing ? releasing : `${on}${since}`}</Badge>;
 }
 
 /** A device's facts, state, response actions and actions; Go hunt lands here with `?entity=` to filter its actions on the server. */
 export default function DevicePage({ params }: { params: Record<string, string> }) {
   const id = params.id!;
-  const device = useQuery({ queryKey: ['device', id], queryFn: () => api.getDevice(id), refetchInterval: 15_000 });
+  // Under the actions' key: what its actions do changes what is in force on it, and the page follows at once.
+  const device = useQuery({ queryKey: [ACTIONS_KEY, 'device', id], queryFn: () => api.getDevice(id), refetchInterval: 15_000 });
   if (device.isPending) return <PageLoading />;
   if (device.isError) return <MessageBar intent="error"><MessageBarBody>{problemText(device.error)}</MessageBarBody></MessageBar>;
   return <DeviceView device={device.data} />;

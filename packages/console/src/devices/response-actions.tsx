@@ -50,16 +50,17 @@ export function ResponseActions({ device, state }: { device: Device; state: Retu
   /** Why this type cannot be asked for on this device, or null. */
   const refusal = (type: ActionType): string | null =>
     CAPABILITY_MATRIX[type][device.platform] === 'supported' ? null : `${typeLabel(type)} is not supported on ${device.platform}`;
-  const undoRefusal = (action: Action): string | null => permissions.undoRefusal(action.type);
+  /** Why this action cannot be undone here, or null; one still loading cannot be yet. */
+  const undoRefusal = (action: Action | null): string | null => (action ? permissions.undoRefusal(action.type) : 'Loading the action…');
   const create = (type: ActionType) => () => setOpen({ kind: 'create', type });
-  const undo = (original: Action) => () => setOpen({ kind: 'undo', original });
+  const undo = (original: Action | null) => () => original && setOpen({ kind: 'undo', original });
 
   const buttons: ReactNode[] = [];
   if (managed) {
     const { isolation, restriction } = state;
-    if (isolation.action && !isolation.releasing) buttons.push(<Guarded key="release" refusal={undoRefusal(isolation.action)} onClick={undo(isolation.action)}>Release from isolation</Guarded>);
+    if (isolation.actionId && !isolation.releasing) buttons.push(<Guarded key="release" refusal={undoRefusal(isolation.action)} onClick={undo(isolation.action)}>Release from isolation</Guarded>);
     else buttons.push(<Guarded key="isolate" refusal={refusal('isolate_device') ?? (isolation.releasing ? 'The release from isolation is on its way' : null)} onClick={create('isolate_device')}>Isolate device</Guarded>);
-    if (restriction.action && !restriction.releasing) buttons.push(<Guarded key="unrestrict" refusal={undoRefusal(restriction.action)} onClick={undo(restriction.action)}>Remove app restriction</Guarded>);
+    if (restriction.actionId && !restriction.releasing) buttons.push(<Guarded key="unrestrict" refusal={undoRefusal(restriction.action)} onClick={undo(restriction.action)}>Remove app restriction</Guarded>);
     else buttons.push(<Guarded key="restrict" refusal={refusal('restrict_code_execution') ?? (restriction.releasing ? 'The removal of the restriction is on its way' : null)} onClick={create('restrict_code_execution')}>Restrict app execution</Guarded>);
     buttons.push(
       <Guarded key="scan" refusal={refusal('run_antivirus_scan')} onClick={create('run_antivirus_scan')}>Run antivirus scan</Guarded>,

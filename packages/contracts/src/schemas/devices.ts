@@ -56,11 +56,19 @@ export const DeviceSchema = Type.Object({
   pendingActions: Type.Integer(),
   /** Its approved actions waiting to be delivered to its agent (containment aside: other devices' agents carry it). */
   queuedActions: Type.Integer(),
-  /** What is in force on the device: the completed actions not undone (an undo under way still counts until it completes). */
+  /** What is in force on the device: the completed actions not undone (an undo under way still counts until it completes, and is named in `releasing`). */
   state: Type.Object({
     isolatedBy: Type.Union([IdSchema, Type.Null()]),
     codeRestrictedBy: Type.Union([IdSchema, Type.Null()]),
     containedUsers: Type.Array(Type.Object({ name: Type.String(), actionId: IdSchema })),
+    /** Those of the actions above whose undo is under way. */
+    releasing: Type.Array(IdSchema),
+    /**
+     * For a device contained by address (one without an agent): each address
+     * and the contain_device action that the fleet's agents enforce for it,
+     * from its approval until its release is asked for.
+     */
+    containment: Type.Array(Type.Object({ address: Type.String(), actionId: IdSchema })),
   }),
 });
 export type Device = Static<typeof DeviceSchema>;

@@ -7,7 +7,7 @@ export function deviceHealth(row: DeviceRow, now: number): DeviceHealth {
   return row.last_seen_at !== null && now - row.last_seen_at < DEVICE_OFFLINE_AFTER_MS ? 'online' : 'offline';
 }
 
-export const NOTHING_IN_FORCE: DeviceState = { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
+export const NOTHING_IN_FORCE: Readonly<DeviceState> = Object.freeze({ isolatedBy: null, codeRestrictedBy: null, containedUsers: [], releasing: [], containment: [] });
 
 /** What is in force on each device, the addresses alerts reported for it, and how many of its actions wait for approval or delivery. */
 export interface DeviceExtras { state: DeviceState; addresses: string[]; pendingActions: number; queuedActions: number }

@@ -1,6 +1,6 @@
-import { FLEET_ACTION_TYPES } from '@quell/contracts';
+import { FLEET_ACTION_TYPES, IN_FORCE_STATUSES } from '@quell/contracts';
 import { sql } from 'kysely';
-import type { DeviceGroupsTable, DeviceStateTable, DevicesTable } from '../../db/schema.ts';
+import type { ActionsTable, DeviceGroupsTable, DeviceStateTable, DevicesTable } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
 
 /** A device that may stand for a host an alert names, with whether an agent holds it now. */
@@ -92,9 +92,19 @@ export function createDevicesRepository() {
         .where('device_id', 'in', ids).where((eb) => eb.or([eb('status', '=', 'pending_approval'), eb.and([eb('status', '=', 'queued'), eb('type', 'not in', FLEET_ACTION_TYPES)])]))
         .groupBy(['device_id', 'status']).execute();
     },
-    /** What is in force on these devices, by entity. */
-    states(db: Db, ids: readonly string[]): Promise<DeviceStateTable[]> {
-      return db.selectFrom('device_state').selectAll().where('device_id', 'in', ids).orderBy('entity').execute();
+    /** What is in force on these devices, by entity, and whether the undo of the action that put it there is under way. */
+    states(db: Db, ids: readonly string[]): Promise<Array<DeviceStateTable & { releasing: boolean }>> {
+      return db.selectFrom('device_state').innerJoin('actions', 'actions.id', 'device_state.action_id').selectAll('device_state')
+        .select((eb) => eb('actions.undone_by', 'is not', null).as('releasing'))
+        .where('device_state.device_id', 'in', ids).orderBy('device_state.entity').execute()
+        // SQLite answers a comparison with 0 or 1.
+        .then((rows) => rows.map((row) => ({ ...row, releasing: Boolean(row.releasing) })));
+    },
+    /** The addresses of these devices under containment (from queued on, until their release is asked for), each with its latest action. */
+    containment(db: Db, ids: readonly string[]): Promise<Array<Pick<ActionsTable, 'device_id' | 'entity_name' | 'id'>>> {
+      return db.selectFrom('actions').select(['device_id', 'entity_name', 'id'])
+        .where('device_id', 'in', ids).where('type', '=', 'contain_device').where('status', 'in', IN_FORCE_STATUSES).where('undone_by', 'is', null)
+        .orderBy('entity_name').orderBy('requested_at', 'desc').orderBy('id', 'desc').execute();
     },
 
     /** Devices of these ids, with whether an agent holds them now. */

@@ -40,16 +40,31 @@ export function createDevicesService(deps: {
     return extras;
   }
 
-  /** What is in force on each of these devices (kept by the actions service as actions complete and are undone). */
+  /**
+   * What is in force on each of these devices: what its actions put there
+   * (kept by the actions service as they complete and are undone) and the
+   * containment of its addresses.
+   */
   async function statesOf(db: Db, deviceIds: readonly string[]): Promise<Map<string, DeviceState>> {
     const states = new Map<string, DeviceState>();
+    const of = (id: string): DeviceState => {
+      const state = states.get(id) ?? { isolatedBy: null, codeRestrictedBy: null, containedUsers: [], releasing: [], containment: [] };
+      states.set(id, state);
+      return state;
+    };
     for (let i = 0; i < deviceIds.length; i += 500) {
-      for (const row of await repo.states(db, deviceIds.slice(i, i + 500))) {
-        const state = states.get(row.device_id) ?? { isolatedBy: null, codeRestrictedBy: null, containedUsers: [] };
+      const chunk = deviceIds.slice(i, i + 500);
+      for (const row of await repo.states(db, chunk)) {
+        const state = of(row.device_id);
         if (row.kind === 'isolation') state.isolatedBy = row.action_id;
         else if (row.kind === 'code_restriction') state.codeRestrictedBy = row.action_id;
         else state.containedUsers.push({ name: row.entity, actionId: row.action_id });
-        states.set(row.device_id, state);
+        if (row.releasing) state.releasing.push(row.action_id);
+      }
+      for (const row of await repo.containment(db, chunk)) {
+        const state = of(row.device_id);
+        // The latest action per address comes first.
+        if (!state.containment.some((c) => c.address === row.entity_name)) state.containment.push({ address: row.entity_name, actionId: row.id });
       }
     }
     return states;
