@@ -2,6 +2,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import type { Platform } from '@quell/contracts';
 import { publicKeyOf } from '@quell/contracts/jws';
+import { type AgentContext, localCommand } from './agent-context.ts';
 import { createAntivirusResponder } from './antivirus-responder.ts';
 import { createCommandRunner } from './command-runner.ts';
 import { type WorkFrame, openConnection } from './connection.ts';
@@ -78,7 +79,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const privateKey: KeyObject = createPrivateKey(identity.privateKeyPem);
   const serverKey = publicKeyOf(identity.serverKey);
   const serverAddresses = await resolveAll(new URL(identity.serverUrl).hostname);
-  const common = { runner, agentDir: options.dir, serverAddresses, journal, log };
+  const common: AgentContext = { deviceId: identity.deviceId, platform, runner, agentDir: options.dir, serverAddresses, journal, log };
 
   /** Work started by frames (commands), settled before the agent stops. */
   const running = new Set<Promise<void>>();
@@ -97,13 +98,13 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
     intervalMs: HITS_REPORT_MS,
   });
   const antivirus = createAntivirusResponder({
-    ...common, deviceId: identity.deviceId, privateKey, hits, send: connection.send, lists: () => state.lists(),
+    ...common, privateKey, hits, send: connection.send, lists: () => state.lists(),
   });
   const state = createStateEnforcer({
-    ...common, deviceId: identity.deviceId, serverKey, platform, hits, onHashListsChanged: (grew) => antivirus.hashListsChanged(grew),
+    ...common, serverKey, hits, onHashListsChanged: (grew) => antivirus.hashListsChanged(grew),
   });
   const commands = createCommandRunner({
-    ...common, identity, privateKey, serverKey, platform, maxSkewSeconds: options.maxSkewSeconds ?? 300,
+    ...common, privateKey, serverKey, maxSkewSeconds: options.maxSkewSeconds ?? 300,
     send: connection.send, isOpen: connection.isOpen, blockHashes: () => state.lists().blocked, driftWatch: () => driftWatch,
     upload: (actionId, bytes) => uploadPackage({ serverUrl: identity.serverUrl, deviceId: identity.deviceId, privateKey, pin: identity.serverCert }, actionId, bytes),
   });
@@ -212,9 +213,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       effects: linuxEnforcedEffects({
         runner, journal, restrict: async (actionId) => void (await state.restrictAgain(actionId)),
         async containAgain(actionId, name) {
-          const now = Math.floor(Date.now() / 1000);
           await containUser({
-            command: { v: 1, actionId, deviceId: identity.deviceId, type: 'contain_user', entity: { name }, parameters: { allowSystemAccount: true }, undoOf: null, iat: now, exp: now, nonce: 'desired-state' },
+            command: localCommand(identity.deviceId, { actionId, type: 'contain_user', entity: { name }, parameters: { allowSystemAccount: true }, nonce: 'desired-state' }),
             runner, agentDir: options.dir, serverAddresses, priorSnapshot: undefined, upload: async () => {},
           });
         },

@@ -1,26 +1,18 @@
 import { type KeyObject, randomUUID } from 'node:crypto';
 import { basename } from 'node:path';
-import type { AgentFrame, CommandPayload } from '@quell/contracts';
+import type { AgentFrame } from '@quell/contracts';
+import { type AgentContext, localCommand } from './agent-context.ts';
 import { type MalwareWatch, watchForMalware } from './antivirus-watch.ts';
 import { type ExecGuard, type RefusedExecution, execGuardHelper, startExecGuard } from './exec-guard.linux.ts';
 import type { Detection, ScanFinding } from './executors/antivirus-scan.linux.ts';
 import { quarantineFile } from './executors/quarantine.linux.ts';
 import { guardsFor } from './guards.linux.ts';
 import type { HitReporter } from './indicator-hits.ts';
-import type { Journal } from './journal.ts';
-import type { AgentLog } from './log.ts';
 import { signLocalAction } from './protocol.ts';
-import type { CommandRunner } from './runner.ts';
 import type { HashLists } from './state-enforcer.ts';
 
-export interface AntivirusResponderDeps {
-  deviceId: string;
+export interface AntivirusResponderDeps extends AgentContext {
   privateKey: KeyObject;
-  runner: CommandRunner;
-  agentDir: string;
-  serverAddresses: readonly string[];
-  journal: Journal;
-  log: AgentLog;
   hits: HitReporter;
   send(frame: AgentFrame): boolean;
   /** The hash lists of the state in force. */
@@ -75,10 +67,9 @@ export function createAntivirusResponder(deps: AntivirusResponderDeps) {
       return;
     }
     const actionId = randomUUID();
-    const now = Math.floor(Date.now() / 1000);
     const entity = { name: basename(finding.path), path: finding.path, sha256: finding.sha256 };
-    const command: CommandPayload = { v: 1, actionId, deviceId: deps.deviceId, type: 'quarantine_file', entity, parameters: {}, undoOf: null, iat: now, exp: now, nonce: `antivirus-${actionId}` };
-    journal.start(actionId, command.nonce, now, command.type, null, null);
+    const command = localCommand(deps.deviceId, { actionId, type: 'quarantine_file', entity, parameters: {}, nonce: `antivirus-${actionId}` });
+    journal.start(actionId, command.nonce, command.iat, command.type, null, null);
     let output: string;
     try {
       const result = await quarantineFile({ command, runner: deps.runner, agentDir: deps.agentDir, serverAddresses: deps.serverAddresses, priorSnapshot: undefined, upload: async () => {} });
@@ -116,13 +107,10 @@ export function createAntivirusResponder(deps: AntivirusResponderDeps) {
       }
       try {
         // The same guards as a quarantine's, read afresh for each refusal: what the agent would never quarantine, it never stops from running.
-        const guards = () => {
-          const now = Math.floor(Date.now() / 1000);
-          return guardsFor({
-            command: { v: 1, actionId: randomUUID(), deviceId: deps.deviceId, type: 'quarantine_file', entity: { name: 'exec guard' }, parameters: {}, undoOf: null, iat: now, exp: now, nonce: 'exec-guard' },
-            runner: deps.runner, agentDir: deps.agentDir, serverAddresses: deps.serverAddresses, priorSnapshot: undefined, upload: async () => {},
-          });
-        };
+        const guards = () => guardsFor({
+          command: localCommand(deps.deviceId, { actionId: randomUUID(), type: 'quarantine_file', entity: { name: 'exec guard' }, parameters: {}, nonce: 'exec-guard' }),
+          runner: deps.runner, agentDir: deps.agentDir, serverAddresses: deps.serverAddresses, priorSnapshot: undefined, upload: async () => {},
+        });
         execGuard = await startExecGuard({
           helper, paths: options.execPaths, blocked: () => deps.lists().blocked, spared: (path, id) => guards().file(path, id),
           onSpared: (path, reason) => log.warn('a blocked file was let run: refusing it would harm the device', { path, reason }),

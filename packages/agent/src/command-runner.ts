@@ -1,14 +1,12 @@
 import type { KeyObject } from 'node:crypto';
-import { type AgentFrame, type CommandPayload, EFFECT_CHANGING_ACTION_TYPES, type Platform } from '@quell/contracts';
+import type { AgentContext } from './agent-context.ts';
+import { type AgentFrame, type CommandPayload, EFFECT_CHANGING_ACTION_TYPES } from '@quell/contracts';
 import type { DriftWatch } from './drift-watch.ts';
 import type { ExecutionResult } from './executors/executor.ts';
 import { executorFor } from './executors/registry.ts';
-import type { AgentIdentity } from './identity.ts';
-import type { Journal, Outcome } from './journal.ts';
+import type { Outcome } from './journal.ts';
 import { Lane } from './lanes.ts';
-import type { AgentLog } from './log.ts';
 import { Refusal, signResult, verifyCommand } from './protocol.ts';
-import type { CommandRunner } from './runner.ts';
 
 /** How many commands run at once; the long ones (scans, packages, evidence) have their own, smaller lane. */
 const COMMAND_SLOTS = 4;
@@ -17,17 +15,10 @@ const HEAVY_TYPES: ReadonlySet<string> = new Set(['run_antivirus_scan', 'collect
 /** Beyond this many commands waiting, new ones are refused rather than held in memory. */
 const MAX_WAITING_COMMANDS = 256;
 
-export interface CommandRunnerDeps {
-  identity: AgentIdentity;
+export interface CommandRunnerDeps extends AgentContext {
   privateKey: KeyObject;
   serverKey: KeyObject;
   maxSkewSeconds: number;
-  platform: Platform;
-  runner: CommandRunner;
-  agentDir: string;
-  serverAddresses: readonly string[];
-  journal: Journal;
-  log: AgentLog;
   send(frame: AgentFrame): boolean;
   isOpen(): boolean;
   /** The block indicators by hash in force, which scans look for too. */
@@ -44,7 +35,7 @@ export interface CommandRunnerDeps {
  * again), run in their lane, journalled before and after, reported signed.
  */
 export function createCommandRunner(deps: CommandRunnerDeps) {
-  const { identity, journal, log } = deps;
+  const { deviceId, journal, log } = deps;
   let verifying: Promise<unknown> = Promise.resolve();
   /** Set once the server has offboarded this device: no command runs any more. */
   let refusing = false;
@@ -59,7 +50,7 @@ export function createCommandRunner(deps: CommandRunnerDeps) {
 
   /** A result that cannot be sent now is not lost: the server resends the command on reconnect and the journal answers it. */
   function report(actionId: string, outcome: Outcome): void {
-    const jws = signResult(deps.privateKey, identity.deviceId, actionId, outcome);
+    const jws = signResult(deps.privateKey, deviceId, actionId, outcome);
     if (!deps.isOpen()) log.warn('result held until the server is back', { actionId });
     deps.send({ t: 'result', jws });
   }
@@ -67,7 +58,7 @@ export function createCommandRunner(deps: CommandRunnerDeps) {
   async function execute(jws: string): Promise<void> {
     if (refusing) throw new Refusal(null, 'this device is being offboarded: no command runs any more');
     // Verified one after another, so that commands are admitted in the order the server sent them.
-    const verified = verifying.then(() => verifyCommand(jws, deps.serverKey, identity.deviceId, deps.maxSkewSeconds));
+    const verified = verifying.then(() => verifyCommand(jws, deps.serverKey, deviceId, deps.maxSkewSeconds));
     verifying = verified.catch(() => {});
     const command = await verified;
     const { actionId } = command;

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CommandPayload, OffboardedPayload } from '@quell/contracts';
+import { localCommand } from './agent-context.ts';
 import { applyAddressBlocks } from './executors/address-blocks.linux.ts';
 import { applyContainment } from './executors/containment.linux.ts';
 import { type ContainUserSnapshot, releaseUser } from './executors/contain-user.linux.ts';
@@ -44,13 +45,12 @@ export async function offboardEndpoint(deps: {
   releaseEffects: boolean;
 }): Promise<Report> {
   const report: Report = { released: [], kept: [], failures: [], vault: { files: 0, instructions: null } };
-  const now = Math.floor(Date.now() / 1000);
   /** Runs the undo executor of an effect in force, from the snapshot its action left, as an undo command would. */
   async function undo(executor: Executor, type: CommandPayload['type'], original: { actionId: string; snapshot: unknown }, entity: string, what: string): Promise<void> {
     if (!deps.releaseEffects) return void report.kept.push(what);
     try {
       await executor({
-        command: { v: 1, actionId: original.actionId, deviceId: deps.deviceId, type, entity: { name: entity }, parameters: {}, undoOf: original.actionId, iat: now, exp: now, nonce: 'offboarding' },
+        command: localCommand(deps.deviceId, { actionId: original.actionId, type, entity: { name: entity }, parameters: {}, undoOf: original.actionId, nonce: 'offboarding' }),
         runner: deps.runner, agentDir: deps.agentDir, serverAddresses: [], priorSnapshot: original.snapshot, upload: async () => {},
       });
       report.released.push(what);

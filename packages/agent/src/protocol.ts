@@ -69,18 +69,20 @@ export function signResult(privateKey: KeyObject, deviceId: string, actionId: st
 export function verifyState(jws: string, serverKey: KeyObject): StatePayload {
   const payload = signedByServer<StatePayload>(jws, serverKey, 'state');
   if (payload.v !== AGENT_PROTOCOL_VERSION || payload.kind !== 'quell-state') throw new Refusal(null, 'not a desired-state payload of this protocol version');
+  const whole = checkValue(StatePayloadSchema, payload);
+  const { network } = payload;
+  const addresses = whole.ok && network !== undefined ? [...network.blockAddresses ?? [], ...network.allowAddresses ?? [], ...network.auditAddresses ?? []] : [];
+  if (whole.ok && !addresses.some((a) => 'problem' in addressOrRange(a))) return payload;
+  // Something is wrong: the refusal names the part, for the agent's report.
   const part = StatePayloadSchema.properties;
   const fits = (schema: Parameters<typeof checkValue>[0], value: unknown): boolean => checkValue(schema, value).ok;
   if (!fits(part.version, payload.version)) throw new Refusal(null, 'state has no valid version');
   if (!fits(part.containment, payload.containment)) throw new Refusal(null, 'state has a malformed containment list');
   if (!fits(part.antivirus, payload.antivirus)) throw new Refusal(null, 'state has a malformed block list');
-  const { network } = payload;
-  const addresses = network === undefined ? [] : [...network.blockAddresses ?? [], ...network.allowAddresses ?? [], ...network.auditAddresses ?? []];
   // Network and DNS lists are absent from states of older servers.
-  if ((network !== undefined && !fits(part.network, network)) || addresses.some((a) => 'problem' in addressOrRange(a))) throw new Refusal(null, 'state has a malformed address block list');
+  if (network !== undefined && (!fits(part.network, network) || addresses.some((a) => 'problem' in addressOrRange(a)))) throw new Refusal(null, 'state has a malformed address block list');
   if (payload.dns !== undefined && !fits(part.dns, payload.dns)) throw new Refusal(null, 'state has a malformed domain list');
-  if (!fits(StatePayloadSchema, payload)) throw new Refusal(null, `state is malformed: ${(checkValue(StatePayloadSchema, payload) as { problem: string }).problem}`);
-  return payload;
+  throw new Refusal(null, `state is malformed: ${whole.ok ? 'an address list holds what is not an address' : whole.problem}`);
 }
 
 /** The agent's signed report of the state version it applied and what it could not enforce. */

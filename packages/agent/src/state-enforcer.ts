@@ -1,18 +1,16 @@
 import type { KeyObject } from 'node:crypto';
 import { networkInterfaces } from 'node:os';
-import type { IndicatorHit, Platform } from '@quell/contracts';
+import type { IndicatorHit } from '@quell/contracts';
 import { loadState, saveState } from './desired-state.ts';
 import { type DnsFilter, type DnsLists, cachedResolvers, lookupAddresses, startDnsFilter } from './dns-filter.ts';
+import { type AgentContext, localCommand } from './agent-context.ts';
 import { applyAddressBlocks, blockResolvedAddresses, unblockResolvedAddress } from './executors/address-blocks.linux.ts';
 import { type ContainmentOutcome, applyContainment } from './executors/containment.linux.ts';
 import { reapplyIsolation } from './executors/isolation.linux.ts';
 import { restrictCodeExecution } from './executors/restrict-code.linux.ts';
 import { type HitReporter, socketOwner, watchAddressHits } from './indicator-hits.ts';
-import type { Journal } from './journal.ts';
-import type { AgentLog } from './log.ts';
 import { Refusal, verifyState } from './protocol.ts';
 import { createResolvedBlocks } from './resolved-blocks.ts';
-import type { CommandRunner } from './runner.ts';
 
 /** The key in a state report's failures under which address blocks that could not be applied are reported (containment's are action ids). */
 const ADDRESS_BLOCKS_FAILURE = 'address_blocks';
@@ -30,15 +28,8 @@ export interface HashLists {
   remediated: ReadonlySet<string>;
 }
 
-export interface StateEnforcerDeps {
-  deviceId: string;
+export interface StateEnforcerDeps extends AgentContext {
   serverKey: KeyObject;
-  platform: Platform;
-  runner: CommandRunner;
-  agentDir: string;
-  serverAddresses: readonly string[];
-  journal: Journal;
-  log: AgentLog;
   /** Indicators that matched here (addresses, names), reported signed. */
   hits: HitReporter;
   /** The hash lists changed (`grew`: a hash is in them that was not): what judged files against the old ones looks again. */
@@ -154,9 +145,8 @@ export function createStateEnforcer(deps: StateEnforcerDeps) {
 
   /** Restricting again is idempotent (restricted places are left alone); undo still restores from the original action's snapshot. */
   async function restrictAgain(actionId: string): Promise<string> {
-    const now = Math.floor(Date.now() / 1000);
     const result = await restrictCodeExecution({
-      command: { v: 1, actionId, deviceId: deps.deviceId, type: 'restrict_code_execution', entity: { name: 'device' }, parameters: {}, undoOf: null, iat: now, exp: now, nonce: 'desired-state' },
+      command: localCommand(deps.deviceId, { actionId, type: 'restrict_code_execution', entity: { name: 'device' }, parameters: {}, nonce: 'desired-state' }),
       runner, agentDir: deps.agentDir, serverAddresses: deps.serverAddresses, priorSnapshot: undefined, upload: async () => {},
     });
     return result.output;
@@ -209,7 +199,7 @@ export function createStateEnforcer(deps: StateEnforcerDeps) {
       }
     },
 
-    /** Stops the DNS filter and the reading of hits; `keepRedirect` false first takes the endpoint's DNS back from the filter. */
+    /** Stops the DNS filter and the reading of hits; `removeRedirect` first takes the endpoint's DNS back from the filter. */
     async stop(options: { removeRedirect: boolean }): Promise<void> {
       addressHits?.close();
       // The endpoint's DNS must not be sent to a filter that is gone: the redirect goes first.
@@ -217,7 +207,6 @@ export function createStateEnforcer(deps: StateEnforcerDeps) {
         await inOrder(async () => {
           const failed = await applyAddressBlocks(runner, { ...addressEntries, redirectDns: false }, keptAddresses);
           if (failed) log.warn('could not remove the DNS redirect', { error: failed });
-          await stopFilteringDns();
         });
       }
       await stateWork;
