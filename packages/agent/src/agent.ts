@@ -143,9 +143,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
       }
       case 'state': {
         const jws = String(frame.jws);
-        // No drift check judges the tables while a new state replaces them: it would take the new rules for tampering.
-        const apply = () => state.inOrder(() => onState(jws));
-        void (driftWatch ? driftWatch.exclusive(apply) : apply()).catch((error: unknown) => refuse('desired state refused', error));
+        // The drift watch does not judge the state's tables while it replaces them (see stateApplications), and is not held up by it.
+        void state.inOrder(() => onState(jws)).catch((error: unknown) => refuse('desired state refused', error));
         return;
       }
       case 'offboard': {
@@ -220,6 +219,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
         },
         addressBlocks: { inForce: state.blockingHere, version: () => state.stateVersion() },
         containment: { actionIds: state.containedHere, reapply: state.reapplyStored },
+        stateApplications: state.applications,
       }),
       intervalMs: options.driftCheckMs ?? DEFAULT_DRIFT_CHECK_SECONDS * 1000,
       onDrift,

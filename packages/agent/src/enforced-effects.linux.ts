@@ -46,6 +46,8 @@ export function linuxEnforcedEffects(deps: {
   journal: Pick<Journal, 'inForce' | 'allInForce'>;
   /** The containment in force: the actions it enforces here, and how to apply it again (the stored signed state). */
   containment: { actionIds(): string[]; reapply(): Promise<void> };
+  /** How many signed states (and repairs) the agent has applied, or null while it applies one: their tables are changing then. */
+  stateApplications(): number | null;
   /** Whether address block indicators are in force here, and the version of the state they come from; they are applied again with the stored signed state. */
   addressBlocks: { inForce(): boolean; version(): number };
   /** Restricts code execution again for the action in force (restriction is idempotent). */
@@ -105,11 +107,15 @@ export function linuxEnforcedEffects(deps: {
       actionIds,
       signals: { firewall: true },
       async check() {
+        // A state being applied replaces these tables: they are judged once it is done (the agent checks again then).
+        const applications = deps.stateApplications();
+        if (applications === null) return null;
         if (reference?.key !== key()) {
           await reapply();
           return null;
         }
         const now = await listing();
+        if (deps.stateApplications() !== applications) return null;
         if (now === null) return `the ${rules} were gone (the nftables table deleted, or the ruleset flushed or reloaded)`;
         return now === reference.listing ? null : `the ${rules} had been changed`;
       },

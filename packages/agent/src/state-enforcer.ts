@@ -58,6 +58,9 @@ export function createStateEnforcer(deps: StateEnforcerDeps) {
   let containedHere: string[] = [];
   /** Whether address block indicators are in force in the agent's table (drift keeps them so). */
   let blockingHere = false;
+  /** Whether a state (or its repair) is being applied now, and how many have been: what the drift watch judges the tables by. */
+  let applying = false;
+  let applied = 0;
   const resolvers = cachedResolvers();
   const resolvedBlocks = createResolvedBlocks({
     lookup: async (name) => lookupAddresses(name, await resolvers()),
@@ -138,7 +141,15 @@ export function createStateEnforcer(deps: StateEnforcerDeps) {
 
   /** Runs `work` once every state application before it has ended: states and their repairs are applied one at a time, in order. */
   function inOrder(work: () => Promise<void>): Promise<void> {
-    const run = stateWork.then(work);
+    const run = stateWork.then(async () => {
+      applying = true;
+      try {
+        await work();
+      } finally {
+        applying = false;
+        applied++;
+      }
+    });
     stateWork = run.catch(() => {});
     return run;
   }
@@ -161,6 +172,8 @@ export function createStateEnforcer(deps: StateEnforcerDeps) {
     blockingHere: (): boolean => blockingHere,
     /** The version of the state in force (0 before the first). */
     stateVersion: (): number => loadState(deps.agentDir)?.version ?? 0,
+    /** How many states (and repairs) have been applied, or null while one is: the tables it fills are changing. */
+    applications: (): number | null => (applying ? null : applied),
     /** Applies the stored state again, in turn with the states that arrive (a repair never puts an older state over a newer one). */
     reapplyStored: (): Promise<void> => inOrder(async () => {
       const stored = loadState(deps.agentDir);
