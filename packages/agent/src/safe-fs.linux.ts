@@ -411,3 +411,23 @@ export class OpenFile {
     closeSync(this.fd);
   }
 }
+
+/** The text of a small file (up to `limit` bytes), read without following links; null when it cannot be. */
+export async function readSmallFile(path: string, limit: number): Promise<string | null> {
+  let where: { folder: Folder; name: string } | null = null;
+  try {
+    where = Folder.ofFile(path);
+    const file = where.folder.openFile(where.name);
+    try {
+      const chunks: Buffer[] = [];
+      await file.readAll(limit, (chunk) => void chunks.push(Buffer.from(chunk)));
+      return Buffer.concat(chunks).toString('utf8');
+    } finally {
+      file.close();
+    }
+  } catch {
+    return null;
+  } finally {
+    where?.folder.close();
+  }
+}

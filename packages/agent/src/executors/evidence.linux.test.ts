@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { type EvidenceReport, EvidenceReportSchema } from '@quell/contracts';
 import { checkValue } from '@quell/contracts/checks';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { type EvidenceLayout, evidenceReport, parseDpkgOwners, parseRpmRecords, startupEntries } from './evidence.linux.ts';
+import { type EvidenceLayout, evidenceReport, startupEntries } from './evidence.linux.ts';
+import { parseDpkgOwners, parseRpmRecords } from './package-records.linux.ts';
 import { RecordingRunner, executionContext, failed } from './test/recording-runner.ts';
 
 describe('evidence: startup persistence', () => {
