@@ -1,12 +1,32 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { upgradeParameters } from '@quell/contracts';
 import { sql } from 'kysely';
-import type { Store } from './store.ts';
+import type { Db, Store } from './store.ts';
 
 const MIGRATIONS_DIR = new URL('./migrations/', import.meta.url);
 /** Arbitrary constant: the PostgreSQL advisory lock that lets one replica migrate at a time. */
 const MIGRATION_LOCK = 7_261_001;
 
 interface Migration { version: number; name: string; statements: string[] }
+
+/**
+ * Changes to data that one SQL text cannot make on both stores, each run
+ * after its version's statements, in the same transaction.
+ */
+const DATA_UPGRADES: Record<number, (trx: Db) => Promise<void>> = { 23: typeActionParameters };
+
+/** Stored action parameters in today's form (see upgradeParameters), a thousand rows at a time. */
+async function typeActionParameters(trx: Db): Promise<void> {
+  for (let after = ''; ;) {
+    const rows = await trx.selectFrom('actions').select(['id', 'parameters']).where('id', '>', after).orderBy('id').limit(1000).execute();
+    for (const row of rows) {
+      const upgraded = JSON.stringify(upgradeParameters(JSON.parse(row.parameters)));
+      if (upgraded !== JSON.stringify(JSON.parse(row.parameters))) await trx.updateTable('actions').set({ parameters: upgraded }).where('id', '=', row.id).execute();
+    }
+    if (rows.length < 1000) return;
+    after = rows.at(-1)!.id;
+  }
+}
 
 export function loadMigrations(): Migration[] {
   return readdirSync(MIGRATIONS_DIR)
@@ -43,6 +63,7 @@ export async function migrate(store: Store, options: { through?: number } = {}):
       const existing = await trx.selectFrom('schema_migrations').select('version').where('version', '=', migration.version).executeTakeFirst();
       if (existing) return false;
       for (const statement of migration.statements) await sql.raw(statement).execute(trx);
+      await DATA_UPGRADES[migration.version]?.(trx);
       await trx.insertInto('schema_migrations').values({ version: migration.version, name: migration.name, applied_at: Date.now() }).execute();
       return true;
     });

@@ -1,13 +1,14 @@
-import { type Action, type ActionDetail, type ActionParameters, type ActionStatus, type ActionTimelineEntry, COUNTS_AS, upgradeParameters } from '@quell/contracts';
+import { type Action, type ActionDetail, type ActionParameters, type ActionStatus, type ActionTimelineEntry, COUNTS_AS } from '@quell/contracts';
 import { csvCell } from '../../csv.ts';
 import type { ActionDriftTable, ActionEventsTable, ActionsTable } from '../../db/schema.ts';
+import type { ExportRow } from './actions.repository.ts';
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
 
-/** A row's parameters, typed as its type takes them: those stored before parameters were typed are read in today's form. */
+/** A row's parameters, typed as its type takes them (migration 0023 put those stored before in today's form). */
 export function storedParameters(row: Pick<ActionsTable, 'parameters'>): ActionParameters {
-  return upgradeParameters(JSON.parse(row.parameters)) as ActionParameters;
+  return JSON.parse(row.parameters) as ActionParameters;
 }
 
 /** The boundary between rows and what clients see: every API response goes through here. */
@@ -61,7 +62,7 @@ export const CSV_COLUMNS = [
   'incidentId', 'approvalId', 'requestedBy', 'requestedAt', 'decidedBy', 'decidedAt', 'comment', 'decisionComment', 'updatedAt', 'countsAs',
 ] as const;
 
-export function csvRow(row: ActionsTable): string {
+export function csvRow(row: ExportRow): string {
   const cells = [
     row.id, row.type, row.status, row.entity_type, row.entity_name, row.entity_sha256, row.device_id, row.device_name, row.source,
     row.investigation_id, row.incident_id, row.approval_id, row.requested_by, iso(row.requested_at), row.decided_by,

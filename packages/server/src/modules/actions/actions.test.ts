@@ -187,16 +187,6 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect(containment.json()).toMatchObject({ status: 'queued', parameters: { mac: '52:54:00:aa:bb:cc' } });
   });
 
-  it('reads parameters stored as strings before they were typed as today\'s lists and flags, and signs them so', async () => {
-    const { users, request, store } = ctx();
-    const id = await ctx().createAction({ type: 'isolate_device', status: 'pending_approval' });
-    await store.db.updateTable('actions').set({ parameters: JSON.stringify({ isolation: 'selective', allow: '10.0.0.53, 10.0.0.10' }) }).where('id', '=', id).execute();
-    expect((await request(users.security_reader, 'GET', `/api/actions/${id}`)).json().action.parameters).toEqual({ isolation: 'selective', allow: ['10.0.0.53', '10.0.0.10'] });
-    expect((await request(users.security_operator, 'POST', '/api/actions/approve', { ids: [id] })).statusCode).toBe(200);
-    const { command_jws: jws } = await store.db.selectFrom('actions').select('command_jws').where('id', '=', id).executeTakeFirstOrThrow();
-    expect(JSON.parse(Buffer.from(jws!.split('.')[1]!, 'base64url').toString()).parameters).toEqual({ isolation: 'selective', allow: ['10.0.0.53', '10.0.0.10'] });
-  });
-
   it('needs a Global Administrator to approve an action that carries parameters.overrideGuard; anyone may reject it', async () => {
     const { users, request } = ctx();
     const deviceId = await ctx().createDevice();

@@ -1,0 +1,4 @@
+-- Action parameters written before they were typed (lists as comma- or
+-- newline-separated strings, flags as "true" / "false") take today's form.
+-- JSON is rewritten differently by each store's SQL: the rewrite is
+-- `typeActionParameters` in migrate.ts, run in this migration's transaction.
