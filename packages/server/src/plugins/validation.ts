@@ -1,7 +1,9 @@
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { firstIssue } from '@quell/contracts/checks';
+import { Ajv } from 'ajv';
 import type { FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
 import type { TSchema } from 'typebox';
+import Format from 'typebox/format';
 
 type Issue = FastifySchemaValidationError;
 type Validator = (value: unknown) => { value?: unknown; error?: Issue[] };
@@ -16,6 +18,7 @@ type Node = Record<string, unknown>;
  */
 export const validatorCompiler: FastifySchemaCompiler<TSchema> = (route) => {
   const schema = route.schema as Node;
+  if (route.httpPart !== 'body') return inWords(textValidator(route.schema), schema);
   const tag = (schema.discriminator as { propertyName?: string } | undefined)?.propertyName;
   if (tag === undefined || !Array.isArray(schema.anyOf)) return inWords(TypeBoxValidatorCompiler(route) as Validator, schema);
   const shapes = new Map<string, Validator>();
@@ -40,3 +43,21 @@ function inWords(validate: Validator, schema: Node): Validator {
     return issue ? { error: [issue] } : result;
   };
 }
+
+let ajv: Ajv | undefined;
+
+/**
+ * A query string's, path's or headers' validator: they arrive as text, and
+ * Ajv turns numbers and flags into what the schema says in the check itself
+ * (as Fastify does), many times faster than converting first. Formats are
+ * TypeBox's, so that text and bodies are held to the same rules.
+ */
+function textValidator(schema: TSchema): Validator {
+  ajv ??= new Ajv({
+    coerceTypes: 'array', useDefaults: true, allErrors: false, strict: false,
+    formats: Object.fromEntries(Format.Entries().map(([name]) => [name, (value: string) => Format.Test(name, value)])),
+  });
+  const validate = ajv.compile(schema);
+  return (value) => (validate(value) ? { value } : { error: validate.errors as Issue[] });
+}
+

@@ -11,7 +11,7 @@ import { type Enforcement, enforcementOf } from '../desired-state/desired-state.
 import { type ActionsServiceDeps, isFleet } from './actions.core.ts';
 import { presentAction, presentDrift, presentTimelineEntry } from './actions.presenter.ts';
 import { decodeCursor, encodeCursor, resolveTimeRange } from './actions.query.ts';
-import type { ActionFilter, SortColumn } from './actions.repository.ts';
+import type { ActionFilter, ExportRow, SortColumn } from './actions.repository.ts';
 
 /** A containment in the state agents enforce, or a release that has not failed. */
 const enforcedNow = (row: Pick<ActionsTable, 'type' | 'status' | 'undone_by'>): boolean => (row.type === 'release_containment'
@@ -96,14 +96,14 @@ export function createActionReadModel(deps: ActionsServiceDeps) {
     },
 
     /** History rows in export order, a page at a time, so memory stays flat whatever the size. */
-    async *exportRows(actor: Actor, query: ExportActionsQuery): AsyncGenerator<ActionsTable> {
+    async *exportRows(actor: Actor, query: ExportActionsQuery): AsyncGenerator<ExportRow> {
       requirePermission(actor, 'actions:read');
       const filter = toFilter(actor, { ...query, view: 'history' });
       const column = sortColumn(query.sort);
       const order = query.order ?? 'desc';
       let after: { value: number; id: string } | null = null;
       for (;;) {
-        const rows = await repo.page(store.db, filter, { column, order, after, limit: 2000 });
+        const rows = await repo.exportPage(store.db, filter, { column, order, after, limit: 2000 });
         yield* rows;
         if (rows.length < 2000) return;
         // SQLite answers synchronously: without this pause a long export would hold the event loop

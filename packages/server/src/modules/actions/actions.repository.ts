@@ -24,6 +24,13 @@ export interface ActionFilter {
 export type SortColumn = 'requested_at' | 'updated_at';
 export interface Keyset { column: SortColumn; order: 'asc' | 'desc'; after: { value: number; id: string } | null; limit: number }
 
+/** The columns the History export writes (not the signed command and other wide ones it leaves out). */
+const EXPORT_FIELDS = [
+  'id', 'type', 'status', 'entity_type', 'entity_name', 'entity_sha256', 'device_id', 'device_name', 'source', 'investigation_id', 'incident_id',
+  'approval_id', 'requested_by', 'requested_at', 'decided_by', 'decided_at', 'comment', 'decision_comment', 'updated_at',
+] as const satisfies ReadonlyArray<keyof ActionsTable>;
+export type ExportRow = Pick<ActionsTable, (typeof EXPORT_FIELDS)[number]>;
+
 function applyFilter<O>(query: SelectQueryBuilder<Database, 'actions', O>, filter: ActionFilter): SelectQueryBuilder<Database, 'actions', O> {
   let q = query;
   if (filter.view === 'pending') q = q.where('status', '=', 'pending_approval');
@@ -162,14 +169,12 @@ export function createActionsRepository() {
       await db.updateTable('actions').set({ state_version: version }).where('id', '=', id).execute();
     },
 
-    async page(db: Db, filter: ActionFilter, keyset: Keyset): Promise<ActionsTable[]> {
-      const { column, order, after, limit } = keyset;
-      let query = applyFilter(db.selectFrom('actions').selectAll(), filter);
-      if (after !== null) {
-        const cmp = order === 'desc' ? sql.raw('<') : sql.raw('>');
-        query = query.where(sql<boolean>`(${sql.ref(column)}, id) ${cmp} (${after.value}, ${after.id})`);
-      }
-      return query.orderBy(column, order).orderBy('id', order).limit(limit).execute();
+    page(db: Db, filter: ActionFilter, keyset: Keyset): Promise<ActionsTable[]> {
+      return inKeysetOrder(applyFilter(db.selectFrom('actions').selectAll(), filter), keyset).execute();
+    },
+    /** A page of the History export: its columns only. */
+    exportPage(db: Db, filter: ActionFilter, keyset: Keyset): Promise<ExportRow[]> {
+      return inKeysetOrder(applyFilter(db.selectFrom('actions').select(EXPORT_FIELDS), filter), keyset).execute();
     },
 
     async count(db: Db, filter: ActionFilter): Promise<number> {
@@ -240,3 +245,11 @@ export function createActionsRepository() {
   };
 }
 export type ActionsRepository = ReturnType<typeof createActionsRepository>;
+
+/** The page after `keyset.after` in the keyset's order (its column, then id). */
+function inKeysetOrder<O>(query: SelectQueryBuilder<Database, 'actions', O>, keyset: Keyset): SelectQueryBuilder<Database, 'actions', O> {
+  const { column, order, after, limit } = keyset;
+  const cmp = order === 'desc' ? sql.raw('<') : sql.raw('>');
+  const from = after === null ? query : query.where(sql<boolean>`(${sql.ref(column)}, id) ${cmp} (${after.value}, ${after.id})`);
+  return from.orderBy(column, order).orderBy('id', order).limit(limit);
+}
