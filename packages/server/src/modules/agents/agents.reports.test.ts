@@ -243,6 +243,12 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
       await agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 102, [hit('203.0.113.9')])));
       expect(await alertsOf(id)).toHaveLength(2);
       expect((await rowsOf(`indicatorId=${id}`))[0]!.count).toBe(8);
+
+      // Matched twice in one report, in that same hour: both add up on its row, the later one is the last hit, and no alert is raised again.
+      await agents.indicatorHits(device.deviceId, device.publicKey, signed(device.key, hits(device.deviceId, 103, [hit('203.0.113.9', { count: 4 }), hit('203.0.113.9', { count: 5, user: 'bob' })])));
+      const [twice] = await rowsOf(`indicatorId=${id}`);
+      expect(twice).toMatchObject({ count: 17, lastHit: { user: 'bob' } });
+      expect(await alertsOf(id)).toHaveLength(2);
     });
 
     it('counts nothing an indicator of the device\'s scope does not name, and shows hits only to those who may see the device', async () => {

@@ -76,32 +76,44 @@ function alertFor(indicator: IndicatorsTable, device: { id: string; name: string
  * counted in `unmatched`.
  */
 export async function recordIndicatorHits(trx: Db, device: { id: string; name: string; group_id: string | null }, hits: readonly IndicatorHit[], now: number): Promise<{ alerts: CreateAlertBody[]; unmatched: number }> {
-  const alerts: CreateAlertBody[] = [];
+  // The same indicator may match several times in one report: each is looked up once, and each hour of it written once.
+  const indicators = new Map<string, Promise<IndicatorsTable | undefined>>();
+  const hours = new Map<string, { indicator: IndicatorsTable; hour: number; first: IndicatorHit; last: IndicatorHit; count: number; firstAt: number; lastAt: number }>();
   let unmatched = 0;
   for (const reported of hits) {
     const lastAt = Math.min(Math.max(reported.lastAt, now - OLDEST_HIT_MS), now);
     const hit: IndicatorHit = { ...reported, lastAt, firstAt: Math.min(Math.max(reported.firstAt, now - OLDEST_HIT_MS), lastAt), count: Math.min(reported.count, COUNT_MAX) };
-    const indicator = await indicatorOf(trx, hit, device.group_id);
+    const lookup = `${hit.action}\u0000${hit.name !== undefined}\u0000${hit.remote !== undefined}\u0000${hit.value}`;
+    if (!indicators.has(lookup)) indicators.set(lookup, indicatorOf(trx, hit, device.group_id));
+    const indicator = await indicators.get(lookup)!;
     if (!indicator) {
       unmatched += 1;
       continue;
     }
     const hour = Math.floor(hit.firstAt / HOUR_MS) * HOUR_MS;
+    const seen = hours.get(`${indicator.id}\u0000${hour}`);
+    if (seen) {
+      Object.assign(seen, { last: hit, count: Math.min(seen.count + hit.count, Number.MAX_SAFE_INTEGER), firstAt: Math.min(seen.firstAt, hit.firstAt), lastAt: Math.max(seen.lastAt, hit.lastAt) });
+    } else {
+      hours.set(`${indicator.id}\u0000${hour}`, { indicator, hour, first: hit, last: hit, count: hit.count, firstAt: hit.firstAt, lastAt: hit.lastAt });
+    }
+  }
+  const alerts: CreateAlertBody[] = [];
+  for (const { indicator, hour, first, last, count, firstAt, lastAt } of hours.values()) {
     const key = { indicator_id: indicator.id, device_id: device.id, hour };
     const known = await repo.hitsInHour(trx, key);
-    const lastHit = JSON.stringify(hit);
     if (known) {
       await repo.updateHits(trx, key, {
-        count: Math.min(Number(known.count) + hit.count, Number.MAX_SAFE_INTEGER), first_at: Math.min(Number(known.first_at), hit.firstAt),
-        last_at: Math.max(Number(known.last_at), hit.lastAt), last_hit: lastHit,
+        count: Math.min(Number(known.count) + count, Number.MAX_SAFE_INTEGER), first_at: Math.min(Number(known.first_at), firstAt),
+        last_at: Math.max(Number(known.last_at), lastAt), last_hit: JSON.stringify(last),
       });
       continue;
     }
-    const row: IndicatorHitsTable = { ...key, action: hit.action, count: hit.count, first_at: hit.firstAt, last_at: hit.lastAt, last_hit: lastHit };
+    const row: IndicatorHitsTable = { ...key, action: first.action, count, first_at: firstAt, last_at: lastAt, last_hit: JSON.stringify(last) };
     await repo.insertHits(trx, row);
     // A quarantine raised its own alert; agents that do not say so quarantined every blocked file they reported.
-    const alreadyAlerted = hit.quarantined ?? (hit.action === 'block' && hit.path !== undefined);
-    if (!alreadyAlerted) alerts.push(alertFor(indicator, device, hit, hour));
+    const alreadyAlerted = first.quarantined ?? (first.action === 'block' && first.path !== undefined);
+    if (!alreadyAlerted) alerts.push(alertFor(indicator, device, first, hour));
   }
   return { alerts, unmatched };
 }
