@@ -963,7 +963,7 @@ describe(`web console in a real Chromium (${TEST_DIALECT})`, () => {
     await pendingTable.getByRole('checkbox', { name: /^Select all / }).check();
     await page.getByRole('button', { name: /^Approve \(\d+\)$/ }).click();
     await decide('Approve', 'Same dropper as IR-9');
-    await page.getByText('No action waits for approval with these filters.').waitFor();
+    await page.getByText('No action waits for approval.').waitFor();
     const history = page.getByRole('table', { name: 'Action history of this incident' });
     await history.locator('tr[data-action-id]', { has: page.locator('span[title="/tmp/.x/<b>dropper</b>"]') }).getByText('Queued').waitFor();
     expect(await page.getByRole('table', { name: /^Action history/ }).count()).toBe(1);

@@ -47,6 +47,12 @@ function selectionRefusal(action: Action, view: ActionView, selectedType: Action
   return view === 'history' ? undoRefusal(action) : null;
 }
 
+/** What an empty list says: an embedded one (on an incident's page) has no filters of its own to blame. */
+function emptyText(view: ActionView, filtered: boolean): string {
+  if (!filtered) return view === 'pending' ? 'No action waits for approval.' : 'No action yet.';
+  return view === 'pending' ? 'No action waits for approval with these filters.' : 'No action matches these filters.';
+}
+
 /** The value as it was when `hold` became true, until it is false again. */
 function useHeld<T>(value: T, hold: boolean): T {
   const [held, setHeld] = useState(value);
@@ -299,7 +305,7 @@ export function ActionsView({ view, filters, onFiltersChange, label, extraColumn
         </Table>
         {page.isPending && <Spinner label="Loading actions…" />}
         {page.isSuccess && items.length === 0 && (
-          <div className={styles.empty}>{view === 'pending' ? 'No action waits for approval with these filters.' : 'No action matches these filters.'}</div>
+          <div className={styles.empty}>{emptyText(view, onFiltersChange !== undefined)}</div>
         )}
       </div>
 
