@@ -1,4 +1,4 @@
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -58,12 +58,25 @@ function stats(samples: readonly number[]): LatencyStats {
   return { requests: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] ?? Number.NaN, mean: sorted.reduce((s, x) => s + x, 0) / sorted.length };
 }
 
+/** Clock ticks per second of /proc's CPU times. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU time a process has used so far, user and system, in ms, from /proc (10 ms resolution: read it over many requests). */
+export function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th of them.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+
 export interface HistoryLatencyResult {
   all: LatencyStats;
   firstPages: LatencyStats;
   laterPages: LatencyStats;
   /** Paths seen during the walk (first pages and a sample of cursor pages), replayed by the throughput run. */
   paths: string[];
+  /** The server's CPU time over the measured walk, per request, in ms. */
+  serverCpuMsPerRequest: number;
 }
 
 const historyPath = (type: string) => `/api/actions?view=history&type=${type}&sort=requestedAt&order=desc&limit=50`;
@@ -73,7 +86,8 @@ const historyPath = (type: string) => `/api/actions?view=history&type=${type}&so
  * type, its first History page and then `pagesPerType - 1` more pages
  * following nextCursor. Time is measured from sending to the last body byte.
  */
-export async function benchHistoryLatency(baseUrl: string, token: string, types: readonly string[], warmupTypes: readonly string[], pagesPerType: number): Promise<HistoryLatencyResult> {
+export async function benchHistoryLatency(server: Pick<BenchServer, 'quellUrl' | 'pid'>, token: string, types: readonly string[], warmupTypes: readonly string[], pagesPerType: number): Promise<HistoryLatencyResult> {
+  const baseUrl = server.quellUrl;
   const headers = { authorization: `Bearer ${token}` };
   const get = async (path: string): Promise<{ ms: number; items: number; nextCursor: string | null }> => {
     const t0 = performance.now();
@@ -98,6 +112,7 @@ export async function benchHistoryLatency(baseUrl: string, token: string, types:
   const first: number[] = [];
   const later: number[] = [];
   const paths: string[] = [];
+  const cpuBefore = cpuMsOf(server.pid);
   for (const type of types) {
     let path = historyPath(type);
     paths.push(path);
@@ -109,7 +124,8 @@ export async function benchHistoryLatency(baseUrl: string, token: string, types:
       if (page % 5 === 4) paths.push(path);
     }
   }
-  return { all: stats([...first, ...later]), firstPages: stats(first), laterPages: stats(later), paths };
+  const serverCpuMsPerRequest = (cpuMsOf(server.pid) - cpuBefore) / (first.length + later.length);
+  return { all: stats([...first, ...later]), firstPages: stats(first), laterPages: stats(later), paths, serverCpuMsPerRequest };
 }
 
 export interface ThroughputResult {
@@ -122,6 +138,8 @@ export interface ThroughputResult {
   total: number;
   non2xx: number;
   errors: number;
+  /** The server process's CPU time over the measured rounds, per request answered, in ms. */
+  serverCpuMsPerRequest: number;
 }
 
 export interface ThroughputTarget { url: string; headers?: Record<string, string>; requests?: RequestSpec[] }
@@ -131,18 +149,24 @@ export interface ThroughputTarget { url: string; headers?: Record<string, string
  * warm-up of each, then `rounds` alternating measured runs (a, b, a, b, …) so
  * that whatever else the machine does weighs on both alike.
  */
-export async function benchThroughputPair(a: ThroughputTarget, b: ThroughputTarget, options: { connections: number; seconds: number; warmupSeconds: number; rounds: number }): Promise<[ThroughputResult, ThroughputResult]> {
+export async function benchThroughputPair(a: ThroughputTarget, b: ThroughputTarget, options: { connections: number; seconds: number; warmupSeconds: number; rounds: number; serverPid: number }): Promise<[ThroughputResult, ThroughputResult]> {
   const settings = (target: ThroughputTarget) => ({
     url: target.url, connections: options.connections, timeout: 10, headers: target.headers ?? {}, ...(target.requests ? { requests: target.requests } : {}),
   });
   for (const target of [a, b]) await autocannon({ ...settings(target), duration: options.warmupSeconds });
   const runs: [Result[], Result[]] = [[], []];
+  const cpuMs: [number, number] = [0, 0];
+  const measured = async (index: 0 | 1, target: ThroughputTarget): Promise<void> => {
+    const before = cpuMsOf(options.serverPid);
+    runs[index].push(await autocannon({ ...settings(target), duration: options.seconds }));
+    cpuMs[index] += cpuMsOf(options.serverPid) - before;
+  };
   for (let round = 0; round < options.rounds; round++) {
-    runs[0].push(await autocannon({ ...settings(a), duration: options.seconds }));
-    runs[1].push(await autocannon({ ...settings(b), duration: options.seconds }));
+    await measured(0, a);
+    await measured(1, b);
   }
   const mean = (values: number[]) => values.reduce((sum, v) => sum + v, 0) / values.length;
-  const summarise = (results: Result[]): ThroughputResult => ({
+  const summarise = (results: Result[], cpu: number): ThroughputResult => ({
     requestsPerSecond: mean(results.map((r) => r.requests.average)),
     perRound: results.map((r) => r.requests.average),
     latencyP50: mean(results.map((r) => r.latency.p50)),
@@ -150,8 +174,9 @@ export async function benchThroughputPair(a: ThroughputTarget, b: ThroughputTarg
     total: results.reduce((sum, r) => sum + r['2xx'] + r.non2xx, 0),
     non2xx: results.reduce((sum, r) => sum + r.non2xx, 0),
     errors: results.reduce((sum, r) => sum + r.errors + r.timeouts, 0),
+    serverCpuMsPerRequest: cpu / results.reduce((sum, r) => sum + r['2xx'] + r.non2xx, 0),
   });
-  return [summarise(runs[0]), summarise(runs[1])];
+  return [summarise(runs[0], cpuMs[0]), summarise(runs[1], cpuMs[1])];
 }
 
 export interface ExportResult {

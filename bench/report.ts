@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { ExportResult, HistoryLatencyResult, ThroughputResult } from './http.ts';
 import type { LifecycleResult } from './lifecycle.ts';
 
-export const TARGETS = { lifecycleRatio: 0.4, historyP99Ms: 20, listRatio: 0.5, exportRssGrowth: 1.2 } as const;
+export const TARGETS = { lifecycleRatio: 0.4, historyP99Ms: 20, listRatio: 0.5, listCpuMs: 0.6, exportRssGrowth: 1.2 } as const;
 
 export interface DialectResult {
   dialect: 'sqlite' | 'postgres';
@@ -45,6 +45,7 @@ export function summaryTable(results: readonly DialectResult[]): string {
     row(`2. History page at ${f0(results[0]?.seed.rows ?? 0)} actions, p50`, '', (r) => `${f1(r.history.all.p50)} ms`),
     row('   **p99**', `≤ ${TARGETS.historyP99Ms} ms`, (r) => `**${f1(r.history.all.p99)} ms** (${verdict(r.history.all.p99 <= TARGETS.historyP99Ms)})`),
     row('3. list endpoint, requests/s', '', (r) => f0(r.list.requestsPerSecond)),
+    row('   **server CPU per page** (hello-world\'s)', `≤ ${TARGETS.listCpuMs} ms`, (r) => `**${f2(r.list.serverCpuMsPerRequest)} ms** (${verdict(r.list.serverCpuMsPerRequest <= TARGETS.listCpuMs)}) (${f2(r.hello.serverCpuMsPerRequest)} ms)`),
     row('   Fastify hello-world, requests/s', '', (r) => f0(r.hello.requestsPerSecond)),
     row('   **ratio**', `≥ ${TARGETS.listRatio}`, (r) => {
       const ratio = r.list.requestsPerSecond / r.hello.requestsPerSecond;
@@ -74,12 +75,13 @@ Statements handed to the driver per lifecycle (BEGIN/COMMIT included): service $
 **History page.** ${r.history.all.requests} sequential requests (${config.types.length} types × ${config.pagesPerType} pages):
 all p50 ${f1(r.history.all.p50)} ms, p99 ${f1(r.history.all.p99)} ms, max ${f1(r.history.all.max)} ms, mean ${f1(r.history.all.mean)} ms;
 first pages p50 ${f1(r.history.firstPages.p50)} / p99 ${f1(r.history.firstPages.p99)} ms;
-cursor pages p50 ${f1(r.history.laterPages.p50)} / p99 ${f1(r.history.laterPages.p99)} ms.
+cursor pages p50 ${f1(r.history.laterPages.p50)} / p99 ${f1(r.history.laterPages.p99)} ms;
+server CPU ${f2(r.history.serverCpuMsPerRequest)} ms per request (from /proc, over the measured walk).
 
 **Requests/s.** ${config.connections} connections; ${config.rounds} alternating rounds of ${config.seconds} s each after a ${config.warmupSeconds} s warm-up.
 List (${r.listPaths} History URLs in rotation): ${f0(r.list.requestsPerSecond)} req/s (rounds: ${r.list.perRound.map(f0).join(', ')}), latency p50 ${f1(r.list.latencyP50)} ms / p99 ${f1(r.list.latencyP99)} ms,
-${f0(r.list.total)} responses, ${r.list.non2xx} non-2xx, ${r.list.errors} errors.
-Hello-world: ${f0(r.hello.requestsPerSecond)} req/s (rounds: ${r.hello.perRound.map(f0).join(', ')}), p50 ${f1(r.hello.latencyP50)} ms / p99 ${f1(r.hello.latencyP99)} ms, ${r.hello.non2xx} non-2xx, ${r.hello.errors} errors.
+${f0(r.list.total)} responses, ${r.list.non2xx} non-2xx, ${r.list.errors} errors; server CPU ${f2(r.list.serverCpuMsPerRequest)} ms per request (from /proc, over the measured rounds).
+Hello-world: ${f0(r.hello.requestsPerSecond)} req/s (rounds: ${r.hello.perRound.map(f0).join(', ')}), p50 ${f1(r.hello.latencyP50)} ms / p99 ${f1(r.hello.latencyP99)} ms, ${r.hello.non2xx} non-2xx, ${r.hello.errors} errors; server CPU ${f2(r.hello.serverCpuMsPerRequest)} ms per request.
 
 **CSV export.** ${f0(r.export.rows)} rows, ${mib(r.export.bytes)} in ${f1(r.export.seconds)} s = ${f0(r.export.rowsPerSecond)} rows/s.
 Server RSS: ${mib(r.export.rssBefore)} before, peak ${mib(r.export.rssPeak)}; highest in the first quarter of the export

@@ -129,17 +129,17 @@ async function benchDialect(dialect: Dialect): Promise<DialectResult> {
     const stopServer = owe(() => server.close());
     try {
       log(`${dialect}: History page latency`);
-      const history = await benchHistoryLatency(server.quellUrl, token, LATENCY_TYPES, WARMUP_TYPES, CONFIG.pagesPerType);
-      log(`${dialect}: p50 ${history.all.p50.toFixed(1)} ms, p99 ${history.all.p99.toFixed(1)} ms`);
+      const history = await benchHistoryLatency(server, token, LATENCY_TYPES, WARMUP_TYPES, CONFIG.pagesPerType);
+      log(`${dialect}: p50 ${history.all.p50.toFixed(1)} ms, p99 ${history.all.p99.toFixed(1)} ms, server CPU ${history.serverCpuMsPerRequest.toFixed(2)} ms per request`);
 
       log(`${dialect}: requests/s, list endpoint then hello-world`);
       const [list, hello] = await benchThroughputPair(
         { url: server.quellUrl, headers: { authorization: `Bearer ${token}` }, requests: history.paths.map((path) => ({ method: 'GET', path })) },
         { url: server.helloUrl },
-        CONFIG,
+        { ...CONFIG, serverPid: server.pid },
       );
       if (list.non2xx > 0 || list.errors > 0 || hello.non2xx > 0 || hello.errors > 0) throw new Error(`throughput runs had failures: list ${JSON.stringify(list)}, hello ${JSON.stringify(hello)}`);
-      log(`${dialect}: list ${list.requestsPerSecond.toFixed(0)} req/s, hello ${hello.requestsPerSecond.toFixed(0)} req/s`);
+      log(`${dialect}: list ${list.requestsPerSecond.toFixed(0)} req/s (server CPU ${list.serverCpuMsPerRequest.toFixed(3)} ms per request), hello ${hello.requestsPerSecond.toFixed(0)} req/s (${hello.serverCpuMsPerRequest.toFixed(3)} ms)`);
 
       log(`${dialect}: CSV export of the whole History`);
       const exported = await benchExport(server, token);
