@@ -61,7 +61,9 @@ function worded<I extends Issue>(schema: TSchema, issue: I): I {
     }
   }
   if (issue.keyword === 'additionalProperties') {
-    const names = (issue.params?.additionalProperties as string[] | undefined) ?? [];
+    // TypeBox lists them all; Ajv (query strings) names the first.
+    const { additionalProperties, additionalProperty } = (issue.params ?? {}) as { additionalProperties?: string[]; additionalProperty?: string };
+    const names = additionalProperties ?? (additionalProperty === undefined ? [] : [additionalProperty]);
     return { ...issue, message: `must not have ${names.length === 1 ? 'the property' : 'the properties'} ${names.map((n) => JSON.stringify(n.slice(0, 64))).join(', ')}` };
   }
   return issue;

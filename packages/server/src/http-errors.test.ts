@@ -196,6 +196,9 @@ describe(`errors the HTTP stack raises itself are problem+json with a catalogued
       const body = expectProblem(await send('GET', `/api/actions?view=pending&entity=${text}${escape}`), 'validation_failed');
       expect(body.detail).toBe('querystring is not valid percent-encoded UTF-8');
     }), { numRuns: 20 });
+    // Checked in the words bodies get: an unknown parameter is named, a number has to be one.
+    expect(expectProblem(await send('GET', '/api/actions?view=pending&bogus=1'), 'validation_failed').detail).toBe('querystring must not have the property "bogus"');
+    expect(expectProblem(await send('GET', '/api/actions?view=pending&limit=10abc'), 'validation_failed').detail).toMatch(/^querystring\/limit must be /);
     await fc.assert(fc.asyncProperty(fc.integer({ min: 256 * 1024 + 1, max: 10 * 1024 * 1024 }), async (length) => {
       expectProblem(await send('POST', '/api/actions/approve', { 'content-type': 'application/json', 'content-length': length }), 'payload_too_large');
     }), { numRuns: 10 });

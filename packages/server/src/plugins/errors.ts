@@ -38,7 +38,11 @@ export function handleError(error: FastifyError, request: FastifyRequest, reply:
     if (error.retryAfter !== undefined) reply.header('retry-after', String(error.retryAfter));
     return sendProblem(reply, request, error.code, error.message, error.actions ? { actions: error.actions } : undefined);
   }
-  if (error.validation) return sendProblem(reply, request, 'validation_failed', `${error.validationContext ?? 'request'}: ${error.message}`);
+  if (error.validation) {
+    // Fastify's message already names the part (`querystring/limit must be …`): said once.
+    const part = error.validationContext ?? 'request';
+    return sendProblem(reply, request, 'validation_failed', error.message.startsWith(part) ? error.message : `${part}: ${error.message}`);
+  }
   const mapped = error.code ? FASTIFY_CODES[error.code] : undefined;
   if (mapped) return sendProblem(reply, request, mapped, mapped === 'request_aborted' ? 'The connection closed before the whole body arrived' : error.message);
   if (error instanceof SyntaxError || (error.statusCode === 400 && /JSON/i.test(error.message))) return sendProblem(reply, request, 'malformed_json', 'The body is not valid JSON');
