@@ -266,8 +266,8 @@ describe(`a real agent refuses what would harm the endpoint or itself (${TEST_DI
     expect(shadow()[1]).toMatch(/^!/);
 
     const before = server.frames.filter((f) => f.t === 'drift').length;
-    inSandbox('usermod', ['-U', name]);
-    inSandbox('chage', ['-E', '-1', name]);
+    // One command, one write of /etc/shadow: a check the kernel's word starts sees both changes or neither.
+    inSandbox('usermod', ['-U', '-e', '', name]);
     const frame = await waitFor('the drift report', async () => server.frames.filter((f) => f.t === 'drift')[before]);
     const drift = JSON.parse(Buffer.from((frame as { jws: string }).jws.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
     expect(drift).toMatchObject({ effect: 'user_containment', actionIds: [actionId], repaired: true });
