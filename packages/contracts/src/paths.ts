@@ -18,6 +18,7 @@ export const API_PATHS = {
   cancel: '/api/actions/cancel',
   exportCsv: '/api/actions/export.csv',
   summary: '/api/actions/summary',
+  activity: '/api/actions/activity',
   devices: '/api/devices',
   device: '/api/devices/:id',
   deviceGroups: '/api/device-groups',

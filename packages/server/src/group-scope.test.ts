@@ -367,7 +367,7 @@ const routesChecked = new Set<string>();
 describe(`every GET route shows a user scoped to one device group nothing of another group (${TEST_DIALECT})`, () => {
   it('the OpenAPI document has the reads this test knows to look for', () => {
     const paths = ROUTES.map((r) => r.path);
-    for (const path of ['/api/actions', '/api/actions/export.csv', '/api/actions/summary', '/api/audit', '/api/alerts', '/api/incidents', '/api/investigations', '/api/devices', '/metrics']) {
+    for (const path of ['/api/actions', '/api/actions/export.csv', '/api/actions/summary', '/api/actions/activity', '/api/audit', '/api/alerts', '/api/incidents', '/api/investigations', '/api/devices', '/metrics']) {
       expect(paths).toContain(path);
     }
   });

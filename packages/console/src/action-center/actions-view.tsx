@@ -77,7 +77,8 @@ export function ActionsView({ view, filters, onFiltersChange, label, extraColumn
   const permissions = usePermissions();
   const [cursors, setCursors] = useState<Array<string | undefined>>([undefined]);
   const page = useActionsPage(view, filters, cursors[cursors.length - 1]);
-  const [total, setTotal] = useState<number | null>(null);
+  /** The first page's count of matches, as the pager says it ("of 1,234", or "of 10,000+" when the count stopped at its cap). */
+  const [total, setTotal] = useState<string | null>(null);
   const [selected, setSelected] = useState<Map<string, Action>>(new Map());
   const [hint, setHint] = useState('');
   const openAction = useOpenAction();
@@ -92,7 +93,7 @@ export function ActionsView({ view, filters, onFiltersChange, label, extraColumn
   const dialogOpen = decision !== null;
 
   // Only the first page counts the matches (a count costs a scan); later pages keep that total.
-  const pageTotal = page.data?.total ?? null;
+  const pageTotal = page.data?.total == null ? null : `${page.data.total.toLocaleString()}${page.data.totalIsLowerBound ? '+' : ''}`;
   if (pageTotal !== null && pageTotal !== total) setTotal(pageTotal);
 
   // While a decision's dialog is open the rows behind it stay where they are; they refresh when it closes.
@@ -313,7 +314,7 @@ export function ActionsView({ view, filters, onFiltersChange, label, extraColumn
         <Button disabled={cursors.length === 1} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</Button>
         <Button disabled={!page.data?.nextCursor} onClick={() => setCursors([...cursors, page.data!.nextCursor!])}>Next page</Button>
         <Text aria-live="polite">
-          {`${items.length > 0 ? `${first + 1}–${first + items.length}` : '0'}${total !== null ? ` of ${total.toLocaleString()}` : ''}`}
+          {`${items.length > 0 ? `${first + 1}–${first + items.length}` : '0'}${total !== null ? ` of ${total}` : ''}`}
         </Text>
         {page.isFetching && !page.isPending && <Spinner size="tiny" aria-label="Refreshing" />}
       </nav>

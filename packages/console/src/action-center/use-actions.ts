@@ -27,6 +27,11 @@ export function usePendingSummary() {
   return useQuery({ queryKey: [ACTIONS_KEY, 'summary'], queryFn: api.summary, refetchInterval: 60_000 });
 }
 
+/** The last 30 days by status, for Home's chart. */
+export function useActivity() {
+  return useQuery({ queryKey: [ACTIONS_KEY, 'activity'], queryFn: api.activity, refetchInterval: 60_000 });
+}
+
 /** A decision on one or more actions of one type; every way out (success or not) refreshes the lists to the truth. */
 export type Decision =
   | { kind: 'approve' | 'reject' | 'undo'; actions: Action[] }

@@ -4,7 +4,7 @@
  */
 import {
   API_PATHS, ERRORS,
-  type Action, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AlertPageSchema, type AuditPageSchema, type AuditVerification,
+  type Action, type ActionActivitySchema, type ActionDetailSchema, type ActionPageSchema, type ActionSummarySchema, type Alert, type AlertPageSchema, type AuditPageSchema, type AuditVerification,
   type BulkDecisionBody, type BulkResultSchema, type CreateActionBody, type CreateDeviceGroupBody, type CreateEnrolmentTokenBody,
   type CreateIndicatorBody, type CreateTokenBody, type CreateUserBody, type CreatedEnrolmentTokenSchema, type CreatedTokenSchema, type Device, type DeviceGroup, type EnrolmentToken,
   type ErrorCode, type ExportActionsQuery, type FalsePositiveBody, type Incident, type Indicator, type IncidentDetailSchema, type InstancesSchema, type Investigation, type InvestigationDetailSchema, type ListActionsQuery, type ListInvestigationsQuery,
@@ -17,6 +17,7 @@ export type SessionInfo = Static<typeof SessionInfoSchema>;
 export type ActionPage = Static<typeof ActionPageSchema>;
 export type ActionDetail = Static<typeof ActionDetailSchema>;
 export type ActionSummary = Static<typeof ActionSummarySchema>;
+export type ActionActivity = Static<typeof ActionActivitySchema>;
 export type BulkResult = Static<typeof BulkResultSchema>;
 export type Instances = Static<typeof InstancesSchema>;
 export type InvestigationDetail = Static<typeof InvestigationDetailSchema>;
@@ -121,6 +122,7 @@ export const api = {
   instances: (id: string) => call<Instances>('GET', pathOf(API_PATHS.actionInstances, { id })),
   undoInstances: (id: string, comment: string) => call<BulkResult>('POST', pathOf(API_PATHS.actionInstancesUndo, { id }), { comment }),
   summary: () => call<ActionSummary>('GET', API_PATHS.summary),
+  activity: () => call<ActionActivity>('GET', API_PATHS.activity),
   getDevice: (id: string) => call<Device>('GET', pathOf(API_PATHS.device, { id })),
   listDevices: () => call<{ items: Device[] }>('GET', API_PATHS.devices),
   createAction: (body: CreateActionBody) => call<Action>('POST', API_PATHS.actions, body),

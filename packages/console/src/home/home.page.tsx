@@ -1,7 +1,7 @@
 import { MessageBar, MessageBarBody, Spinner, Subtitle1, Text, Title2, makeStyles, tokens } from '@fluentui/react-components';
 import { ACTION_STATUSES, type ActionStatus } from '@quell/contracts';
-import { useNow, usePendingSummary } from '../action-center/use-actions.ts';
-import type { ActionSummary } from '../api/api-client.ts';
+import { useActivity, useNow, usePendingSummary } from '../action-center/use-actions.ts';
+import type { ActionActivity, ActionSummary } from '../api/api-client.ts';
 import { problemText } from '../api/problem-text.ts';
 import { STATUS_LABELS, formatDateTime, formatDuration, typeLabel } from '../format.ts';
 import { Link } from '../router.tsx';
@@ -41,7 +41,7 @@ function lastDays(now: number): string[] {
   return Array.from({ length: DAYS }, (_, i) => new Date((today - DAYS + 1 + i) * 86_400_000).toISOString().slice(0, 10));
 }
 
-function StatusChart({ data }: { data: ActionSummary['byStatusPerDay'] }) {
+function StatusChart({ data }: { data: ActionActivity['byStatusPerDay'] }) {
   const styles = useStyles();
   const days = lastDays(useNow(3_600_000));
   const byDay = new Map<string, Map<ActionStatus, number>>();
@@ -109,6 +109,7 @@ function QueuedOffline({ waiting }: { waiting: ActionSummary['queuedOffline'] })
 export default function HomePage() {
   const styles = useStyles();
   const summary = usePendingSummary();
+  const activity = useActivity();
   return (
     <>
       <Title2 as="h1">Home</Title2>
@@ -134,11 +135,17 @@ export default function HomePage() {
           </section>
           <section className={styles.card} aria-labelledby="chart-title">
             <Subtitle1 as="h2" id="chart-title">Actions by status, last 30 days</Subtitle1>
-            <StatusChart data={summary.data.byStatusPerDay} />
-            <Text block>
-              Rejected: {summary.data.rejectedLast30Days}
-              {summary.data.expiredLast30Days > 0 && `, of which ${summary.data.expiredLast30Days} expired without a decision (an expiry counts as a rejection)`}
-            </Text>
+            {activity.isError && <MessageBar intent="error"><MessageBarBody>{problemText(activity.error)}</MessageBarBody></MessageBar>}
+            {activity.isPending && <Spinner label="Loading…" />}
+            {activity.data && (
+              <>
+                <StatusChart data={activity.data.byStatusPerDay} />
+                <Text block>
+                  Rejected: {activity.data.rejectedLast30Days}
+                  {activity.data.expiredLast30Days > 0 && `, of which ${activity.data.expiredLast30Days} expired without a decision (an expiry counts as a rejection)`}
+                </Text>
+              </>
+            )}
             <Link to="/action-center/history?range=30d">Open History</Link>
           </section>
         </div>

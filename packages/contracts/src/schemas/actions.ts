@@ -165,7 +165,7 @@ export const ListActionsQuerySchema = Type.Object({
   order: Type.Optional(Type.Enum(['asc', 'desc'] as const)),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
   cursor: Type.Optional(Type.String({ maxLength: 512 })),
-  /** Counting matches costs a scan; ask for it on the first page only. */
+  /** Counting matches costs a scan; ask for it on the first page only. It counts up to `TOTAL_COUNT_CAP`. */
   withTotal: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
 export type ListActionsQuery = Static<typeof ListActionsQuerySchema>;
@@ -173,10 +173,19 @@ export type ExportActionsQuery = Omit<ListActionsQuery, 'limit' | 'cursor' | 'wi
 
 export const ExportActionsQuerySchema = Type.Omit(ListActionsQuerySchema, ['limit', 'cursor', 'withTotal', 'view']);
 
+/**
+ * How far `withTotal` counts. Past it a list says "more than 10,000" rather than scan a million rows
+ * on every first page: a list is read a page at a time, and the exact figure is the export's.
+ */
+export const TOTAL_COUNT_CAP = 10_000;
+
 export const ActionPageSchema = Type.Object({
   items: Type.Array(ActionSchema),
   nextCursor: Type.Union([Type.String(), Type.Null()]),
+  /** The number of matches when `withTotal` was asked, else null; at most `TOTAL_COUNT_CAP`. */
   total: Type.Union([Type.Integer(), Type.Null()]),
+  /** True when more than `total` actions match (the count stopped at `TOTAL_COUNT_CAP`). */
+  totalIsLowerBound: Type.Boolean(),
 });
 
 export const BULK_MAX = 500;
@@ -205,11 +214,15 @@ export const ActionSummarySchema = Type.Object({
   pendingTotal: Type.Integer(),
   oldestPendingAt: Type.Union([TimestampSchema, Type.Null()]),
   oldestPendingAgeSeconds: Type.Union([Type.Integer(), Type.Null()]),
+  /** Queued actions that wait because their device's agent is out of contact (or the device has none): how many, on how many devices, and the latest any of them was seen. */
+  queuedOffline: Type.Object({ actions: Type.Integer(), devices: Type.Integer(), lastSeenAt: Type.Union([TimestampSchema, Type.Null()]) }),
+});
+
+/** The last 30 days of actions, by the day they were requested. Apart from the summary: it reads a month of History, the summary only what is open. */
+export const ActionActivitySchema = Type.Object({
   byStatusPerDay: Type.Array(Type.Object({ day: Type.String(), status: ActionStatusSchema, count: Type.Integer() })),
   /** Actions rejected in the last 30 days, expirations included: an expiry is the system's rejection (each keeps its own status above). */
   rejectedLast30Days: Type.Integer(),
   /** Of those, the ones that expired without a decision. */
   expiredLast30Days: Type.Integer(),
-  /** Queued actions that wait because their device's agent is out of contact (or the device has none): how many, on how many devices, and the latest any of them was seen. */
-  queuedOffline: Type.Object({ actions: Type.Integer(), devices: Type.Integer(), lastSeenAt: Type.Union([TimestampSchema, Type.Null()]) }),
 });

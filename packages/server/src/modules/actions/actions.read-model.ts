@@ -1,6 +1,6 @@
 import {
   ACTION_CATALOGUE, type Action, type ActionOrigin, type ActionStatus, type ActionType, DEVICE_OFFLINE_AFTER_MS, type ExportActionsQuery, IN_FORCE_STATUSES, type ListActionsQuery,
-  isStatusIn, statusesCountedAs,
+  isStatusIn, statusesCountedAs, TOTAL_COUNT_CAP,
 } from '@quell/contracts';
 import { type Actor, inScope, requirePermission } from '../../actor.ts';
 import type { ActionsTable } from '../../db/schema.ts';
@@ -79,7 +79,7 @@ export function createActionReadModel(deps: ActionsServiceDeps) {
     /** Of these devices, those where the file is quarantined now. */
     quarantinedOnIn: (trx: Db, sha256: string, deviceIds: readonly string[]) => repo.quarantinedOn(trx, sha256, deviceIds),
 
-    async list(actor: Actor, query: ListActionsQuery): Promise<{ items: Action[]; nextCursor: string | null; total: number | null }> {
+    async list(actor: Actor, query: ListActionsQuery): Promise<{ items: Action[]; nextCursor: string | null; total: number | null; totalIsLowerBound: boolean }> {
       requirePermission(actor, 'actions:read');
       const filter = toFilter(actor, query);
       const column = sortColumn(query.sort);
@@ -88,10 +88,12 @@ export function createActionReadModel(deps: ActionsServiceDeps) {
       const after = query.cursor === undefined ? null : decodeCursor(query.cursor, column, order);
       const rows = await repo.page(store.db, filter, { column, order, after, limit });
       const last = rows.length === limit ? rows[rows.length - 1] : undefined;
+      const counted = query.withTotal ? await repo.countUpTo(store.db, filter, TOTAL_COUNT_CAP + 1) : null;
       return {
         items: rows.map(presentAction),
         nextCursor: last ? encodeCursor(column, order, last[column], last.id) : null,
-        total: query.withTotal ? await repo.count(store.db, filter) : null,
+        total: counted === null ? null : Math.min(counted, TOTAL_COUNT_CAP),
+        totalIsLowerBound: counted !== null && counted > TOTAL_COUNT_CAP,
       };
     },
 
@@ -135,20 +137,26 @@ export function createActionReadModel(deps: ActionsServiceDeps) {
       const now = clock.now();
       const pending = await repo.pendingByType(store.db, actor.groupIds);
       const oldest = pending.length === 0 ? null : Math.min(...pending.map((p) => p.oldest));
-      const since = Math.floor(now / 86_400_000 - 29) * 86_400_000;
-      const perDay = await repo.statusPerDay(store.db, since, actor.groupIds);
-      const rejected = statusesCountedAs('rejected') as readonly string[];
-      const total = (counted: (status: string) => boolean): number => perDay.filter((d) => counted(d.status)).reduce((sum, d) => sum + d.count, 0);
       const offline = await repo.queuedOffline(store.db, now - DEVICE_OFFLINE_AFTER_MS, actor.groupIds);
       return {
         queuedOffline: { ...offline, lastSeenAt: offline.lastSeenAt === null ? null : new Date(offline.lastSeenAt).toISOString() },
-        rejectedLast30Days: total((status) => rejected.includes(status)),
-        expiredLast30Days: total((status) => status === 'expired'),
         pendingByType: pending.map((p) => ({ type: p.type as ActionType, count: p.count })),
         pendingTotal: pending.reduce((sum, p) => sum + p.count, 0),
         oldestPendingAt: oldest === null ? null : new Date(oldest).toISOString(),
         oldestPendingAgeSeconds: oldest === null ? null : Math.floor((now - oldest) / 1000),
+      };
+    },
+
+    async activity(actor: Actor) {
+      requirePermission(actor, 'actions:read');
+      const since = Math.floor(clock.now() / 86_400_000 - 29) * 86_400_000;
+      const perDay = await repo.statusPerDay(store.db, since, actor.groupIds);
+      const rejected = statusesCountedAs('rejected') as readonly string[];
+      const total = (counted: (status: string) => boolean): number => perDay.filter((d) => counted(d.status)).reduce((sum, d) => sum + d.count, 0);
+      return {
         byStatusPerDay: perDay.map((d) => ({ day: new Date(d.day * 86_400_000).toISOString().slice(0, 10), status: d.status as ActionStatus, count: d.count })),
+        rejectedLast30Days: total((status) => rejected.includes(status)),
+        expiredLast30Days: total((status) => status === 'expired'),
       };
     },
   };

@@ -177,9 +177,10 @@ export function createActionsRepository() {
       return inKeysetOrder(applyFilter(db.selectFrom('actions').select(EXPORT_FIELDS), filter), keyset).execute();
     },
 
-    async count(db: Db, filter: ActionFilter): Promise<number> {
-      const row = await applyFilter(db.selectFrom('actions'), filter)
-        .select((eb: ExpressionBuilder<Database, 'actions'>) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    /** How many actions match, counting no further than `upTo`: the count reads that many index entries at most. */
+    async countUpTo(db: Db, filter: ActionFilter, upTo: number): Promise<number> {
+      const matches = applyFilter(db.selectFrom('actions'), filter).select('actions.id').limit(upTo);
+      const row = await db.selectFrom(matches.as('matches')).select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
       return Number(row.n);
     },
 

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import {
-  API_PATHS, ActionDetailSchema, ActionPageSchema, ActionSchema, ActionSummarySchema, BulkDecisionBodySchema, BulkResultSchema,
+  API_PATHS, ActionActivitySchema, ActionDetailSchema, ActionPageSchema, ActionSchema, ActionSummarySchema, BulkDecisionBodySchema, BulkResultSchema,
   CreateActionBodySchema, ExportActionsQuerySchema, IdParamsSchema, InstancesSchema, ListActionsQuerySchema, UndoInstancesBodySchema,
 } from '@quell/contracts';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -21,8 +21,12 @@ export const actionsRoutes: FastifyPluginAsyncTypebox<{ actions: ActionsService 
   }, async (request, reply) => reply.code(201).send(await actions.create(actorOf(request), request.body)));
 
   app.get(API_PATHS.summary, {
-    schema: { tags, summary: 'Dashboard: pending by type, oldest pending age, actions by status per day (30 days)', response: { 200: ActionSummarySchema, ...problemResponses } },
+    schema: { tags, summary: 'What is open: pending by type, the oldest pending age, queued actions waiting for devices out of contact', response: { 200: ActionSummarySchema, ...problemResponses } },
   }, (request) => actions.summary(actorOf(request)));
+
+  app.get(API_PATHS.activity, {
+    schema: { tags, summary: 'The last 30 days: actions by status per day, rejections and expirations', response: { 200: ActionActivitySchema, ...problemResponses } },
+  }, (request) => actions.activity(actorOf(request)));
 
   app.get(API_PATHS.exportCsv, {
     schema: { tags, summary: 'Export the History view as CSV (streamed; same filters as the list)', querystring: ExportActionsQuerySchema, produces: ['text/csv'] },

@@ -1,5 +1,5 @@
-import { generateKeyPairSync } from 'node:crypto';
-import { type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, type Ed25519PublicJwk } from '@quell/contracts';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { type CreateActionBody, DEVICE_OFFLINE_AFTER_MS, type Ed25519PublicJwk, TOTAL_COUNT_CAP } from '@quell/contracts';
 import { describe, expect, it } from 'vitest';
 import { systemActor } from '../../actor.ts';
 import { TEST_DIALECT, createUser, useTestApp } from '../../test/helper.ts';
@@ -329,6 +329,27 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect((await request(users.security_reader, 'GET', '/api/actions?view=history&cursor=garbage')).json().code).toBe('invalid_cursor');
   });
 
+  it('counts the matches of a first page up to 10,000, then says there are more', async () => {
+    const { users, request, store } = ctx();
+    const deviceId = await ctx().createDevice();
+    const template = await store.db.selectFrom('actions').selectAll().where('id', '=', await ctx().createAction({ deviceId, status: 'queued' })).executeTakeFirstOrThrow();
+    const total = async () => (await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&limit=5&withTotal=true`)).json();
+    const copies = async (n: number) => {
+      for (let done = 0; done < n; done += 1000) {
+        const rows = Array.from({ length: Math.min(1000, n - done) }, () => ({ ...template, id: randomUUID(), status: 'completed' }));
+        await store.db.insertInto('actions').values(rows).execute();
+      }
+    };
+    // With the queued one they make 10,000.
+    await copies(TOTAL_COUNT_CAP - 1);
+    expect(await total()).toMatchObject({ total: TOTAL_COUNT_CAP, totalIsLowerBound: false });
+    await copies(1);
+    expect(await total()).toMatchObject({ total: TOTAL_COUNT_CAP, totalIsLowerBound: true });
+    const uncounted = (await request(users.security_reader, 'GET', `/api/actions?view=history&deviceId=${deviceId}&limit=5`)).json();
+    expect(uncounted).toMatchObject({ total: null, totalIsLowerBound: false });
+    expect(uncounted.items).toHaveLength(5);
+  });
+
   it('filters by time range and rejects inconsistent ranges', async () => {
     const { users, request, clock } = ctx();
     const deviceId = await ctx().createDevice();
@@ -386,7 +407,9 @@ describe(`actions API rules (${TEST_DIALECT})`, () => {
     expect(body.pendingTotal).toBe(body.pendingByType.reduce((s: number, p: { count: number }) => s + p.count, 0));
     expect(body.pendingTotal).toBeGreaterThan(0);
     expect(body.oldestPendingAgeSeconds).toBeGreaterThanOrEqual(0);
-    expect(body.byStatusPerDay.length).toBeGreaterThan(0);
+    const activity = await request(users.security_reader, 'GET', '/api/actions/activity');
+    expect(activity.statusCode).toBe(200);
+    expect(activity.json().byStatusPerDay.length).toBeGreaterThan(0);
   });
 
   it('says in the summary how many queued actions wait for devices out of contact, on how many, and when one was last seen', async () => {

@@ -36,10 +36,10 @@ describe(`expired actions count as rejected (${TEST_DIALECT})`, () => {
     expect((await history('&status=completed')).items.map((a) => a.id)).toEqual([completed]);
     expect((await history('')).total).toBe(3);
 
-    const summary = (await ctx().request(reader(), 'GET', '/api/actions/summary')).json();
-    expect(summary).toMatchObject({ rejectedLast30Days: 2, expiredLast30Days: 1 });
+    const activity = (await ctx().request(reader(), 'GET', '/api/actions/activity')).json();
+    expect(activity).toMatchObject({ rejectedLast30Days: 2, expiredLast30Days: 1 });
     // The chart keeps the statuses apart.
-    expect(summary.byStatusPerDay.filter((d: { status: string }) => d.status === 'expired' || d.status === 'rejected').map((d: { status: string; count: number }) => [d.status, d.count]).sort())
+    expect(activity.byStatusPerDay.filter((d: { status: string }) => d.status === 'expired' || d.status === 'rejected').map((d: { status: string; count: number }) => [d.status, d.count]).sort())
       .toEqual([['expired', 1], ['rejected', 1]]);
 
     const csv = await ctx().request(reader(), 'GET', `/api/actions/export.csv?deviceId=${deviceId}&status=rejected`);
@@ -51,11 +51,11 @@ describe(`expired actions count as rejected (${TEST_DIALECT})`, () => {
     expect(everything.trim().split('\r\n').slice(1).map((line) => line.split(',')).map((r) => r.at(-1)).sort()).toEqual(['completed', 'rejected', 'rejected']);
   });
 
-  it('the summary counts only the rejections and expiries of the last 30 days', async () => {
+  it('the activity counts only the rejections and expiries of the last 30 days', async () => {
     // Proposed 8 days ago; counted by the day they were proposed. (Asked of the service: the test users' tokens last 30 days.)
     ctx().clock.advance(20 * DAY);
-    expect(await ctx().services.actions.summary(reader().actor)).toMatchObject({ rejectedLast30Days: 2, expiredLast30Days: 1 });
+    expect(await ctx().services.actions.activity(reader().actor)).toMatchObject({ rejectedLast30Days: 2, expiredLast30Days: 1 });
     ctx().clock.advance(3 * DAY);
-    expect(await ctx().services.actions.summary(reader().actor)).toMatchObject({ rejectedLast30Days: 0, expiredLast30Days: 0 });
+    expect(await ctx().services.actions.activity(reader().actor)).toMatchObject({ rejectedLast30Days: 0, expiredLast30Days: 0 });
   });
 });
