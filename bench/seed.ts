@@ -144,6 +144,9 @@ export function* seedRows(plan: SeedPlan): Generator<ActionsTable> {
     else status = weighted(HISTORY_STATUS_WEIGHTS, random);
     if (manual && (status === 'rejected' || status === 'expired')) status = 'completed';
     if (status === 'undone' && ACTION_CATALOGUE[type].undoType === null) status = 'completed';
+    // Containment lasts while the contained device is dealt with: released within a week, as analysts do. (Never
+    // released, the seed would leave tens of thousands of addresses contained at once.)
+    if (type === 'contain_device' && status === 'completed' && requestedAt < plan.now - 7 * DAY) status = 'undone';
 
     let decidedBy: string | null = null;
     let decidedAt: number | null = null;

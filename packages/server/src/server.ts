@@ -80,6 +80,8 @@ export async function startServer(config: Config, options: { handleSignals?: boo
       { name: 'settle_containment', intervalMs: config.jobPollMs, run: () => services.desiredState.settle() },
       // An indicator that expires by time leaves what the agents enforce at the next version.
       { name: 'lift_expired_indicators', intervalMs: config.jobPollMs, run: () => services.indicators.liftExpired() },
+      // The planner's statistics follow the store's growth: on SQLite nothing else keeps them.
+      { name: 'refresh_planner_statistics', intervalMs: 60 * 60_000, run: () => store.refreshStatistics() },
       { name: 'run_investigations', intervalMs: Math.min(config.jobPollMs, INVESTIGATION_POLL_MS), run: () => services.investigations.runDue() },
     ],
     onError: (job, error) => logger.error({ err: error, job }, 'job failed'),

@@ -1,7 +1,8 @@
-import { DELIVERABLE_STATUSES, ENFORCED_INDICATOR_TYPES, FLEET_ACTION_TYPES, IN_FORCE_STATUSES, type StateReportPayload } from '@quell/contracts';
+import { DELIVERABLE_STATUSES, ENFORCED_INDICATOR_TYPES, FLEET_ACTION_TYPES, type StateReportPayload } from '@quell/contracts';
 import { type ExpressionBuilder, sql } from 'kysely';
 import type { ActionsTable, AgentsTable, Database, IndicatorsTable } from '../../db/schema.ts';
 import type { Db } from '../../db/store.ts';
+import { containmentInForce } from '../../db/predicates.ts';
 import { activeAt } from '../indicators/indicators.repository.ts';
 
 /** The state of agents outside any device group; each group has its own row, `group:<id>`. */
@@ -29,8 +30,7 @@ export function createDesiredStateRepository() {
     /** Containment actions enforced from queued on, until their release is under way, oldest first. */
     containmentInForce(db: Db): Promise<Array<Pick<ActionsTable, 'id' | 'entity_name' | 'parameters'>>> {
       return db.selectFrom('actions').select(['id', 'entity_name', 'parameters'])
-        .where('type', '=', 'contain_device').where('status', 'in', IN_FORCE_STATUSES).where('undone_by', 'is', null)
-        .orderBy('requested_at').orderBy('id').execute();
+        .where(containmentInForce).orderBy('requested_at').orderBy('id').execute();
     },
     /** The active indicators of the types and actions agents enforce, by value. */
     enforcedIndicators(db: Db, now: number): Promise<Array<Pick<IndicatorsTable, 'type' | 'value' | 'action' | 'device_group_ids'>>> {

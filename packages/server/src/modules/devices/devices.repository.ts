@@ -1,7 +1,8 @@
-import { FLEET_ACTION_TYPES, IN_FORCE_STATUSES } from '@quell/contracts';
+import { FLEET_ACTION_TYPES } from '@quell/contracts';
 import { sql } from 'kysely';
 import type { ActionsTable, DeviceGroupsTable, DeviceStateTable, DevicesTable } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
+import { containmentInForce } from '../../db/predicates.ts';
 
 /** A device that may stand for a host an alert names, with whether an agent holds it now. */
 export interface HostCandidate { id: string; name: string; managed: boolean; last_seen_at: number | null }
@@ -103,7 +104,7 @@ export function createDevicesRepository() {
     /** The addresses of these devices under containment (from queued on, until their release is asked for), each with its latest action. */
     containment(db: Db, ids: readonly string[]): Promise<Array<Pick<ActionsTable, 'device_id' | 'entity_name' | 'id'>>> {
       return db.selectFrom('actions').select(['device_id', 'entity_name', 'id'])
-        .where('device_id', 'in', ids).where('type', '=', 'contain_device').where('status', 'in', IN_FORCE_STATUSES).where('undone_by', 'is', null)
+        .where('device_id', 'in', ids).where(containmentInForce)
         .orderBy('entity_name').orderBy('requested_at', 'desc').orderBy('id', 'desc').execute();
     },
 
