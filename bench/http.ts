@@ -53,7 +53,7 @@ function percentile(sorted: readonly number[], p: number): number {
 
 export interface LatencyStats { requests: number; p50: number; p99: number; max: number; mean: number }
 
-function stats(samples: readonly number[]): LatencyStats {
+export function stats(samples: readonly number[]): LatencyStats {
   const sorted = [...samples].sort((a, b) => a - b);
   return { requests: sorted.length, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), max: sorted[sorted.length - 1] ?? Number.NaN, mean: sorted.reduce((s, x) => s + x, 0) / sorted.length };
 }

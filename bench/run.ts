@@ -5,7 +5,7 @@
  * (only for a full-size run of both stores).
  *
  * Smaller runs while working on it: BENCH_DIALECTS=sqlite, BENCH_HISTORY_ROWS,
- * BENCH_LIFECYCLES, BENCH_PAGES. Needs PostgreSQL at BENCH_PG_URL (default
+ * BENCH_LIFECYCLES, BENCH_PAGES, BENCH_FIRST_PAINT_SAMPLES. Needs PostgreSQL at BENCH_PG_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres) with the right to create databases.
  */
 import { spawnSync } from 'node:child_process';
@@ -18,6 +18,7 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import type { ActionType } from '@quell/contracts';
 import { type Actor, type Store, type StoreLocation, createServices, migrate, openStore, systemActor } from '@quell/server';
+import { benchFirstPaint, signIn } from './first-paint.ts';
 import { type BenchServer, benchExport, benchHistoryLatency, benchThroughputPair, startBenchServer } from './http.ts';
 import { benchLifecycles } from './lifecycle.ts';
 import { type DialectResult, type Machine, type RunConfig, keptNotes, resultsMarkdown, summaryTable } from './report.ts';
@@ -39,6 +40,8 @@ const LIFECYCLES: Record<Dialect, number> = {
   postgres: Number(env.BENCH_LIFECYCLES ?? 1000),
 };
 const WARMUP_LIFECYCLES = 100;
+/** Requests of each path the console sends for its first paint: a p99 needs at least 2,000. */
+const FIRST_PAINT_SAMPLES = Number(env.BENCH_FIRST_PAINT_SAMPLES ?? 2000);
 /** Common types: each has well over 50 × 50 History rows at full size. */
 const LATENCY_TYPES = [
   'isolate_device', 'contain_device', 'contain_user', 'restrict_code_execution', 'quarantine_file', 'stop_and_quarantine_file',
@@ -132,6 +135,10 @@ async function benchDialect(dialect: Dialect): Promise<DialectResult> {
       const history = await benchHistoryLatency(server, token, LATENCY_TYPES, WARMUP_TYPES, CONFIG.pagesPerType);
       log(`${dialect}: p50 ${history.all.p50.toFixed(1)} ms, p99 ${history.all.p99.toFixed(1)} ms, server CPU ${history.serverCpuMsPerRequest.toFixed(2)} ms per request`);
 
+      log(`${dialect}: the console's first-paint requests, ${FIRST_PAINT_SAMPLES} of each`);
+      const firstPaint = await benchFirstPaint(server, await signIn(server.quellUrl, 'analyst', BENCH_PASSWORD), FIRST_PAINT_SAMPLES);
+      for (const p of firstPaint.paths) log(`${dialect}: ${p.path} p50 ${p.latency.p50.toFixed(1)} ms, p99 ${p.latency.p99.toFixed(1)} ms, server CPU ${p.serverCpuMs.toFixed(2)} ms`);
+
       log(`${dialect}: requests/s, list endpoint then hello-world`);
       const [list, hello] = await benchThroughputPair(
         { url: server.quellUrl, headers: { authorization: `Bearer ${token}` }, requests: history.paths.map((path) => ({ method: 'GET', path })) },
@@ -146,7 +153,7 @@ async function benchDialect(dialect: Dialect): Promise<DialectResult> {
       if (exported.rows !== HISTORY_ROWS) throw new Error(`the export held ${exported.rows} rows, expected ${HISTORY_ROWS}`);
       log(`${dialect}: ${exported.rowsPerSecond.toFixed(0)} rows/s, peak RSS ${(exported.rssPeak / 1_048_576).toFixed(0)} MiB`);
 
-      return { dialect, engineVersion: version, lifecycle, seed, history, list, hello, listPaths: history.paths.length, export: exported };
+      return { dialect, engineVersion: version, lifecycle, seed, history, firstPaint, list, hello, listPaths: history.paths.length, export: exported };
     } finally {
       await stopServer();
     }
@@ -181,7 +188,7 @@ await runToEnd(async () => {
   for (const dialect of DIALECTS) results.push(await benchDialect(dialect));
   const host = machine(loadAtStart);
   process.stdout.write(`\n${host.cpus} CPUs, ${host.memoryGiB.toFixed(1)} GiB, Node ${host.node}, ${host.date}\n\n${summaryTable(results)}\n`);
-  const full = HISTORY_ROWS === FULL_HISTORY_ROWS && DIALECTS.includes('sqlite') && DIALECTS.includes('postgres') && env.BENCH_LIFECYCLES === undefined && env.BENCH_PAGES === undefined;
+  const full = HISTORY_ROWS === FULL_HISTORY_ROWS && DIALECTS.includes('sqlite') && DIALECTS.includes('postgres') && env.BENCH_LIFECYCLES === undefined && env.BENCH_PAGES === undefined && env.BENCH_FIRST_PAINT_SAMPLES === undefined;
   if (full) {
     const file = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
     const previous = existsSync(file) ? readFileSync(file, 'utf8') : '';
