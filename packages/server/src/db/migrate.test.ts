@@ -2,6 +2,9 @@ import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { TEST_DIALECT } from '../test/helper.ts';
 import { createTestDatabase } from '../test/store.ts';
+import { systemActor } from '../actor.ts';
+import { chainHash } from '../modules/audit/audit.service.ts';
+import { createServices } from '../services.ts';
 import { migrate } from './migrate.ts';
 import { openStore } from './store.ts';
 
@@ -37,6 +40,33 @@ describe(`migrations (${TEST_DIALECT})`, () => {
     } finally {
       await store.close();
       await database.drop();
+    }
+  });
+
+  it('0025 records the audit chain\'s head where none was: the last entry, or the start of an empty chain; the chain goes on from it', async () => {
+    for (const entries of [0, 3]) {
+      const database = await createTestDatabase();
+      const store = openStore(database.location);
+      try {
+        await migrate(store, { through: 24 });
+        // Entries as a version that did not record the head wrote them.
+        let prev = '0'.repeat(64);
+        for (let seq = 1; seq <= entries; seq++) {
+          const row = { seq, at: seq, actor: 'System', source_ip: null, kind: 'settings.update', target_type: 'settings', target_id: null, before_json: null, after_json: `{"seq":${seq}}`, prev_hash: prev };
+          prev = chainHash(row);
+          await store.db.insertInto('audit_log').values({ ...row, hash: prev, group_ids: null, actor_user_id: null }).execute();
+        }
+        const services = createServices({ store });
+        expect(await migrate(store)).toContain(25);
+        const head = await store.db.selectFrom('settings').select('value').where('key', '=', 'audit_head').executeTakeFirstOrThrow();
+        const last = await store.db.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').executeTakeFirst();
+        expect(JSON.parse(head.value)).toEqual(last ?? { seq: 0, hash: '0'.repeat(64) });
+        await services.audit.recordAlone(systemActor(), { kind: 'settings.update', targetType: 'settings', targetId: null, after: { after: 'migration' } });
+        expect(await services.audit.verify()).toMatchObject({ ok: true, checked: entries + 1 });
+      } finally {
+        await store.close();
+        await database.drop();
+      }
     }
   });
 });

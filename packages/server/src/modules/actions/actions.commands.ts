@@ -72,7 +72,7 @@ export function createActionCommands(deps: ActionsServiceDeps, core: ActionsCore
     }
     if (!pending && isFleet(row)) await refreshContainment(trx, row);
     await repo.insertEvent(trx, { id: ids.next(), action_id: id, at: now, event: 'create', from_status: null, to_status: status, actor: actor.name, comment: row.comment });
-    await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, after: presentAction(row) });
+    await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: id, targetGroupIds: [row.group_id], after: presentAction(row) });
     notify(trx, [row]);
     return row;
   }
@@ -129,7 +129,7 @@ export function createActionCommands(deps: ActionsServiceDeps, core: ActionsCore
       if (isFleet(undo)) await refreshContainment(trx, undo);
       await repo.insertEvent(trx, { id: ids.next(), action_id: undo.id, at: now, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment });
       await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: now, event: 'undo_requested', from_status: 'completed', to_status: 'completed', actor: actor.name, comment });
-      await audit.record(trx, actor, { kind: 'action.undo_requested', targetType: 'action', targetId: row.id, after: { undoActionId: undo.id, undoType: undo.type } });
+      await audit.record(trx, actor, { kind: 'action.undo_requested', targetType: 'action', targetId: row.id, targetGroupIds: [row.group_id], after: { undoActionId: undo.id, undoType: undo.type } });
       undone.push(undo);
     }
     notify(trx, undone);

@@ -101,7 +101,9 @@ export function createActionsCore(deps: ActionsServiceDeps) {
       throw new QuellError('action_state_conflict', `Action ${row.id} changed meanwhile; it is now ${current?.status}`, { actions: [{ id: row.id, status: current?.status, decidedBy: current?.decided_by ?? null }] });
     }
     await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: now, event, from_status: from, to_status: to, actor: actor.name, comment });
-    await audit.record(trx, actor, { kind: `action.${event}`, targetType: 'action', targetId: row.id, before: { status: from }, after: { status: to, ...(comment ? { comment } : {}) } });
+    await audit.record(trx, actor, {
+      kind: `action.${event}`, targetType: 'action', targetId: row.id, targetGroupIds: [row.group_id], before: { status: from }, after: { status: to, ...(comment ? { comment } : {}) },
+    });
     await keepDeviceState(trx, row, to);
     return { ...row, ...changed };
   }

@@ -40,7 +40,7 @@ export function createActionReports(deps: ActionsServiceDeps, core: ActionsCore)
         });
         await repo.insert(trx, row);
         await repo.insertEvent(trx, { id: ids.next(), action_id: row.id, at: local.at, event: 'create', from_status: null, to_status: 'queued', actor: actor.name, comment: null });
-        await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: row.id, after: presentAction(row) });
+        await audit.record(trx, actor, { kind: 'action.create', targetType: 'action', targetId: row.id, targetGroupIds: [row.group_id], after: presentAction(row) });
         const taken = await apply(trx, actor, row, 'deliver', {}, null);
         return apply(trx, actor, taken, 'complete', { result: JSON.stringify({ output: local.output }) }, null);
       }));

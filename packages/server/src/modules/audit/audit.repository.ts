@@ -2,8 +2,7 @@ import { type Expression, type SqlBool, sql } from 'kysely';
 import type { ActionsTable, AuditLogTable, IndicatorsTable, InvestigationsTable } from '../../db/schema.ts';
 import type { Db, Dialect } from '../../db/store.ts';
 
-/** Arbitrary constant: the PostgreSQL advisory lock that serialises appends to the chain. */
-const AUDIT_CHAIN_LOCK = 7_261_002;
+/** Where each entry records the chain's head (its seq and hash); migration 0025 puts it in every store. */
 const AUDIT_HEAD_KEY = 'audit_head';
 
 export interface AuditFilter { actor?: string; kind?: string; targetId?: string; from?: number; to?: number; before?: number; limit: number }
@@ -52,12 +51,16 @@ export type NamedTargetType = keyof typeof TARGET_NAMES;
 
 export function createAuditRepository(dialect: Dialect) {
   return {
-    /** Must run inside a transaction: the chain head is read and extended atomically. */
-    async lockChain(trx: Db): Promise<void> {
-      if (dialect === 'postgres') await sql`SELECT pg_advisory_xact_lock(${AUDIT_CHAIN_LOCK})`.execute(trx);
-    },
-    async head(trx: Db): Promise<Pick<AuditLogTable, 'seq' | 'hash'> | undefined> {
-      return trx.selectFrom('audit_log').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+    /**
+     * The recorded head of the chain, held until the transaction ends so that appends line up one
+     * after another: on PostgreSQL its row is locked, on SQLite the writer holds the whole file.
+     * Extending the recorded head rather than the last entry found means that entries removed from
+     * the end leave a gap the next verification sees, whatever is appended since.
+     */
+    async lockedHead(trx: Db): Promise<{ seq: number; hash: string }> {
+      const query = trx.selectFrom('settings').select('value').where('key', '=', AUDIT_HEAD_KEY);
+      const row = await (dialect === 'postgres' ? query.forUpdate() : query).executeTakeFirstOrThrow();
+      return JSON.parse(row.value) as { seq: number; hash: string };
     },
     /** Writes the entry and the recorded head together; the head lets verify notice entries removed from the end. */
     async insert(trx: Db, row: AuditLogTable): Promise<void> {

@@ -19,6 +19,8 @@ export interface AuditRecord {
    * of an action that is not its own. Their groups scope who may read it.
    */
   concerns?: { groupIds?: ReadonlyArray<string | null>; deviceIds?: readonly string[] };
+  /** The target's device groups when the caller holds them already (an action's row): then they are not looked up. */
+  targetGroupIds?: ReadonlyArray<string | null>;
 }
 
 /** The whole verification, for the CLI and for readers who may see every entry. */
@@ -56,7 +58,7 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
 
   /** The sorted device groups an entry concerns ([] for devices in no group), or null when it concerns no device. */
   async function groupsConcerned(trx: Db, record: AuditRecord): Promise<string[] | null> {
-    const target = await repo.targetGroups(trx, record.targetType, record.targetId);
+    const target = record.targetGroupIds ?? await repo.targetGroups(trx, record.targetType, record.targetId);
     const { groupIds = [], deviceIds = [] } = record.concerns ?? {};
     if (target === null && groupIds.length === 0 && deviceIds.length === 0) return null;
     const all = [...(target ?? []), ...groupIds, ...(await repo.deviceGroups(trx, deviceIds))];
@@ -88,10 +90,9 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
     /** Appends to the chain inside the caller's transaction, so the entry and the change it records commit together. */
     async record(trx: Db, actor: Actor, record: AuditRecord): Promise<void> {
       const groupIds = await groupsConcerned(trx, record);
-      await repo.lockChain(trx);
-      const head = await repo.head(trx);
+      const head = await repo.lockedHead(trx);
       const row: ChainedFields = {
-        seq: (head?.seq ?? 0) + 1,
+        seq: head.seq + 1,
         at: clock.now(),
         // Stored text must read back exactly as hashed: a lone UTF-16 surrogate (say, in a user name typed at sign-in) would not survive UTF-8.
         actor: actor.name.toWellFormed(),
@@ -101,7 +102,7 @@ export function createAuditService(deps: { store: Store; repo: AuditRepository; 
         target_id: record.targetId,
         before_json: record.before === undefined ? null : JSON.stringify(record.before),
         after_json: record.after === undefined ? null : JSON.stringify(record.after),
-        prev_hash: head?.hash ?? GENESIS,
+        prev_hash: head.hash,
       };
       await repo.insert(trx, {
         ...row, hash: chainHash(row), group_ids: groupIds === null ? null : JSON.stringify(groupIds), actor_user_id: actor.userId,

@@ -26,9 +26,9 @@ export function createAuthService(deps: { store: Store; users: UsersRepository; 
   const dummyHash = hashPassword(randomBytes(16).toString('hex'));
 
   async function actorFor(userId: string, sourceIp: string | null, scopes: Permission[] | null, kind: 'user' | 'token'): Promise<{ actor: Actor; user: User } | null> {
-    const row = await users.findById(store.db, userId);
-    if (!row || row.disabled === 1) return null;
-    const groupIds = await users.groupIds(store.db, userId);
+    const found = await users.findWithGroups(store.db, userId);
+    if (!found || found.user.disabled === 1) return null;
+    const { user: row, groupIds } = found;
     const user = presentUser(row, groupIds);
     return {
       user,

@@ -9,6 +9,14 @@ export function createUsersRepository() {
     async findById(db: Db, id: string): Promise<UsersTable | undefined> {
       return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
     },
+    /** The user and the device groups they are scoped to, in one query: every authenticated request reads them. */
+    async findWithGroups(db: Db, id: string): Promise<{ user: UsersTable; groupIds: string[] } | undefined> {
+      const rows = await db.selectFrom('users').leftJoin('user_device_groups', 'user_device_groups.user_id', 'users.id')
+        .selectAll('users').select('user_device_groups.group_id').where('users.id', '=', id).orderBy('user_device_groups.group_id').execute();
+      if (rows.length === 0) return undefined;
+      const { group_id: first, ...user } = rows[0]!;
+      return { user, groupIds: first === null ? [] : rows.map((row) => row.group_id!) };
+    },
     async findByUsername(db: Db, username: string): Promise<UsersTable | undefined> {
       return db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
     },
