@@ -17,7 +17,8 @@ export interface BenchServer {
 export async function startBenchServer(location: StoreLocation, timeoutMs = 60_000): Promise<BenchServer> {
   const child = fork(fileURLToPath(new URL('./server.ts', import.meta.url)), [JSON.stringify(location)], {
     execArgv: process.execArgv,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // Its log lines (production's, at info) are written and dropped.
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ready = await new Promise<ChildMessage>((resolve, reject) => {

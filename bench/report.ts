@@ -157,7 +157,8 @@ and removed at the end.
    \`ANALYZE\`; PostgreSQL with \`INSERT … SELECT FROM unnest(…)\` in 10,000-row
    batches, then \`VACUUM (ANALYZE)\`, the state autovacuum leaves after a bulk
    load. The server runs in a child process
-   (\`bench/server.ts\`: the real app from \`buildApp\`, listening on 127.0.0.1),
+   (\`bench/server.ts\`: the real app from \`buildApp\`, listening on 127.0.0.1,
+   logging as production does: JSON lines at \`info\`, written to /dev/null),
    authenticated with a bearer token of a security operator. The client sends
    \`GET /api/actions?view=history&type=<type>&sort=requestedAt&order=desc&limit=50\`
    one request at a time: for each of ${config.types.length} types the first page and then

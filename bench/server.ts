@@ -7,8 +7,11 @@
  * argv[2] is the StoreLocation as JSON. Over IPC it sends `ready` with both
  * URLs and exits on `close`. Its memory is read from outside (/proc), because
  * a timer in here does not fire while a request keeps the event loop busy.
+ * It logs as production does (JSON lines at info, two per request) to its
+ * standard output, which the parent points at /dev/null.
  */
 import Fastify from 'fastify';
+import { pino } from 'pino';
 import { type StoreLocation, actionGaugeSources, buildApp, createMetrics, createServices, openStore } from '@quell/server';
 
 export type ParentMessage = { cmd: 'close' };
@@ -21,7 +24,8 @@ const store = openStore(location);
 const metrics = createMetrics();
 const services = createServices({ store, onDecision: (type, waited) => metrics.observeDecision(type, waited) });
 metrics.bind(actionGaugeSources(services));
-const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1' });
+const logger = pino({ level: 'info', base: { service: 'quell', pid: process.pid } });
+const app = await buildApp({ services, metrics, publicUrl: 'http://127.0.0.1', logger });
 const quellUrl = await app.listen({ port: 0, host: '127.0.0.1' });
 
 const hello = Fastify({ logger: false });
