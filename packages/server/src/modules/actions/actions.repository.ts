@@ -2,6 +2,7 @@ import { type ExpressionBuilder, type SelectQueryBuilder, sql } from 'kysely';
 import { type ActionStatus, type ActionType, DELIVERABLE_STATUSES, FILE_QUARANTINE_TYPES, FLEET_ACTION_TYPES, OPEN_ACTION_STATUSES } from '@quell/contracts';
 import type { ActionDriftTable, ActionEventsTable, ActionsTable, Database } from '../../db/schema.ts';
 import { type Db, groupScope } from '../../db/store.ts';
+import { pendingApproval } from '../../db/predicates.ts';
 
 export interface ActionFilter {
   view?: 'pending' | 'history';
@@ -213,7 +214,7 @@ export function createActionsRepository() {
     },
 
     async pendingByType(db: Db, groupIds: readonly string[] | null): Promise<Array<{ type: string; count: number; oldest: number }>> {
-      const rows = await applyFilter(db.selectFrom('actions'), { view: 'pending', groupIds })
+      const rows = await applyFilter(db.selectFrom('actions'), { groupIds }).where(pendingApproval)
         .select('type').select((eb: ExpressionBuilder<Database, 'actions'>) => [eb.fn.countAll<number>().as('count'), eb.fn.min('requested_at').as('oldest')])
         .groupBy('type').orderBy('type').execute();
       return rows.map((r) => ({ type: r.type, count: Number(r.count), oldest: Number(r.oldest) }));
