@@ -1,7 +1,7 @@
 import { Button, Checkbox, Field, Input, Subtitle1, Table, TableBody, TableCell, TableHeader, TableHeaderCell, TableRow, Text } from '@fluentui/react-components';
 import type { Permission } from '@quell/contracts';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { useState } from 'react';
+import { type ReactNode, useState } from 'react';
 import { api } from '../api/api-client.ts';
 import { formatDateTime } from '../format.ts';
 import { useSession } from '../session/session.tsx';
@@ -24,32 +24,11 @@ export function TokensTab() {
     <>
       {create.data && shown && <SecretOnce title={`API token “${create.data.token.name}”`} secret={create.data.secret} onDone={() => setShown(false)} />}
       <ErrorBar error={revoke.error ?? tokens.error} />
-      <Table aria-label="API tokens" size="small">
-        <TableHeader>
-          <TableRow>
-            <TableHeaderCell>Name</TableHeaderCell>
-            <TableHeaderCell>Scopes</TableHeaderCell>
-            <TableHeaderCell>Created</TableHeaderCell>
-            <TableHeaderCell>Expires</TableHeaderCell>
-            <TableHeaderCell>State</TableHeaderCell>
-          </TableRow>
-        </TableHeader>
-        <TableBody>
-          {(tokens.data?.items ?? []).map((t) => (
-            <TableRow key={t.id}>
-              <TableCell className={styles.text}>{t.name}</TableCell>
-              <TableCell className={styles.text}>{t.scopes.join(', ')}</TableCell>
-              <TableCell>{formatDateTime(t.createdAt)}</TableCell>
-              <TableCell>{formatDateTime(t.expiresAt)}</TableCell>
-              <TableCell>
-                {t.revokedAt ? `Revoked ${formatDateTime(t.revokedAt)}` : (
-                  <Button size="small" onClick={() => revoke.mutate(t.id)} aria-label={`Revoke ${t.name}`}>Revoke</Button>
-                )}
-              </TableCell>
-            </TableRow>
-          ))}
-        </TableBody>
-      </Table>
+      <TokenTable label="API tokens" tokens={tokens.data?.items ?? []} revoke={(t) => revoke.mutate(t.id)} revokeLabel={(t) => `Revoke ${t.name}`} columns={[
+        { header: 'Scopes', cell: (t) => t.scopes.join(', '), text: true },
+        { header: 'Created', cell: (t) => formatDateTime(t.createdAt) },
+        { header: 'Expires', cell: (t) => formatDateTime(t.expiresAt) },
+      ]} />
       <Subtitle1 as="h2">Create an API token</Subtitle1>
       <Text>The token acts as you, with only the scopes you pick, until it expires or is revoked.</Text>
       <ErrorBar error={create.error} />
@@ -94,30 +73,10 @@ export function EnrolmentTab() {
         </>
       )}
       <ErrorBar error={revoke.error ?? tokens.error} />
-      <Table aria-label="Enrolment tokens" size="small">
-        <TableHeader>
-          <TableRow>
-            <TableHeaderCell>Name</TableHeaderCell>
-            <TableHeaderCell>Enrolments left</TableHeaderCell>
-            <TableHeaderCell>Expires</TableHeaderCell>
-            <TableHeaderCell>State</TableHeaderCell>
-          </TableRow>
-        </TableHeader>
-        <TableBody>
-          {(tokens.data?.items ?? []).map((t) => (
-            <TableRow key={t.id}>
-              <TableCell className={styles.text}>{t.name}</TableCell>
-              <TableCell>{t.usesLeft}</TableCell>
-              <TableCell>{formatDateTime(t.expiresAt)}</TableCell>
-              <TableCell>
-                {t.revokedAt ? `Revoked ${formatDateTime(t.revokedAt)}` : (
-                  <Button size="small" onClick={() => revoke.mutate(t.id)} aria-label={`Revoke enrolment token ${t.name}`}>Revoke</Button>
-                )}
-              </TableCell>
-            </TableRow>
-          ))}
-        </TableBody>
-      </Table>
+      <TokenTable label="Enrolment tokens" tokens={tokens.data?.items ?? []} revoke={(t) => revoke.mutate(t.id)} revokeLabel={(t) => `Revoke enrolment token ${t.name}`} columns={[
+        { header: 'Enrolments left', cell: (t) => t.usesLeft },
+        { header: 'Expires', cell: (t) => formatDateTime(t.expiresAt) },
+      ]} />
       <ErrorBar error={create.error} />
       <form className={styles.form} aria-label="Create an enrolment token" onSubmit={(event) => { event.preventDefault(); setShown(true); create.mutate({ name: name.trim(), uses: Number(uses), expiresInDays: Number(days) }); }}>
         <Field label="Enrolment token name" required><Input value={name} onChange={(_, d) => setName(d.value)} /></Field>
@@ -126,5 +85,40 @@ export function EnrolmentTab() {
         <Button type="submit" appearance="primary" disabled={create.isPending || !valid}>Create enrolment token</Button>
       </form>
     </>
+  );
+}
+
+interface RevocableToken { id: string; name: string; revokedAt: string | null }
+
+/** A table of tokens: the name, the given columns, and the state (when revoked, or a Revoke button). */
+function TokenTable<T extends RevocableToken>({ label, tokens, columns, revoke, revokeLabel }: {
+  label: string;
+  tokens: readonly T[];
+  columns: ReadonlyArray<{ header: string; cell: (token: T) => ReactNode; text?: boolean }>;
+  revoke: (token: T) => void;
+  revokeLabel: (token: T) => string;
+}) {
+  const styles = useStyles();
+  return (
+    <Table aria-label={label} size="small">
+      <TableHeader>
+        <TableRow>
+          <TableHeaderCell>Name</TableHeaderCell>
+          {columns.map((column) => <TableHeaderCell key={column.header}>{column.header}</TableHeaderCell>)}
+          <TableHeaderCell>State</TableHeaderCell>
+        </TableRow>
+      </TableHeader>
+      <TableBody>
+        {tokens.map((t) => (
+          <TableRow key={t.id}>
+            <TableCell className={styles.text}>{t.name}</TableCell>
+            {columns.map((column) => <TableCell key={column.header} className={column.text ? styles.text : undefined}>{column.cell(t)}</TableCell>)}
+            <TableCell>
+              {t.revokedAt ? `Revoked ${formatDateTime(t.revokedAt)}` : <Button size="small" onClick={() => revoke(t)} aria-label={revokeLabel(t)}>Revoke</Button>}
+            </TableCell>
+          </TableRow>
+        ))}
+      </TableBody>
+    </Table>
   );
 }
