@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import BetterSqlite3 from 'better-sqlite3';
 import { type BrowserContext, type CDPSession, type Page, chromium } from 'playwright-core';
 import { createServices, migrate, openStore, systemActor } from '@quell/server';
-import { firstPaintRequests } from './first-paint.ts';
+import { canonicalPath, firstPaintRequests } from './first-paint.ts';
 import { startQuellServer } from './quell-process.ts';
 import { type SeedDevice, type SeedPlan, seedSqlite } from './seed.ts';
 import { createTeardown } from './teardown.ts';
@@ -517,7 +517,8 @@ async function main(): Promise<void> {
   log(`first load requests: ${apiRequests.join(', ')}`);
   // bench/run.ts measures these requests on both stores as bench/first-paint.ts builds them: they must be what the console sends.
   const expected = firstPaintRequests('history');
-  if ([...new Set(apiRequests)].sort().join(' ') !== [...expected].sort().join(' ')) {
+  const asSet = (paths: readonly string[]) => [...new Set(paths.map(canonicalPath))].sort().join(' ');
+  if (asSet(apiRequests) !== asSet(expected)) {
     throw new Error(`the console's first load requested ${apiRequests.join(', ')}; bench/first-paint.ts has ${expected.join(', ')}: bring it up to date`);
   }
   await measure(browser, server.url + HISTORY.path, false);

@@ -18,6 +18,13 @@ export function firstPaintRequests(view: ActionView): string[] {
   return [API_PATHS.me, withQuery(API_PATHS.actions, listQuery(view, {}, undefined)), API_PATHS.summary, API_PATHS.devices];
 }
 
+/** A request's path with its query parameters in one order, to compare requests whatever order their parameters were written in. */
+export function canonicalPath(path: string): string {
+  const url = new URL(path, 'http://x');
+  url.searchParams.sort();
+  return url.pathname + url.search;
+}
+
 /** Each request of both tabs. */
 export const FIRST_PAINT_PATHS = [...new Set([...firstPaintRequests('pending'), ...firstPaintRequests('history')])];
 
