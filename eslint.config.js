@@ -21,7 +21,7 @@ export default tseslint.config(
     rules: reactHooks.configs.recommended.rules,
   },
   {
-    files: ['packages/server/src/config.ts', 'packages/cli/src/**', '**/*.test.ts', 'packages/server/src/test/**', 'bench/**'],
+    files: ['packages/server/src/config.ts', 'packages/cli/src/**', '**/*.test.ts', 'packages/server/src/test/**', 'bench/**', 'scripts/**', 'vitest.config.ts', 'vitest.global-setup.ts'],
     rules: { 'no-restricted-syntax': 'off' },
   },
   // dependency-cruiser reads its configuration as CommonJS.

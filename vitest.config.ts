@@ -3,9 +3,10 @@ import { defineConfig } from 'vitest/config';
 /**
  * Two groups of test files. The agent's tests and the browser test share this
  * host's network namespaces, routes, containers and CPU-bound timings, so they
- * run one file at a time (Vitest runs such a group last). The rest (server,
- * contracts, CLI, console units) each have their own database and port, so
- * they run two at a time.
+ * run one file at a time. The rest (server, contracts, CLI, console units) each
+ * have their own database and port. `npm test` (scripts/test.ts) runs the two
+ * groups side by side, a file of each at a time; a plain `vitest run` runs the
+ * host-bound group first, then the rest two at a time.
  */
 const HOST_BOUND = ['packages/agent/src/**/*.test.ts', 'packages/console/src/console.browser.test.ts'];
 
@@ -34,7 +35,8 @@ export default defineConfig({
           name: 'isolated',
           include: ['packages/*/src/**/*.test.ts'],
           exclude: [...HOST_BOUND, '**/node_modules/**'],
-          maxWorkers: 2,
+          // npm test runs this project beside the host-bound one, with one worker each (scripts/test.ts).
+          maxWorkers: Number(process.env.QUELL_TEST_ISOLATED_WORKERS ?? 2),
           sequence: { groupOrder: 1 },
         },
       },

@@ -38,6 +38,8 @@ function provisionDebianPackages(): void {
 
 /** Tests run the bundled agent as endpoints do: build it from the current sources first (esbuild, well under a second). */
 export default function setup(): void {
+  // npm test (scripts/test.ts) provisions once, then starts a run per project.
+  if (process.env.QUELL_TEST_PROVISIONED) return;
   try {
     provisionDebianPackages();
   } catch (error) {
