@@ -227,7 +227,10 @@ describe(`domain and URL indicators through the agent's DNS filter, in network n
     await indicator('domain', 'evil.test', 'block');
     await waitFor('the domain to be refused', async () => ((await ask('evil.test')) === 'REFUSED' ? true : undefined), 15_000);
     execFileSync('ip', ['netns', 'exec', endpoint.ns, 'nft', 'flush', 'ruleset']);
-    await waitFor('the redirect to be put back', async () => (table().includes('redirect to :') ? true : undefined), 15_000);
+    await waitFor('the redirect to be put back', async () => (table().includes('redirect to :') ? true : undefined), 15_000).catch((error: Error) => {
+      // What the agent was doing meanwhile is the only way to tell why.
+      throw new Error(`${error.message}; the agent's last log lines:\n${agent.log().split('\n').slice(-60).join('\n')}`);
+    });
     expect(await ask('evil.test')).toBe('REFUSED');
     await agent.stop();
     expect(table()).not.toContain('redirect to :');
