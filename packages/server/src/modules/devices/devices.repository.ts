@@ -88,7 +88,6 @@ export function createDevicesRepository() {
       return db.selectFrom('device_addresses').select(['device_id', 'address']).where('device_id', 'in', ids).orderBy('seen_at', 'desc').orderBy('address').execute();
     },
     /** How many actions on these devices wait for approval, and how many for delivery to their agent (fleet-wide ones go by the desired state). */
-    /** How many actions wait on each of these devices: for approval, and queued for its agent (containment aside: it waits on the others). */
     async waitingActions(db: Db, ids: readonly string[]): Promise<Array<{ device_id: string; status: string; count: number }>> {
       const count = (eb: ExpressionBuilder<Database, 'actions'>) => eb.fn.countAll<number>().as('count');
       // Two counts, each read from an index of its own: one query with OR between them reads every row.
