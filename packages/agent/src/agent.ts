@@ -11,7 +11,7 @@ import { type DriftReport, type DriftWatch, checkKey, watchDrift } from './drift
 import { linuxEnforcedEffects } from './enforced-effects.linux.ts';
 import { containUser } from './executors/contain-user.linux.ts';
 import { removeLeftovers } from './executors/quarantine.linux.ts';
-import { type AgentIdentity, loadIdentity } from './identity.ts';
+import { type AgentIdentity, loadIdentity, serverUrlsOf } from './identity.ts';
 import { type HitReporter, createHitReporter } from './indicator-hits.ts';
 import { Journal } from './journal.ts';
 import { type AgentLog, jsonLog } from './log.ts';
@@ -78,7 +78,8 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   removeInterruptedLeftovers(options.dir, journal, log);
   const privateKey: KeyObject = createPrivateKey(identity.privateKeyPem);
   const serverKey = publicKeyOf(identity.serverKey);
-  const serverAddresses = await resolveAll(new URL(identity.serverUrl).hostname);
+  // Every replica's addresses stay reachable through an isolation: the agent may be sent to any of them.
+  const serverAddresses = [...new Set((await Promise.all(serverUrlsOf(identity).map((url) => resolveAll(new URL(url).hostname)))).flat())];
   const common: AgentContext = { deviceId: identity.deviceId, platform, runner, agentDir: options.dir, serverAddresses, journal, log };
 
   /** Work started by frames (commands), settled before the agent stops. */
@@ -106,7 +107,7 @@ export async function startAgent(options: AgentOptions): Promise<RunningAgent> {
   const commands = createCommandRunner({
     ...common, privateKey, serverKey, maxSkewSeconds: options.maxSkewSeconds ?? 300,
     send: connection.send, isOpen: connection.isOpen, blockHashes: () => state.lists().blocked, driftWatch: () => driftWatch,
-    upload: (actionId, bytes) => uploadPackage({ serverUrl: identity.serverUrl, deviceId: identity.deviceId, privateKey, pin: identity.serverCert }, actionId, bytes),
+    upload: (actionId, bytes) => uploadPackage({ serverUrl: connection.serverUrl, deviceId: identity.deviceId, privateKey, pin: identity.serverCert }, actionId, bytes),
   });
 
   /** Once welcomed: what the agent did while the server was out of reach, or before it answered. */

@@ -1,7 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type ServerFrame } from '@quell/contracts';
 import WebSocket from 'ws';
-import type { AgentIdentity } from './identity.ts';
+import { createDialPlan } from './dial-plan.ts';
+import { type AgentIdentity, serverUrlsOf } from './identity.ts';
 import type { AgentLog } from './log.ts';
 import { helloSignature } from './protocol.ts';
 import { pinnedTls } from './transport.ts';
@@ -16,6 +17,8 @@ export interface Connection {
   sendAndWait(frame: AgentFrame): Promise<void>;
   isOpen(): boolean;
   welcomed(): boolean;
+  /** The server address dialled last: where the agent is connected, when it is. */
+  serverUrl(): string;
   /** Dials the server, and again after every close until close(). */
   start(): void;
   /** Resolves once connected and welcomed (again after each reconnect). */
@@ -25,8 +28,9 @@ export interface Connection {
 
 /**
  * The one WebSocket the agent dials out (once started): it answers the server's challenge
- * with the agent's signature, reconnects with backoff for as long as it is
- * open, and hands every other frame — once it is an object — to `onFrame`.
+ * with the agent's signature, and hands every other frame — once it is an object —
+ * to `onFrame`. For as long as it is open, it reconnects after every drop or
+ * failure, to the server's next address, after a jittered wait (`dial-plan.ts`).
  */
 export function openConnection(deps: {
   identity: AgentIdentity;
@@ -39,7 +43,7 @@ export function openConnection(deps: {
   const { identity, log } = deps;
   let socket: WebSocket | null = null;
   let closed = false;
-  let backoffMs = 500;
+  const plan = createDialPlan(serverUrlsOf(identity));
   let reconnectTimer: NodeJS.Timeout | null = null;
   let waitingForWelcome: Array<() => void> = [];
   let welcomed = false;
@@ -70,8 +74,8 @@ export function openConnection(deps: {
     }
     if (frame.t === 'welcome') {
       welcomed = true;
-      backoffMs = 500;
-      log.info('connected', { server: identity.serverUrl, deviceId: identity.deviceId });
+      plan.welcomed();
+      log.info('connected', { server: plan.current(), deviceId: identity.deviceId });
       waitingForWelcome.forEach((resolve) => resolve());
       waitingForWelcome = [];
       deps.onWelcome();
@@ -81,7 +85,7 @@ export function openConnection(deps: {
   }
 
   function connect(): void {
-    const url = new URL(API_PATHS.agentConnect, identity.serverUrl);
+    const url = new URL(API_PATHS.agentConnect, plan.current());
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     // ws hands TLS options to tls.connect as they are; its own type for checkServerIdentity is narrower than Node's.
     const ws = new WebSocket(url, { maxPayload: AGENT_MAX_FRAME_BYTES, handshakeTimeout: 10_000, ...(pinnedTls(identity.serverCert) as WebSocket.ClientOptions) });
@@ -90,11 +94,10 @@ export function openConnection(deps: {
     ws.on('message', (data) => onMessage(data.toString()));
     ws.on('error', (error) => log.warn('connection error', { error: error.message }));
     ws.on('close', (code, reason) => {
-      log.info('disconnected', { code, reason: reason.toString() });
+      log.info('disconnected', { server: plan.current(), code, reason: reason.toString() });
       if (socket === ws) socket = null;
       if (closed) return;
-      reconnectTimer = setTimeout(connect, backoffMs);
-      backoffMs = Math.min(backoffMs * 2, 30_000);
+      reconnectTimer = setTimeout(connect, plan.failed());
     });
   }
 
@@ -107,6 +110,7 @@ export function openConnection(deps: {
     }),
     isOpen: () => socket?.readyState === WebSocket.OPEN,
     welcomed: () => welcomed,
+    serverUrl: () => plan.current(),
     connected: () => (welcomed ? Promise.resolve() : new Promise<void>((resolve) => waitingForWelcome.push(resolve))),
     close() {
       closed = true;

@@ -61,19 +61,43 @@ export async function registerAgent(options: { serverUrl: string; token: string;
 }
 
 /**
+ * The server's addresses as an operator gives them: one URL, or its
+ * replicas' URLs separated by commas. All of one protocol: over HTTPS the
+ * replicas present one pinned certificate.
+ */
+export function parseServerUrls(list: string): string[] {
+  const urls = [...new Set(list.split(',').map((part) => part.trim()).filter(Boolean))];
+  if (urls.length === 0) throw new Error("--server needs the Quell server URL, or its replicas' URLs separated by commas");
+  for (const text of urls) {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      throw new Error(`--server: ${JSON.stringify(text)} is not a URL (https://quell.example:8443)`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('--server must be an https:// (or, on a trusted network, http://) URL');
+    if (url.protocol !== new URL(urls[0]!).protocol) throw new Error("--server: the replicas' URLs must all be https:// or all http://");
+  }
+  return urls;
+}
+
+/**
  * Enrols this machine: pins the server's TLS certificate (HTTPS needs the
  * fingerprint the server printed), registers, pins the server's
- * command-signing key, and stores the identity root-only.
+ * command-signing key, and stores the identity root-only. `serverUrl` may
+ * list the server's replicas, separated by commas: the agent enrols at the
+ * first and dials any of them afterwards.
  */
 export async function enrolAgent(options: { serverUrl: string; token: string; dir: string; fingerprint?: string }): Promise<EnrolResponse> {
-  const url = new URL(options.serverUrl);
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('--server must be an https:// (or, on a trusted network, http://) URL');
+  const serverUrls = parseServerUrls(options.serverUrl);
+  const url = new URL(serverUrls[0]!);
   if (url.protocol === 'https:' && !options.fingerprint) throw new Error('an https server needs --fingerprint: the TLS certificate fingerprint that quell server printed');
   const pin = url.protocol === 'https:' ? await fetchPinnedCertificate(url, options.fingerprint!) : undefined;
-  const { enrolled, privateKey } = await registerAgent({ serverUrl: options.serverUrl, token: options.token, facts: deviceFacts(), pin });
+  const { enrolled, privateKey } = await registerAgent({ serverUrl: serverUrls[0]!, token: options.token, facts: deviceFacts(), pin });
   saveIdentity(options.dir, {
     ...(pin ? { serverCert: pin } : {}),
-    serverUrl: options.serverUrl,
+    serverUrl: serverUrls[0]!,
+    ...(serverUrls.length > 1 ? { serverUrls } : {}),
     deviceId: enrolled.deviceId,
     privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     serverKey: enrolled.serverKey,

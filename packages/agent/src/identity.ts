@@ -5,7 +5,13 @@ import type { ServerPin } from './transport.ts';
 
 /** What an enrolled agent knows about itself and its server; root-only on disk. */
 export interface AgentIdentity {
+  /** The address the agent enrolled at. */
   serverUrl: string;
+  /**
+   * Every address of the server when it runs as replicas (the enrolment
+   * address among them); the agent dials them in turn. Absent: `serverUrl` alone.
+   */
+  serverUrls?: string[];
   deviceId: string;
   /** The agent's Ed25519 private key, PKCS#8 PEM. */
   privateKeyPem: string;
@@ -15,6 +21,9 @@ export interface AgentIdentity {
   /** Over HTTPS: the server's certificate, pinned at enrolment; it alone is trusted. */
   serverCert?: ServerPin;
 }
+
+/** The addresses the agent may dial. */
+export const serverUrlsOf = (identity: AgentIdentity): string[] => (identity.serverUrls?.length ? identity.serverUrls : [identity.serverUrl]);
 
 export { DEFAULT_AGENT_DIR } from '@quell/contracts';
 

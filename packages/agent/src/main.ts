@@ -15,6 +15,7 @@ import { OFFBOARDED_EXIT_CODE, exitIfOffboarded } from './offboard.linux.ts';
 const USAGE = `Usage:
   quell-agent enrol --server URL --token TOKEN [--fingerprint SHA256] [--dir ${DEFAULT_AGENT_DIR}]
     (an https server needs --fingerprint: the TLS certificate fingerprint quell server printed)
+    (--server: for replicas without a load balancer, their URLs separated by commas)
   quell-agent run [--dir ${DEFAULT_AGENT_DIR}] [--watch ${DEFAULT_WATCHED_FOLDERS.join(',')}] [--exec-guard ${DEFAULT_GUARDED_PATHS.join(',')}] [--drift-check-seconds ${DEFAULT_DRIFT_CHECK_SECONDS}]
     (--watch: folders the antivirus watches for new files; empty for none)
     (--exec-guard: paths whose mounts are guarded: running a blocked file there is refused; empty for none)

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { AGENT_MAX_FRAME_BYTES, API_PATHS, type AgentFrame, type CommandPayload, type Ed25519PublicJwk, type ServerFrame } from '@quell/contracts';
 import { publicKeyOf } from '@quell/contracts/jws';
 import WebSocket from 'ws';
+import { type DialPlan, createDialPlan } from './dial-plan.ts';
 import { EnrolmentRefused, deviceFacts, registerAgent } from './enrol.ts';
 import { loadIdentity, saveIdentity } from './identity.ts';
 import { Refusal, helloSignature, signOffboarded, signResult, signStateReport, verifyCommand, verifyOffboard, verifyState } from './protocol.ts';
@@ -13,7 +14,10 @@ import { uploadPackage } from './transport.ts';
 export type { SimulatedAnswer } from './simulated-answers.ts';
 
 export interface FleetOptions {
+  /** Where the agents enrol. */
   serverUrl: string;
+  /** Where they connect: the server's replicas, dialled in turn from a random start (by default `serverUrl` alone). */
+  serverUrls?: string[];
   /** An enrolment token with a use for each agent the state folder does not hold yet; none is needed when it holds them all. */
   token?: string;
   agents: number;
@@ -29,6 +33,8 @@ export interface FleetOptions {
   onProgress?: (phase: 'enrolling' | 'connecting', done: number, total: number) => void;
   /** Told of every verified command as it arrives, before it is acknowledged (for latency measurements). */
   onCommand?: (deviceId: string, actionId: string, at: number) => void;
+  /** Told when the server says an agent's result is recorded (for latency measurements). */
+  onResultRecorded?: (deviceId: string, actionId: string, at: number) => void;
   /**
    * How an agent answers a command; by default as the real agent would, well
    * formed (tests give some agents broken or hostile answers). `upload`
@@ -44,9 +50,13 @@ export interface SimulatedAgent {
   hostname: string;
   /** Every command this agent carried out, in order, with when it arrived. */
   executed: Array<{ actionId: string; type: string; at: number }>;
+  /** Commands that arrived again after the server had recorded their result: none, when nothing is sent twice. */
+  resentAfterResult: string[];
   /** The containment state it enforces (on its fake platform). */
   state: SimulatedState | null;
   connected: boolean;
+  /** The address it is connected to, or dialled last. */
+  server: string;
   /** Offboarded by the server: it reported, forgot its identity and stays away. */
   offboarded: boolean;
 }
@@ -67,7 +77,7 @@ export class SimulationError extends Error {}
 
 const hostnameOf = (i: number): string => `sim-${String(i).padStart(5, '0')}`;
 
-type Member = SimulatedAgent & { privateKey: KeyObject; serverKey: Ed25519PublicJwk; ws: WebSocket | null; dir: string | null };
+type Member = SimulatedAgent & { privateKey: KeyObject; serverKey: Ed25519PublicJwk; ws: WebSocket | null; dir: string | null; plan: DialPlan; results: Map<string, Promise<string>>; recorded: Set<string> };
 
 /**
  * N agents with real keys, real enrolment, real WebSocket connections and
@@ -80,6 +90,11 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   const concurrency = options.concurrency ?? 50;
   const members: Array<Member | undefined> = Array.from({ length: options.agents });
   const facts = deviceFacts();
+  const serverUrls = options.serverUrls?.length ? options.serverUrls : [options.serverUrl];
+  const newMember = (i: number, fields: { deviceId: string; privateKey: KeyObject; serverKey: Ed25519PublicJwk; dir: string | null }): Member => {
+    const plan = createDialPlan(serverUrls);
+    return { ...fields, hostname: hostnameOf(i), executed: [], resentAfterResult: [], results: new Map(), recorded: new Set(), state: null, connected: false, server: plan.current(), offboarded: false, ws: null, plan };
+  };
   const dirOf = (i: number): string | null => (options.stateDir ? join(options.stateDir, hostnameOf(i)) : null);
 
   // Agents kept from an earlier run come back as they were; only the missing ones enrol.
@@ -94,10 +109,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     if (new URL(identity.serverUrl).origin !== new URL(options.serverUrl).origin) {
       throw new SimulationError(`${options.stateDir} holds simulated agents of ${identity.serverUrl}, not of ${options.serverUrl}: choose another state folder`);
     }
-    members[i] = {
-      deviceId: identity.deviceId, hostname: hostnameOf(i), executed: [], state: null, connected: false, offboarded: false,
-      privateKey: createPrivateKey(identity.privateKeyPem), serverKey: identity.serverKey, ws: null, dir,
-    };
+    members[i] = newMember(i, { deviceId: identity.deviceId, privateKey: createPrivateKey(identity.privateKeyPem), serverKey: identity.serverKey, dir });
   }
   if (missing.length > 0 && !options.token) {
     throw new SimulationError(`${missing.length} of ${options.agents} simulated agents are not enrolled yet: give an enrolment token with ${missing.length} uses (quell token create --enrolment --uses ${missing.length})`);
@@ -116,11 +128,11 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       const dir = dirOf(i);
       if (dir) {
         saveIdentity(dir, {
-          serverUrl: options.serverUrl, deviceId: enrolled.deviceId, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+          serverUrl: options.serverUrl, ...(options.serverUrls ? { serverUrls } : {}), deviceId: enrolled.deviceId, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
           serverKey: enrolled.serverKey, serverKeyId: enrolled.serverKeyId,
         });
       }
-      members[i] = { deviceId: enrolled.deviceId, hostname: hostnameOf(i), executed: [], state: null, connected: false, offboarded: false, privateKey, serverKey: enrolled.serverKey, ws: null, dir };
+      members[i] = newMember(i, { deviceId: enrolled.deviceId, privateKey, serverKey: enrolled.serverKey, dir });
       enrolledNow++;
       if (enrolledNow % 100 === 0 || enrolledNow === missing.length) options.onProgress?.('enrolling', enrolledNow, missing.length);
     } catch (error) {
@@ -147,10 +159,11 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
   };
   const connect = async (agent: Member): Promise<void> => {
     const key = publicKeyOf(agent.serverKey);
-    const url = new URL(API_PATHS.agentConnect, options.serverUrl);
+    agent.server = agent.plan.current();
+    const url = new URL(API_PATHS.agentConnect, agent.server);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     const device: SimulatedDevice = { deviceId: agent.deviceId, hostname: agent.hostname };
-    const upload = (actionId: string) => (bytes: Buffer) => uploadPackage({ serverUrl: options.serverUrl, deviceId: agent.deviceId, privateKey: agent.privateKey }, actionId, bytes);
+    const upload = (actionId: string) => (bytes: Buffer) => uploadPackage({ serverUrl: () => agent.server, deviceId: agent.deviceId, privateKey: agent.privateKey }, actionId, bytes);
     const answer = options.answer
       ? (command: CommandPayload) => options.answer!(command, agent, upload(command.actionId))
       : (command: CommandPayload) => realisticAnswer(command, device, upload(command.actionId));
@@ -163,14 +176,20 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       ws.on('error', reject);
       ws.on('close', () => {
         agent.connected = false;
-        if (!closing && !agent.offboarded) setTimeout(() => void connect(agent).catch(() => {}), 1000);
+        if (!closing && !agent.offboarded) setTimeout(() => void connect(agent).catch(() => {}), agent.plan.failed());
       });
       ws.on('message', (data) => {
         const frame = JSON.parse(data.toString()) as ServerFrame;
         if (frame.t === 'challenge') return send({ t: 'hello', deviceId: agent.deviceId, signature: helloSignature(agent.privateKey, frame.nonce, agent.deviceId) });
         if (frame.t === 'welcome') {
           agent.connected = true;
+          agent.plan.welcomed();
           return resolve();
+        }
+        if (frame.t === 'result_ack') {
+          agent.recorded.add(String(frame.actionId));
+          options.onResultRecorded?.(agent.deviceId, String(frame.actionId), performance.now());
+          return;
         }
         if (frame.t === 'refused' && !agent.connected) {
           agent.offboarded = true; // it will not be let in again: no reconnecting
@@ -195,10 +214,14 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
           try {
             const command = await verifyCommand(frame.jws, key, agent.deviceId, 300);
             options.onCommand?.(agent.deviceId, command.actionId, performance.now());
-            const seen = agent.executed.some((e) => e.actionId === command.actionId);
+            if (agent.recorded.has(command.actionId)) agent.resentAfterResult.push(command.actionId);
             send({ t: 'ack', actionId: command.actionId });
-            if (!seen) agent.executed.push({ actionId: command.actionId, type: command.type, at: Date.now() });
-            send({ t: 'result', jws: await signResult(agent.privateKey, agent.deviceId, command.actionId, await answer(command)) });
+            // Carried out once; sent again (after a reconnect), the command is answered with the result kept, as the real agent's journal does.
+            if (!agent.results.has(command.actionId)) {
+              agent.executed.push({ actionId: command.actionId, type: command.type, at: Date.now() });
+              agent.results.set(command.actionId, answer(command).then((outcome) => signResult(agent.privateKey, agent.deviceId, command.actionId, outcome)));
+            }
+            send({ t: 'result', jws: await agent.results.get(command.actionId)! });
           } catch (error) {
             const refusal = error instanceof Refusal ? error : new Refusal(null, (error as Error).message);
             send({ t: 'rejected', actionId: refusal.actionId, reason: refusal.message });

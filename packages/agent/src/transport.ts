@@ -62,15 +62,37 @@ export function callServer(url: URL, options: { method: string; headers: Record<
   });
 }
 
-/** Uploads the investigation package of an action, signed with the agent's key over its SHA-256; the server keeps it with the action. */
-export async function uploadPackage(agent: { serverUrl: string; deviceId: string; privateKey: KeyObject; pin?: ServerPin }, actionId: string, bytes: Buffer): Promise<void> {
+/** The server answered, and refused: trying again would not change its answer. */
+export class ServerRefused extends Error {}
+
+/** Attempts at an upload that cannot reach the server, and the wait before the first retry (doubled each time). */
+const UPLOAD_ATTEMPTS = 4;
+const UPLOAD_RETRY_MS = 1000;
+
+/**
+ * Uploads the investigation package of an action, signed with the agent's
+ * key over its SHA-256; the server keeps it with the action. When the
+ * server cannot be reached, or the connection breaks before it answers, the
+ * upload is sent again a few times, each time to the address `serverUrl()`
+ * gives then (after a replica dies, the one the agent reconnected to); the
+ * server keeps the same package sent twice as it was.
+ */
+export async function uploadPackage(agent: { serverUrl: () => string; deviceId: string; privateKey: KeyObject; pin?: ServerPin }, actionId: string, bytes: Buffer, retryMs = UPLOAD_RETRY_MS): Promise<void> {
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const signature = signMessage(agent.privateKey, packageUploadMessage(actionId, agent.deviceId, sha256));
-  const response = await callServer(new URL(API_PATHS.agentPackageUpload.replace(':id', actionId), agent.serverUrl), {
-    method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', 'x-quell-device': agent.deviceId, 'x-quell-signature': signature },
-    body: bytes,
-    pin: agent.pin,
-  });
-  if (response.status !== 201) throw new Error(`the server refused the package (${response.status}): ${response.text}`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const response = await callServer(new URL(API_PATHS.agentPackageUpload.replace(':id', actionId), agent.serverUrl()), {
+        method: 'PUT',
+        headers: { 'content-type': 'application/octet-stream', 'x-quell-device': agent.deviceId, 'x-quell-signature': signature },
+        body: bytes,
+        pin: agent.pin,
+      });
+      if (response.status === 201) return;
+      throw new ServerRefused(`the server refused the package (${response.status}): ${response.text}`);
+    } catch (error) {
+      if (error instanceof ServerRefused || attempt === UPLOAD_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, retryMs * 2 ** (attempt - 1)));
+    }
+  }
 }

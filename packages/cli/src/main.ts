@@ -153,7 +153,7 @@ device.command('offboard')
 const agent = program.command('agent').description('The endpoint agent (run as root on the endpoint)');
 agent.command('enrol')
   .description('Enrol this machine with a Quell server and store its identity root-only')
-  .requiredOption('--server <url>', 'the Quell server URL, e.g. https://quell.example:8443')
+  .requiredOption('--server <url>', 'the Quell server URL, e.g. https://quell.example:8443; for replicas without a load balancer, their URLs separated by commas (the agent dials them in turn)')
   .requiredOption('--token <token>', 'an enrolment token from quell token create --enrolment')
   .option('--fingerprint <sha256>', 'https servers: the TLS certificate fingerprint quell server printed; the agent trusts that certificate alone')
   .option('--dir <path>', 'where the agent keeps its identity, journal and vault', DEFAULT_AGENT_DIR)
