@@ -66,7 +66,9 @@ export interface TestAppOptions {
   /** The command-signing key, for tests that sign commands themselves; by default a new key per test app. */
   signer?: CommandSigner;
   /** Passed to the agent gateway (with `listen`), e.g. a short handshake timeout. */
-  gateway?: { handshakeTimeoutMs?: number };
+  gateway?: { handshakeTimeoutMs?: number; catchUpMs?: number };
+  /** The dispatch bus loses every message (new commands, new states), as when a replica dies before telling the others. */
+  loseDispatches?: boolean;
   /** Where the agent gateway logs; silent by default (debug with QUELL_TEST_VERBOSE). */
   gatewayLog?: FastifyBaseLogger;
   /** The built web console to serve, for the browser tests. */
@@ -90,7 +92,7 @@ export async function setupTestApp(options: TestAppOptions = {}): Promise<TestCo
     const store = await openMigratedStore(db.location);
     const metrics = createMetrics();
     let gateway: AgentGateway | undefined;
-    const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => gateway?.dispatch(ids), publishState: () => gateway?.publishState(),
+    const services = createServices({ store, clock, ids: uuidIds(clock), signer, onDecision: metrics.observeDecision, dispatch: (ids) => options.loseDispatches || gateway?.dispatch(ids), publishState: () => options.loseDispatches || gateway?.publishState(),
       onDevicesMoved: (deviceIds) => deviceIds.forEach((id) => gateway?.reconnect(id, 'moved to another device group')) });
     metrics.bind(actionGaugeSources(services));
     if (options.listen) gateway = createAgentGateway({ agents: services.agents, log: gatewayLog, ...options.gateway });

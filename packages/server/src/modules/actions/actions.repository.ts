@@ -206,6 +206,12 @@ export function createActionsRepository() {
         .orderBy('decided_at').orderBy('requested_at').orderBy('id').limit(1000).execute();
     },
 
+    /** Queued commands, oldest first, at most `limit`: what agents should have been sent by now. */
+    queuedCommands(db: Db, limit: number): Promise<Array<Pick<ActionsTable, 'id' | 'device_id'>>> {
+      return db.selectFrom('actions').select(['id', 'device_id']).where('status', '=', 'queued').where('command_jws', 'is not', null)
+        .orderBy('requested_at').orderBy('id').limit(limit).execute();
+    },
+
     /** Completed quarantines of the same file on other devices that have not been undone. */
     async quarantineInstances(db: Db, sha256: string, types: readonly ActionType[], excludeId: string, groupIds: readonly string[] | null): Promise<ActionsTable[]> {
       return applyFilter(db.selectFrom('actions').selectAll(), { groupIds })

@@ -3,6 +3,9 @@ import { challengeMessage } from '@quell/contracts';
 import { verifyMessage } from '@quell/contracts/jws';
 import { type AgentsServiceDeps, keyOf } from './agents.core.ts';
 
+/** Queued commands read at once to catch up on: far more than are ever queued at one moment. */
+const QUEUED_COMMANDS_READ = 10_000;
+
 /** What a connected agent is given: its connection proved, the desired state of its group, its signed commands. */
 export function createAgentDelivery(deps: AgentsServiceDeps) {
   const { store, repo, actionsRepo, desiredState, clock } = deps;
@@ -28,6 +31,12 @@ export function createAgentDelivery(deps: AgentsServiceDeps) {
     async openCommands(deviceId: string): Promise<Array<{ actionId: string; jws: string }>> {
       const rows = await actionsRepo.openCommandsForDevice(store.db, deviceId);
       return rows.map((r) => ({ actionId: r.id, jws: r.command_jws! }));
+    },
+
+    /** Queued commands, each with its device: what connected agents should hold by now. */
+    async queuedCommands(): Promise<Array<{ actionId: string; deviceId: string }>> {
+      const rows = await actionsRepo.queuedCommands(store.db, QUEUED_COMMANDS_READ);
+      return rows.map((r) => ({ actionId: r.id, deviceId: r.device_id }));
     },
 
     /** Records that these devices' agents were heard from now. */

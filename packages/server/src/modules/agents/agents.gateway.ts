@@ -28,12 +28,15 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
 const AGENT_FRAME_KINDS = new Set(AgentFrameSchema.anyOf.map((frame) => frame.properties.t.const as string));
 const PING_INTERVAL_MS = 15_000;
 const HEARD_FLUSH_MS = 5_000;
+const CATCH_UP_MS = 5_000;
 
 export interface AgentGatewayDeps {
   agents: AgentsService;
   log: FastifyBaseLogger;
   /** How long a connection may stay without a valid hello before it is refused; 10 s by default. */
   handshakeTimeoutMs?: number;
+  /** How often what the dispatch bus may not have said is caught up on; 5 s by default. */
+  catchUpMs?: number;
 }
 
 /**
@@ -69,6 +72,28 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
   };
   const heardTimer = setInterval(() => void flushHeard(), HEARD_FLUSH_MS);
 
+  /**
+   * What the dispatch bus may not have said: a replica can die between
+   * committing an approval and telling the others, and a replica's listening
+   * connection can drop. Every few seconds, queued commands of the agents
+   * connected here that they were not sent, and a newer state of their
+   * groups, are sent as the bus would have.
+   */
+  const catchUp = async (): Promise<void> => {
+    for (const { actionId, deviceId } of await agents.queuedCommands()) {
+      const connection = connections.get(deviceId);
+      if (connection && !connection.sent.has(actionId) && !connection.offboardSent) await pushCommands(deviceId);
+    }
+    for (const [groupId, sent] of states) {
+      const current = await agents.currentState(groupId);
+      if (current && current.version > ((await sent.catch(() => null))?.version ?? 0)) return publishState();
+    }
+  };
+  let catchingUp: Promise<void> = Promise.resolve();
+  const catchUpTimer = setInterval(() => {
+    catchingUp = catchUp().catch((error: unknown) => log.error({ err: error }, 'catching up on dispatches failed'));
+  }, deps.catchUpMs ?? CATCH_UP_MS);
+
   const send = (ws: WebSocket, frame: ServerFrame): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
   };
@@ -89,6 +114,20 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       log.debug({ deviceId, actionId: command.actionId }, 'command sent');
       send(connection.ws, { t: 'command', jws: command.jws });
     }
+  }
+
+  function publishState(): void {
+    states.clear();
+    const groups = new Set([...connections.values()].map((c) => c.groupId));
+    void Promise.all([...groups].map(async (groupId) => [groupId, await latestState(groupId)] as const)).then((loaded) => {
+      // One frame per group: the same signed bytes go to every agent of it.
+      const frames = new Map(loaded.map(([groupId, current]) => [groupId, current && JSON.stringify({ t: 'state', jws: current.jws } satisfies ServerFrame)]));
+      for (const { ws, groupId } of connections.values()) {
+        const frame = frames.get(groupId);
+        if (frame && ws.readyState === ws.OPEN) ws.send(frame);
+      }
+      log.info({ version: loaded[0]?.[1]?.version, agents: connections.size }, 'desired state sent');
+    }).catch((error: unknown) => log.error({ err: error }, 'sending the desired state failed'));
   }
 
   function refuse(ws: WebSocket, reason: string, deviceId: string | null): void {
@@ -209,25 +248,15 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         if (connections.has(deviceId)) void pushCommands(deviceId).catch((error: unknown) => log.error({ err: error, deviceId }, 'dispatch failed'));
       }
     },
-    publishState() {
-      states.clear();
-      const groups = new Set([...connections.values()].map((c) => c.groupId));
-      void Promise.all([...groups].map(async (groupId) => [groupId, await latestState(groupId)] as const)).then((loaded) => {
-        // One frame per group: the same signed bytes go to every agent of it.
-        const frames = new Map(loaded.map(([groupId, current]) => [groupId, current && JSON.stringify({ t: 'state', jws: current.jws } satisfies ServerFrame)]));
-        for (const { ws, groupId } of connections.values()) {
-          const frame = frames.get(groupId);
-          if (frame && ws.readyState === ws.OPEN) ws.send(frame);
-        }
-        log.info({ version: loaded[0]?.[1]?.version, agents: connections.size }, 'desired state sent');
-      }).catch((error: unknown) => log.error({ err: error }, 'sending the desired state failed'));
-    },
+    publishState,
     connectedDevices: () => [...connections.keys()],
     reconnect(deviceId, reason) {
       connections.get(deviceId)?.ws.close(4001, reason);
     },
     async close() {
       clearInterval(heardTimer);
+      clearInterval(catchUpTimer);
+      await catchingUp;
       await flushHeard();
       for (const { ws } of connections.values()) ws.close(1001, 'server shutting down');
       await new Promise<void>((resolve) => wss.close(() => resolve()));

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, constants as zlib } from 'node:zlib';
@@ -18,7 +18,8 @@ export function createAgentPackages(deps: AgentsServiceDeps) {
     /**
      * Stores the investigation package an agent collected, once: the upload
      * must be signed by the enrolled key of the action's own device, for a
-     * collect action delivered (or on its way) and not ended.
+     * collect action delivered (or on its way) and not ended. The same
+     * package sent again is accepted and kept as it was; another is refused.
      */
     async storePackage(actionId: string, deviceId: string, signature: string, body: Buffer): Promise<{ sha256: string; bytes: number }> {
       const agent = await repo.findActive(store.db, deviceId);
@@ -27,7 +28,12 @@ export function createAgentPackages(deps: AgentsServiceDeps) {
       if (!agent || !row || row.device_id !== deviceId || !verifyMessage(keyOf(agent), packageUploadMessage(actionId, deviceId, sha256), signature)) {
         throw new QuellError('agent_signature_invalid');
       }
-      if (row.type !== 'collect_investigation_package' || !isStatusIn(DELIVERABLE_STATUSES, row.status) || existsSync(packageFile(actionId))) throw new QuellError('package_not_expected');
+      if (row.type !== 'collect_investigation_package' || !isStatusIn(DELIVERABLE_STATUSES, row.status)) throw new QuellError('package_not_expected');
+      // The same bytes again: an agent whose first upload's answer was lost (its replica died) tries again, and is told it is kept.
+      if (existsSync(packageFile(actionId))) {
+        if (createHash('sha256').update(readFileSync(packageFile(actionId))).digest('hex') === sha256) return { sha256, bytes: body.length };
+        throw new QuellError('package_not_expected');
+      }
       if (!(await isTarGz(body))) throw new QuellError('validation_failed', 'An investigation package is a gzip-compressed tar archive; this upload is not one');
       // The agent's acknowledgement may still be on its way over the other channel: the signed upload proves delivery.
       if (row.status === 'queued') await actions.recordDelivery(agentActor(deviceId), actionId).catch(ignoreStale);

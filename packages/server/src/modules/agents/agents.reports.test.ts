@@ -151,9 +151,13 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
 
   it('keeps an investigation package only when it is a gzip-compressed tar archive signed by the action\'s agent', async () => {
     const agent = await enrol('packager');
-    const upload = async (body: Buffer) => {
+    const collect = async () => {
       const id = await ctx().createAction({ type: 'collect_investigation_package', deviceId: agent.deviceId, status: 'queued', entity: { name: 'device' } });
       await ctx().services.actions.recordDelivery(systemActor('agent'), id);
+      return id;
+    };
+    const upload = async (body: Buffer, id?: string) => {
+      id ??= await collect();
       const hash = createHash('sha256').update(body).digest('hex');
       return ctx().app.inject({
         method: 'PUT', url: `/agent/v1/actions/${id}/package`, payload: body,
@@ -165,6 +169,14 @@ describe(`agents' results, reports and packages (${TEST_DIALECT})`, () => {
       writeFileSync(join(dir, 'processes.txt'), 'PID PPID COMMAND\n1 0 /sbin/init\n');
       const archive = execFileSync('tar', ['-czf', '-', '-C', dir, '.']);
       expect((await upload(archive)).statusCode).toBe(201);
+      // Sent again (its first answer lost with a replica that died): the same package is kept as it was; another is refused.
+      const id = await collect();
+      expect((await upload(archive, id)).statusCode).toBe(201);
+      expect((await upload(archive, id)).statusCode).toBe(201);
+      writeFileSync(join(dir, 'processes.txt'), 'PID PPID COMMAND\n1 0 /sbin/init\n666 1 /tmp/implant\n');
+      const other = await upload(execFileSync('tar', ['-czf', '-', '-C', dir, '.']), id);
+      expect(other.statusCode).toBe(409);
+      expect(other.json().code).toBe('package_not_expected');
       for (const forged of [Buffer.from('not a package'), execFileSync('gzip', ['-c'], { input: 'gzip, but no tar inside'.repeat(40) }), archive.subarray(0, 12)]) {
         const refused = await upload(forged);
         expect(refused.statusCode).toBe(400);

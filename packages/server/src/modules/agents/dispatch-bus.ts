@@ -4,6 +4,7 @@ import type { StoreLocation } from '../../db/store.ts';
 const CHANNEL = 'quell_dispatch';
 /** The payload that says "the containment state has a new version" rather than naming devices. */
 const STATE = 'state';
+const RELISTEN_MS = 1000;
 
 /**
  * Tells every server process that devices have new queued actions, so that
@@ -28,16 +29,43 @@ export async function createDispatchBus(location: StoreLocation, onError: (error
   if (location.dialect === 'sqlite') {
     return { ...subscribers, publish: (ids) => deliver([...ids]), publishState: deliverState, close: async () => {} };
   }
-  const listener = new pg.Client({ connectionString: location.url });
-  const sender = new pg.Pool({ connectionString: location.url, max: 2 });
-  listener.on('error', onError);
-  await listener.connect();
-  await listener.query(`LISTEN ${CHANNEL}`);
-  listener.on('notification', (message) => {
+  const { url } = location;
+  const onNotification = (message: pg.Notification): void => {
     if (message.channel !== CHANNEL || !message.payload) return;
     if (message.payload === STATE) deliverState();
     else deliver(message.payload.split(','));
-  });
+  };
+  // The listening connection is opened again whenever it drops (a restarted database, a killed backend);
+  // what was said meanwhile reaches the agents through the gateway's catch-up.
+  let listener: pg.Client | null = null;
+  let closing = false;
+  async function listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: url });
+    client.on('notification', onNotification);
+    client.on('error', onError);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw error;
+    }
+    listener = client;
+    client.once('end', () => {
+      if (listener === client && !closing) listenAgain();
+    });
+  }
+  function listenAgain(): void {
+    listener = null;
+    setTimeout(() => {
+      if (!closing) listen().catch((error: unknown) => {
+        onError(error);
+        listenAgain();
+      });
+    }, RELISTEN_MS);
+  }
+  await listen();
+  const sender = new pg.Pool({ connectionString: url, max: 2 });
   return {
     publish(ids) {
       // A NOTIFY payload is at most 8000 bytes: ~220 device ids per message.
@@ -50,7 +78,8 @@ export async function createDispatchBus(location: StoreLocation, onError: (error
       sender.query('SELECT pg_notify($1, $2)', [CHANNEL, STATE]).catch(onError);
     },
     async close() {
-      await listener.end();
+      closing = true;
+      await listener?.end();
       await sender.end();
     },
   };
