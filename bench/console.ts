@@ -24,7 +24,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import { type BrowserContext, type CDPSession, type Page, chromium } from 'playwright-core';
 import { createServices, migrate, openStore, systemActor } from '@quell/server';
 import { canonicalPath, firstPaintRequests } from './first-paint.ts';
-import { startQuellServer } from './quell-process.ts';
+import { startQuellServer } from '@quell/server/testing';
 import { type SeedDevice, type SeedPlan, seedSqlite } from './seed.ts';
 import { createTeardown } from './teardown.ts';
 

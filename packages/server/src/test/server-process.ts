@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 
 /** The `quell` command, as operators run it. */
-export const QUELL = new URL('../packages/cli/bin/quell.js', import.meta.url).pathname;
+export const QUELL = new URL('../../../cli/bin/quell.js', import.meta.url).pathname;
 
 /** Runs `quell …` to completion with this environment and returns what it printed. */
 export const quellCli = (env: NodeJS.ProcessEnv) => (...args: string[]): string => execFileSync(process.execPath, [QUELL, ...args], { env, encoding: 'utf8' });
