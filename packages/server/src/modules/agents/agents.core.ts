@@ -44,6 +44,12 @@ export const agentActor = (deviceId: string): Actor => systemActor(`agent:${devi
 /** The key an agent enrolled with, which everything it signs is checked against. */
 export const keyOf = (agent: Pick<AgentsTable, 'public_key'>): KeyObject => publicKeyOf(JSON.parse(agent.public_key) as Ed25519PublicJwk);
 
+/** The signed order to offboard, for an agent asked to and not done yet; otherwise null. */
+export function offboardOrder(deps: Pick<AgentsServiceDeps, 'signer' | 'clock'>, agent: Pick<AgentsTable, 'device_id' | 'offboard_requested_at' | 'offboard_release_effects'>): string | null {
+  if (agent.offboard_requested_at === null) return null;
+  return deps.signer.signOffboard({ deviceId: agent.device_id, releaseEffects: Number(agent.offboard_release_effects) === 1 }, deps.clock.now());
+}
+
 /**
  * A report an agent signed, checked in the order that names what is wrong:
  * the signature, then whose report it is, then its shape against the

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { challengeMessage } from '@quell/contracts';
 import { verifyMessage } from '@quell/contracts/jws';
-import { type AgentsServiceDeps, keyOf } from './agents.core.ts';
+import { type AgentsServiceDeps, keyOf, offboardOrder } from './agents.core.ts';
 
 /** Queued commands read at once to catch up on: far more than are ever queued at one moment. */
 const QUEUED_COMMANDS_READ = 10_000;
@@ -13,15 +13,16 @@ export function createAgentDelivery(deps: AgentsServiceDeps) {
   return {
     /**
      * Checks an agent's answer to the connection challenge against its
-     * enrolled key; when it holds, returns that key and the device's group.
+     * enrolled key; when it holds, returns that key, the device's group, and
+     * whether the agent was asked to offboard (then, the signed order).
      */
-    async authenticate(deviceId: string, nonce: string, signature: string): Promise<{ key: KeyObject; groupId: string | null } | null> {
+    async authenticate(deviceId: string, nonce: string, signature: string): Promise<{ key: KeyObject; groupId: string | null; offboard: string | null } | null> {
       const agent = await repo.findActive(store.db, deviceId);
       if (!agent) return null;
       const key = keyOf(agent);
       if (!verifyMessage(key, challengeMessage(nonce, deviceId), signature)) return null;
       const device = await repo.getDevice(store.db, deviceId);
-      return { key, groupId: device.group_id };
+      return { key, groupId: device.group_id, offboard: offboardOrder(deps, agent) };
     },
 
     /** The signed desired state agents of this device group should enforce now, or null when there has never been one. */

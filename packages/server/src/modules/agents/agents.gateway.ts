@@ -89,20 +89,24 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       if (current && current.version > ((await sent.catch(() => null))?.version ?? 0)) return publishState();
     }
   };
-  let catchingUp: Promise<void> = Promise.resolve();
+  // One pass at a time: a pass that outlasts the interval is not joined by another.
+  let catchingUp: Promise<void> | null = null;
   const catchUpTimer = setInterval(() => {
-    catchingUp = catchUp().catch((error: unknown) => log.error({ err: error }, 'catching up on dispatches failed'));
+    catchingUp ??= catchUp().catch((error: unknown) => log.error({ err: error }, 'catching up on dispatches failed')).finally(() => {
+      catchingUp = null;
+    });
   }, deps.catchUpMs ?? CATCH_UP_MS);
 
   const send = (ws: WebSocket, frame: ServerFrame): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
   };
 
-  async function pushCommands(deviceId: string): Promise<void> {
+  /** Sends a connected agent its open commands; `offboard`: whether it was asked to offboard, when already known. */
+  async function pushCommands(deviceId: string, offboard?: string | null): Promise<void> {
     const connection = connections.get(deviceId);
     if (!connection) return;
     // An agent asked to offboard hears that and nothing else.
-    const offboard = await agents.offboardFrame(deviceId);
+    if (offboard === undefined) offboard = await agents.offboardFrame(deviceId);
     if (offboard) {
       if (!connection.offboardSent) send(connection.ws, { t: 'offboard', jws: offboard });
       connection.offboardSent = true;
@@ -194,11 +198,11 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
         log.info({ deviceId, remote: request.socket.remoteAddress }, 'agent connected');
         send(ws, { t: 'welcome', deviceId });
         await agents.touch([deviceId]);
-        if (await agents.offboardFrame(deviceId)) return pushCommands(deviceId);
+        if (proven.offboard) return pushCommands(deviceId, proven.offboard);
         // Desired state first, on every connection: the agent may have missed versions while away.
         const current = await latestState(proven.groupId);
         if (current) send(ws, { t: 'state', jws: current.jws });
-        await pushCommands(deviceId);
+        await pushCommands(deviceId, null);
         return;
       }
       const self = deviceId!;

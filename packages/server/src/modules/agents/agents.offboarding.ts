@@ -2,11 +2,11 @@ import type { KeyObject } from 'node:crypto';
 import { OffboardedPayloadSchema } from '@quell/contracts';
 import { type Actor, requirePermission } from '../../actor.ts';
 import { QuellError } from '../../errors.ts';
-import { AgentProtocolError, type AgentsServiceDeps, agentActor, signedReport } from './agents.core.ts';
+import { AgentProtocolError, type AgentsServiceDeps, agentActor, offboardOrder, signedReport } from './agents.core.ts';
 
 /** Offboarding an agent: asked by a person, told to the agent signed, and ended by the agent's report. */
 export function createAgentOffboarding(deps: AgentsServiceDeps) {
-  const { store, repo, audit, signer, clock } = deps;
+  const { store, repo, audit, clock } = deps;
 
   return {
     /**
@@ -28,8 +28,7 @@ export function createAgentOffboarding(deps: AgentsServiceDeps) {
     /** The signed offboarding for a device whose offboarding was asked and not done yet, or null. */
     async offboardFrame(deviceId: string): Promise<string | null> {
       const agent = await repo.findActive(store.db, deviceId);
-      if (!agent || agent.offboard_requested_at === null) return null;
-      return signer.signOffboard({ deviceId, releaseEffects: Number(agent.offboard_release_effects) === 1 }, clock.now());
+      return agent ? offboardOrder(deps, agent) : null;
     },
 
     /** The agent's signed report that it has offboarded itself: kept, audited, and the agent revoked. */
