@@ -39,7 +39,9 @@ export function createDesiredStateService(deps: { store: Store; repo: DesiredSta
     queued.clear();
     if (reports.length === 0) return;
     await write(reports);
-    await settle();
+    // Counted once the reports stop coming in: a state ten thousand agents answer is settled once, not after every
+    // batch of their reports (a steady trickle is settled by the job).
+    if (queued.size === 0) await settle();
   }
 
   async function settle(): Promise<number> {
