@@ -75,6 +75,9 @@ export interface Fleet {
  */
 export class SimulationError extends Error {}
 
+/** Attempts at a first connection before the fleet's start gives up on an agent. */
+const CONNECT_ATTEMPTS = 5;
+
 const hostnameOf = (i: number): string => `sim-${String(i).padStart(5, '0')}`;
 
 type Member = SimulatedAgent & { privateKey: KeyObject; serverKey: Ed25519PublicJwk; ws: WebSocket | null; dir: string | null; plan: DialPlan; results: Map<string, Promise<string>>; recorded: Set<string> };
@@ -157,7 +160,13 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     if (!verifiedStates.has(jws)) verifiedStates.set(jws, verifyState(jws, key));
     return verifiedStates.get(jws)!;
   };
-  const connect = async (agent: Member): Promise<void> => {
+  /**
+   * Dials until the agent is welcomed; resolves then. A connection that
+   * fails or closes before the welcome is tried again (the next address,
+   * after the dial plan's wait), `attemptsLeft` times in all: once welcomed,
+   * an agent keeps coming back for as long as the fleet runs.
+   */
+  const connect = async (agent: Member, attemptsLeft = CONNECT_ATTEMPTS): Promise<void> => {
     const key = publicKeyOf(agent.serverKey);
     agent.server = agent.plan.current();
     const url = new URL(API_PATHS.agentConnect, agent.server);
@@ -173,15 +182,22 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       const send = (frame: AgentFrame): void => {
         if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(frame));
       };
-      ws.on('error', reject);
+      let welcomed = false;
+      let lastError = 'the connection closed';
+      ws.on('error', (error) => {
+        lastError = error.message;
+      });
       ws.on('close', () => {
         agent.connected = false;
-        if (!closing && !agent.offboarded) setTimeout(() => void connect(agent).catch(() => {}), agent.plan.failed());
+        if (closing || agent.offboarded) return resolve();
+        if (!welcomed && attemptsLeft <= 1) return reject(new SimulationError(`Simulated agent ${agent.hostname} could not connect to ${agent.server} in ${CONNECT_ATTEMPTS} attempts: ${lastError}`));
+        setTimeout(() => void connect(agent, welcomed ? Infinity : attemptsLeft - 1).then(resolve, reject), agent.plan.failed());
       });
       ws.on('message', (data) => {
         const frame = JSON.parse(data.toString()) as ServerFrame;
         if (frame.t === 'challenge') return send({ t: 'hello', deviceId: agent.deviceId, signature: helloSignature(agent.privateKey, frame.nonce, agent.deviceId) });
         if (frame.t === 'welcome') {
+          welcomed = true;
           agent.connected = true;
           agent.plan.welcomed();
           return resolve();
