@@ -9,6 +9,8 @@ import { defineConfig } from 'vitest/config';
  * host-bound group first, then the rest two at a time.
  */
 const HOST_BOUND = ['packages/agent/src/**/*.test.ts', 'packages/console/src/console.browser.test.ts'];
+/** Suites of what only PostgreSQL offers (replicas on one database, LISTEN/NOTIFY): run when the suite runs on PostgreSQL. */
+const POSTGRES_ONLY = process.env.QUELL_TEST_DB === 'postgres' ? [] : ['**/*.postgres.test.ts'];
 
 const shared = {
   testTimeout: 30_000,
@@ -25,6 +27,7 @@ export default defineConfig({
           ...shared,
           name: 'host',
           include: HOST_BOUND,
+          exclude: [...POSTGRES_ONLY, '**/node_modules/**'],
           maxWorkers: 1,
           sequence: { groupOrder: 0 },
         },
@@ -34,7 +37,7 @@ export default defineConfig({
           ...shared,
           name: 'isolated',
           include: ['packages/*/src/**/*.test.ts'],
-          exclude: [...HOST_BOUND, '**/node_modules/**'],
+          exclude: [...HOST_BOUND, ...POSTGRES_ONLY, '**/node_modules/**'],
           // npm test runs this project beside the host-bound one, with one worker each (scripts/test.ts).
           maxWorkers: Number(process.env.QUELL_TEST_ISOLATED_WORKERS ?? 2),
           sequence: { groupOrder: 1 },

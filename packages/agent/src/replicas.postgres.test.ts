@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PASSWORD, TEST_DIALECT, type TestDatabase, createTestDatabase, quellCli, startQuellServer } from '@quell/server/testing';
+import { PASSWORD, type TestDatabase, createTestDatabase, quellCli, startQuellServer } from '@quell/server/testing';
 import { type Fleet, startFleet } from './simulator.ts';
 import { agentLogLines, runsOf } from './test/channel.ts';
 import { type AgentProcess, quell, spawnAgent, waitFor } from './test/helper.ts';
@@ -21,7 +21,7 @@ const IN_FLIGHT = 10;
  * another; a replica killed with SIGKILL loses none of its agents for long,
  * and no approved action is lost or carried out twice.
  */
-describe.skipIf(TEST_DIALECT !== 'postgres')('three server replicas on one PostgreSQL (postgres)', () => {
+describe('three server replicas on one PostgreSQL (postgres)', () => {
   const work = mkdtempSync(join(tmpdir(), 'quell-replicas-'));
   const agentDir = join(work, 'agent');
   let db: TestDatabase;

@@ -1,10 +1,10 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TestDatabase, TEST_DIALECT, createTestDatabase } from '../../test/index.ts';
+import { type TestDatabase, createTestDatabase } from '../../test/index.ts';
 import { type DispatchBus, createDispatchBus } from './dispatch-bus.ts';
 
 /** Replicas on one PostgreSQL database tell each other of new commands and states through LISTEN/NOTIFY. */
-describe.skipIf(TEST_DIALECT !== 'postgres')('the dispatch bus between replicas (postgres)', () => {
+describe('the dispatch bus between replicas (postgres)', () => {
   let db: TestDatabase;
   const buses: DispatchBus[] = [];
   const errors: unknown[] = [];
