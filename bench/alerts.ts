@@ -15,7 +15,8 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createServices, migrate, openStore, systemActor } from '@quell/server';
-import { quellCli, startQuellServer } from './quell-process.ts';
+import { quellCli, startQuellServer } from '@quell/server/testing';
+import { cpuMsOf } from './http.ts';
 
 const ALERTS = Number(process.env.BENCH_ALERTS ?? 5000);
 const SUSTAIN_SECONDS = Number(process.env.BENCH_SUSTAIN_SECONDS ?? 60);
@@ -30,7 +31,10 @@ const sha256 = (text: string): string => createHash('sha256').update(text).diges
 
 const loadAtStart = loadavg()[0]!;
 const dataDir = mkdtempSync(join(tmpdir(), 'quell-alerts-'));
-const env = { ...process.env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'warn' };
+// Production's log level.
+const env = { ...process.env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'info' };
+const TARGETS = { ingestionRatio: 0.25, p99Ms: 500 } as const;
+const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
 const quell = quellCli(env);
 
 const startServer = () => startQuellServer(env);
@@ -85,6 +89,7 @@ try {
 
   // (1) Ingestion: as fast as 20 senders can, each alert starting an investigation.
   let next = 0;
+  const cpu0 = cpuMsOf(server.pid!);
   const i0 = performance.now();
   await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
     while (next < ALERTS) {
@@ -94,6 +99,7 @@ try {
     }
   }));
   const ingestPerSecond = ALERTS / ((performance.now() - i0) / 1000);
+  const ingestCpu = `load ${loadavg()[0]!.toFixed(2)}; server CPU ${((cpuMsOf(server.pid!) - cpu0) / ALERTS).toFixed(2)} ms per alert`;
   const rawPerSecond = await rawInsertsPerSecond(ALERTS);
   log(`ingestion ${ingestPerSecond.toFixed(0)} alerts/s; raw insert ${rawPerSecond.toFixed(0)} alerts/s`);
   log('letting the investigations of the ingestion run finish');
@@ -101,40 +107,44 @@ try {
 
   // (2) Sustained: 100 alerts per second for a minute; time from each alert's arrival to its queued quarantine.
   const sustainedFrom = Date.now();
+  const sustainLoad = loadavg()[0]!;
+  const cpu1 = cpuMsOf(server.pid!);
   const sent: Array<Promise<unknown>> = [];
+  const notTaken: string[] = [];
   const total = RATE * SUSTAIN_SECONDS;
   const s0 = performance.now();
   for (let i = 0; i < total; i++) {
     const due = s0 + (i * 1000) / RATE;
     const wait = due - performance.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    sent.push(api('POST', '/api/alerts', alertBody(devices[i % devices.length]!, ALERTS + i)));
+    // A server that falls behind is measured, not crashed into: an alert it did not take in is counted.
+    sent.push(api('POST', '/api/alerts', alertBody(devices[i % devices.length]!, ALERTS + i)).catch((error: unknown) => {
+      notTaken.push(String((error as Error).cause ?? error));
+    }));
     if ((i + 1) % 1000 === 0) log(`sent ${i + 1}/${total}`);
   }
   await Promise.all(sent);
   const sendSeconds = (performance.now() - s0) / 1000;
   log('waiting for the last investigations');
   await new Promise((resolve) => setTimeout(resolve, 15_000));
+  const sustainCpu = `load ${sustainLoad.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}; server CPU ${((cpuMsOf(server.pid!) - cpu1) / (RATE * SUSTAIN_SECONDS)).toFixed(2)} ms per alert`;
   server.kill('SIGTERM');
   await new Promise((resolve) => server.once('exit', resolve));
 
-  // Read both times from the server's own store, on its own clock.
+  // Read both times from the server's own store, on its own clock: each alert joined to the quarantine proposed
+  // for its own file (its evidence's SHA-256, on its device), and that action's status.
   const store = openStore({ dialect: 'sqlite', file: join(dataDir, 'quell.sqlite') });
   const rows = await store.db.selectFrom('alerts')
-    .innerJoin('investigation_alerts', 'investigation_alerts.alert_id', 'alerts.id')
-    .innerJoin('actions', 'actions.investigation_id', 'investigation_alerts.investigation_id')
-    .select(['alerts.id', 'alerts.received_at', 'actions.requested_at', 'actions.status'])
+    .innerJoin('alert_evidence', (join) => join.onRef('alert_evidence.alert_id', '=', 'alerts.id').on('alert_evidence.kind', '=', 'sha256'))
+    .innerJoin('actions', (join) => join.onRef('actions.entity_sha256', '=', 'alert_evidence.value').onRef('actions.device_id', '=', 'alerts.device_id'))
+    .select(['alerts.id', 'alerts.received_at', 'actions.requested_at', 'actions.status', 'actions.type'])
     .where('alerts.received_at', '>=', sustainedFrom).where('alerts.detection_source', '=', 'bench').execute();
   await store.close();
-  // An alert joining a running investigation shares its actions: take, per alert, the first action proposed after it.
-  const firstAction = new Map<string, number>();
-  for (const row of rows) {
-    if (row.requested_at < row.received_at) continue;
-    const latency = row.requested_at - row.received_at;
-    firstAction.set(row.id, Math.min(firstAction.get(row.id) ?? Infinity, latency));
-  }
-  const latencies = [...firstAction.values()].sort((a, b) => a - b);
-  log(`${latencies.length} of ${total} alerts reached an action; p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms`);
+  // The devices have no agent: a proposed quarantine waits, queued, for one.
+  const own = rows.filter((row) => row.type === 'quarantine_file' && row.status === 'queued');
+  const latencies = own.map((row) => row.requested_at - row.received_at).sort((a, b) => a - b);
+  const otherStatuses = [...new Set(rows.filter((row) => !own.includes(row)).map((row) => `${row.type} ${row.status}`))];
+  log(`${latencies.length} of ${total} alerts reached their own queued quarantine; p50 ${percentile(latencies, 50)} ms, p99 ${percentile(latencies, 99)} ms${otherStatuses.length ? `; also ${otherStatuses.join(', ')}` : ''}`);
 
   const section = [
     '<!-- alerts:start -->',
@@ -144,16 +154,17 @@ try {
     'A real `quell server` on SQLite in its own process; alerts through HTTP with a scoped API token, each naming one file under /tmp on one of 50 devices',
     'of a device group on full automation, so each starts (or joins) an investigation that proposes a queued quarantine.',
     '',
-    '| measure | result |',
-    '|---|---|',
-    `| alerts ingested through HTTP (${ALERTS.toLocaleString('en')} alerts, ${CONCURRENCY} senders), each correlated and starting an investigation | ${ingestPerSecond.toFixed(0)} alerts/s |`,
-    `| raw insert of the same alert and evidence rows into a SQLite store, one transaction each, same run | ${rawPerSecond.toFixed(0)} alerts/s |`,
-    `| **ingestion ratio** (HTTP / raw insert) | **${(ingestPerSecond / rawPerSecond).toFixed(2)}** |`,
-    `| sustained: ${RATE} alerts/s for ${SUSTAIN_SECONDS} s (sent in ${sendSeconds.toFixed(1)} s) — alerts that reached a queued action | ${latencies.length.toLocaleString('en')} of ${total.toLocaleString('en')} |`,
-    `| alert received → its quarantine proposed, p50 | ${percentile(latencies, 50)} ms |`,
-    `| alert received → its quarantine proposed, p99 | ${percentile(latencies, 99)} ms |`,
+    '| measure | target | result | beside it |',
+    '|---|---|---|---|',
+    `| alerts ingested through HTTP (${ALERTS.toLocaleString('en')} alerts, ${CONCURRENCY} senders), each correlated and starting an investigation |  | ${ingestPerSecond.toFixed(0)} alerts/s | ${ingestCpu} |`,
+    `| raw insert of the same alert and evidence rows into a SQLite store, one transaction each, same run |  | ${rawPerSecond.toFixed(0)} alerts/s |  |`,
+    `| **ingestion ratio** (HTTP / raw insert) | ≥ ${TARGETS.ingestionRatio} | **${(ingestPerSecond / rawPerSecond).toFixed(2)}** (${verdict(ingestPerSecond / rawPerSecond >= TARGETS.ingestionRatio)}) | ${ingestCpu} |`,
+    `| sustained: ${RATE} alerts/s for ${SUSTAIN_SECONDS} s (sent in ${sendSeconds.toFixed(1)} s) — alerts whose own file's quarantine was proposed, queued | all | ${latencies.length.toLocaleString('en')} of ${total.toLocaleString('en')} (${verdict(latencies.length === total)})${notTaken.length ? `; ${notTaken.length.toLocaleString('en')} not taken in (${[...new Set(notTaken)].slice(0, 2).join('; ')})` : ''} | ${sustainCpu} |`,
+    `| alert received → its own quarantine proposed, p50 (${latencies.length.toLocaleString('en')} samples) |  | ${percentile(latencies, 50)} ms | ${sustainCpu} |`,
+    `| **alert received → its own quarantine proposed, p99** (${latencies.length.toLocaleString('en')} samples) | ≤ ${TARGETS.p99Ms} ms | **${percentile(latencies, 99)} ms** (${verdict(percentile(latencies, 99) <= TARGETS.p99Ms)}) | ${sustainCpu} |`,
     '',
-    'Both times of the latency come from the server\'s own store (alert received_at, action requested_at). The engine runs as a job that looks',
+    'Both times of the latency come from the server\'s own store (alert received_at, action requested_at), each alert joined to the quarantine of its',
+    'own file (its evidence\'s SHA-256 on its device), counted only when that action is queued (the devices have no agent). The engine runs as a job that looks',
     'for due investigation steps every 250 ms (125 ms of waiting on average), then runs collect, evidence, verdicts, expand and remediate, each',
     'in its own transaction on the one SQLite connection the HTTP requests also use.',
     '<!-- alerts:end -->',

@@ -4,29 +4,38 @@
  * real keys, enrolment, WebSockets and signatures in this one; one real
  * agent process for its idle footprint. Writes its section of bench/RESULTS.md.
  *
- * BENCH_AGENTS (default 10000) sizes the fleet.
+ * BENCH_AGENTS (default 20000) sizes the fleet. Each agent is an open file
+ * in this process and in the server's: `npm run bench` raises the limit
+ * (ulimit -n 65536) where it may; where it may not, the fleet is 500 under it (the raw socket reference opens 200 more).
  */
 import { replaceSection } from './report.ts';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { WebSocket, WebSocketServer } from 'ws';
 import { startFleet } from '@quell/agent';
-import { quellCli, startQuellServer } from './quell-process.ts';
+import { quellCli, startQuellServer } from '@quell/server/testing';
 
-const AGENTS = Number(process.env.BENCH_AGENTS ?? 10_000);
+const WANTED_AGENTS = Number(process.env.BENCH_AGENTS ?? 20_000);
+/** Each agent is an open file in this process and in the server's: a lower limit than the fleet needs sizes it, and the results say so. */
+const OPEN_FILES = Number(execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim());
+const AGENTS = Math.min(WANTED_AGENTS, OPEN_FILES - 500);
 /** A p99 needs at least 2,000 samples. */
 const LATENCY_SAMPLES = 2000;
+/** Approvals sent at once in the latency phase, as several analysts and playbooks send them. */
+const IN_FLIGHT = 10;
 const DISPATCH_ACTIONS = 2000;
 const RESULTS = new URL('./RESULTS.md', import.meta.url).pathname;
 const PASSWORD = 'bench password, not secret';
 const started = performance.now();
 const log = (message: string) => process.stderr.write(`[fleet ${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
+
 const dataDir = mkdtempSync(join(tmpdir(), 'quell-fleet-'));
-const env = { ...process.env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'warn' };
+// Production's log level: every agent's connection is a line.
+const env = { ...process.env, QUELL_DATA_DIR: dataDir, QUELL_PORT: '0', QUELL_ADMIN_PASSWORD: PASSWORD, QUELL_LOG_LEVEL: 'info' };
 const quell = quellCli(env);
 
 /** Resident memory and CPU time of a process, read from /proc. */
@@ -93,12 +102,14 @@ try {
   };
 
   const arrivals = new Map<string, (at: number) => void>();
+  const recordings = new Map<string, (at: number) => void>();
   const t0 = performance.now();
   const enrolling = measuring(server.pid!);
   const fleet = await startFleet({
     serverUrl: url, token: enrolment, agents: AGENTS, concurrency: 100,
     onProgress: (phase, done, total) => done % 1000 === 0 && log(`${phase} ${done}/${total}`),
     onCommand: (_device, actionId, at) => arrivals.get(actionId)?.(at),
+    onResultRecorded: (_device, actionId, at) => recordings.get(actionId)?.(at),
   });
   const connectSeconds = (performance.now() - t0) / 1000;
   const connected = fleet.connectedCount();
@@ -110,21 +121,31 @@ try {
   const serverRss = usage(server.pid!).rssMiB;
   log(`server RSS ${serverRss.toFixed(0)} MiB, idle CPU ${idleCpu.toFixed(1)} %`);
 
-  // Approval → the agent holding the verified command (it acknowledges at once).
-  const latencies: number[] = [];
+  // Approval → the agent holding the verified command, and → its acknowledgement and result recorded on the server
+  // (the agent acknowledges and answers at once; the server handles an agent's frames in order and says
+  // `result_ack` once the result is recorded, so that clock stops after the acknowledgement was recorded too).
+  const delivered: number[] = [];
+  const recorded: number[] = [];
+  let sampled = 0;
   const approving = measuring(server.pid!);
-  for (let i = 0; i < LATENCY_SAMPLES; i++) {
-    const agent = fleet.agents[(i * 7919) % fleet.agents.length]!;
-    const action = await api('POST', '/api/actions', { type: 'collect_investigation_package', deviceId: agent.deviceId, source: 'api', status: 'pending_approval', entity: { name: 'device' } });
-    const arrived = new Promise<number>((resolve) => arrivals.set(action.id, resolve));
-    const start = performance.now();
-    await api('POST', '/api/actions/approve', { ids: [action.id] });
-    latencies.push((await arrived) - start);
-    arrivals.delete(action.id);
-  }
-  latencies.sort((a, b) => a - b);
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    while (sampled < LATENCY_SAMPLES) {
+      const agent = fleet.agents[(sampled++ * 7919) % fleet.agents.length]!;
+      const action = await api('POST', '/api/actions', { type: 'collect_investigation_package', deviceId: agent.deviceId, source: 'api', status: 'pending_approval', entity: { name: 'device' } });
+      const arrived = new Promise<number>((resolve) => arrivals.set(action.id, resolve));
+      const done = new Promise<number>((resolve) => recordings.set(action.id, resolve));
+      const start = performance.now();
+      await api('POST', '/api/actions/approve', { ids: [action.id] });
+      delivered.push((await arrived) - start);
+      recorded.push((await done) - start);
+      arrivals.delete(action.id);
+      recordings.delete(action.id);
+    }
+  }));
+  delivered.sort((a, b) => a - b);
+  recorded.sort((a, b) => a - b);
   const approved = approving(LATENCY_SAMPLES, 'action created and approved');
-  log(`approval → agent p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms`);
+  log(`approval → agent p99 ${percentile(delivered, 99).toFixed(1)} ms; → ack and result recorded p50 ${percentile(recorded, 50).toFixed(1)} ms, p99 ${percentile(recorded, 99).toFixed(1)} ms`);
 
   // Dispatch throughput: many approvals at once, until every agent holds its command.
   const pendingIds: string[] = [];
@@ -205,21 +226,25 @@ try {
     '',
     '| measure | target | result | beside it |',
     '|---|---|---|---|',
-    `| agents enrolled and connected | 10,000 | ${connected.toLocaleString('en')} of ${AGENTS.toLocaleString('en')} in ${connectSeconds.toFixed(1)} s | ${enrolled} |`,
-    `| server RSS with them connected |  | ${serverRss.toFixed(0)} MiB |  |`,
+    `| agents enrolled and connected to one server process | 20,000 | ${connected.toLocaleString('en')} of ${AGENTS.toLocaleString('en')} in ${connectSeconds.toFixed(1)} s (${verdict(connected >= 20_000)}${AGENTS < WANTED_AGENTS ? `: this machine allows ${OPEN_FILES.toLocaleString('en')} open files per process, and \`ulimit -n\` may not raise it` : ''}) | ${enrolled} |`,
+    `| **server RSS with them connected** | ≤ 600 MB | **${(serverRss * 1.048576).toFixed(0)} MB** (${verdict(serverRss * 1.048576 <= 600)}) |  |`,
     `| server CPU while idle (20 s) |  | ${idleCpu.toFixed(1)} % of one core | ${idleLoad} |`,
-    `| approval → agent holds the command, p50 (${LATENCY_SAMPLES.toLocaleString('en')} samples) |  | ${percentile(latencies, 50).toFixed(1)} ms | ${approved} |`,
-    `| approval → agent holds the command, **p99** (${LATENCY_SAMPLES.toLocaleString('en')} samples) | ≤ 50 ms | **${percentile(latencies, 99).toFixed(1)} ms** (${verdict(percentile(latencies, 99) <= 50)}) | ${approved} |`,
+    `| approval → agent holds the command, p50 / p99 (${LATENCY_SAMPLES.toLocaleString('en')} samples, ${IN_FLIGHT} in flight) |  | ${percentile(delivered, 50).toFixed(1)} / ${percentile(delivered, 99).toFixed(1)} ms | ${approved} |`,
+    `| approval → ack recorded on the server, p50 (${LATENCY_SAMPLES.toLocaleString('en')} samples, ${IN_FLIGHT} in flight) |  | ${percentile(recorded, 50).toFixed(1)} ms | ${approved} |`,
+    `| **approval → ack recorded on the server, p99** (${LATENCY_SAMPLES.toLocaleString('en')} samples, ${IN_FLIGHT} in flight, ${connected.toLocaleString('en')} connected) | ≤ 50 ms | **${percentile(recorded, 99).toFixed(1)} ms** (${verdict(percentile(recorded, 99) <= 50)}) | ${approved} |`,
     `| dispatch throughput (${DISPATCH_ACTIONS} bulk-approved actions until every agent holds its command) |  | ${dispatchPerSecond.toFixed(0)} commands/s | ${dispatched} |`,
     `| raw \`ws\` echo of 800-byte messages over 100 connections, same process |  | ${echoPerSecond.toFixed(0)} messages/s |  |`,
     `| **dispatch ratio** |  | **${(dispatchPerSecond / echoPerSecond).toFixed(2)}** |  |`,
     `| containment fan-out: every agent applied the new state |  | ${(allApplied / 1000).toFixed(2)} s | ${fanOutCost} |`,
-    `| **containment fan-out to ${AGENTS.toLocaleString('en')} agents until all acknowledged** (the server recorded every signed report; the action completed) | ≤ 2 s | **${(fanOutMs / 1000).toFixed(2)} s** (${verdict(fanOutMs <= 2000)}) | ${fanOutCost} |`,
+    `| **containment fan-out to ${AGENTS.toLocaleString('en')} agents, settled on the last signed report** (the server recorded every report; the action completed) | ≤ 3 s | **${(fanOutMs / 1000).toFixed(2)} s** (${verdict(fanOutMs <= 3000)}) | ${fanOutCost} |`,
     `| **block indicator created → applied by all ${AGENTS.toLocaleString('en')} agents** (from the API call to the last agent holding the verified state) | ≤ 5 s | **${(indicatorFanOutMs / 1000).toFixed(2)} s** (${verdict(indicatorFanOutMs <= 5000)}) | ${indicatorCost} |`,
     `| one real agent, idle RSS | ≤ 60 MB | ${(agentRss * 1.048576).toFixed(0)} MB (${verdict(agentRss * 1.048576 <= 60)}) |  |`,
     `| one real agent, idle CPU (20 s) | ≤ 0.5 % | ${agentCpu.toFixed(2)} % (${verdict(agentCpu <= 0.5)}) | ${agentLoad} |`,
     '',
-    'Latency is measured from sending the approval to the simulated agent holding the verified command; it acknowledges at once.',
+    `Latency is measured from sending the approval (${IN_FLIGHT} approvals in flight at once) to the simulated agent holding the verified command, and to the agent`,
+    'hearing `result_ack`: the agent acknowledges and answers at once, and the server handles one agent\'s frames in order and answers `result_ack` once the',
+    'result is recorded, so that clock stops after the acknowledgement was recorded (it is an upper bound of the target\'s figure, not less).',
+    'The server logs at `info`, as in production (one line per connecting agent among them), to a pipe the benchmark reads.',
     '"Beside it": the 1-minute load average as the phase ended, and the server process\'s CPU time (user and system) over the phase per unit of work;',
     'the simulated agents run on the same two cores, so the load includes them.',
     'Dispatch includes the approvals themselves (four bulk calls of 500), so it is a whole-path figure, not the socket alone.',

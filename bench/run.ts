@@ -9,15 +9,14 @@
  * postgres://postgres@127.0.0.1:5432/postgres) with the right to create databases.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem, type as osType } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, release, totalmem, type as osType } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
-import pg from 'pg';
 import type { ActionType } from '@quell/contracts';
-import { type Actor, type Store, type StoreLocation, createServices, migrate, openStore, systemActor } from '@quell/server';
+import { type Actor, type Store, createServices, migrate, openStore, systemActor } from '@quell/server';
+import { createBenchDatabase } from './database.ts';
 import { benchFirstPaint, signIn } from './first-paint.ts';
 import { type BenchServer, benchExport, benchHistoryLatency, benchThroughputPair, startBenchServer } from './http.ts';
 import { benchLifecycles } from './lifecycle.ts';
@@ -50,7 +49,6 @@ const LATENCY_TYPES = [
 /** Walked before measuring, so that no measured page is one the warm-up already fetched. */
 const WARMUP_TYPES = ['disable_driver', 'restore_file', 'release_containment'] as const satisfies readonly ActionType[];
 const CONFIG: RunConfig = { connections: 10, seconds: 5, warmupSeconds: 2, rounds: 2, pagesPerType: Number(env.BENCH_PAGES ?? 50), types: LATENCY_TYPES };
-const PG_ADMIN_URL = env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 /** The whole run is bounded: past this, everything is torn down and the run fails. */
 const DEADLINE_MS = 20 * 60_000;
 const BENCH_PASSWORD = 'bench password, not secret';
@@ -59,29 +57,6 @@ const started = performance.now();
 const log = (message: string) => process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`);
 
 const { owe, runToEnd } = createTeardown(log, DEADLINE_MS);
-
-interface BenchDatabase { location: StoreLocation; drop(): Promise<void> }
-
-async function createBenchDatabase(dialect: Dialect): Promise<BenchDatabase> {
-  if (dialect === 'sqlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'quell-bench-'));
-    return { location: { dialect, file: join(dir, 'quell.sqlite') }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-  }
-  const name = `quell_bench_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-  const admin = async (statement: string) => {
-    const client = new pg.Client({ connectionString: PG_ADMIN_URL });
-    await client.connect();
-    try {
-      await client.query(statement);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  const url = new URL(PG_ADMIN_URL);
-  url.pathname = `/${name}`;
-  return { location: { dialect, url: url.toString() }, drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
-}
 
 async function engineVersion(store: Store): Promise<string> {
   const query = store.dialect === 'sqlite' ? sql<{ v: string }>`select sqlite_version() as v` : sql<{ v: string }>`select current_setting('server_version') as v`;
