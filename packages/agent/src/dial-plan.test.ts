@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createDialPlan } from './dial-plan.ts';
-import { parseServerUrls } from './enrol.ts';
+import { parseServerUrls, setServerUrls } from './enrol.ts';
+import { loadIdentity, saveIdentity, serverUrlsOf } from './identity.ts';
 
 /** A seeded generator, so that what is drawn at random is the same on every run. */
 function seeded(seed: number): () => number {
@@ -77,5 +81,24 @@ describe('the server addresses an operator gives at enrolment', () => {
     expect(() => parseServerUrls('quell.example')).toThrow(/is not a URL/);
     expect(() => parseServerUrls('ftp://quell.example')).toThrow(/https:\/\//);
     expect(() => parseServerUrls('https://a.example,http://b.example')).toThrow(/must all be https:\/\/ or all http:\/\//);
+  });
+
+  it('gives an enrolled agent new addresses of the protocol it enrolled with, keeping its keys and pins', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'quell-servers-'));
+    try {
+      const enrolled = {
+        serverUrl: 'https://a.example:8443', deviceId: '00000000-0000-7000-8000-000000000001', privateKeyPem: 'key', serverKey: { kty: 'OKP', crv: 'Ed25519', x: 'x' } as const,
+        serverKeyId: 'kid', serverCert: { certPem: 'cert', fingerprint: 'AB:CD' },
+      };
+      saveIdentity(dir, enrolled);
+      expect(serverUrlsOf(loadIdentity(dir))).toEqual(['https://a.example:8443']);
+      expect(setServerUrls(dir, 'https://a.example:8443,https://b.example:8443')).toEqual(['https://a.example:8443', 'https://b.example:8443']);
+      expect(loadIdentity(dir)).toEqual({ ...enrolled, serverUrls: ['https://a.example:8443', 'https://b.example:8443'] });
+      expect(statSync(join(dir, 'identity.json')).mode & 0o777).toBe(0o600);
+      expect(() => setServerUrls(dir, 'http://b.example:8080')).toThrow(/enrolled over https/);
+      expect(serverUrlsOf(loadIdentity(dir))).toHaveLength(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

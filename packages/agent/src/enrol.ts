@@ -3,7 +3,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname, networkInterfaces, release } from 'node:os';
 import { API_PATHS, type DeviceFacts, type EnrolResponse, type Ed25519PublicJwk } from '@quell/contracts';
-import { saveIdentity } from './identity.ts';
+import { loadIdentity, saveIdentity, serverUrlsOf } from './identity.ts';
 import { OFFBOARDED_MARKER } from './offboard.linux.ts';
 import { type ServerPin, callServer, fetchPinnedCertificate } from './transport.ts';
 
@@ -106,4 +106,19 @@ export async function enrolAgent(options: { serverUrl: string; token: string; di
   // Enrolled again after an offboarding: the agent runs again.
   rmSync(join(options.dir, OFFBOARDED_MARKER), { force: true });
   return enrolled;
+}
+
+/**
+ * Gives an enrolled agent the server's addresses anew (a replica added or
+ * moved, when no load balancer stands in front): the same list syntax as at
+ * enrolment, of the protocol it enrolled with, since its pinned certificate
+ * and key stay what they are. The agent reads it when it next starts.
+ */
+export function setServerUrls(dir: string, list: string): string[] {
+  const identity = loadIdentity(dir);
+  const serverUrls = parseServerUrls(list);
+  const enrolledWith = new URL(identity.serverUrl).protocol;
+  if (new URL(serverUrls[0]!).protocol !== enrolledWith) throw new Error(`--server: this agent enrolled over ${enrolledWith.replace(':', '')} and keeps its pinned certificate; give ${enrolledWith}// URLs, or enrol again`);
+  saveIdentity(dir, { ...identity, serverUrls });
+  return serverUrlsOf({ ...identity, serverUrls });
 }

@@ -9,13 +9,15 @@ import { DEFAULT_AGENT_DIR } from '@quell/contracts';
 import { DEFAULT_DRIFT_CHECK_SECONDS, driftCheckMs, startAgent } from './agent.ts';
 import { DEFAULT_WATCHED_FOLDERS } from './antivirus-watch.ts';
 import { DEFAULT_GUARDED_PATHS } from './exec-guard.linux.ts';
-import { enrolAgent } from './enrol.ts';
+import { enrolAgent, setServerUrls } from './enrol.ts';
 import { OFFBOARDED_EXIT_CODE, exitIfOffboarded } from './offboard.linux.ts';
 
 const USAGE = `Usage:
   quell-agent enrol --server URL --token TOKEN [--fingerprint SHA256] [--dir ${DEFAULT_AGENT_DIR}]
     (an https server needs --fingerprint: the TLS certificate fingerprint quell server printed)
     (--server: for replicas without a load balancer, their URLs separated by commas)
+  quell-agent servers --server URL[,URL…] [--dir ${DEFAULT_AGENT_DIR}]
+    (gives an enrolled agent the server's addresses anew; it reads them when it next starts)
   quell-agent run [--dir ${DEFAULT_AGENT_DIR}] [--watch ${DEFAULT_WATCHED_FOLDERS.join(',')}] [--exec-guard ${DEFAULT_GUARDED_PATHS.join(',')}] [--drift-check-seconds ${DEFAULT_DRIFT_CHECK_SECONDS}]
     (--watch: folders the antivirus watches for new files; empty for none)
     (--exec-guard: paths whose mounts are guarded: running a blocked file there is refused; empty for none)
@@ -37,6 +39,17 @@ if (values.help || positionals.length !== 1) {
   }
   const enrolled = await enrolAgent({ serverUrl: values.server, token: values.token, dir, fingerprint: values.fingerprint });
   process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}.\n`);
+} else if (positionals[0] === 'servers') {
+  if (!values.server) {
+    process.stderr.write(`quell-agent servers needs --server\n${USAGE}\n`);
+    process.exit(2);
+  }
+  try {
+    process.stdout.write(`The agent in ${dir} will dial ${setServerUrls(dir, values.server).join(', ')} from its next start.\n`);
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    process.exit(2);
+  }
 } else if (positionals[0] === 'run') {
   exitIfOffboarded(dir);
   let driftCheck: number;

@@ -162,6 +162,20 @@ agent.command('enrol')
     const enrolled = await enrolAgent({ serverUrl: opts.server, token: opts.token, dir: opts.dir, fingerprint: opts.fingerprint });
     process.stdout.write(`Enrolled as device ${enrolled.deviceId}. Pinned server key ${enrolled.serverKeyId}: compare it with the one quell server printed.\nStart the agent with: quell agent run --dir ${opts.dir}\n`);
   });
+agent.command('servers')
+  .description('Give an enrolled agent the server\'s addresses anew (replicas without a load balancer); it reads them when it next starts')
+  .requiredOption('--server <urls>', 'the replicas\' URLs separated by commas, of the protocol the agent enrolled with')
+  .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
+  .action(async (opts: { server: string; dir: string }) => {
+    const { setServerUrls } = await agentModule();
+    let urls: string[];
+    try {
+      urls = setServerUrls(opts.dir, opts.server);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    process.stdout.write(`The agent in ${opts.dir} will dial ${urls.join(', ')} from its next start.\n`);
+  });
 agent.command('run')
   .description('Run the agent: connect to the server and carry out signed commands')
   .option('--dir <path>', 'the directory given at enrolment', DEFAULT_AGENT_DIR)
