@@ -333,7 +333,7 @@ async function measure(browser: Browser, url: string, cold: boolean): Promise<Pa
   return (await handle.jsonValue()) as PageMark;
 }
 
-/** Waits for the first load's other requests (the pending summary and the devices) to end, and returns every resource entry. */
+/** Waits for the first load's other request (the pending summary) to end, and returns every resource entry. */
 async function firstLoadSettled(page: Page): Promise<ResourceEntry[]> {
   // No named helpers inside: tsx would wrap them in a __name() call that does not exist in the page.
   const handle = await page.waitForFunction((paths) => {
@@ -342,7 +342,7 @@ async function firstLoadSettled(page: Page): Promise<ResourceEntry[]> {
       transferSize: e.transferSize, encodedBodySize: e.encodedBodySize, decodedBodySize: e.decodedBodySize,
     }));
     return paths.every((path) => entries.some((e) => new URL(e.name).pathname === path)) ? entries : null;
-  }, ['/api/actions/summary', '/api/devices'], { timeout: 30_000, polling: 25 });
+  }, ['/api/actions/summary'], { timeout: 30_000, polling: 25 });
   return (await handle.jsonValue()) as ResourceEntry[];
 }
 
@@ -394,7 +394,6 @@ interface Timeline {
   listSent: number;
   listAnswered: number;
   summaryAnswered: number;
-  devicesAnswered: number;
   rowsInDom: number;
   painted: number;
   listInBrowser: number;
@@ -426,7 +425,6 @@ function timelineOf(mark: PageMark, origin: string): Timeline {
     listSent: list?.startTime ?? Number.NaN,
     listAnswered: end(list),
     summaryAnswered: end(find((path) => path.startsWith('/api/actions/summary'))),
-    devicesAnswered: end(find((path) => path.startsWith('/api/devices'))),
     rowsInDom: mark.dom,
     painted: mark.painted,
     listInBrowser: list ? list.responseEnd - list.startTime : Number.NaN,
@@ -649,7 +647,7 @@ async function main(): Promise<void> {
     `**Where the time goes** (median of the ${RUNS} cold runs, ms from navigation start, from the page's own Navigation and Resource Timing):`,
     `HTML received ${ms(t('htmlReceived'))} → \`/api/auth/me\` answered ${ms(t('meAnswered'))} → signed-in shell in the DOM ${ms(t('shellInDom'))}`,
     `→ route chunk \`action-center.page\` loaded ${ms(t('routeChunkLoaded'))} (all scripts ${ms(t('jsLoaded'))}) → Action center page committed ${ms(t('pageInDom'))} (its code is preloaded alongside the session: ${spinners.length === 0 ? 'in no run did the route show its spinner' : `in ${spinners.length} of ${RUNS} runs it was still loading when the session was known, and the route's spinner showed for ${ms(spinnerWait)}`}) → History page requested ${ms(t('listSent'))}, answered ${ms(t('listAnswered'))}`,
-    `(summary answered ${ms(t('summaryAnswered'))}, devices ${ms(t('devicesAnswered'))}) → rows in the DOM ${ms(t('rowsInDom'))} → painted ${ms(t('painted'))}.`,
+    `(summary answered ${ms(t('summaryAnswered'))}) → rows in the DOM ${ms(t('rowsInDom'))} → painted ${ms(t('painted'))}.`,
     `Long animation frames (over 50 ms each) before the rows appeared: ${t('longFrames').toFixed(0)}, ${ms(t('longFrameMs'))} in all; in them script ${ms(t('scriptMs'))}`,
     `(module evaluation ${ms(t('moduleEvaluationMs'))}, the rest callbacks and promise jobs: React rendering), style and layout ${ms(t('styleAndLayoutMs'))}.`,
     `Scripts loaded before the first page showed: ${jsFiles}. The pager then read “${pagerText ?? '?'}”${historyTotal > HISTORY_ROWS ? ' (more than were seeded: the server\'s expiry job moved pending actions past their deadline into History)' : ''}.`,

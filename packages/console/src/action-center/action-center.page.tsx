@@ -1,7 +1,5 @@
 import { Badge, Tab, TabList, Title2, makeStyles, tokens } from '@fluentui/react-components';
 import type { ActionView } from '@quell/contracts';
-import { useQuery } from '@tanstack/react-query';
-import { api } from '../api/api-client.ts';
 import { Centered } from '../layout.tsx';
 import { Link, navigate, useLocation } from '../router.tsx';
 import { type ActionFilters, filtersFromSearch, searchFromFilters } from './action-filters.ts';
@@ -21,7 +19,6 @@ export default function ActionCenterPage({ params }: { params: Record<string, st
   const styles = useStyles();
   const { search } = useLocation();
   const summary = usePendingSummary();
-  const devices = useQuery({ queryKey: ['devices'], queryFn: api.listDevices, staleTime: 60_000 });
   const view = params.tab === 'pending' || params.tab === 'history' ? params.tab : null;
   if (!view) return <Centered>No such tab. <Link to="/action-center/pending">Open Pending</Link></Centered>;
 
@@ -42,7 +39,7 @@ export default function ActionCenterPage({ params }: { params: Record<string, st
           </Tab>
         ))}
       </TabList>
-      <FiltersBar key={view} view={view} filters={filters} devices={devices.data?.items ?? []} onChange={setFilters} />
+      <FiltersBar key={view} view={view} filters={filters} onChange={setFilters} />
       {/* Keyed by the query: new filters start again from the first page, with nothing selected. */}
       <ActionsView key={`${view}${searchFromFilters(filters)}`} view={view} filters={filters} onFiltersChange={setFilters} label={`${TAB_LABELS[view]} actions`} />
     </>

@@ -1,8 +1,10 @@
 import { Button, Field, Input, Select, makeStyles, tokens } from '@fluentui/react-components';
 import {
-  ACTION_SOURCES, ACTION_STATUSES, ACTION_TYPES, ENTITY_TYPES, TIME_RANGES, type ActionStatus, type ActionView, type Device, type TimeRange, statusesCountedAs,
+  ACTION_SOURCES, ACTION_STATUSES, ACTION_TYPES, ENTITY_TYPES, TIME_RANGES, type ActionStatus, type ActionView, type TimeRange, statusesCountedAs,
 } from '@quell/contracts';
+import { useQuery } from '@tanstack/react-query';
 import { type ReactNode, useState } from 'react';
+import { api } from '../api/api-client.ts';
 import { ENTITY_TYPE_LABELS, SOURCE_LABELS, STATUS_LABELS, typeLabel } from '../format.ts';
 import type { ActionFilters } from './action-filters.ts';
 
@@ -56,10 +58,14 @@ function statusFilterLabel(status: ActionStatus): string {
 const MORE: Array<keyof ActionFilters> = ['source', 'entityType', 'deviceId', 'investigationId', 'decidedBy'];
 
 /** The Action center's filters on one line: entity search, time, type and status, the rarer ones behind *More filters*. */
-export function FiltersBar({ view, filters, devices, onChange }: { view: ActionView; filters: ActionFilters; devices: Device[]; onChange: (filters: ActionFilters) => void }) {
+export function FiltersBar({ view, filters, onChange }: { view: ActionView; filters: ActionFilters; onChange: (filters: ActionFilters) => void }) {
   const styles = useStyles();
   const hiddenInUse = MORE.filter((key) => filters[key] !== undefined).length;
   const [more, setMore] = useState(hiddenInUse > 0);
+  // The fleet's devices fill the Device filter: fetched once it is shown, not on every first paint of the Action center.
+  const devices = useQuery({ queryKey: ['devices'], queryFn: api.listDevices, staleTime: 60_000, enabled: more });
+  const deviceOptions: Array<[string, string]> = (devices.data?.items ?? []).map((d) => [d.id, d.name]);
+  if (filters.deviceId && !deviceOptions.some(([id]) => id === filters.deviceId)) deviceOptions.unshift([filters.deviceId, devices.isPending ? 'Loading…' : filters.deviceId]);
   const set = <K extends keyof ActionFilters>(key: K, value: ActionFilters[K]): void => onChange({ ...filters, [key]: value });
   const statuses = ACTION_STATUSES.filter((s) => s !== 'pending_approval');
   const fields: ReactNode[] = [
@@ -84,7 +90,7 @@ export function FiltersBar({ view, filters, devices, onChange }: { view: ActionV
   const moreFields: ReactNode[] = [
     <Choice key="source" label="Source" value={filters.source} options={ACTION_SOURCES.map((s) => [s, SOURCE_LABELS[s]])} onChange={(v) => set('source', v)} />,
     <Choice key="entityType" label="Entity type" value={filters.entityType} options={ENTITY_TYPES.map((e) => [e, ENTITY_TYPE_LABELS[e]])} onChange={(v) => set('entityType', v)} />,
-    <Choice key="device" label="Device" value={filters.deviceId} options={devices.map((d) => [d.id, d.name])} onChange={(v) => set('deviceId', v)} />,
+    <Choice key="device" label="Device" value={filters.deviceId} options={deviceOptions} onChange={(v) => set('deviceId', v)} />,
     <TextFilter key={`inv-${filters.investigationId ?? ''}`} label="Investigation" value={filters.investigationId} onCommit={(v) => set('investigationId', v)} />,
   ];
   if (view === 'history') {
