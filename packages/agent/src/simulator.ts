@@ -36,9 +36,10 @@ export interface FleetOptions {
   /** Told when the server says an agent's result is recorded (for latency measurements). */
   onResultRecorded?: (deviceId: string, actionId: string, at: number) => void;
   /**
-   * How an agent answers a command; by default as the real agent would, well
-   * formed (tests give some agents broken or hostile answers). `upload`
-   * sends an investigation package, signed by the agent.
+   * How an agent answers each delivery of a command (tests give some agents
+   * broken or hostile answers). By default it answers as the real agent
+   * would: once, and from the result it kept when the command is sent again.
+   * `upload` sends an investigation package, signed by the agent.
    */
   answer?: (command: CommandPayload, agent: SimulatedAgent, upload: (bytes: Buffer) => Promise<void>) => Promise<SimulatedAnswer>;
 }
@@ -232,9 +233,10 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
             options.onCommand?.(agent.deviceId, command.actionId, performance.now());
             if (agent.recorded.has(command.actionId)) agent.resentAfterResult.push(command.actionId);
             send({ t: 'ack', actionId: command.actionId });
-            // Carried out once; sent again (after a reconnect), the command is answered with the result kept, as the real agent's journal does.
-            if (!agent.results.has(command.actionId)) {
-              agent.executed.push({ actionId: command.actionId, type: command.type, at: Date.now() });
+            // Carried out once: sent again (after a reconnect), the command is answered with the result kept, as the real
+            // agent's journal does. A test's own answer is asked again, and decides.
+            if (!agent.executed.some((e) => e.actionId === command.actionId)) agent.executed.push({ actionId: command.actionId, type: command.type, at: Date.now() });
+            if (!agent.results.has(command.actionId) || options.answer) {
               agent.results.set(command.actionId, answer(command).then((outcome) => signResult(agent.privateKey, agent.deviceId, command.actionId, outcome)));
             }
             send({ t: 'result', jws: await agent.results.get(command.actionId)! });
