@@ -84,9 +84,11 @@ export function createAgentGateway(deps: AgentGatewayDeps): AgentGateway {
       const connection = connections.get(deviceId);
       if (connection && !connection.sent.has(actionId) && !connection.offboardSent) await pushCommands(deviceId);
     }
-    for (const [groupId, sent] of states) {
+    for (const groupId of [...states.keys()]) {
       const current = await agents.currentState(groupId);
-      if (current && current.version > ((await sent.catch(() => null))?.version ?? 0)) return publishState();
+      // What was sent is read after: a new version published meanwhile is not taken for one the bus lost.
+      const sent = await states.get(groupId)?.catch(() => null);
+      if (current && sent !== undefined && current.version > (sent?.version ?? 0)) return publishState();
     }
   };
   // One pass at a time: a pass that outlasts the interval is not joined by another.
